@@ -1,0 +1,30 @@
+// The parameter tensors of each model Fulcrum trains. Shared by ps_server,
+// which creates them, and the worker, whose model reads them.
+#ifndef FULCRUM_COMMON_MODEL_SPEC_H_
+#define FULCRUM_COMMON_MODEL_SPEC_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/fulcrum.pb.h"
+
+namespace fulcrum {
+
+// Fashion-MNIST geometry.
+inline constexpr int64_t kImageFeatures = 28 * 28;
+inline constexpr int64_t kImageClasses = 10;
+// Hidden width of the "mlp" model.
+inline constexpr int64_t kMlpHidden = 256;
+
+// The tensors of `model` ("softmax": 784->10 softmax regression, "mlp":
+// 784->256->10 with ReLU). NOT_FOUND for any other name.
+absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model);
+
+// Product of the spec's shape; 0 for an empty shape.
+int64_t ElementCount(const TensorSpec& spec);
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_COMMON_MODEL_SPEC_H_

@@ -1,0 +1,36 @@
+// Packing dense float32 values into wire payloads and back.
+//
+// Dense values travel as packed little-endian IEEE-754 float32 (Encoding
+// FLOAT32), not `repeated float`: one memcpy each way on little-endian hosts.
+#ifndef FULCRUM_COMMON_PAYLOAD_H_
+#define FULCRUM_COMMON_PAYLOAD_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "proto/fulcrum.pb.h"
+
+namespace fulcrum {
+
+// Appends `values` to `*out` as packed little-endian float32.
+void EncodeFloat32(absl::Span<const float> values, std::string* out);
+
+// Decodes `data` (encoded as `encoding`) into exactly `out.size()` floats.
+// INVALID_ARGUMENT if the encoding is not supported, the byte length is not a
+// multiple of the element size, or the element count is not out.size().
+// With `require_finite`, also INVALID_ARGUMENT if any value is NaN or infinite
+// (`out` may then hold partial results; callers must not use them).
+absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
+                           absl::Span<float> out, bool require_finite);
+
+// Number of elements `data` holds in `encoding`, or INVALID_ARGUMENT.
+absl::StatusOr<size_t> PayloadElementCount(Encoding encoding,
+                                           absl::string_view data);
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_COMMON_PAYLOAD_H_

@@ -1,0 +1,157 @@
+#include "server/grpc_services.h"
+
+#include <vector>
+
+#include "absl/base/config.h"
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/payload.h"
+#include "grpcpp/server_context.h"
+
+namespace fulcrum {
+namespace {
+
+#ifndef ABSL_IS_LITTLE_ENDIAN
+#error "Pull writes float32 values straight into the response bytes; port it."
+#endif
+
+SliceRef ToSliceRef(const DenseSlice& slice) {
+  SliceRef ref;
+  ref.tensor = slice.tensor();
+  ref.offset = slice.offset();
+  ref.length = slice.length();
+  return ref;
+}
+
+absl::Time PullDeadline(const grpc::ServerContext& context,
+                        absl::Duration max_wait) {
+  const absl::Time cap = absl::Now() + max_wait;
+  const absl::Time client = absl::FromChrono(context.deadline());
+  return std::min(cap, client);
+}
+
+}  // namespace
+
+ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
+                                           uint64_t incarnation,
+                                           absl::Duration max_wait)
+    : shard_(shard), incarnation_(incarnation), max_wait_(max_wait) {}
+
+void ParameterServiceImpl::FillHeader(const ShardVersion& version,
+                                      ResponseHeader* header) const {
+  header->set_version(version.version);
+  header->set_round(version.round);
+  header->set_incarnation(incarnation_);
+}
+
+grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
+                                        const PullRequest* request,
+                                        PullResponse* response) {
+  if (request->encoding() != ENCODING_UNSPECIFIED &&
+      request->encoding() != FLOAT32) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("unsupported pull encoding ",
+                                     Encoding_Name(request->encoding())));
+  }
+  std::vector<SliceRef> slices;
+  slices.reserve(request->dense_size());
+  for (const DenseSlice& slice : request->dense()) {
+    slices.push_back(ToSliceRef(slice));
+    // Validate before allocating the response: a bad length must not make us
+    // allocate it.
+    absl::Status valid = shard_->store().Validate(slices.back());
+    if (!valid.ok()) return ToGrpcStatus(valid);
+  }
+  // Values are read straight into the response's byte buffers.
+  std::vector<absl::Span<float>> out;
+  out.reserve(slices.size());
+  for (const DenseSlice& slice : request->dense()) {
+    DenseValues* values = response->add_dense();
+    *values->mutable_slice() = slice;
+    values->set_encoding(FLOAT32);
+    std::string* data = values->mutable_data();
+    data->resize(slice.length() * sizeof(float));
+    out.emplace_back(reinterpret_cast<float*>(data->data()), slice.length());
+  }
+  absl::StatusOr<ShardVersion> version = shard_->Pull(
+      request->header().worker_id(), request->header().clock(), slices, out,
+      PullDeadline(*context, max_wait_));
+  if (!version.ok()) {
+    response->Clear();
+    return ToGrpcStatus(version.status());
+  }
+  FillHeader(*version, response->mutable_header());
+  return grpc::Status::OK;
+}
+
+grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
+                                        const PushRequest* request,
+                                        PushResponse* response) {
+  std::vector<std::vector<float>> buffers(request->dense_size());
+  std::vector<SliceGradient> gradients(request->dense_size());
+  for (int i = 0; i < request->dense_size(); ++i) {
+    const DenseValues& values = request->dense(i);
+    SliceGradient& g = gradients[i];
+    g.slice = ToSliceRef(values.slice());
+    absl::Status s = shard_->store().Validate(g.slice);
+    if (!s.ok()) return ToGrpcStatus(s);
+    absl::StatusOr<size_t> count =
+        PayloadElementCount(values.encoding(), values.data());
+    if (!count.ok()) {
+      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", g.slice.tensor, ": ", count.status().message())));
+    }
+    if (*count != g.slice.length) {
+      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", g.slice.tensor, ": payload holds ", *count,
+          " elements but the slice has ", g.slice.length)));
+    }
+    buffers[i].resize(*count);
+    s = DecodeFloat32(values.encoding(), values.data(),
+                      absl::MakeSpan(buffers[i]), /*require_finite=*/true);
+    if (!s.ok()) {
+      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", g.slice.tensor, ": ", s.message(), "; nothing applied")));
+    }
+    g.values = buffers[i];
+  }
+  absl::StatusOr<ShardVersion> version =
+      shard_->Push(request->header().worker_id(), request->header().request_id(),
+                   request->header().clock(), gradients);
+  if (!version.ok()) return ToGrpcStatus(version.status());
+  FillHeader(*version, response->mutable_header());
+  return grpc::Status::OK;
+}
+
+CoordinatorServiceImpl::CoordinatorServiceImpl(
+    JobCoordinator* coordinator)
+    : coordinator_(coordinator) {}
+
+grpc::Status CoordinatorServiceImpl::RegisterWorker(
+    grpc::ServerContext*, const RegisterWorkerRequest* request,
+    RegisterWorkerResponse* response) {
+  absl::StatusOr<RegisterWorkerResponse> result =
+      coordinator_->RegisterWorker(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::ReportProgress(
+    grpc::ServerContext*, const ReportProgressRequest* request,
+    ReportProgressResponse* response) {
+  absl::StatusOr<ReportProgressResponse> result =
+      coordinator_->ReportProgress(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::GetStatus(grpc::ServerContext*,
+                                               const GetStatusRequest*,
+                                               JobStatus* response) {
+  *response = coordinator_->GetStatus();
+  return grpc::Status::OK;
+}
+
+}  // namespace fulcrum

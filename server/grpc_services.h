@@ -1,0 +1,57 @@
+// gRPC adapters: ParameterService over a ParameterShard and Coordinator over a
+// JobCoordinator. They translate messages and statuses and nothing else.
+#ifndef FULCRUM_SERVER_GRPC_SERVICES_H_
+#define FULCRUM_SERVER_GRPC_SERVICES_H_
+
+#include <cstdint>
+
+#include "absl/time/time.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "server/coordinator.h"
+#include "server/parameter_shard.h"
+
+namespace fulcrum {
+
+// Thread-safe; `shard` is not owned and must outlive the service.
+class ParameterServiceImpl final : public ParameterService::Service {
+ public:
+  // `max_wait` caps how long a pull waits for its round when the client set
+  // no deadline (or a later one).
+  ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
+                       absl::Duration max_wait);
+
+  grpc::Status Pull(grpc::ServerContext* context, const PullRequest* request,
+                    PullResponse* response) override;
+  grpc::Status Push(grpc::ServerContext* context, const PushRequest* request,
+                    PushResponse* response) override;
+
+ private:
+  void FillHeader(const ShardVersion& version, ResponseHeader* header) const;
+
+  ParameterShard* const shard_;
+  const uint64_t incarnation_;
+  const absl::Duration max_wait_;
+};
+
+// Thread-safe; `coordinator` is not owned and must outlive the service.
+class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
+ public:
+  explicit CoordinatorServiceImpl(JobCoordinator* coordinator);
+
+  grpc::Status RegisterWorker(grpc::ServerContext* context,
+                              const RegisterWorkerRequest* request,
+                              RegisterWorkerResponse* response) override;
+  grpc::Status ReportProgress(grpc::ServerContext* context,
+                              const ReportProgressRequest* request,
+                              ReportProgressResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* context,
+                         const GetStatusRequest* request,
+                         JobStatus* response) override;
+
+ private:
+  JobCoordinator* const coordinator_;
+};
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_GRPC_SERVICES_H_

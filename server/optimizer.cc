@@ -1,0 +1,179 @@
+#include "server/optimizer.h"
+
+#include <cmath>
+
+#include "Eigen/Core"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace fulcrum {
+namespace {
+
+using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
+using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
+
+class Sgd final : public Optimizer {
+ public:
+  explicit Sgd(float lr) : lr_(lr) {}
+  std::string Describe() const override {
+    return absl::StrFormat("sgd(lr=%g)", lr_);
+  }
+  int num_slots() const override { return 0; }
+  void Apply(float* values, const float* grad, absl::Span<float* const>,
+             size_t n, int64_t) const override {
+    ArrayMap w(values, n);
+    ConstArrayMap g(grad, n);
+    w -= lr_ * g;
+  }
+
+ private:
+  const float lr_;
+};
+
+// Classical momentum: v = mu * v + g; w -= lr * v.
+class Momentum final : public Optimizer {
+ public:
+  Momentum(float lr, float mu) : lr_(lr), mu_(mu) {}
+  std::string Describe() const override {
+    return absl::StrFormat("momentum(lr=%g, momentum=%g)", lr_, mu_);
+  }
+  int num_slots() const override { return 1; }
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
+             size_t n, int64_t) const override {
+    ArrayMap w(values, n);
+    ConstArrayMap g(grad, n);
+    ArrayMap v(slots[0], n);
+    v = mu_ * v + g;
+    w -= lr_ * v;
+  }
+
+ private:
+  const float lr_;
+  const float mu_;
+};
+
+// Adagrad: a += g^2; w -= lr * g / (sqrt(a) + eps).
+class Adagrad final : public Optimizer {
+ public:
+  Adagrad(float lr, float eps, float initial)
+      : lr_(lr), eps_(eps), initial_(initial) {}
+  std::string Describe() const override {
+    return absl::StrFormat("adagrad(lr=%g, initial_accumulator=%g)", lr_,
+                           initial_);
+  }
+  int num_slots() const override { return 1; }
+  void InitSlots(absl::Span<float* const> slots, size_t n) const override {
+    ArrayMap(slots[0], n).setConstant(initial_);
+  }
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
+             size_t n, int64_t) const override {
+    ArrayMap w(values, n);
+    ConstArrayMap g(grad, n);
+    ArrayMap a(slots[0], n);
+    a += g.square();
+    w -= lr_ * g / (a.sqrt() + eps_);
+  }
+
+ private:
+  const float lr_;
+  const float eps_;
+  const float initial_;
+};
+
+// Adam (Kingma & Ba): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+// w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+class Adam final : public Optimizer {
+ public:
+  Adam(float lr, float b1, float b2, float eps)
+      : lr_(lr), b1_(b1), b2_(b2), eps_(eps) {}
+  std::string Describe() const override {
+    return absl::StrFormat("adam(lr=%g, beta1=%g, beta2=%g, epsilon=%g)", lr_,
+                           b1_, b2_, eps_);
+  }
+  int num_slots() const override { return 2; }
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
+             size_t n, int64_t step) const override {
+    ArrayMap w(values, n);
+    ConstArrayMap g(grad, n);
+    ArrayMap m(slots[0], n);
+    ArrayMap v(slots[1], n);
+    const double t = static_cast<double>(step < 1 ? 1 : step);
+    const float m_correction = static_cast<float>(1.0 - std::pow(b1_, t));
+    const float v_correction = static_cast<float>(1.0 - std::pow(b2_, t));
+    m = b1_ * m + (1.0f - b1_) * g;
+    v = b2_ * v + (1.0f - b2_) * g.square();
+    w -= (lr_ / m_correction) * m / ((v / v_correction).sqrt() + eps_);
+  }
+
+ private:
+  const float lr_;
+  const float b1_;
+  const float b2_;
+  const float eps_;
+};
+
+float OrDefault(float value, float fallback) {
+  return value != 0.0f ? value : fallback;
+}
+
+}  // namespace
+
+void Optimizer::InitSlots(absl::Span<float* const> slots, size_t n) const {
+  for (float* slot : slots) ArrayMap(slot, n).setZero();
+}
+
+absl::StatusOr<OptimizerKind> ParseOptimizerKind(absl::string_view name) {
+  if (name == "sgd") return SGD;
+  if (name == "momentum") return MOMENTUM;
+  if (name == "adagrad") return ADAGRAD;
+  if (name == "adam") return ADAM;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown optimizer '", name, "'; known: sgd, momentum, adagrad, adam"));
+}
+
+absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
+    const OptimizerConfig& config) {
+  const float default_lr = config.kind() == ADAM ? 0.001f : 0.01f;
+  const float lr = OrDefault(config.learning_rate(), default_lr);
+  if (!(lr > 0.0f) || !std::isfinite(lr)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("learning rate must be positive and finite, got ", lr));
+  }
+  switch (config.kind()) {
+    case SGD:
+      return std::unique_ptr<Optimizer>(new Sgd(lr));
+    case MOMENTUM: {
+      const float mu = OrDefault(config.momentum(), 0.9f);
+      if (!(mu >= 0.0f && mu < 1.0f)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("momentum must be in [0, 1), got ", mu));
+      }
+      return std::unique_ptr<Optimizer>(new Momentum(lr, mu));
+    }
+    case ADAGRAD: {
+      const float eps = OrDefault(config.epsilon(), 1e-10f);
+      const float initial = OrDefault(config.initial_accumulator(), 0.1f);
+      if (!(initial >= 0.0f) || !(eps > 0.0f)) {
+        return absl::InvalidArgumentError(
+            "adagrad needs initial_accumulator >= 0 and epsilon > 0");
+      }
+      return std::unique_ptr<Optimizer>(new Adagrad(lr, eps, initial));
+    }
+    case ADAM: {
+      const float b1 = OrDefault(config.beta1(), 0.9f);
+      const float b2 = OrDefault(config.beta2(), 0.999f);
+      const float eps = OrDefault(config.epsilon(), 1e-8f);
+      if (!(b1 >= 0.0f && b1 < 1.0f) || !(b2 >= 0.0f && b2 < 1.0f) ||
+          !(eps > 0.0f)) {
+        return absl::InvalidArgumentError(
+            "adam needs beta1, beta2 in [0, 1) and epsilon > 0");
+      }
+      return std::unique_ptr<Optimizer>(new Adam(lr, b1, b2, eps));
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown optimizer kind ", static_cast<int>(config.kind())));
+  }
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,139 @@
+// ParameterShard: one ps_server's part of the model, served under a
+// consistency mode. Transport-neutral: the gRPC ParameterService adapts it.
+#ifndef FULCRUM_SERVER_PARAMETER_SHARD_H_
+#define FULCRUM_SERVER_PARAMETER_SHARD_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "proto/fulcrum.pb.h"
+#include "server/parameter_store.h"
+
+namespace fulcrum {
+
+// A shard's progress, returned with every pull and push.
+struct ShardVersion {
+  int64_t version = 0;  // async: pushes applied; sync: rounds applied
+  int64_t round = 0;    // sync: the round being collected (== version)
+};
+
+// A decoded gradient for one slice.
+struct SliceGradient {
+  SliceRef slice;
+  absl::Span<const float> values;
+};
+
+// Counters for status and metrics.
+struct ShardStats {
+  int64_t pushes = 0;
+  int64_t pulls = 0;
+  int64_t duplicate_pushes = 0;
+  int64_t rounds = 0;
+  // Time pulls spent waiting for a round or for the job to start.
+  double pull_wait_seconds = 0;
+};
+
+// Thread-safe. Workers must be admitted (AdmitWorker) before they pull or
+// push; pushes are accepted from active workers only, pulls from any admitted
+// one (a worker that finished training may still read the final model).
+//
+// Async mode applies each push to the store at once. Sync mode (BSP) sums the
+// pushes of round r; when every active worker has pushed r, the mean is
+// applied once, the round becomes r + 1 and pulls waiting for r + 1 wake.
+// Sync-mode pulls read under the round lock's reader side, so they always see
+// a whole round. Before Start() pulls wait (the job waits for its workers).
+class ParameterShard {
+ public:
+  // `store` is owned.
+  ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode);
+  ParameterShard(const ParameterShard&) = delete;
+  ParameterShard& operator=(const ParameterShard&) = delete;
+
+  // Opens the shard for pulls and pushes.
+  void Start();
+  // Fails waiting and future calls with UNAVAILABLE.
+  void Shutdown();
+
+  // Membership: the coordinator admits a worker when it registers and
+  // deactivates it when it finishes (or dies). Deactivating may complete the
+  // current sync round.
+  void AdmitWorker(uint64_t worker_id);
+  void DeactivateWorker(uint64_t worker_id);
+
+  // Reads `slices` into `out` (one span per slice, sized like it). Sync mode
+  // with clock >= 0 waits until round >= clock. DEADLINE_EXCEEDED past
+  // `deadline`, FAILED_PRECONDITION for a worker never admitted, NOT_FOUND or
+  // INVALID_ARGUMENT for a bad slice (then nothing is read).
+  absl::StatusOr<ShardVersion> Pull(uint64_t worker_id, int64_t clock,
+                                    const std::vector<SliceRef>& slices,
+                                    absl::Span<const absl::Span<float>> out,
+                                    absl::Time deadline);
+
+  // Applies (async) or accumulates (sync) `gradients` as one update: every
+  // slice is validated first and on any error nothing is applied.
+  // FAILED_PRECONDITION for a worker not active, or in sync mode a clock other
+  // than the current round or a second push for the round. A push whose
+  // non-zero request_id this worker already used is acknowledged and ignored.
+  absl::StatusOr<ShardVersion> Push(uint64_t worker_id, uint64_t request_id,
+                                    int64_t clock,
+                                    const std::vector<SliceGradient>& gradients);
+
+  ShardVersion version() const;
+  ShardStats stats() const;
+  ConsistencyMode mode() const { return mode_; }
+  const ParameterStore& store() const { return *store_; }
+
+ private:
+  // The last request ids of each worker's accepted pushes, so a retried push
+  // is applied once. Not synchronised: the shard guards it with mu_.
+  class RecentRequests {
+   public:
+    bool Contains(uint64_t worker_id, uint64_t request_id) const;
+    void Insert(uint64_t worker_id, uint64_t request_id);
+
+   private:
+    static constexpr size_t kPerWorker = 64;
+    absl::flat_hash_map<uint64_t, std::deque<uint64_t>> ids_;
+  };
+
+  absl::Status CheckAdmittedLocked(uint64_t worker_id) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Applies the round if every active worker pushed it.
+  void MaybeCompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ValidateAll(const std::vector<SliceGradient>& gradients) const;
+
+  const std::unique_ptr<ParameterStore> store_;
+  const ConsistencyMode mode_;
+
+  mutable absl::Mutex mu_;
+  RecentRequests recent_requests_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<uint64_t> admitted_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<uint64_t> active_ ABSL_GUARDED_BY(mu_);
+  // Sync mode: rounds applied, who pushed the current one, and pushes still
+  // adding into the store's sums.
+  int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_set<uint64_t> pushed_ ABSL_GUARDED_BY(mu_);
+  int pushes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  double pull_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Async-mode version, and counters; updated without mu_.
+  std::atomic<int64_t> async_version_{0};
+  std::atomic<int64_t> pushes_{0};
+  std::atomic<int64_t> pulls_{0};
+  std::atomic<int64_t> duplicate_pushes_{0};
+};
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_PARAMETER_SHARD_H_

@@ -1,0 +1,229 @@
+#include "server/parameter_store.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/model_spec.h"
+#include "common/status_macros.h"
+#include "server/initializer.h"
+
+namespace fulcrum {
+
+// One lock-striped range of a tensor: its values, optimizer slots and (sync
+// mode) the pending gradient sum, all guarded by one mutex.
+struct ParameterStore::Stripe {
+  mutable absl::Mutex mu;
+  std::vector<float> values ABSL_GUARDED_BY(mu);
+  std::vector<std::vector<float>> slots ABSL_GUARDED_BY(mu);
+  // Empty until the first Accumulate.
+  std::vector<float> pending ABSL_GUARDED_BY(mu);
+  bool has_pending ABSL_GUARDED_BY(mu) = false;
+  // Optimizer steps applied to this stripe (Adam's t).
+  int64_t updates ABSL_GUARDED_BY(mu) = 0;
+
+  void ApplyLocked(const Optimizer& optimizer, size_t begin, const float* grad,
+                   size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    float* slot_ptrs[4];
+    for (size_t i = 0; i < slots.size(); ++i) slot_ptrs[i] = &slots[i][begin];
+    ++updates;
+    optimizer.Apply(&values[begin], grad,
+                    absl::MakeConstSpan(slot_ptrs, slots.size()), n, updates);
+  }
+};
+
+struct ParameterStore::Tensor {
+  TensorSpec spec;
+  uint64_t size = 0;
+  std::vector<std::unique_ptr<Stripe>> stripes;
+};
+
+ParameterStore::ParameterStore(const ParameterStoreOptions& options,
+                               std::unique_ptr<Optimizer> optimizer)
+    : options_(options), optimizer_(std::move(optimizer)) {}
+
+ParameterStore::~ParameterStore() = default;
+
+absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
+    const ParameterStoreOptions& options, std::unique_ptr<Optimizer> optimizer,
+    const std::vector<TensorSpec>& tensors) {
+  if (optimizer == nullptr) {
+    return absl::InvalidArgumentError("parameter store needs an optimizer");
+  }
+  if (options.stripe_elements == 0) {
+    return absl::InvalidArgumentError("stripe_elements must be positive");
+  }
+  if (optimizer->num_slots() > 4) {
+    return absl::InternalError("optimizers have at most 4 slots");
+  }
+  std::unique_ptr<ParameterStore> store(
+      new ParameterStore(options, std::move(optimizer)));
+  for (const TensorSpec& spec : tensors) {
+    if (spec.name().empty()) {
+      return absl::InvalidArgumentError("tensor with an empty name");
+    }
+    for (int64_t d : spec.shape()) {
+      if (d <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor ", spec.name(), ": dimensions must be positive"));
+      }
+    }
+    const int64_t size = ElementCount(spec);
+    if (size <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", spec.name(), " has no elements"));
+    }
+    if (store->tensors_.contains(spec.name())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("duplicate tensor ", spec.name()));
+    }
+    std::vector<float> initial(size);
+    FULCRUM_RETURN_IF_ERROR(
+        InitializeTensor(spec, options.seed, absl::MakeSpan(initial)));
+
+    auto tensor = std::make_unique<Tensor>();
+    tensor->spec = spec;
+    tensor->size = size;
+    const Optimizer& opt = *store->optimizer_;
+    for (uint64_t begin = 0; begin < tensor->size;
+         begin += options.stripe_elements) {
+      const uint64_t n =
+          std::min<uint64_t>(options.stripe_elements, tensor->size - begin);
+      auto stripe = std::make_unique<Stripe>();
+      absl::MutexLock lock(&stripe->mu);
+      stripe->values.assign(initial.begin() + begin,
+                            initial.begin() + begin + n);
+      stripe->slots.resize(opt.num_slots());
+      float* slot_ptrs[4];
+      for (int i = 0; i < opt.num_slots(); ++i) {
+        stripe->slots[i].resize(n);
+        slot_ptrs[i] = stripe->slots[i].data();
+      }
+      opt.InitSlots(absl::MakeConstSpan(slot_ptrs, opt.num_slots()), n);
+      tensor->stripes.push_back(std::move(stripe));
+    }
+    store->total_elements_ += size;
+    store->names_.push_back(spec.name());
+    store->tensors_.emplace(spec.name(), std::move(tensor));
+  }
+  return store;
+}
+
+absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::Find(
+    const SliceRef& slice) const {
+  auto it = tensors_.find(slice.tensor);
+  if (it == tensors_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown tensor '", slice.tensor, "'"));
+  }
+  const Tensor* tensor = it->second.get();
+  if (slice.length == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("empty slice of tensor ", slice.tensor));
+  }
+  if (slice.offset >= tensor->size ||
+      slice.length > tensor->size - slice.offset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slice [", slice.offset, ", ", slice.offset + slice.length,
+        ") is outside tensor ", slice.tensor, " of ", tensor->size,
+        " elements"));
+  }
+  return tensor;
+}
+
+template <typename Fn>
+void ParameterStore::ForEachStripe(const Tensor& tensor, const SliceRef& slice,
+                                   Fn fn) const {
+  const uint64_t width = options_.stripe_elements;
+  uint64_t pos = slice.offset;
+  const uint64_t end = slice.offset + slice.length;
+  while (pos < end) {
+    const uint64_t index = pos / width;
+    const uint64_t in_stripe = pos - index * width;
+    const uint64_t n = std::min<uint64_t>(width - in_stripe, end - pos);
+    fn(*tensor.stripes[index], in_stripe, pos - slice.offset, n);
+    pos += n;
+  }
+}
+
+absl::Status ParameterStore::Validate(const SliceRef& slice) const {
+  return Find(slice).status();
+}
+
+absl::Status ParameterStore::Read(const SliceRef& slice,
+                                  absl::Span<float> out) const {
+  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
+  if (out.size() != slice.length) {
+    return absl::InvalidArgumentError("output size differs from slice length");
+  }
+  ForEachStripe(*tensor, slice,
+                [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
+                  absl::MutexLock lock(&stripe.mu);
+                  std::copy_n(&stripe.values[begin], n, &out[at]);
+                });
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::ApplyGradient(const SliceRef& slice,
+                                           absl::Span<const float> grad) {
+  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
+  if (grad.size() != slice.length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gradient for ", slice.tensor, " has ", grad.size(),
+        " elements, slice has ", slice.length));
+  }
+  ForEachStripe(*tensor, slice,
+                [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
+                  absl::MutexLock lock(&stripe.mu);
+                  stripe.ApplyLocked(*optimizer_, begin, &grad[at], n);
+                });
+  return absl::OkStatus();
+}
+
+absl::Status ParameterStore::Accumulate(const SliceRef& slice,
+                                        absl::Span<const float> grad) {
+  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
+  if (grad.size() != slice.length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gradient for ", slice.tensor, " has ", grad.size(),
+        " elements, slice has ", slice.length));
+  }
+  ForEachStripe(*tensor, slice,
+                [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
+                  absl::MutexLock lock(&stripe.mu);
+                  if (stripe.pending.empty()) {
+                    stripe.pending.assign(stripe.values.size(), 0.0f);
+                  }
+                  float* sum = &stripe.pending[begin];
+                  for (uint64_t i = 0; i < n; ++i) sum[i] += grad[at + i];
+                  stripe.has_pending = true;
+                });
+  return absl::OkStatus();
+}
+
+void ParameterStore::ApplyAccumulated(float scale) {
+  for (const std::string& name : names_) {
+    Tensor& tensor = *tensors_.at(name);
+    for (auto& stripe_ptr : tensor.stripes) {
+      Stripe& stripe = *stripe_ptr;
+      absl::MutexLock lock(&stripe.mu);
+      if (!stripe.has_pending) continue;
+      for (float& g : stripe.pending) g *= scale;
+      stripe.ApplyLocked(*optimizer_, 0, stripe.pending.data(),
+                         stripe.pending.size());
+      std::fill(stripe.pending.begin(), stripe.pending.end(), 0.0f);
+      stripe.has_pending = false;
+    }
+  }
+}
+
+std::vector<std::string> ParameterStore::TensorNames() const { return names_; }
+
+absl::StatusOr<uint64_t> ParameterStore::TensorSize(
+    const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown tensor '", name, "'"));
+  }
+  return it->second->size;
+}
+
+}  // namespace fulcrum

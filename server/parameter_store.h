@@ -1,0 +1,106 @@
+// ParameterStore: the named dense float32 tensors of one shard, with their
+// optimizer slots, cut into lock-striped ranges.
+#ifndef FULCRUM_SERVER_PARAMETER_STORE_H_
+#define FULCRUM_SERVER_PARAMETER_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "proto/fulcrum.pb.h"
+#include "server/optimizer.h"
+
+namespace fulcrum {
+
+struct ParameterStoreOptions {
+  // Elements per stripe; each stripe has its own mutex. Smaller stripes let
+  // more concurrent pushes apply in parallel; larger ones cost fewer locks per
+  // request. 65536 floats = 256 KB.
+  size_t stripe_elements = 65536;
+  // Seed for random initializers; tensor i uses a stream derived from it and
+  // the tensor's name, so the same seed gives the same model.
+  uint64_t seed = 1;
+};
+
+// A contiguous element range [offset, offset + length) of a named tensor.
+struct SliceRef {
+  std::string tensor;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// Thread-safe: every method may be called concurrently. The set of tensors is
+// fixed at Create; values, optimizer slots and sync-mode gradient sums are
+// guarded per stripe. A request touching several stripes locks them one at a
+// time, so a concurrent reader may see an update applied to some stripes and
+// not yet others (as in every asynchronous parameter server); callers that
+// need whole-round snapshots (sync mode) serialise at a higher level.
+class ParameterStore {
+ public:
+  // INVALID_ARGUMENT for duplicate names, empty or non-positive shapes, or an
+  // unknown initializer.
+  static absl::StatusOr<std::unique_ptr<ParameterStore>> Create(
+      const ParameterStoreOptions& options,
+      std::unique_ptr<Optimizer> optimizer,
+      const std::vector<TensorSpec>& tensors);
+
+  ParameterStore(const ParameterStore&) = delete;
+  ParameterStore& operator=(const ParameterStore&) = delete;
+  ~ParameterStore();
+
+  // OK if `slice` names a tensor and lies inside it with length > 0;
+  // NOT_FOUND for an unknown tensor, INVALID_ARGUMENT otherwise.
+  absl::Status Validate(const SliceRef& slice) const;
+
+  // Copies the slice's values into `out` (slice.length floats).
+  absl::Status Read(const SliceRef& slice, absl::Span<float> out) const;
+
+  // Applies the optimizer to the slice with gradient `grad` (slice.length).
+  absl::Status ApplyGradient(const SliceRef& slice,
+                             absl::Span<const float> grad);
+
+  // Adds `grad` into the slice's pending gradient sum (sync mode).
+  absl::Status Accumulate(const SliceRef& slice, absl::Span<const float> grad);
+
+  // Applies every pending sum, multiplied by `scale`, with the optimizer and
+  // clears the sums. Ranges with nothing accumulated are untouched.
+  void ApplyAccumulated(float scale);
+
+  // Tensor names in creation order, and their element counts.
+  std::vector<std::string> TensorNames() const;
+  absl::StatusOr<uint64_t> TensorSize(const std::string& name) const;
+  // Float32 values held (not counting optimizer slots).
+  uint64_t TotalElements() const { return total_elements_; }
+  const Optimizer& optimizer() const { return *optimizer_; }
+
+ private:
+  struct Stripe;
+  struct Tensor;
+
+  ParameterStore(const ParameterStoreOptions& options,
+                 std::unique_ptr<Optimizer> optimizer);
+
+  absl::StatusOr<const Tensor*> Find(const SliceRef& slice) const;
+
+  // Calls fn(stripe, offset_in_stripe, offset_in_slice, count) for every
+  // stripe the slice overlaps, in order.
+  template <typename Fn>
+  void ForEachStripe(const Tensor& tensor, const SliceRef& slice, Fn fn) const;
+
+  const ParameterStoreOptions options_;
+  const std::unique_ptr<Optimizer> optimizer_;
+  // Immutable after Create, so read without a lock.
+  absl::flat_hash_map<std::string, std::unique_ptr<Tensor>> tensors_;
+  std::vector<std::string> names_;
+  uint64_t total_elements_ = 0;
+};
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_PARAMETER_STORE_H_

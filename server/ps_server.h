@@ -1,0 +1,93 @@
+// ParameterServer: one ps_server process's gRPC server — the parameter
+// service for its shard and, on the coordinator, the Coordinator service.
+//
+// Lifecycle:
+//
+//   Create() --> created --Start()--> serving --Shutdown()--> stopped
+//                                        |                      ^
+//                                        +------Wait() returns--+
+//
+// Thread-safety: Start, Shutdown and Wait may be called from any thread;
+// Shutdown is idempotent. The destructor shuts down.
+#ifndef FULCRUM_SERVER_PS_SERVER_H_
+#define FULCRUM_SERVER_PS_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "proto/fulcrum.pb.h"
+#include "server/coordinator.h"
+#include "server/grpc_services.h"
+#include "server/parameter_shard.h"
+#include "server/parameter_store.h"
+
+namespace fulcrum {
+
+struct ServerOptions {
+  // host:port to listen on; port 0 picks a free one (see bound_port()).
+  std::string listen_address = "0.0.0.0:0";
+  // The job. Its tensors are created from job.model unless job.tensors is
+  // already filled. Unset fields get defaults: mode SYNC, optimizer ADAM,
+  // batch_size 64, epochs 1, num_workers 1.
+  JobSpec job;
+  ParameterStoreOptions store;
+  // Shard addresses given to workers (empty: this process is the only shard).
+  std::vector<std::string> shard_addresses;
+  // Largest gRPC message accepted or sent. 256 MiB holds a 64M-float slice.
+  int max_message_bytes = 256 << 20;
+  // Longest a pull waits for its round or the job start when the client's
+  // deadline is later. The worker retries after it.
+  absl::Duration max_pull_wait = absl::Seconds(60);
+};
+
+class ParameterServer {
+ public:
+  // INVALID_ARGUMENT for a bad job (unknown model, optimizer settings).
+  static absl::StatusOr<std::unique_ptr<ParameterServer>> Create(
+      const ServerOptions& options);
+  ~ParameterServer();
+  ParameterServer(const ParameterServer&) = delete;
+  ParameterServer& operator=(const ParameterServer&) = delete;
+
+  // Binds and starts serving. UNAVAILABLE if the address cannot be bound.
+  absl::Status Start();
+  // Stops accepting calls, fails waiting pulls, waits for calls in flight.
+  void Shutdown();
+  // Blocks until Shutdown.
+  void Wait();
+
+  // The port bound by Start (useful with port 0).
+  int bound_port() const { return bound_port_; }
+  uint64_t incarnation() const { return incarnation_; }
+  const JobSpec& job() const { return job_; }
+  JobCoordinator* coordinator() { return coordinator_.get(); }
+  ParameterShard* shard() { return shard_.get(); }
+
+ private:
+  ParameterServer() = default;
+
+  ServerOptions options_;
+  JobSpec job_;
+  uint64_t incarnation_ = 0;
+  std::unique_ptr<ParameterShard> shard_;
+  std::unique_ptr<JobCoordinator> coordinator_;
+  std::unique_ptr<ParameterServiceImpl> parameter_service_;
+  std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int bound_port_ = 0;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+// Fills unset fields of `job` with the documented defaults and its tensors
+// from the model; INVALID_ARGUMENT/NOT_FOUND for a bad model or settings.
+absl::Status CompleteJobSpec(JobSpec* job);
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_PS_SERVER_H_

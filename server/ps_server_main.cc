@@ -1,0 +1,204 @@
+// ps_server: serves one shard of a Fulcrum model and, as coordinator, the job.
+//
+//   ps_server --port=50051 --model=mlp --mode=sync --num_workers=2 --epochs=5
+//
+// Progress lines and the final "result:" line go to stdout, logs to stderr.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/log.h"
+#include "server/optimizer.h"
+#include "server/ps_server.h"
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free port.");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound port is written to this file once serving "
+          "(atomically, by rename), for launchers that use --port=0.");
+ABSL_FLAG(std::string, model, "softmax", "Model to train: softmax or mlp.");
+ABSL_FLAG(std::string, mode, "sync",
+          "Consistency: sync (BSP rounds) or async (apply each push).");
+ABSL_FLAG(std::string, optimizer, "adam",
+          "Server-side optimizer: sgd, momentum, adagrad or adam.");
+ABSL_FLAG(double, learning_rate, 0,
+          "Learning rate; 0 = the optimizer's default (0.001 adam, 0.01 "
+          "otherwise).");
+ABSL_FLAG(double, momentum, 0.9, "Momentum optimizer's velocity decay.");
+ABSL_FLAG(int, batch_size, 64, "Examples per worker mini-batch.");
+ABSL_FLAG(int, epochs, 5, "Passes over the training set.");
+ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and shuffling.");
+ABSL_FLAG(int, num_workers, 2,
+          "Workers the job waits for; each trains 1/num_workers of the data.");
+ABSL_FLAG(int64_t, stripe_elements, 65536,
+          "Elements per lock stripe inside a tensor.");
+ABSL_FLAG(double, status_interval, 2.0,
+          "Seconds between progress lines on stdout; 0 disables them.");
+ABSL_FLAG(bool, exit_when_done, false,
+          "Exit once the job has finished (after its final evaluation) "
+          "instead of serving status until stopped.");
+
+namespace fulcrum {
+namespace {
+
+absl::StatusOr<ConsistencyMode> ParseMode(const std::string& mode) {
+  if (mode == "sync") return SYNC;
+  if (mode == "async") return ASYNC;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--mode=", mode, ": expected sync or async"));
+}
+
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    if (!out.good()) {
+      return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+int Run() {
+  ServerOptions options;
+  options.listen_address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  JobSpec& job = options.job;
+  job.set_model(absl::GetFlag(FLAGS_model));
+  absl::StatusOr<ConsistencyMode> mode = ParseMode(absl::GetFlag(FLAGS_mode));
+  if (!mode.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", mode.status().message().data());
+    return 2;
+  }
+  job.set_mode(*mode);
+  absl::StatusOr<OptimizerKind> kind =
+      ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
+  if (!kind.ok()) {
+    std::fprintf(stderr, "ps_server: --optimizer: %s\n",
+                 std::string(kind.status().message()).c_str());
+    return 2;
+  }
+  job.mutable_optimizer()->set_kind(*kind);
+  job.mutable_optimizer()->set_learning_rate(absl::GetFlag(FLAGS_learning_rate));
+  job.mutable_optimizer()->set_momentum(absl::GetFlag(FLAGS_momentum));
+  const int batch_size = absl::GetFlag(FLAGS_batch_size);
+  const int epochs = absl::GetFlag(FLAGS_epochs);
+  const int num_workers = absl::GetFlag(FLAGS_num_workers);
+  if (batch_size <= 0 || epochs <= 0 || num_workers <= 0 ||
+      absl::GetFlag(FLAGS_stripe_elements) <= 0) {
+    std::fprintf(stderr,
+                 "ps_server: --batch_size, --epochs, --num_workers and "
+                 "--stripe_elements must be positive\n");
+    return 2;
+  }
+  job.set_batch_size(batch_size);
+  job.set_epochs(epochs);
+  job.set_num_workers(num_workers);
+  job.set_seed(absl::GetFlag(FLAGS_seed));
+  options.store.stripe_elements = absl::GetFlag(FLAGS_stripe_elements);
+
+  absl::StatusOr<std::unique_ptr<ParameterServer>> server =
+      ParameterServer::Create(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", server.status().ToString().c_str());
+    return 2;
+  }
+  ParameterServer& ps = **server;
+  absl::Status started = ps.Start();
+  if (!started.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", started.ToString().c_str());
+    return 1;
+  }
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    absl::Status written =
+        WritePortFile(absl::GetFlag(FLAGS_port_file), ps.bound_port());
+    if (!written.ok()) {
+      std::fprintf(stderr, "ps_server: --port_file: %s\n",
+                   started.ToString().c_str());
+      ps.Shutdown();
+      return 1;
+    }
+  }
+
+  // SIGINT/SIGTERM shut down cleanly; signals are blocked in every thread and
+  // taken by this one.
+  absl::Notification stopping;
+  std::thread signal_thread([&] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (!stopping.HasBeenNotified()) {
+      FULCRUM_LOG(INFO) << "signal " << sig << ": shutting down";
+      stopping.Notify();
+    }
+  });
+
+  const double interval = absl::GetFlag(FLAGS_status_interval);
+  const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
+  std::thread monitor([&] {
+    JobCoordinator* coordinator = ps.coordinator();
+    bool reported = false;
+    while (!stopping.HasBeenNotified()) {
+      const absl::Duration tick =
+          interval > 0 ? absl::Seconds(interval) : absl::Milliseconds(500);
+      const bool done = coordinator->WaitUntilDone(absl::Now() + tick);
+      if (stopping.HasBeenNotified()) break;
+      const JobState state = coordinator->state();
+      if (interval > 0 && (state == RUNNING || state == EVALUATING)) {
+        std::printf("%s\n", coordinator->ProgressLine().c_str());
+        std::fflush(stdout);
+      }
+      if (done && !reported) {
+        reported = true;
+        std::printf("%s\n", coordinator->ResultLine().c_str());
+        std::fflush(stdout);
+        if (exit_when_done) {
+          stopping.Notify();
+          kill(getpid(), SIGTERM);  // releases the signal thread
+          break;
+        }
+      }
+    }
+  });
+
+  stopping.WaitForNotification();
+  ps.Shutdown();
+  ps.Wait();
+  monitor.join();
+  signal_thread.join();
+  return 0;
+}
+
+}  // namespace
+}  // namespace fulcrum
+
+int main(int argc, char** argv) {
+  // Block the shutdown signals before any thread starts so that only the
+  // signal thread receives them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  absl::SetProgramUsageMessage(
+      "Fulcrum parameter server: serves a model shard and coordinates the job.");
+  absl::ParseCommandLine(argc, argv);
+  return fulcrum::Run();
+}
