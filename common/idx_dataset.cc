@@ -2,7 +2,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <memory>
 
@@ -117,6 +119,36 @@ absl::StatusOr<ImageDataset> ReadIdxDataset(const std::string& images_path,
   for (uint8_t label : dataset.labels) max_label = std::max<int>(max_label, label);
   dataset.num_classes = max_label + 1;
   return dataset;
+}
+
+absl::Status StandardizeFeatures(const ImageDataset& reference,
+                                 ImageDataset* data) {
+  const int64_t d = reference.num_features;
+  if (data->num_features != d) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot standardise ", data->num_features, " features with statistics of ",
+        d));
+  }
+  std::vector<double> sum(d, 0.0), sum_sq(d, 0.0);
+  for (int64_t i = 0; i < reference.num_examples; ++i) {
+    const float* row = &reference.features[i * d];
+    for (int64_t j = 0; j < d; ++j) {
+      sum[j] += row[j];
+      sum_sq[j] += double{row[j]} * row[j];
+    }
+  }
+  std::vector<float> mean(d), inv_std(d);
+  const double n = std::max<int64_t>(1, reference.num_examples);
+  for (int64_t j = 0; j < d; ++j) {
+    mean[j] = static_cast<float>(sum[j] / n);
+    const double var = std::max(0.0, sum_sq[j] / n - double{mean[j]} * mean[j]);
+    inv_std[j] = var > 1e-12 ? static_cast<float>(1.0 / std::sqrt(var)) : 1.0f;
+  }
+  for (int64_t i = 0; i < data->num_examples; ++i) {
+    float* row = &data->features[i * d];
+    for (int64_t j = 0; j < d; ++j) row[j] = (row[j] - mean[j]) * inv_std[j];
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ImageDataset> ReadFashionMnist(const std::string& dir,

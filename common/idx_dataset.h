@@ -29,6 +29,13 @@ struct ImageDataset {
 absl::StatusOr<ImageDataset> ReadIdxDataset(const std::string& images_path,
                                             const std::string& labels_path);
 
+// Rescales every feature to zero mean and unit variance using the mean and
+// standard deviation of `reference` (the training set), applied to `data`.
+// Features constant in `reference` are only centred. Both must have the same
+// number of features (INVALID_ARGUMENT otherwise).
+absl::Status StandardizeFeatures(const ImageDataset& reference,
+                                 ImageDataset* data);
+
 // Where Debian's dataset-fashion-mnist package puts the data.
 inline constexpr absl::string_view kDefaultFashionMnistDir =
     "/usr/share/datasets/fashion-mnist";

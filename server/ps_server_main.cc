@@ -18,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/log.h"
+#include "common/model_spec.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
 
@@ -29,14 +30,18 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(std::string, model, "softmax", "Model to train: softmax or mlp.");
 ABSL_FLAG(std::string, mode, "sync",
           "Consistency: sync (BSP rounds) or async (apply each push).");
-ABSL_FLAG(std::string, optimizer, "adam",
-          "Server-side optimizer: sgd, momentum, adagrad or adam.");
+ABSL_FLAG(std::string, optimizer, "",
+          "Server-side optimizer: sgd, momentum, adagrad or adam. Default: "
+          "the model's recommended one (softmax: adagrad, mlp: adam).");
 ABSL_FLAG(double, learning_rate, 0,
-          "Learning rate; 0 = the optimizer's default (0.001 adam, 0.01 "
-          "otherwise).");
+          "Learning rate; 0 = the model's recommended rate with its "
+          "recommended optimizer (softmax 0.05, mlp 0.001), else the "
+          "optimizer's default (0.001 adam, 0.01 otherwise).");
 ABSL_FLAG(double, momentum, 0.9, "Momentum optimizer's velocity decay.");
 ABSL_FLAG(int, batch_size, 64, "Examples per worker mini-batch.");
-ABSL_FLAG(int, epochs, 5, "Passes over the training set.");
+ABSL_FLAG(int, epochs, 0,
+          "Passes over the training set; 0 = the model's recommended count "
+          "(softmax 10, mlp 5).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and shuffling.");
 ABSL_FLAG(int, num_workers, 2,
           "Workers the job waits for; each trains 1/num_workers of the data.");
@@ -85,18 +90,35 @@ int Run() {
     return 2;
   }
   job.set_mode(*mode);
-  absl::StatusOr<OptimizerKind> kind =
-      ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
-  if (!kind.ok()) {
-    std::fprintf(stderr, "ps_server: --optimizer: %s\n",
-                 std::string(kind.status().message()).c_str());
+  absl::StatusOr<TrainingDefaults> defaults =
+      ModelTrainingDefaults(job.model());
+  if (!defaults.ok()) {
+    std::fprintf(stderr, "ps_server: --model: %s\n",
+                 std::string(defaults.status().message()).c_str());
     return 2;
   }
-  job.mutable_optimizer()->set_kind(*kind);
-  job.mutable_optimizer()->set_learning_rate(absl::GetFlag(FLAGS_learning_rate));
+  OptimizerKind kind = defaults->optimizer;
+  float learning_rate = absl::GetFlag(FLAGS_learning_rate);
+  if (!absl::GetFlag(FLAGS_optimizer).empty()) {
+    absl::StatusOr<OptimizerKind> parsed =
+        ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "ps_server: --optimizer: %s\n",
+                   std::string(parsed.status().message()).c_str());
+      return 2;
+    }
+    kind = *parsed;
+  }
+  if (learning_rate == 0 && kind == defaults->optimizer) {
+    learning_rate = defaults->learning_rate;
+  }
+  job.mutable_optimizer()->set_kind(kind);
+  job.mutable_optimizer()->set_learning_rate(learning_rate);
   job.mutable_optimizer()->set_momentum(absl::GetFlag(FLAGS_momentum));
   const int batch_size = absl::GetFlag(FLAGS_batch_size);
-  const int epochs = absl::GetFlag(FLAGS_epochs);
+  const int epochs = absl::GetFlag(FLAGS_epochs) == 0
+                         ? static_cast<int>(defaults->epochs)
+                         : absl::GetFlag(FLAGS_epochs);
   const int num_workers = absl::GetFlag(FLAGS_num_workers);
   if (batch_size <= 0 || epochs <= 0 || num_workers <= 0 ||
       absl::GetFlag(FLAGS_stripe_elements) <= 0) {
@@ -128,7 +150,7 @@ int Run() {
         WritePortFile(absl::GetFlag(FLAGS_port_file), ps.bound_port());
     if (!written.ok()) {
       std::fprintf(stderr, "ps_server: --port_file: %s\n",
-                   started.ToString().c_str());
+                   written.ToString().c_str());
       ps.Shutdown();
       return 1;
     }
@@ -155,16 +177,29 @@ int Run() {
   std::thread monitor([&] {
     JobCoordinator* coordinator = ps.coordinator();
     bool reported = false;
+    uint32_t printed_eval_epoch = 0;
+    bool printed_final = false;
     while (!stopping.HasBeenNotified()) {
       const absl::Duration tick =
           interval > 0 ? absl::Seconds(interval) : absl::Milliseconds(500);
       const bool done = coordinator->WaitUntilDone(absl::Now() + tick);
       if (stopping.HasBeenNotified()) break;
-      const JobState state = coordinator->state();
-      if (interval > 0 && (state == RUNNING || state == EVALUATING)) {
-        std::printf("%s\n", coordinator->ProgressLine().c_str());
-        std::fflush(stdout);
+      const JobStatus status = coordinator->GetStatus();
+      const EvalResult& eval = status.last_eval();
+      if (eval.examples() > 0 &&
+          (eval.epoch() != printed_eval_epoch || eval.final() != printed_final)) {
+        printed_eval_epoch = eval.epoch();
+        printed_final = eval.final();
+        std::printf("epoch %u/%u %s: test_accuracy=%.4f test_loss=%.4f\n",
+                    eval.epoch(), status.epochs(),
+                    eval.final() ? "final model" : "done", eval.test_accuracy(),
+                    eval.test_loss());
       }
+      if (interval > 0 &&
+          (status.state() == RUNNING || status.state() == EVALUATING)) {
+        std::printf("%s\n", coordinator->ProgressLine().c_str());
+      }
+      std::fflush(stdout);
       if (done && !reported) {
         reported = true;
         std::printf("%s\n", coordinator->ResultLine().c_str());

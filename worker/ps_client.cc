@@ -1,0 +1,112 @@
+#include "worker/ps_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/model_spec.h"
+#include "common/payload.h"
+#include "grpcpp/client_context.h"
+
+namespace fulcrum {
+namespace {
+
+void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+ServerVersion FromHeader(const ResponseHeader& header) {
+  ServerVersion v;
+  v.version = header.version();
+  v.round = header.round();
+  v.incarnation = header.incarnation();
+  return v;
+}
+
+}  // namespace
+
+grpc::ChannelArguments DefaultChannelArguments() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  return args;
+}
+
+GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
+                           uint64_t worker_id, std::vector<TensorSpec> tensors,
+                           absl::Duration rpc_timeout)
+    : stub_(ParameterService::NewStub(channel)),
+      worker_id_(worker_id),
+      tensors_(std::move(tensors)),
+      rpc_timeout_(rpc_timeout) {}
+
+absl::StatusOr<ServerVersion> GrpcPsClient::Pull(int64_t clock,
+                                                 ParameterSet* params) {
+  PullRequest request;
+  request.mutable_header()->set_worker_id(worker_id_);
+  request.mutable_header()->set_clock(clock);
+  request.mutable_header()->set_incarnation(last_incarnation_);
+  request.set_encoding(FLOAT32);
+  for (const TensorSpec& t : tensors_) {
+    DenseSlice* slice = request.add_dense();
+    slice->set_tensor(t.name());
+    slice->set_offset(0);
+    slice->set_length(ElementCount(t));
+  }
+  PullResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context, rpc_timeout_);
+  absl::Status status = FromGrpcStatus(stub_->Pull(&context, request, &response));
+  if (!status.ok()) return status;
+  if (response.dense_size() != static_cast<int>(tensors_.size())) {
+    return absl::DataLossError(absl::StrCat("pull returned ", response.dense_size(),
+                                            " slices, asked for ", tensors_.size()));
+  }
+  params->resize(tensors_.size());
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    std::vector<float>& dst = (*params)[i];
+    dst.resize(ElementCount(tensors_[i]));
+    const DenseValues& values = response.dense(i);
+    absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
+                                         absl::MakeSpan(dst),
+                                         /*require_finite=*/false);
+    if (!decoded.ok()) {
+      return absl::DataLossError(absl::StrCat("pull of ", tensors_[i].name(),
+                                              ": ", decoded.message()));
+    }
+  }
+  last_incarnation_ = response.header().incarnation();
+  return FromHeader(response.header());
+}
+
+absl::StatusOr<ServerVersion> GrpcPsClient::Push(int64_t clock,
+                                                 uint64_t request_id,
+                                                 const ParameterSet& grads,
+                                                 uint32_t batch_examples) {
+  if (grads.size() != tensors_.size()) {
+    return absl::InvalidArgumentError("gradient set does not match the model");
+  }
+  PushRequest request;
+  request.mutable_header()->set_worker_id(worker_id_);
+  request.mutable_header()->set_request_id(request_id);
+  request.mutable_header()->set_clock(clock);
+  request.mutable_header()->set_incarnation(last_incarnation_);
+  request.set_batch_examples(batch_examples);
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    DenseValues* values = request.add_dense();
+    values->mutable_slice()->set_tensor(tensors_[i].name());
+    values->mutable_slice()->set_offset(0);
+    values->mutable_slice()->set_length(grads[i].size());
+    values->set_encoding(FLOAT32);
+    EncodeFloat32(grads[i], values->mutable_data());
+  }
+  PushResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context, rpc_timeout_);
+  absl::Status status = FromGrpcStatus(stub_->Push(&context, request, &response));
+  if (!status.ok()) return status;
+  last_incarnation_ = response.header().incarnation();
+  return FromHeader(response.header());
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,71 @@
+// PsClient: how a worker reads parameters from and sends gradients to the
+// parameter servers, apart from the transport. GrpcPsClient talks gRPC.
+#ifndef FULCRUM_WORKER_PS_CLIENT_H_
+#define FULCRUM_WORKER_PS_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/support/channel_arguments.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "worker/model.h"
+
+namespace fulcrum {
+
+// What the server said about itself in a reply.
+struct ServerVersion {
+  int64_t version = 0;
+  int64_t round = 0;
+  uint64_t incarnation = 0;
+};
+
+// Implementations must be safe to call from one thread at a time.
+class PsClient {
+ public:
+  virtual ~PsClient() = default;
+
+  // Reads every tensor of the model into `params` (resized to fit). `clock`
+  // is the round to wait for in sync mode, or -1 for "now".
+  virtual absl::StatusOr<ServerVersion> Pull(int64_t clock,
+                                             ParameterSet* params) = 0;
+
+  // Sends the gradient of every tensor. `request_id` makes a retry
+  // idempotent; `batch_examples` is how many examples produced it.
+  virtual absl::StatusOr<ServerVersion> Push(int64_t clock,
+                                             uint64_t request_id,
+                                             const ParameterSet& grads,
+                                             uint32_t batch_examples) = 0;
+};
+
+// A PsClient for one parameter-server shard holding whole tensors.
+// Every call carries a deadline of `rpc_timeout`.
+class GrpcPsClient final : public PsClient {
+ public:
+  GrpcPsClient(std::shared_ptr<grpc::Channel> channel, uint64_t worker_id,
+               std::vector<TensorSpec> tensors, absl::Duration rpc_timeout);
+
+  absl::StatusOr<ServerVersion> Pull(int64_t clock,
+                                     ParameterSet* params) override;
+  absl::StatusOr<ServerVersion> Push(int64_t clock, uint64_t request_id,
+                                     const ParameterSet& grads,
+                                     uint32_t batch_examples) override;
+
+ private:
+  std::unique_ptr<ParameterService::Stub> stub_;
+  const uint64_t worker_id_;
+  const std::vector<TensorSpec> tensors_;
+  const absl::Duration rpc_timeout_;
+  uint64_t last_incarnation_ = 0;
+};
+
+// Channel arguments every Fulcrum client uses: message limits matching the
+// server's and keepalive pings.
+grpc::ChannelArguments DefaultChannelArguments();
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_WORKER_PS_CLIENT_H_

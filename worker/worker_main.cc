@@ -1,0 +1,123 @@
+// worker: registers with the coordinator, trains its partition of the data
+// and exits when the job is done.
+//
+//   worker --coordinator=HOST:PORT [--data_dir=/usr/share/datasets/fashion-mnist]
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/idx_dataset.h"
+#include "common/log.h"
+#include "common/retry.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "worker/coordinator_client.h"
+#include "worker/model.h"
+#include "worker/ps_client.h"
+#include "worker/trainer.h"
+
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
+          "host:port of the coordinating ps_server.");
+ABSL_FLAG(std::string, data_dir, std::string(fulcrum::kDefaultFashionMnistDir),
+          "Folder with the Fashion-MNIST IDX files "
+          "({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz).");
+ABSL_FLAG(std::string, worker_name, "",
+          "Name shown in status; default host:pid.");
+ABSL_FLAG(double, rpc_timeout, 60,
+          "Deadline of each RPC, seconds. Sync pulls wait up to this long "
+          "for a round and are then retried.");
+ABSL_FLAG(double, report_interval, 1.0,
+          "Seconds between progress reports (heartbeats) to the coordinator.");
+ABSL_FLAG(int, max_retries, 8,
+          "Attempts per RPC when the server is unavailable (exponential "
+          "backoff with jitter from 100 ms up to 5 s).");
+
+namespace fulcrum {
+namespace {
+
+int Fail(const std::string& what, const absl::Status& status) {
+  std::fprintf(stderr, "worker: %s: %s\n", what.c_str(),
+               std::string(status.message()).c_str());
+  return 1;
+}
+
+int Run() {
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  absl::StatusOr<ImageDataset> train = ReadFashionMnist(data_dir, "train");
+  if (!train.ok()) return Fail("cannot load training data", train.status());
+  absl::StatusOr<ImageDataset> test = ReadFashionMnist(data_dir, "t10k");
+  if (!test.ok()) return Fail("cannot load test data", test.status());
+  // Both sets are standardised with the training set's statistics.
+  absl::Status standardized = StandardizeFeatures(*train, &*test);
+  if (standardized.ok()) standardized = StandardizeFeatures(*train, &*train);
+  if (!standardized.ok()) return Fail("cannot standardise data", standardized);
+
+  const absl::Duration rpc_timeout =
+      absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
+  const std::string address = absl::GetFlag(FLAGS_coordinator);
+  std::shared_ptr<grpc::Channel> coordinator_channel = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), DefaultChannelArguments());
+  GrpcCoordinatorClient coordinator(coordinator_channel, rpc_timeout);
+
+  TrainerOptions options;
+  options.report_interval = absl::Seconds(absl::GetFlag(FLAGS_report_interval));
+  options.retry.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_retries));
+
+  char host[256] = "unknown";
+  gethostname(host, sizeof(host) - 1);
+  RegisterWorkerRequest request;
+  request.set_worker_name(absl::GetFlag(FLAGS_worker_name).empty()
+                              ? absl::StrCat(host, ":", getpid())
+                              : absl::GetFlag(FLAGS_worker_name));
+  request.set_host(host);
+  absl::StatusOr<RegisterWorkerResponse> registration;
+  absl::Status registered =
+      RetryWithBackoff(options.retry, IsUnavailable, [&]() {
+        registration = coordinator.RegisterWorker(request);
+        return registration.status();
+      });
+  if (!registered.ok()) {
+    return Fail(absl::StrCat("cannot register with coordinator ", address),
+                registered);
+  }
+
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      CreateModel(registration->job().model());
+  if (!model.ok()) return Fail("job names an unknown model", model.status());
+
+  // The coordinator's process is the only shard unless it lists shards.
+  const std::string shard_address = registration->shard_addresses().empty()
+                                        ? address
+                                        : registration->shard_addresses(0);
+  std::shared_ptr<grpc::Channel> ps_channel =
+      shard_address == address
+          ? coordinator_channel
+          : grpc::CreateCustomChannel(shard_address,
+                                      grpc::InsecureChannelCredentials(),
+                                      DefaultChannelArguments());
+  GrpcPsClient ps(ps_channel, registration->worker_id(),
+                  (*model)->tensors(), rpc_timeout);
+
+  Trainer trainer(options, *registration, model->get(), &ps, &coordinator,
+                  &*train, &*test);
+  absl::Status trained = trainer.Run();
+  if (!trained.ok()) return Fail("training failed", trained);
+  return 0;
+}
+
+}  // namespace
+}  // namespace fulcrum
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Fulcrum worker: trains its partition of the data against the "
+      "parameter servers.");
+  absl::ParseCommandLine(argc, argv);
+  return fulcrum::Run();
+}
