@@ -1,0 +1,123 @@
+#include "server/optimizer.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace fulcrum {
+namespace {
+
+// Runs `optimizer` over the gradients in turn on a fresh two-element range.
+std::vector<float> ApplySteps(const Optimizer& optimizer, std::vector<float> w,
+                              const std::vector<std::vector<float>>& grads) {
+  std::vector<std::vector<float>> slots(optimizer.num_slots(),
+                                        std::vector<float>(w.size()));
+  std::vector<float*> ptrs;
+  for (auto& s : slots) ptrs.push_back(s.data());
+  optimizer.InitSlots(ptrs, w.size());
+  int64_t step = 0;
+  for (const auto& g : grads) {
+    optimizer.Apply(w.data(), g.data(), ptrs, w.size(), ++step);
+  }
+  return w;
+}
+
+std::unique_ptr<Optimizer> Make(OptimizerConfig config) {
+  absl::StatusOr<std::unique_ptr<Optimizer>> o = CreateOptimizer(config);
+  EXPECT_TRUE(o.ok()) << o.status();
+  return std::move(*o);
+}
+
+OptimizerConfig Config(OptimizerKind kind, float lr) {
+  OptimizerConfig c;
+  c.set_kind(kind);
+  c.set_learning_rate(lr);
+  return c;
+}
+
+TEST(OptimizerTest, Sgd_StepsAgainstGradient) {
+  auto sgd = Make(Config(SGD, 0.1f));
+  std::vector<float> w = ApplySteps(*sgd, {1.0f, -2.0f}, {{0.5f, 1.0f}});
+  EXPECT_FLOAT_EQ(w[0], 0.95f);
+  EXPECT_FLOAT_EQ(w[1], -2.1f);
+}
+
+TEST(OptimizerTest, Momentum_AccumulatesVelocity) {
+  OptimizerConfig c = Config(MOMENTUM, 0.1f);
+  c.set_momentum(0.9f);
+  auto momentum = Make(c);
+  // Step 1: v = g = (0.5, 1), w = (0.95, -2.1).
+  // Step 2: v = 0.9 v + g = (0.95, 1.9), w = (0.855, -2.29).
+  std::vector<float> w =
+      ApplySteps(*momentum, {1.0f, -2.0f}, {{0.5f, 1.0f}, {0.5f, 1.0f}});
+  EXPECT_NEAR(w[0], 0.855f, 1e-6);
+  EXPECT_NEAR(w[1], -2.29f, 1e-6);
+}
+
+TEST(OptimizerTest, Adagrad_ScalesByAccumulatedSquares) {
+  OptimizerConfig c = Config(ADAGRAD, 0.1f);
+  c.set_initial_accumulator(0.1f);
+  auto adagrad = Make(c);
+  // a = 0.1 + g^2 = (0.35, 1.1); w -= 0.1 g / sqrt(a).
+  std::vector<float> w = ApplySteps(*adagrad, {1.0f, -2.0f}, {{0.5f, 1.0f}});
+  EXPECT_NEAR(w[0], 0.9154846f, 1e-6);
+  EXPECT_NEAR(w[1], -2.0953463f, 1e-6);
+}
+
+TEST(OptimizerTest, Adam_BiasCorrectedMoments) {
+  auto adam = Make(Config(ADAM, 0.1f));
+  // Step 1 moves each weight by lr * sign(g). Step 2 (g = (-1, 1)):
+  // m = (-0.055, 0.19), v = (0.00124975, 0.001999), corrected by
+  // 1 - 0.9^2 and 1 - 0.999^2: w = (0.9366104, -2.2).
+  std::vector<float> w =
+      ApplySteps(*adam, {1.0f, -2.0f}, {{0.5f, 1.0f}, {-1.0f, 1.0f}});
+  EXPECT_NEAR(w[0], 0.9366104f, 1e-5);
+  EXPECT_NEAR(w[1], -2.2f, 1e-5);
+}
+
+TEST(OptimizerTest, Adam_FirstStepIsLearningRateTimesSign) {
+  auto adam = Make(Config(ADAM, 0.01f));
+  std::vector<float> w = ApplySteps(*adam, {0.0f, 0.0f}, {{3.0f, -1e-3f}});
+  EXPECT_NEAR(w[0], -0.01f, 1e-6);
+  EXPECT_NEAR(w[1], 0.01f, 1e-5);
+}
+
+TEST(OptimizerTest, UnsetHyperParameters_GetDocumentedDefaults) {
+  EXPECT_EQ(Make(Config(ADAM, 0))->Describe(),
+            "adam(lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-08)");
+  EXPECT_EQ(Make(Config(SGD, 0))->Describe(), "sgd(lr=0.01)");
+  EXPECT_EQ(Make(Config(ADAGRAD, 0))->Describe(),
+            "adagrad(lr=0.01, initial_accumulator=0.1)");
+}
+
+TEST(OptimizerTest, SlotCounts) {
+  EXPECT_EQ(Make(Config(SGD, 1))->num_slots(), 0);
+  EXPECT_EQ(Make(Config(MOMENTUM, 1))->num_slots(), 1);
+  EXPECT_EQ(Make(Config(ADAGRAD, 1))->num_slots(), 1);
+  EXPECT_EQ(Make(Config(ADAM, 1))->num_slots(), 2);
+}
+
+TEST(OptimizerTest, BadConfig_InvalidArgument) {
+  EXPECT_EQ(CreateOptimizer(Config(OPTIMIZER_UNSPECIFIED, 0.1f)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateOptimizer(Config(SGD, -1.0f)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  OptimizerConfig c = Config(MOMENTUM, 0.1f);
+  c.set_momentum(1.5f);
+  EXPECT_EQ(CreateOptimizer(c).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  c = Config(ADAM, 0.1f);
+  c.set_beta2(1.0f);
+  EXPECT_EQ(CreateOptimizer(c).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(OptimizerTest, ParseOptimizerKind_KnownAndUnknownNames) {
+  EXPECT_EQ(*ParseOptimizerKind("adagrad"), ADAGRAD);
+  EXPECT_EQ(*ParseOptimizerKind("momentum"), MOMENTUM);
+  EXPECT_EQ(ParseOptimizerKind("rmsprop").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace fulcrum

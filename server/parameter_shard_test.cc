@@ -1,0 +1,195 @@
+#include "server/parameter_shard.h"
+
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+
+namespace fulcrum {
+namespace {
+
+constexpr uint64_t kA = 1;
+constexpr uint64_t kB = 2;
+
+std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode) {
+  TensorSpec spec;
+  spec.set_name("t");
+  spec.add_shape(4);
+  OptimizerConfig config;
+  config.set_kind(SGD);
+  config.set_learning_rate(1.0f);
+  ParameterStoreOptions options;
+  options.stripe_elements = 2;
+  auto store = ParameterStore::Create(options, *CreateOptimizer(config), {spec});
+  EXPECT_TRUE(store.ok());
+  auto shard = std::make_unique<ParameterShard>(std::move(*store), mode);
+  shard->AdmitWorker(kA);
+  shard->AdmitWorker(kB);
+  shard->Start();
+  return shard;
+}
+
+absl::StatusOr<ShardVersion> PushAll(ParameterShard& shard, uint64_t worker,
+                                     int64_t clock, float value,
+                                     uint64_t request_id = 0) {
+  static thread_local std::vector<float> grad;
+  grad.assign(4, value);
+  return shard.Push(worker, request_id, clock, {{{"t", 0, 4}, grad}});
+}
+
+absl::StatusOr<std::vector<float>> PullAll(ParameterShard& shard,
+                                           uint64_t worker, int64_t clock,
+                                           absl::Duration wait = absl::Seconds(5)) {
+  std::vector<float> out(4);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(out)};
+  absl::StatusOr<ShardVersion> v =
+      shard.Pull(worker, clock, {{"t", 0, 4}}, spans, absl::Now() + wait);
+  if (!v.ok()) return v.status();
+  return out;
+}
+
+TEST(ParameterShardTest, Async_EachPushAppliedAndCounted) {
+  auto shard = MakeShard(ASYNC);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  absl::StatusOr<ShardVersion> v = PushAll(*shard, kB, 0, 2.0f);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->version, 2);
+  EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, -3.0f));
+  EXPECT_EQ(shard->stats().pushes, 2);
+}
+
+TEST(ParameterShardTest, Sync_RoundAppliesMeanOnceEveryWorkerPushed) {
+  auto shard = MakeShard(SYNC);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  EXPECT_EQ(shard->version().round, 0);
+  EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, 0.0f));
+  ASSERT_TRUE(PushAll(*shard, kB, 0, 3.0f).ok());
+  EXPECT_EQ(shard->version().round, 1);
+  EXPECT_EQ(*PullAll(*shard, kA, 1), std::vector<float>(4, -2.0f));
+}
+
+TEST(ParameterShardTest, Sync_PullForNextRoundWaitsForLastPusher) {
+  auto shard = MakeShard(SYNC);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  absl::Notification pulled;
+  std::vector<float> seen;
+  std::thread puller([&] {
+    absl::StatusOr<std::vector<float>> v = PullAll(*shard, kA, 1);
+    ASSERT_TRUE(v.ok()) << v.status();
+    seen = *v;
+    pulled.Notify();
+  });
+  EXPECT_FALSE(pulled.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+  ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f).ok());
+  puller.join();
+  EXPECT_EQ(seen, std::vector<float>(4, -1.0f));
+}
+
+TEST(ParameterShardTest, Sync_PullPastDeadline_DeadlineExceeded) {
+  auto shard = MakeShard(SYNC);
+  EXPECT_EQ(PullAll(*shard, kA, 1, absl::Milliseconds(50)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(ParameterShardTest, Sync_WrongClockOrSecondPush_FailedPrecondition) {
+  auto shard = MakeShard(SYNC);
+  EXPECT_EQ(PushAll(*shard, kA, 3, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  EXPECT_EQ(PushAll(*shard, kA, 0, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f).ok());
+  EXPECT_EQ(*PullAll(*shard, kA, 1), std::vector<float>(4, -1.0f));
+}
+
+TEST(ParameterShardTest, Sync_DeactivatedWorker_NoLongerAwaited) {
+  auto shard = MakeShard(SYNC);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 2.0f).ok());
+  shard->DeactivateWorker(kB);  // completes round 0 with A alone
+  EXPECT_EQ(shard->version().round, 1);
+  EXPECT_EQ(*PullAll(*shard, kA, 1), std::vector<float>(4, -2.0f));
+  ASSERT_TRUE(PushAll(*shard, kA, 1, 1.0f).ok());
+  EXPECT_EQ(shard->version().round, 2);
+  // B may still read (the final model) but not push.
+  EXPECT_TRUE(PullAll(*shard, kB, -1).ok());
+  EXPECT_EQ(PushAll(*shard, kB, 2, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ParameterShardTest, UnknownWorker_FailedPrecondition) {
+  auto shard = MakeShard(ASYNC);
+  EXPECT_EQ(PushAll(*shard, 99, 0, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PullAll(*shard, 99, -1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ParameterShardTest, RetriedRequestId_AppliedOnce) {
+  for (ConsistencyMode mode : {ASYNC, SYNC}) {
+    auto shard = MakeShard(mode);
+    ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f, /*request_id=*/7).ok());
+    ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f, /*request_id=*/7).ok());
+    if (mode == SYNC) ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f, 7).ok());
+    EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, -1.0f));
+    EXPECT_EQ(shard->stats().duplicate_pushes, 1);
+  }
+}
+
+TEST(ParameterShardTest, BadSliceInPush_NothingApplied) {
+  auto shard = MakeShard(ASYNC);
+  std::vector<float> good(2, 1.0f), bad(3, 1.0f);
+  absl::StatusOr<ShardVersion> v =
+      shard->Push(kA, 0, 0, {{{"t", 0, 2}, good}, {{"t", 2, 3}, bad}});
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  v = shard->Push(kA, 0, 0, {{{"t", 0, 2}, good}, {{"u", 0, 2}, good}});
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, 0.0f));
+  EXPECT_EQ(shard->version().version, 0);
+}
+
+TEST(ParameterShardTest, BeforeStart_PullWaitsThenDeadlineExceeded) {
+  TensorSpec spec;
+  spec.set_name("t");
+  spec.add_shape(4);
+  OptimizerConfig config;
+  config.set_kind(SGD);
+  auto store = ParameterStore::Create({}, *CreateOptimizer(config), {spec});
+  ParameterShard shard(std::move(*store), ASYNC);
+  shard.AdmitWorker(kA);
+  absl::StatusOr<std::vector<float>> v = PullAll(shard, kA, -1, absl::Milliseconds(50));
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_NE(v.status().message().find("not started"), std::string::npos);
+  shard.Start();
+  EXPECT_TRUE(PullAll(shard, kA, -1).ok());
+}
+
+TEST(ParameterShardTest, Shutdown_WakesWaitingPullWithUnavailable) {
+  auto shard = MakeShard(SYNC);
+  std::thread puller([&] {
+    EXPECT_EQ(PullAll(*shard, kA, 5, absl::Seconds(30)).status().code(),
+              absl::StatusCode::kUnavailable);
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  shard->Shutdown();
+  puller.join();
+}
+
+TEST(ParameterShardTest, Sync_ManyRoundsFromThreads_ExactResult) {
+  auto shard = MakeShard(SYNC);
+  constexpr int kRounds = 100;
+  auto worker = [&](uint64_t id, float value) {
+    for (int r = 0; r < kRounds; ++r) {
+      ASSERT_TRUE(PullAll(*shard, id, r).ok());
+      ASSERT_TRUE(PushAll(*shard, id, r, value).ok());
+    }
+  };
+  std::thread a(worker, kA, 1.0f), b(worker, kB, 3.0f);
+  a.join();
+  b.join();
+  // Each round applies the mean gradient 2 with lr 1.
+  EXPECT_EQ(*PullAll(*shard, kA, kRounds), std::vector<float>(4, -2.0f * kRounds));
+}
+
+}  // namespace
+}  // namespace fulcrum

@@ -1,0 +1,145 @@
+#include "server/parameter_store.h"
+
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/initializer.h"
+
+namespace fulcrum {
+namespace {
+
+TensorSpec Spec(const std::string& name, std::vector<int64_t> shape,
+                InitializerKind init = ZEROS) {
+  TensorSpec s;
+  s.set_name(name);
+  for (int64_t d : shape) s.add_shape(d);
+  s.set_initializer(init);
+  return s;
+}
+
+std::unique_ptr<ParameterStore> MakeStore(std::vector<TensorSpec> tensors,
+                                          size_t stripe = 4, float lr = 1.0f,
+                                          uint64_t seed = 7) {
+  OptimizerConfig config;
+  config.set_kind(SGD);
+  config.set_learning_rate(lr);
+  ParameterStoreOptions options;
+  options.stripe_elements = stripe;
+  options.seed = seed;
+  auto store =
+      ParameterStore::Create(options, *CreateOptimizer(config), tensors);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return std::move(*store);
+}
+
+std::vector<float> ReadAll(const ParameterStore& store, const std::string& name) {
+  const uint64_t n = *store.TensorSize(name);
+  std::vector<float> out(n);
+  EXPECT_TRUE(store.Read({name, 0, n}, absl::MakeSpan(out)).ok());
+  return out;
+}
+
+TEST(ParameterStoreTest, Create_ZerosAndSizes) {
+  auto store = MakeStore({Spec("a", {3, 5}), Spec("b", {7})});
+  EXPECT_EQ(*store->TensorSize("a"), 15u);
+  EXPECT_EQ(store->TotalElements(), 22u);
+  EXPECT_EQ(store->TensorNames(), (std::vector<std::string>{"a", "b"}));
+  for (float v : ReadAll(*store, "a")) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(ParameterStoreTest, GlorotInit_WithinLimitAndSeeded) {
+  auto a = MakeStore({Spec("w", {784, 10}, GLOROT_UNIFORM)}, 1000, 1, 42);
+  auto b = MakeStore({Spec("w", {784, 10}, GLOROT_UNIFORM)}, 7, 1, 42);
+  auto c = MakeStore({Spec("w", {784, 10}, GLOROT_UNIFORM)}, 1000, 1, 43);
+  const float limit = std::sqrt(6.0f / (784 + 10));
+  std::vector<float> va = ReadAll(*a, "w");
+  double sum_abs = 0;
+  for (float v : va) {
+    EXPECT_LE(std::abs(v), limit);
+    sum_abs += std::abs(v);
+  }
+  EXPECT_GT(sum_abs / va.size(), limit / 4);  // spread, not all near 0
+  EXPECT_EQ(va, ReadAll(*b, "w"));  // same seed: same values, any striping
+  EXPECT_NE(va, ReadAll(*c, "w"));
+}
+
+TEST(ParameterStoreTest, ApplyGradient_AcrossStripeBoundaries) {
+  auto store = MakeStore({Spec("t", {10})}, /*stripe=*/3);
+  // Elements 2..8 span stripes [0,3) [3,6) [6,9).
+  std::vector<float> grad = {1, 2, 3, 4, 5, 6, 7};
+  ASSERT_TRUE(store->ApplyGradient({"t", 2, 7}, grad).ok());
+  EXPECT_EQ(ReadAll(*store, "t"),
+            (std::vector<float>{0, 0, -1, -2, -3, -4, -5, -6, -7, 0}));
+  std::vector<float> part(4);
+  ASSERT_TRUE(store->Read({"t", 5, 4}, absl::MakeSpan(part)).ok());
+  EXPECT_EQ(part, (std::vector<float>{-4, -5, -6, -7}));
+}
+
+TEST(ParameterStoreTest, BadSlices_RejectedWithCodes) {
+  auto store = MakeStore({Spec("t", {10})});
+  EXPECT_EQ(store->Validate({"nope", 0, 1}).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->Validate({"t", 0, 0}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Validate({"t", 8, 3}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Validate({"t", 10, 1}).code(),
+            absl::StatusCode::kInvalidArgument);
+  // Offset + length overflowing uint64 must not wrap into range.
+  EXPECT_EQ(store->Validate({"t", 5, ~uint64_t{0}}).code(),
+            absl::StatusCode::kInvalidArgument);
+  std::vector<float> grad(3, 1.0f);
+  EXPECT_EQ(store->ApplyGradient({"t", 0, 2}, grad).code(),
+            absl::StatusCode::kInvalidArgument);
+  for (float v : ReadAll(*store, "t")) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(ParameterStoreTest, CreateRejectsBadSpecs) {
+  OptimizerConfig config;
+  config.set_kind(SGD);
+  for (const std::vector<TensorSpec>& bad :
+       {std::vector<TensorSpec>{Spec("a", {2}), Spec("a", {3})},
+        std::vector<TensorSpec>{Spec("z", {0, 4})},
+        std::vector<TensorSpec>{Spec("", {4})},
+        std::vector<TensorSpec>{Spec("n", {})}}) {
+    EXPECT_EQ(ParameterStore::Create({}, *CreateOptimizer(config), bad)
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(ParameterStoreTest, AccumulateThenApply_AppliesScaledSumOnce) {
+  auto store = MakeStore({Spec("t", {5})}, 2);
+  ASSERT_TRUE(store->Accumulate({"t", 0, 5}, std::vector<float>{1, 1, 1, 1, 1}).ok());
+  ASSERT_TRUE(store->Accumulate({"t", 0, 5}, std::vector<float>{3, 3, 3, 3, 3}).ok());
+  for (float v : ReadAll(*store, "t")) EXPECT_EQ(v, 0.0f);  // not yet
+  store->ApplyAccumulated(0.5f);
+  for (float v : ReadAll(*store, "t")) EXPECT_EQ(v, -2.0f);
+  store->ApplyAccumulated(0.5f);  // nothing pending: no change
+  for (float v : ReadAll(*store, "t")) EXPECT_EQ(v, -2.0f);
+}
+
+TEST(ParameterStoreTest, ConcurrentPushes_NoUpdateLost) {
+  // SGD with lr 1: the result is minus the exact sum of all gradients.
+  // Integer-valued gradients keep float sums exact.
+  auto store = MakeStore({Spec("t", {1000})}, /*stripe=*/64);
+  constexpr int kThreads = 8;
+  constexpr int kPushes = 200;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<float> grad(1000, static_cast<float>(t + 1));
+      for (int i = 0; i < kPushes; ++i) {
+        EXPECT_TRUE(store->ApplyGradient({"t", 0, 1000}, grad).ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const float expected = -kPushes * (kThreads * (kThreads + 1) / 2);
+  for (float v : ReadAll(*store, "t")) ASSERT_EQ(v, expected);
+}
+
+}  // namespace
+}  // namespace fulcrum

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds everything and runs every test
+# (bazel test //...), then prints "N passed, N failed": GoogleTest cases
+# summed over all test targets. A target that fails to build or dies without
+# a report counts as one failed case. Extra arguments go to `bazel test`.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+./tools/install_deps.sh || { echo "test.sh: installing packages failed" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+targets=$(bazel query 'tests(//...)' 2>/dev/null)
+if [[ -z "$targets" ]]; then
+  echo "test.sh: bazel query found no tests" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+bazel test --noshow_progress "$@" //...
+bazel_status=$?
+
+testlogs="$(bazel info bazel-testlogs 2>/dev/null)"
+passed=0
+failed=0
+# Sum one attribute over the <testsuite ...> elements of a report.
+sum_attr() {
+  grep -o "<testsuite [^>]*" "$1" | grep -o " $2=\"[0-9]*\"" |
+    grep -o '[0-9]*' | awk '{s += $1} END {print s + 0}'
+}
+for target in $targets; do
+  path="${target#//}"
+  xml="$testlogs/${path/://}/test.xml"
+  if [[ ! -s "$xml" ]]; then
+    echo "test.sh: no report for $target (did not build or did not run)" >&2
+    failed=$((failed + 1))
+    continue
+  fi
+  tests=$(sum_attr "$xml" tests)
+  bad=$(( $(sum_attr "$xml" failures) + $(sum_attr "$xml" errors) ))
+  skipped=$(( $(sum_attr "$xml" disabled) + $(sum_attr "$xml" skipped) ))
+  if ((tests == 0)); then
+    echo "test.sh: $target ran no test case" >&2
+    failed=$((failed + 1))
+    continue
+  fi
+  passed=$((passed + tests - bad - skipped))
+  failed=$((failed + bad))
+done
+
+if ((bazel_status != 0 && failed == 0)); then
+  echo "test.sh: bazel test exited with $bazel_status" >&2
+  failed=1
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,350 @@
+// The ParameterService and Coordinator services through a real in-process
+// gRPC server on an ephemeral 127.0.0.1 port.
+#include <cmath>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/payload.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "server/ps_server.h"
+
+namespace fulcrum {
+namespace {
+
+constexpr int kElements = 1000;
+
+class ParameterServiceTest : public ::testing::Test {
+ protected:
+  void StartServer(ConsistencyMode mode, int num_workers, int max_message = 0) {
+    ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.job.set_model("test");
+    options.job.set_mode(mode);
+    options.job.set_num_workers(num_workers);
+    options.job.mutable_optimizer()->set_kind(SGD);
+    options.job.mutable_optimizer()->set_learning_rate(1.0f);
+    TensorSpec* t = options.job.add_tensors();
+    t->set_name("w");
+    t->add_shape(kElements);
+    TensorSpec* b = options.job.add_tensors();
+    b->set_name("b");
+    b->add_shape(3);
+    options.store.stripe_elements = 64;
+    if (max_message > 0) options.max_message_bytes = max_message;
+    auto server = ParameterServer::Create(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_GT(server_->bound_port(), 0);
+    channel_ = grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->bound_port()),
+        grpc::InsecureChannelCredentials());
+    ps_ = ParameterService::NewStub(channel_);
+    coordinator_ = Coordinator::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  uint64_t RegisterWorker() {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    RegisterWorkerRequest request;
+    request.set_worker_name("t");
+    RegisterWorkerResponse response;
+    grpc::Status s = coordinator_->RegisterWorker(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.worker_id();
+  }
+
+  grpc::Status Push(uint64_t worker, const std::string& tensor, uint64_t offset,
+                    const std::vector<float>& values, int64_t clock = 0,
+                    uint64_t length = 0, uint64_t request_id = 0) {
+    PushRequest request;
+    request.mutable_header()->set_worker_id(worker);
+    request.mutable_header()->set_clock(clock);
+    request.mutable_header()->set_request_id(request_id);
+    DenseValues* v = request.add_dense();
+    v->mutable_slice()->set_tensor(tensor);
+    v->mutable_slice()->set_offset(offset);
+    v->mutable_slice()->set_length(length ? length : values.size());
+    v->set_encoding(FLOAT32);
+    EncodeFloat32(values, v->mutable_data());
+    return Push(request);
+  }
+
+  grpc::Status Push(const PushRequest& request) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    PushResponse response;
+    return ps_->Push(&context, request, &response);
+  }
+
+  grpc::Status Pull(uint64_t worker, const std::string& tensor, uint64_t offset,
+                    uint64_t length, std::vector<float>* out,
+                    int64_t clock = -1, int timeout_ms = 5000,
+                    PullResponse* response_out = nullptr) {
+    PullRequest request;
+    request.mutable_header()->set_worker_id(worker);
+    request.mutable_header()->set_clock(clock);
+    DenseSlice* slice = request.add_dense();
+    slice->set_tensor(tensor);
+    slice->set_offset(offset);
+    slice->set_length(length);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(timeout_ms));
+    PullResponse response;
+    grpc::Status s = ps_->Pull(&context, request, &response);
+    if (s.ok()) {
+      EXPECT_EQ(response.dense_size(), 1);
+      out->resize(length);
+      EXPECT_TRUE(DecodeFloat32(response.dense(0).encoding(),
+                                response.dense(0).data(), absl::MakeSpan(*out),
+                                false)
+                      .ok());
+      if (response_out) *response_out = response;
+    }
+    return s;
+  }
+
+  std::vector<float> PullW(uint64_t worker) {
+    std::vector<float> out;
+    grpc::Status s = Pull(worker, "w", 0, kElements, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+
+  std::unique_ptr<ParameterServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<ParameterService::Stub> ps_;
+  std::unique_ptr<Coordinator::Stub> coordinator_;
+};
+
+TEST_F(ParameterServiceTest, PushThenPull_RoundTrip) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  std::vector<float> grad(10);
+  for (int i = 0; i < 10; ++i) grad[i] = i * 0.5f;
+  ASSERT_TRUE(Push(id, "w", 100, grad).ok());
+  std::vector<float> out;
+  PullResponse response;
+  ASSERT_TRUE(Pull(id, "w", 98, 14, &out, -1, 5000, &response).ok());
+  for (int i = 0; i < 14; ++i) {
+    const int k = i - 2;
+    EXPECT_EQ(out[i], (k >= 0 && k < 10) ? -k * 0.5f : 0.0f) << i;
+  }
+  EXPECT_EQ(response.header().version(), 1);
+  EXPECT_EQ(response.header().incarnation(), server_->incarnation());
+  EXPECT_NE(response.header().incarnation(), 0u);
+}
+
+TEST_F(ParameterServiceTest, UnknownTensor_NotFoundNothingChanged) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  grpc::Status s = Push(id, "nope", 0, {1.0f});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("nope"), std::string::npos);
+  std::vector<float> out;
+  EXPECT_EQ(Pull(id, "nope", 0, 1, &out).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+}
+
+TEST_F(ParameterServiceTest, WrongLength_InvalidArgumentNothingChanged) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  // The slice says 5 elements, the payload holds 4.
+  EXPECT_EQ(Push(id, "w", 0, {1, 1, 1, 1}, 0, /*length=*/5).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+}
+
+TEST_F(ParameterServiceTest, SliceOutsideTensor_InvalidArgumentNothingChanged) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  EXPECT_EQ(Push(id, "w", kElements - 2, {1, 1, 1}).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  std::vector<float> out;
+  EXPECT_EQ(Pull(id, "w", kElements, 1, &out).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // A huge pull is refused before anything is allocated.
+  EXPECT_EQ(Pull(id, "w", 0, uint64_t{1} << 40, &out).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+}
+
+TEST_F(ParameterServiceTest, NonFiniteGradient_InvalidArgumentNothingApplied) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  // The first slice is fine, the second holds a NaN: neither is applied.
+  PushRequest request;
+  request.mutable_header()->set_worker_id(id);
+  DenseValues* good = request.add_dense();
+  good->mutable_slice()->set_tensor("b");
+  good->mutable_slice()->set_length(3);
+  good->set_encoding(FLOAT32);
+  EncodeFloat32(std::vector<float>{1, 2, 3}, good->mutable_data());
+  DenseValues* bad = request.add_dense();
+  bad->mutable_slice()->set_tensor("w");
+  bad->mutable_slice()->set_offset(0);
+  bad->mutable_slice()->set_length(2);
+  bad->set_encoding(FLOAT32);
+  EncodeFloat32(std::vector<float>{1.0f, std::numeric_limits<float>::quiet_NaN()},
+                bad->mutable_data());
+  grpc::Status s = Push(request);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("non-finite"), std::string::npos);
+  std::vector<float> b;
+  ASSERT_TRUE(Pull(id, "b", 0, 3, &b).ok());
+  EXPECT_EQ(b, std::vector<float>(3, 0.0f));
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+  // Infinity is refused the same way.
+  EXPECT_EQ(Push(id, "w", 0, {std::numeric_limits<float>::infinity()}).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+}
+
+TEST_F(ParameterServiceTest, PayloadNotMultipleOfFour_InvalidArgument) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  PushRequest request;
+  request.mutable_header()->set_worker_id(id);
+  DenseValues* v = request.add_dense();
+  v->mutable_slice()->set_tensor("w");
+  v->mutable_slice()->set_length(2);
+  v->set_encoding(FLOAT32);
+  v->set_data(std::string(7, '\0'));
+  grpc::Status s = Push(request);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("multiple of 4"), std::string::npos);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+}
+
+TEST_F(ParameterServiceTest, UnsupportedEncoding_InvalidArgument) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  PushRequest request;
+  request.mutable_header()->set_worker_id(id);
+  DenseValues* v = request.add_dense();
+  v->mutable_slice()->set_tensor("w");
+  v->mutable_slice()->set_length(2);
+  v->set_encoding(ENCODING_UNSPECIFIED);
+  v->set_data(std::string(8, '\0'));
+  EXPECT_EQ(Push(request).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ParameterServiceTest, UnregisteredWorker_FailedPrecondition) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  EXPECT_EQ(Push(id + 100, "w", 0, {1.0f}).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  std::vector<float> out;
+  EXPECT_EQ(Pull(id + 100, "w", 0, 1, &out).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Push(0, "w", 0, {1.0f}).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+
+  grpc::ClientContext context;
+  ReportProgressRequest report;
+  report.set_worker_id(id + 100);
+  ReportProgressResponse response;
+  EXPECT_EQ(coordinator_->ReportProgress(&context, report, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ParameterServiceTest, OversizedMessage_ResourceExhausted) {
+  StartServer(ASYNC, 1, /*max_message=*/1024);
+  const uint64_t id = RegisterWorker();
+  EXPECT_EQ(Push(id, "w", 0, std::vector<float>(kElements, 1.0f)).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  std::vector<float> out;
+  ASSERT_TRUE(Pull(id, "w", 0, 10, &out).ok());
+  EXPECT_EQ(out, std::vector<float>(10, 0.0f));
+}
+
+TEST_F(ParameterServiceTest, ManyThreadsPushing_NoUpdateLost) {
+  // SGD with lr 1: the final values are minus the exact sum of all pushes
+  // (integer-valued, so float addition is exact).
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  constexpr int kThreads = 8;
+  constexpr int kPushes = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<float> grad(kElements, static_cast<float>(t + 1));
+      for (int i = 0; i < kPushes; ++i) {
+        grpc::Status s = Push(id, "w", 0, grad);
+        ASSERT_TRUE(s.ok()) << s.error_message();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const float expected = -static_cast<float>(kPushes * kThreads * (kThreads + 1) / 2);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, expected));
+  EXPECT_EQ(server_->shard()->stats().pushes, kThreads * kPushes);
+}
+
+TEST_F(ParameterServiceTest, RetriedPushWithSameRequestId_AppliedOnce) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  ASSERT_TRUE(Push(id, "w", 0, {2.0f}, 0, 0, /*request_id=*/41).ok());
+  ASSERT_TRUE(Push(id, "w", 0, {2.0f}, 0, 0, /*request_id=*/41).ok());
+  std::vector<float> out;
+  ASSERT_TRUE(Pull(id, "w", 0, 1, &out).ok());
+  EXPECT_EQ(out[0], -2.0f);
+}
+
+TEST_F(ParameterServiceTest, Sync_PullWaitsForRoundThenSeesMean) {
+  StartServer(SYNC, 2);
+  const uint64_t a = RegisterWorker();
+  const uint64_t b = RegisterWorker();
+  ASSERT_TRUE(Push(a, "w", 0, std::vector<float>(kElements, 1.0f), 0).ok());
+  std::vector<float> out;
+  // Round 1 cannot complete until b pushes: a short deadline expires.
+  EXPECT_EQ(Pull(a, "w", 0, kElements, &out, /*clock=*/1, 200).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  std::thread late([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    ASSERT_TRUE(Push(b, "w", 0, std::vector<float>(kElements, 3.0f), 0).ok());
+  });
+  PullResponse response;
+  ASSERT_TRUE(Pull(a, "w", 0, kElements, &out, 1, 5000, &response).ok());
+  late.join();
+  EXPECT_EQ(out, std::vector<float>(kElements, -2.0f));
+  EXPECT_EQ(response.header().round(), 1);
+  // A push for a round already past is refused.
+  EXPECT_EQ(Push(a, "w", 0, {1.0f}, 0).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {
+  StartServer(SYNC, 2);
+  RegisterWorker();
+  grpc::ClientContext context;
+  JobStatus status;
+  ASSERT_TRUE(coordinator_->GetStatus(&context, GetStatusRequest(), &status).ok());
+  EXPECT_EQ(status.state(), WAITING_FOR_WORKERS);
+  EXPECT_EQ(status.registered_workers(), 1u);
+  EXPECT_EQ(status.expected_workers(), 2u);
+  EXPECT_EQ(status.mode(), SYNC);
+  EXPECT_EQ(status.optimizer(), "sgd(lr=1)");
+}
+
+TEST(ParameterServerTest, UnknownModel_CreateFails) {
+  ServerOptions options;
+  options.job.set_model("resnet");
+  EXPECT_EQ(ParameterServer::Create(options).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace fulcrum
