@@ -130,7 +130,9 @@ TEST(ParameterShardTest, RetriedRequestId_AppliedOnce) {
     auto shard = MakeShard(mode);
     ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f, /*request_id=*/7).ok());
     ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f, /*request_id=*/7).ok());
-    if (mode == SYNC) ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f, 7).ok());
+    if (mode == SYNC) {
+      ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f, 7).ok());
+    }
     EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, -1.0f));
     EXPECT_EQ(shard->stats().duplicate_pushes, 1);
   }
