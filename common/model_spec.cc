@@ -44,6 +44,24 @@ absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model) 
   return ModelTensors(model).status();
 }
 
+std::string ConsistencyModeName(ConsistencyMode mode) {
+  switch (mode) {
+    case SYNC:
+      return "sync";
+    case ASYNC:
+      return "async";
+    default:
+      return "unspecified";
+  }
+}
+
+absl::StatusOr<ConsistencyMode> ParseConsistencyMode(absl::string_view name) {
+  if (name == "sync") return SYNC;
+  if (name == "async") return ASYNC;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown consistency mode '", name, "'; expected sync or async"));
+}
+
 int64_t ElementCount(const TensorSpec& spec) {
   if (spec.shape_size() == 0) return 0;
   int64_t n = 1;

@@ -1,9 +1,11 @@
-// The parameter tensors of each model Fulcrum trains. Shared by ps_server,
-// which creates them, and the worker, whose model reads them.
+// What a job is made of: the parameter tensors of each model Fulcrum trains
+// (shared by ps_server, which creates them, and the worker, whose model reads
+// them), their recommended training settings, and consistency-mode names.
 #ifndef FULCRUM_COMMON_MODEL_SPEC_H_
 #define FULCRUM_COMMON_MODEL_SPEC_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +33,11 @@ struct TrainingDefaults {
   uint32_t epochs;
 };
 absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model);
+
+// "sync" / "async" for a mode; "unspecified" otherwise.
+std::string ConsistencyModeName(ConsistencyMode mode);
+// Parses "sync" or "async"; INVALID_ARGUMENT otherwise.
+absl::StatusOr<ConsistencyMode> ParseConsistencyMode(absl::string_view name);
 
 // Product of the spec's shape; 0 for an empty shape.
 int64_t ElementCount(const TensorSpec& spec);

@@ -6,23 +6,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "common/model_spec.h"
 
 namespace fulcrum {
 namespace {
 
 // Examples/s is measured over windows of at least this long.
 constexpr absl::Duration kRateWindow = absl::Seconds(1);
-
-std::string ModeName(ConsistencyMode mode) {
-  switch (mode) {
-    case SYNC:
-      return "sync";
-    case ASYNC:
-      return "async";
-    default:
-      return "unspecified";
-  }
-}
 
 }  // namespace
 
@@ -240,7 +230,7 @@ std::string JobCoordinator::ResultLine() const {
   JobStatus s = GetStatus();
   return absl::StrFormat(
       "result: model=%s mode=%s epochs=%d test_accuracy=%.4f wall_seconds=%.1f",
-      s.model(), ModeName(s.mode()), s.epochs(), s.last_eval().test_accuracy(),
+      s.model(), ConsistencyModeName(s.mode()), s.epochs(), s.last_eval().test_accuracy(),
       s.elapsed_seconds());
 }
 

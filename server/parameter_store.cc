@@ -129,6 +129,17 @@ absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::Find(
   return tensor;
 }
 
+absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::FindForUpdate(
+    const SliceRef& slice, absl::Span<const float> grad) const {
+  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
+  if (grad.size() != slice.length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gradient for ", slice.tensor, " has ", grad.size(),
+        " elements, slice has ", slice.length));
+  }
+  return tensor;
+}
+
 template <typename Fn>
 void ParameterStore::ForEachStripe(const Tensor& tensor, const SliceRef& slice,
                                    Fn fn) const {
@@ -164,12 +175,7 @@ absl::Status ParameterStore::Read(const SliceRef& slice,
 
 absl::Status ParameterStore::ApplyGradient(const SliceRef& slice,
                                            absl::Span<const float> grad) {
-  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
-  if (grad.size() != slice.length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gradient for ", slice.tensor, " has ", grad.size(),
-        " elements, slice has ", slice.length));
-  }
+  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, FindForUpdate(slice, grad));
   ForEachStripe(*tensor, slice,
                 [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
                   absl::MutexLock lock(&stripe.mu);
@@ -180,12 +186,7 @@ absl::Status ParameterStore::ApplyGradient(const SliceRef& slice,
 
 absl::Status ParameterStore::Accumulate(const SliceRef& slice,
                                         absl::Span<const float> grad) {
-  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
-  if (grad.size() != slice.length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gradient for ", slice.tensor, " has ", grad.size(),
-        " elements, slice has ", slice.length));
-  }
+  FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, FindForUpdate(slice, grad));
   ForEachStripe(*tensor, slice,
                 [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
                   absl::MutexLock lock(&stripe.mu);

@@ -87,6 +87,9 @@ class ParameterStore {
                  std::unique_ptr<Optimizer> optimizer);
 
   absl::StatusOr<const Tensor*> Find(const SliceRef& slice) const;
+  // Find, and the gradient must be as long as the slice.
+  absl::StatusOr<const Tensor*> FindForUpdate(const SliceRef& slice,
+                                              absl::Span<const float> grad) const;
 
   // Calls fn(stripe, offset_in_stripe, offset_in_slice, count) for every
   // stripe the slice overlaps, in order.

@@ -56,13 +56,6 @@ ABSL_FLAG(bool, exit_when_done, false,
 namespace fulcrum {
 namespace {
 
-absl::StatusOr<ConsistencyMode> ParseMode(const std::string& mode) {
-  if (mode == "sync") return SYNC;
-  if (mode == "async") return ASYNC;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--mode=", mode, ": expected sync or async"));
-}
-
 absl::Status WritePortFile(const std::string& path, int port) {
   const std::string tmp = path + ".tmp";
   {
@@ -84,9 +77,12 @@ int Run() {
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   JobSpec& job = options.job;
   job.set_model(absl::GetFlag(FLAGS_model));
-  absl::StatusOr<ConsistencyMode> mode = ParseMode(absl::GetFlag(FLAGS_mode));
+  absl::StatusOr<ConsistencyMode> mode =
+      ParseConsistencyMode(absl::GetFlag(FLAGS_mode));
   if (!mode.ok()) {
-    std::fprintf(stderr, "ps_server: %s\n", mode.status().message().data());
+    std::fprintf(stderr, "ps_server: --mode=%s: %s\n",
+                 absl::GetFlag(FLAGS_mode).c_str(),
+                 std::string(mode.status().message()).c_str());
     return 2;
   }
   job.set_mode(*mode);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/model_spec.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -31,21 +32,10 @@ constexpr char kUsage[] =
     "  psctl status --coordinator=HOST:PORT [--json]\n"
     "      the job's state, progress and workers";
 
-std::string ModeName(ConsistencyMode mode) {
-  switch (mode) {
-    case SYNC:
-      return "sync";
-    case ASYNC:
-      return "async";
-    default:
-      return "-";
-  }
-}
-
 void PrintTable(const JobStatus& s) {
   std::printf("job        %s\n", JobState_Name(s.state()).c_str());
   std::printf("model      %s   mode %s   optimizer %s\n", s.model().c_str(),
-              ModeName(s.mode()).c_str(), s.optimizer().c_str());
+              ConsistencyModeName(s.mode()).c_str(), s.optimizer().c_str());
   std::printf("workers    %u of %u registered\n", s.registered_workers(),
               s.expected_workers());
   std::printf("progress   epoch %u/%u   round %lld   examples %llu   %.0f examples/s\n",

@@ -49,7 +49,26 @@ void SoftmaxGradient(RowMatrix* probs, const uint8_t* labels) {
   *probs /= static_cast<float>(probs->rows());
 }
 
-class SoftmaxRegression final : public Model {
+// A model ending in softmax cross-entropy over `classes` logits: subclasses
+// compute the logits (keeping what their backward pass needs).
+class SoftmaxClassifier : public Model {
+ public:
+  void Evaluate(const ParameterSet& params, const Batch& batch,
+                int64_t* correct, double* loss_sum) final {
+    ConstMatrixMap x(batch.features, batch.size, batch.num_features);
+    Forward(params, x);
+    *correct += CountCorrect(logits_, batch.labels);
+    *loss_sum += SoftmaxCrossEntropy(&logits_, batch.labels);
+  }
+
+ protected:
+  // Sets logits_ for the rows of x.
+  virtual void Forward(const ParameterSet& params, const ConstMatrixMap& x) = 0;
+
+  RowMatrix logits_;
+};
+
+class SoftmaxRegression final : public SoftmaxClassifier {
  public:
   explicit SoftmaxRegression(std::vector<TensorSpec> tensors)
       : tensors_(std::move(tensors)),
@@ -73,16 +92,8 @@ class SoftmaxRegression final : public Model {
     return loss / batch.size;
   }
 
-  void Evaluate(const ParameterSet& params, const Batch& batch,
-                int64_t* correct, double* loss_sum) override {
-    ConstMatrixMap x(batch.features, batch.size, features_);
-    Forward(params, x);
-    *correct += CountCorrect(logits_, batch.labels);
-    *loss_sum += SoftmaxCrossEntropy(&logits_, batch.labels);
-  }
-
  private:
-  void Forward(const ParameterSet& params, const ConstMatrixMap& x) {
+  void Forward(const ParameterSet& params, const ConstMatrixMap& x) override {
     ConstMatrixMap w(params[0].data(), features_, classes_);
     ConstRowVectorMap b(params[1].data(), classes_);
     logits_.noalias() = x * w;
@@ -92,10 +103,9 @@ class SoftmaxRegression final : public Model {
   const std::vector<TensorSpec> tensors_;
   const int64_t features_;
   const int64_t classes_;
-  RowMatrix logits_;
 };
 
-class Mlp final : public Model {
+class Mlp final : public SoftmaxClassifier {
  public:
   explicit Mlp(std::vector<TensorSpec> tensors)
       : tensors_(std::move(tensors)),
@@ -130,16 +140,8 @@ class Mlp final : public Model {
     return loss / batch.size;
   }
 
-  void Evaluate(const ParameterSet& params, const Batch& batch,
-                int64_t* correct, double* loss_sum) override {
-    ConstMatrixMap x(batch.features, batch.size, features_);
-    Forward(params, x);
-    *correct += CountCorrect(logits_, batch.labels);
-    *loss_sum += SoftmaxCrossEntropy(&logits_, batch.labels);
-  }
-
  private:
-  void Forward(const ParameterSet& params, const ConstMatrixMap& x) {
+  void Forward(const ParameterSet& params, const ConstMatrixMap& x) override {
     ConstMatrixMap w1(params[0].data(), features_, hidden_);
     ConstRowVectorMap b1(params[1].data(), hidden_);
     ConstMatrixMap w2(params[2].data(), hidden_, classes_);
@@ -157,7 +159,6 @@ class Mlp final : public Model {
   const int64_t classes_;
   RowMatrix hidden_out_;
   RowMatrix d_hidden_;
-  RowMatrix logits_;
 };
 
 }  // namespace
