@@ -25,7 +25,7 @@ inline constexpr int64_t kMlpHidden = 256;
 absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model);
 
 // Training settings that reach each model's usual accuracy on Fashion-MNIST
-// with 2 workers (softmax >= 0.84 after 10 epochs, mlp >= 0.87 after 5), used
+// with 2 workers (softmax >= 0.84 after 15 epochs, mlp >= 0.87 after 10), used
 // by ps_server when its flags leave them unset.
 struct TrainingDefaults {
   OptimizerKind optimizer;
@@ -34,10 +34,17 @@ struct TrainingDefaults {
 };
 absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model);
 
-// "sync" / "async" for a mode; "unspecified" otherwise.
+// "sync", "async" or "ssp" for a mode; "unspecified" otherwise.
 std::string ConsistencyModeName(ConsistencyMode mode);
-// Parses "sync" or "async"; INVALID_ARGUMENT otherwise.
-absl::StatusOr<ConsistencyMode> ParseConsistencyMode(absl::string_view name);
+
+// A consistency mode with its SSP staleness bound (0 otherwise).
+struct Consistency {
+  ConsistencyMode mode = CONSISTENCY_UNSPECIFIED;
+  uint32_t staleness = 0;
+};
+// Parses "sync", "async" or "ssp:S" (S >= 0 clocks); INVALID_ARGUMENT
+// otherwise.
+absl::StatusOr<Consistency> ParseConsistency(absl::string_view text);
 
 // Product of the spec's shape; 0 for an empty shape.
 int64_t ElementCount(const TensorSpec& spec);

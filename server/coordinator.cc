@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,35 +16,57 @@ namespace {
 
 // Examples/s is measured over windows of at least this long.
 constexpr absl::Duration kRateWindow = absl::Seconds(1);
+// How long a worker told WAIT waits before asking again.
+constexpr double kRetryAfterSeconds = 0.05;
+
+bool JobOver(JobState state) { return state == FINISHED || state == STOPPED; }
 
 }  // namespace
 
 JobCoordinator::JobCoordinator(const CoordinatorOptions& options,
-                         ParameterShard* shard)
-    : options_(options), shard_(shard) {}
+                               ParameterShard* shard)
+    : options_(options),
+      partitions_(std::max<uint32_t>(1, options.job.partitions_per_epoch())),
+      shard_(shard) {}
+
+absl::StatusOr<JobCoordinator::WorkerRecord*> JobCoordinator::LiveWorkerLocked(
+    uint64_t worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unknown worker id ", worker_id, "; register with the coordinator"));
+  }
+  const WorkerState state = it->second.status.state();
+  if (state == DEAD || state == LEFT) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", worker_id, " was declared ", WorkerState_Name(state),
+        "; register again"));
+  }
+  return &it->second;
+}
 
 absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     const RegisterWorkerRequest& request) {
   absl::MutexLock lock(&mu_);
-  if (state_ != WAITING_FOR_WORKERS) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the job takes ", options_.job.num_workers(),
-        " workers and all have registered"));
-  }
-  const uint32_t index = static_cast<uint32_t>(workers_.size());
+  const absl::Time now = options_.now();
   const uint64_t id = next_worker_id_++;
+  const std::string name = request.worker_name().empty()
+                               ? absl::StrCat("worker-", id)
+                               : request.worker_name();
+  auto same_name = live_by_name_.find(name);
+  if (same_name != live_by_name_.end()) {
+    DeclareDeadLocked(workers_.at(same_name->second),
+                      absl::StrCat("replaced by a new worker named ", name));
+  }
 
   WorkerRecord record;
-  WorkerStatus& status = record.status;
-  status.set_worker_id(id);
-  status.set_name(request.worker_name().empty() ? absl::StrCat("worker-", id)
-                                                : request.worker_name());
-  status.set_host(request.host());
-  status.mutable_partition()->set_index(index);
-  status.mutable_partition()->set_count(options_.job.num_workers());
-  status.set_evaluator(index == 0);
-  record.last_report = record.rate_since = absl::Now();
+  record.status.set_worker_id(id);
+  record.status.set_name(name);
+  record.status.set_host(request.host());
+  record.status.set_state(IDLE);
+  record.last_heartbeat = record.rate_since = now;
   workers_.emplace(id, record);
+  live_by_name_[name] = id;
   shard_->AdmitWorker(id);
 
   RegisterWorkerResponse response;
@@ -50,94 +75,341 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
   for (const std::string& address : options_.shard_addresses) {
     response.add_shard_addresses(address);
   }
-  *response.mutable_partition() = status.partition();
   response.set_incarnation(options_.incarnation);
-  response.set_evaluator(status.evaluator());
+  response.set_heartbeat_interval_seconds(
+      absl::ToDoubleSeconds(options_.heartbeat_interval));
+  response.set_worker_timeout_seconds(
+      absl::ToDoubleSeconds(options_.worker_timeout));
 
-  FULCRUM_LOG(INFO) << "worker " << id << " (" << status.name() << " on "
-                    << status.host() << ") registered: partition " << index
-                    << " of " << options_.job.num_workers()
-                    << (status.evaluator() ? ", evaluator" : "");
-  if (workers_.size() == options_.job.num_workers()) {
+  FULCRUM_LOG(INFO) << "worker " << id << " (" << name << " on "
+                    << request.host() << ") registered";
+  if (state_ == WAITING_FOR_WORKERS &&
+      LiveWorkersLocked() >= options_.job.num_workers()) {
     state_ = RUNNING;
-    started_at_ = absl::Now();
+    started_at_ = now;
     shard_->Start();
-    FULCRUM_LOG(INFO) << "all " << options_.job.num_workers()
-                      << " workers registered; job running";
+    FULCRUM_LOG(INFO) << LiveWorkersLocked() << " workers registered; job running";
   }
   return response;
 }
 
-absl::StatusOr<ReportProgressResponse> JobCoordinator::ReportProgress(
-    const ReportProgressRequest& request) {
-  if (!std::isfinite(request.loss()) || request.loss() < 0) {
+absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(
+    const HeartbeatRequest& request) {
+  const WorkerProgress& p = request.progress();
+  if (!std::isfinite(p.loss()) || p.loss() < 0 || p.steps() < 0 ||
+      !std::isfinite(p.wait_seconds()) || p.wait_seconds() < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("loss must be finite and non-negative, got ", request.loss()));
-  }
-  if (request.has_eval()) {
-    const double acc = request.eval().test_accuracy();
-    if (!(acc >= 0.0 && acc <= 1.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("test accuracy must be in [0, 1], got ", acc));
-    }
+        "progress needs a finite non-negative loss, steps and wait time");
   }
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(request.worker_id());
-  if (it == workers_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "unknown worker id ", request.worker_id(), "; register first"));
-  }
-  WorkerRecord& record = it->second;
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  if (!found.ok()) return found.status();
+  WorkerRecord& record = **found;
   WorkerStatus& status = record.status;
-  const absl::Time now = absl::Now();
-  status.set_epoch(request.epoch());
-  status.set_step(request.step());
-  if (request.loss() > 0) status.set_loss(request.loss());
-  if (request.examples_seen() >= record.rate_examples &&
-      now - record.rate_since >= kRateWindow) {
+  const absl::Time now = options_.now();
+  record.last_heartbeat = now;
+  status.set_steps(p.steps());
+  if (p.loss() > 0) status.set_loss(p.loss());
+  status.set_wait_seconds(p.wait_seconds());
+  if (p.examples_seen() < record.rate_examples) {
+    record.rate_examples = p.examples_seen();  // not cumulative: restart
+    record.rate_since = now;
+  } else if (now - record.rate_since >= kRateWindow) {
     status.set_examples_per_second(
-        (request.examples_seen() - record.rate_examples) /
+        (p.examples_seen() - record.rate_examples) /
         absl::ToDoubleSeconds(now - record.rate_since));
     record.rate_since = now;
-    record.rate_examples = request.examples_seen();
+    record.rate_examples = p.examples_seen();
   }
-  status.set_examples_seen(request.examples_seen());
-  record.last_report = now;
-
-  if (request.has_eval()) {
-    last_eval_ = request.eval();
-    FULCRUM_LOG(INFO) << absl::StrFormat(
-        "%s epoch %d/%d: test_accuracy=%.4f test_loss=%.4f",
-        request.eval().final() ? "final evaluation after" : "evaluation after",
-        request.eval().epoch(), options_.job.epochs(),
-        request.eval().test_accuracy(), request.eval().test_loss());
-    if (request.eval().final() && state_ == EVALUATING) {
-      state_ = FINISHED;
-      finished_at_ = now;
-      FULCRUM_LOG(INFO) << "job finished";
-    }
-  }
-  if (request.training_done() && !status.training_done()) {
-    status.set_training_done(true);
-    status.set_examples_per_second(0);
-    shard_->DeactivateWorker(status.worker_id());
-    FULCRUM_LOG(INFO) << "worker " << status.worker_id()
-                      << " finished training after " << status.step()
-                      << " steps";
-    MaybeFinishTrainingLocked();
-  }
-  ReportProgressResponse response;
+  status.set_examples_seen(p.examples_seen());
+  HeartbeatResponse response;
   response.set_job_state(state_);
   return response;
 }
 
-void JobCoordinator::MaybeFinishTrainingLocked() {
-  if (state_ != RUNNING) return;
-  for (const auto& [id, record] : workers_) {
-    if (!record.status.training_done()) return;
+std::vector<JobCoordinator::PartitionState>& JobCoordinator::EpochLocked(
+    uint32_t epoch) {
+  auto it = epochs_.find(epoch);
+  if (it == epochs_.end()) {
+    it = epochs_
+             .emplace(epoch, std::vector<PartitionState>(partitions_,
+                                                         PartitionState::kPending))
+             .first;
+    std::vector<uint32_t> order(partitions_);
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(options_.job.seed() * 6364136223846793005ull + epoch);
+    std::shuffle(order.begin(), order.end(), rng);
+    lease_order_[epoch] = std::move(order);
   }
-  state_ = EVALUATING;
-  FULCRUM_LOG(INFO) << "every worker finished training; final evaluation";
+  return it->second;
+}
+
+int64_t JobCoordinator::MinActiveClockLocked() const {
+  int64_t min = std::numeric_limits<int64_t>::max();
+  for (const auto& [id, w] : workers_) {
+    if (w.status.state() == ACTIVE) min = std::min(min, w.status.clock());
+  }
+  return min;
+}
+
+uint32_t JobCoordinator::LiveWorkersLocked() const {
+  uint32_t n = 0;
+  for (const auto& [id, w] : workers_) {
+    const WorkerState s = w.status.state();
+    if (s != DEAD && s != LEFT) ++n;
+  }
+  return n;
+}
+
+AcquirePartitionResponse JobCoordinator::GrantLocked(WorkerRecord& worker,
+                                                     const Lease& lease) {
+  AcquirePartitionResponse response;
+  response.set_lease_id(lease.id);
+  WorkerStatus& status = worker.status;
+  if (lease.evaluate) {
+    response.set_kind(AcquirePartitionResponse::EVALUATE);
+    response.set_eval_epoch(lease.epoch);
+    response.set_eval_final(lease.final);
+    status.set_state(EVALUATING_MODEL);
+    status.clear_partition();
+  } else {
+    response.set_kind(AcquirePartitionResponse::TRAIN);
+    DataPartition* partition = response.mutable_partition();
+    partition->set_epoch(lease.epoch);
+    partition->set_index(lease.partition);
+    partition->set_count(partitions_);
+    *status.mutable_partition() = *partition;
+    response.set_clock(status.clock());
+  }
+  return response;
+}
+
+absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
+    const AcquirePartitionRequest& request) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  if (!found.ok()) return found.status();
+  WorkerRecord& worker = **found;
+  AcquirePartitionResponse response;
+  if (JobOver(state_)) {
+    response.set_kind(AcquirePartitionResponse::DONE);
+    worker.status.set_state(LEFT);
+    shard_->RemoveWorker(worker.status.worker_id());
+    live_by_name_.erase(worker.status.name());
+    return response;
+  }
+  if (worker.lease_id.has_value()) {  // a retry: same lease again
+    return GrantLocked(worker, leases_.at(*worker.lease_id));
+  }
+  response.set_kind(AcquirePartitionResponse::WAIT);
+  response.set_retry_after_seconds(kRetryAfterSeconds);
+  if (state_ == WAITING_FOR_WORKERS) return response;
+
+  Lease lease;
+  lease.worker_id = worker.status.worker_id();
+  if (!eval_queue_.empty()) {
+    lease.evaluate = true;
+    lease.epoch = eval_queue_.front().epoch;
+    lease.final = eval_queue_.front().final;
+    eval_queue_.pop_front();
+  } else {
+    const uint32_t last_epoch =
+        std::min<uint32_t>(options_.job.epochs() - 1,
+                           oldest_epoch_ + options_.epoch_lookahead);
+    bool found_partition = false;
+    for (uint32_t e = oldest_epoch_; e <= last_epoch && !found_partition; ++e) {
+      std::vector<PartitionState>& parts = EpochLocked(e);
+      for (uint32_t i : lease_order_.at(e)) {
+        if (parts[i] == PartitionState::kPending) {
+          parts[i] = PartitionState::kLeased;
+          lease.epoch = e;
+          lease.partition = i;
+          found_partition = true;
+          break;
+        }
+      }
+    }
+    if (!found_partition) return response;  // WAIT
+    // SSP: a worker's clock counts the partitions it trained, but never
+    // starts below the slowest active worker (a joiner must not hold the
+    // others back).
+    WorkerStatus& status = worker.status;
+    const int64_t floor = MinActiveClockLocked();
+    status.set_clock(std::max<int64_t>(
+        status.partitions_completed(),
+        floor == std::numeric_limits<int64_t>::max() ? 0 : floor));
+    status.set_state(ACTIVE);
+    shard_->ActivateWorker(status.worker_id(), status.clock());
+  }
+  lease.id = next_lease_id_++;
+  leases_.emplace(lease.id, lease);
+  worker.lease_id = lease.id;
+  return GrantLocked(worker, lease);
+}
+
+absl::Status JobCoordinator::CompletePartition(
+    const CompletePartitionRequest& request) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  if (!found.ok()) return found.status();
+  WorkerRecord& worker = **found;
+  if (worker.lease_id != request.lease_id() ||
+      leases_.at(request.lease_id()).evaluate) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", request.worker_id(), " holds no training lease ",
+        request.lease_id()));
+  }
+  const Lease lease = leases_.at(request.lease_id());
+  leases_.erase(lease.id);
+  worker.lease_id.reset();
+  EpochLocked(lease.epoch)[lease.partition] = PartitionState::kDone;
+  PartitionRecord record;
+  record.set_epoch(lease.epoch);
+  record.set_index(lease.partition);
+  record.set_worker_id(worker.status.worker_id());
+  record.set_worker_name(worker.status.name());
+  completed_.push_back(record);
+  WorkerStatus& status = worker.status;
+  status.set_partitions_completed(status.partitions_completed() + 1);
+  status.set_state(IDLE);
+  status.clear_partition();
+  shard_->DeactivateWorker(status.worker_id());
+  AdvanceEpochsLocked();
+  return absl::OkStatus();
+}
+
+void JobCoordinator::AdvanceEpochsLocked() {
+  while (oldest_epoch_ < options_.job.epochs()) {
+    const std::vector<PartitionState>& parts = EpochLocked(oldest_epoch_);
+    if (!std::all_of(parts.begin(), parts.end(), [](PartitionState s) {
+          return s == PartitionState::kDone;
+        })) {
+      return;
+    }
+    epochs_.erase(oldest_epoch_);
+    lease_order_.erase(oldest_epoch_);
+    ++oldest_epoch_;
+    const bool final = oldest_epoch_ == options_.job.epochs();
+    eval_queue_.push_back(EvalTask{oldest_epoch_, final});
+    FULCRUM_LOG(INFO) << "epoch " << oldest_epoch_ << "/" << options_.job.epochs()
+                      << " trained";
+    if (final && state_ == RUNNING) {
+      state_ = EVALUATING;
+      FULCRUM_LOG(INFO) << "every epoch trained; final evaluation";
+    }
+  }
+}
+
+absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
+  const double acc = request.eval().test_accuracy();
+  if (!(acc >= 0.0 && acc <= 1.0) || !std::isfinite(request.eval().test_loss())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "test accuracy must be in [0, 1] and the loss finite, got ", acc, " and ",
+        request.eval().test_loss()));
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  if (!found.ok()) return found.status();
+  WorkerRecord& worker = **found;
+  if (worker.lease_id != request.lease_id() ||
+      !leases_.at(request.lease_id()).evaluate) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", request.worker_id(), " holds no evaluation lease ",
+        request.lease_id()));
+  }
+  const Lease lease = leases_.at(request.lease_id());
+  leases_.erase(lease.id);
+  worker.lease_id.reset();
+  worker.status.set_state(IDLE);
+  // Evaluations may finish out of order; keep the latest epoch's.
+  if (lease.final || lease.epoch >= last_eval_.epoch()) {
+    last_eval_ = request.eval();
+    last_eval_.set_epoch(lease.epoch);
+    last_eval_.set_final(lease.final);
+  }
+  FULCRUM_LOG(INFO) << absl::StrFormat(
+      "%s epoch %d/%d: test_accuracy=%.4f test_loss=%.4f (worker %d)",
+      lease.final ? "final evaluation after" : "evaluation after", lease.epoch,
+      options_.job.epochs(), acc, request.eval().test_loss(),
+      worker.status.worker_id());
+  if (lease.final && state_ == EVALUATING) {
+    state_ = FINISHED;
+    finished_at_ = options_.now();
+    FULCRUM_LOG(INFO) << "job finished";
+  }
+  return absl::OkStatus();
+}
+
+void JobCoordinator::Stop() {
+  absl::MutexLock lock(&mu_);
+  if (JobOver(state_)) return;
+  state_ = STOPPED;
+  finished_at_ = options_.now();
+  // Release every lease so no round or clock waits for a worker that is
+  // about to exit.
+  for (auto& [id, worker] : workers_) {
+    if (worker.lease_id.has_value()) RevokeLeaseLocked(worker);
+  }
+  FULCRUM_LOG(INFO) << "job stopped by an operator";
+}
+
+void JobCoordinator::RevokeLeaseLocked(WorkerRecord& worker) {
+  if (!worker.lease_id.has_value()) return;
+  const Lease lease = leases_.at(*worker.lease_id);
+  leases_.erase(lease.id);
+  worker.lease_id.reset();
+  if (lease.evaluate) {
+    eval_queue_.push_front(EvalTask{lease.epoch, lease.final});
+  } else {
+    EpochLocked(lease.epoch)[lease.partition] = PartitionState::kPending;
+    shard_->DeactivateWorker(worker.status.worker_id());
+  }
+  worker.status.clear_partition();
+  worker.status.set_state(IDLE);
+}
+
+void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker,
+                                       const std::string& why) {
+  WorkerStatus& status = worker.status;
+  const bool had_partition = status.has_partition();
+  const DataPartition partition = status.partition();
+  RevokeLeaseLocked(worker);
+  shard_->RemoveWorker(status.worker_id());
+  status.set_state(DEAD);
+  status.set_examples_per_second(0);
+  auto it = live_by_name_.find(status.name());
+  if (it != live_by_name_.end() && it->second == status.worker_id()) {
+    live_by_name_.erase(it);
+  }
+  FULCRUM_LOG(WARNING) << "worker " << status.worker_id() << " (" << status.name()
+                       << ") declared dead: " << why
+                       << (had_partition
+                               ? absl::StrCat("; partition ", partition.index(),
+                                              " of epoch ", partition.epoch() + 1,
+                                              " returns to the pool")
+                               : "");
+}
+
+int JobCoordinator::ReapSilentWorkers() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.now();
+  int reaped = 0;
+  for (auto& [id, worker] : workers_) {
+    const WorkerState s = worker.status.state();
+    if (s == DEAD || s == LEFT) continue;
+    const absl::Duration silence = now - worker.last_heartbeat;
+    if (silence <= options_.worker_timeout) continue;
+    ++reaped;
+    if (JobOver(state_)) {
+      worker.status.set_state(LEFT);
+      shard_->RemoveWorker(id);
+      live_by_name_.erase(worker.status.name());
+      continue;
+    }
+    DeclareDeadLocked(worker, absl::StrCat("no heartbeat for ",
+                                           absl::FormatDuration(silence)));
+  }
+  return reaped;
 }
 
 JobState JobCoordinator::state() const {
@@ -147,10 +419,16 @@ JobState JobCoordinator::state() const {
 
 bool JobCoordinator::WaitUntilDone(absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
-  auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return state_ == FINISHED || state_ == STOPPED;
-  };
+  auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return JobOver(state_); };
   return mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
+}
+
+bool JobCoordinator::WaitUntilWorkersLeft(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto left = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return JobOver(state_) && LiveWorkersLocked() == 0;
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&left), deadline);
 }
 
 JobStatus JobCoordinator::GetStatus() const {
@@ -159,7 +437,7 @@ JobStatus JobCoordinator::GetStatus() const {
 }
 
 JobStatus JobCoordinator::GetStatusLocked() const {
-  const absl::Time now = absl::Now();
+  const absl::Time now = options_.now();
   const JobSpec& job = options_.job;
   JobStatus status;
   status.set_state(state_);
@@ -167,29 +445,40 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   status.set_mode(job.mode());
   status.set_optimizer(shard_->store().optimizer().Describe());
   status.set_epochs(job.epochs());
+  status.set_epoch(std::min(oldest_epoch_, job.epochs()));
   status.set_round(shard_->version().version);
-  status.set_registered_workers(workers_.size());
+  status.set_live_workers(LiveWorkersLocked());
   status.set_expected_workers(job.num_workers());
   status.set_incarnation(options_.incarnation);
+  status.set_partitions_per_epoch(partitions_);
+  status.set_staleness(job.staleness());
   *status.mutable_last_eval() = last_eval_;
   if (state_ != WAITING_FOR_WORKERS) {
-    const absl::Time end = (state_ == FINISHED) ? finished_at_ : now;
+    const absl::Time end = JobOver(state_) ? finished_at_ : now;
     status.set_elapsed_seconds(absl::ToDoubleSeconds(end - started_at_));
   }
-  uint32_t min_epoch = job.epochs();
-  bool any_training = false;
-  double loss_sum = 0;
+  uint32_t left = 0;
+  if (oldest_epoch_ < job.epochs()) {
+    auto it = epochs_.find(oldest_epoch_);
+    left = it == epochs_.end()
+               ? partitions_
+               : std::count_if(it->second.begin(), it->second.end(),
+                               [](PartitionState s) { return s != PartitionState::kDone; });
+  }
+  status.set_partitions_left_in_epoch(left);
+  double loss_sum = 0, wait = 0, rate = 0;
   int loss_count = 0;
   uint64_t examples = 0;
-  double rate = 0;
+  uint32_t dead = 0;
   for (const auto& [id, record] : workers_) {
     WorkerStatus* w = status.add_workers();
     *w = record.status;
-    w->set_seconds_since_report(absl::ToDoubleSeconds(now - record.last_report));
+    w->set_seconds_since_heartbeat(
+        absl::ToDoubleSeconds(now - record.last_heartbeat));
     examples += w->examples_seen();
-    if (!w->training_done()) {
-      any_training = true;
-      min_epoch = std::min(min_epoch, w->epoch());
+    wait += w->wait_seconds();
+    if (w->state() == DEAD) ++dead;
+    if (w->state() == ACTIVE) {
       rate += w->examples_per_second();
       if (w->loss() > 0) {
         loss_sum += w->loss();
@@ -197,8 +486,7 @@ JobStatus JobCoordinator::GetStatusLocked() const {
       }
     }
   }
-  if (!any_training) {
-    min_epoch = state_ == WAITING_FOR_WORKERS ? 0 : job.epochs();
+  if (loss_count == 0) {  // nobody training right now: the latest losses
     for (const auto& [id, record] : workers_) {
       if (record.status.loss() > 0) {
         loss_sum += record.status.loss();
@@ -206,19 +494,23 @@ JobStatus JobCoordinator::GetStatusLocked() const {
       }
     }
   }
-  status.set_epoch(min_epoch);
+  status.set_dead_workers(dead);
   status.set_examples_seen(examples);
   status.set_examples_per_second(rate);
+  status.set_wait_seconds(wait);
   status.set_loss(loss_count > 0 ? loss_sum / loss_count : 0);
+  for (const PartitionRecord& r : completed_) *status.add_completed() = r;
   return status;
 }
 
 std::string JobCoordinator::ProgressLine() const {
   JobStatus s = GetStatus();
   std::string line = absl::StrFormat(
-      "%s round=%d epoch=%d/%d examples=%d examples/s=%.0f loss=%.4f",
+      "%s round=%d epoch=%d/%d partitions_left=%d workers=%d examples=%d "
+      "examples/s=%.0f loss=%.4f",
       JobState_Name(s.state()), s.round(), std::min(s.epoch() + 1, s.epochs()),
-      s.epochs(), s.examples_seen(), s.examples_per_second(), s.loss());
+      s.epochs(), s.partitions_left_in_epoch(), s.live_workers(),
+      s.examples_seen(), s.examples_per_second(), s.loss());
   if (s.last_eval().examples() > 0) {
     absl::StrAppendFormat(&line, " test_accuracy=%.4f",
                           s.last_eval().test_accuracy());
@@ -228,9 +520,11 @@ std::string JobCoordinator::ProgressLine() const {
 
 std::string JobCoordinator::ResultLine() const {
   JobStatus s = GetStatus();
+  std::string mode = ConsistencyModeName(s.mode());
+  if (s.mode() == SSP) mode = absl::StrCat("ssp:", s.staleness());
   return absl::StrFormat(
       "result: model=%s mode=%s epochs=%d test_accuracy=%.4f wall_seconds=%.1f",
-      s.model(), ConsistencyModeName(s.mode()), s.epochs(), s.last_eval().test_accuracy(),
+      s.model(), mode, s.epochs(), s.last_eval().test_accuracy(),
       s.elapsed_seconds());
 }
 

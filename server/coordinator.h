@@ -1,13 +1,20 @@
-// JobCoordinator: the job's membership, data partitions, progress and status.
-// Transport-neutral: the gRPC Coordinator service adapts it.
+// JobCoordinator: the job's membership (heartbeats, deaths, joins), the
+// partition leases that hand out its training data, evaluation tasks,
+// progress and status. Transport-neutral: the gRPC Coordinator service adapts
+// it.
 #ifndef FULCRUM_SERVER_COORDINATOR_H_
 #define FULCRUM_SERVER_COORDINATOR_H_
 
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -17,66 +24,152 @@
 namespace fulcrum {
 
 struct CoordinatorOptions {
-  // The job every worker receives. job.num_workers workers must register
-  // before it starts; each gets partition i of num_workers of the training
-  // set. The first to register evaluates.
+  // The job every worker receives. It starts once job.num_workers workers
+  // have registered; more may join at any time. Each epoch is cut into
+  // job.partitions_per_epoch partitions.
   JobSpec job;
   // Addresses of every shard, by index; empty when the coordinator's own
   // process is the only shard.
   std::vector<std::string> shard_addresses;
   // Random id of this server process, echoed to workers.
   uint64_t incarnation = 0;
+  // How often workers heartbeat, and how long a silent worker lives: past
+  // worker_timeout it is declared dead and its lease returns to the pool.
+  // A shorter timeout reassigns work sooner but risks declaring a worker
+  // that is merely slow (a long GC, a swapped host) dead.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  absl::Duration worker_timeout = absl::Seconds(5);
+  // Partitions of epoch e + lookahead may be leased while epoch e still has
+  // untrained partitions, so fast workers keep going past a straggler.
+  // 0 makes every epoch a barrier.
+  uint32_t epoch_lookahead = 1;
+  // The time source (tests substitute a fake).
+  std::function<absl::Time()> now = [] { return absl::Now(); };
 };
 
 // Thread-safe. `shard` (the shard in the coordinator's own process) is not
-// owned and must outlive the coordinator; workers are admitted into it when
-// they register, deactivated when they finish, and it is started when the
-// job starts.
+// owned and must outlive the coordinator. The coordinator admits registered
+// workers into it, activates a worker for the span of each training lease
+// (the set sync rounds and ssp clocks wait for), removes dead workers, and
+// starts it when the job starts.
+//
+// Work is handed out by AcquirePartition, in this order: evaluation tasks
+// (queued when an epoch's partitions are all trained; the last one evaluates
+// the finished model), then the untrained partitions of the oldest unfinished
+// epoch (and up to epoch_lookahead epochs after it). Each partition is
+// completed exactly once per epoch: a lease taken back from a dead worker is
+// handed out again from the partition's start, and a completion under a
+// revoked lease is refused.
 class JobCoordinator {
  public:
   JobCoordinator(const CoordinatorOptions& options, ParameterShard* shard);
   JobCoordinator(const JobCoordinator&) = delete;
   JobCoordinator& operator=(const JobCoordinator&) = delete;
 
-  // RESOURCE_EXHAUSTED once job.num_workers have registered.
+  // Registering under the name of a live worker replaces it (the old id is
+  // declared dead).
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request);
 
-  // FAILED_PRECONDITION for an unknown worker id, INVALID_ARGUMENT for a
-  // malformed report (negative or non-finite loss, accuracy outside [0, 1]).
-  absl::StatusOr<ReportProgressResponse> ReportProgress(
-      const ReportProgressRequest& request);
+  // FAILED_PRECONDITION for an unknown or dead worker id (it must register
+  // again); INVALID_ARGUMENT for malformed progress.
+  absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& request);
+
+  // The worker's next work. Asking again while holding a lease returns the
+  // same lease (a retried call must not lose it).
+  absl::StatusOr<AcquirePartitionResponse> AcquirePartition(
+      const AcquirePartitionRequest& request);
+
+  // FAILED_PRECONDITION unless `lease_id` is a training lease this live
+  // worker holds.
+  absl::Status CompletePartition(const CompletePartitionRequest& request);
+
+  // FAILED_PRECONDITION unless `lease_id` is an evaluation lease this live
+  // worker holds; INVALID_ARGUMENT for an accuracy outside [0, 1].
+  absl::Status ReportEval(const ReportEvalRequest& request);
+
+  // Ends the job (STOPPED) unless it has finished; workers are told DONE.
+  void Stop();
+
+  // Declares workers silent past worker_timeout dead (or, once the job is
+  // over, gone). Returns how many. The server calls it periodically.
+  int ReapSilentWorkers();
 
   JobStatus GetStatus() const;
   JobState state() const;
 
   // Waits until the job is FINISHED or STOPPED; false at the deadline.
   bool WaitUntilDone(absl::Time deadline) const;
+  // Waits until the job is over and every worker has been told so (or is
+  // dead); false at the deadline.
+  bool WaitUntilWorkersLeft(absl::Time deadline) const;
 
-  // One human-readable progress line ("round 120 epoch 1/5 ...").
+  // One human-readable progress line ("RUNNING round=120 epoch=1/5 ...").
   std::string ProgressLine() const;
   // The machine-readable closing line:
   // "result: model=M mode=sync epochs=E test_accuracy=A wall_seconds=S".
   std::string ResultLine() const;
 
  private:
+  struct Lease {
+    uint64_t id = 0;
+    uint64_t worker_id = 0;
+    bool evaluate = false;  // an evaluation task, not a partition
+    uint32_t epoch = 0;     // training: 0-based; evaluation: 1-based
+    uint32_t partition = 0;
+    bool final = false;
+  };
+  struct EvalTask {
+    uint32_t epoch = 0;  // 1-based
+    bool final = false;
+  };
+  enum class PartitionState { kPending, kLeased, kDone };
   struct WorkerRecord {
-    WorkerStatus status;  // progress fields as last reported
-    absl::Time last_report;
-    absl::Time rate_since;  // start of the examples/s measurement
+    WorkerStatus status;
+    absl::Time last_heartbeat;
+    absl::Time rate_since;
     uint64_t rate_examples = 0;
+    std::optional<uint64_t> lease_id;
   };
 
+  absl::StatusOr<WorkerRecord*> LiveWorkerLocked(uint64_t worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  AcquirePartitionResponse GrantLocked(WorkerRecord& worker, const Lease& lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives the worker's lease back: a partition becomes pending again, an
+  // evaluation goes back to the front of the queue.
+  void RevokeLeaseLocked(WorkerRecord& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DeclareDeadLocked(WorkerRecord& worker, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<PartitionState>& EpochLocked(uint32_t epoch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves past fully trained epochs, queueing their evaluations.
+  void AdvanceEpochsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t MinActiveClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  uint32_t LiveWorkersLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   JobStatus GetStatusLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  void MaybeFinishTrainingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
+  const uint32_t partitions_;  // per epoch
   ParameterShard* const shard_;
 
   mutable absl::Mutex mu_;
   JobState state_ ABSL_GUARDED_BY(mu_) = WAITING_FOR_WORKERS;
   uint64_t next_worker_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::btree_map<uint64_t, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint64_t> live_by_name_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  // Partition states of epochs from oldest_epoch_ on (created when first
+  // leased from).
+  std::map<uint32_t, std::vector<PartitionState>> epochs_ ABSL_GUARDED_BY(mu_);
+  // The order partitions of each epoch are handed out in: a permutation
+  // seeded by the job's seed and the epoch, so data order varies between
+  // epochs as SGD wants.
+  std::map<uint32_t, std::vector<uint32_t>> lease_order_ ABSL_GUARDED_BY(mu_);
+  uint32_t oldest_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<EvalTask> eval_queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<PartitionRecord> completed_ ABSL_GUARDED_BY(mu_);
   absl::Time started_at_ ABSL_GUARDED_BY(mu_);
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
   EvalResult last_eval_ ABSL_GUARDED_BY(mu_);

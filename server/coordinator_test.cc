@@ -1,149 +1,352 @@
 #include "server/coordinator.h"
 
+#include <set>
+
 #include "common/model_spec.h"
 #include "gtest/gtest.h"
 
 namespace fulcrum {
 namespace {
 
+using Kind = AcquirePartitionResponse::Kind;
+
 class CoordinatorTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs,
+            uint32_t partitions, uint32_t lookahead = 1) {
     JobSpec& job = options_.job;
     job.set_model("softmax");
-    job.set_mode(SYNC);
-    job.set_epochs(2);
+    job.set_mode(mode);
+    job.set_epochs(epochs);
     job.set_batch_size(32);
-    job.set_num_workers(2);
+    job.set_num_workers(num_workers);
+    job.set_partitions_per_epoch(partitions);
+    job.set_staleness(1);
     job.mutable_optimizer()->set_kind(SGD);
     const std::vector<TensorSpec> tensors = *ModelTensors("softmax");
     for (const TensorSpec& t : tensors) *job.add_tensors() = t;
     options_.incarnation = 77;
+    options_.epoch_lookahead = lookahead;
+    options_.worker_timeout = absl::Seconds(5);
+    options_.now = [this] { return now_; };
     auto store = ParameterStore::Create({}, *CreateOptimizer(job.optimizer()),
-                                        {job.tensors().begin(), job.tensors().end()});
+                                        tensors);
     ASSERT_TRUE(store.ok());
-    shard_ = std::make_unique<ParameterShard>(std::move(*store), SYNC);
+    shard_ = std::make_unique<ParameterShard>(std::move(*store), mode, 1);
     coordinator_ = std::make_unique<JobCoordinator>(options_, shard_.get());
   }
 
-  RegisterWorkerResponse Register(const std::string& name) {
+  uint64_t Register(const std::string& name) {
     RegisterWorkerRequest request;
     request.set_worker_name(name);
     request.set_host("h");
     absl::StatusOr<RegisterWorkerResponse> r = coordinator_->RegisterWorker(request);
     EXPECT_TRUE(r.ok()) << r.status();
-    return *r;
+    return r->worker_id();
   }
 
-  absl::StatusOr<ReportProgressResponse> Report(uint64_t id, bool done,
-                                                const EvalResult* eval = nullptr,
-                                                double loss = 0.5) {
-    ReportProgressRequest request;
+  absl::StatusOr<AcquirePartitionResponse> Acquire(uint64_t id) {
+    AcquirePartitionRequest request;
     request.set_worker_id(id);
-    request.set_examples_seen(100);
-    request.set_step(3);
-    request.set_loss(loss);
-    request.set_training_done(done);
-    if (eval) *request.mutable_eval() = *eval;
-    return coordinator_->ReportProgress(request);
+    return coordinator_->AcquirePartition(request);
+  }
+
+  absl::Status Complete(uint64_t id, uint64_t lease) {
+    CompletePartitionRequest request;
+    request.set_worker_id(id);
+    request.set_lease_id(lease);
+    return coordinator_->CompletePartition(request);
+  }
+
+  absl::Status Eval(uint64_t id, uint64_t lease, double accuracy) {
+    ReportEvalRequest request;
+    request.set_worker_id(id);
+    request.set_lease_id(lease);
+    request.mutable_eval()->set_test_accuracy(accuracy);
+    request.mutable_eval()->set_examples(10000);
+    return coordinator_->ReportEval(request);
+  }
+
+  absl::StatusOr<HeartbeatResponse> Heartbeat(uint64_t id) {
+    HeartbeatRequest request;
+    request.set_worker_id(id);
+    request.mutable_progress()->set_loss(0.5);
+    return coordinator_->Heartbeat(request);
+  }
+
+  // Trains (acquires and completes) until a lease is not a training one.
+  AcquirePartitionResponse TrainUntilOther(uint64_t id) {
+    while (true) {
+      AcquirePartitionResponse r = *Acquire(id);
+      if (r.kind() != AcquirePartitionResponse::TRAIN) return r;
+      EXPECT_TRUE(Complete(id, r.lease_id()).ok());
+    }
   }
 
   CoordinatorOptions options_;
+  absl::Time now_ = absl::FromUnixSeconds(1000000);
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<JobCoordinator> coordinator_;
 };
 
-TEST_F(CoordinatorTest, Register_AssignsPartitionsAndFirstEvaluates) {
-  RegisterWorkerResponse a = Register("a");
+TEST_F(CoordinatorTest, JobStartsWhenEnoughWorkersRegistered) {
+  Init(SYNC, 2, 1, 4);
+  uint64_t a = Register("a");
   EXPECT_EQ(coordinator_->state(), WAITING_FOR_WORKERS);
-  RegisterWorkerResponse b = Register("b");
+  EXPECT_EQ(Acquire(a)->kind(), AcquirePartitionResponse::WAIT);
+  Register("b");
   EXPECT_EQ(coordinator_->state(), RUNNING);
-  EXPECT_NE(a.worker_id(), 0u);
-  EXPECT_NE(a.worker_id(), b.worker_id());
-  EXPECT_EQ(a.partition().index(), 0u);
-  EXPECT_EQ(b.partition().index(), 1u);
-  EXPECT_EQ(a.partition().count(), 2u);
-  EXPECT_TRUE(a.evaluator());
-  EXPECT_FALSE(b.evaluator());
-  EXPECT_EQ(a.job().model(), "softmax");
-  EXPECT_EQ(a.job().tensors_size(), 2);
-  EXPECT_EQ(a.incarnation(), 77u);
-  EXPECT_TRUE(a.shard_addresses().empty());
+  EXPECT_EQ(Acquire(a)->kind(), AcquirePartitionResponse::TRAIN);
 }
 
-TEST_F(CoordinatorTest, RegisterBeyondJobSize_ResourceExhausted) {
-  Register("a");
-  Register("b");
+TEST_F(CoordinatorTest, Register_ReturnsJobAndLivenessSettings) {
+  Init(SYNC, 1, 1, 4);
   RegisterWorkerRequest request;
-  EXPECT_EQ(coordinator_->RegisterWorker(request).status().code(),
-            absl::StatusCode::kResourceExhausted);
+  request.set_worker_name("a");
+  RegisterWorkerResponse r = *coordinator_->RegisterWorker(request);
+  EXPECT_NE(r.worker_id(), 0u);
+  EXPECT_EQ(r.job().model(), "softmax");
+  EXPECT_EQ(r.job().partitions_per_epoch(), 4u);
+  EXPECT_EQ(r.incarnation(), 77u);
+  EXPECT_DOUBLE_EQ(r.worker_timeout_seconds(), 5.0);
+  EXPECT_GT(r.heartbeat_interval_seconds(), 0.0);
 }
 
-TEST_F(CoordinatorTest, ReportFromUnknownWorker_FailedPrecondition) {
-  EXPECT_EQ(Report(12345, false).status().code(),
+TEST_F(CoordinatorTest, Leases_CoverEveryPartitionOncePerEpoch) {
+  Init(ASYNC, 1, 2, 5, /*lookahead=*/0);
+  uint64_t a = Register("a");
+  std::set<uint32_t> seen;
+  for (int i = 0; i < 5; ++i) {
+    AcquirePartitionResponse r = *Acquire(a);
+    ASSERT_EQ(r.kind(), AcquirePartitionResponse::TRAIN);
+    EXPECT_EQ(r.partition().epoch(), 0u);
+    EXPECT_EQ(r.partition().count(), 5u);
+    seen.insert(r.partition().index());
+    ASSERT_TRUE(Complete(a, r.lease_id()).ok());
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  // Epoch 1 is complete: its evaluation comes first, then epoch 2's data.
+  AcquirePartitionResponse eval = *Acquire(a);
+  ASSERT_EQ(eval.kind(), AcquirePartitionResponse::EVALUATE);
+  EXPECT_EQ(eval.eval_epoch(), 1u);
+  EXPECT_FALSE(eval.eval_final());
+  ASSERT_TRUE(Eval(a, eval.lease_id(), 0.5).ok());
+  EXPECT_EQ(Acquire(a)->partition().epoch(), 1u);
+}
+
+TEST_F(CoordinatorTest, RetriedAcquire_ReturnsTheSameLease) {
+  Init(ASYNC, 1, 1, 4);
+  uint64_t a = Register("a");
+  AcquirePartitionResponse first = *Acquire(a);
+  AcquirePartitionResponse again = *Acquire(a);
+  EXPECT_EQ(first.lease_id(), again.lease_id());
+  EXPECT_EQ(first.partition().index(), again.partition().index());
+}
+
+TEST_F(CoordinatorTest, Lookahead_NextEpochLeasedBeforeStragglerFinishes) {
+  Init(ASYNC, 2, 3, 2, /*lookahead=*/1);
+  uint64_t fast = Register("fast");
+  uint64_t slow = Register("slow");
+  AcquirePartitionResponse slow_lease = *Acquire(slow);  // epoch 0
+  AcquirePartitionResponse r = *Acquire(fast);
+  ASSERT_TRUE(Complete(fast, r.lease_id()).ok());
+  r = *Acquire(fast);  // epoch 0 has nothing left: epoch 1
+  EXPECT_EQ(r.kind(), AcquirePartitionResponse::TRAIN);
+  EXPECT_EQ(r.partition().epoch(), 1u);
+  ASSERT_TRUE(Complete(fast, r.lease_id()).ok());
+  r = *Acquire(fast);
+  ASSERT_TRUE(Complete(fast, r.lease_id()).ok());
+  // Epoch 2 is two ahead of the straggler's: wait.
+  EXPECT_EQ(Acquire(fast)->kind(), AcquirePartitionResponse::WAIT);
+  ASSERT_TRUE(Complete(slow, slow_lease.lease_id()).ok());
+  // Epochs 1 and 2 done: both evaluations queue, in order.
+  r = *Acquire(fast);
+  ASSERT_EQ(r.kind(), AcquirePartitionResponse::EVALUATE);
+  EXPECT_EQ(r.eval_epoch(), 1u);
+}
+
+TEST_F(CoordinatorTest, CompleteUnderWrongLease_FailedPrecondition) {
+  Init(ASYNC, 2, 1, 4);
+  uint64_t a = Register("a");
+  uint64_t b = Register("b");
+  AcquirePartitionResponse la = *Acquire(a);
+  EXPECT_EQ(Complete(b, la.lease_id()).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Complete(a, la.lease_id() + 100).code(),
             absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Eval(a, la.lease_id(), 0.5).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Complete(a, la.lease_id()).ok());
+  EXPECT_EQ(Complete(a, la.lease_id()).code(), absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_F(CoordinatorTest, MalformedReports_InvalidArgument) {
-  uint64_t id = Register("a").worker_id();
-  EXPECT_EQ(Report(id, false, nullptr, -1.0).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Report(id, false, nullptr, std::nan("")).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EvalResult eval;
-  eval.set_test_accuracy(1.5);
-  EXPECT_EQ(Report(id, false, &eval).status().code(),
-            absl::StatusCode::kInvalidArgument);
-}
-
-TEST_F(CoordinatorTest, Lifecycle_RunningEvaluatingFinished) {
-  uint64_t a = Register("a").worker_id();
-  uint64_t b = Register("b").worker_id();
-  EXPECT_EQ(Report(a, true)->job_state(), RUNNING);
-  EXPECT_EQ(Report(b, true)->job_state(), EVALUATING);
-  EXPECT_FALSE(coordinator_->WaitUntilDone(absl::Now()));
-  EvalResult eval;
-  eval.set_epoch(2);
-  eval.set_test_accuracy(0.85);
-  eval.set_examples(10000);
-  eval.set_final(true);
-  EXPECT_EQ(Report(a, true, &eval)->job_state(), FINISHED);
-  EXPECT_TRUE(coordinator_->WaitUntilDone(absl::Now()));
+TEST_F(CoordinatorTest, SilentWorker_DeclaredDeadAndPartitionRetrained) {
+  Init(SYNC, 2, 1, 2, 0);
+  uint64_t a = Register("a");
+  uint64_t b = Register("b");
+  AcquirePartitionResponse la = *Acquire(a);
+  AcquirePartitionResponse lb = *Acquire(b);
+  now_ += absl::Seconds(3);
+  ASSERT_TRUE(Heartbeat(a).ok());
+  now_ += absl::Seconds(3);  // b silent for 6 s > 5 s
+  EXPECT_EQ(coordinator_->ReapSilentWorkers(), 1);
   JobStatus status = coordinator_->GetStatus();
-  EXPECT_EQ(status.state(), FINISHED);
-  EXPECT_DOUBLE_EQ(status.last_eval().test_accuracy(), 0.85);
-  EXPECT_EQ(coordinator_->ResultLine().rfind("result: model=softmax mode=sync "
-                                             "epochs=2 test_accuracy=0.8500 ",
-                                             0),
-            0u);
+  EXPECT_EQ(status.workers(1).state(), DEAD);
+  EXPECT_EQ(status.dead_workers(), 1u);
+  // The dead worker is refused everywhere and must register again.
+  EXPECT_EQ(Heartbeat(b).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Complete(b, lb.lease_id()).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Acquire(b).status().code(), absl::StatusCode::kFailedPrecondition);
+  // a finishes its partition, then retrains b's from the start.
+  ASSERT_TRUE(Complete(a, la.lease_id()).ok());
+  AcquirePartitionResponse retry = *Acquire(a);
+  ASSERT_EQ(retry.kind(), AcquirePartitionResponse::TRAIN);
+  EXPECT_EQ(retry.partition().index(), lb.partition().index());
+  ASSERT_TRUE(Complete(a, retry.lease_id()).ok());
+  status = coordinator_->GetStatus();
+  ASSERT_EQ(status.completed_size(), 2);
+  EXPECT_NE(status.completed(0).index(), status.completed(1).index());
+  EXPECT_EQ(status.completed(1).worker_id(), a);
 }
 
-TEST_F(CoordinatorTest, Status_SumsWorkersAndListsThem) {
-  uint64_t a = Register("a").worker_id();
-  Register("b");
-  ASSERT_TRUE(Report(a, false).ok());
-  JobStatus s = coordinator_->GetStatus();
-  EXPECT_EQ(s.registered_workers(), 2u);
-  EXPECT_EQ(s.expected_workers(), 2u);
-  EXPECT_EQ(s.examples_seen(), 100u);
-  ASSERT_EQ(s.workers_size(), 2);
-  EXPECT_EQ(s.workers(0).name(), "a");
-  EXPECT_EQ(s.workers(0).step(), 3);
-  EXPECT_DOUBLE_EQ(s.loss(), 0.5);
-  EXPECT_EQ(s.mode(), SYNC);
-  EXPECT_EQ(s.incarnation(), 77u);
-}
-
-TEST_F(CoordinatorTest, FinishedWorker_LeavesSyncRounds) {
-  uint64_t a = Register("a").worker_id();
-  uint64_t b = Register("b").worker_id();
+TEST_F(CoordinatorTest, DeadWorker_NoLongerHoldsSyncRound) {
+  Init(SYNC, 2, 1, 2, 0);
+  uint64_t a = Register("a");
+  uint64_t b = Register("b");
+  ASSERT_TRUE(Acquire(a).ok());
+  ASSERT_TRUE(Acquire(b).ok());
   std::vector<float> w(7840, 1.0f), bias(10, 1.0f);
   ASSERT_TRUE(shard_->Push(a, 0, 0, {{{"softmax/w", 0, 7840}, w},
                                      {{"softmax/b", 0, 10}, bias}})
                   .ok());
   EXPECT_EQ(shard_->version().round, 0);
-  ASSERT_TRUE(Report(b, true).ok());
+  now_ += absl::Seconds(6);
+  ASSERT_TRUE(Heartbeat(a).ok());
+  coordinator_->ReapSilentWorkers();
   EXPECT_EQ(shard_->version().round, 1);
+}
+
+TEST_F(CoordinatorTest, SameNameRegistering_ReplacesOldWorker) {
+  Init(ASYNC, 1, 1, 2);
+  uint64_t old_id = Register("w");
+  AcquirePartitionResponse lease = *Acquire(old_id);
+  uint64_t new_id = Register("w");
+  EXPECT_NE(new_id, old_id);
+  EXPECT_EQ(Heartbeat(old_id).status().code(), absl::StatusCode::kFailedPrecondition);
+  // The old lease is back in the pool.
+  AcquirePartitionResponse again = *Acquire(new_id);
+  EXPECT_EQ(again.partition().index(), lease.partition().index());
+  EXPECT_EQ(coordinator_->GetStatus().live_workers(), 1u);
+}
+
+TEST_F(CoordinatorTest, DeadEvaluator_TaskGoesToAnotherWorker) {
+  Init(ASYNC, 2, 1, 1, 0);
+  uint64_t a = Register("a");
+  uint64_t b = Register("b");
+  AcquirePartitionResponse r = *Acquire(a);
+  ASSERT_TRUE(Complete(a, r.lease_id()).ok());
+  EXPECT_EQ(coordinator_->state(), EVALUATING);
+  AcquirePartitionResponse eval = *Acquire(a);
+  ASSERT_EQ(eval.kind(), AcquirePartitionResponse::EVALUATE);
+  EXPECT_TRUE(eval.eval_final());
+  now_ += absl::Seconds(6);
+  ASSERT_TRUE(Heartbeat(b).ok());
+  coordinator_->ReapSilentWorkers();
+  AcquirePartitionResponse eval_b = *Acquire(b);
+  ASSERT_EQ(eval_b.kind(), AcquirePartitionResponse::EVALUATE);
+  EXPECT_TRUE(eval_b.eval_final());
+  ASSERT_TRUE(Eval(b, eval_b.lease_id(), 0.9).ok());
+  EXPECT_EQ(coordinator_->state(), FINISHED);
+}
+
+TEST_F(CoordinatorTest, Lifecycle_FinishedThenWorkersToldDone) {
+  Init(ASYNC, 2, 2, 2, 0);
+  uint64_t a = Register("a");
+  uint64_t b = Register("b");
+  AcquirePartitionResponse r = TrainUntilOther(a);
+  ASSERT_EQ(r.kind(), AcquirePartitionResponse::EVALUATE);  // after epoch 1
+  ASSERT_TRUE(Eval(a, r.lease_id(), 0.7).ok());
+  r = TrainUntilOther(a);
+  ASSERT_EQ(r.kind(), AcquirePartitionResponse::EVALUATE);
+  EXPECT_TRUE(r.eval_final());
+  EXPECT_EQ(coordinator_->state(), EVALUATING);
+  EXPECT_EQ(Acquire(b)->kind(), AcquirePartitionResponse::WAIT);
+  EXPECT_FALSE(coordinator_->WaitUntilDone(now_));
+  ASSERT_TRUE(Eval(a, r.lease_id(), 0.85).ok());
+  EXPECT_EQ(coordinator_->state(), FINISHED);
+  EXPECT_FALSE(coordinator_->WaitUntilWorkersLeft(absl::Now()));
+  EXPECT_EQ(Acquire(a)->kind(), AcquirePartitionResponse::DONE);
+  EXPECT_EQ(Acquire(b)->kind(), AcquirePartitionResponse::DONE);
+  EXPECT_TRUE(coordinator_->WaitUntilWorkersLeft(absl::Now()));
+  JobStatus status = coordinator_->GetStatus();
+  EXPECT_EQ(status.completed_size(), 4);
+  EXPECT_DOUBLE_EQ(status.last_eval().test_accuracy(), 0.85);
+  EXPECT_TRUE(status.last_eval().final());
+  EXPECT_EQ(coordinator_->ResultLine().rfind(
+                "result: model=softmax mode=async epochs=2 test_accuracy=0.8500 ", 0),
+            0u);
+}
+
+TEST_F(CoordinatorTest, Stop_EndsJobAndReleasesLeases) {
+  Init(SYNC, 1, 5, 4);
+  uint64_t a = Register("a");
+  ASSERT_EQ(Acquire(a)->kind(), AcquirePartitionResponse::TRAIN);
+  coordinator_->Stop();
+  EXPECT_EQ(coordinator_->state(), STOPPED);
+  EXPECT_EQ(Heartbeat(a)->job_state(), STOPPED);
+  EXPECT_EQ(Acquire(a)->kind(), AcquirePartitionResponse::DONE);
+}
+
+TEST_F(CoordinatorTest, Ssp_JoinerStartsAtTheSlowestActiveClock) {
+  Init(SSP, 1, 10, 4);
+  uint64_t a = Register("a");
+  for (int i = 0; i < 3; ++i) {
+    AcquirePartitionResponse r = *Acquire(a);
+    EXPECT_EQ(r.clock(), i);
+    ASSERT_TRUE(Complete(a, r.lease_id()).ok());
+  }
+  AcquirePartitionResponse ra = *Acquire(a);
+  EXPECT_EQ(ra.clock(), 3);
+  uint64_t c = Register("c");
+  EXPECT_EQ(Acquire(c)->clock(), 3);  // not 0: it must not hold a back
+}
+
+TEST_F(CoordinatorTest, MalformedReports_InvalidArgument) {
+  Init(ASYNC, 1, 1, 1);
+  uint64_t a = Register("a");
+  HeartbeatRequest request;
+  request.set_worker_id(a);
+  request.mutable_progress()->set_loss(-1);
+  EXPECT_EQ(coordinator_->Heartbeat(request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.mutable_progress()->set_loss(std::nan(""));
+  EXPECT_EQ(coordinator_->Heartbeat(request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  AcquirePartitionResponse r = *Acquire(a);
+  ASSERT_TRUE(Complete(a, r.lease_id()).ok());
+  AcquirePartitionResponse eval = *Acquire(a);
+  EXPECT_EQ(Eval(a, eval.lease_id(), 1.5).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CoordinatorTest, UnknownWorker_FailedPrecondition) {
+  Init(ASYNC, 1, 1, 1);
+  EXPECT_EQ(Heartbeat(12345).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Acquire(12345).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CoordinatorTest, Status_CountsPartitionsLeftAndWorkers) {
+  Init(ASYNC, 2, 2, 4, 0);
+  uint64_t a = Register("a");
+  Register("b");
+  AcquirePartitionResponse r = *Acquire(a);
+  JobStatus s = coordinator_->GetStatus();
+  EXPECT_EQ(s.partitions_left_in_epoch(), 4u);
+  EXPECT_EQ(s.workers(0).state(), ACTIVE);
+  EXPECT_EQ(s.workers(1).state(), IDLE);
+  EXPECT_TRUE(s.workers(0).has_partition());
+  ASSERT_TRUE(Complete(a, r.lease_id()).ok());
+  s = coordinator_->GetStatus();
+  EXPECT_EQ(s.partitions_left_in_epoch(), 3u);
+  EXPECT_EQ(s.workers(0).partitions_completed(), 1u);
+  EXPECT_EQ(s.live_workers(), 2u);
 }
 
 }  // namespace

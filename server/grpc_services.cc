@@ -1,5 +1,7 @@
 #include "server/grpc_services.h"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "absl/base/config.h"
@@ -42,6 +44,7 @@ void ParameterServiceImpl::FillHeader(const ShardVersion& version,
   header->set_version(version.version);
   header->set_round(version.round);
   header->set_incarnation(incarnation_);
+  header->set_wait_seconds(version.wait_seconds);
 }
 
 grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
@@ -123,34 +126,87 @@ grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-CoordinatorServiceImpl::CoordinatorServiceImpl(
-    JobCoordinator* coordinator)
+CoordinatorServiceImpl::CoordinatorServiceImpl(JobCoordinator* coordinator)
     : coordinator_(coordinator) {}
 
-grpc::Status CoordinatorServiceImpl::RegisterWorker(
-    grpc::ServerContext*, const RegisterWorkerRequest* request,
-    RegisterWorkerResponse* response) {
-  absl::StatusOr<RegisterWorkerResponse> result =
-      coordinator_->RegisterWorker(*request);
+namespace {
+
+// Runs a coordinator call returning StatusOr<T> into `response`.
+template <typename T, typename Call>
+grpc::Status Answer(T* response, Call call) {
+  absl::StatusOr<T> result = call();
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::ReportProgress(
-    grpc::ServerContext*, const ReportProgressRequest* request,
-    ReportProgressResponse* response) {
-  absl::StatusOr<ReportProgressResponse> result =
-      coordinator_->ReportProgress(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+}  // namespace
+
+grpc::Status CoordinatorServiceImpl::RegisterWorker(
+    grpc::ServerContext*, const RegisterWorkerRequest* request,
+    RegisterWorkerResponse* response) {
+  return Answer(response, [&] { return coordinator_->RegisterWorker(*request); });
+}
+
+grpc::Status CoordinatorServiceImpl::Heartbeat(grpc::ServerContext*,
+                                               const HeartbeatRequest* request,
+                                               HeartbeatResponse* response) {
+  return Answer(response, [&] { return coordinator_->Heartbeat(*request); });
+}
+
+grpc::Status CoordinatorServiceImpl::AcquirePartition(
+    grpc::ServerContext*, const AcquirePartitionRequest* request,
+    AcquirePartitionResponse* response) {
+  return Answer(response,
+                [&] { return coordinator_->AcquirePartition(*request); });
+}
+
+grpc::Status CoordinatorServiceImpl::CompletePartition(
+    grpc::ServerContext*, const CompletePartitionRequest* request,
+    CompletePartitionResponse*) {
+  return ToGrpcStatus(coordinator_->CompletePartition(*request));
+}
+
+grpc::Status CoordinatorServiceImpl::ReportEval(grpc::ServerContext*,
+                                                const ReportEvalRequest* request,
+                                                ReportEvalResponse*) {
+  return ToGrpcStatus(coordinator_->ReportEval(*request));
 }
 
 grpc::Status CoordinatorServiceImpl::GetStatus(grpc::ServerContext*,
                                                const GetStatusRequest*,
                                                JobStatus* response) {
   *response = coordinator_->GetStatus();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::WatchStatus(
+    grpc::ServerContext* context, const WatchStatusRequest* request,
+    grpc::ServerWriter<JobStatus>* writer) {
+  const double seconds = request->interval_seconds();
+  if (!std::isfinite(seconds) || seconds < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "interval_seconds must be finite and non-negative");
+  }
+  const absl::Duration interval =
+      seconds == 0 ? absl::Seconds(1) : std::max(absl::Seconds(seconds),
+                                                 absl::Milliseconds(50));
+  while (!context->IsCancelled() && !shutting_down_) {
+    const JobStatus status = coordinator_->GetStatus();
+    if (!writer->Write(status)) break;  // the client went away
+    if (status.state() == FINISHED || status.state() == STOPPED) break;
+    // Sleep in short steps so cancellation and shutdown end the stream soon.
+    const absl::Time next = absl::Now() + interval;
+    while (absl::Now() < next && !context->IsCancelled() && !shutting_down_) {
+      absl::SleepFor(std::min(next - absl::Now(), absl::Milliseconds(100)));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::Stop(grpc::ServerContext*,
+                                          const StopRequest*, StopResponse*) {
+  coordinator_->Stop();
   return grpc::Status::OK;
 }
 

@@ -3,6 +3,7 @@
 #ifndef FULCRUM_SERVER_GRPC_SERVICES_H_
 #define FULCRUM_SERVER_GRPC_SERVICES_H_
 
+#include <atomic>
 #include <cstdint>
 
 #include "absl/time/time.h"
@@ -38,18 +39,36 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
  public:
   explicit CoordinatorServiceImpl(JobCoordinator* coordinator);
 
+  // Ends open WatchStatus streams (before the server shuts down).
+  void Shutdown() { shutting_down_ = true; }
+
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const RegisterWorkerRequest* request,
                               RegisterWorkerResponse* response) override;
-  grpc::Status ReportProgress(grpc::ServerContext* context,
-                              const ReportProgressRequest* request,
-                              ReportProgressResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context,
+                         const HeartbeatRequest* request,
+                         HeartbeatResponse* response) override;
+  grpc::Status AcquirePartition(grpc::ServerContext* context,
+                                const AcquirePartitionRequest* request,
+                                AcquirePartitionResponse* response) override;
+  grpc::Status CompletePartition(grpc::ServerContext* context,
+                                 const CompletePartitionRequest* request,
+                                 CompletePartitionResponse* response) override;
+  grpc::Status ReportEval(grpc::ServerContext* context,
+                          const ReportEvalRequest* request,
+                          ReportEvalResponse* response) override;
   grpc::Status GetStatus(grpc::ServerContext* context,
                          const GetStatusRequest* request,
                          JobStatus* response) override;
+  grpc::Status WatchStatus(grpc::ServerContext* context,
+                           const WatchStatusRequest* request,
+                           grpc::ServerWriter<JobStatus>* writer) override;
+  grpc::Status Stop(grpc::ServerContext* context, const StopRequest* request,
+                    StopResponse* response) override;
 
  private:
   JobCoordinator* const coordinator_;
+  std::atomic<bool> shutting_down_{false};
 };
 
 }  // namespace fulcrum

@@ -1,6 +1,7 @@
 #include "server/parameter_shard.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -23,8 +24,8 @@ void ParameterShard::RecentRequests::Insert(uint64_t worker_id,
 }
 
 ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store,
-                               ConsistencyMode mode)
-    : store_(std::move(store)), mode_(mode) {}
+                               ConsistencyMode mode, int64_t staleness)
+    : store_(std::move(store)), mode_(mode), staleness_(staleness) {}
 
 void ParameterShard::Start() {
   absl::MutexLock lock(&mu_);
@@ -39,13 +40,31 @@ void ParameterShard::Shutdown() {
 void ParameterShard::AdmitWorker(uint64_t worker_id) {
   absl::MutexLock lock(&mu_);
   admitted_.insert(worker_id);
-  active_.insert(worker_id);
+}
+
+void ParameterShard::ActivateWorker(uint64_t worker_id, int64_t clock) {
+  absl::MutexLock lock(&mu_);
+  if (!admitted_.contains(worker_id)) return;
+  active_[worker_id] = clock;
 }
 
 void ParameterShard::DeactivateWorker(uint64_t worker_id) {
   absl::MutexLock lock(&mu_);
   active_.erase(worker_id);
   if (mode_ == SYNC) MaybeCompleteRoundLocked();
+}
+
+void ParameterShard::RemoveWorker(uint64_t worker_id) {
+  absl::MutexLock lock(&mu_);
+  admitted_.erase(worker_id);
+  active_.erase(worker_id);
+  if (mode_ == SYNC) MaybeCompleteRoundLocked();
+}
+
+int64_t ParameterShard::MinActiveClockLocked() const {
+  int64_t min = std::numeric_limits<int64_t>::max();
+  for (const auto& [id, clock] : active_) min = std::min(min, clock);
+  return min;
 }
 
 absl::Status ParameterShard::CheckAdmittedLocked(uint64_t worker_id) const {
@@ -76,6 +95,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
   if (out.size() != slices.size()) {
     return absl::InternalError("Pull needs one output span per slice");
   }
+  double wait_seconds = 0;
   for (size_t i = 0; i < slices.size(); ++i) {
     FULCRUM_RETURN_IF_ERROR(store_->Validate(slices[i]));
     if (out[i].size() != slices[i].length) {
@@ -87,17 +107,27 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
     absl::MutexLock lock(&mu_);
     FULCRUM_RETURN_IF_ERROR(CheckAdmittedLocked(worker_id));
     const bool sync_wait = mode_ == SYNC && clock >= 0;
+    const bool ssp_wait = mode_ == SSP && clock >= 0;
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return shutting_down_ || (started_ && (!sync_wait || round_ >= clock));
+      return shutting_down_ ||
+             (started_ && (!sync_wait || round_ >= clock) &&
+              (!ssp_wait || MinActiveClockLocked() >= clock - staleness_));
     };
     const absl::Time wait_start = absl::Now();
     const bool satisfied = mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
-    pull_wait_seconds_ += absl::ToDoubleSeconds(absl::Now() - wait_start);
+    wait_seconds = absl::ToDoubleSeconds(absl::Now() - wait_start);
+    pull_wait_seconds_ += wait_seconds;
     if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
     if (!satisfied) {
       if (!started_) {
         return absl::DeadlineExceededError(
             "job has not started yet: waiting for its workers to register");
+      }
+      if (ssp_wait) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "clock ", clock, " is more than ", staleness_,
+            " ahead of the slowest worker (clock ", MinActiveClockLocked(),
+            ") past the deadline"));
       }
       return absl::DeadlineExceededError(absl::StrCat(
           "round ", clock, " not complete before the deadline (shard at round ",
@@ -119,6 +149,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
     }
     version.version = version.round = async_version_.load();
   }
+  version.wait_seconds = wait_seconds;
   pulls_.fetch_add(1, std::memory_order_relaxed);
   return version;
 }
@@ -135,7 +166,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
     }
     if (!active_.contains(worker_id)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "worker ", worker_id, " is no longer active in this job"));
+          "worker ", worker_id, " holds no training lease; acquire a partition"));
     }
     if (request_id != 0 && recent_requests_.Contains(worker_id, request_id)) {
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
@@ -185,7 +216,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
 
 void ParameterShard::MaybeCompleteRoundLocked() {
   if (pushes_in_flight_ > 0 || pushed_.empty()) return;
-  for (uint64_t id : active_) {
+  for (const auto& [id, clock] : active_) {
     if (!pushed_.contains(id)) return;
   }
   // The mean gradient over the round's pushes: one big mini-batch.

@@ -22,8 +22,9 @@ namespace fulcrum {
 
 // A shard's progress, returned with every pull and push.
 struct ShardVersion {
-  int64_t version = 0;  // async: pushes applied; sync: rounds applied
+  int64_t version = 0;  // sync: rounds applied; async/ssp: pushes applied
   int64_t round = 0;    // sync: the round being collected (== version)
+  double wait_seconds = 0;  // how long this call waited for its round/clock
 };
 
 // A decoded gradient for one slice.
@@ -38,23 +39,28 @@ struct ShardStats {
   int64_t pulls = 0;
   int64_t duplicate_pushes = 0;
   int64_t rounds = 0;
-  // Time pulls spent waiting for a round or for the job to start.
+  // Time pulls spent waiting for a round, slower workers or the job start.
   double pull_wait_seconds = 0;
 };
 
-// Thread-safe. Workers must be admitted (AdmitWorker) before they pull or
-// push; pushes are accepted from active workers only, pulls from any admitted
-// one (a worker that finished training may still read the final model).
+// Thread-safe. Membership comes from the coordinator: an admitted worker may
+// pull; an active one (holding a training lease) may also push, and is who
+// sync rounds and ssp clocks wait for.
 //
-// Async mode applies each push to the store at once. Sync mode (BSP) sums the
-// pushes of round r; when every active worker has pushed r, the mean is
-// applied once, the round becomes r + 1 and pulls waiting for r + 1 wake.
-// Sync-mode pulls read under the round lock's reader side, so they always see
-// a whole round. Before Start() pulls wait (the job waits for its workers).
+// ASYNC applies each push to the store at once. SYNC (BSP) sums the pushes of
+// round r; when every active worker has pushed r, the mean is applied once,
+// the round becomes r + 1 and pulls waiting for r + 1 wake; sync pulls read
+// under the round lock's reader side, so they always see a whole round. A
+// worker activated while round r is being collected takes part in r (whose
+// parameters are those at its start: it joins at the round boundary). SSP
+// applies pushes at once, but a pull at clock c waits until every active
+// worker's clock is at least c - staleness. Before Start() pulls wait (the job
+// waits for its first workers).
 class ParameterShard {
  public:
-  // `store` is owned.
-  ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode);
+  // `store` is owned. `staleness` is used in SSP mode only.
+  ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode,
+                 int64_t staleness = 0);
   ParameterShard(const ParameterShard&) = delete;
   ParameterShard& operator=(const ParameterShard&) = delete;
 
@@ -63,23 +69,28 @@ class ParameterShard {
   // Fails waiting and future calls with UNAVAILABLE.
   void Shutdown();
 
-  // Membership: the coordinator admits a worker when it registers and
-  // deactivates it when it finishes (or dies). Deactivating may complete the
-  // current sync round.
+  // Membership. Admit when a worker registers; Activate (with its ssp clock)
+  // when it takes a training lease; Deactivate when it gives the lease back;
+  // Remove when it is declared dead. Deactivate and Remove may complete the
+  // current sync round and wake ssp waiters.
   void AdmitWorker(uint64_t worker_id);
+  void ActivateWorker(uint64_t worker_id, int64_t clock);
   void DeactivateWorker(uint64_t worker_id);
+  void RemoveWorker(uint64_t worker_id);
 
-  // Reads `slices` into `out` (one span per slice, sized like it). Sync mode
-  // with clock >= 0 waits until round >= clock. DEADLINE_EXCEEDED past
-  // `deadline`, FAILED_PRECONDITION for a worker never admitted, NOT_FOUND or
-  // INVALID_ARGUMENT for a bad slice (then nothing is read).
+  // Reads `slices` into `out` (one span per slice, sized like it). With
+  // clock >= 0, sync mode waits until round >= clock and ssp mode until the
+  // slowest active worker's clock >= clock - staleness. DEADLINE_EXCEEDED past
+  // `deadline`, FAILED_PRECONDITION for a worker not admitted (unknown or
+  // dead), NOT_FOUND or INVALID_ARGUMENT for a bad slice (then nothing is
+  // read).
   absl::StatusOr<ShardVersion> Pull(uint64_t worker_id, int64_t clock,
                                     const std::vector<SliceRef>& slices,
                                     absl::Span<const absl::Span<float>> out,
                                     absl::Time deadline);
 
-  // Applies (async) or accumulates (sync) `gradients` as one update: every
-  // slice is validated first and on any error nothing is applied.
+  // Applies (async, ssp) or accumulates (sync) `gradients` as one update:
+  // every slice is validated first and on any error nothing is applied.
   // FAILED_PRECONDITION for a worker not active, or in sync mode a clock other
   // than the current round or a second push for the round. A push whose
   // non-zero request_id this worker already used is acknowledged and ignored.
@@ -107,19 +118,23 @@ class ParameterShard {
 
   absl::Status CheckAdmittedLocked(uint64_t worker_id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The slowest active worker's clock; no bound when none is active.
+  int64_t MinActiveClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Applies the round if every active worker pushed it.
   void MaybeCompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidateAll(const std::vector<SliceGradient>& gradients) const;
 
   const std::unique_ptr<ParameterStore> store_;
   const ConsistencyMode mode_;
+  const int64_t staleness_;
 
   mutable absl::Mutex mu_;
   RecentRequests recent_requests_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<uint64_t> admitted_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<uint64_t> active_ ABSL_GUARDED_BY(mu_);
+  // Active workers and their ssp clocks.
+  absl::flat_hash_map<uint64_t, int64_t> active_ ABSL_GUARDED_BY(mu_);
   // Sync mode: rounds applied, who pushed the current one, and pushes still
   // adding into the store's sums.
   int64_t round_ ABSL_GUARDED_BY(mu_) = 0;

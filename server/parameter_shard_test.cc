@@ -12,7 +12,8 @@ namespace {
 constexpr uint64_t kA = 1;
 constexpr uint64_t kB = 2;
 
-std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode) {
+std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode,
+                                          int64_t staleness = 0) {
   TensorSpec spec;
   spec.set_name("t");
   spec.add_shape(4);
@@ -23,9 +24,12 @@ std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode) {
   options.stripe_elements = 2;
   auto store = ParameterStore::Create(options, *CreateOptimizer(config), {spec});
   EXPECT_TRUE(store.ok());
-  auto shard = std::make_unique<ParameterShard>(std::move(*store), mode);
-  shard->AdmitWorker(kA);
-  shard->AdmitWorker(kB);
+  auto shard =
+      std::make_unique<ParameterShard>(std::move(*store), mode, staleness);
+  for (uint64_t id : {kA, kB}) {
+    shard->AdmitWorker(id);
+    shard->ActivateWorker(id, 0);
+  }
   shard->Start();
   return shard;
 }
@@ -117,6 +121,92 @@ TEST(ParameterShardTest, Sync_DeactivatedWorker_NoLongerAwaited) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(ParameterShardTest, Sync_WorkerActivatedMidRound_JoinsThatRound) {
+  auto shard = MakeShard(SYNC);
+  constexpr uint64_t kC = 3;
+  shard->AdmitWorker(kC);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  shard->ActivateWorker(kC, 0);
+  // C reads round 0's parameters (unchanged by A's pending push).
+  EXPECT_EQ(*PullAll(*shard, kC, -1), std::vector<float>(4, 0.0f));
+  ASSERT_TRUE(PushAll(*shard, kB, 0, 2.0f).ok());
+  EXPECT_EQ(shard->version().round, 0);  // waits for C too
+  ASSERT_TRUE(PushAll(*shard, kC, 0, 3.0f).ok());
+  EXPECT_EQ(shard->version().round, 1);
+  EXPECT_EQ(*PullAll(*shard, kA, 1), std::vector<float>(4, -2.0f));
+}
+
+TEST(ParameterShardTest, AdmittedButInactive_MayPullNotPush) {
+  auto shard = MakeShard(ASYNC);
+  shard->DeactivateWorker(kB);
+  EXPECT_TRUE(PullAll(*shard, kB, -1).ok());
+  EXPECT_EQ(PushAll(*shard, kB, 0, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ParameterShardTest, RemovedWorker_CanNeitherPullNorPush) {
+  auto shard = MakeShard(SYNC);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  shard->RemoveWorker(kB);  // a dead worker no longer holds the round
+  EXPECT_EQ(shard->version().round, 1);
+  EXPECT_EQ(PullAll(*shard, kB, -1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, kB, 1, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ParameterShardTest, Ssp_PullWaitsWhileTooFarAhead) {
+  auto shard = MakeShard(SSP, /*staleness=*/2);
+  shard->ActivateWorker(kA, 5);
+  shard->ActivateWorker(kB, 2);
+  // A at clock 5 is 3 ahead of B: it waits.
+  EXPECT_EQ(PullAll(*shard, kA, 5, absl::Milliseconds(50)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  // Clock 4 is within the bound.
+  EXPECT_TRUE(PullAll(*shard, kA, 4, absl::Milliseconds(50)).ok());
+  absl::Notification pulled;
+  std::thread waiter([&] {
+    EXPECT_TRUE(PullAll(*shard, kA, 5).ok());
+    pulled.Notify();
+  });
+  EXPECT_FALSE(pulled.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
+  shard->ActivateWorker(kB, 3);  // B moves to its next partition
+  waiter.join();
+  EXPECT_TRUE(pulled.HasBeenNotified());
+}
+
+TEST(ParameterShardTest, Ssp_SlowWorkerLeavingReleasesWaiters) {
+  auto shard = MakeShard(SSP, /*staleness=*/0);
+  shard->ActivateWorker(kA, 3);
+  std::thread waiter([&] { EXPECT_TRUE(PullAll(*shard, kA, 3).ok()); });
+  absl::SleepFor(absl::Milliseconds(50));
+  shard->RemoveWorker(kB);  // declared dead
+  waiter.join();
+}
+
+TEST(ParameterShardTest, Ssp_PushesApplyAtOnce) {
+  auto shard = MakeShard(SSP, 1);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  EXPECT_EQ(*PullAll(*shard, kB, 0), std::vector<float>(4, -1.0f));
+  EXPECT_EQ(shard->version().version, 1);
+}
+
+TEST(ParameterShardTest, PullReportsItsWait) {
+  auto shard = MakeShard(SYNC);
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  std::thread late([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f).ok());
+  });
+  std::vector<float> out(4);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(out)};
+  absl::StatusOr<ShardVersion> v = shard->Pull(kA, 1, {{"t", 0, 4}}, spans,
+                                               absl::Now() + absl::Seconds(5));
+  late.join();
+  ASSERT_TRUE(v.ok());
+  EXPECT_GE(v->wait_seconds, 0.05);
+}
+
 TEST(ParameterShardTest, UnknownWorker_FailedPrecondition) {
   auto shard = MakeShard(ASYNC);
   EXPECT_EQ(PushAll(*shard, 99, 0, 1.0f).status().code(),
@@ -159,6 +249,7 @@ TEST(ParameterShardTest, BeforeStart_PullWaitsThenDeadlineExceeded) {
   auto store = ParameterStore::Create({}, *CreateOptimizer(config), {spec});
   ParameterShard shard(std::move(*store), ASYNC);
   shard.AdmitWorker(kA);
+  shard.ActivateWorker(kA, 0);
   absl::StatusOr<std::vector<float>> v = PullAll(shard, kA, -1, absl::Milliseconds(50));
   EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_NE(v.status().message().find("not started"), std::string::npos);

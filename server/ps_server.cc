@@ -22,6 +22,9 @@ absl::Status CompleteJobSpec(JobSpec* job) {
   if (job->batch_size() == 0) job->set_batch_size(64);
   if (job->epochs() == 0) job->set_epochs(1);
   if (job->num_workers() == 0) job->set_num_workers(1);
+  if (job->partitions_per_epoch() == 0) {
+    job->set_partitions_per_epoch(4 * job->num_workers());
+  }
   if (job->tensors().empty()) {
     FULCRUM_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors,
                              ModelTensors(job->model()));
@@ -51,12 +54,15 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
       std::unique_ptr<ParameterStore> store,
       ParameterStore::Create(store_options, std::move(optimizer),
                              {job.tensors().begin(), job.tensors().end()}));
-  server->shard_ = std::make_unique<ParameterShard>(std::move(store), job.mode());
+  server->shard_ = std::make_unique<ParameterShard>(std::move(store), job.mode(),
+                                                    job.staleness());
 
   CoordinatorOptions coordinator_options;
   coordinator_options.job = job;
   coordinator_options.shard_addresses = options.shard_addresses;
   coordinator_options.incarnation = server->incarnation_;
+  coordinator_options.heartbeat_interval = options.heartbeat_interval;
+  coordinator_options.worker_timeout = options.worker_timeout;
   server->coordinator_ = std::make_unique<JobCoordinator>(
       coordinator_options, server->shard_.get());
   server->parameter_service_ = std::make_unique<ParameterServiceImpl>(
@@ -91,6 +97,13 @@ absl::Status ParameterServer::Start() {
                     << ConsistencyMode_Name(job_.mode()) << ", "
                     << shard_->store().optimizer().Describe() << ", waiting for "
                     << job_.num_workers() << " workers";
+  reaper_ = std::thread([this] {
+    const absl::Duration period =
+        std::max(absl::Milliseconds(50), options_.heartbeat_interval / 2);
+    while (!stop_reaper_.WaitForNotificationWithTimeout(period)) {
+      coordinator_->ReapSilentWorkers();
+    }
+  });
   return absl::OkStatus();
 }
 
@@ -100,6 +113,9 @@ void ParameterServer::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  stop_reaper_.Notify();
+  if (reaper_.joinable()) reaper_.join();
+  if (coordinator_service_) coordinator_service_->Shutdown();  // ends watches
   if (shard_) shard_->Shutdown();  // wakes pulls waiting for a round
   if (server_) server_->Shutdown(std::chrono::system_clock::now() +
                                  std::chrono::seconds(5));

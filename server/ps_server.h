@@ -15,9 +15,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "proto/fulcrum.pb.h"
@@ -33,8 +35,13 @@ struct ServerOptions {
   std::string listen_address = "0.0.0.0:0";
   // The job. Its tensors are created from job.model unless job.tensors is
   // already filled. Unset fields get defaults: mode SYNC, optimizer ADAM,
-  // batch_size 64, epochs 1, num_workers 1.
+  // batch_size 64, epochs 1, num_workers 1, partitions_per_epoch
+  // 4 * num_workers.
   JobSpec job;
+  // Worker liveness (see CoordinatorOptions): heartbeat every
+  // heartbeat_interval, dead after worker_timeout of silence.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  absl::Duration worker_timeout = absl::Seconds(5);
   ParameterStoreOptions store;
   // Shard addresses given to workers (empty: this process is the only shard).
   std::vector<std::string> shard_addresses;
@@ -80,6 +87,9 @@ class ParameterServer {
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
   std::unique_ptr<grpc::Server> server_;
   int bound_port_ = 0;
+  // Declares silent workers dead; runs from Start to Shutdown.
+  std::thread reaper_;
+  absl::Notification stop_reaper_;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

@@ -29,22 +29,32 @@ ABSL_FLAG(std::string, port_file, "",
           "(atomically, by rename), for launchers that use --port=0.");
 ABSL_FLAG(std::string, model, "softmax", "Model to train: softmax or mlp.");
 ABSL_FLAG(std::string, mode, "sync",
-          "Consistency: sync (BSP rounds) or async (apply each push).");
+          "Consistency: sync (BSP rounds), async (apply each push) or ssp:S "
+          "(stale synchronous: at most S partitions ahead of the slowest "
+          "training worker).");
 ABSL_FLAG(std::string, optimizer, "",
           "Server-side optimizer: sgd, momentum, adagrad or adam. Default: "
           "the model's recommended one (softmax: adagrad, mlp: adam).");
 ABSL_FLAG(double, learning_rate, 0,
           "Learning rate; 0 = the model's recommended rate with its "
-          "recommended optimizer (softmax 0.05, mlp 0.001), else the "
+          "recommended optimizer (softmax 0.01, mlp 0.0003), else the "
           "optimizer's default (0.001 adam, 0.01 otherwise).");
 ABSL_FLAG(double, momentum, 0.9, "Momentum optimizer's velocity decay.");
 ABSL_FLAG(int, batch_size, 64, "Examples per worker mini-batch.");
 ABSL_FLAG(int, epochs, 0,
           "Passes over the training set; 0 = the model's recommended count "
-          "(softmax 10, mlp 5).");
+          "(softmax 15, mlp 10).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and shuffling.");
 ABSL_FLAG(int, num_workers, 2,
-          "Workers the job waits for; each trains 1/num_workers of the data.");
+          "Workers the job waits for before it starts; more may join later.");
+ABSL_FLAG(int, partitions_per_worker, 4,
+          "Each epoch is cut into partitions_per_worker * num_workers "
+          "partitions, leased one at a time, so faster workers take more.");
+ABSL_FLAG(double, heartbeat_interval, 1.0,
+          "Seconds between worker heartbeats (told to workers).");
+ABSL_FLAG(double, worker_timeout, 5.0,
+          "Seconds of silence after which a worker is declared dead and its "
+          "partition goes back to the pool.");
 ABSL_FLAG(int64_t, stripe_elements, 65536,
           "Elements per lock stripe inside a tensor.");
 ABSL_FLAG(double, status_interval, 2.0,
@@ -77,15 +87,16 @@ int Run() {
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   JobSpec& job = options.job;
   job.set_model(absl::GetFlag(FLAGS_model));
-  absl::StatusOr<ConsistencyMode> mode =
-      ParseConsistencyMode(absl::GetFlag(FLAGS_mode));
-  if (!mode.ok()) {
+  absl::StatusOr<Consistency> consistency =
+      ParseConsistency(absl::GetFlag(FLAGS_mode));
+  if (!consistency.ok()) {
     std::fprintf(stderr, "ps_server: --mode=%s: %s\n",
                  absl::GetFlag(FLAGS_mode).c_str(),
-                 std::string(mode.status().message()).c_str());
+                 std::string(consistency.status().message()).c_str());
     return 2;
   }
-  job.set_mode(*mode);
+  job.set_mode(consistency->mode);
+  job.set_staleness(consistency->staleness);
   absl::StatusOr<TrainingDefaults> defaults =
       ModelTrainingDefaults(job.model());
   if (!defaults.ok()) {
@@ -116,16 +127,29 @@ int Run() {
                          ? static_cast<int>(defaults->epochs)
                          : absl::GetFlag(FLAGS_epochs);
   const int num_workers = absl::GetFlag(FLAGS_num_workers);
+  const int partitions_per_worker = absl::GetFlag(FLAGS_partitions_per_worker);
+  const double heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
+  const double timeout = absl::GetFlag(FLAGS_worker_timeout);
   if (batch_size <= 0 || epochs <= 0 || num_workers <= 0 ||
-      absl::GetFlag(FLAGS_stripe_elements) <= 0) {
+      partitions_per_worker <= 0 || absl::GetFlag(FLAGS_stripe_elements) <= 0) {
     std::fprintf(stderr,
-                 "ps_server: --batch_size, --epochs, --num_workers and "
-                 "--stripe_elements must be positive\n");
+                 "ps_server: --batch_size, --epochs, --num_workers, "
+                 "--partitions_per_worker and --stripe_elements must be "
+                 "positive\n");
     return 2;
   }
+  if (!(heartbeat > 0) || !(timeout > heartbeat)) {
+    std::fprintf(stderr,
+                 "ps_server: --heartbeat_interval must be positive and "
+                 "--worker_timeout longer than it\n");
+    return 2;
+  }
+  options.heartbeat_interval = absl::Seconds(heartbeat);
+  options.worker_timeout = absl::Seconds(timeout);
   job.set_batch_size(batch_size);
   job.set_epochs(epochs);
   job.set_num_workers(num_workers);
+  job.set_partitions_per_epoch(partitions_per_worker * num_workers);
   job.set_seed(absl::GetFlag(FLAGS_seed));
   options.store.stripe_elements = absl::GetFlag(FLAGS_stripe_elements);
 
@@ -169,6 +193,7 @@ int Run() {
   });
 
   const double interval = absl::GetFlag(FLAGS_status_interval);
+  const double worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
   std::thread monitor([&] {
     JobCoordinator* coordinator = ps.coordinator();
@@ -201,6 +226,9 @@ int Run() {
         std::printf("%s\n", coordinator->ResultLine().c_str());
         std::fflush(stdout);
         if (exit_when_done) {
+          // Let every worker hear that the job is over before going away.
+          coordinator->WaitUntilWorkersLeft(absl::Now() +
+                                            absl::Seconds(worker_timeout));
           stopping.Notify();
           kill(getpid(), SIGTERM);  // releases the signal thread
           break;

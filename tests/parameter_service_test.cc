@@ -7,7 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/payload.h"
+#include "absl/synchronization/notification.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
@@ -27,6 +30,7 @@ class ParameterServiceTest : public ::testing::Test {
     options.job.set_model("test");
     options.job.set_mode(mode);
     options.job.set_num_workers(num_workers);
+    expected_ = num_workers;
     options.job.mutable_optimizer()->set_kind(SGD);
     options.job.mutable_optimizer()->set_learning_rate(1.0f);
     TensorSpec* t = options.job.add_tensors();
@@ -53,15 +57,43 @@ class ParameterServiceTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
-  uint64_t RegisterWorker() {
+  // Registers a worker (named uniquely) without taking work.
+  uint64_t RegisterOnly() {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     RegisterWorkerRequest request;
-    request.set_worker_name("t");
+    request.set_worker_name(absl::StrCat("t", ++registered_));
     RegisterWorkerResponse response;
     grpc::Status s = coordinator_->RegisterWorker(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response.worker_id();
+  }
+
+  absl::StatusOr<AcquirePartitionResponse> Acquire(uint64_t id) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    AcquirePartitionRequest request;
+    request.set_worker_id(id);
+    AcquirePartitionResponse response;
+    grpc::Status s = coordinator_->AcquirePartition(&context, request, &response);
+    if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                                     s.error_message());
+    return response;
+  }
+
+  // Registers a worker and leases it a partition, so it may push.
+  uint64_t RegisterWorker() {
+    const uint64_t id = RegisterOnly();
+    leased_.push_back(id);
+    if (leased_.size() >= expected_) {  // the job has started: lease to all
+      for (uint64_t w : leased_) {
+        absl::StatusOr<AcquirePartitionResponse> r = Acquire(w);
+        EXPECT_TRUE(r.ok()) << r.status();
+        EXPECT_EQ(r->kind(), AcquirePartitionResponse::TRAIN);
+      }
+      leased_.clear();
+    }
+    return id;
   }
 
   grpc::Status Push(uint64_t worker, const std::string& tensor, uint64_t offset,
@@ -122,6 +154,9 @@ class ParameterServiceTest : public ::testing::Test {
     return out;
   }
 
+  int registered_ = 0;
+  size_t expected_ = 1;
+  std::vector<uint64_t> leased_;
   std::unique_ptr<ParameterServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<ParameterService::Stub> ps_;
@@ -253,11 +288,95 @@ TEST_F(ParameterServiceTest, UnregisteredWorker_FailedPrecondition) {
   EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
 
   grpc::ClientContext context;
-  ReportProgressRequest report;
-  report.set_worker_id(id + 100);
-  ReportProgressResponse response;
-  EXPECT_EQ(coordinator_->ReportProgress(&context, report, &response).error_code(),
+  HeartbeatRequest heartbeat;
+  heartbeat.set_worker_id(id + 100);
+  HeartbeatResponse response;
+  EXPECT_EQ(coordinator_->Heartbeat(&context, heartbeat, &response).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ParameterServiceTest, RegisteredWithoutLease_MayPullNotPush) {
+  StartServer(ASYNC, 2);
+  const uint64_t id = RegisterOnly();
+  RegisterOnly();  // the job starts
+  std::vector<float> out;
+  EXPECT_TRUE(Pull(id, "w", 0, 4, &out).ok());
+  grpc::Status s = Push(id, "w", 0, {1.0f});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("lease"), std::string::npos);
+}
+
+TEST_F(ParameterServiceTest, Stop_JobStoppedAndWorkersToldDone) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  grpc::ClientContext context;
+  StopResponse stopped;
+  ASSERT_TRUE(coordinator_->Stop(&context, StopRequest(), &stopped).ok());
+  EXPECT_EQ(Acquire(id)->kind(), AcquirePartitionResponse::DONE);
+  grpc::ClientContext status_context;
+  JobStatus status;
+  ASSERT_TRUE(
+      coordinator_->GetStatus(&status_context, GetStatusRequest(), &status).ok());
+  EXPECT_EQ(status.state(), STOPPED);
+}
+
+TEST_F(ParameterServiceTest, WatchStatus_StreamsUntilJobEnds) {
+  StartServer(ASYNC, 1);
+  RegisterWorker();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  WatchStatusRequest request;
+  request.set_interval_seconds(0.05);
+  auto reader = coordinator_->WatchStatus(&context, request);
+  JobStatus status;
+  ASSERT_TRUE(reader->Read(&status));
+  EXPECT_EQ(status.state(), RUNNING);
+  ASSERT_TRUE(reader->Read(&status));  // a second update follows
+  grpc::ClientContext stop_context;
+  StopResponse stopped;
+  ASSERT_TRUE(coordinator_->Stop(&stop_context, StopRequest(), &stopped).ok());
+  int more = 0;
+  while (reader->Read(&status)) ++more;  // ends after the STOPPED update
+  EXPECT_EQ(status.state(), STOPPED);
+  EXPECT_LT(more, 100);
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
+TEST_F(ParameterServiceTest, WatchStatus_NegativeInterval_InvalidArgument) {
+  StartServer(ASYNC, 1);
+  grpc::ClientContext context;
+  WatchStatusRequest request;
+  request.set_interval_seconds(-1);
+  auto reader = coordinator_->WatchStatus(&context, request);
+  JobStatus status;
+  EXPECT_FALSE(reader->Read(&status));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ParameterServiceTest, HealthService_ReportsServing) {
+  // grpc.health.v1.Health/Check with an empty HealthCheckRequest; the reply
+  // HealthCheckResponse{status: SERVING} encodes as 0x08 0x01.
+  StartServer(ASYNC, 1);
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty;
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::Status status;
+  absl::Notification done;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+                 &request, &response, [&](grpc::Status s) {
+                   status = s;
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
 TEST_F(ParameterServiceTest, OversizedMessage_ResourceExhausted) {
@@ -333,7 +452,8 @@ TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {
   JobStatus status;
   ASSERT_TRUE(coordinator_->GetStatus(&context, GetStatusRequest(), &status).ok());
   EXPECT_EQ(status.state(), WAITING_FOR_WORKERS);
-  EXPECT_EQ(status.registered_workers(), 1u);
+  EXPECT_EQ(status.live_workers(), 1u);
+  EXPECT_EQ(status.partitions_per_epoch(), 8u);
   EXPECT_EQ(status.expected_workers(), 2u);
   EXPECT_EQ(status.mode(), SYNC);
   EXPECT_EQ(status.optimizer(), "sgd(lr=1)");

@@ -1,6 +1,8 @@
 // psctl: operator CLI for a running Fulcrum job.
 //
 //   psctl status --coordinator=HOST:PORT [--json]
+//   psctl watch  --coordinator=HOST:PORT [--interval=1]
+//   psctl stop   --coordinator=HOST:PORT
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -20,8 +22,9 @@
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
           "host:port of the coordinating ps_server.");
-ABSL_FLAG(bool, json, false, "Print the status as JSON instead of a table.");
-ABSL_FLAG(double, timeout, 5, "Deadline of the call, seconds.");
+ABSL_FLAG(bool, json, false, "status: print JSON instead of a table.");
+ABSL_FLAG(double, interval, 1.0, "watch: seconds between updates.");
+ABSL_FLAG(double, timeout, 5, "Deadline of a call, seconds.");
 
 namespace fulcrum {
 namespace {
@@ -30,64 +33,108 @@ constexpr char kUsage[] =
     "psctl: operate a Fulcrum job.\n"
     "\n"
     "  psctl status --coordinator=HOST:PORT [--json]\n"
-    "      the job's state, progress and workers";
+    "      the job's state, progress and workers\n"
+    "  psctl watch --coordinator=HOST:PORT [--interval=SECONDS]\n"
+    "      the status, redrawn as it changes, until the job ends\n"
+    "  psctl stop --coordinator=HOST:PORT\n"
+    "      end the job: workers finish their step and exit";
 
-void PrintTable(const JobStatus& s) {
-  std::printf("job        %s\n", JobState_Name(s.state()).c_str());
-  std::printf("model      %s   mode %s   optimizer %s\n", s.model().c_str(),
-              ConsistencyModeName(s.mode()).c_str(), s.optimizer().c_str());
-  std::printf("workers    %u of %u registered\n", s.registered_workers(),
-              s.expected_workers());
-  std::printf("progress   epoch %u/%u   round %lld   examples %llu   %.0f examples/s\n",
-              std::min(s.epoch() + 1, s.epochs()), s.epochs(),
-              static_cast<long long>(s.round()),
-              static_cast<unsigned long long>(s.examples_seen()),
-              s.examples_per_second());
-  std::printf("loss       %.4f\n", s.loss());
-  if (s.last_eval().examples() > 0) {
-    std::printf("test       accuracy %.4f   loss %.4f   (%s epoch %u)\n",
-                s.last_eval().test_accuracy(), s.last_eval().test_loss(),
-                s.last_eval().final() ? "final, after" : "after",
-                s.last_eval().epoch());
-  } else {
-    std::printf("test       no evaluation yet\n");
-  }
-  std::printf("elapsed    %.1f s\n\n", s.elapsed_seconds());
-  std::printf("%-4s %-22s %-9s %-6s %-8s %-10s %-8s %-10s %-9s\n", "ID", "NAME",
-              "PARTITION", "EPOCH", "STEP", "EXAMPLES", "LOSS", "EX/S",
-              "LAST SEEN");
-  for (const WorkerStatus& w : s.workers()) {
-    std::string state = w.training_done() ? "done" : "";
-    std::printf("%-4llu %-22s %-9s %-6u %-8lld %-10llu %-8.4f %-10.0f %-9s %s%s\n",
-                static_cast<unsigned long long>(w.worker_id()),
-                w.name().substr(0, 22).c_str(),
-                absl::StrFormat("%u/%u", w.partition().index(),
-                                w.partition().count())
-                    .c_str(),
-                w.epoch() + (w.training_done() ? 0 : 1),
-                static_cast<long long>(w.step()),
-                static_cast<unsigned long long>(w.examples_seen()), w.loss(),
-                w.examples_per_second(),
-                absl::StrFormat("%.1fs ago", w.seconds_since_report()).c_str(),
-                state.c_str(), w.evaluator() ? " evaluator" : "");
+std::string ModeLabel(const JobStatus& s) {
+  if (s.mode() == SSP) return absl::StrFormat("ssp:%d", s.staleness());
+  return ConsistencyModeName(s.mode());
+}
+
+std::string WorkerStateLabel(WorkerState state) {
+  switch (state) {
+    case ACTIVE:
+      return "active";
+    case EVALUATING_MODEL:
+      return "evaluating";
+    case IDLE:
+      return "idle";
+    case DEAD:
+      return "dead";
+    case LEFT:
+      return "left";
+    default:
+      return "-";
   }
 }
 
-int Status() {
-  const std::string address = absl::GetFlag(FLAGS_coordinator);
-  auto channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  std::unique_ptr<Coordinator::Stub> stub = Coordinator::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(
+std::string FormatTable(const JobStatus& s) {
+  std::string out;
+  absl::StrAppendFormat(&out, "job        %s\n", JobState_Name(s.state()));
+  absl::StrAppendFormat(&out, "model      %s   mode %s   optimizer %s\n",
+                        s.model(), ModeLabel(s), s.optimizer());
+  absl::StrAppendFormat(&out,
+                        "workers    %d live, %d dead (job started with %d)\n",
+                        s.live_workers(), s.dead_workers(), s.expected_workers());
+  absl::StrAppendFormat(
+      &out,
+      "progress   epoch %d/%d   partitions left in epoch %d/%d   round %d\n",
+      std::min(s.epoch() + 1, s.epochs()), s.epochs(),
+      s.partitions_left_in_epoch(), s.partitions_per_epoch(), s.round());
+  absl::StrAppendFormat(&out,
+                        "           examples %d   %.0f examples/s   loss %.4f\n",
+                        s.examples_seen(), s.examples_per_second(), s.loss());
+  if (s.mode() != ASYNC) {
+    absl::StrAppendFormat(&out, "waiting    %.1f s in pulls (all workers)\n",
+                          s.wait_seconds());
+  }
+  if (s.last_eval().examples() > 0) {
+    absl::StrAppendFormat(&out,
+                          "test       accuracy %.4f   loss %.4f   (%s epoch %d)\n",
+                          s.last_eval().test_accuracy(), s.last_eval().test_loss(),
+                          s.last_eval().final() ? "final, after" : "after",
+                          s.last_eval().epoch());
+  } else {
+    absl::StrAppendFormat(&out, "test       no evaluation yet\n");
+  }
+  absl::StrAppendFormat(&out, "elapsed    %.1f s\n\n", s.elapsed_seconds());
+  absl::StrAppendFormat(&out, "%-4s %-20s %-10s %-10s %-6s %-8s %-9s %-8s %-8s %-8s %s\n",
+                        "ID", "NAME", "STATE", "PARTITION", "DONE", "STEPS",
+                        "EXAMPLES", "LOSS", "EX/S", "WAIT", "HEARTBEAT");
+  for (const WorkerStatus& w : s.workers()) {
+    const std::string partition =
+        w.has_partition() ? absl::StrFormat("e%d:%d/%d", w.partition().epoch() + 1,
+                                            w.partition().index(),
+                                            w.partition().count())
+                          : "-";
+    absl::StrAppendFormat(
+        &out, "%-4d %-20s %-10s %-10s %-6d %-8d %-9d %-8.4f %-8.0f %-8s %s\n",
+        w.worker_id(), w.name().substr(0, 20), WorkerStateLabel(w.state()),
+        partition, w.partitions_completed(), w.steps(), w.examples_seen(),
+        w.loss(), w.examples_per_second(),
+        absl::StrFormat("%.1fs", w.wait_seconds()),
+        absl::StrFormat("%.1fs ago", w.seconds_since_heartbeat()));
+  }
+  return out;
+}
+
+std::unique_ptr<Coordinator::Stub> Connect() {
+  return Coordinator::NewStub(grpc::CreateChannel(
+      absl::GetFlag(FLAGS_coordinator), grpc::InsecureChannelCredentials()));
+}
+
+void SetDeadline(grpc::ClientContext* context) {
+  context->set_deadline(absl::ToChronoTime(
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout))));
+}
+
+int Failed(const char* what, const grpc::Status& rpc) {
+  std::fprintf(stderr, "psctl: %s %s failed: %s\n", what,
+               absl::GetFlag(FLAGS_coordinator).c_str(),
+               FromGrpcStatus(rpc).ToString().c_str());
+  return 1;
+}
+
+int Status() {
+  auto stub = Connect();
+  grpc::ClientContext context;
+  SetDeadline(&context);
   JobStatus status;
   grpc::Status rpc = stub->GetStatus(&context, GetStatusRequest(), &status);
-  if (!rpc.ok()) {
-    std::fprintf(stderr, "psctl: status from %s failed: %s\n", address.c_str(),
-                 FromGrpcStatus(rpc).ToString().c_str());
-    return 1;
-  }
+  if (!rpc.ok()) return Failed("status from", rpc);
   if (absl::GetFlag(FLAGS_json)) {
     std::string json;
     google::protobuf::util::JsonPrintOptions options;
@@ -98,7 +145,39 @@ int Status() {
     std::printf("%s", json.c_str());
     return 0;
   }
-  PrintTable(status);
+  std::printf("%s", FormatTable(status).c_str());
+  return 0;
+}
+
+int Watch() {
+  auto stub = Connect();
+  grpc::ClientContext context;  // no deadline: the stream lasts the job
+  WatchStatusRequest request;
+  request.set_interval_seconds(absl::GetFlag(FLAGS_interval));
+  std::unique_ptr<grpc::ClientReader<JobStatus>> reader =
+      stub->WatchStatus(&context, request);
+  JobStatus status;
+  bool any = false;
+  while (reader->Read(&status)) {
+    any = true;
+    // Clear the screen and redraw from the top.
+    std::printf("\033[H\033[2J%s", FormatTable(status).c_str());
+    std::fflush(stdout);
+  }
+  grpc::Status rpc = reader->Finish();
+  if (!rpc.ok()) return Failed("watch of", rpc);
+  if (!any) std::printf("psctl: no status received\n");
+  return 0;
+}
+
+int Stop() {
+  auto stub = Connect();
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  StopResponse response;
+  grpc::Status rpc = stub->Stop(&context, StopRequest(), &response);
+  if (!rpc.ok()) return Failed("stop of", rpc);
+  std::printf("job stopped\n");
   return 0;
 }
 
@@ -114,6 +193,8 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[1];
   if (command == "status") return fulcrum::Status();
+  if (command == "watch") return fulcrum::Watch();
+  if (command == "stop") return fulcrum::Stop();
   std::fprintf(stderr, "psctl: unknown command '%s'\n\n%s\n", command.c_str(),
                fulcrum::kUsage);
   return 2;

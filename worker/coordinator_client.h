@@ -12,14 +12,20 @@
 
 namespace fulcrum {
 
-// Implementations must be safe to call from one thread at a time.
+// Implementations must be thread-safe: the worker heartbeats from its own
+// thread while the training loop acquires and completes partitions.
 class CoordinatorClient {
  public:
   virtual ~CoordinatorClient() = default;
   virtual absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) = 0;
-  virtual absl::StatusOr<ReportProgressResponse> ReportProgress(
-      const ReportProgressRequest& request) = 0;
+  virtual absl::StatusOr<HeartbeatResponse> Heartbeat(
+      const HeartbeatRequest& request) = 0;
+  virtual absl::StatusOr<AcquirePartitionResponse> AcquirePartition(
+      const AcquirePartitionRequest& request) = 0;
+  virtual absl::Status CompletePartition(
+      const CompletePartitionRequest& request) = 0;
+  virtual absl::Status ReportEval(const ReportEvalRequest& request) = 0;
 };
 
 class GrpcCoordinatorClient final : public CoordinatorClient {
@@ -29,8 +35,12 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
 
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) override;
-  absl::StatusOr<ReportProgressResponse> ReportProgress(
-      const ReportProgressRequest& request) override;
+  absl::StatusOr<HeartbeatResponse> Heartbeat(
+      const HeartbeatRequest& request) override;
+  absl::StatusOr<AcquirePartitionResponse> AcquirePartition(
+      const AcquirePartitionRequest& request) override;
+  absl::Status CompletePartition(const CompletePartitionRequest& request) override;
+  absl::Status ReportEval(const ReportEvalRequest& request) override;
 
  private:
   std::unique_ptr<Coordinator::Stub> stub_;

@@ -18,6 +18,7 @@ ServerVersion FromHeader(const ResponseHeader& header) {
   v.version = header.version();
   v.round = header.round();
   v.incarnation = header.incarnation();
+  v.wait_seconds = header.wait_seconds();
   return v;
 }
 
@@ -33,21 +34,19 @@ grpc::ChannelArguments DefaultChannelArguments() {
 }
 
 GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
-                           uint64_t worker_id, std::vector<TensorSpec> tensors,
                            absl::Duration rpc_timeout)
     : stub_(ParameterService::NewStub(channel)),
-      worker_id_(worker_id),
-      tensors_(std::move(tensors)),
       rpc_timeout_(rpc_timeout) {}
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Pull(int64_t clock,
-                                                 ParameterSet* params) {
+absl::StatusOr<ServerVersion> GrpcPsClient::Pull(
+    uint64_t worker_id, int64_t clock, const std::vector<TensorSpec>& tensors,
+    ParameterSet* params) {
   PullRequest request;
-  request.mutable_header()->set_worker_id(worker_id_);
+  request.mutable_header()->set_worker_id(worker_id);
   request.mutable_header()->set_clock(clock);
   request.mutable_header()->set_incarnation(last_incarnation_);
   request.set_encoding(FLOAT32);
-  for (const TensorSpec& t : tensors_) {
+  for (const TensorSpec& t : tensors) {
     DenseSlice* slice = request.add_dense();
     slice->set_tensor(t.name());
     slice->set_offset(0);
@@ -58,20 +57,20 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(int64_t clock,
   SetDeadline(&context, rpc_timeout_);
   absl::Status status = FromGrpcStatus(stub_->Pull(&context, request, &response));
   if (!status.ok()) return status;
-  if (response.dense_size() != static_cast<int>(tensors_.size())) {
+  if (response.dense_size() != static_cast<int>(tensors.size())) {
     return absl::DataLossError(absl::StrCat("pull returned ", response.dense_size(),
-                                            " slices, asked for ", tensors_.size()));
+                                            " slices, asked for ", tensors.size()));
   }
-  params->resize(tensors_.size());
-  for (size_t i = 0; i < tensors_.size(); ++i) {
+  params->resize(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
     std::vector<float>& dst = (*params)[i];
-    dst.resize(ElementCount(tensors_[i]));
+    dst.resize(ElementCount(tensors[i]));
     const DenseValues& values = response.dense(i);
     absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
                                          absl::MakeSpan(dst),
                                          /*require_finite=*/false);
     if (!decoded.ok()) {
-      return absl::DataLossError(absl::StrCat("pull of ", tensors_[i].name(),
+      return absl::DataLossError(absl::StrCat("pull of ", tensors[i].name(),
                                               ": ", decoded.message()));
     }
   }
@@ -79,22 +78,22 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(int64_t clock,
   return FromHeader(response.header());
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Push(int64_t clock,
-                                                 uint64_t request_id,
-                                                 const ParameterSet& grads,
-                                                 uint32_t batch_examples) {
-  if (grads.size() != tensors_.size()) {
+absl::StatusOr<ServerVersion> GrpcPsClient::Push(
+    uint64_t worker_id, int64_t clock, uint64_t request_id,
+    const std::vector<TensorSpec>& tensors, const ParameterSet& grads,
+    uint32_t batch_examples) {
+  if (grads.size() != tensors.size()) {
     return absl::InvalidArgumentError("gradient set does not match the model");
   }
   PushRequest request;
-  request.mutable_header()->set_worker_id(worker_id_);
+  request.mutable_header()->set_worker_id(worker_id);
   request.mutable_header()->set_request_id(request_id);
   request.mutable_header()->set_clock(clock);
   request.mutable_header()->set_incarnation(last_incarnation_);
   request.set_batch_examples(batch_examples);
-  for (size_t i = 0; i < tensors_.size(); ++i) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
     DenseValues* values = request.add_dense();
-    values->mutable_slice()->set_tensor(tensors_[i].name());
+    values->mutable_slice()->set_tensor(tensors[i].name());
     values->mutable_slice()->set_offset(0);
     values->mutable_slice()->set_length(grads[i].size());
     values->set_encoding(FLOAT32);

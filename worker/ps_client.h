@@ -21,6 +21,7 @@ struct ServerVersion {
   int64_t version = 0;
   int64_t round = 0;
   uint64_t incarnation = 0;
+  double wait_seconds = 0;  // time the call waited for its round or clock
 };
 
 // Implementations must be safe to call from one thread at a time.
@@ -28,36 +29,39 @@ class PsClient {
  public:
   virtual ~PsClient() = default;
 
-  // Reads every tensor of the model into `params` (resized to fit). `clock`
-  // is the round to wait for in sync mode, or -1 for "now".
-  virtual absl::StatusOr<ServerVersion> Pull(int64_t clock,
-                                             ParameterSet* params) = 0;
+  // Reads every one of `tensors` in full into `params` (resized to fit).
+  // `clock` is the round (sync) or clock (ssp) to wait for, or -1 for "now".
+  virtual absl::StatusOr<ServerVersion> Pull(
+      uint64_t worker_id, int64_t clock,
+      const std::vector<TensorSpec>& tensors, ParameterSet* params) = 0;
 
-  // Sends the gradient of every tensor. `request_id` makes a retry
+  // Sends the gradient of every one of `tensors`. `request_id` makes a retry
   // idempotent; `batch_examples` is how many examples produced it.
-  virtual absl::StatusOr<ServerVersion> Push(int64_t clock,
-                                             uint64_t request_id,
-                                             const ParameterSet& grads,
-                                             uint32_t batch_examples) = 0;
+  virtual absl::StatusOr<ServerVersion> Push(
+      uint64_t worker_id, int64_t clock, uint64_t request_id,
+      const std::vector<TensorSpec>& tensors, const ParameterSet& grads,
+      uint32_t batch_examples) = 0;
 };
 
 // A PsClient for one parameter-server shard holding whole tensors.
+// Thread-compatible; the incarnation it last saw is its only state.
 // Every call carries a deadline of `rpc_timeout`.
 class GrpcPsClient final : public PsClient {
  public:
-  GrpcPsClient(std::shared_ptr<grpc::Channel> channel, uint64_t worker_id,
-               std::vector<TensorSpec> tensors, absl::Duration rpc_timeout);
+  GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
+               absl::Duration rpc_timeout);
 
-  absl::StatusOr<ServerVersion> Pull(int64_t clock,
+  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
+                                     const std::vector<TensorSpec>& tensors,
                                      ParameterSet* params) override;
-  absl::StatusOr<ServerVersion> Push(int64_t clock, uint64_t request_id,
+  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
+                                     uint64_t request_id,
+                                     const std::vector<TensorSpec>& tensors,
                                      const ParameterSet& grads,
                                      uint32_t batch_examples) override;
 
  private:
   std::unique_ptr<ParameterService::Stub> stub_;
-  const uint64_t worker_id_;
-  const std::vector<TensorSpec> tensors_;
   const absl::Duration rpc_timeout_;
   uint64_t last_incarnation_ = 0;
 };

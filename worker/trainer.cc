@@ -11,29 +11,41 @@
 #include "common/status_macros.h"
 
 namespace fulcrum {
+namespace {
 
-Trainer::Trainer(const TrainerOptions& options,
-                 const RegisterWorkerResponse& registration, Model* model,
-                 PsClient* ps, CoordinatorClient* coordinator,
-                 const ImageDataset* train, const ImageDataset* test)
+bool IsEvicted(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kFailedPrecondition;
+}
+
+}  // namespace
+
+Trainer::Trainer(const TrainerOptions& options, PsClient* ps,
+                 CoordinatorClient* coordinator, const ImageDataset* train,
+                 const ImageDataset* test)
     : options_(options),
-      registration_(registration),
-      job_(registration_.job()),
-      model_(model),
       ps_(ps),
       coordinator_(coordinator),
       train_(train),
       test_(test) {}
 
-absl::Status Trainer::CheckData() const {
-  const TensorSpec& first = model_->tensors().front();
-  const int64_t features = first.shape(0);
+Trainer::~Trainer() {
+  shutdown_heartbeat_.Notify();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+}
+
+TrainerStats Trainer::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+absl::Status Trainer::CheckData(const JobSpec& job, const Model& model) const {
+  const int64_t features = model.tensors().front().shape(0);
   for (const ImageDataset* data : {train_, test_}) {
     if (data == nullptr) continue;
     if (data->num_features != features) {
       return absl::FailedPreconditionError(absl::StrCat(
           "data has ", data->num_features, " features per example; model ",
-          job_.model(), " expects ", features));
+          job.model(), " expects ", features));
     }
     for (uint8_t label : data->labels) {
       if (label >= kImageClasses) {
@@ -43,32 +55,101 @@ absl::Status Trainer::CheckData() const {
       }
     }
   }
-  if (job_.batch_size() == 0) {
+  if (job.batch_size() == 0) {
     return absl::FailedPreconditionError("job has batch_size 0");
   }
-  if (registration_.partition().count() == 0 ||
-      registration_.partition().index() >= registration_.partition().count()) {
-    return absl::FailedPreconditionError("coordinator sent an invalid partition");
-  }
   return absl::OkStatus();
+}
+
+absl::Status Trainer::Register() {
+  RegisterWorkerRequest request;
+  request.set_worker_name(options_.worker_name);
+  request.set_host(options_.host);
+  absl::StatusOr<RegisterWorkerResponse> response;
+  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+    response = coordinator_->RegisterWorker(request);
+    return response.status();
+  }));
+  const JobSpec& job = response->job();
+  if (model_ == nullptr || job.model() != job_.model()) {
+    FULCRUM_ASSIGN_OR_RETURN(model_, CreateModel(job.model()));
+  }
+  FULCRUM_RETURN_IF_ERROR(CheckData(job, *model_));
+  job_ = job;
+  if (response->heartbeat_interval_seconds() > 0) {
+    heartbeat_interval_ = absl::Seconds(response->heartbeat_interval_seconds());
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    progress_ = WorkerProgress();
+    loss_sum_ = 0;
+    loss_count_ = 0;
+    ++stats_.registrations;
+  }
+  worker_id_ = response->worker_id();
+  last_pushed_round_ = -1;
+  evicted_ = false;
+  FULCRUM_LOG(INFO) << "registered as worker " << response->worker_id()
+                    << ": model " << job.model() << ", mode "
+                    << ConsistencyModeName(job.mode()) << ", " << job.epochs()
+                    << " epochs of " << job.partitions_per_epoch()
+                    << " partitions, batch " << job.batch_size();
+  return absl::OkStatus();
+}
+
+void Trainer::SendHeartbeat() {
+  absl::MutexLock heartbeat_lock(&heartbeat_mu_);
+  HeartbeatRequest request;
+  const uint64_t id = worker_id_;
+  request.set_worker_id(id);
+  {
+    absl::MutexLock lock(&mu_);
+    if (loss_count_ > 0) progress_.set_loss(loss_sum_ / loss_count_);
+    loss_sum_ = 0;
+    loss_count_ = 0;
+    *request.mutable_progress() = progress_;
+  }
+  absl::StatusOr<HeartbeatResponse> response = coordinator_->Heartbeat(request);
+  if (response.ok()) {
+    heartbeat_warned_ = false;
+    if (response->job_state() == STOPPED) stopped_ = true;
+  } else if (IsEvicted(response.status())) {
+    // Only if the id is still ours: a re-registration may have raced this.
+    if (worker_id_ == id && !evicted_) {
+      FULCRUM_LOG(WARNING) << "coordinator no longer knows worker " << id
+                           << ": " << response.status().message();
+      evicted_ = true;
+    }
+  } else if (!heartbeat_warned_) {
+    heartbeat_warned_ = true;
+    FULCRUM_LOG(WARNING) << "heartbeat failed: " << response.status();
+  }
+}
+
+void Trainer::HeartbeatLoop() {
+  while (!shutdown_heartbeat_.WaitForNotificationWithTimeout(heartbeat_interval_)) {
+    SendHeartbeat();
+  }
 }
 
 absl::StatusOr<ServerVersion> Trainer::PullWithRetry(int64_t clock) {
   const absl::Time give_up = absl::Now() + options_.start_timeout;
   while (true) {
     absl::StatusOr<ServerVersion> version;
-    absl::Status s = RetryWithBackoff(
-        options_.retry, IsUnavailable, [&]() -> absl::Status {
-          version = ps_->Pull(clock, &params_);
-          return version.status();
-        });
-    // A pull that timed out waiting for the job to start or for a slow round
-    // is simply asked again, up to start_timeout.
-    if (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < give_up) {
+    absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+      version = ps_->Pull(worker_id_, clock, model_->tensors(), &params_);
+      return version.status();
+    });
+    // A pull that timed out waiting for the job to start, a slow round or a
+    // slow worker is asked again, up to start_timeout.
+    if (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < give_up &&
+        !Interrupted()) {
       FULCRUM_LOG(INFO) << "pull waiting: " << s.message();
       continue;
     }
     if (!s.ok()) return s;
+    absl::MutexLock lock(&mu_);
+    progress_.set_wait_seconds(progress_.wait_seconds() + version->wait_seconds);
     return version;
   }
 }
@@ -77,39 +158,13 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(int64_t clock,
                                                      uint32_t examples) {
   const uint64_t request_id = next_request_id_++;
   absl::StatusOr<ServerVersion> version;
-  absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&]() {
-    version = ps_->Push(clock, request_id, grads_, examples);
+  absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+    version = ps_->Push(worker_id_, clock, request_id, model_->tensors(),
+                         grads_, examples);
     return version.status();
   });
   if (!s.ok()) return s;
   return version;
-}
-
-absl::Status Trainer::Report(bool force, bool training_done,
-                             const EvalResult* eval) {
-  const absl::Time now = absl::Now();
-  if (!force && now - last_report_ < options_.report_interval) {
-    return absl::OkStatus();
-  }
-  ReportProgressRequest request;
-  request.set_worker_id(registration_.worker_id());
-  request.set_epoch(epoch_);
-  request.set_step(steps_);
-  request.set_examples_seen(examples_seen_);
-  if (loss_count_ > 0) last_loss_ = loss_sum_ / loss_count_;
-  request.set_loss(last_loss_);
-  request.set_training_done(training_done);
-  if (eval != nullptr) *request.mutable_eval() = *eval;
-  absl::StatusOr<ReportProgressResponse> response;
-  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&]() {
-    response = coordinator_->ReportProgress(request);
-    return response.status();
-  }));
-  last_state_ = response->job_state();
-  last_report_ = now;
-  loss_sum_ = 0;
-  loss_count_ = 0;
-  return absl::OkStatus();
 }
 
 EvalResult Trainer::Evaluate(uint32_t epoch, bool final) {
@@ -134,88 +189,160 @@ EvalResult Trainer::Evaluate(uint32_t epoch, bool final) {
       "%s after epoch %d: test_accuracy=%.4f test_loss=%.4f",
       final ? "final evaluation" : "evaluation", epoch, eval.test_accuracy(),
       eval.test_loss());
-  last_eval_ = eval;
   return eval;
 }
 
-absl::Status Trainer::FinalEvaluation() {
-  // Wait until every worker has finished, then evaluate the final model.
-  while (last_state_ == RUNNING || last_state_ == WAITING_FOR_WORKERS) {
-    absl::SleepFor(absl::Milliseconds(100));
-    FULCRUM_RETURN_IF_ERROR(Report(/*force=*/true, /*training_done=*/true, nullptr));
+absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
+  if (test_ == nullptr || test_->num_examples == 0) {
+    // Not FAILED_PRECONDITION: that code means "the coordinator evicted us".
+    return absl::UnimplementedError("asked to evaluate, but this worker has no test data");
   }
-  if (last_state_ != EVALUATING) return absl::OkStatus();  // stopped
   FULCRUM_RETURN_IF_ERROR(PullWithRetry(-1).status());
-  const EvalResult eval = Evaluate(job_.epochs(), /*final=*/true);
-  return Report(/*force=*/true, /*training_done=*/true, &eval);
+  ReportEvalRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_lease_id(lease.lease_id());
+  *request.mutable_eval() = Evaluate(lease.eval_epoch(), lease.eval_final());
+  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+    return coordinator_->ReportEval(request);
+  }));
+  absl::MutexLock lock(&mu_);
+  ++stats_.evaluations;
+  return absl::OkStatus();
 }
 
-absl::Status Trainer::Run() {
-  FULCRUM_RETURN_IF_ERROR(CheckData());
-  const DataPartition& partition = registration_.partition();
+absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
+  const DataPartition& partition = lease.partition();
+  if (partition.count() == 0 || partition.index() >= partition.count()) {
+    return absl::InternalError("coordinator sent an invalid partition");
+  }
   const int64_t n = train_->num_examples;
   const int64_t begin = int64_t{partition.index()} * n / partition.count();
   const int64_t end = int64_t{partition.index() + 1} * n / partition.count();
   const int64_t batch_size = job_.batch_size();
-  const bool sync = job_.mode() == SYNC;
-  const bool evaluator = registration_.evaluator() && test_ != nullptr;
-  FULCRUM_LOG(INFO) << "worker " << registration_.worker_id() << ": examples ["
-                    << begin << ", " << end << ") of " << n << ", "
-                    << job_.epochs() << " epochs, batch " << batch_size
-                    << (evaluator ? ", evaluator" : "");
+  const ConsistencyMode mode = job_.mode();
 
+  // The order depends only on the job's seed and the partition, so a
+  // partition retrained after a worker died is trained the same way.
   std::vector<int64_t> order(end - begin);
   std::iota(order.begin(), order.end(), begin);
+  std::mt19937_64 rng(job_.seed() * 1000003 + partition.epoch() * 7919 +
+                      partition.index());
+  std::shuffle(order.begin(), order.end(), rng);
   batch_features_.resize(batch_size * train_->num_features);
   batch_labels_.resize(batch_size);
 
-  // The first pull tells a sync worker which round it joins at.
-  FULCRUM_ASSIGN_OR_RETURN(ServerVersion version, PullWithRetry(-1));
-  int64_t clock = version.round;
+  // Sync: the first pull tells which round is being collected (after the
+  // last one this worker pushed). SSP: it waits while this worker's clock is
+  // too far ahead.
+  const int64_t first_clock =
+      mode == SSP ? lease.clock()
+                  : (mode == SYNC && last_pushed_round_ >= 0 ? last_pushed_round_ + 1
+                                                             : -1);
+  FULCRUM_ASSIGN_OR_RETURN(ServerVersion version, PullWithRetry(first_clock));
+  int64_t round = version.round;
   bool have_params = true;
-  FULCRUM_RETURN_IF_ERROR(Report(/*force=*/true, false, nullptr));
-
-  for (epoch_ = 0; epoch_ < job_.epochs(); ++epoch_) {
-    std::mt19937_64 rng(job_.seed() * 1000003 + partition.index() * 7919 + epoch_);
-    std::shuffle(order.begin(), order.end(), rng);
-    for (size_t pos = 0; pos < order.size(); pos += batch_size) {
-      const int64_t size = std::min<int64_t>(batch_size, order.size() - pos);
-      for (int64_t i = 0; i < size; ++i) {
-        const int64_t example = order[pos + i];
-        std::copy_n(&train_->features[example * train_->num_features],
-                    train_->num_features,
-                    &batch_features_[i * train_->num_features]);
-        batch_labels_[i] = train_->labels[example];
-      }
-      if (!have_params) {
-        FULCRUM_ASSIGN_OR_RETURN(version, PullWithRetry(sync ? clock : -1));
-      }
-      Batch batch{batch_features_.data(), batch_labels_.data(), size,
-                  train_->num_features};
-      loss_sum_ += model_->ComputeGradients(params_, batch, &grads_);
-      ++loss_count_;
-      FULCRUM_ASSIGN_OR_RETURN(version, PushWithRetry(clock, size));
-      have_params = false;
-      ++steps_;
-      examples_seen_ += size;
-      clock = sync ? clock + 1 : steps_;
-      FULCRUM_RETURN_IF_ERROR(Report(/*force=*/false, false, nullptr));
-      if (last_state_ == STOPPED) return absl::OkStatus();
+  for (size_t pos = 0; pos < order.size(); pos += batch_size) {
+    if (Interrupted()) return absl::AbortedError("interrupted");
+    if (!have_params) {
+      const int64_t clock = mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
+      FULCRUM_ASSIGN_OR_RETURN(version, PullWithRetry(clock));
     }
-    const bool last_epoch = epoch_ + 1 == job_.epochs();
-    if (evaluator && !last_epoch) {
-      FULCRUM_ASSIGN_OR_RETURN(version, PullWithRetry(sync ? clock : -1));
-      have_params = true;
-      const EvalResult eval = Evaluate(epoch_ + 1, /*final=*/false);
-      FULCRUM_RETURN_IF_ERROR(Report(/*force=*/true, false, &eval));
+    const int64_t size = std::min<int64_t>(batch_size, order.size() - pos);
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t example = order[pos + i];
+      std::copy_n(&train_->features[example * train_->num_features],
+                  train_->num_features, &batch_features_[i * train_->num_features]);
+      batch_labels_[i] = train_->labels[example];
+    }
+    Batch batch{batch_features_.data(), batch_labels_.data(), size,
+                train_->num_features};
+    const double loss = model_->ComputeGradients(params_, batch, &grads_);
+    const int64_t push_clock =
+        mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
+    FULCRUM_ASSIGN_OR_RETURN(version, PushWithRetry(push_clock, size));
+    if (mode == SYNC) last_pushed_round_ = round;
+    have_params = false;
+    ++round;
+    {
+      absl::MutexLock lock(&mu_);
+      progress_.set_steps(progress_.steps() + 1);
+      progress_.set_examples_seen(progress_.examples_seen() + size);
+      loss_sum_ += loss;
+      ++loss_count_;
+      ++stats_.steps;
+    }
+    if (options_.step_delay > absl::ZeroDuration()) {
+      absl::SleepFor(options_.step_delay);
     }
   }
-  epoch_ = job_.epochs() - 1;
-  FULCRUM_RETURN_IF_ERROR(Report(/*force=*/true, /*training_done=*/true, nullptr));
-  FULCRUM_LOG(INFO) << "worker " << registration_.worker_id()
-                    << " finished training: " << steps_ << " steps, "
-                    << examples_seen_ << " examples";
-  if (evaluator) return FinalEvaluation();
+  CompletePartitionRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_lease_id(lease.lease_id());
+  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+    return coordinator_->CompletePartition(request);
+  }));
+  absl::MutexLock lock(&mu_);
+  ++stats_.partitions;
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Run() {
+  FULCRUM_RETURN_IF_ERROR(Register());
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  int reregistrations = 0;
+  while (!stopped_) {
+    if (evicted_) {
+      if (++reregistrations > options_.max_reregistrations) {
+        return absl::UnavailableError(
+            "the coordinator keeps declaring this worker dead; giving up");
+      }
+      FULCRUM_LOG(WARNING) << "registering again";
+      FULCRUM_RETURN_IF_ERROR(Register());
+      continue;
+    }
+    AcquirePartitionRequest request;
+    request.set_worker_id(worker_id_);
+    absl::StatusOr<AcquirePartitionResponse> lease;
+    absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+      lease = coordinator_->AcquirePartition(request);
+      return lease.status();
+    });
+    if (IsEvicted(s)) {
+      evicted_ = true;
+      continue;
+    }
+    if (!s.ok()) return s;
+    switch (lease->kind()) {
+      case AcquirePartitionResponse::DONE:
+        FULCRUM_LOG(INFO) << "job over; worker " << worker_id_ << " exits";
+        return absl::OkStatus();  // progress was flushed after the last work
+      case AcquirePartitionResponse::WAIT:
+        absl::SleepFor(absl::Seconds(std::max(0.01, lease->retry_after_seconds())));
+        continue;
+      case AcquirePartitionResponse::EVALUATE:
+        s = EvaluateTask(*lease);
+        break;
+      case AcquirePartitionResponse::TRAIN:
+        s = TrainPartition(*lease);
+        break;
+      default:
+        return absl::InternalError(
+            absl::StrCat("unknown work kind ", static_cast<int>(lease->kind())));
+    }
+    if (s.ok()) {
+      reregistrations = 0;
+      SendHeartbeat();
+      continue;
+    }
+    if (stopped_) break;
+    if (IsEvicted(s) || evicted_) {
+      FULCRUM_LOG(WARNING) << "work abandoned: " << s.message();
+      evicted_ = true;
+      continue;
+    }
+    return s;
+  }
+  FULCRUM_LOG(INFO) << "job stopped; worker " << worker_id_ << " exits";
   return absl::OkStatus();
 }
 

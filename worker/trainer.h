@@ -1,12 +1,17 @@
-// Trainer: one worker's training loop over its data partition.
+// Trainer: one worker's life in a job — register, heartbeat, and train or
+// evaluate whatever the coordinator leases to it until the job is over.
 #ifndef FULCRUM_WORKER_TRAINER_H_
 #define FULCRUM_WORKER_TRAINER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/idx_dataset.h"
 #include "common/retry.h"
@@ -18,72 +23,112 @@
 namespace fulcrum {
 
 struct TrainerOptions {
-  // Progress (and heartbeat) reports to the coordinator at most this often.
-  absl::Duration report_interval = absl::Seconds(1);
-  // How long the worker keeps retrying pulls while the job waits for its
-  // other workers.
+  // Shown in status; a worker registering with the name of a live one
+  // replaces it.
+  std::string worker_name;
+  std::string host;
+  // How long the worker keeps asking while a pull times out waiting (the job
+  // waiting for its first workers, a slow round).
   absl::Duration start_timeout = absl::Minutes(10);
   // Retries of calls that fail with UNAVAILABLE.
   RetryOptions retry;
   // Evaluation runs over the test set in chunks of this many examples.
   int64_t eval_chunk = 2000;
+  // Sleep after every training step (for tests and demos of stragglers).
+  absl::Duration step_delay = absl::ZeroDuration();
+  // Re-registrations in a row (without finishing any work between them)
+  // before the worker gives up.
+  int max_reregistrations = 10;
 };
 
-// Runs the job the coordinator gave this worker: for each epoch, shuffles its
-// partition (seeded by the job's seed, the partition and the epoch), and for
-// each mini-batch pulls the parameters, computes gradients and pushes them.
-// In sync mode the worker's clock follows the shard's rounds. The evaluator
-// worker measures test accuracy after each epoch and, once every worker has
-// finished, on the final model.
+// Counters of one Trainer's work, for tests and logs.
+struct TrainerStats {
+  int64_t partitions = 0;
+  int64_t evaluations = 0;
+  int64_t registrations = 0;
+  int64_t steps = 0;
+};
+
+// Runs a worker: registers (again, whenever the coordinator has declared it
+// dead), heartbeats from a thread of its own, and loops on AcquirePartition:
+// a training lease is trained from its start (mini-batches in an order fixed
+// by the job's seed and the partition) with a pull before and a push after
+// each step; an evaluation task pulls the current model and evaluates it on
+// the test set. It returns when the coordinator says the job is over.
 //
-// Not thread-safe; the model, clients and data sets are not owned and must
-// outlive the trainer.
+// Sync workers follow the shard's rounds; ssp workers send the clock of their
+// lease, and their pulls wait while they are too far ahead.
+//
+// The trainer builds the job's model (named in the registration reply).
+//
+// Not thread-safe (Run once). The clients and data sets are not owned and
+// must outlive the trainer; the clients are used from two threads.
 class Trainer {
  public:
-  Trainer(const TrainerOptions& options,
-          const RegisterWorkerResponse& registration, Model* model,
-          PsClient* ps, CoordinatorClient* coordinator,
-          const ImageDataset* train, const ImageDataset* test);
+  Trainer(const TrainerOptions& options, PsClient* ps,
+          CoordinatorClient* coordinator, const ImageDataset* train,
+          const ImageDataset* test);
+  ~Trainer();
 
-  // Trains every epoch. Errors: an unrecoverable RPC status, or
-  // FAILED_PRECONDITION if the data does not fit the model.
+  // OK when the job is over (finished or stopped). Errors: an unrecoverable
+  // RPC status, or FAILED_PRECONDITION if the data does not fit the model.
   absl::Status Run();
 
-  // Last evaluation this worker ran (zero if none).
-  const EvalResult& last_eval() const { return last_eval_; }
+  TrainerStats stats() const;
 
  private:
-  absl::Status CheckData() const;
+  absl::Status CheckData(const JobSpec& job, const Model& model) const;
+  absl::Status Register();
+  absl::Status TrainPartition(const AcquirePartitionResponse& lease);
+  absl::Status EvaluateTask(const AcquirePartitionResponse& lease);
   absl::StatusOr<ServerVersion> PullWithRetry(int64_t clock);
   absl::StatusOr<ServerVersion> PushWithRetry(int64_t clock, uint32_t examples);
-  absl::Status Report(bool force, bool training_done, const EvalResult* eval);
   EvalResult Evaluate(uint32_t epoch, bool final);
-  absl::Status FinalEvaluation();
+  void HeartbeatLoop();
+  // Sends one heartbeat with the progress so far (also called after each
+  // piece of work and before exiting, so status is exact at the end).
+  void SendHeartbeat();
+  // True once the job was stopped or this id was declared dead.
+  bool Interrupted() const { return stopped_ || evicted_; }
 
   const TrainerOptions options_;
-  const RegisterWorkerResponse registration_;
-  const JobSpec& job_;
-  Model* const model_;
   PsClient* const ps_;
   CoordinatorClient* const coordinator_;
   const ImageDataset* const train_;
   const ImageDataset* const test_;
 
+  // Set by Register; read by the heartbeat thread.
+  std::atomic<uint64_t> worker_id_{0};
+  JobSpec job_;
+  std::unique_ptr<Model> model_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(1);
+
+  // Serialises heartbeats from the thread and the training loop.
+  absl::Mutex heartbeat_mu_;
+  bool heartbeat_warned_ ABSL_GUARDED_BY(heartbeat_mu_) = false;
+  // Flags the heartbeat thread raises for the training loop.
+  std::atomic<bool> stopped_{false};
+  std::atomic<bool> evicted_{false};
+  absl::Notification shutdown_heartbeat_;
+  std::thread heartbeat_thread_;
+
+  // Progress under the current worker id, read by heartbeats.
+  mutable absl::Mutex mu_;
+  WorkerProgress progress_ ABSL_GUARDED_BY(mu_);
+  double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // since the last heartbeat
+  int64_t loss_count_ ABSL_GUARDED_BY(mu_) = 0;
+  TrainerStats stats_ ABSL_GUARDED_BY(mu_);
+
+  // Training-loop state (one thread).
   ParameterSet params_;
   ParameterSet grads_;
   std::vector<float> batch_features_;
   std::vector<uint8_t> batch_labels_;
-
-  uint32_t epoch_ = 0;
-  int64_t steps_ = 0;
-  uint64_t examples_seen_ = 0;
   uint64_t next_request_id_ = 1;
-  double loss_sum_ = 0;  // since the last report
-  int64_t loss_count_ = 0;
-  double last_loss_ = 0;
-  absl::Time last_report_ = absl::InfinitePast();
-  JobState last_state_ = JOB_STATE_UNSPECIFIED;
-  EvalResult last_eval_;
+  // Sync: the last round this worker id pushed (-1: none). A new partition
+  // starts by waiting for the round after it: the shard still counts this
+  // worker in that round, so pushing it again would be refused.
+  int64_t last_pushed_round_ = -1;
 };
 
 }  // namespace fulcrum

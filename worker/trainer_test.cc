@@ -1,80 +1,107 @@
+// The Trainer against the real JobCoordinator and ParameterShard, reached
+// through in-process clients (no gRPC) that can fail on cue.
 #include "worker/trainer.h"
 
-#include <set>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "common/model_spec.h"
 #include "gtest/gtest.h"
+#include "server/coordinator.h"
+#include "server/parameter_shard.h"
 
 namespace fulcrum {
 namespace {
 
-// An in-memory parameter server: SGD applied at once, with failures on cue.
-class FakePsClient : public PsClient {
+// A PsClient calling a ParameterShard directly. Fails the next
+// `pull_failures` pulls with UNAVAILABLE, and answers the next
+// `lost_push_replies` pushes with UNAVAILABLE after applying them (the reply
+// was lost).
+class LocalPsClient : public PsClient {
  public:
-  explicit FakePsClient(const std::vector<TensorSpec>& tensors)
-      : params_(ZerosLike(tensors)) {}
+  explicit LocalPsClient(ParameterShard* shard) : shard_(shard) {}
 
-  absl::StatusOr<ServerVersion> Pull(int64_t clock, ParameterSet* params) override {
-    ++pulls_;
-    if (pull_failures_ > 0) {
-      --pull_failures_;
-      return absl::UnavailableError("server restarting");
+  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
+                                     const std::vector<TensorSpec>& tensors,
+                                     ParameterSet* params) override {
+    if (Take(pull_failures)) return absl::UnavailableError("injected");
+    params->resize(tensors.size());
+    std::vector<SliceRef> slices;
+    std::vector<absl::Span<float>> out;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      (*params)[i].resize(ElementCount(tensors[i]));
+      slices.push_back({tensors[i].name(), 0, (*params)[i].size()});
+      out.push_back(absl::MakeSpan((*params)[i]));
     }
-    *params = params_;
-    ServerVersion v;
-    v.version = v.round = pushes_;
-    return v;
+    absl::StatusOr<ShardVersion> v = shard_->Pull(
+        worker_id, clock, slices, out, absl::Now() + absl::Seconds(10));
+    if (!v.ok()) return v.status();
+    ServerVersion sv;
+    sv.version = v->version;
+    sv.round = v->round;
+    sv.wait_seconds = v->wait_seconds;
+    return sv;
   }
 
-  absl::StatusOr<ServerVersion> Push(int64_t clock, uint64_t request_id,
+  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
+                                     uint64_t request_id,
+                                     const std::vector<TensorSpec>& tensors,
                                      const ParameterSet& grads,
-                                     uint32_t batch_examples) override {
-    if (push_failures_ > 0) {
-      --push_failures_;
-      // Applied, but the reply was lost: the retry must be de-duplicated.
-      Apply(request_id, grads);
-      return absl::UnavailableError("reply lost");
+                                     uint32_t) override {
+    std::vector<SliceGradient> gradients;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      gradients.push_back({{tensors[i].name(), 0, grads[i].size()}, grads[i]});
     }
-    Apply(request_id, grads);
-    examples_ += batch_examples;
-    ServerVersion v;
-    v.version = v.round = pushes_;
-    return v;
+    absl::StatusOr<ShardVersion> v =
+        shard_->Push(worker_id, request_id, clock, gradients);
+    if (!v.ok()) return v.status();
+    if (Take(lost_push_replies)) return absl::UnavailableError("reply lost");
+    ServerVersion sv;
+    sv.version = v->version;
+    sv.round = v->round;
+    return sv;
   }
 
-  void Apply(uint64_t request_id, const ParameterSet& grads) {
-    if (!seen_.insert(request_id).second) return;
-    ++pushes_;
-    for (size_t t = 0; t < grads.size(); ++t) {
-      for (size_t i = 0; i < grads[t].size(); ++i) params_[t][i] -= 0.1f * grads[t][i];
-    }
-  }
+  std::atomic<int> pull_failures{0};
+  std::atomic<int> lost_push_replies{0};
 
-  ParameterSet params_;
-  std::set<uint64_t> seen_;
-  int64_t pushes_ = 0;
-  int64_t pulls_ = 0;
-  uint64_t examples_ = 0;
-  int pull_failures_ = 0;
-  int push_failures_ = 0;
+ private:
+  static bool Take(std::atomic<int>& counter) {
+    int n = counter.load();
+    while (n > 0) {
+      if (counter.compare_exchange_weak(n, n - 1)) return true;
+    }
+    return false;
+  }
+  ParameterShard* const shard_;
 };
 
-class FakeCoordinator : public CoordinatorClient {
+class LocalCoordinatorClient : public CoordinatorClient {
  public:
+  explicit LocalCoordinatorClient(JobCoordinator* c) : c_(c) {}
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
-      const RegisterWorkerRequest&) override {
-    return absl::UnimplementedError("not used");
+      const RegisterWorkerRequest& r) override {
+    return c_->RegisterWorker(r);
   }
-  absl::StatusOr<ReportProgressResponse> ReportProgress(
-      const ReportProgressRequest& request) override {
-    reports_.push_back(request);
-    ReportProgressResponse r;
-    r.set_job_state(request.training_done() ? (request.has_eval() ? FINISHED : EVALUATING)
-                                            : RUNNING);
-    return r;
+  absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& r) override {
+    ++heartbeats;
+    return c_->Heartbeat(r);
   }
-  std::vector<ReportProgressRequest> reports_;
+  absl::StatusOr<AcquirePartitionResponse> AcquirePartition(
+      const AcquirePartitionRequest& r) override {
+    return c_->AcquirePartition(r);
+  }
+  absl::Status CompletePartition(const CompletePartitionRequest& r) override {
+    return c_->CompletePartition(r);
+  }
+  absl::Status ReportEval(const ReportEvalRequest& r) override {
+    return c_->ReportEval(r);
+  }
+  std::atomic<int> heartbeats{0};
+
+ private:
+  JobCoordinator* const c_;
 };
 
 // Linearly separable toy data in Fashion-MNIST's shape: class k lights up
@@ -91,109 +118,164 @@ ImageDataset ToyData(int n, uint32_t seed) {
     const int label = rng() % kImageClasses;
     d.labels.push_back(label);
     for (int j = 0; j < kImageFeatures; ++j) {
-      d.features[i * kImageFeatures + j] = noise(rng) + (j / 78 == label ? 1.0f : 0.0f);
+      d.features[i * kImageFeatures + j] =
+          noise(rng) + (j / 78 == label ? 1.0f : 0.0f);
     }
   }
   return d;
 }
 
-RegisterWorkerResponse Registration(bool evaluator, uint32_t index = 0,
-                                    uint32_t count = 2) {
-  RegisterWorkerResponse r;
-  r.set_worker_id(5);
-  r.set_evaluator(evaluator);
-  r.mutable_partition()->set_index(index);
-  r.mutable_partition()->set_count(count);
-  JobSpec* job = r.mutable_job();
-  job->set_model("softmax");
-  job->set_mode(ASYNC);
-  job->set_batch_size(10);
-  job->set_epochs(3);
-  job->set_seed(1);
-  return r;
-}
-
-TrainerOptions FastOptions() {
-  TrainerOptions o;
-  o.retry.initial_backoff = absl::Milliseconds(1);
-  o.retry.max_backoff = absl::Milliseconds(2);
-  return o;
-}
-
-TEST(TrainerTest, Run_TrainsItsPartitionEveryEpochAndEvaluates) {
-  std::unique_ptr<Model> model = *CreateModel("softmax");
-  FakePsClient ps(model->tensors());
-  FakeCoordinator coordinator;
-  ImageDataset train = ToyData(200, 1), test = ToyData(100, 2);
-  Trainer trainer(FastOptions(), Registration(true, 1, 2), model.get(), &ps,
-                  &coordinator, &train, &test);
-  ASSERT_TRUE(trainer.Run().ok());
-  // Partition 1 of 2 is 100 examples: 10 batches of 10, for 3 epochs.
-  EXPECT_EQ(ps.pushes_, 30);
-  EXPECT_EQ(ps.examples_, 300u);
-  ASSERT_FALSE(coordinator.reports_.empty());
-  const ReportProgressRequest& last = coordinator.reports_.back();
-  EXPECT_TRUE(last.training_done());
-  EXPECT_EQ(last.examples_seen(), 300u);
-  ASSERT_TRUE(last.has_eval());
-  EXPECT_TRUE(last.eval().final());
-  EXPECT_EQ(last.eval().epoch(), 3u);
-  EXPECT_GT(last.eval().test_accuracy(), 0.9);  // separable toy data
-  int epoch_evals = 0;
-  for (const auto& r : coordinator.reports_) {
-    if (r.has_eval() && !r.eval().final()) ++epoch_evals;
+class TrainerTest : public ::testing::Test {
+ protected:
+  void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs,
+            uint32_t partitions) {
+    JobSpec& job = options_.job;
+    job.set_model("softmax");
+    job.set_mode(mode);
+    job.set_epochs(epochs);
+    job.set_batch_size(10);
+    job.set_seed(1);
+    job.set_num_workers(num_workers);
+    job.set_partitions_per_epoch(partitions);
+    job.mutable_optimizer()->set_kind(SGD);
+    job.mutable_optimizer()->set_learning_rate(0.1f);
+    const std::vector<TensorSpec> tensors = *ModelTensors("softmax");
+    for (const TensorSpec& t : tensors) *job.add_tensors() = t;
+    options_.heartbeat_interval = absl::Milliseconds(20);
+    auto store =
+        ParameterStore::Create({}, *CreateOptimizer(job.optimizer()), tensors);
+    ASSERT_TRUE(store.ok());
+    shard_ = std::make_unique<ParameterShard>(std::move(*store), mode, 1);
+    coordinator_ = std::make_unique<JobCoordinator>(options_, shard_.get());
+    ps_ = std::make_unique<LocalPsClient>(shard_.get());
+    client_ = std::make_unique<LocalCoordinatorClient>(coordinator_.get());
   }
-  EXPECT_EQ(epoch_evals, 2);  // after epochs 1 and 2; the final covers 3
-}
 
-TEST(TrainerTest, NonEvaluator_DoesNotEvaluate) {
-  std::unique_ptr<Model> model = *CreateModel("softmax");
-  FakePsClient ps(model->tensors());
-  FakeCoordinator coordinator;
-  ImageDataset train = ToyData(100, 1), test = ToyData(50, 2);
-  Trainer trainer(FastOptions(), Registration(false), model.get(), &ps,
-                  &coordinator, &train, &test);
+  TrainerOptions Options(const std::string& name) {
+    TrainerOptions o;
+    o.worker_name = name;
+    o.retry.initial_backoff = absl::Milliseconds(1);
+    o.retry.max_backoff = absl::Milliseconds(2);
+    return o;
+  }
+
+  CoordinatorOptions options_;
+  std::unique_ptr<ParameterShard> shard_;
+  std::unique_ptr<JobCoordinator> coordinator_;
+  std::unique_ptr<LocalPsClient> ps_;
+  std::unique_ptr<LocalCoordinatorClient> client_;
+  ImageDataset train_ = ToyData(400, 1);
+  ImageDataset test_ = ToyData(200, 2);
+};
+
+TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
+  Init(ASYNC, 1, 2, 4);
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, &test_);
   ASSERT_TRUE(trainer.Run().ok());
-  for (const auto& r : coordinator.reports_) EXPECT_FALSE(r.has_eval());
+  EXPECT_EQ(trainer.stats().partitions, 8);
+  EXPECT_EQ(trainer.stats().steps, 80);  // 400 examples / batch 10, 2 epochs
+  EXPECT_EQ(trainer.stats().evaluations, 2);  // after epoch 1, and final
+  JobStatus status = coordinator_->GetStatus();
+  EXPECT_EQ(status.state(), FINISHED);
+  EXPECT_TRUE(status.last_eval().final());
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.9);  // separable toy data
+  EXPECT_EQ(status.completed_size(), 8);
+  EXPECT_EQ(status.examples_seen(), 800u);  // progress flushed at the end
+  EXPECT_GT(client_->heartbeats.load(), 0);
 }
 
-TEST(TrainerTest, UnavailableServer_RetriedAndPushAppliedOnce) {
-  std::unique_ptr<Model> model = *CreateModel("softmax");
-  FakePsClient ps(model->tensors());
-  ps.pull_failures_ = 2;
-  ps.push_failures_ = 3;
-  FakeCoordinator coordinator;
-  ImageDataset train = ToyData(40, 1);
-  Trainer trainer(FastOptions(), Registration(false, 0, 1), model.get(), &ps,
-                  &coordinator, &train, nullptr);
-  ASSERT_TRUE(trainer.Run().ok());
-  EXPECT_EQ(ps.pushes_, 12);  // 4 batches x 3 epochs, none applied twice
+TEST_F(TrainerTest, TwoWorkersSync_ShareTheWorkAndFinish) {
+  Init(SYNC, 2, 2, 8);
+  Trainer a(Options("a"), ps_.get(), client_.get(), &train_, &test_);
+  Trainer b(Options("b"), ps_.get(), client_.get(), &train_, &test_);
+  absl::Status sa, sb;
+  std::thread ta([&] { sa = a.Run(); });
+  std::thread tb([&] { sb = b.Run(); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(sa.ok()) << sa;
+  ASSERT_TRUE(sb.ok()) << sb;
+  EXPECT_EQ(a.stats().partitions + b.stats().partitions, 16);
+  EXPECT_EQ(a.stats().steps + b.stats().steps, 80);
+  JobStatus status = coordinator_->GetStatus();
+  EXPECT_EQ(status.state(), FINISHED);
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.9);
+  // A round holds one or two pushes (how many pair up depends on timing).
+  EXPECT_GE(status.round(), 40);
+  EXPECT_LE(status.round(), 80);
 }
 
-TEST(TrainerTest, ServerDownForGood_ErrorReturned) {
-  std::unique_ptr<Model> model = *CreateModel("softmax");
-  FakePsClient ps(model->tensors());
-  ps.pull_failures_ = 1000;
-  FakeCoordinator coordinator;
-  ImageDataset train = ToyData(40, 1);
-  TrainerOptions options = FastOptions();
-  options.retry.max_attempts = 3;
-  Trainer trainer(options, Registration(false, 0, 1), model.get(), &ps,
-                  &coordinator, &train, nullptr);
-  EXPECT_EQ(trainer.Run().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(ps.pulls_, 3);
+TEST_F(TrainerTest, UnavailableServer_RetriedAndPushAppliedOnce) {
+  Init(ASYNC, 1, 1, 2);
+  ps_->pull_failures = 3;
+  ps_->lost_push_replies = 3;
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, &test_);
+  absl::Status s = trainer.Run();
+  ASSERT_TRUE(s.ok()) << s;
+  // 40 steps; the pushes whose replies were "lost" were retried with the
+  // same request id and not applied twice.
+  EXPECT_EQ(shard_->stats().pushes, 40);
+  EXPECT_EQ(shard_->stats().duplicate_pushes, 3);
 }
 
-TEST(TrainerTest, DataOfWrongShape_FailedPrecondition) {
-  std::unique_ptr<Model> model = *CreateModel("softmax");
-  FakePsClient ps(model->tensors());
-  FakeCoordinator coordinator;
-  ImageDataset train = ToyData(20, 1);
-  train.num_features = 100;
-  Trainer trainer(FastOptions(), Registration(false), model.get(), &ps,
-                  &coordinator, &train, nullptr);
+TEST_F(TrainerTest, DeclaredDead_RegistersAgainAndFinishes) {
+  Init(ASYNC, 1, 2, 4);
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, &test_);
+  std::thread killer([&] {
+    // Once training is under way, replace the worker's registration, as the
+    // coordinator does when it declares a worker dead.
+    while (coordinator_->GetStatus().examples_seen() == 0 &&
+           coordinator_->state() != FINISHED) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    RegisterWorkerRequest impostor;
+    impostor.set_worker_name("a");
+    ASSERT_TRUE(coordinator_->RegisterWorker(impostor).ok());
+  });
+  absl::Status s = trainer.Run();
+  killer.join();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_GE(trainer.stats().registrations, 2);
+  JobStatus status = coordinator_->GetStatus();
+  EXPECT_EQ(status.state(), FINISHED);
+  // Still every partition exactly once per epoch.
+  std::set<std::pair<uint32_t, uint32_t>> done;
+  for (const PartitionRecord& r : status.completed()) {
+    EXPECT_TRUE(done.insert({r.epoch(), r.index()}).second);
+  }
+  EXPECT_EQ(done.size(), 8u);
+}
+
+TEST_F(TrainerTest, Stop_WorkerExitsCleanly) {
+  Init(SYNC, 1, 1000, 4);
+  TrainerOptions options = Options("a");
+  options.step_delay = absl::Milliseconds(1);
+  Trainer trainer(options, ps_.get(), client_.get(), &train_, &test_);
+  std::thread stopper([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    coordinator_->Stop();
+  });
+  absl::Status s = trainer.Run();
+  stopper.join();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(coordinator_->state(), STOPPED);
+  EXPECT_LT(trainer.stats().partitions, 4000);
+}
+
+TEST_F(TrainerTest, NoTestDataWhenAskedToEvaluate_Unimplemented) {
+  Init(ASYNC, 1, 1, 1);
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, nullptr);
+  EXPECT_EQ(trainer.Run().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(trainer.stats().registrations, 1);
+}
+
+TEST_F(TrainerTest, DataOfWrongShape_FailedPrecondition) {
+  Init(ASYNC, 1, 1, 2);
+  ImageDataset bad = ToyData(20, 1);
+  bad.num_features = 100;
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), &bad, nullptr);
   EXPECT_EQ(trainer.Run().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(ps.pushes_, 0);
+  EXPECT_EQ(shard_->stats().pushes, 0);
 }
 
 }  // namespace

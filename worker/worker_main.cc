@@ -18,7 +18,6 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "worker/coordinator_client.h"
-#include "worker/model.h"
 #include "worker/ps_client.h"
 #include "worker/trainer.h"
 
@@ -28,12 +27,14 @@ ABSL_FLAG(std::string, data_dir, std::string(fulcrum::kDefaultFashionMnistDir),
           "Folder with the Fashion-MNIST IDX files "
           "({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz).");
 ABSL_FLAG(std::string, worker_name, "",
-          "Name shown in status; default host:pid.");
+          "Name shown in status; default host:pid. A worker registering with "
+          "the name of a live worker replaces it.");
 ABSL_FLAG(double, rpc_timeout, 60,
           "Deadline of each RPC, seconds. Sync pulls wait up to this long "
           "for a round and are then retried.");
-ABSL_FLAG(double, report_interval, 1.0,
-          "Seconds between progress reports (heartbeats) to the coordinator.");
+ABSL_FLAG(int, debug_step_delay_ms, 0,
+          "Sleep this long after every training step: makes a straggler for "
+          "tests and demonstrations.");
 ABSL_FLAG(int, max_retries, 8,
           "Attempts per RPC when the server is unavailable (exponential "
           "backoff with jitter from 100 ms up to 5 s).");
@@ -61,53 +62,29 @@ int Run() {
   const absl::Duration rpc_timeout =
       absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
   const std::string address = absl::GetFlag(FLAGS_coordinator);
-  std::shared_ptr<grpc::Channel> coordinator_channel = grpc::CreateCustomChannel(
+  // The coordinator's process is the only shard: one channel serves both.
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       address, grpc::InsecureChannelCredentials(), DefaultChannelArguments());
-  GrpcCoordinatorClient coordinator(coordinator_channel, rpc_timeout);
-
-  TrainerOptions options;
-  options.report_interval = absl::Seconds(absl::GetFlag(FLAGS_report_interval));
-  options.retry.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_retries));
+  GrpcCoordinatorClient coordinator(channel, rpc_timeout);
+  GrpcPsClient ps(channel, rpc_timeout);
 
   char host[256] = "unknown";
   gethostname(host, sizeof(host) - 1);
-  RegisterWorkerRequest request;
-  request.set_worker_name(absl::GetFlag(FLAGS_worker_name).empty()
-                              ? absl::StrCat(host, ":", getpid())
-                              : absl::GetFlag(FLAGS_worker_name));
-  request.set_host(host);
-  absl::StatusOr<RegisterWorkerResponse> registration;
-  absl::Status registered =
-      RetryWithBackoff(options.retry, IsUnavailable, [&]() {
-        registration = coordinator.RegisterWorker(request);
-        return registration.status();
-      });
-  if (!registered.ok()) {
-    return Fail(absl::StrCat("cannot register with coordinator ", address),
-                registered);
-  }
+  TrainerOptions options;
+  options.host = host;
+  options.worker_name = absl::GetFlag(FLAGS_worker_name).empty()
+                            ? absl::StrCat(host, ":", getpid())
+                            : absl::GetFlag(FLAGS_worker_name);
+  options.retry.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_retries));
+  options.step_delay =
+      absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_step_delay_ms)));
 
-  absl::StatusOr<std::unique_ptr<Model>> model =
-      CreateModel(registration->job().model());
-  if (!model.ok()) return Fail("job names an unknown model", model.status());
-
-  // The coordinator's process is the only shard unless it lists shards.
-  const std::string shard_address = registration->shard_addresses().empty()
-                                        ? address
-                                        : registration->shard_addresses(0);
-  std::shared_ptr<grpc::Channel> ps_channel =
-      shard_address == address
-          ? coordinator_channel
-          : grpc::CreateCustomChannel(shard_address,
-                                      grpc::InsecureChannelCredentials(),
-                                      DefaultChannelArguments());
-  GrpcPsClient ps(ps_channel, registration->worker_id(),
-                  (*model)->tensors(), rpc_timeout);
-
-  Trainer trainer(options, *registration, model->get(), &ps, &coordinator,
-                  &*train, &*test);
+  Trainer trainer(options, &ps, &coordinator, &*train, &*test);
   absl::Status trained = trainer.Run();
-  if (!trained.ok()) return Fail("training failed", trained);
+  if (!trained.ok()) {
+    return Fail(absl::StrCat("training against coordinator ", address, " failed"),
+                trained);
+  }
   return 0;
 }
 

@@ -1,0 +1,124 @@
+#include "tests/cluster.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace fulcrum {
+
+LocalCluster::LocalCluster(const std::string& name) : dir_(TestDir(name)) {}
+
+std::string LocalCluster::address() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+absl::Status LocalCluster::StartServer(const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {RunfilePath("server/ps_server"),
+                                   "--host=127.0.0.1", "--port=0",
+                                   "--port_file=" + dir_ + "/port",
+                                   "--status_interval=0"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  absl::Status started = server_.Start(argv, dir_ + "/ps.out", dir_ + "/ps.err");
+  if (!started.ok()) return started;
+  absl::StatusOr<int> port = WaitForPortFile(dir_ + "/port", absl::Seconds(30));
+  if (!port.ok()) {
+    return absl::UnavailableError(absl::StrCat("ps_server did not start: ",
+                                               ServerLog()));
+  }
+  port_ = *port;
+  stub_ = Coordinator::NewStub(
+      grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> LocalCluster::StartWorker(const std::string& name,
+                                              const std::vector<std::string>& flags) {
+  const int index = workers_.size();
+  std::vector<std::string> argv = {RunfilePath("worker/worker"),
+                                   "--coordinator=" + address(),
+                                   "--worker_name=" + name};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto worker = std::make_unique<Subprocess>();
+  const std::string log = absl::StrCat(dir_, "/worker", index);
+  absl::Status started = worker->Start(argv, log + ".out", log + ".err");
+  if (!started.ok()) return started;
+  workers_.push_back(std::move(worker));
+  return index;
+}
+
+absl::StatusOr<JobStatus> LocalCluster::Status() const {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  JobStatus status;
+  grpc::Status s = stub_->GetStatus(&context, GetStatusRequest(), &status);
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        s.error_message());
+  }
+  return status;
+}
+
+absl::StatusOr<JobStatus> LocalCluster::WaitFor(
+    const std::function<bool(const JobStatus&)>& done,
+    absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::StatusOr<JobStatus> status;
+  while (absl::Now() < deadline) {
+    status = Status();
+    if (status.ok() && done(*status)) return status;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("condition not reached; last status: ",
+                   status.ok() ? status->ShortDebugString().substr(0, 2000)
+                               : status.status().ToString()));
+}
+
+absl::StatusOr<int> LocalCluster::WaitWorker(int i, absl::Duration timeout) {
+  return workers_[i]->Wait(timeout);
+}
+
+std::string LocalCluster::WorkerLog(int i) const {
+  return ReadFileOrEmpty(absl::StrCat(dir_, "/worker", i, ".err"));
+}
+std::string LocalCluster::ServerLog() const { return ReadFileOrEmpty(dir_ + "/ps.err"); }
+std::string LocalCluster::ServerOut() const { return ReadFileOrEmpty(dir_ + "/ps.out"); }
+
+double ResultAccuracy(const std::string& out) {
+  for (absl::string_view line : absl::StrSplit(out, '\n')) {
+    if (!absl::StartsWith(line, "result:")) continue;
+    for (absl::string_view field : absl::StrSplit(line, ' ')) {
+      double v;
+      if (absl::ConsumePrefix(&field, "test_accuracy=") &&
+          absl::SimpleAtod(field, &v)) {
+        return v;
+      }
+    }
+  }
+  return -1;
+}
+
+std::string CheckEachPartitionOncePerEpoch(const JobStatus& status) {
+  std::map<std::pair<uint32_t, uint32_t>, int> count;
+  for (const PartitionRecord& r : status.completed()) ++count[{r.epoch(), r.index()}];
+  std::string problems;
+  for (uint32_t e = 0; e < status.epochs(); ++e) {
+    for (uint32_t p = 0; p < status.partitions_per_epoch(); ++p) {
+      const int n = count[{e, p}];
+      if (n != 1) absl::StrAppend(&problems, "epoch ", e, " partition ", p, ": ", n, "x; ");
+    }
+  }
+  if (count.size() != status.epochs() * status.partitions_per_epoch()) {
+    absl::StrAppend(&problems, "records outside the job's epochs/partitions; ");
+  }
+  return problems;
+}
+
+}  // namespace fulcrum

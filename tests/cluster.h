@@ -1,0 +1,62 @@
+// LocalCluster: a real ps_server and worker processes on 127.0.0.1 for
+// process-level tests, with the job's status read over gRPC.
+#ifndef FULCRUM_TESTS_CLUSTER_H_
+#define FULCRUM_TESTS_CLUSTER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "tests/subprocess.h"
+
+namespace fulcrum {
+
+// Not thread-safe. Processes still running are killed on destruction.
+class LocalCluster {
+ public:
+  // `name` names the folder (under TEST_TMPDIR) for logs.
+  explicit LocalCluster(const std::string& name);
+
+  // Starts ps_server on an ephemeral port with `flags` (plus --host,
+  // --port=0, --port_file, --status_interval=0) and waits for the port.
+  absl::Status StartServer(const std::vector<std::string>& flags);
+  // Starts a worker named `name`; returns its index.
+  absl::StatusOr<int> StartWorker(const std::string& name,
+                                  const std::vector<std::string>& flags = {});
+
+  absl::StatusOr<JobStatus> Status() const;
+  // Polls Status until `done` holds for it, or the timeout.
+  absl::StatusOr<JobStatus> WaitFor(
+      const std::function<bool(const JobStatus&)>& done, absl::Duration timeout) const;
+
+  // Waits for worker i to exit and returns its exit code.
+  absl::StatusOr<int> WaitWorker(int i, absl::Duration timeout);
+  Subprocess& worker(int i) { return *workers_[i]; }
+  Subprocess& server() { return server_; }
+  std::string WorkerLog(int i) const;
+  std::string ServerLog() const;
+  std::string ServerOut() const;
+  std::string address() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  Subprocess server_;
+  std::vector<std::unique_ptr<Subprocess>> workers_;
+  int port_ = 0;
+  std::unique_ptr<Coordinator::Stub> stub_;
+};
+
+// The test_accuracy of ps_server's "result:" line; -1 if there is none.
+double ResultAccuracy(const std::string& server_out);
+
+// Every (epoch, partition) of `status` completed exactly once, for all
+// epochs: empty if so, else a description of what is wrong.
+std::string CheckEachPartitionOncePerEpoch(const JobStatus& status);
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_TESTS_CLUSTER_H_
