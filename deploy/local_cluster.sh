@@ -84,15 +84,32 @@ done
 tail -n +1 -f "$run_dir/ps_server.out" --pid="$ps_pid" | grep --line-buffered -v "^result:" &
 pids+=("$!")
 
-failed=0
-for i in "${!worker_pids[@]}"; do
-  if ! wait "${worker_pids[$i]}"; then
-    echo "local_cluster: worker-$((i + 1)) failed; its log:" >&2
-    tail -n 20 "$run_dir/worker-$((i + 1)).log" >&2
-    failed=1
+# The job ends when ps_server exits (--exit_when_done). Workers may die on
+# the way (the coordinator reassigns their work): report it and go on, unless
+# none is left to finish the job.
+reported=()
+all_gone_since=""
+while kill -0 "$ps_pid" 2>/dev/null; do
+  alive=0
+  for i in "${!worker_pids[@]}"; do
+    if kill -0 "${worker_pids[$i]}" 2>/dev/null; then
+      alive=$((alive + 1))
+    elif [[ -z "${reported[$i]:-}" ]]; then
+      reported[$i]=1
+      if ! wait "${worker_pids[$i]}"; then
+        echo "local_cluster: worker-$((i + 1)) exited abnormally (log: $run_dir/worker-$((i + 1)).log); the others carry on" >&2
+      fi
+    fi
+  done
+  if ((alive == 0)); then
+    all_gone_since="${all_gone_since:-$SECONDS}"
+    if ((SECONDS - all_gone_since > 15)); then
+      echo "local_cluster: every worker is gone but the job has not finished; see $run_dir/" >&2
+      exit 1
+    fi
   fi
+  sleep 0.5
 done
-if ((failed)); then exit 1; fi
 if ! wait "$ps_pid"; then
   echo "local_cluster: ps_server failed; its log:" >&2
   tail -n 20 "$run_dir/ps_server.log" >&2
