@@ -247,21 +247,29 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
   return GrantLocked(worker, lease);
 }
 
+absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(
+    WorkerRecord& worker, uint64_t lease_id, bool evaluate) {
+  if (worker.lease_id != lease_id || leases_.at(lease_id).evaluate != evaluate) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", worker.status.worker_id(), " holds no ",
+        evaluate ? "evaluation" : "training", " lease ", lease_id));
+  }
+  const Lease lease = leases_.at(lease_id);
+  leases_.erase(lease_id);
+  worker.lease_id.reset();
+  return lease;
+}
+
 absl::Status JobCoordinator::CompletePartition(
     const CompletePartitionRequest& request) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
-  if (worker.lease_id != request.lease_id() ||
-      leases_.at(request.lease_id()).evaluate) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", request.worker_id(), " holds no training lease ",
-        request.lease_id()));
-  }
-  const Lease lease = leases_.at(request.lease_id());
-  leases_.erase(lease.id);
-  worker.lease_id.reset();
+  absl::StatusOr<Lease> taken =
+      TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/false);
+  if (!taken.ok()) return taken.status();
+  const Lease lease = *taken;
   EpochLocked(lease.epoch)[lease.partition] = PartitionState::kDone;
   PartitionRecord record;
   record.set_epoch(lease.epoch);
@@ -311,15 +319,10 @@ absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
-  if (worker.lease_id != request.lease_id() ||
-      !leases_.at(request.lease_id()).evaluate) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", request.worker_id(), " holds no evaluation lease ",
-        request.lease_id()));
-  }
-  const Lease lease = leases_.at(request.lease_id());
-  leases_.erase(lease.id);
-  worker.lease_id.reset();
+  absl::StatusOr<Lease> taken =
+      TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/true);
+  if (!taken.ok()) return taken.status();
+  const Lease lease = *taken;
   worker.status.set_state(IDLE);
   // Evaluations may finish out of order; keep the latest epoch's.
   if (lease.final || lease.epoch >= last_eval_.epoch()) {

@@ -136,6 +136,11 @@ class JobCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AcquirePartitionResponse GrantLocked(WorkerRecord& worker, const Lease& lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends `lease_id` if it is the worker's lease of that kind;
+  // FAILED_PRECONDITION otherwise.
+  absl::StatusOr<Lease> TakeLeaseLocked(WorkerRecord& worker, uint64_t lease_id,
+                                        bool evaluate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives the worker's lease back: a partition becomes pending again, an
   // evaluation goes back to the front of the queue.
   void RevokeLeaseLocked(WorkerRecord& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

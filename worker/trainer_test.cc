@@ -220,13 +220,19 @@ TEST_F(TrainerTest, UnavailableServer_RetriedAndPushAppliedOnce) {
 
 TEST_F(TrainerTest, DeclaredDead_RegistersAgainAndFinishes) {
   Init(ASYNC, 1, 2, 4);
-  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, &test_);
+  TrainerOptions options = Options("a");
+  options.step_delay = absl::Milliseconds(2);  // 160 ms of work in all
+  Trainer trainer(options, ps_.get(), client_.get(), &train_, &test_);
   std::thread killer([&] {
-    // Once training is under way, replace the worker's registration, as the
-    // coordinator does when it declares a worker dead.
-    while (coordinator_->GetStatus().examples_seen() == 0 &&
-           coordinator_->state() != FINISHED) {
-      absl::SleepFor(absl::Milliseconds(1));
+    // Mid-job (a partition done, another in progress), replace the worker's
+    // registration, as the coordinator does when it declares a worker dead.
+    while (true) {
+      const JobStatus s = coordinator_->GetStatus();
+      if (s.workers_size() == 1 && s.workers(0).partitions_completed() >= 1 &&
+          s.workers(0).state() == ACTIVE) {
+        break;
+      }
+      absl::SleepFor(absl::Microseconds(200));
     }
     RegisterWorkerRequest impostor;
     impostor.set_worker_name("a");
