@@ -6,16 +6,20 @@
 #   ./demo.sh [--model=softmax|mlp] [--mode=sync|async] [--workers=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
+#             [--checkpoint_dir=DIR] [--checkpoint_every=5s]
 #
+# With --checkpoint_dir, kill -9 the ps_server while it trains: it is
+# restarted, resumes from its newest checkpoint, and the workers carry on.
 # Every process it starts is stopped when it ends or is interrupted.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 for arg in "$@"; do
   case "$arg" in
     --model=*|--mode=*|--workers=*|--port=*|--epochs=*|--optimizer=*|\
-    --learning_rate=*|--batch_size=*|--seed=*|--momentum=*) ;;
+    --learning_rate=*|--batch_size=*|--seed=*|--momentum=*|\
+    --checkpoint_dir=*|--checkpoint_every=*|--keep_checkpoints=*) ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo.sh: unknown flag '$arg'" >&2; usage >&2; exit 2 ;;
   esac

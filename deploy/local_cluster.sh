@@ -5,9 +5,13 @@
 # process it starts is stopped when it ends or is interrupted.
 #
 #   deploy/local_cluster.sh [--bin=DIR] [--run_dir=DIR] [--workers=N]
-#       [--model=M] [--mode=sync|async] [--port=P] [other ps_server flags]
+#       [--model=M] [--mode=sync|async|ssp:S] [--port=P]
+#       [--checkpoint_dir=DIR [--checkpoint_every=5s]] [other ps_server flags]
 #
 # --bin is where ps_server, worker and psctl were built (default bazel-bin).
+# With --checkpoint_dir, a ps_server that dies (kill -9 it to try) is
+# restarted on the same port and resumes from its newest checkpoint; the
+# workers reconnect by themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,7 @@ model=softmax
 mode=sync
 workers=2
 port=0
+checkpoint_dir=""
 server_flags=()
 for arg in "$@"; do
   case "$arg" in
@@ -26,6 +31,7 @@ for arg in "$@"; do
     --mode=*) mode="${arg#*=}" ;;
     --workers=*) workers="${arg#*=}" ;;
     --port=*) port="${arg#*=}" ;;
+    --checkpoint_dir=*) checkpoint_dir="${arg#*=}"; server_flags+=("$arg") ;;
     --*=*) server_flags+=("$arg") ;;
     *) echo "local_cluster.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
@@ -52,21 +58,27 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "local_cluster: interrupted" >&2; exit 130' INT TERM
 
-"$bin/server/ps_server" --host=127.0.0.1 --port="$port" \
-  --port_file="$run_dir/port" --model="$model" --mode="$mode" \
-  --num_workers="$workers" --status_interval=1 --exit_when_done \
-  "${server_flags[@]}" >"$run_dir/ps_server.out" 2>"$run_dir/ps_server.log" &
-ps_pid=$!
-pids+=("$ps_pid")
-for _ in $(seq 100); do
-  [[ -s "$run_dir/port" ]] && break
-  if ! kill -0 "$ps_pid" 2>/dev/null; then
-    echo "local_cluster: ps_server failed to start:" >&2
-    cat "$run_dir/ps_server.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
+start_ps_server() {  # $1: port
+  rm -f "$run_dir/port"
+  "$bin/server/ps_server" --host=127.0.0.1 --port="$1" \
+    --port_file="$run_dir/port" --model="$model" --mode="$mode" \
+    --num_workers="$workers" --status_interval=1 --exit_when_done \
+    "${server_flags[@]}" >>"$run_dir/ps_server.out" 2>>"$run_dir/ps_server.log" &
+  ps_pid=$!
+  pids+=("$ps_pid")
+  for _ in $(seq 100); do
+    [[ -s "$run_dir/port" ]] && return 0
+    if ! kill -0 "$ps_pid" 2>/dev/null; then
+      echo "local_cluster: ps_server failed to start:" >&2
+      tail -n 20 "$run_dir/ps_server.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "local_cluster: ps_server did not report its port" >&2
+  exit 1
+}
+start_ps_server "$port"
 address="127.0.0.1:$(cat "$run_dir/port")"
 echo "local_cluster: ps_server on $address; $workers workers; model=$model mode=$mode"
 echo "local_cluster: watch it with: $bin/tools/psctl status --coordinator=$address"
@@ -81,7 +93,9 @@ for i in $(seq "$workers"); do
 done
 
 # Progress from the coordinator, as it comes.
-tail -n +1 -f "$run_dir/ps_server.out" --pid="$ps_pid" | grep --line-buffered -v "^result:" &
+# (tail -F follows a restarted ps_server too; $! is the tail, so cleanup ends
+# it, and the grep ends with it.)
+tail -n +1 -F "$run_dir/ps_server.out" 2>/dev/null > >(grep --line-buffered -v "^result:") &
 pids+=("$!")
 
 # The job ends when ps_server exits (--exit_when_done). Workers may die on
@@ -89,7 +103,20 @@ pids+=("$!")
 # none is left to finish the job.
 reported=()
 all_gone_since=""
-while kill -0 "$ps_pid" 2>/dev/null; do
+while true; do
+  if ! kill -0 "$ps_pid" 2>/dev/null; then
+    ps_status=0
+    wait "$ps_pid" || ps_status=$?
+    if ((ps_status == 0)); then break; fi
+    if [[ -n "$checkpoint_dir" ]]; then
+      echo "local_cluster: ps_server died (status $ps_status); restarting it on port ${address##*:} from its newest checkpoint" >&2
+      start_ps_server "${address##*:}"
+      continue
+    fi
+    echo "local_cluster: ps_server failed (status $ps_status); its log:" >&2
+    tail -n 20 "$run_dir/ps_server.log" >&2
+    exit 1
+  fi
   alive=0
   for i in "${!worker_pids[@]}"; do
     if kill -0 "${worker_pids[$i]}" 2>/dev/null; then
@@ -110,11 +137,6 @@ while kill -0 "$ps_pid" 2>/dev/null; do
   fi
   sleep 0.5
 done
-if ! wait "$ps_pid"; then
-  echo "local_cluster: ps_server failed; its log:" >&2
-  tail -n 20 "$run_dir/ps_server.log" >&2
-  exit 1
-fi
 sleep 0.2
 result="$(grep '^result:' "$run_dir/ps_server.out" || true)"
 if [[ -z "$result" ]]; then

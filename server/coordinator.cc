@@ -83,8 +83,13 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
 
   FULCRUM_LOG(INFO) << "worker " << id << " (" << name << " on "
                     << request.host() << ") registered";
+  if (state_ == EVALUATING && started_at_ == absl::Time()) {
+    started_at_ = now;  // restored with only the final evaluation owed
+    shard_->Start();
+  }
+  // A job resumed from a checkpoint goes on with whoever comes back.
   if (state_ == WAITING_FOR_WORKERS &&
-      LiveWorkersLocked() >= options_.job.num_workers()) {
+      (restored_ || LiveWorkersLocked() >= options_.job.num_workers())) {
     state_ = RUNNING;
     started_at_ = now;
     shard_->Start();
@@ -415,6 +420,93 @@ int JobCoordinator::ReapSilentWorkers() {
   return reaped;
 }
 
+CoordinatorCheckpoint JobCoordinator::SaveProgress() const {
+  absl::MutexLock lock(&mu_);
+  CoordinatorCheckpoint progress;
+  progress.set_state(state_);
+  progress.set_oldest_epoch(oldest_epoch_);
+  for (const PartitionRecord& r : completed_) *progress.add_completed() = r;
+  *progress.mutable_last_eval() = last_eval_;
+  uint64_t examples = restored_examples_;
+  for (const auto& [id, w] : workers_) examples += w.status.examples_seen();
+  progress.set_examples_seen(examples);
+  double elapsed = restored_elapsed_seconds_;
+  if (state_ != WAITING_FOR_WORKERS || restored_) {
+    const absl::Time end = JobOver(state_) ? finished_at_ : options_.now();
+    if (started_at_ != absl::Time()) elapsed += absl::ToDoubleSeconds(end - started_at_);
+  }
+  progress.set_elapsed_seconds(elapsed);
+  for (const EvalTask& task : eval_queue_) progress.add_pending_evals(task.epoch);
+  for (const auto& [id, lease] : leases_) {
+    if (lease.evaluate) progress.add_pending_evals(lease.epoch);
+  }
+  *progress.mutable_job() = options_.job;
+  return progress;
+}
+
+absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progress) {
+  absl::MutexLock lock(&mu_);
+  const JobSpec& saved = progress.job();
+  const JobSpec& job = options_.job;
+  if (saved.model() != job.model() || saved.epochs() != job.epochs() ||
+      saved.partitions_per_epoch() != job.partitions_per_epoch() ||
+      saved.mode() != job.mode()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the checkpoint is of another job (model ", saved.model(), ", mode ",
+        ConsistencyModeName(saved.mode()), ", ", saved.epochs(), " epochs of ",
+        saved.partitions_per_epoch(), " partitions); this server runs model ",
+        job.model(), ", mode ", ConsistencyModeName(job.mode()), ", ",
+        job.epochs(), " epochs of ", job.partitions_per_epoch(), " partitions"));
+  }
+  if (!workers_.empty()) {
+    return absl::FailedPreconditionError("workers registered before the restore");
+  }
+  completed_.assign(progress.completed().begin(), progress.completed().end());
+  oldest_epoch_ = std::min(progress.oldest_epoch(), job.epochs());
+  epochs_.clear();
+  lease_order_.clear();
+  for (const PartitionRecord& r : completed_) {
+    if (r.epoch() >= oldest_epoch_ && r.epoch() < job.epochs() &&
+        r.index() < partitions_) {
+      EpochLocked(r.epoch())[r.index()] = PartitionState::kDone;
+    }
+  }
+  eval_queue_.clear();
+  for (uint32_t epoch : progress.pending_evals()) {
+    eval_queue_.push_back(EvalTask{epoch, epoch == job.epochs()});
+  }
+  last_eval_ = progress.last_eval();
+  restored_examples_ = progress.examples_seen();
+  restored_elapsed_seconds_ = progress.elapsed_seconds();
+  restored_ = true;
+  // A finished or stopped job stays so; otherwise it resumes when the
+  // workers are back.
+  if (JobOver(progress.state())) {
+    state_ = progress.state();
+    started_at_ = finished_at_ = options_.now();
+    shard_->Start();
+  } else if (oldest_epoch_ >= job.epochs()) {
+    state_ = EVALUATING;  // only the final evaluation is owed
+  }
+  return absl::OkStatus();
+}
+
+void JobCoordinator::RecordCheckpoint(const CheckpointInfo& info) {
+  absl::MutexLock lock(&mu_);
+  last_checkpoint_ = info;
+}
+
+void JobCoordinator::RecordCheckpointFailure(const absl::Status& error) {
+  absl::MutexLock lock(&mu_);
+  ++checkpoint_failures_;
+  last_checkpoint_error_ = std::string(error.message());
+}
+
+void JobCoordinator::RecordRestore(const CheckpointInfo& info) {
+  absl::MutexLock lock(&mu_);
+  restored_from_ = info;
+}
+
 JobState JobCoordinator::state() const {
   absl::MutexLock lock(&mu_);
   return state_;
@@ -456,10 +548,16 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   status.set_partitions_per_epoch(partitions_);
   status.set_staleness(job.staleness());
   *status.mutable_last_eval() = last_eval_;
-  if (state_ != WAITING_FOR_WORKERS) {
+  double elapsed = restored_elapsed_seconds_;
+  if (state_ != WAITING_FOR_WORKERS && started_at_ != absl::Time()) {
     const absl::Time end = JobOver(state_) ? finished_at_ : now;
-    status.set_elapsed_seconds(absl::ToDoubleSeconds(end - started_at_));
+    elapsed += absl::ToDoubleSeconds(end - started_at_);
   }
+  status.set_elapsed_seconds(elapsed);
+  if (last_checkpoint_.sequence() > 0) *status.mutable_last_checkpoint() = last_checkpoint_;
+  if (restored_from_.sequence() > 0) *status.mutable_restored_from() = restored_from_;
+  status.set_checkpoint_failures(checkpoint_failures_);
+  status.set_last_checkpoint_error(last_checkpoint_error_);
   uint32_t left = 0;
   if (oldest_epoch_ < job.epochs()) {
     auto it = epochs_.find(oldest_epoch_);
@@ -498,6 +596,7 @@ JobStatus JobCoordinator::GetStatusLocked() const {
     }
   }
   status.set_dead_workers(dead);
+  examples += restored_examples_;
   status.set_examples_seen(examples);
   status.set_examples_per_second(rate);
   status.set_wait_seconds(wait);

@@ -95,6 +95,19 @@ class JobCoordinator {
   // over, gone). Returns how many. The server calls it periodically.
   int ReapSilentWorkers();
 
+  // The job's progress for a checkpoint: trained partitions, the oldest
+  // unfinished epoch, evaluations owed, examples seen, elapsed time. Leased
+  // partitions count as untrained.
+  CoordinatorCheckpoint SaveProgress() const;
+  // Resumes from a checkpoint's progress, before any worker registers.
+  // FAILED_PRECONDITION if it is of another job (model, epochs or partitions
+  // differ) or workers have registered already.
+  absl::Status RestoreProgress(const CoordinatorCheckpoint& progress);
+  // Checkpoint outcomes, for status.
+  void RecordCheckpoint(const CheckpointInfo& info);
+  void RecordCheckpointFailure(const absl::Status& error);
+  void RecordRestore(const CheckpointInfo& info);
+
   JobStatus GetStatus() const;
   JobState state() const;
 
@@ -178,6 +191,15 @@ class JobCoordinator {
   absl::Time started_at_ ABSL_GUARDED_BY(mu_);
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
   EvalResult last_eval_ ABSL_GUARDED_BY(mu_);
+  // Carried over from a restored checkpoint.
+  uint64_t restored_examples_ ABSL_GUARDED_BY(mu_) = 0;
+  double restored_elapsed_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  bool restored_ ABSL_GUARDED_BY(mu_) = false;
+  // Checkpoint status.
+  CheckpointInfo last_checkpoint_ ABSL_GUARDED_BY(mu_);
+  CheckpointInfo restored_from_ ABSL_GUARDED_BY(mu_);
+  uint64_t checkpoint_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_checkpoint_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fulcrum

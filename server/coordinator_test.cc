@@ -326,6 +326,56 @@ TEST_F(CoordinatorTest, MalformedReports_InvalidArgument) {
   EXPECT_EQ(Eval(a, eval.lease_id(), 1.5).code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(CoordinatorTest, SaveThenRestore_ResumesWhereItWas) {
+  Init(ASYNC, 1, 3, 2, 0);
+  uint64_t a = Register("a");
+  AcquirePartitionResponse r = TrainUntilOther(a);  // epoch 1 trained
+  ASSERT_EQ(r.kind(), AcquirePartitionResponse::EVALUATE);
+  AcquirePartitionResponse half = *Acquire(a);  // leased, not finished
+  (void)half;
+  // The evaluation is still running and a partition is leased: both are
+  // owed again after a restore.
+  CoordinatorCheckpoint saved = coordinator_->SaveProgress();
+  EXPECT_EQ(saved.oldest_epoch(), 1u);
+  EXPECT_EQ(saved.completed_size(), 2);
+  ASSERT_EQ(saved.pending_evals_size(), 1);
+
+  // A new coordinator (the restarted server) resumes from it.
+  auto store = ParameterStore::Create({}, *CreateOptimizer(options_.job.optimizer()),
+                                      {options_.job.tensors().begin(),
+                                       options_.job.tensors().end()});
+  ParameterShard shard(std::move(*store), ASYNC);
+  JobCoordinator restored(options_, &shard);
+  ASSERT_TRUE(restored.RestoreProgress(saved).ok());
+  RegisterWorkerRequest request;
+  request.set_worker_name("b");
+  uint64_t b = restored.RegisterWorker(request)->worker_id();
+  EXPECT_EQ(restored.state(), RUNNING);  // resumes with whoever comes back
+  AcquirePartitionRequest acquire;
+  acquire.set_worker_id(b);
+  AcquirePartitionResponse first = *restored.AcquirePartition(acquire);
+  EXPECT_EQ(first.kind(), AcquirePartitionResponse::EVALUATE);
+  EXPECT_EQ(first.eval_epoch(), 1u);
+  ReportEvalRequest eval;
+  eval.set_worker_id(b);
+  eval.set_lease_id(first.lease_id());
+  ASSERT_TRUE(restored.ReportEval(eval).ok());
+  AcquirePartitionResponse next = *restored.AcquirePartition(acquire);
+  EXPECT_EQ(next.kind(), AcquirePartitionResponse::TRAIN);
+  EXPECT_EQ(next.partition().epoch(), 1u);  // not epoch 0 again
+  EXPECT_EQ(restored.GetStatus().completed_size(), 2);
+}
+
+TEST_F(CoordinatorTest, RestoreOfAnotherJob_FailedPrecondition) {
+  Init(ASYNC, 1, 3, 2);
+  CoordinatorCheckpoint saved = coordinator_->SaveProgress();
+  saved.mutable_job()->set_epochs(99);
+  Init(ASYNC, 1, 3, 2);
+  absl::Status s = coordinator_->RestoreProgress(saved);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("another job"), std::string::npos);
+}
+
 TEST_F(CoordinatorTest, UnknownWorker_FailedPrecondition) {
   Init(ASYNC, 1, 1, 1);
   EXPECT_EQ(Heartbeat(12345).status().code(), absl::StatusCode::kFailedPrecondition);

@@ -90,6 +90,14 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
 grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
                                         const PushRequest* request,
                                         PushResponse* response) {
+  // A gradient computed on parameters read from an earlier server process
+  // (before a restart and restore) must not reach the restored model.
+  const uint64_t seen = request->header().incarnation();
+  if (seen != 0 && seen != incarnation_) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the parameter server restarted since this worker last "
+                        "pulled; register and pull again");
+  }
   std::vector<std::vector<float>> buffers(request->dense_size());
   std::vector<SliceGradient> gradients(request->dense_size());
   for (int i = 0; i < request->dense_size(); ++i) {
@@ -126,8 +134,10 @@ grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-CoordinatorServiceImpl::CoordinatorServiceImpl(JobCoordinator* coordinator)
-    : coordinator_(coordinator) {}
+CoordinatorServiceImpl::CoordinatorServiceImpl(
+    JobCoordinator* coordinator,
+    std::function<absl::StatusOr<CheckpointInfo>()> checkpoint)
+    : coordinator_(coordinator), checkpoint_(std::move(checkpoint)) {}
 
 namespace {
 
@@ -202,6 +212,12 @@ grpc::Status CoordinatorServiceImpl::WatchStatus(
     }
   }
   return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::Checkpoint(grpc::ServerContext*,
+                                                const CheckpointRequest*,
+                                                CheckpointInfo* response) {
+  return Answer(response, [&] { return checkpoint_(); });
 }
 
 grpc::Status CoordinatorServiceImpl::Stop(grpc::ServerContext*,

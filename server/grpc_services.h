@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "absl/time/time.h"
 #include "proto/fulcrum.grpc.pb.h"
@@ -35,9 +36,12 @@ class ParameterServiceImpl final : public ParameterService::Service {
 };
 
 // Thread-safe; `coordinator` is not owned and must outlive the service.
+// `checkpoint` writes a checkpoint on demand (the Checkpoint RPC).
 class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
  public:
-  explicit CoordinatorServiceImpl(JobCoordinator* coordinator);
+  CoordinatorServiceImpl(
+      JobCoordinator* coordinator,
+      std::function<absl::StatusOr<CheckpointInfo>()> checkpoint);
 
   // Ends open WatchStatus streams (before the server shuts down).
   void Shutdown() { shutting_down_ = true; }
@@ -65,9 +69,13 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
                            grpc::ServerWriter<JobStatus>* writer) override;
   grpc::Status Stop(grpc::ServerContext* context, const StopRequest* request,
                     StopResponse* response) override;
+  grpc::Status Checkpoint(grpc::ServerContext* context,
+                          const CheckpointRequest* request,
+                          CheckpointInfo* response) override;
 
  private:
   JobCoordinator* const coordinator_;
+  const std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
   std::atomic<bool> shutting_down_{false};
 };
 

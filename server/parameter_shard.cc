@@ -225,6 +225,28 @@ void ParameterShard::MaybeCompleteRoundLocked() {
   ++round_;
 }
 
+ShardSnapshot ParameterShard::Snapshot() const {
+  ShardSnapshot snapshot;
+  if (mode_ == SYNC) {
+    absl::MutexLock lock(&mu_);  // no round applies while we copy
+    snapshot.version = round_;
+    snapshot.tensors = store_->Snapshot();
+  } else {
+    snapshot.version = async_version_.load();
+    snapshot.tensors = store_->Snapshot();
+  }
+  return snapshot;
+}
+
+absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {
+  absl::MutexLock lock(&mu_);
+  FULCRUM_RETURN_IF_ERROR(store_->Restore(snapshot.tensors));
+  pushed_.clear();
+  round_ = snapshot.version;
+  async_version_ = snapshot.version;
+  return absl::OkStatus();
+}
+
 ShardVersion ParameterShard::version() const {
   ShardVersion v;
   if (mode_ == SYNC) {

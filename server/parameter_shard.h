@@ -33,6 +33,12 @@ struct SliceGradient {
   absl::Span<const float> values;
 };
 
+// A shard's state for a checkpoint.
+struct ShardSnapshot {
+  int64_t version = 0;  // rounds (sync) or pushes (async, ssp)
+  std::vector<TensorSnapshot> tensors;
+};
+
 // Counters for status and metrics.
 struct ShardStats {
   int64_t pushes = 0;
@@ -97,6 +103,15 @@ class ParameterShard {
   absl::StatusOr<ShardVersion> Push(uint64_t worker_id, uint64_t request_id,
                                     int64_t clock,
                                     const std::vector<SliceGradient>& gradients);
+
+  // Sync: taken under the round lock, so it sits exactly at a round
+  // boundary (sums of the round being collected are not in it). Async/ssp:
+  // taken while pushes go on; each stripe is consistent, and the version is
+  // the one read at the start (the snapshot holds at least those pushes).
+  ShardSnapshot Snapshot() const;
+  // Replaces values, slots and version (see ParameterStore::Restore). The
+  // round being collected starts empty.
+  absl::Status Restore(const ShardSnapshot& snapshot);
 
   ShardVersion version() const;
   ShardStats stats() const;

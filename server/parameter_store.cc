@@ -216,6 +216,85 @@ void ParameterStore::ApplyAccumulated(float scale) {
   }
 }
 
+std::vector<TensorSnapshot> ParameterStore::Snapshot() const {
+  std::vector<TensorSnapshot> out;
+  out.reserve(names_.size());
+  for (const std::string& name : names_) {
+    const Tensor& tensor = *tensors_.at(name);
+    TensorSnapshot snap;
+    snap.name = name;
+    snap.shape.assign(tensor.spec.shape().begin(), tensor.spec.shape().end());
+    snap.values.reserve(tensor.size);
+    snap.slots.resize(optimizer_->num_slots());
+    for (auto& slot : snap.slots) slot.reserve(tensor.size);
+    for (const auto& stripe_ptr : tensor.stripes) {
+      const Stripe& stripe = *stripe_ptr;
+      absl::MutexLock lock(&stripe.mu);
+      snap.values.insert(snap.values.end(), stripe.values.begin(), stripe.values.end());
+      for (size_t i = 0; i < stripe.slots.size(); ++i) {
+        snap.slots[i].insert(snap.slots[i].end(), stripe.slots[i].begin(),
+                             stripe.slots[i].end());
+      }
+      snap.optimizer_steps = std::max(snap.optimizer_steps, stripe.updates);
+    }
+    out.push_back(std::move(snap));
+  }
+  return out;
+}
+
+absl::Status ParameterStore::Restore(const std::vector<TensorSnapshot>& tensors) {
+  if (tensors.size() != names_.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint holds ", tensors.size(), " tensors, the model has ",
+        names_.size()));
+  }
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const TensorSnapshot& snap = tensors[t];
+    auto it = tensors_.find(snap.name);
+    if (it == tensors_.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint tensor ", snap.name, " is not in the model"));
+    }
+    const Tensor& tensor = *it->second;
+    const std::vector<int64_t> shape(tensor.spec.shape().begin(),
+                                     tensor.spec.shape().end());
+    if (snap.shape != shape || snap.values.size() != tensor.size) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint tensor ", snap.name, " has another shape than the model's"));
+    }
+    if (snap.slots.size() != static_cast<size_t>(optimizer_->num_slots())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint tensor ", snap.name, " has ", snap.slots.size(),
+          " optimizer slots; ", optimizer_->Describe(), " needs ",
+          optimizer_->num_slots()));
+    }
+    for (const auto& slot : snap.slots) {
+      if (slot.size() != tensor.size) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "checkpoint tensor ", snap.name, " has a slot of the wrong size"));
+      }
+    }
+  }
+  for (const TensorSnapshot& snap : tensors) {
+    Tensor& tensor = *tensors_.at(snap.name);
+    uint64_t begin = 0;
+    for (auto& stripe_ptr : tensor.stripes) {
+      Stripe& stripe = *stripe_ptr;
+      absl::MutexLock lock(&stripe.mu);
+      const size_t n = stripe.values.size();
+      std::copy_n(&snap.values[begin], n, stripe.values.begin());
+      for (size_t i = 0; i < stripe.slots.size(); ++i) {
+        std::copy_n(&snap.slots[i][begin], n, stripe.slots[i].begin());
+      }
+      stripe.updates = snap.optimizer_steps;
+      stripe.pending.clear();
+      stripe.has_pending = false;
+      begin += n;
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::vector<std::string> ParameterStore::TensorNames() const { return names_; }
 
 absl::StatusOr<uint64_t> ParameterStore::TensorSize(

@@ -35,6 +35,15 @@ struct SliceRef {
   uint64_t length = 0;
 };
 
+// A copy of one tensor's state, for checkpoints.
+struct TensorSnapshot {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+  std::vector<std::vector<float>> slots;  // the optimizer's, each like values
+  int64_t optimizer_steps = 0;            // updates applied (Adam's t)
+};
+
 // Thread-safe: every method may be called concurrently. The set of tensors is
 // fixed at Create; values, optimizer slots and sync-mode gradient sums are
 // guarded per stripe. A request touching several stripes locks them one at a
@@ -71,6 +80,16 @@ class ParameterStore {
   // Applies every pending sum, multiplied by `scale`, with the optimizer and
   // clears the sums. Ranges with nothing accumulated are untouched.
   void ApplyAccumulated(float scale);
+
+  // Copies every tensor (values, slots, steps), stripe by stripe: each stripe
+  // is consistent; the whole is too only if no update runs meanwhile.
+  std::vector<TensorSnapshot> Snapshot() const;
+
+  // Replaces the state with `tensors`, which must match this store's tensors
+  // (names, shapes, slot counts) one for one: FAILED_PRECONDITION naming the
+  // difference otherwise, and then nothing changes. Pending sync sums are
+  // dropped.
+  absl::Status Restore(const std::vector<TensorSnapshot>& tensors);
 
   // Tensor names in creation order, and their element counts.
   std::vector<std::string> TensorNames() const;

@@ -121,6 +121,47 @@ TEST(ParameterStoreTest, AccumulateThenApply_AppliesScaledSumOnce) {
   for (float v : ReadAll(*store, "t")) EXPECT_EQ(v, -2.0f);
 }
 
+TEST(ParameterStoreTest, SnapshotRestore_RoundTripsValuesSlotsAndSteps) {
+  OptimizerConfig adam;
+  adam.set_kind(ADAM);
+  ParameterStoreOptions options;
+  options.stripe_elements = 3;
+  auto a = *ParameterStore::Create(options, *CreateOptimizer(adam),
+                                   {Spec("t", {7}, GLOROT_UNIFORM)});
+  ASSERT_TRUE(a->ApplyGradient({"t", 0, 7}, std::vector<float>(7, 0.5f)).ok());
+  ASSERT_TRUE(a->ApplyGradient({"t", 0, 7}, std::vector<float>(7, -1.0f)).ok());
+  std::vector<TensorSnapshot> snap = a->Snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].slots.size(), 2u);
+  EXPECT_EQ(snap[0].optimizer_steps, 2);
+
+  options.stripe_elements = 5;  // a different striping restores the same
+  options.seed = 99;
+  auto b = *ParameterStore::Create(options, *CreateOptimizer(adam),
+                                   {Spec("t", {7}, GLOROT_UNIFORM)});
+  ASSERT_TRUE(b->Restore(snap).ok());
+  EXPECT_EQ(ReadAll(*b, "t"), ReadAll(*a, "t"));
+  // The same next step gives the same result: slots and Adam's t came along.
+  ASSERT_TRUE(a->ApplyGradient({"t", 0, 7}, std::vector<float>(7, 0.25f)).ok());
+  ASSERT_TRUE(b->ApplyGradient({"t", 0, 7}, std::vector<float>(7, 0.25f)).ok());
+  EXPECT_EQ(ReadAll(*b, "t"), ReadAll(*a, "t"));
+}
+
+TEST(ParameterStoreTest, RestoreMismatch_FailedPreconditionNothingChanged) {
+  auto store = MakeStore({Spec("t", {4})});
+  std::vector<TensorSnapshot> snap = store->Snapshot();
+  snap[0].values = {1, 2, 3};
+  snap[0].shape = {3};
+  EXPECT_EQ(store->Restore(snap).code(), absl::StatusCode::kFailedPrecondition);
+  snap = store->Snapshot();
+  snap[0].name = "u";
+  EXPECT_EQ(store->Restore(snap).code(), absl::StatusCode::kFailedPrecondition);
+  snap = store->Snapshot();
+  snap[0].slots.push_back(std::vector<float>(4));  // SGD has no slots
+  EXPECT_EQ(store->Restore(snap).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadAll(*store, "t"), std::vector<float>(4, 0.0f));
+}
+
 TEST(ParameterStoreTest, ConcurrentPushes_NoUpdateLost) {
   // SGD with lr 1: the result is minus the exact sum of all gradients.
   // Integer-valued gradients keep float sums exact.

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "common/model_spec.h"
 #include "common/status_macros.h"
@@ -67,8 +68,49 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
       coordinator_options, server->shard_.get());
   server->parameter_service_ = std::make_unique<ParameterServiceImpl>(
       server->shard_.get(), server->incarnation_, options.max_pull_wait);
-  server->coordinator_service_ =
-      std::make_unique<CoordinatorServiceImpl>(server->coordinator_.get());
+  ParameterServer* self = server.get();
+  server->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
+      server->coordinator_.get(), [self] { return self->Checkpoint(); });
+
+  // Restore: a named checkpoint, or the newest in the folder, unless "none".
+  if (!options.checkpoint_dir.empty()) {
+    CheckpointStoreOptions store_opts;
+    store_opts.dir = options.checkpoint_dir;
+    store_opts.keep = options.keep_checkpoints;
+    store_opts.debug_write_delay = options.debug_checkpoint_delay;
+    server->checkpoints_ = std::make_unique<CheckpointStore>(store_opts);
+  }
+  if (options.restore != "none") {
+    absl::StatusOr<LoadedCheckpoint> loaded;
+    if (!options.restore.empty()) {
+      CheckpointStore reader(CheckpointStoreOptions{});
+      loaded = reader.Load(options.restore);
+    } else if (server->checkpoints_ != nullptr) {
+      loaded = server->checkpoints_->LoadNewest();
+      if (absl::IsNotFound(loaded.status())) {
+        FULCRUM_LOG(INFO) << "no checkpoint to restore in "
+                          << options.checkpoint_dir << "; starting fresh";
+      }
+    } else {
+      loaded = absl::NotFoundError("no checkpoint folder");
+    }
+    if (loaded.ok()) {
+      absl::Status restored = server->shard_->Restore(loaded->shard);
+      if (restored.ok()) restored = server->coordinator_->RestoreProgress(loaded->coordinator);
+      if (!restored.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cannot restore ", loaded->info.path(), ": ", restored.message(),
+            " (start with --restore=none or another --checkpoint_dir)"));
+      }
+      server->coordinator_->RecordRestore(loaded->info);
+      FULCRUM_LOG(INFO) << "restored checkpoint " << loaded->info.path()
+                        << " at version " << loaded->info.round() << ", "
+                        << loaded->coordinator.completed_size()
+                        << " partitions trained";
+    } else if (!options.restore.empty()) {
+      return loaded.status();
+    }
+  }
   return server;
 }
 
@@ -104,7 +146,57 @@ absl::Status ParameterServer::Start() {
       coordinator_->ReapSilentWorkers();
     }
   });
+  if (checkpoints_ != nullptr && (options_.checkpoint_every > absl::ZeroDuration() ||
+                                  options_.checkpoint_every_steps > 0)) {
+    checkpointer_ = std::thread([this] { PeriodicCheckpoints(); });
+  }
   return absl::OkStatus();
+}
+
+void ParameterServer::PeriodicCheckpoints() {
+  absl::Time last_time = absl::Now();
+  int64_t last_version = shard_->version().version;
+  bool final_written = false;
+  while (!stop_reaper_.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+    const JobState state = coordinator_->state();
+    if (state == WAITING_FOR_WORKERS) continue;
+    const int64_t version = shard_->version().version;
+    const bool over = state == FINISHED || state == STOPPED;
+    const bool due =
+        (options_.checkpoint_every > absl::ZeroDuration() &&
+         absl::Now() - last_time >= options_.checkpoint_every) ||
+        (options_.checkpoint_every_steps > 0 &&
+         version - last_version >= options_.checkpoint_every_steps);
+    if (over ? final_written : (!due || version == last_version)) continue;
+    Checkpoint().IgnoreError();  // failures are logged and in status
+    last_time = absl::Now();
+    last_version = version;
+    if (over) final_written = true;
+  }
+}
+
+absl::StatusOr<CheckpointInfo> ParameterServer::Checkpoint() {
+  if (checkpoints_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this ps_server has no --checkpoint_dir");
+  }
+  absl::MutexLock lock(&checkpoint_mu_);
+  const absl::Time started = absl::Now();
+  // Progress first: partitions it counts as trained are in the snapshot.
+  const CoordinatorCheckpoint progress = coordinator_->SaveProgress();
+  const ShardSnapshot snapshot = shard_->Snapshot();
+  absl::StatusOr<CheckpointInfo> info =
+      checkpoints_->Write(snapshot, progress, started);
+  if (!info.ok()) {
+    FULCRUM_LOG(ERROR) << "checkpoint failed (training goes on): " << info.status();
+    coordinator_->RecordCheckpointFailure(info.status());
+    return info.status();
+  }
+  coordinator_->RecordCheckpoint(*info);
+  FULCRUM_LOG(INFO) << "checkpoint " << info->path() << " at version "
+                    << info->round() << ": " << info->bytes() << " bytes in "
+                    << absl::StrFormat("%.3f", info->duration_seconds()) << " s";
+  return info;
 }
 
 void ParameterServer::Shutdown() {
@@ -115,6 +207,7 @@ void ParameterServer::Shutdown() {
   }
   stop_reaper_.Notify();
   if (reaper_.joinable()) reaper_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
   if (coordinator_service_) coordinator_service_->Shutdown();  // ends watches
   if (shard_) shard_->Shutdown();  // wakes pulls waiting for a round
   if (server_) server_->Shutdown(std::chrono::system_clock::now() +

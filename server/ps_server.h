@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "proto/fulcrum.pb.h"
+#include "server/checkpoint.h"
 #include "server/coordinator.h"
 #include "server/grpc_services.h"
 #include "server/parameter_shard.h"
@@ -50,6 +51,20 @@ struct ServerOptions {
   // Longest a pull waits for its round or the job start when the client's
   // deadline is later. The worker retries after it.
   absl::Duration max_pull_wait = absl::Seconds(60);
+
+  // Checkpoints (server/checkpoint.h). Empty dir: none are written, and none
+  // restored unless `restore` names one.
+  std::string checkpoint_dir;
+  // Periodic checkpoints: every this long and/or every this many shard
+  // versions (rounds in sync, pushes otherwise); zero disables each.
+  absl::Duration checkpoint_every = absl::ZeroDuration();
+  int64_t checkpoint_every_steps = 0;
+  int keep_checkpoints = 3;
+  // "" restores the newest complete checkpoint in checkpoint_dir (if any);
+  // "none" starts fresh; anything else is the path of a checkpoint folder.
+  std::string restore;
+  // Test hook: pause halfway through writing each checkpoint.
+  absl::Duration debug_checkpoint_delay = absl::ZeroDuration();
 };
 
 class ParameterServer {
@@ -63,6 +78,11 @@ class ParameterServer {
 
   // Binds and starts serving. UNAVAILABLE if the address cannot be bound.
   absl::Status Start();
+
+  // Writes a checkpoint now. FAILED_PRECONDITION without a checkpoint
+  // folder; the write's error otherwise (recorded in status; training goes
+  // on either way).
+  absl::StatusOr<CheckpointInfo> Checkpoint();
   // Stops accepting calls, fails waiting pulls, waits for calls in flight.
   void Shutdown();
   // Blocks until Shutdown.
@@ -77,6 +97,7 @@ class ParameterServer {
 
  private:
   ParameterServer() = default;
+  void PeriodicCheckpoints();
 
   ServerOptions options_;
   JobSpec job_;
@@ -87,6 +108,10 @@ class ParameterServer {
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
   std::unique_ptr<grpc::Server> server_;
   int bound_port_ = 0;
+  std::unique_ptr<CheckpointStore> checkpoints_;
+  absl::Mutex checkpoint_mu_;  // one checkpoint at a time
+  // Writes periodic checkpoints; runs from Start to Shutdown.
+  std::thread checkpointer_;
   // Declares silent workers dead; runs from Start to Shutdown.
   std::thread reaper_;
   absl::Notification stop_reaper_;

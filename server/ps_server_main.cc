@@ -14,7 +14,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/log.h"
@@ -59,6 +61,22 @@ ABSL_FLAG(int64_t, stripe_elements, 65536,
           "Elements per lock stripe inside a tensor.");
 ABSL_FLAG(double, status_interval, 2.0,
           "Seconds between progress lines on stdout; 0 disables them.");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "Folder for checkpoints; empty: none are written.");
+ABSL_FLAG(std::string, checkpoint_every, "",
+          "Periodic checkpoints: a duration (\"30s\", \"5m\") or a number of "
+          "shard versions (\"500steps\": rounds in sync mode, pushes "
+          "otherwise). Empty: only on demand (psctl checkpoint) and when the "
+          "job ends.");
+ABSL_FLAG(int, keep_checkpoints, 3, "Complete checkpoints kept on disk.");
+ABSL_FLAG(std::string, restore, "",
+          "Empty: resume from the newest complete checkpoint in "
+          "--checkpoint_dir that verifies (falling back to older ones), or "
+          "start fresh if there is none. \"none\": start fresh. A path: "
+          "that checkpoint folder.");
+ABSL_FLAG(int, debug_checkpoint_delay_ms, 0,
+          "Test hook: pause this long halfway through writing each "
+          "checkpoint file.");
 ABSL_FLAG(bool, exit_when_done, false,
           "Exit once the job has finished (after its final evaluation) "
           "instead of serving status until stopped.");
@@ -79,6 +97,25 @@ absl::Status WritePortFile(const std::string& path, int port) {
     return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
   }
   return absl::OkStatus();
+}
+
+// Parses --checkpoint_every: "30s"-style durations or "<N>steps".
+absl::Status ParseCheckpointEvery(absl::string_view text, ServerOptions* options) {
+  if (text.empty()) return absl::OkStatus();
+  int64_t steps = 0;
+  absl::string_view number = text;
+  if (absl::ConsumeSuffix(&number, "steps") && absl::SimpleAtoi(number, &steps) &&
+      steps > 0) {
+    options->checkpoint_every_steps = steps;
+    return absl::OkStatus();
+  }
+  absl::Duration every;
+  if (absl::ParseDuration(text, &every) && every > absl::ZeroDuration()) {
+    options->checkpoint_every = every;
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      "expected a positive duration such as 30s or 5m, or <N>steps");
 }
 
 int Run() {
@@ -144,6 +181,24 @@ int Run() {
                  "--worker_timeout longer than it\n");
     return 2;
   }
+  absl::Status every = ParseCheckpointEvery(absl::GetFlag(FLAGS_checkpoint_every), &options);
+  if (!every.ok()) {
+    std::fprintf(stderr, "ps_server: --checkpoint_every=%s: %s\n",
+                 absl::GetFlag(FLAGS_checkpoint_every).c_str(),
+                 std::string(every.message()).c_str());
+    return 2;
+  }
+  options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  if ((options.checkpoint_every > absl::ZeroDuration() ||
+       options.checkpoint_every_steps > 0) &&
+      options.checkpoint_dir.empty()) {
+    std::fprintf(stderr, "ps_server: --checkpoint_every needs --checkpoint_dir\n");
+    return 2;
+  }
+  options.keep_checkpoints = std::max(1, absl::GetFlag(FLAGS_keep_checkpoints));
+  options.restore = absl::GetFlag(FLAGS_restore);
+  options.debug_checkpoint_delay =
+      absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_checkpoint_delay_ms)));
   options.heartbeat_interval = absl::Seconds(heartbeat);
   options.worker_timeout = absl::Seconds(timeout);
   job.set_batch_size(batch_size);

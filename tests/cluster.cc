@@ -1,5 +1,7 @@
 #include "tests/cluster.h"
 
+#include <signal.h>
+
 #include <map>
 #include <utility>
 
@@ -35,6 +37,29 @@ absl::Status LocalCluster::StartServer(const std::vector<std::string>& flags) {
   port_ = *port;
   stub_ = Coordinator::NewStub(
       grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::RestartServer(const std::vector<std::string>& flags) {
+  server_.Signal(SIGKILL);
+  absl::StatusOr<int> code = server_.Wait(absl::Seconds(10));
+  if (!code.ok()) return code.status();
+  ++restarts_;
+  std::vector<std::string> argv = {RunfilePath("server/ps_server"),
+                                   "--host=127.0.0.1",
+                                   absl::StrCat("--port=", port_),
+                                   "--status_interval=0"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  const std::string log = absl::StrCat(dir_, "/ps", restarts_);
+  absl::Status started = server_.Start(argv, log + ".out", log + ".err");
+  if (!started.ok()) return started;
+  // Serving again once status answers.
+  absl::StatusOr<JobStatus> up =
+      WaitFor([](const JobStatus&) { return true; }, absl::Seconds(30));
+  if (!up.ok()) {
+    return absl::UnavailableError(absl::StrCat("restarted ps_server not serving: ",
+                                               ReadFileOrEmpty(log + ".err")));
+  }
   return absl::OkStatus();
 }
 

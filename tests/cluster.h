@@ -23,6 +23,8 @@ class LocalCluster {
   // Starts ps_server on an ephemeral port with `flags` (plus --host,
   // --port=0, --port_file, --status_interval=0) and waits for the port.
   absl::Status StartServer(const std::vector<std::string>& flags);
+  // SIGKILLs the server and starts it again on the same port with `flags`.
+  absl::Status RestartServer(const std::vector<std::string>& flags);
   // Starts a worker named `name`; returns its index.
   absl::StatusOr<int> StartWorker(const std::string& name,
                                   const std::vector<std::string>& flags = {});
@@ -47,6 +49,7 @@ class LocalCluster {
   Subprocess server_;
   std::vector<std::unique_ptr<Subprocess>> workers_;
   int port_ = 0;
+  int restarts_ = 0;
   std::unique_ptr<Coordinator::Stub> stub_;
 };
 

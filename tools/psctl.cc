@@ -37,7 +37,9 @@ constexpr char kUsage[] =
     "  psctl watch --coordinator=HOST:PORT [--interval=SECONDS]\n"
     "      the status, redrawn as it changes, until the job ends\n"
     "  psctl stop --coordinator=HOST:PORT\n"
-    "      end the job: workers finish their step and exit";
+    "      end the job: workers finish their step and exit\n"
+    "  psctl checkpoint --coordinator=HOST:PORT\n"
+    "      write a checkpoint now (the server needs --checkpoint_dir)";
 
 std::string ModeLabel(const JobStatus& s) {
   if (s.mode() == SSP) return absl::StrFormat("ssp:%d", s.staleness());
@@ -90,7 +92,27 @@ std::string FormatTable(const JobStatus& s) {
   } else {
     absl::StrAppendFormat(&out, "test       no evaluation yet\n");
   }
-  absl::StrAppendFormat(&out, "elapsed    %.1f s\n\n", s.elapsed_seconds());
+  absl::StrAppendFormat(&out, "elapsed    %.1f s\n", s.elapsed_seconds());
+  if (s.has_last_checkpoint()) {
+    const CheckpointInfo& c = s.last_checkpoint();
+    absl::StrAppendFormat(
+        &out, "checkpoint %s   version %d   %s   %d bytes in %.3f s\n", c.path(),
+        c.round(),
+        absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(c.unix_seconds()),
+                         absl::LocalTimeZone()),
+        c.bytes(), c.duration_seconds());
+  } else {
+    absl::StrAppendFormat(&out, "checkpoint none written by this server\n");
+  }
+  if (s.checkpoint_failures() > 0) {
+    absl::StrAppendFormat(&out, "           %d failed; last: %s\n",
+                          s.checkpoint_failures(), s.last_checkpoint_error());
+  }
+  if (s.has_restored_from()) {
+    absl::StrAppendFormat(&out, "restored   from %s at version %d\n",
+                          s.restored_from().path(), s.restored_from().round());
+  }
+  out += "\n";
   absl::StrAppendFormat(&out, "%-4s %-20s %-10s %-10s %-6s %-8s %-9s %-8s %-8s %-8s %s\n",
                         "ID", "NAME", "STATE", "PARTITION", "DONE", "STEPS",
                         "EXAMPLES", "LOSS", "EX/S", "WAIT", "HEARTBEAT");
@@ -170,6 +192,19 @@ int Watch() {
   return 0;
 }
 
+int Checkpoint() {
+  auto stub = Connect();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  CheckpointInfo info;
+  grpc::Status rpc = stub->Checkpoint(&context, CheckpointRequest(), &info);
+  if (!rpc.ok()) return Failed("checkpoint of", rpc);
+  std::printf("checkpoint %s at version %lld: %llu bytes in %.3f s\n",
+              info.path().c_str(), static_cast<long long>(info.round()),
+              static_cast<unsigned long long>(info.bytes()), info.duration_seconds());
+  return 0;
+}
+
 int Stop() {
   auto stub = Connect();
   grpc::ClientContext context;
@@ -195,6 +230,7 @@ int main(int argc, char** argv) {
   if (command == "status") return fulcrum::Status();
   if (command == "watch") return fulcrum::Watch();
   if (command == "stop") return fulcrum::Stop();
+  if (command == "checkpoint") return fulcrum::Checkpoint();
   std::fprintf(stderr, "psctl: unknown command '%s'\n\n%s\n", command.c_str(),
                fulcrum::kUsage);
   return 2;

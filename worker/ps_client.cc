@@ -30,6 +30,11 @@ grpc::ChannelArguments DefaultChannelArguments() {
   args.SetMaxSendMessageSize(256 << 20);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Reconnect to a restarted server within a second, not gRPC's default of
+  // up to two minutes; the callers' own retries add backoff and jitter.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return args;
 }
 

@@ -67,7 +67,7 @@ class GrpcPsClient final : public PsClient {
 };
 
 // Channel arguments every Fulcrum client uses: message limits matching the
-// server's and keepalive pings.
+// server's, keepalive pings, and reconnection within a second of a restart.
 grpc::ChannelArguments DefaultChannelArguments();
 
 }  // namespace fulcrum

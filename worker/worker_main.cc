@@ -35,9 +35,12 @@ ABSL_FLAG(double, rpc_timeout, 60,
 ABSL_FLAG(int, debug_step_delay_ms, 0,
           "Sleep this long after every training step: makes a straggler for "
           "tests and demonstrations.");
-ABSL_FLAG(int, max_retries, 8,
-          "Attempts per RPC when the server is unavailable (exponential "
-          "backoff with jitter from 100 ms up to 5 s).");
+ABSL_FLAG(int, max_retries, 10,
+          "Attempts per RPC while the server is unavailable (a restart), with "
+          "exponential backoff and jitter between them.");
+ABSL_FLAG(double, max_backoff, 5.0,
+          "Longest wait between two attempts, seconds (backoff starts at "
+          "0.1 s and doubles).");
 
 namespace fulcrum {
 namespace {
@@ -76,6 +79,8 @@ int Run() {
                             ? absl::StrCat(host, ":", getpid())
                             : absl::GetFlag(FLAGS_worker_name);
   options.retry.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_retries));
+  options.retry.max_backoff =
+      std::max(absl::Milliseconds(100), absl::Seconds(absl::GetFlag(FLAGS_max_backoff)));
   options.step_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_step_delay_ms)));
 

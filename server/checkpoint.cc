@@ -1,0 +1,395 @@
+#include "server/checkpoint.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace fulcrum {
+namespace {
+
+constexpr absl::string_view kShardMagic = "FULCRUMS";
+constexpr absl::string_view kManifestMagic = "FULCRUMM";
+constexpr absl::string_view kManifestName = "MANIFEST";
+constexpr absl::string_view kPrefix = "ckpt-";
+// Bounds a corrupt header cannot push allocation past.
+constexpr uint64_t kMaxElements = uint64_t{1} << 34;
+constexpr uint32_t kMaxRank = 16;
+
+template <typename T>
+void Put(std::string* out, T value) {
+  static_assert(std::is_trivially_copyable<T>::value, "");
+  char bytes[sizeof(T)];
+  std::memcpy(bytes, &value, sizeof(T));  // little-endian hosts
+  out->append(bytes, sizeof(T));
+}
+
+void PutString(std::string* out, absl::string_view s) {
+  Put<uint32_t>(out, s.size());
+  out->append(s.data(), s.size());
+}
+
+// Reads little-endian values from a buffer, failing with DATA_LOSS naming
+// the file when it runs out.
+class Reader {
+ public:
+  Reader(absl::string_view data, const std::string& path) : data_(data), path_(path) {}
+
+  template <typename T>
+  absl::Status Get(T* value) {
+    if (data_.size() < sizeof(T)) return Truncated();
+    std::memcpy(value, data_.data(), sizeof(T));
+    data_.remove_prefix(sizeof(T));
+    return absl::OkStatus();
+  }
+  absl::Status Bytes(size_t n, absl::string_view* out) {
+    if (data_.size() < n) return Truncated();
+    *out = data_.substr(0, n);
+    data_.remove_prefix(n);
+    return absl::OkStatus();
+  }
+  absl::Status String(std::string* out) {
+    uint32_t n;
+    FULCRUM_RETURN_IF_ERROR(Get(&n));
+    absl::string_view bytes;
+    FULCRUM_RETURN_IF_ERROR(Bytes(n, &bytes));
+    *out = std::string(bytes);
+    return absl::OkStatus();
+  }
+  // A length-prefixed section followed by its CRC-32C.
+  absl::Status Section(absl::string_view what, absl::string_view* out) {
+    uint32_t n;
+    FULCRUM_RETURN_IF_ERROR(Get(&n));
+    FULCRUM_RETURN_IF_ERROR(Bytes(n, out));
+    uint32_t crc;
+    FULCRUM_RETURN_IF_ERROR(Get(&crc));
+    if (Crc32c(*out) != crc) return Corrupt(absl::StrCat(what, " checksum mismatch"));
+    return absl::OkStatus();
+  }
+  bool empty() const { return data_.empty(); }
+  absl::Status Truncated() const {
+    return absl::DataLossError(absl::StrCat(path_, ": truncated"));
+  }
+  absl::Status Corrupt(absl::string_view why) const {
+    return absl::DataLossError(absl::StrCat(path_, ": ", why));
+  }
+
+ private:
+  absl::string_view data_;
+  const std::string& path_;
+};
+
+void PutSection(std::string* out, absl::string_view section) {
+  Put<uint32_t>(out, section.size());
+  out->append(section.data(), section.size());
+  Put<uint32_t>(out, Crc32c(section));
+}
+
+std::string FolderName(uint64_t sequence) {
+  return absl::StrFormat("%s%09d", kPrefix, sequence);
+}
+
+std::string ShardFileName(uint32_t index, uint32_t count) {
+  return absl::StrFormat("shard-%05d-of-%05d", index, count);
+}
+
+// The sequence number of a checkpoint folder name, or -1.
+int64_t SequenceOf(absl::string_view name) {
+  if (!absl::ConsumePrefix(&name, kPrefix)) return -1;
+  uint64_t seq;
+  if (!absl::SimpleAtoi(name, &seq)) return -1;
+  return static_cast<int64_t>(seq);
+}
+
+absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data,
+                                                  const std::string& path) {
+  Reader reader(data, path);
+  absl::string_view magic;
+  FULCRUM_RETURN_IF_ERROR(reader.Bytes(kManifestMagic.size(), &magic));
+  if (magic != kManifestMagic) return reader.Corrupt("not a Fulcrum manifest (bad magic)");
+  uint32_t version;
+  FULCRUM_RETURN_IF_ERROR(reader.Get(&version));
+  if (version != kCheckpointFormatVersion) {
+    return reader.Corrupt(absl::StrCat("format version ", version,
+                                       " is not the supported ",
+                                       kCheckpointFormatVersion));
+  }
+  absl::string_view body;
+  FULCRUM_RETURN_IF_ERROR(reader.Section("manifest", &body));
+  CheckpointManifest manifest;
+  if (!manifest.ParseFromArray(body.data(), body.size())) {
+    return reader.Corrupt("manifest does not parse");
+  }
+  return manifest;
+}
+
+}  // namespace
+
+std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index,
+                            uint32_t num_shards) {
+  std::string out(kShardMagic);
+  Put<uint32_t>(&out, kCheckpointFormatVersion);
+  std::string header;
+  Put<int64_t>(&header, shard.version);
+  Put<uint32_t>(&header, shard_index);
+  Put<uint32_t>(&header, num_shards);
+  Put<uint32_t>(&header, shard.tensors.size());
+  PutSection(&out, header);
+  for (const TensorSnapshot& t : shard.tensors) {
+    std::string meta;
+    PutString(&meta, t.name);
+    Put<uint32_t>(&meta, t.shape.size());
+    for (int64_t d : t.shape) Put<int64_t>(&meta, d);
+    Put<uint32_t>(&meta, t.slots.size());
+    Put<uint64_t>(&meta, t.values.size());
+    Put<int64_t>(&meta, t.optimizer_steps);
+    PutSection(&out, meta);
+    const size_t data_start = out.size();
+    out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4);
+    for (const auto& slot : t.slots) {
+      out.append(reinterpret_cast<const char*>(slot.data()), slot.size() * 4);
+    }
+    Put<uint32_t>(&out, Crc32cExtend(0, out.data() + data_start, out.size() - data_start));
+  }
+  return out;
+}
+
+absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
+                                              const std::string& path) {
+  Reader reader(data, path);
+  absl::string_view magic;
+  FULCRUM_RETURN_IF_ERROR(reader.Bytes(kShardMagic.size(), &magic));
+  if (magic != kShardMagic) return reader.Corrupt("not a Fulcrum shard checkpoint (bad magic)");
+  uint32_t version;
+  FULCRUM_RETURN_IF_ERROR(reader.Get(&version));
+  if (version != kCheckpointFormatVersion) {
+    return reader.Corrupt(absl::StrCat("format version ", version,
+                                       " is not the supported ",
+                                       kCheckpointFormatVersion));
+  }
+  absl::string_view header_bytes;
+  FULCRUM_RETURN_IF_ERROR(reader.Section("header", &header_bytes));
+  Reader header(header_bytes, path);
+  ShardSnapshot shard;
+  uint32_t shard_index, num_shards, num_tensors;
+  FULCRUM_RETURN_IF_ERROR(header.Get(&shard.version));
+  FULCRUM_RETURN_IF_ERROR(header.Get(&shard_index));
+  FULCRUM_RETURN_IF_ERROR(header.Get(&num_shards));
+  FULCRUM_RETURN_IF_ERROR(header.Get(&num_tensors));
+  for (uint32_t i = 0; i < num_tensors; ++i) {
+    absl::string_view meta_bytes;
+    FULCRUM_RETURN_IF_ERROR(reader.Section("tensor metadata", &meta_bytes));
+    Reader meta(meta_bytes, path);
+    TensorSnapshot t;
+    uint32_t rank, slots;
+    uint64_t elements;
+    FULCRUM_RETURN_IF_ERROR(meta.String(&t.name));
+    FULCRUM_RETURN_IF_ERROR(meta.Get(&rank));
+    if (rank > kMaxRank) return reader.Corrupt("implausible tensor rank");
+    t.shape.resize(rank);
+    for (int64_t& d : t.shape) FULCRUM_RETURN_IF_ERROR(meta.Get(&d));
+    FULCRUM_RETURN_IF_ERROR(meta.Get(&slots));
+    FULCRUM_RETURN_IF_ERROR(meta.Get(&elements));
+    FULCRUM_RETURN_IF_ERROR(meta.Get(&t.optimizer_steps));
+    if (elements > kMaxElements || slots > 8) {
+      return reader.Corrupt(absl::StrCat("implausible size for tensor ", t.name));
+    }
+    absl::string_view payload;
+    FULCRUM_RETURN_IF_ERROR(reader.Bytes(elements * 4 * (1 + slots), &payload));
+    uint32_t crc;
+    FULCRUM_RETURN_IF_ERROR(reader.Get(&crc));
+    if (Crc32c(payload) != crc) {
+      return reader.Corrupt(absl::StrCat("tensor ", t.name, " checksum mismatch"));
+    }
+    t.values.resize(elements);
+    std::memcpy(t.values.data(), payload.data(), elements * 4);
+    t.slots.resize(slots);
+    for (uint32_t s = 0; s < slots; ++s) {
+      t.slots[s].resize(elements);
+      std::memcpy(t.slots[s].data(), payload.data() + (s + 1) * elements * 4,
+                  elements * 4);
+    }
+    shard.tensors.push_back(std::move(t));
+  }
+  if (!reader.empty()) return reader.Corrupt("trailing bytes after the last tensor");
+  return shard;
+}
+
+CheckpointStore::CheckpointStore(const CheckpointStoreOptions& options)
+    : options_(options), fs_(options.fs != nullptr ? options.fs : PosixFileSystem()) {}
+
+absl::Status CheckpointStore::WriteFileAtomically(const std::string& dir,
+                                                  const std::string& name,
+                                                  absl::string_view data,
+                                                  bool slow) {
+  const std::string tmp = absl::StrCat(dir, "/", name, ".tmp");
+  FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs_->NewWritableFile(tmp));
+  if (slow && options_.debug_write_delay > absl::ZeroDuration()) {
+    FULCRUM_RETURN_IF_ERROR(file->Append(data.substr(0, data.size() / 2)));
+    absl::SleepFor(options_.debug_write_delay);
+    FULCRUM_RETURN_IF_ERROR(file->Append(data.substr(data.size() / 2)));
+  } else {
+    FULCRUM_RETURN_IF_ERROR(file->Append(data));
+  }
+  FULCRUM_RETURN_IF_ERROR(file->Sync());
+  FULCRUM_RETURN_IF_ERROR(file->Close());
+  FULCRUM_RETURN_IF_ERROR(fs_->Rename(tmp, absl::StrCat(dir, "/", name)));
+  return fs_->SyncDir(dir);
+}
+
+absl::StatusOr<std::vector<std::string>> CheckpointStore::ListComplete() {
+  FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
+  std::vector<std::pair<int64_t, std::string>> found;
+  for (const std::string& name : names) {
+    const int64_t seq = SequenceOf(name);
+    const std::string path = absl::StrCat(options_.dir, "/", name);
+    if (seq >= 0 && fs_->Exists(absl::StrCat(path, "/", kManifestName))) {
+      found.emplace_back(seq, path);
+    }
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> paths;
+  for (auto& [seq, path] : found) paths.push_back(path);
+  return paths;
+}
+
+absl::StatusOr<CheckpointInfo> CheckpointStore::Write(
+    const ShardSnapshot& shard, const CoordinatorCheckpoint& progress,
+    absl::Time started) {
+  FULCRUM_RETURN_IF_ERROR(fs_->CreateDir(options_.dir));
+  FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
+  int64_t last = 0;
+  for (const std::string& name : names) last = std::max(last, SequenceOf(name));
+  const uint64_t sequence = last + 1;
+  const std::string path = absl::StrCat(options_.dir, "/", FolderName(sequence));
+
+  absl::Status written = [&]() -> absl::Status {
+    FULCRUM_RETURN_IF_ERROR(fs_->CreateDir(path));
+    const std::string shard_name = ShardFileName(0, 1);
+    const std::string shard_bytes = EncodeShardFile(shard, 0, 1);
+    FULCRUM_RETURN_IF_ERROR(
+        WriteFileAtomically(path, shard_name, shard_bytes, /*slow=*/true));
+    CheckpointManifest manifest;
+    manifest.set_format_version(kCheckpointFormatVersion);
+    manifest.set_sequence(sequence);
+    manifest.set_unix_seconds(absl::ToDoubleSeconds(started - absl::UnixEpoch()));
+    manifest.set_round(shard.version);
+    manifest.set_num_shards(1);
+    CheckpointManifest::ShardFile* file = manifest.add_shards();
+    file->set_shard_index(0);
+    file->set_file(shard_name);
+    file->set_bytes(shard_bytes.size());
+    file->set_crc32c(Crc32c(shard_bytes));
+    *manifest.mutable_coordinator() = progress;
+    std::string body;
+    manifest.SerializeToString(&body);
+    std::string manifest_bytes(kManifestMagic);
+    Put<uint32_t>(&manifest_bytes, kCheckpointFormatVersion);
+    PutSection(&manifest_bytes, body);
+    FULCRUM_RETURN_IF_ERROR(
+        WriteFileAtomically(path, std::string(kManifestName), manifest_bytes, false));
+    return fs_->SyncDir(options_.dir);
+  }();
+  if (!written.ok()) {
+    // Leave nothing that looks like a checkpoint; earlier ones are untouched.
+    absl::Status cleaned = fs_->DeleteRecursively(path);
+    if (!cleaned.ok()) {
+      FULCRUM_LOG(WARNING) << "could not remove failed checkpoint " << path << ": "
+                           << cleaned;
+    }
+    return written;
+  }
+  CheckpointInfo info;
+  info.set_path(path);
+  info.set_sequence(sequence);
+  info.set_round(shard.version);
+  info.set_unix_seconds(absl::ToDoubleSeconds(started - absl::UnixEpoch()));
+  // Sizes as written: the shard file plus the manifest.
+  uint64_t bytes = 0;
+  for (const std::string& name : {ShardFileName(0, 1), std::string(kManifestName)}) {
+    absl::StatusOr<std::string> data = fs_->ReadFile(absl::StrCat(path, "/", name));
+    if (data.ok()) bytes += data->size();
+  }
+  info.set_bytes(bytes);
+  info.set_duration_seconds(absl::ToDoubleSeconds(absl::Now() - started));
+  absl::Status pruned = Prune();
+  if (!pruned.ok()) FULCRUM_LOG(WARNING) << "pruning old checkpoints: " << pruned;
+  return info;
+}
+
+absl::Status CheckpointStore::Prune() {
+  FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> complete, ListComplete());
+  if (complete.empty()) return absl::OkStatus();
+  const int keep = std::max(1, options_.keep);
+  const int64_t oldest_kept =
+      SequenceOf(complete[std::max<int>(0, complete.size() - keep)].substr(
+          options_.dir.size() + 1));
+  FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
+  for (const std::string& name : names) {
+    const int64_t seq = SequenceOf(name);
+    // Older complete ones beyond `keep`, and incomplete leftovers of crashed
+    // writes that are older than a kept checkpoint.
+    if (seq >= 0 && seq < oldest_kept) {
+      FULCRUM_RETURN_IF_ERROR(fs_->DeleteRecursively(absl::StrCat(options_.dir, "/", name)));
+    }
+  }
+  return fs_->SyncDir(options_.dir);
+}
+
+absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path) {
+  const std::string manifest_path = absl::StrCat(path, "/", kManifestName);
+  if (!fs_->Exists(manifest_path)) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": no MANIFEST (an incomplete checkpoint)"));
+  }
+  FULCRUM_ASSIGN_OR_RETURN(std::string manifest_bytes, fs_->ReadFile(manifest_path));
+  FULCRUM_ASSIGN_OR_RETURN(CheckpointManifest manifest,
+                           DecodeManifest(manifest_bytes, manifest_path));
+  if (manifest.num_shards() != 1 || manifest.shards_size() != 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": written by ", manifest.num_shards(),
+        " shards; this server is the only one"));
+  }
+  const CheckpointManifest::ShardFile& file = manifest.shards(0);
+  const std::string shard_path = absl::StrCat(path, "/", file.file());
+  FULCRUM_ASSIGN_OR_RETURN(std::string shard_bytes, fs_->ReadFile(shard_path));
+  if (shard_bytes.size() != file.bytes()) {
+    return absl::DataLossError(absl::StrCat(shard_path, ": ", shard_bytes.size(),
+                                            " bytes, the manifest says ", file.bytes()));
+  }
+  if (Crc32c(shard_bytes) != file.crc32c()) {
+    return absl::DataLossError(absl::StrCat(shard_path, ": checksum mismatch"));
+  }
+  LoadedCheckpoint loaded;
+  FULCRUM_ASSIGN_OR_RETURN(loaded.shard, DecodeShardFile(shard_bytes, shard_path));
+  loaded.coordinator = manifest.coordinator();
+  loaded.info.set_path(path);
+  loaded.info.set_sequence(manifest.sequence());
+  loaded.info.set_round(manifest.round());
+  loaded.info.set_unix_seconds(manifest.unix_seconds());
+  loaded.info.set_bytes(shard_bytes.size() + manifest_bytes.size());
+  return loaded;
+}
+
+absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest() {
+  if (!fs_->Exists(options_.dir)) {
+    return absl::NotFoundError(absl::StrCat("no checkpoint folder ", options_.dir));
+  }
+  FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> complete, ListComplete());
+  for (auto it = complete.rbegin(); it != complete.rend(); ++it) {
+    absl::StatusOr<LoadedCheckpoint> loaded = Load(*it);
+    if (loaded.ok()) return loaded;
+    FULCRUM_LOG(WARNING) << "skipping checkpoint " << *it << ": "
+                         << loaded.status().message() << "; trying an older one";
+  }
+  return absl::NotFoundError(
+      absl::StrCat("no complete checkpoint that verifies in ", options_.dir));
+}
+
+}  // namespace fulcrum
