@@ -72,6 +72,20 @@ class Reader {
     if (Crc32c(*out) != crc) return Corrupt(absl::StrCat(what, " checksum mismatch"));
     return absl::OkStatus();
   }
+  // The magic and the format version every Fulcrum checkpoint file starts
+  // with.
+  absl::Status Preamble(absl::string_view magic, absl::string_view kind) {
+    absl::string_view found;
+    FULCRUM_RETURN_IF_ERROR(Bytes(magic.size(), &found));
+    if (found != magic) return Corrupt(absl::StrCat("not a Fulcrum ", kind, " (bad magic)"));
+    uint32_t version;
+    FULCRUM_RETURN_IF_ERROR(Get(&version));
+    if (version != kCheckpointFormatVersion) {
+      return Corrupt(absl::StrCat("format version ", version,
+                                  " is not the supported ", kCheckpointFormatVersion));
+    }
+    return absl::OkStatus();
+  }
   bool empty() const { return data_.empty(); }
   absl::Status Truncated() const {
     return absl::DataLossError(absl::StrCat(path_, ": truncated"));
@@ -110,16 +124,7 @@ int64_t SequenceOf(absl::string_view name) {
 absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data,
                                                   const std::string& path) {
   Reader reader(data, path);
-  absl::string_view magic;
-  FULCRUM_RETURN_IF_ERROR(reader.Bytes(kManifestMagic.size(), &magic));
-  if (magic != kManifestMagic) return reader.Corrupt("not a Fulcrum manifest (bad magic)");
-  uint32_t version;
-  FULCRUM_RETURN_IF_ERROR(reader.Get(&version));
-  if (version != kCheckpointFormatVersion) {
-    return reader.Corrupt(absl::StrCat("format version ", version,
-                                       " is not the supported ",
-                                       kCheckpointFormatVersion));
-  }
+  FULCRUM_RETURN_IF_ERROR(reader.Preamble(kManifestMagic, "manifest"));
   absl::string_view body;
   FULCRUM_RETURN_IF_ERROR(reader.Section("manifest", &body));
   CheckpointManifest manifest;
@@ -163,16 +168,7 @@ std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index,
 absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
                                               const std::string& path) {
   Reader reader(data, path);
-  absl::string_view magic;
-  FULCRUM_RETURN_IF_ERROR(reader.Bytes(kShardMagic.size(), &magic));
-  if (magic != kShardMagic) return reader.Corrupt("not a Fulcrum shard checkpoint (bad magic)");
-  uint32_t version;
-  FULCRUM_RETURN_IF_ERROR(reader.Get(&version));
-  if (version != kCheckpointFormatVersion) {
-    return reader.Corrupt(absl::StrCat("format version ", version,
-                                       " is not the supported ",
-                                       kCheckpointFormatVersion));
-  }
+  FULCRUM_RETURN_IF_ERROR(reader.Preamble(kShardMagic, "shard checkpoint"));
   absl::string_view header_bytes;
   FULCRUM_RETURN_IF_ERROR(reader.Section("header", &header_bytes));
   Reader header(header_bytes, path);
