@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs every test
-# (bazel test //...), then prints "N passed, N failed": GoogleTest cases
-# summed over all test targets. A target that fails to build or dies without
-# a report counts as one failed case. Extra arguments go to `bazel test`.
+# (bazel test //...) and, when a Docker engine answers, the Compose
+# deployment test; then prints "N passed, N failed": GoogleTest cases summed
+# over all test targets, plus one for the Compose test. A target that fails
+# to build or dies without a report counts as one failed case. Extra
+# arguments go to `bazel test`.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -45,6 +47,18 @@ for target in $targets; do
   passed=$((passed + tests - bad - skipped))
   failed=$((failed + bad))
 done
+
+# The Docker Compose deployment, on a real engine when one answers.
+if docker_error="$(docker info 2>&1 >/dev/null)"; then
+  echo "test.sh: running the Docker Compose test (deploy/compose_test.sh)"
+  if deploy/compose_test.sh; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+  fi
+else
+  echo "test.sh: SKIPPED the Docker Compose test: no Docker engine answers (docker info: ${docker_error:-docker not installed})"
+fi
 
 if ((bazel_status != 0 && failed == 0)); then
   echo "test.sh: bazel test exited with $bazel_status" >&2

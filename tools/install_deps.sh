@@ -10,8 +10,12 @@ PACKAGES=(
   libabsl-dev libeigen3-dev libgtest-dev libgmock-dev
   libbenchmark-dev prometheus-cpp-dev
   dataset-fashion-mnist
-  openssl
+  openssl file
 )
+# The Compose deployment needs docker-compose wherever a Docker engine is.
+if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  PACKAGES+=(docker-compose)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

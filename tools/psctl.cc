@@ -16,7 +16,10 @@
 #include "common/model_spec.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
+#include "absl/synchronization/notification.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/fulcrum.grpc.pb.h"
 
@@ -39,7 +42,9 @@ constexpr char kUsage[] =
     "  psctl stop --coordinator=HOST:PORT\n"
     "      end the job: workers finish their step and exit\n"
     "  psctl checkpoint --coordinator=HOST:PORT\n"
-    "      write a checkpoint now (the server needs --checkpoint_dir)";
+    "      write a checkpoint now (the server needs --checkpoint_dir)\n"
+    "  psctl health --coordinator=HOST:PORT\n"
+    "      exit 0 if the server's grpc.health.v1 service says SERVING";
 
 std::string ModeLabel(const JobStatus& s) {
   if (s.mode() == SSP) return absl::StrFormat("ssp:%d", s.staleness());
@@ -192,6 +197,41 @@ int Watch() {
   return 0;
 }
 
+// grpc.health.v1.Health/Check through a generic stub: the request
+// HealthCheckRequest{service: ""} is empty, and SERVING replies 0x08 0x01.
+int Health() {
+  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_coordinator),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Slice empty;
+  grpc::ByteBuffer request(&empty, 1), response;
+  grpc::Status rpc;
+  absl::Notification done;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+                 &request, &response, [&](grpc::Status s) {
+                   rpc = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  if (!rpc.ok()) return Failed("health of", rpc);
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (response.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  if (bytes != std::string("\x08\x01", 2)) {
+    std::fprintf(stderr, "psctl: %s is not serving\n",
+                 absl::GetFlag(FLAGS_coordinator).c_str());
+    return 1;
+  }
+  std::printf("SERVING\n");
+  return 0;
+}
+
 int Checkpoint() {
   auto stub = Connect();
   grpc::ClientContext context;
@@ -231,6 +271,7 @@ int main(int argc, char** argv) {
   if (command == "watch") return fulcrum::Watch();
   if (command == "stop") return fulcrum::Stop();
   if (command == "checkpoint") return fulcrum::Checkpoint();
+  if (command == "health") return fulcrum::Health();
   std::fprintf(stderr, "psctl: unknown command '%s'\n\n%s\n", command.c_str(),
                fulcrum::kUsage);
   return 2;

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The Docker Compose deployment, tested on a real engine: builds the image
+# FROM scratch, brings the stack up with 3 workers, waits until training
+# progresses and a checkpoint is on the volume, crashes the coordinator's
+# ps_server, checks that the restart policy brings it back and that it
+# restores from the checkpoint volume, and that the job finishes with the
+# usual accuracy. Tears everything down (down -v) however it ends.
+#
+# Prints "compose_test: PASS" or "compose_test: FAIL: why"; exit status 0/1.
+#
+# Why the crash is a SIGKILL of the process and not `docker kill`: Docker
+# marks a container stopped by `docker kill` as manually stopped, and restart
+# policies ignore manually stopped containers; a crash is what the policy is
+# for.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+project="fulcrumtest$$"
+compose=(docker-compose -p "$project" -f deploy/docker-compose.yml)
+export FULCRUM_IMAGE="fulcrum:test"
+export FULCRUM_MODEL=softmax FULCRUM_MODE=sync FULCRUM_WORKERS=3
+export FULCRUM_CHECKPOINT_EVERY=1s FULCRUM_STEP_DELAY_MS=2
+min_accuracy=0.83
+
+fail() {
+  echo "compose_test: FAIL: $*"
+  echo "--- coordinator log (tail):"
+  "${compose[@]}" logs --no-color --tail=30 coordinator 2>&1 | sed 's/^/    /'
+  exit 1
+}
+cleanup() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+status_json() {
+  "${compose[@]}" exec -T coordinator /fulcrum/psctl status --json 2>/dev/null
+}
+# Value of a JSON field (first occurrence) in status; numbers may be quoted.
+field() { grep -o "\"$1\": \"*[^,\"]*" | head -1 | sed 's/.*: "*//'; }
+
+# Waits until `$1` (a shell condition over $json) holds, at most $2 seconds.
+wait_for() {
+  local deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    json="$(status_json || true)"
+    if eval "$1"; then return 0; fi
+    sleep 0.5
+  done
+  return 1
+}
+
+build_log="$(mktemp)"
+deploy/build_image.sh "$FULCRUM_IMAGE" >"$build_log" 2>&1 || { cat "$build_log"; fail "image build failed"; }
+rm -f "$build_log"
+"${compose[@]}" up -d --scale worker=3 >/dev/null 2>&1 || fail "compose up failed"
+
+wait_for '[[ "$(field state <<<"$json")" == RUNNING && -n "$(field sequence <<<"$json")" ]]' 120 ||
+  fail "no training progress with a checkpoint within 120 s"
+before_examples="$(field examples_seen <<<"$json")"
+container="$("${compose[@]}" ps -q coordinator)"
+restarts_before="$(docker inspect -f '{{.RestartCount}}' "$container")"
+pid="$(docker inspect -f '{{.State.Pid}}' "$container")"
+echo "compose_test: training ($before_examples examples seen); crashing ps_server (host pid $pid)"
+kill -9 "$pid" || fail "could not kill pid $pid"
+
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
+  restarts="$(docker inspect -f '{{.RestartCount}}' "$container" 2>/dev/null || echo 0)"
+  health="$(docker inspect -f '{{.State.Health.Status}}' "$container" 2>/dev/null || true)"
+  ((restarts > restarts_before)) && [[ "$health" == healthy ]] && break
+  sleep 0.5
+done
+((restarts > restarts_before)) || fail "the coordinator was not restarted by its restart policy"
+[[ "$health" == healthy ]] || fail "the restarted coordinator is not healthy ($health)"
+json="$(status_json)"
+grep -q '"restored_from"' <<<"$json" || fail "the restarted ps_server did not restore a checkpoint"
+echo "compose_test: restarted ($restarts restart(s)); restored from $(grep -A2 '"restored_from"' <<<"$json" | field path)"
+
+wait_for '[[ "$(field state <<<"$json")" == FINISHED ]]' 300 || fail "the job did not finish within 300 s"
+accuracy="$(grep -A3 '"last_eval"' <<<"$json" | field test_accuracy)"
+echo "compose_test: job finished, test_accuracy=$accuracy"
+awk -v a="$accuracy" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' ||
+  fail "test accuracy $accuracy below $min_accuracy"
+echo "compose_test: PASS"
