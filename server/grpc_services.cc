@@ -34,10 +34,68 @@ absl::Time PullDeadline(const grpc::ServerContext& context,
 
 }  // namespace
 
+ServiceMetrics ServiceMetrics::Register(MetricsRegistry* registry) {
+  ServiceMetrics m;
+  m.pushes = registry->AddCounter("fulcrum_pushes_total", "Push RPCs served.");
+  m.pulls = registry->AddCounter("fulcrum_pulls_total", "Pull RPCs served.");
+  m.push_bytes = registry->AddCounter("fulcrum_push_bytes_total",
+                                      "Gradient payload bytes received.");
+  m.pull_bytes = registry->AddCounter("fulcrum_pull_bytes_total",
+                                      "Parameter payload bytes sent.");
+  m.rejected = registry->AddCounter("fulcrum_rejected_requests_total",
+                                    "Push and pull RPCs answered with an error.");
+  m.push_latency = registry->AddHistogram("fulcrum_push_latency_seconds",
+                                          "Push RPC handling time.", LatencyBuckets());
+  m.pull_latency = registry->AddHistogram(
+      "fulcrum_pull_latency_seconds", "Pull RPC handling time, waits included.",
+      LatencyBuckets());
+  m.pull_wait = registry->AddHistogram(
+      "fulcrum_pull_wait_seconds",
+      "Time pulls waited for a sync round or slower ssp workers.", LatencyBuckets());
+  return m;
+}
+
 ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
                                            uint64_t incarnation,
-                                           absl::Duration max_wait)
-    : shard_(shard), incarnation_(incarnation), max_wait_(max_wait) {}
+                                           absl::Duration max_wait,
+                                           const ServiceMetrics* metrics)
+    : shard_(shard), incarnation_(incarnation), max_wait_(max_wait), metrics_(metrics) {}
+
+grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
+                                        const PullRequest* request,
+                                        PullResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::Status status = DoPull(context, request, response);
+  if (metrics_ != nullptr) {
+    metrics_->pulls->Increment();
+    metrics_->pull_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!status.ok()) {
+      metrics_->rejected->Increment();
+    } else {
+      metrics_->pull_wait->Observe(response->header().wait_seconds());
+      double bytes = 0;
+      for (const DenseValues& v : response->dense()) bytes += v.data().size();
+      metrics_->pull_bytes->Increment(bytes);
+    }
+  }
+  return status;
+}
+
+grpc::Status ParameterServiceImpl::Push(grpc::ServerContext*,
+                                        const PushRequest* request,
+                                        PushResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::Status status = DoPush(request, response);
+  if (metrics_ != nullptr) {
+    metrics_->pushes->Increment();
+    metrics_->push_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    double bytes = 0;
+    for (const DenseValues& v : request->dense()) bytes += v.data().size();
+    metrics_->push_bytes->Increment(bytes);
+    if (!status.ok()) metrics_->rejected->Increment();
+  }
+  return status;
+}
 
 void ParameterServiceImpl::FillHeader(const ShardVersion& version,
                                       ResponseHeader* header) const {
@@ -47,9 +105,9 @@ void ParameterServiceImpl::FillHeader(const ShardVersion& version,
   header->set_wait_seconds(version.wait_seconds);
 }
 
-grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
-                                        const PullRequest* request,
-                                        PullResponse* response) {
+grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
+                                          const PullRequest* request,
+                                          PullResponse* response) {
   if (request->encoding() != ENCODING_UNSPECIFIED &&
       request->encoding() != FLOAT32) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -87,9 +145,8 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
-                                        const PushRequest* request,
-                                        PushResponse* response) {
+grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
+                                          PushResponse* response) {
   // A gradient computed on parameters read from an earlier server process
   // (before a restart and restore) must not reach the restored model.
   const uint64_t seen = request->header().incarnation();

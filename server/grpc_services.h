@@ -8,19 +8,37 @@
 #include <functional>
 
 #include "absl/time/time.h"
+#include "common/metrics.h"
 #include "proto/fulcrum.grpc.pb.h"
 #include "server/coordinator.h"
 #include "server/parameter_shard.h"
 
 namespace fulcrum {
 
+// The parameter service's Prometheus metrics (owned by a MetricsRegistry).
+struct ServiceMetrics {
+  Counter* pushes = nullptr;
+  Counter* pulls = nullptr;
+  Counter* push_bytes = nullptr;  // payload bytes received
+  Counter* pull_bytes = nullptr;  // payload bytes sent
+  Counter* rejected = nullptr;    // calls answered with an error
+  Histogram* push_latency = nullptr;
+  Histogram* pull_latency = nullptr;
+  Histogram* pull_wait = nullptr;  // time pulls waited for a round/clock
+
+  // Registers the metrics above in `registry`.
+  static ServiceMetrics Register(MetricsRegistry* registry);
+};
+
 // Thread-safe; `shard` is not owned and must outlive the service.
 class ParameterServiceImpl final : public ParameterService::Service {
  public:
   // `max_wait` caps how long a pull waits for its round when the client set
   // no deadline (or a later one).
+  // `metrics` may be null (no metrics); else it must outlive the service.
   ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
-                       absl::Duration max_wait);
+                       absl::Duration max_wait,
+                       const ServiceMetrics* metrics = nullptr);
 
   grpc::Status Pull(grpc::ServerContext* context, const PullRequest* request,
                     PullResponse* response) override;
@@ -30,9 +48,14 @@ class ParameterServiceImpl final : public ParameterService::Service {
  private:
   void FillHeader(const ShardVersion& version, ResponseHeader* header) const;
 
+  grpc::Status DoPull(grpc::ServerContext* context, const PullRequest* request,
+                      PullResponse* response);
+  grpc::Status DoPush(const PushRequest* request, PushResponse* response);
+
   ParameterShard* const shard_;
   const uint64_t incarnation_;
   const absl::Duration max_wait_;
+  const ServiceMetrics* const metrics_;
 };
 
 // Thread-safe; `coordinator` is not owned and must outlive the service.

@@ -66,8 +66,10 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   coordinator_options.worker_timeout = options.worker_timeout;
   server->coordinator_ = std::make_unique<JobCoordinator>(
       coordinator_options, server->shard_.get());
+  server->RegisterMetrics();
   server->parameter_service_ = std::make_unique<ParameterServiceImpl>(
-      server->shard_.get(), server->incarnation_, options.max_pull_wait);
+      server->shard_.get(), server->incarnation_, options.max_pull_wait,
+      &server->service_metrics_);
   ParameterServer* self = server.get();
   server->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
       server->coordinator_.get(), [self] { return self->Checkpoint(); });
@@ -116,6 +118,36 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
 
 ParameterServer::~ParameterServer() { Shutdown(); }
 
+void ParameterServer::RegisterMetrics() {
+  service_metrics_ = ServiceMetrics::Register(&metrics_);
+  ParameterShard* shard = shard_.get();
+  JobCoordinator* coordinator = coordinator_.get();
+  metrics_.AddCallbackGauge("fulcrum_shard_version",
+                            "Updates applied: rounds (sync) or pushes.",
+                            [shard] { return double(shard->version().version); });
+  // One status snapshot per gauge read: cheap next to a scrape interval.
+  metrics_.AddCallbackGauge("fulcrum_live_workers", "Workers alive in the job.",
+                            [coordinator] { return double(coordinator->GetStatus().live_workers()); });
+  metrics_.AddCallbackGauge("fulcrum_dead_workers", "Workers declared dead.",
+                            [coordinator] { return double(coordinator->GetStatus().dead_workers()); });
+  metrics_.AddCallbackGauge("fulcrum_examples_per_second",
+                            "Training throughput over the last seconds.",
+                            [coordinator] { return coordinator->GetStatus().examples_per_second(); });
+  metrics_.AddCallbackGauge("fulcrum_examples_seen", "Examples trained in the job.",
+                            [coordinator] { return double(coordinator->GetStatus().examples_seen()); });
+  metrics_.AddCallbackGauge("fulcrum_epoch", "Oldest epoch with untrained partitions (0-based).",
+                            [coordinator] { return double(coordinator->GetStatus().epoch()); });
+  metrics_.AddCallbackGauge("fulcrum_wait_seconds",
+                            "Time workers' pulls waited for rounds or slower workers.",
+                            [coordinator] { return coordinator->GetStatus().wait_seconds(); });
+  checkpoints_written_ = metrics_.AddCounter("fulcrum_checkpoints_total", "Checkpoints written.");
+  checkpoint_failures_ = metrics_.AddCounter("fulcrum_checkpoint_failures_total",
+                                             "Checkpoint writes that failed.");
+  checkpoint_seconds_ = metrics_.AddGauge("fulcrum_checkpoint_duration_seconds",
+                                          "Duration of the last checkpoint.");
+  checkpoint_bytes_ = metrics_.AddGauge("fulcrum_checkpoint_bytes", "Size of the last checkpoint.");
+}
+
 absl::Status ParameterServer::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -139,6 +171,18 @@ absl::Status ParameterServer::Start() {
                     << ConsistencyMode_Name(job_.mode()) << ", "
                     << shard_->store().optimizer().Describe() << ", waiting for "
                     << job_.num_workers() << " workers";
+  if (options_.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics =
+        MetricsHttpServer::Start(&metrics_, options_.metrics_host, options_.metrics_port);
+    if (!metrics.ok()) {
+      server_->Shutdown();
+      server_.reset();
+      return metrics.status();
+    }
+    metrics_server_ = std::move(*metrics);
+    FULCRUM_LOG(INFO) << "metrics at http://" << options_.metrics_host << ":"
+                      << metrics_server_->port() << "/metrics";
+  }
   reaper_ = std::thread([this] {
     const absl::Duration period =
         std::max(absl::Milliseconds(50), options_.heartbeat_interval / 2);
@@ -190,9 +234,13 @@ absl::StatusOr<CheckpointInfo> ParameterServer::Checkpoint() {
   if (!info.ok()) {
     FULCRUM_LOG(ERROR) << "checkpoint failed (training goes on): " << info.status();
     coordinator_->RecordCheckpointFailure(info.status());
+    checkpoint_failures_->Increment();
     return info.status();
   }
   coordinator_->RecordCheckpoint(*info);
+  checkpoints_written_->Increment();
+  checkpoint_seconds_->Set(info->duration_seconds());
+  checkpoint_bytes_->Set(info->bytes());
   FULCRUM_LOG(INFO) << "checkpoint " << info->path() << " at version "
                     << info->round() << ": " << info->bytes() << " bytes in "
                     << absl::StrFormat("%.3f", info->duration_seconds()) << " s";
@@ -209,6 +257,7 @@ void ParameterServer::Shutdown() {
   if (reaper_.joinable()) reaper_.join();
   if (checkpointer_.joinable()) checkpointer_.join();
   if (coordinator_service_) coordinator_service_->Shutdown();  // ends watches
+  if (metrics_server_) metrics_server_->Stop();
   if (shard_) shard_->Shutdown();  // wakes pulls waiting for a round
   if (server_) server_->Shutdown(std::chrono::system_clock::now() +
                                  std::chrono::seconds(5));

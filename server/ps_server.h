@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "proto/fulcrum.pb.h"
+#include "common/metrics.h"
 #include "server/checkpoint.h"
 #include "server/coordinator.h"
 #include "server/grpc_services.h"
@@ -65,6 +66,11 @@ struct ServerOptions {
   std::string restore;
   // Test hook: pause halfway through writing each checkpoint.
   absl::Duration debug_checkpoint_delay = absl::ZeroDuration();
+
+  // Prometheus metrics at http://metrics_host:metrics_port/metrics; a
+  // negative port serves none, 0 picks a free one (see metrics_port()).
+  std::string metrics_host = "0.0.0.0";
+  int metrics_port = -1;
 };
 
 class ParameterServer {
@@ -90,6 +96,10 @@ class ParameterServer {
 
   // The port bound by Start (useful with port 0).
   int bound_port() const { return bound_port_; }
+  // The metrics port bound by Start, or -1 when metrics are off.
+  int metrics_port() const {
+    return metrics_server_ != nullptr ? metrics_server_->port() : -1;
+  }
   uint64_t incarnation() const { return incarnation_; }
   const JobSpec& job() const { return job_; }
   JobCoordinator* coordinator() { return coordinator_.get(); }
@@ -98,9 +108,17 @@ class ParameterServer {
  private:
   ParameterServer() = default;
   void PeriodicCheckpoints();
+  void RegisterMetrics();
 
   ServerOptions options_;
   JobSpec job_;
+  MetricsRegistry metrics_;
+  ServiceMetrics service_metrics_;
+  Counter* checkpoints_written_ = nullptr;
+  Counter* checkpoint_failures_ = nullptr;
+  Gauge* checkpoint_seconds_ = nullptr;
+  Gauge* checkpoint_bytes_ = nullptr;
+  std::unique_ptr<MetricsHttpServer> metrics_server_;
   uint64_t incarnation_ = 0;
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<JobCoordinator> coordinator_;

@@ -77,6 +77,9 @@ ABSL_FLAG(std::string, restore, "",
 ABSL_FLAG(int, debug_checkpoint_delay_ms, 0,
           "Test hook: pause this long halfway through writing each "
           "checkpoint file.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Serve Prometheus metrics at http://HOST:PORT/metrics (same host as "
+          "--host); -1: off, 0: a free port (logged).");
 ABSL_FLAG(bool, exit_when_done, false,
           "Exit once the job has finished (after its final evaluation) "
           "instead of serving status until stopped.");
@@ -199,6 +202,8 @@ int Run() {
   options.restore = absl::GetFlag(FLAGS_restore);
   options.debug_checkpoint_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_checkpoint_delay_ms)));
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.metrics_host = absl::GetFlag(FLAGS_host);
   options.heartbeat_interval = absl::Seconds(heartbeat);
   options.worker_timeout = absl::Seconds(timeout);
   job.set_batch_size(batch_size);

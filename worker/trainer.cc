@@ -19,6 +19,30 @@ bool IsEvicted(const absl::Status& s) {
 
 }  // namespace
 
+TrainerMetrics TrainerMetrics::Register(MetricsRegistry* registry) {
+  TrainerMetrics m;
+  m.steps = registry->AddCounter("fulcrum_worker_steps_total", "Training steps taken.");
+  m.examples = registry->AddCounter("fulcrum_worker_examples_total", "Examples trained.");
+  m.partitions = registry->AddCounter("fulcrum_worker_partitions_total",
+                                      "Partitions trained to the end.");
+  m.evaluations = registry->AddCounter("fulcrum_worker_evaluations_total",
+                                       "Evaluations run.");
+  m.registrations = registry->AddCounter("fulcrum_worker_registrations_total",
+                                         "Registrations with the coordinator.");
+  m.wait_seconds = registry->AddCounter(
+      "fulcrum_worker_wait_seconds_total",
+      "Time pulls waited for sync rounds or slower ssp workers.");
+  m.loss = registry->AddGauge("fulcrum_worker_loss", "Last mini-batch's training loss.");
+  m.pull_latency = registry->AddHistogram("fulcrum_worker_pull_seconds",
+                                          "Pull RPC time, waits included.", LatencyBuckets());
+  m.push_latency = registry->AddHistogram("fulcrum_worker_push_seconds", "Push RPC time.",
+                                          LatencyBuckets());
+  m.step_seconds = registry->AddHistogram("fulcrum_worker_step_seconds",
+                                          "A whole step: pull, compute, push.",
+                                          LatencyBuckets());
+  return m;
+}
+
 Trainer::Trainer(const TrainerOptions& options, PsClient* ps,
                  CoordinatorClient* coordinator, const ImageDataset* train,
                  const ImageDataset* test)
@@ -86,6 +110,7 @@ absl::Status Trainer::Register() {
     loss_count_ = 0;
     ++stats_.registrations;
   }
+  if (options_.metrics) options_.metrics->registrations->Increment();
   worker_id_ = response->worker_id();
   last_pushed_round_ = -1;
   evicted_ = false;
@@ -136,10 +161,15 @@ absl::StatusOr<ServerVersion> Trainer::PullWithRetry(int64_t clock) {
   const absl::Time give_up = absl::Now() + options_.start_timeout;
   while (true) {
     absl::StatusOr<ServerVersion> version;
+    const absl::Time start = absl::Now();
     absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
       version = ps_->Pull(worker_id_, clock, model_->tensors(), &params_);
       return version.status();
     });
+    if (options_.metrics && s.ok()) {
+      options_.metrics->pull_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      options_.metrics->wait_seconds->Increment(version->wait_seconds);
+    }
     // A pull that timed out waiting for the job to start, a slow round or a
     // slow worker is asked again, up to start_timeout.
     if (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < give_up &&
@@ -158,12 +188,16 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(int64_t clock,
                                                      uint32_t examples) {
   const uint64_t request_id = next_request_id_++;
   absl::StatusOr<ServerVersion> version;
+  const absl::Time start = absl::Now();
   absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
     version = ps_->Push(worker_id_, clock, request_id, model_->tensors(),
                          grads_, examples);
     return version.status();
   });
   if (!s.ok()) return s;
+  if (options_.metrics) {
+    options_.metrics->push_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  }
   return version;
 }
 
@@ -205,6 +239,7 @@ absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
     return coordinator_->ReportEval(request);
   }));
+  if (options_.metrics) options_.metrics->evaluations->Increment();
   absl::MutexLock lock(&mu_);
   ++stats_.evaluations;
   return absl::OkStatus();
@@ -243,6 +278,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   bool have_params = true;
   for (size_t pos = 0; pos < order.size(); pos += batch_size) {
     if (Interrupted()) return absl::AbortedError("interrupted");
+    const absl::Time step_start = absl::Now();
     if (!have_params) {
       const int64_t clock = mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
       FULCRUM_ASSIGN_OR_RETURN(version, PullWithRetry(clock));
@@ -271,6 +307,12 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       ++loss_count_;
       ++stats_.steps;
     }
+    if (options_.metrics) {
+      options_.metrics->steps->Increment();
+      options_.metrics->examples->Increment(size);
+      options_.metrics->loss->Set(loss);
+      options_.metrics->step_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - step_start));
+    }
     if (options_.step_delay > absl::ZeroDuration()) {
       absl::SleepFor(options_.step_delay);
     }
@@ -281,6 +323,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
     return coordinator_->CompletePartition(request);
   }));
+  if (options_.metrics) options_.metrics->partitions->Increment();
   absl::MutexLock lock(&mu_);
   ++stats_.partitions;
   return absl::OkStatus();

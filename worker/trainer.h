@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/idx_dataset.h"
+#include "common/metrics.h"
 #include "common/retry.h"
 #include "proto/fulcrum.pb.h"
 #include "worker/coordinator_client.h"
@@ -21,6 +22,22 @@
 #include "worker/ps_client.h"
 
 namespace fulcrum {
+
+// The worker's Prometheus metrics (owned by a MetricsRegistry).
+struct TrainerMetrics {
+  Counter* steps = nullptr;
+  Counter* examples = nullptr;
+  Counter* partitions = nullptr;
+  Counter* evaluations = nullptr;
+  Counter* registrations = nullptr;
+  Counter* wait_seconds = nullptr;  // pulls waiting for rounds/slower workers
+  Gauge* loss = nullptr;            // last mini-batch's training loss
+  Histogram* pull_latency = nullptr;
+  Histogram* push_latency = nullptr;
+  Histogram* step_seconds = nullptr;  // one whole step: pull, compute, push
+
+  static TrainerMetrics Register(MetricsRegistry* registry);
+};
 
 struct TrainerOptions {
   // Shown in status; a worker registering with the name of a live one
@@ -39,6 +56,8 @@ struct TrainerOptions {
   // Re-registrations in a row (without finishing any work between them)
   // before the worker gives up.
   int max_reregistrations = 10;
+  // Null: no metrics. Not owned.
+  const TrainerMetrics* metrics = nullptr;
 };
 
 // Counters of one Trainer's work, for tests and logs.

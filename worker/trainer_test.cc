@@ -170,8 +170,19 @@ class TrainerTest : public ::testing::Test {
 
 TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
   Init(ASYNC, 1, 2, 4);
-  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, &test_);
+  MetricsRegistry registry;
+  const TrainerMetrics metrics = TrainerMetrics::Register(&registry);
+  TrainerOptions options = Options("a");
+  options.metrics = &metrics;
+  Trainer trainer(options, ps_.get(), client_.get(), &train_, &test_);
   ASSERT_TRUE(trainer.Run().ok());
+  EXPECT_EQ(metrics.steps->value(), 80);
+  EXPECT_EQ(metrics.examples->value(), 800);
+  EXPECT_EQ(metrics.partitions->value(), 8);
+  EXPECT_EQ(metrics.evaluations->value(), 2);
+  EXPECT_EQ(metrics.registrations->value(), 1);
+  EXPECT_EQ(metrics.step_seconds->snapshot().count, 80u);
+  EXPECT_GT(metrics.loss->value(), 0);
   EXPECT_EQ(trainer.stats().partitions, 8);
   EXPECT_EQ(trainer.stats().steps, 80);  // 400 examples / batch 10, 2 epochs
   EXPECT_EQ(trainer.stats().evaluations, 2);  // after epoch 1, and final

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/idx_dataset.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/retry.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -32,6 +33,9 @@ ABSL_FLAG(std::string, worker_name, "",
 ABSL_FLAG(double, rpc_timeout, 60,
           "Deadline of each RPC, seconds. Sync pulls wait up to this long "
           "for a round and are then retried.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Serve Prometheus metrics at http://0.0.0.0:PORT/metrics; -1: off, "
+          "0: a free port (logged).");
 ABSL_FLAG(int, debug_step_delay_ms, 0,
           "Sleep this long after every training step: makes a straggler for "
           "tests and demonstrations.");
@@ -83,6 +87,19 @@ int Run() {
       std::max(absl::Milliseconds(100), absl::Seconds(absl::GetFlag(FLAGS_max_backoff)));
   options.step_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_step_delay_ms)));
+
+  MetricsRegistry registry;
+  const TrainerMetrics metrics = TrainerMetrics::Register(&registry);
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started =
+        MetricsHttpServer::Start(&registry, "0.0.0.0", absl::GetFlag(FLAGS_metrics_port));
+    if (!started.ok()) return Fail("--metrics_port", started.status());
+    metrics_server = std::move(*started);
+    FULCRUM_LOG(INFO) << "metrics at http://0.0.0.0:" << metrics_server->port()
+                      << "/metrics";
+    options.metrics = &metrics;
+  }
 
   Trainer trainer(options, &ps, &coordinator, &*train, &*test);
   absl::Status trained = trainer.Run();
