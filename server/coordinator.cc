@@ -54,6 +54,13 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
                                ? absl::StrCat("worker-", id)
                                : request.worker_name();
   auto same_name = live_by_name_.find(name);
+  if (same_name == live_by_name_.end() &&
+      LiveWorkersLocked() >= options_.max_workers) {
+    --next_worker_id_;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job already has ", options_.max_workers,
+        " live workers, its limit (--max_workers)"));
+  }
   if (same_name != live_by_name_.end()) {
     DeclareDeadLocked(workers_.at(same_name->second),
                       absl::StrCat("replaced by a new worker named ", name));

@@ -43,6 +43,9 @@ struct CoordinatorOptions {
   // untrained partitions, so fast workers keep going past a straggler.
   // 0 makes every epoch a barrier.
   uint32_t epoch_lookahead = 1;
+  // Live workers accepted at once; registering beyond gets
+  // RESOURCE_EXHAUSTED.
+  uint32_t max_workers = 1024;
   // The time source (tests substitute a fake).
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -67,7 +70,7 @@ class JobCoordinator {
   JobCoordinator& operator=(const JobCoordinator&) = delete;
 
   // Registering under the name of a live worker replaces it (the old id is
-  // declared dead).
+  // declared dead). RESOURCE_EXHAUSTED when max_workers are live.
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request);
 

@@ -376,6 +376,21 @@ TEST_F(CoordinatorTest, RestoreOfAnotherJob_FailedPrecondition) {
   EXPECT_NE(s.message().find("another job"), std::string::npos);
 }
 
+TEST_F(CoordinatorTest, TooManyWorkers_ResourceExhaustedButReplacementAllowed) {
+  Init(ASYNC, 1, 1, 1);
+  options_.max_workers = 2;
+  coordinator_ = std::make_unique<JobCoordinator>(options_, shard_.get());
+  Register("a");
+  Register("b");
+  RegisterWorkerRequest c;
+  c.set_worker_name("c");
+  absl::Status s = coordinator_->RegisterWorker(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("--max_workers"), std::string::npos);
+  Register("a");  // a restarted worker replacing itself is not a new one
+  EXPECT_EQ(coordinator_->GetStatus().live_workers(), 2u);
+}
+
 TEST_F(CoordinatorTest, UnknownWorker_FailedPrecondition) {
   Init(ASYNC, 1, 1, 1);
   EXPECT_EQ(Heartbeat(12345).status().code(), absl::StatusCode::kFailedPrecondition);

@@ -58,14 +58,20 @@ ServiceMetrics ServiceMetrics::Register(MetricsRegistry* registry) {
 ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
                                            uint64_t incarnation,
                                            absl::Duration max_wait,
-                                           const ServiceMetrics* metrics)
-    : shard_(shard), incarnation_(incarnation), max_wait_(max_wait), metrics_(metrics) {}
+                                           const ServiceMetrics* metrics,
+                                           const TokenAuthenticator* auth)
+    : shard_(shard),
+      incarnation_(incarnation),
+      max_wait_(max_wait),
+      metrics_(metrics),
+      auth_(auth) {}
 
 grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
                                         const PullRequest* request,
                                         PullResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = DoPull(context, request, response);
+  grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
+  if (status.ok()) status = DoPull(context, request, response);
   if (metrics_ != nullptr) {
     metrics_->pulls->Increment();
     metrics_->pull_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -81,11 +87,12 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
   return status;
 }
 
-grpc::Status ParameterServiceImpl::Push(grpc::ServerContext*,
+grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
                                         const PushRequest* request,
                                         PushResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = DoPush(request, response);
+  grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
+  if (status.ok()) status = DoPush(request, response);
   if (metrics_ != nullptr) {
     metrics_->pushes->Increment();
     metrics_->push_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -193,8 +200,14 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(
     JobCoordinator* coordinator,
-    std::function<absl::StatusOr<CheckpointInfo>()> checkpoint)
-    : coordinator_(coordinator), checkpoint_(std::move(checkpoint)) {}
+    std::function<absl::StatusOr<CheckpointInfo>()> checkpoint,
+    const TokenAuthenticator* auth)
+    : coordinator_(coordinator), checkpoint_(std::move(checkpoint)), auth_(auth) {}
+
+grpc::Status CoordinatorServiceImpl::Authenticate(
+    const grpc::ServerContext& context) const {
+  return auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
+}
 
 namespace {
 
@@ -210,39 +223,44 @@ grpc::Status Answer(T* response, Call call) {
 }  // namespace
 
 grpc::Status CoordinatorServiceImpl::RegisterWorker(
-    grpc::ServerContext*, const RegisterWorkerRequest* request,
+    grpc::ServerContext* context, const RegisterWorkerRequest* request,
     RegisterWorkerResponse* response) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response, [&] { return coordinator_->RegisterWorker(*request); });
 }
 
-grpc::Status CoordinatorServiceImpl::Heartbeat(grpc::ServerContext*,
-                                               const HeartbeatRequest* request,
-                                               HeartbeatResponse* response) {
+grpc::Status CoordinatorServiceImpl::Heartbeat(
+    grpc::ServerContext* context, const HeartbeatRequest* request,
+    HeartbeatResponse* response) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response, [&] { return coordinator_->Heartbeat(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::AcquirePartition(
-    grpc::ServerContext*, const AcquirePartitionRequest* request,
+    grpc::ServerContext* context, const AcquirePartitionRequest* request,
     AcquirePartitionResponse* response) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response,
                 [&] { return coordinator_->AcquirePartition(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::CompletePartition(
-    grpc::ServerContext*, const CompletePartitionRequest* request,
+    grpc::ServerContext* context, const CompletePartitionRequest* request,
     CompletePartitionResponse*) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return ToGrpcStatus(coordinator_->CompletePartition(*request));
 }
 
-grpc::Status CoordinatorServiceImpl::ReportEval(grpc::ServerContext*,
-                                                const ReportEvalRequest* request,
-                                                ReportEvalResponse*) {
+grpc::Status CoordinatorServiceImpl::ReportEval(
+    grpc::ServerContext* context, const ReportEvalRequest* request,
+    ReportEvalResponse*) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return ToGrpcStatus(coordinator_->ReportEval(*request));
 }
 
-grpc::Status CoordinatorServiceImpl::GetStatus(grpc::ServerContext*,
-                                               const GetStatusRequest*,
-                                               JobStatus* response) {
+grpc::Status CoordinatorServiceImpl::GetStatus(
+    grpc::ServerContext* context, const GetStatusRequest*, JobStatus* response) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   *response = coordinator_->GetStatus();
   return grpc::Status::OK;
 }
@@ -250,6 +268,7 @@ grpc::Status CoordinatorServiceImpl::GetStatus(grpc::ServerContext*,
 grpc::Status CoordinatorServiceImpl::WatchStatus(
     grpc::ServerContext* context, const WatchStatusRequest* request,
     grpc::ServerWriter<JobStatus>* writer) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   const double seconds = request->interval_seconds();
   if (!std::isfinite(seconds) || seconds < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -271,14 +290,15 @@ grpc::Status CoordinatorServiceImpl::WatchStatus(
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::Checkpoint(grpc::ServerContext*,
-                                                const CheckpointRequest*,
-                                                CheckpointInfo* response) {
+grpc::Status CoordinatorServiceImpl::Checkpoint(
+    grpc::ServerContext* context, const CheckpointRequest*, CheckpointInfo* response) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response, [&] { return checkpoint_(); });
 }
 
-grpc::Status CoordinatorServiceImpl::Stop(grpc::ServerContext*,
-                                          const StopRequest*, StopResponse*) {
+grpc::Status CoordinatorServiceImpl::Stop(
+    grpc::ServerContext* context, const StopRequest*, StopResponse*) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   coordinator_->Stop();
   return grpc::Status::OK;
 }

@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "common/metrics.h"
+#include "common/security.h"
 #include "proto/fulcrum.grpc.pb.h"
 #include "server/coordinator.h"
 #include "server/parameter_shard.h"
@@ -36,9 +37,12 @@ class ParameterServiceImpl final : public ParameterService::Service {
   // `max_wait` caps how long a pull waits for its round when the client set
   // no deadline (or a later one).
   // `metrics` may be null (no metrics); else it must outlive the service.
+  // `auth` may be null (no token required); else it must outlive the
+  // service, like `metrics`.
   ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
                        absl::Duration max_wait,
-                       const ServiceMetrics* metrics = nullptr);
+                       const ServiceMetrics* metrics = nullptr,
+                       const TokenAuthenticator* auth = nullptr);
 
   grpc::Status Pull(grpc::ServerContext* context, const PullRequest* request,
                     PullResponse* response) override;
@@ -56,6 +60,7 @@ class ParameterServiceImpl final : public ParameterService::Service {
   const uint64_t incarnation_;
   const absl::Duration max_wait_;
   const ServiceMetrics* const metrics_;
+  const TokenAuthenticator* const auth_;
 };
 
 // Thread-safe; `coordinator` is not owned and must outlive the service.
@@ -64,7 +69,8 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
  public:
   CoordinatorServiceImpl(
       JobCoordinator* coordinator,
-      std::function<absl::StatusOr<CheckpointInfo>()> checkpoint);
+      std::function<absl::StatusOr<CheckpointInfo>()> checkpoint,
+      const TokenAuthenticator* auth = nullptr);
 
   // Ends open WatchStatus streams (before the server shuts down).
   void Shutdown() { shutting_down_ = true; }
@@ -97,8 +103,11 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
                           CheckpointInfo* response) override;
 
  private:
+  grpc::Status Authenticate(const grpc::ServerContext& context) const;
+
   JobCoordinator* const coordinator_;
   const std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
+  const TokenAuthenticator* const auth_;
   std::atomic<bool> shutting_down_{false};
 };
 

@@ -72,6 +72,11 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
       return absl::InvalidArgumentError(
           absl::StrCat("tensor ", spec.name(), " has no elements"));
     }
+    if (static_cast<uint64_t>(size) > options.max_tensor_elements) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "tensor ", spec.name(), " has ", size, " elements, over the limit of ",
+          options.max_tensor_elements, " (--max_tensor_elements)"));
+    }
     if (store->tensors_.contains(spec.name())) {
       return absl::InvalidArgumentError(
           absl::StrCat("duplicate tensor ", spec.name()));

@@ -23,6 +23,9 @@ struct ParameterStoreOptions {
   // more concurrent pushes apply in parallel; larger ones cost fewer locks per
   // request. 65536 floats = 256 KB.
   size_t stripe_elements = 65536;
+  // Largest tensor accepted, in elements (RESOURCE_EXHAUSTED beyond). The
+  // default, 2^31, is 8 GiB of float32 values before optimizer slots.
+  uint64_t max_tensor_elements = uint64_t{1} << 31;
   // Seed for random initializers; tensor i uses a stream derived from it and
   // the tensor's name, so the same seed gives the same model.
   uint64_t seed = 1;

@@ -95,6 +95,18 @@ TEST(ParameterStoreTest, BadSlices_RejectedWithCodes) {
   for (float v : ReadAll(*store, "t")) EXPECT_EQ(v, 0.0f);
 }
 
+TEST(ParameterStoreTest, TensorOverTheSizeLimit_ResourceExhausted) {
+  OptimizerConfig config;
+  config.set_kind(SGD);
+  ParameterStoreOptions options;
+  options.max_tensor_elements = 100;
+  absl::Status s = ParameterStore::Create(options, *CreateOptimizer(config),
+                                          {Spec("big", {10, 11})})
+                       .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("big"), std::string::npos);
+}
+
 TEST(ParameterStoreTest, CreateRejectsBadSpecs) {
   OptimizerConfig config;
   config.set_kind(SGD);

@@ -64,15 +64,18 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   coordinator_options.incarnation = server->incarnation_;
   coordinator_options.heartbeat_interval = options.heartbeat_interval;
   coordinator_options.worker_timeout = options.worker_timeout;
+  coordinator_options.max_workers = options.max_workers;
   server->coordinator_ = std::make_unique<JobCoordinator>(
       coordinator_options, server->shard_.get());
   server->RegisterMetrics();
+  server->auth_ = std::make_unique<TokenAuthenticator>(options.auth_token);
   server->parameter_service_ = std::make_unique<ParameterServiceImpl>(
       server->shard_.get(), server->incarnation_, options.max_pull_wait,
-      &server->service_metrics_);
+      &server->service_metrics_, server->auth_.get());
   ParameterServer* self = server.get();
   server->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
-      server->coordinator_.get(), [self] { return self->Checkpoint(); });
+      server->coordinator_.get(), [self] { return self->Checkpoint(); },
+      server->auth_.get());
 
   // Restore: a named checkpoint, or the newest in the folder, unless "none".
   if (!options.checkpoint_dir.empty()) {
@@ -149,11 +152,12 @@ void ParameterServer::RegisterMetrics() {
 }
 
 absl::Status ParameterServer::Start() {
+  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                           MakeServerCredentials(options_.security));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen_address,
-                           grpc::InsecureServerCredentials(), &bound_port_);
+  builder.AddListeningPort(options_.listen_address, credentials, &bound_port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.RegisterService(parameter_service_.get());
@@ -170,7 +174,12 @@ absl::Status ParameterServer::Start() {
                     << shard_->store().TotalElements() << " parameters, mode "
                     << ConsistencyMode_Name(job_.mode()) << ", "
                     << shard_->store().optimizer().Describe() << ", waiting for "
-                    << job_.num_workers() << " workers";
+                    << job_.num_workers() << " workers; "
+                    << (options_.security.tls_cert.empty()
+                            ? "plaintext"
+                            : options_.security.tls_client_ca.empty() ? "TLS"
+                                                                      : "mutual TLS")
+                    << (auth_->enabled() ? ", bearer token required" : "");
   if (options_.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics =
         MetricsHttpServer::Start(&metrics_, options_.metrics_host, options_.metrics_port);

@@ -24,6 +24,7 @@
 #include "grpcpp/server.h"
 #include "proto/fulcrum.pb.h"
 #include "common/metrics.h"
+#include "common/security.h"
 #include "server/checkpoint.h"
 #include "server/coordinator.h"
 #include "server/grpc_services.h"
@@ -40,6 +41,8 @@ struct ServerOptions {
   // batch_size 64, epochs 1, num_workers 1, partitions_per_epoch
   // 4 * num_workers.
   JobSpec job;
+  // Live workers accepted at once (RESOURCE_EXHAUSTED beyond).
+  uint32_t max_workers = 1024;
   // Worker liveness (see CoordinatorOptions): heartbeat every
   // heartbeat_interval, dead after worker_timeout of silence.
   absl::Duration heartbeat_interval = absl::Seconds(1);
@@ -71,6 +74,12 @@ struct ServerOptions {
   // negative port serves none, 0 picks a free one (see metrics_port()).
   std::string metrics_host = "0.0.0.0";
   int metrics_port = -1;
+
+  // TLS (optionally mutual) for the gRPC port; plaintext when unset.
+  ServerSecurityOptions security;
+  // Non-empty: every Fulcrum RPC must carry "authorization: Bearer <token>"
+  // (UNAUTHENTICATED otherwise). The gRPC health service stays open.
+  std::string auth_token;
 };
 
 class ParameterServer {
@@ -112,6 +121,7 @@ class ParameterServer {
 
   ServerOptions options_;
   JobSpec job_;
+  std::unique_ptr<TokenAuthenticator> auth_;
   MetricsRegistry metrics_;
   ServiceMetrics service_metrics_;
   Counter* checkpoints_written_ = nullptr;

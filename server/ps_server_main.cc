@@ -20,6 +20,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/log.h"
+#include "common/security.h"
 #include "common/model_spec.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
@@ -80,6 +81,19 @@ ABSL_FLAG(int, debug_checkpoint_delay_ms, 0,
 ABSL_FLAG(int, metrics_port, -1,
           "Serve Prometheus metrics at http://HOST:PORT/metrics (same host as "
           "--host); -1: off, 0: a free port (logged).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (chain): serve TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require client certificates it signed (mutual TLS).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding a bearer token every RPC but health must carry.");
+ABSL_FLAG(int, max_message_mb, 256,
+          "Largest gRPC message accepted or sent, MiB (RESOURCE_EXHAUSTED "
+          "beyond).");
+ABSL_FLAG(uint64_t, max_tensor_elements, uint64_t{1} << 31,
+          "Largest tensor the server creates, in elements.");
+ABSL_FLAG(int, max_workers, 1024,
+          "Live workers accepted at once (RESOURCE_EXHAUSTED beyond).");
 ABSL_FLAG(bool, exit_when_done, false,
           "Exit once the job has finished (after its final evaluation) "
           "instead of serving status until stopped.");
@@ -202,6 +216,28 @@ int Run() {
   options.restore = absl::GetFlag(FLAGS_restore);
   options.debug_checkpoint_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_checkpoint_delay_ms)));
+  options.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (!absl::GetFlag(FLAGS_auth_token_file).empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
+    if (!token.ok()) {
+      std::fprintf(stderr, "ps_server: --auth_token_file: %s\n",
+                   std::string(token.status().message()).c_str());
+      return 2;
+    }
+    options.auth_token = *token;
+  }
+  if (absl::GetFlag(FLAGS_max_message_mb) <= 0 || absl::GetFlag(FLAGS_max_message_mb) > 2047 ||
+      absl::GetFlag(FLAGS_max_workers) <= 0 || absl::GetFlag(FLAGS_max_tensor_elements) == 0) {
+    std::fprintf(stderr,
+                 "ps_server: --max_message_mb must be in [1, 2047], --max_workers "
+                 "and --max_tensor_elements positive\n");
+    return 2;
+  }
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
+  options.store.max_tensor_elements = absl::GetFlag(FLAGS_max_tensor_elements);
+  options.max_workers = absl::GetFlag(FLAGS_max_workers);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.metrics_host = absl::GetFlag(FLAGS_host);
   options.heartbeat_interval = absl::Seconds(heartbeat);
@@ -223,7 +259,7 @@ int Run() {
   absl::Status started = ps.Start();
   if (!started.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", started.ToString().c_str());
-    return 1;
+    return absl::IsInvalidArgument(started) || absl::IsNotFound(started) ? 2 : 1;
   }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     absl::Status written =

@@ -4,6 +4,7 @@
 //   psctl watch  --coordinator=HOST:PORT [--interval=1]
 //   psctl stop   --coordinator=HOST:PORT
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
 #include "common/model_spec.h"
+#include "common/security.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "absl/synchronization/notification.h"
@@ -28,6 +30,12 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
 ABSL_FLAG(bool, json, false, "status: print JSON instead of a table.");
 ABSL_FLAG(double, interval, 1.0, "watch: seconds between updates.");
 ABSL_FLAG(double, timeout, 5, "Deadline of a call, seconds.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify the server: use TLS.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate carries, if not the host dialled.");
+ABSL_FLAG(std::string, auth_token_file, "", "File holding the bearer token.");
 
 namespace fulcrum {
 namespace {
@@ -138,14 +146,46 @@ std::string FormatTable(const JobStatus& s) {
   return out;
 }
 
-std::unique_ptr<Coordinator::Stub> Connect() {
-  return Coordinator::NewStub(grpc::CreateChannel(
-      absl::GetFlag(FLAGS_coordinator), grpc::InsecureChannelCredentials()));
+// The channel to the coordinator with the TLS flags, or exits with a message.
+std::shared_ptr<grpc::Channel> Channel() {
+  ClientSecurityOptions security;
+  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(security);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "psctl: %s\n", std::string(credentials.status().message()).c_str());
+    std::exit(2);
+  }
+  grpc::ChannelArguments args;
+  AddSecurityChannelArguments(security, &args);
+  return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_coordinator), *credentials, args);
 }
 
+std::unique_ptr<Coordinator::Stub> Connect() { return Coordinator::NewStub(Channel()); }
+
+// The bearer token from --auth_token_file ("" without), or exits.
+const std::string& Token() {
+  static const std::string* token = [] {
+    if (absl::GetFlag(FLAGS_auth_token_file).empty()) return new std::string();
+    absl::StatusOr<std::string> read = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
+    if (!read.ok()) {
+      std::fprintf(stderr, "psctl: --auth_token_file: %s\n",
+                   std::string(read.status().message()).c_str());
+      std::exit(2);
+    }
+    return new std::string(*read);
+  }();
+  return *token;
+}
+
+// Deadline and token for a unary call.
 void SetDeadline(grpc::ClientContext* context) {
   context->set_deadline(absl::ToChronoTime(
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout))));
+  AttachToken(Token(), context);
 }
 
 int Failed(const char* what, const grpc::Status& rpc) {
@@ -179,6 +219,7 @@ int Status() {
 int Watch() {
   auto stub = Connect();
   grpc::ClientContext context;  // no deadline: the stream lasts the job
+  AttachToken(Token(), &context);
   WatchStatusRequest request;
   request.set_interval_seconds(absl::GetFlag(FLAGS_interval));
   std::unique_ptr<grpc::ClientReader<JobStatus>> reader =
@@ -200,9 +241,7 @@ int Watch() {
 // grpc.health.v1.Health/Check through a generic stub: the request
 // HealthCheckRequest{service: ""} is empty, and SERVING replies 0x08 0x01.
 int Health() {
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_coordinator),
-                                     grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
+  grpc::GenericStub stub(Channel());
   grpc::ClientContext context;
   SetDeadline(&context);
   grpc::Slice empty;
@@ -236,6 +275,7 @@ int Checkpoint() {
   auto stub = Connect();
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  AttachToken(Token(), &context);
   CheckpointInfo info;
   grpc::Status rpc = stub->Checkpoint(&context, CheckpointRequest(), &info);
   if (!rpc.ok()) return Failed("checkpoint of", rpc);

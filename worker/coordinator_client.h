@@ -30,8 +30,9 @@ class CoordinatorClient {
 
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
+  // `auth_token` (may be empty) goes with every call as a bearer token.
   GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel,
-                        absl::Duration rpc_timeout);
+                        absl::Duration rpc_timeout, std::string auth_token = "");
 
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) override;
@@ -43,8 +44,12 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Status ReportEval(const ReportEvalRequest& request) override;
 
  private:
+  template <typename Request, typename Response, typename Method>
+  absl::StatusOr<Response> Call(Method method, const Request& request);
+
   std::unique_ptr<Coordinator::Stub> stub_;
   const absl::Duration rpc_timeout_;
+  const std::string auth_token_;
 };
 
 }  // namespace fulcrum

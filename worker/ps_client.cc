@@ -4,6 +4,7 @@
 #include "common/grpc_status.h"
 #include "common/model_spec.h"
 #include "common/payload.h"
+#include "common/security.h"
 #include "grpcpp/client_context.h"
 
 namespace fulcrum {
@@ -39,9 +40,10 @@ grpc::ChannelArguments DefaultChannelArguments() {
 }
 
 GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
-                           absl::Duration rpc_timeout)
+                           absl::Duration rpc_timeout, std::string auth_token)
     : stub_(ParameterService::NewStub(channel)),
-      rpc_timeout_(rpc_timeout) {}
+      rpc_timeout_(rpc_timeout),
+      auth_token_(std::move(auth_token)) {}
 
 absl::StatusOr<ServerVersion> GrpcPsClient::Pull(
     uint64_t worker_id, int64_t clock, const std::vector<TensorSpec>& tensors,
@@ -60,6 +62,7 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(
   PullResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, rpc_timeout_);
+  AttachToken(auth_token_, &context);
   absl::Status status = FromGrpcStatus(stub_->Pull(&context, request, &response));
   if (!status.ok()) return status;
   if (response.dense_size() != static_cast<int>(tensors.size())) {
@@ -107,6 +110,7 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(
   PushResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, rpc_timeout_);
+  AttachToken(auth_token_, &context);
   absl::Status status = FromGrpcStatus(stub_->Push(&context, request, &response));
   if (!status.ok()) return status;
   last_incarnation_ = response.header().incarnation();

@@ -48,8 +48,9 @@ class PsClient {
 // Every call carries a deadline of `rpc_timeout`.
 class GrpcPsClient final : public PsClient {
  public:
+  // `auth_token` (may be empty) goes with every call as a bearer token.
   GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
-               absl::Duration rpc_timeout);
+               absl::Duration rpc_timeout, std::string auth_token = "");
 
   absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
                                      const std::vector<TensorSpec>& tensors,
@@ -63,6 +64,7 @@ class GrpcPsClient final : public PsClient {
  private:
   std::unique_ptr<ParameterService::Stub> stub_;
   const absl::Duration rpc_timeout_;
+  const std::string auth_token_;
   uint64_t last_incarnation_ = 0;
 };
 

@@ -15,6 +15,7 @@
 #include "common/idx_dataset.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/security.h"
 #include "common/retry.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -33,6 +34,14 @@ ABSL_FLAG(std::string, worker_name, "",
 ABSL_FLAG(double, rpc_timeout, 60,
           "Deadline of each RPC, seconds. Sync pulls wait up to this long "
           "for a round and are then retried.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle to verify the servers with: connect over TLS.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the servers' certificates carry, if not the host dialled.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the bearer token the servers require.");
 ABSL_FLAG(int, metrics_port, -1,
           "Serve Prometheus metrics at http://0.0.0.0:PORT/metrics; -1: off, "
           "0: a free port (logged).");
@@ -50,8 +59,8 @@ namespace fulcrum {
 namespace {
 
 int Fail(const std::string& what, const absl::Status& status) {
-  std::fprintf(stderr, "worker: %s: %s\n", what.c_str(),
-               std::string(status.message()).c_str());
+  // The code too ("UNAUTHENTICATED: wrong bearer token"), for operators.
+  std::fprintf(stderr, "worker: %s: %s\n", what.c_str(), status.ToString().c_str());
   return 1;
 }
 
@@ -69,11 +78,27 @@ int Run() {
   const absl::Duration rpc_timeout =
       absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
   const std::string address = absl::GetFlag(FLAGS_coordinator);
+  ClientSecurityOptions security;
+  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(security);
+  if (!credentials.ok()) return Fail("TLS settings", credentials.status());
+  std::string token;
+  if (!absl::GetFlag(FLAGS_auth_token_file).empty()) {
+    absl::StatusOr<std::string> read = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
+    if (!read.ok()) return Fail("--auth_token_file", read.status());
+    token = *read;
+  }
+  grpc::ChannelArguments args = DefaultChannelArguments();
+  AddSecurityChannelArguments(security, &args);
   // The coordinator's process is the only shard: one channel serves both.
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), DefaultChannelArguments());
-  GrpcCoordinatorClient coordinator(channel, rpc_timeout);
-  GrpcPsClient ps(channel, rpc_timeout);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(address, *credentials, args);
+  GrpcCoordinatorClient coordinator(channel, rpc_timeout, token);
+  GrpcPsClient ps(channel, rpc_timeout, token);
 
   char host[256] = "unknown";
   gethostname(host, sizeof(host) - 1);

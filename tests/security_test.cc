@@ -1,0 +1,252 @@
+// TLS, mutual TLS and bearer-token auth, with a throwaway CA and
+// certificates made by openssl at test time.
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/payload.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "gtest/gtest.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "server/ps_server.h"
+#include "tests/cluster.h"
+#include "tests/subprocess.h"
+
+namespace fulcrum {
+namespace {
+
+constexpr char kToken[] = "s3cr3t-token-4f1c9a";
+
+// Makes ca.pem, server.{pem,key} (for localhost and 127.0.0.1),
+// client.{pem,key} signed by the CA, and other_client.{pem,key} signed by
+// another CA, in `dir`.
+void MakeCertificates(const std::string& dir) {
+  const std::string script = absl::StrCat(
+      "set -e; cd '", dir, "'; ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+      "-subj '/CN=Fulcrum Test CA' 2>/dev/null; ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout other_ca.key -out other_ca.pem "
+      "-days 2 -subj '/CN=Other CA' 2>/dev/null; ",
+      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext; ",
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+      "-subj '/CN=localhost' 2>/dev/null; ",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "-out server.pem -days 2 -extfile san.ext 2>/dev/null; ",
+      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+      "-subj '/CN=worker' 2>/dev/null; ",
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "-out client.pem -days 2 2>/dev/null; ",
+      "openssl req -newkey rsa:2048 -nodes -keyout other_client.key -out other_client.csr "
+      "-subj '/CN=intruder' 2>/dev/null; ",
+      "openssl x509 -req -in other_client.csr -CA other_ca.pem -CAkey other_ca.key "
+      "-CAcreateserial -out other_client.pem -days 2 2>/dev/null; ",
+      "printf '%s\\n' '", kToken, "' > token; printf 'wrong\\n' > wrong_token");
+  ASSERT_EQ(std::system(script.c_str()), 0) << "openssl failed";
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(TestDir("certs"));
+    MakeCertificates(*dir_);
+  }
+  static std::string F(const std::string& name) { return *dir_ + "/" + name; }
+
+  void StartServer(bool tls, bool mutual, bool token) {
+    ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.job.set_model("softmax");
+    options.job.set_mode(ASYNC);
+    if (tls) {
+      options.security.tls_cert = F("server.pem");
+      options.security.tls_key = F("server.key");
+    }
+    if (mutual) options.security.tls_client_ca = F("ca.pem");
+    if (token) options.auth_token = kToken;
+    auto server = ParameterServer::Create(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  // GetStatus through a channel with `creds` and optionally a token.
+  grpc::Status Status(std::shared_ptr<grpc::ChannelCredentials> creds,
+                      const std::string& token = "") {
+    auto stub = Coordinator::NewStub(grpc::CreateChannel(
+        absl::StrCat("localhost:", server_->bound_port()), creds));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    AttachToken(token, &context);
+    JobStatus status;
+    return stub->GetStatus(&context, GetStatusRequest(), &status);
+  }
+
+  std::shared_ptr<grpc::ChannelCredentials> Tls(const std::string& cert = "",
+                                                const std::string& key = "") {
+    ClientSecurityOptions o;
+    o.tls_ca = F("ca.pem");
+    if (!cert.empty()) {
+      o.tls_cert = F(cert);
+      o.tls_key = F(key);
+    }
+    auto creds = MakeChannelCredentials(o);
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    return *creds;
+  }
+
+  static std::string* dir_;
+  std::unique_ptr<ParameterServer> server_;
+};
+
+std::string* SecurityTest::dir_ = nullptr;
+
+TEST_F(SecurityTest, Tls_ClientTrustingTheCa_Works) {
+  StartServer(/*tls=*/true, /*mutual=*/false, /*token=*/false);
+  EXPECT_TRUE(Status(Tls()).ok());
+}
+
+TEST_F(SecurityTest, Tls_PlaintextClient_Refused) {
+  StartServer(true, false, false);
+  grpc::Status s = Status(grpc::InsecureChannelCredentials());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+}
+
+TEST_F(SecurityTest, MutualTls_NeedsAClientCertificateFromTheCa) {
+  StartServer(true, /*mutual=*/true, false);
+  EXPECT_FALSE(Status(Tls()).ok());  // no client certificate
+  EXPECT_FALSE(Status(Tls("other_client.pem", "other_client.key")).ok());
+  EXPECT_TRUE(Status(Tls("client.pem", "client.key")).ok());
+}
+
+TEST_F(SecurityTest, Token_MissingOrWrongUnauthenticated_RightAccepted) {
+  StartServer(true, false, /*token=*/true);
+  grpc::Status missing = Status(Tls());
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::Status wrong = Status(Tls(), "not-the-token");
+  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(wrong.error_message().find(kToken), std::string::npos);
+  EXPECT_TRUE(Status(Tls(), kToken).ok());
+}
+
+TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
+  StartServer(false, false, /*token=*/true);
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->bound_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto coordinator = Coordinator::NewStub(channel);
+  auto ps = ParameterService::NewStub(channel);
+  RegisterWorkerResponse registered;
+  {
+    grpc::ClientContext c;
+    AttachToken(kToken, &c);
+    ASSERT_TRUE(coordinator->RegisterWorker(&c, RegisterWorkerRequest(), &registered).ok());
+  }
+  {
+    grpc::ClientContext c;
+    AttachToken(kToken, &c);
+    AcquirePartitionRequest r;
+    r.set_worker_id(registered.worker_id());
+    AcquirePartitionResponse lease;
+    ASSERT_TRUE(coordinator->AcquirePartition(&c, r, &lease).ok());
+  }
+  PushRequest push;
+  push.mutable_header()->set_worker_id(registered.worker_id());
+  DenseValues* v = push.add_dense();
+  v->mutable_slice()->set_tensor("softmax/b");
+  v->mutable_slice()->set_length(10);
+  v->set_encoding(FLOAT32);
+  EncodeFloat32(std::vector<float>(10, 1.0f), v->mutable_data());
+  grpc::ClientContext c;
+  AttachToken("guess", &c);
+  PushResponse response;
+  EXPECT_EQ(ps->Push(&c, push, &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(server_->shard()->version().version, 0);
+  grpc::ClientContext unregistered;
+  RegisterWorkerResponse r;
+  EXPECT_EQ(coordinator->RegisterWorker(&unregistered, RegisterWorkerRequest(), &r).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(server_->coordinator()->GetStatus().live_workers(), 1u);
+}
+
+TEST_F(SecurityTest, Token_HealthServiceStaysOpen) {
+  StartServer(false, false, /*token=*/true);
+  grpc::GenericStub stub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server_->bound_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  grpc::Slice empty;
+  grpc::ByteBuffer request(&empty, 1), response;
+  grpc::Status status;
+  absl::Notification done;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                 &response, [&](grpc::Status s) {
+                   status = s;
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+TEST_F(SecurityTest, BadCredentialFiles_ClearErrors) {
+  ServerSecurityOptions s;
+  s.tls_cert = F("server.pem");
+  EXPECT_EQ(MakeServerCredentials(s).status().code(), absl::StatusCode::kInvalidArgument);
+  s.tls_key = F("missing.key");
+  absl::Status missing = MakeServerCredentials(s).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.message().find("missing.key"), std::string::npos);
+  s.tls_key = F("san.ext");  // not PEM
+  EXPECT_EQ(MakeServerCredentials(s).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadTokenFile(F("nope")).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SecurityTest, Processes_MutualTlsAndToken_JobRunsAndSecretsStayOut) {
+  LocalCluster c("secure_job");
+  const std::vector<std::string> tls_server = {
+      "--tls_cert=" + F("server.pem"), "--tls_key=" + F("server.key"),
+      "--tls_client_ca=" + F("ca.pem"), "--auth_token_file=" + F("token")};
+  std::vector<std::string> flags = {"--model=softmax", "--epochs=1", "--num_workers=2"};
+  flags.insert(flags.end(), tls_server.begin(), tls_server.end());
+  ASSERT_TRUE(c.StartServer(flags).ok());
+  const std::vector<std::string> client = {
+      "--tls_ca=" + F("ca.pem"), "--tls_cert=" + F("client.pem"),
+      "--tls_key=" + F("client.key"), "--tls_server_name=localhost",
+      "--auth_token_file=" + F("token")};
+  const int a = *c.StartWorker("a", client);
+  const int b = *c.StartWorker("b", client);
+  for (int i : {a, b}) {
+    absl::StatusOr<int> code = c.WaitWorker(i, absl::Minutes(3));
+    ASSERT_TRUE(code.ok());
+    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+  }
+  Subprocess psctl;
+  std::vector<std::string> argv = {RunfilePath("tools/psctl"), "status", "--json",
+                                   "--coordinator=" + c.address()};
+  argv.insert(argv.end(), client.begin(), client.end());
+  ASSERT_TRUE(psctl.Start(argv, c.dir() + "/status.out", c.dir() + "/status.err").ok());
+  ASSERT_EQ(*psctl.Wait(absl::Seconds(30)), 0) << ReadFileOrEmpty(c.dir() + "/status.err");
+  const std::string status = ReadFileOrEmpty(c.dir() + "/status.out");
+  EXPECT_NE(status.find("\"state\": \"FINISHED\""), std::string::npos);
+  // A worker with the wrong token is refused.
+  std::vector<std::string> wrong = client;
+  wrong.back() = "--auth_token_file=" + F("wrong_token");
+  const int intruder = *c.StartWorker("intruder", wrong);
+  EXPECT_EQ(*c.WaitWorker(intruder, absl::Seconds(60)), 1);
+  EXPECT_NE(c.WorkerLog(intruder).find("UNAUTHENTICATED"), std::string::npos)
+      << c.WorkerLog(intruder);
+  // The token appears in no log and no status.
+  for (const std::string& text :
+       {status, c.ServerLog(), c.ServerOut(), c.WorkerLog(a), c.WorkerLog(b),
+        c.WorkerLog(intruder)}) {
+    EXPECT_EQ(text.find(kToken), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace fulcrum
