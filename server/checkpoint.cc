@@ -55,7 +55,7 @@ class Reader {
     return absl::OkStatus();
   }
   absl::Status String(std::string* out) {
-    uint32_t n;
+    uint32_t n = 0;
     FULCRUM_RETURN_IF_ERROR(Get(&n));
     absl::string_view bytes;
     FULCRUM_RETURN_IF_ERROR(Bytes(n, &bytes));
@@ -64,10 +64,10 @@ class Reader {
   }
   // A length-prefixed section followed by its CRC-32C.
   absl::Status Section(absl::string_view what, absl::string_view* out) {
-    uint32_t n;
+    uint32_t n = 0;
     FULCRUM_RETURN_IF_ERROR(Get(&n));
     FULCRUM_RETURN_IF_ERROR(Bytes(n, out));
-    uint32_t crc;
+    uint32_t crc = 0;
     FULCRUM_RETURN_IF_ERROR(Get(&crc));
     if (Crc32c(*out) != crc) return Corrupt(absl::StrCat(what, " checksum mismatch"));
     return absl::OkStatus();
@@ -78,7 +78,7 @@ class Reader {
     absl::string_view found;
     FULCRUM_RETURN_IF_ERROR(Bytes(magic.size(), &found));
     if (found != magic) return Corrupt(absl::StrCat("not a Fulcrum ", kind, " (bad magic)"));
-    uint32_t version;
+    uint32_t version = 0;
     FULCRUM_RETURN_IF_ERROR(Get(&version));
     if (version != kCheckpointFormatVersion) {
       return Corrupt(absl::StrCat("format version ", version,
@@ -173,18 +173,22 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
   FULCRUM_RETURN_IF_ERROR(reader.Section("header", &header_bytes));
   Reader header(header_bytes, path);
   ShardSnapshot shard;
-  uint32_t shard_index, num_shards, num_tensors;
+  uint32_t shard_index = 0, num_shards = 0, num_tensors = 0;
   FULCRUM_RETURN_IF_ERROR(header.Get(&shard.version));
   FULCRUM_RETURN_IF_ERROR(header.Get(&shard_index));
   FULCRUM_RETURN_IF_ERROR(header.Get(&num_shards));
   FULCRUM_RETURN_IF_ERROR(header.Get(&num_tensors));
+  if (num_shards == 0 || shard_index >= num_shards) {
+    return reader.Corrupt(absl::StrCat("shard ", shard_index, " of ", num_shards,
+                                       " is not a valid shard"));
+  }
   for (uint32_t i = 0; i < num_tensors; ++i) {
     absl::string_view meta_bytes;
     FULCRUM_RETURN_IF_ERROR(reader.Section("tensor metadata", &meta_bytes));
     Reader meta(meta_bytes, path);
     TensorSnapshot t;
-    uint32_t rank, slots;
-    uint64_t elements;
+    uint32_t rank = 0, slots = 0;
+    uint64_t elements = 0;
     FULCRUM_RETURN_IF_ERROR(meta.String(&t.name));
     FULCRUM_RETURN_IF_ERROR(meta.Get(&rank));
     if (rank > kMaxRank) return reader.Corrupt("implausible tensor rank");
@@ -198,7 +202,7 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
     }
     absl::string_view payload;
     FULCRUM_RETURN_IF_ERROR(reader.Bytes(elements * 4 * (1 + slots), &payload));
-    uint32_t crc;
+    uint32_t crc = 0;
     FULCRUM_RETURN_IF_ERROR(reader.Get(&crc));
     if (Crc32c(payload) != crc) {
       return reader.Corrupt(absl::StrCat("tensor ", t.name, " checksum mismatch"));

@@ -112,6 +112,45 @@ class Adam final : public Optimizer {
   const float eps_;
 };
 
+// FTRL-proximal, per coordinate (McMahan et al. 2013, Algorithm 1), with
+// slots z and n and alpha = the learning rate:
+//   sigma = (sqrt(n + g^2) - sqrt(n)) / alpha
+//   z += g - sigma * w;  n += g^2
+//   w = 0 if |z| <= l1, else -(z - sign(z) l1) / ((beta + sqrt(n)) / alpha + l2)
+// L1 makes exact zeros. Values start at zero in the paper; w is recomputed
+// from z and n at every update.
+class Ftrl final : public Optimizer {
+ public:
+  Ftrl(float alpha, float beta, float l1, float l2)
+      : alpha_(alpha), beta_(beta), l1_(l1), l2_(l2) {}
+  std::string Describe() const override {
+    return absl::StrFormat("ftrl(alpha=%g, beta=%g, l1=%g, l2=%g)", alpha_, beta_,
+                           l1_, l2_);
+  }
+  int num_slots() const override { return 2; }
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
+             size_t n, int64_t) const override {
+    float* z = slots[0];
+    float* acc = slots[1];
+    for (size_t i = 0; i < n; ++i) {
+      const float g = grad[i];
+      const float acc_new = acc[i] + g * g;
+      const float sigma = (std::sqrt(acc_new) - std::sqrt(acc[i])) / alpha_;
+      z[i] += g - sigma * values[i];
+      acc[i] = acc_new;
+      if (std::fabs(z[i]) <= l1_) {
+        values[i] = 0.0f;
+      } else {
+        const float sign = z[i] < 0 ? -1.0f : 1.0f;
+        values[i] = -(z[i] - sign * l1_) / ((beta_ + std::sqrt(acc_new)) / alpha_ + l2_);
+      }
+    }
+  }
+
+ private:
+  const float alpha_, beta_, l1_, l2_;
+};
+
 float OrDefault(float value, float fallback) {
   return value != 0.0f ? value : fallback;
 }
@@ -127,8 +166,9 @@ absl::StatusOr<OptimizerKind> ParseOptimizerKind(absl::string_view name) {
   if (name == "momentum") return MOMENTUM;
   if (name == "adagrad") return ADAGRAD;
   if (name == "adam") return ADAM;
+  if (name == "ftrl") return FTRL;
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown optimizer '", name, "'; known: sgd, momentum, adagrad, adam"));
+      "unknown optimizer '", name, "'; known: sgd, momentum, adagrad, adam, ftrl"));
 }
 
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
@@ -169,6 +209,13 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
             "adam needs beta1, beta2 in [0, 1) and epsilon > 0");
       }
       return std::unique_ptr<Optimizer>(new Adam(lr, b1, b2, eps));
+    }
+    case FTRL: {
+      const float beta = OrDefault(config.ftrl_beta(), 1.0f);
+      if (!(beta >= 0.0f) || !(config.l1() >= 0.0f) || !(config.l2() >= 0.0f)) {
+        return absl::InvalidArgumentError("ftrl needs beta, l1 and l2 >= 0");
+      }
+      return std::unique_ptr<Optimizer>(new Ftrl(lr, beta, config.l1(), config.l2()));
     }
     default:
       return absl::InvalidArgumentError(absl::StrCat(

@@ -43,14 +43,15 @@ class Optimizer {
 };
 
 // Builds the optimizer `config` describes, filling unset hyper-parameters with
-// their defaults (learning rate 0.01 SGD/momentum/Adagrad, 0.001 Adam;
-// momentum 0.9; beta1 0.9, beta2 0.999, epsilon 1e-8 Adam / 1e-10 Adagrad;
-// Adagrad initial accumulator 0.1). INVALID_ARGUMENT for an unknown kind or a
-// hyper-parameter out of range.
+// their defaults (learning rate 0.01 SGD/momentum/Adagrad/FTRL alpha, 0.001
+// Adam; momentum 0.9; beta1 0.9, beta2 0.999, epsilon 1e-8 Adam / 1e-10
+// Adagrad; Adagrad initial accumulator 0.1; FTRL beta 1, l1 = l2 = 0).
+// INVALID_ARGUMENT for an unknown kind or a hyper-parameter out of range.
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
     const OptimizerConfig& config);
 
-// Parses "sgd", "momentum", "adagrad" or "adam" (INVALID_ARGUMENT otherwise).
+// Parses "sgd", "momentum", "adagrad", "adam" or "ftrl" (INVALID_ARGUMENT
+// otherwise).
 absl::StatusOr<OptimizerKind> ParseOptimizerKind(absl::string_view name);
 
 }  // namespace fulcrum

@@ -1,5 +1,6 @@
 #include "server/optimizer.h"
 
+#include <array>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -82,6 +83,43 @@ TEST(OptimizerTest, Adam_FirstStepIsLearningRateTimesSign) {
   EXPECT_NEAR(w[1], 0.01f, 1e-5);
 }
 
+// Runs FTRL over one coordinate and returns (w, z, n).
+std::array<float, 3> FtrlSteps(const Optimizer& ftrl, std::vector<float> grads) {
+  float w = 0, z = 0, n = 0;
+  float* slots[2] = {&z, &n};
+  for (float g : grads) ftrl.Apply(&w, &g, absl::MakeConstSpan(slots, 2), 1, 1);
+  return {w, z, n};
+}
+
+TEST(OptimizerTest, Ftrl_MatchesHandComputedUpdates) {
+  OptimizerConfig c = Config(FTRL, 0.5f);
+  c.set_ftrl_beta(1.0f);
+  c.set_l1(0.1f);
+  c.set_l2(0.2f);
+  auto ftrl = Make(c);
+  // Step 1 (g=0.5): n=0.25, sigma=1, z=0.5, w=-(0.5-0.1)/((1+0.5)/0.5+0.2).
+  // Step 2 (g=0.3): n=0.34, sigma=(sqrt(.34)-.5)/.5, z=0.5+0.3-sigma*w.
+  std::array<float, 3> r = FtrlSteps(*ftrl, {0.5f, 0.3f});
+  EXPECT_NEAR(r[0], -0.2141215f, 1e-6);
+  EXPECT_NEAR(r[1], 0.8207738f, 1e-6);
+  EXPECT_NEAR(r[2], 0.34f, 1e-6);
+  // Negative z: sign flips through the L1 term.
+  r = FtrlSteps(*ftrl, {-2.0f, 1.0f});
+  EXPECT_NEAR(r[0], 0.1565746f, 1e-6);
+  EXPECT_NEAR(r[1], -1.1446868f, 1e-6);
+  EXPECT_NEAR(r[2], 5.0f, 1e-6);
+}
+
+TEST(OptimizerTest, Ftrl_L1GivesExactZeros) {
+  OptimizerConfig c = Config(FTRL, 0.5f);
+  c.set_l1(0.1f);
+  auto ftrl = Make(c);
+  // |z| = 0.07 stays under l1 = 0.1: the weight is exactly zero.
+  std::array<float, 3> r = FtrlSteps(*ftrl, {0.05f, 0.02f});
+  EXPECT_EQ(r[0], 0.0f);
+  EXPECT_NEAR(r[1], 0.07f, 1e-7);
+}
+
 TEST(OptimizerTest, UnsetHyperParameters_GetDocumentedDefaults) {
   EXPECT_EQ(Make(Config(ADAM, 0))->Describe(),
             "adam(lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-08)");
@@ -95,6 +133,7 @@ TEST(OptimizerTest, SlotCounts) {
   EXPECT_EQ(Make(Config(MOMENTUM, 1))->num_slots(), 1);
   EXPECT_EQ(Make(Config(ADAGRAD, 1))->num_slots(), 1);
   EXPECT_EQ(Make(Config(ADAM, 1))->num_slots(), 2);
+  EXPECT_EQ(Make(Config(FTRL, 1))->num_slots(), 2);
 }
 
 TEST(OptimizerTest, BadConfig_InvalidArgument) {
@@ -115,6 +154,7 @@ TEST(OptimizerTest, BadConfig_InvalidArgument) {
 TEST(OptimizerTest, ParseOptimizerKind_KnownAndUnknownNames) {
   EXPECT_EQ(*ParseOptimizerKind("adagrad"), ADAGRAD);
   EXPECT_EQ(*ParseOptimizerKind("momentum"), MOMENTUM);
+  EXPECT_EQ(*ParseOptimizerKind("ftrl"), FTRL);
   EXPECT_EQ(ParseOptimizerKind("rmsprop").status().code(),
             absl::StatusCode::kInvalidArgument);
 }

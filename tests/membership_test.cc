@@ -43,7 +43,9 @@ JobStatus FinishJob(LocalCluster& c, const std::vector<int>& workers) {
   for (int i : workers) {
     absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
     EXPECT_TRUE(code.ok()) << "worker " << i << " still running\n" << c.ServerLog();
-    if (code.ok()) EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+    if (code.ok()) {
+      EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+    }
   }
   absl::StatusOr<JobStatus> status = c.WaitFor(
       [](const JobStatus& s) { return s.state() == FINISHED; }, absl::Seconds(30));
@@ -142,7 +144,9 @@ TEST_P(StragglerTest, TenTimesSlowerWorker_TakesFewerPartitionsOrJobCompletes) {
     EXPECT_LT(slow, fast1) << status.ShortDebugString();
     EXPECT_LT(slow, fast2) << status.ShortDebugString();
   }
-  if (mode != "async") EXPECT_GT(status.wait_seconds(), 0.0);
+  if (mode != "async") {
+    EXPECT_GT(status.wait_seconds(), 0.0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, StragglerTest,

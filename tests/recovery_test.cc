@@ -30,7 +30,9 @@ JobStatus FinishJob(LocalCluster& c, const std::vector<int>& workers) {
   for (int i : workers) {
     absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
     EXPECT_TRUE(code.ok()) << "worker " << i << " still running";
-    if (code.ok()) EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+    if (code.ok()) {
+      EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+    }
   }
   absl::StatusOr<JobStatus> status = c.WaitFor(
       [](const JobStatus& s) { return s.state() == FINISHED; }, absl::Seconds(30));

@@ -1,0 +1,97 @@
+// SparseTable: an embedding-style table of float32 rows keyed by uint64,
+// created on first use, lock-striped, updated by a server-side optimizer.
+#ifndef FULCRUM_SERVER_SPARSE_TABLE_H_
+#define FULCRUM_SERVER_SPARSE_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "proto/fulcrum.pb.h"
+#include "server/optimizer.h"
+
+namespace fulcrum {
+
+struct SparseTableOptions {
+  std::string name;
+  // Floats per row.
+  uint32_t dim = 1;
+  // ZEROS, or UNIFORM in [-scale, scale) drawn from a stream seeded by
+  // (seed, key): the same key gets the same initial row on every server.
+  InitializerKind initializer = ZEROS;
+  float scale = 0.0f;
+  uint64_t seed = 1;
+  // Rows the table may hold; a pull or push that would create more fails
+  // with RESOURCE_EXHAUSTED and creates none.
+  uint64_t max_rows = uint64_t{1} << 26;
+  // Lock stripes (rows go to stripe hash(key) % stripes).
+  int stripes = 64;
+};
+
+// Thread-safe. Keys need not be unique within a call; duplicate pushes of a
+// key apply one after the other.
+class SparseTable {
+ public:
+  // INVALID_ARGUMENT for dim 0, no stripes, or an unusable initializer.
+  static absl::StatusOr<std::unique_ptr<SparseTable>> Create(
+      const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);
+
+  // Copies the rows of `keys` into `out` (keys.size() * dim floats), creating
+  // missing rows with the initializer.
+  absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out);
+
+  // Applies the optimizer to each key's row with its gradient
+  // (keys.size() * dim floats), creating missing rows first.
+  absl::Status Push(absl::Span<const uint64_t> keys, absl::Span<const float> grads);
+
+  uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
+  // Bytes of row storage (values and optimizer slots), excluding the hash
+  // maps' own overhead.
+  uint64_t row_bytes() const { return rows() * RowFloats() * sizeof(float); }
+  uint32_t dim() const { return options_.dim; }
+  const std::string& name() const { return options_.name; }
+  const Optimizer& optimizer() const { return *optimizer_; }
+
+  // Every row (key, values, slots) for checkpoints, stripe by stripe.
+  struct RowSnapshot {
+    uint64_t key;
+    std::vector<float> data;  // values, then each slot (dim floats each)
+  };
+  std::vector<RowSnapshot> Snapshot() const;
+  // Replaces the contents; FAILED_PRECONDITION if a row has the wrong width
+  // or there are more than max_rows.
+  absl::Status Restore(const std::vector<RowSnapshot>& rows);
+
+ private:
+  struct Stripe {
+    mutable absl::Mutex mu;
+    // key -> index of the row in `pool` (RowFloats() floats per row).
+    absl::flat_hash_map<uint64_t, uint32_t> index ABSL_GUARDED_BY(mu);
+    std::vector<float> pool ABSL_GUARDED_BY(mu);
+  };
+
+  SparseTable(const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);
+  size_t RowFloats() const { return size_t{options_.dim} * (1 + optimizer_->num_slots()); }
+  size_t StripeOf(uint64_t key) const;
+  // Locks the stripes `keys` touch (in index order), creates the missing
+  // rows if the table has room for all of them, then calls fn(row pointer,
+  // position in keys) for each key. RESOURCE_EXHAUSTED and no change if not.
+  template <typename Fn>
+  absl::Status ForEachRow(absl::Span<const uint64_t> keys, Fn fn);
+  void InitRow(uint64_t key, float* row) const;
+
+  const SparseTableOptions options_;
+  const std::unique_ptr<Optimizer> optimizer_;
+  std::vector<std::unique_ptr<Stripe>> stripes_;
+  std::atomic<uint64_t> rows_{0};
+};
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_SPARSE_TABLE_H_
