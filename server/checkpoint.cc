@@ -162,6 +162,23 @@ std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index,
     }
     Put<uint32_t>(&out, Crc32cExtend(0, out.data() + data_start, out.size() - data_start));
   }
+  std::string count;
+  Put<uint32_t>(&count, shard.tables.size());
+  PutSection(&out, count);
+  for (const SparseTableSnapshot& t : shard.tables) {
+    std::string meta;
+    PutString(&meta, t.name);
+    Put<uint32_t>(&meta, t.dim);
+    Put<uint32_t>(&meta, t.slots);
+    Put<uint64_t>(&meta, t.rows.size());
+    PutSection(&out, meta);
+    const size_t data_start = out.size();
+    for (const SparseTable::RowSnapshot& row : t.rows) {
+      Put<uint64_t>(&out, row.key);
+      out.append(reinterpret_cast<const char*>(row.data.data()), row.data.size() * 4);
+    }
+    Put<uint32_t>(&out, Crc32cExtend(0, out.data() + data_start, out.size() - data_start));
+  }
   return out;
 }
 
@@ -217,7 +234,44 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
     }
     shard.tensors.push_back(std::move(t));
   }
-  if (!reader.empty()) return reader.Corrupt("trailing bytes after the last tensor");
+  absl::string_view count_bytes;
+  FULCRUM_RETURN_IF_ERROR(reader.Section("sparse table count", &count_bytes));
+  Reader count_reader(count_bytes, path);
+  uint32_t num_tables = 0;
+  FULCRUM_RETURN_IF_ERROR(count_reader.Get(&num_tables));
+  for (uint32_t i = 0; i < num_tables; ++i) {
+    absl::string_view meta_bytes;
+    FULCRUM_RETURN_IF_ERROR(reader.Section("sparse table metadata", &meta_bytes));
+    Reader meta(meta_bytes, path);
+    SparseTableSnapshot t;
+    uint64_t rows = 0;
+    FULCRUM_RETURN_IF_ERROR(meta.String(&t.name));
+    FULCRUM_RETURN_IF_ERROR(meta.Get(&t.dim));
+    FULCRUM_RETURN_IF_ERROR(meta.Get(&t.slots));
+    FULCRUM_RETURN_IF_ERROR(meta.Get(&rows));
+    const uint64_t row_floats = uint64_t{t.dim} * (1 + t.slots);
+    if (t.dim == 0 || t.slots > 8 || row_floats > (1u << 20) ||
+        rows * (8 + row_floats * 4) > kMaxElements * 4) {
+      return reader.Corrupt(absl::StrCat("implausible size for sparse table ", t.name));
+    }
+    absl::string_view payload;
+    FULCRUM_RETURN_IF_ERROR(reader.Bytes(rows * (8 + row_floats * 4), &payload));
+    uint32_t crc = 0;
+    FULCRUM_RETURN_IF_ERROR(reader.Get(&crc));
+    if (Crc32c(payload) != crc) {
+      return reader.Corrupt(absl::StrCat("sparse table ", t.name, " checksum mismatch"));
+    }
+    t.rows.resize(rows);
+    const char* p = payload.data();
+    for (uint64_t r = 0; r < rows; ++r) {
+      std::memcpy(&t.rows[r].key, p, 8);
+      t.rows[r].data.resize(row_floats);
+      std::memcpy(t.rows[r].data.data(), p + 8, row_floats * 4);
+      p += 8 + row_floats * 4;
+    }
+    shard.tables.push_back(std::move(t));
+  }
+  if (!reader.empty()) return reader.Corrupt("trailing bytes after the last table");
   return shard;
 }
 

@@ -10,7 +10,7 @@
 // fsynced; the manifest only after the shard files are durable.
 //
 // Shard file (all integers little-endian):
-//   "FULCRUMS" | u32 format version (1)
+//   "FULCRUMS" | u32 format version (2)
 //   u32 header length | header | u32 CRC-32C of header
 //     header: i64 version | u32 shard index | u32 shard count |
 //             u32 tensor count
@@ -20,8 +20,16 @@
 //                 u32 slot count | u64 elements | i64 optimizer steps
 //     data: float32 values[elements], then each slot's float32[elements]
 //     u32 CRC-32C of data
+//   u32 length (4) | u32 sparse table count | u32 CRC-32C of the count
+//   per sparse table:
+//     u32 metadata length | metadata | u32 CRC-32C of metadata
+//       metadata: u32 name length | name | u32 dim | u32 slot count |
+//                 u64 rows
+//     data: per row, u64 key then float32[dim * (1 + slot count)]
+//           (values, then each slot)
+//     u32 CRC-32C of data
 // Manifest file:
-//   "FULCRUMM" | u32 format version (1) | u32 length |
+//   "FULCRUMM" | u32 format version (2) | u32 length |
 //   CheckpointManifest (protobuf) | u32 CRC-32C of the protobuf bytes
 // The manifest also records each shard file's size and whole-file CRC-32C.
 //
@@ -46,7 +54,7 @@
 
 namespace fulcrum {
 
-inline constexpr uint32_t kCheckpointFormatVersion = 1;
+inline constexpr uint32_t kCheckpointFormatVersion = 2;
 
 // Serialises a shard snapshot in the format above.
 std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index,

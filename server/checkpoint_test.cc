@@ -33,6 +33,12 @@ ShardSnapshot MakeShard(int64_t version, float base) {
   b.slots = {std::vector<float>(4, 7.0f), std::vector<float>(4, 8.0f)};
   b.optimizer_steps = 17;
   shard.tensors = {w, b};
+  SparseTableSnapshot emb;
+  emb.name = "emb";
+  emb.dim = 2;
+  emb.slots = 1;
+  emb.rows = {{5, {1, 2, 0.5f, 0.5f}}, {uint64_t{1} << 60, {base, -base, 3, 4}}};
+  shard.tables = {emb};
   return shard;
 }
 
@@ -58,6 +64,17 @@ void ExpectSameShard(const ShardSnapshot& a, const ShardSnapshot& b) {
     EXPECT_EQ(a.tensors[i].values, b.tensors[i].values);
     EXPECT_EQ(a.tensors[i].slots, b.tensors[i].slots);
     EXPECT_EQ(a.tensors[i].optimizer_steps, b.tensors[i].optimizer_steps);
+  }
+  ASSERT_EQ(a.tables.size(), b.tables.size());
+  for (size_t i = 0; i < a.tables.size(); ++i) {
+    EXPECT_EQ(a.tables[i].name, b.tables[i].name);
+    EXPECT_EQ(a.tables[i].dim, b.tables[i].dim);
+    EXPECT_EQ(a.tables[i].slots, b.tables[i].slots);
+    ASSERT_EQ(a.tables[i].rows.size(), b.tables[i].rows.size());
+    for (size_t r = 0; r < a.tables[i].rows.size(); ++r) {
+      EXPECT_EQ(a.tables[i].rows[r].key, b.tables[i].rows[r].key);
+      EXPECT_EQ(a.tables[i].rows[r].data, b.tables[i].rows[r].data);
+    }
   }
 }
 
@@ -169,7 +186,7 @@ TEST(CheckpointTest, ShardFile_WrongMagicOrVersion_DataLossSayingWhy) {
   EXPECT_NE(s.message().find("the/file"), std::string::npos);
   EXPECT_NE(s.message().find("magic"), std::string::npos);
   std::string version = data;
-  version[8] = 9;  // format version 9
+  version[8] = 9;  // format version 9 (not 2)
   s = DecodeShardFile(version, "f").status();
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(s.message().find("format version 9"), std::string::npos);

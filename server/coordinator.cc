@@ -609,6 +609,7 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   status.set_wait_seconds(wait);
   status.set_loss(loss_count > 0 ? loss_sum / loss_count : 0);
   for (const PartitionRecord& r : completed_) *status.add_completed() = r;
+  for (SparseTableStatus& t : shard_->SparseStatus()) *status.add_sparse_tables() = std::move(t);
   return status;
 }
 

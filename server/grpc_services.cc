@@ -81,6 +81,7 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
       metrics_->pull_wait->Observe(response->header().wait_seconds());
       double bytes = 0;
       for (const DenseValues& v : response->dense()) bytes += v.data().size();
+      for (const SparseValues& v : response->sparse()) bytes += v.data().size();
       metrics_->pull_bytes->Increment(bytes);
     }
   }
@@ -98,6 +99,7 @@ grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
     metrics_->push_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
     double bytes = 0;
     for (const DenseValues& v : request->dense()) bytes += v.data().size();
+    for (const SparseValues& v : request->sparse()) bytes += v.data().size();
     metrics_->push_bytes->Increment(bytes);
     if (!status.ok()) metrics_->rejected->Increment();
   }
@@ -141,9 +143,28 @@ grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
     data->resize(slice.length() * sizeof(float));
     out.emplace_back(reinterpret_cast<float*>(data->data()), slice.length());
   }
+  std::vector<SparseRead> sparse;
+  sparse.reserve(request->sparse_size());
+  for (const SparseKeys& keys : request->sparse()) {
+    SparseTable* table = shard_->sparse_table(keys.table());
+    if (table == nullptr) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("unknown sparse table '", keys.table(), "'"));
+    }
+    SparseValues* values = response->add_sparse();
+    values->set_table(keys.table());
+    *values->mutable_keys() = keys.keys();
+    values->set_encoding(FLOAT32);
+    std::string* data = values->mutable_data();
+    data->resize(size_t{keys.keys_size()} * table->dim() * sizeof(float));
+    sparse.push_back(SparseRead{
+        keys.table(), absl::MakeConstSpan(keys.keys().data(), keys.keys_size()),
+        absl::MakeSpan(reinterpret_cast<float*>(data->data()),
+                       size_t{keys.keys_size()} * table->dim())});
+  }
   absl::StatusOr<ShardVersion> version = shard_->Pull(
       request->header().worker_id(), request->header().clock(), slices, out,
-      PullDeadline(*context, max_wait_));
+      PullDeadline(*context, max_wait_), sparse);
   if (!version.ok()) {
     response->Clear();
     return ToGrpcStatus(version.status());
@@ -190,9 +211,41 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
     }
     g.values = buffers[i];
   }
+  std::vector<std::vector<float>> sparse_buffers(request->sparse_size());
+  std::vector<SparseGradient> sparse(request->sparse_size());
+  for (int i = 0; i < request->sparse_size(); ++i) {
+    const SparseValues& values = request->sparse(i);
+    SparseTable* table = shard_->sparse_table(values.table());
+    if (table == nullptr) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("unknown sparse table '", values.table(), "'"));
+    }
+    const size_t expected = size_t{static_cast<size_t>(values.keys_size())} * table->dim();
+    absl::StatusOr<size_t> count = PayloadElementCount(values.encoding(), values.data());
+    if (!count.ok() || *count != expected) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("sparse table ", values.table(), ": ",
+                       count.ok() ? absl::StrCat("payload holds ", *count, " values, ",
+                                                 values.keys_size(), " keys of dim ",
+                                                 table->dim(), " need ", expected)
+                                  : std::string(count.status().message())));
+    }
+    sparse_buffers[i].resize(expected);
+    absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
+                                         absl::MakeSpan(sparse_buffers[i]), true);
+    if (!decoded.ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("sparse table ", values.table(), ": ",
+                                       decoded.message(), "; nothing applied"));
+    }
+    sparse[i] = SparseGradient{values.table(),
+                               absl::MakeConstSpan(values.keys().data(), values.keys_size()),
+                               sparse_buffers[i]};
+  }
   absl::StatusOr<ShardVersion> version =
       shard_->Push(request->header().worker_id(), request->header().request_id(),
-                   request->header().clock(), gradients);
+                   request->header().clock(), gradients, sparse);
   if (!version.ok()) return ToGrpcStatus(version.status());
   FillHeader(*version, response->mutable_header());
   return grpc::Status::OK;

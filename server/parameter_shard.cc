@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace fulcrum {
@@ -24,8 +25,76 @@ void ParameterShard::RecentRequests::Insert(uint64_t worker_id,
 }
 
 ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store,
-                               ConsistencyMode mode, int64_t staleness)
-    : store_(std::move(store)), mode_(mode), staleness_(staleness) {}
+                               ConsistencyMode mode, int64_t staleness,
+                               std::vector<std::unique_ptr<SparseTable>> tables)
+    : store_(std::move(store)), mode_(mode), staleness_(staleness) {
+  for (auto& table : tables) {
+    const std::string name = table->name();
+    sparse_sums_[name] = std::make_unique<SparseSums>();
+    tables_[name] = std::move(table);
+  }
+}
+
+SparseTable* ParameterShard::sparse_table(const std::string& name) const {
+  auto it = tables_.find(name);
+  return it == tables_.end() ? nullptr : it->second.get();
+}
+
+std::vector<SparseTableStatus> ParameterShard::SparseStatus() const {
+  std::vector<SparseTableStatus> out;
+  for (const auto& [name, table] : tables_) {
+    SparseTableStatus s;
+    s.set_name(name);
+    s.set_dim(table->dim());
+    s.set_rows(table->rows());
+    s.set_max_rows(table->max_rows());
+    s.set_bytes(table->row_bytes());
+    // Row storage plus the index's slot (key, row number, control byte,
+    // at the flat hash map's load factor of at most 7/8).
+    s.set_bytes_per_row(table->rows() == 0
+                            ? 0
+                            : double(table->row_bytes()) / table->rows() + 13.0 * 8 / 7);
+    out.push_back(s);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const SparseTableStatus& a, const SparseTableStatus& b) { return a.name() < b.name(); });
+  return out;
+}
+
+void ParameterShard::AccumulateSparse(absl::Span<const SparseGradient> sparse) {
+  for (const SparseGradient& g : sparse) {
+    const uint32_t dim = tables_.at(g.table)->dim();
+    SparseSums& sums = *sparse_sums_.at(g.table);
+    absl::MutexLock lock(&sums.mu);
+    for (size_t i = 0; i < g.keys.size(); ++i) {
+      std::vector<float>& row = sums.sums[g.keys[i]];
+      if (row.empty()) row.assign(dim, 0.0f);
+      for (uint32_t d = 0; d < dim; ++d) row[d] += g.values[i * dim + d];
+    }
+  }
+}
+
+void ParameterShard::ApplySparseSums(float scale) {
+  for (auto& [name, sums_ptr] : sparse_sums_) {
+    SparseSums& sums = *sums_ptr;
+    absl::MutexLock lock(&sums.mu);
+    if (sums.sums.empty()) continue;
+    SparseTable& table = *tables_.at(name);
+    std::vector<uint64_t> keys;
+    std::vector<float> values;
+    keys.reserve(sums.sums.size());
+    values.reserve(sums.sums.size() * table.dim());
+    for (auto& [key, row] : sums.sums) {
+      keys.push_back(key);
+      for (float v : row) values.push_back(v * scale);
+    }
+    absl::Status s = table.Push(keys, values);
+    // Room was checked when the gradients arrived; only a concurrent creator
+    // of the last rows can make this fail.
+    if (!s.ok()) FULCRUM_LOG(ERROR) << "applying round of " << name << ": " << s;
+    sums.sums.clear();
+  }
+}
 
 void ParameterShard::Start() {
   absl::MutexLock lock(&mu_);
@@ -77,7 +146,24 @@ absl::Status ParameterShard::CheckAdmittedLocked(uint64_t worker_id) const {
 }
 
 absl::Status ParameterShard::ValidateAll(
-    const std::vector<SliceGradient>& gradients) const {
+    const std::vector<SliceGradient>& gradients,
+    absl::Span<const SparseGradient> sparse) const {
+  for (const SparseGradient& g : sparse) {
+    SparseTable* table = sparse_table(g.table);
+    if (table == nullptr) {
+      return absl::NotFoundError(absl::StrCat("unknown sparse table '", g.table, "'"));
+    }
+    if (g.values.size() != g.keys.size() * table->dim()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sparse table ", g.table, ": ", g.values.size(), " gradient values for ",
+          g.keys.size(), " keys of dim ", table->dim()));
+    }
+    if (!table->HasRoomFor(g.keys)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "sparse table ", g.table, " is full (", table->max_rows(),
+          " rows, --max_sparse_rows); nothing was applied"));
+    }
+  }
   for (const SliceGradient& g : gradients) {
     FULCRUM_RETURN_IF_ERROR(store_->Validate(g.slice));
     if (g.values.size() != g.slice.length) {
@@ -91,7 +177,17 @@ absl::Status ParameterShard::ValidateAll(
 
 absl::StatusOr<ShardVersion> ParameterShard::Pull(
     uint64_t worker_id, int64_t clock, const std::vector<SliceRef>& slices,
-    absl::Span<const absl::Span<float>> out, absl::Time deadline) {
+    absl::Span<const absl::Span<float>> out, absl::Time deadline,
+    absl::Span<const SparseRead> sparse) {
+  for (const SparseRead& r : sparse) {
+    SparseTable* table = sparse_table(r.table);
+    if (table == nullptr) {
+      return absl::NotFoundError(absl::StrCat("unknown sparse table '", r.table, "'"));
+    }
+    if (r.out.size() != r.keys.size() * table->dim()) {
+      return absl::InternalError("sparse output sized unlike its keys");
+    }
+  }
   if (out.size() != slices.size()) {
     return absl::InternalError("Pull needs one output span per slice");
   }
@@ -142,10 +238,16 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
     for (size_t i = 0; i < slices.size(); ++i) {
       FULCRUM_RETURN_IF_ERROR(store_->Read(slices[i], out[i]));
     }
+    for (const SparseRead& r : sparse) {
+      FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out));
+    }
     version.version = version.round = round_;
   } else {
     for (size_t i = 0; i < slices.size(); ++i) {
       FULCRUM_RETURN_IF_ERROR(store_->Read(slices[i], out[i]));
+    }
+    for (const SparseRead& r : sparse) {
+      FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out));
     }
     version.version = version.round = async_version_.load();
   }
@@ -156,8 +258,9 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
 
 absl::StatusOr<ShardVersion> ParameterShard::Push(
     uint64_t worker_id, uint64_t request_id, int64_t clock,
-    const std::vector<SliceGradient>& gradients) {
-  FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients));
+    const std::vector<SliceGradient>& gradients,
+    absl::Span<const SparseGradient> sparse) {
+  FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients, sparse));
   {
     absl::MutexLock lock(&mu_);
     FULCRUM_RETURN_IF_ERROR(CheckAdmittedLocked(worker_id));
@@ -195,6 +298,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
       absl::Status s = store_->Accumulate(g.slice, g.values);
       if (!s.ok()) return absl::InternalError(s.ToString());  // validated above
     }
+    AccumulateSparse(sparse);
     absl::MutexLock lock(&mu_);
     --pushes_in_flight_;
     pushes_.fetch_add(1, std::memory_order_relaxed);
@@ -204,6 +308,11 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
     return v;
   }
 
+  // Sparse first: a table that filled up since the check fails the push
+  // before any dense part is applied.
+  for (const SparseGradient& g : sparse) {
+    FULCRUM_RETURN_IF_ERROR(tables_.at(g.table)->Push(g.keys, g.values));
+  }
   for (const SliceGradient& g : gradients) {
     absl::Status s = store_->ApplyGradient(g.slice, g.values);
     if (!s.ok()) return absl::InternalError(s.ToString());  // validated above
@@ -221,6 +330,7 @@ void ParameterShard::MaybeCompleteRoundLocked() {
   }
   // The mean gradient over the round's pushes: one big mini-batch.
   store_->ApplyAccumulated(1.0f / static_cast<float>(pushed_.size()));
+  ApplySparseSums(1.0f / static_cast<float>(pushed_.size()));
   pushed_.clear();
   ++round_;
 }
@@ -235,12 +345,37 @@ ShardSnapshot ParameterShard::Snapshot() const {
     snapshot.version = async_version_.load();
     snapshot.tensors = store_->Snapshot();
   }
+  for (const auto& [name, table] : tables_) {
+    SparseTableSnapshot t;
+    t.name = name;
+    t.dim = table->dim();
+    t.slots = table->optimizer().num_slots();
+    t.rows = table->Snapshot();
+    snapshot.tables.push_back(std::move(t));
+  }
+  std::sort(snapshot.tables.begin(), snapshot.tables.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
   return snapshot;
 }
 
 absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {
   absl::MutexLock lock(&mu_);
+  if (snapshot.tables.size() != tables_.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint holds ", snapshot.tables.size(), " sparse tables, the job has ",
+        tables_.size()));
+  }
+  for (const SparseTableSnapshot& t : snapshot.tables) {
+    SparseTable* table = sparse_table(t.name);
+    if (table == nullptr || table->dim() != t.dim) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint sparse table ", t.name, " (dim ", t.dim, ") is not in the job"));
+    }
+  }
   FULCRUM_RETURN_IF_ERROR(store_->Restore(snapshot.tensors));
+  for (const SparseTableSnapshot& t : snapshot.tables) {
+    FULCRUM_RETURN_IF_ERROR(tables_.at(t.name)->Restore(t.rows));
+  }
   pushed_.clear();
   round_ = snapshot.version;
   async_version_ = snapshot.version;

@@ -17,6 +17,7 @@
 #include "absl/types/span.h"
 #include "proto/fulcrum.pb.h"
 #include "server/parameter_store.h"
+#include "server/sparse_table.h"
 
 namespace fulcrum {
 
@@ -33,10 +34,33 @@ struct SliceGradient {
   absl::Span<const float> values;
 };
 
+// Rows of a sparse table to read into `out` (keys.size() * dim floats).
+struct SparseRead {
+  std::string table;
+  absl::Span<const uint64_t> keys;
+  absl::Span<float> out;
+};
+
+// Gradients for rows of a sparse table (keys.size() * dim floats).
+struct SparseGradient {
+  std::string table;
+  absl::Span<const uint64_t> keys;
+  absl::Span<const float> values;
+};
+
+// A sparse table's state for a checkpoint.
+struct SparseTableSnapshot {
+  std::string name;
+  uint32_t dim = 0;
+  uint32_t slots = 0;  // optimizer slots per row
+  std::vector<SparseTable::RowSnapshot> rows;
+};
+
 // A shard's state for a checkpoint.
 struct ShardSnapshot {
   int64_t version = 0;  // rounds (sync) or pushes (async, ssp)
   std::vector<TensorSnapshot> tensors;
+  std::vector<SparseTableSnapshot> tables;
 };
 
 // Counters for status and metrics.
@@ -64,9 +88,10 @@ struct ShardStats {
 // waits for its first workers).
 class ParameterShard {
  public:
-  // `store` is owned. `staleness` is used in SSP mode only.
+  // `store` and `tables` are owned. `staleness` is used in SSP mode only.
   ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode,
-                 int64_t staleness = 0);
+                 int64_t staleness = 0,
+                 std::vector<std::unique_ptr<SparseTable>> tables = {});
   ParameterShard(const ParameterShard&) = delete;
   ParameterShard& operator=(const ParameterShard&) = delete;
 
@@ -90,19 +115,25 @@ class ParameterShard {
   // `deadline`, FAILED_PRECONDITION for a worker not admitted (unknown or
   // dead), NOT_FOUND or INVALID_ARGUMENT for a bad slice (then nothing is
   // read).
+  // Sparse rows are read with the slices (and created on first read);
+  // NOT_FOUND for an unknown table, RESOURCE_EXHAUSTED if a table is full.
   absl::StatusOr<ShardVersion> Pull(uint64_t worker_id, int64_t clock,
                                     const std::vector<SliceRef>& slices,
                                     absl::Span<const absl::Span<float>> out,
-                                    absl::Time deadline);
+                                    absl::Time deadline,
+                                    absl::Span<const SparseRead> sparse = {});
 
   // Applies (async, ssp) or accumulates (sync) `gradients` as one update:
   // every slice is validated first and on any error nothing is applied.
   // FAILED_PRECONDITION for a worker not active, or in sync mode a clock other
   // than the current round or a second push for the round. A push whose
   // non-zero request_id this worker already used is acknowledged and ignored.
+  // Sparse gradients go with the dense ones; a table without room for the
+  // rows they would create fails the whole push with RESOURCE_EXHAUSTED.
   absl::StatusOr<ShardVersion> Push(uint64_t worker_id, uint64_t request_id,
                                     int64_t clock,
-                                    const std::vector<SliceGradient>& gradients);
+                                    const std::vector<SliceGradient>& gradients,
+                                    absl::Span<const SparseGradient> sparse = {});
 
   // Sync: taken under the round lock, so it sits exactly at a round
   // boundary (sums of the round being collected are not in it). Async/ssp:
@@ -115,6 +146,9 @@ class ParameterShard {
 
   ShardVersion version() const;
   ShardStats stats() const;
+  // Null for an unknown name.
+  SparseTable* sparse_table(const std::string& name) const;
+  std::vector<SparseTableStatus> SparseStatus() const;
   ConsistencyMode mode() const { return mode_; }
   const ParameterStore& store() const { return *store_; }
 
@@ -137,11 +171,24 @@ class ParameterShard {
   int64_t MinActiveClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Applies the round if every active worker pushed it.
   void MaybeCompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ValidateAll(const std::vector<SliceGradient>& gradients) const;
+  absl::Status ValidateAll(const std::vector<SliceGradient>& gradients,
+                           absl::Span<const SparseGradient> sparse) const;
+  // Sync mode: adds sparse gradients into the round's sums.
+  void AccumulateSparse(absl::Span<const SparseGradient> sparse);
+  // Sync mode: applies the round's sparse sums times `scale`.
+  void ApplySparseSums(float scale) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::unique_ptr<ParameterStore> store_;
   const ConsistencyMode mode_;
   const int64_t staleness_;
+  // Immutable after construction.
+  absl::flat_hash_map<std::string, std::unique_ptr<SparseTable>> tables_;
+  // Sync mode: per table, the sums of the round being collected.
+  struct SparseSums {
+    absl::Mutex mu;
+    absl::flat_hash_map<uint64_t, std::vector<float>> sums ABSL_GUARDED_BY(mu);
+  };
+  absl::flat_hash_map<std::string, std::unique_ptr<SparseSums>> sparse_sums_;
 
   mutable absl::Mutex mu_;
   RecentRequests recent_requests_ ABSL_GUARDED_BY(mu_);

@@ -55,8 +55,32 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
       std::unique_ptr<ParameterStore> store,
       ParameterStore::Create(store_options, std::move(optimizer),
                              {job.tensors().begin(), job.tensors().end()}));
+  std::vector<std::unique_ptr<SparseTable>> tables;
+  for (const SparseTableSpec& spec : job.sparse_tables()) {
+    if (spec.name().empty() || store->TensorSize(spec.name()).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sparse table name '", spec.name(), "' is empty or names a dense tensor"));
+    }
+    for (const auto& t : tables) {
+      if (t->name() == spec.name()) {
+        return absl::InvalidArgumentError(absl::StrCat("duplicate sparse table ", spec.name()));
+      }
+    }
+    SparseTableOptions table_options;
+    table_options.name = spec.name();
+    table_options.dim = spec.dim();
+    table_options.initializer = spec.initializer();
+    table_options.scale = spec.scale();
+    table_options.seed = job.seed();
+    table_options.max_rows = spec.max_rows() > 0 ? spec.max_rows() : options.max_sparse_rows;
+    FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> table_optimizer,
+                             CreateOptimizer(job.optimizer()));
+    FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<SparseTable> table,
+                             SparseTable::Create(table_options, std::move(table_optimizer)));
+    tables.push_back(std::move(table));
+  }
   server->shard_ = std::make_unique<ParameterShard>(std::move(store), job.mode(),
-                                                    job.staleness());
+                                                    job.staleness(), std::move(tables));
 
   CoordinatorOptions coordinator_options;
   coordinator_options.job = job;

@@ -41,6 +41,9 @@ struct ServerOptions {
   // batch_size 64, epochs 1, num_workers 1, partitions_per_epoch
   // 4 * num_workers.
   JobSpec job;
+  // Rows a sparse table may hold unless its spec says (RESOURCE_EXHAUSTED
+  // beyond). 2^26 rows of dim 8 with Adagrad are 4 GiB.
+  uint64_t max_sparse_rows = uint64_t{1} << 26;
   // Live workers accepted at once (RESOURCE_EXHAUSTED beyond).
   uint32_t max_workers = 1024;
   // Worker liveness (see CoordinatorOptions): heartbeat every

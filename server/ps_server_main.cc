@@ -92,6 +92,8 @@ ABSL_FLAG(int, max_message_mb, 256,
           "beyond).");
 ABSL_FLAG(uint64_t, max_tensor_elements, uint64_t{1} << 31,
           "Largest tensor the server creates, in elements.");
+ABSL_FLAG(uint64_t, max_sparse_rows, uint64_t{1} << 26,
+          "Rows a sparse table may hold (RESOURCE_EXHAUSTED beyond).");
 ABSL_FLAG(int, max_workers, 1024,
           "Live workers accepted at once (RESOURCE_EXHAUSTED beyond).");
 ABSL_FLAG(bool, exit_when_done, false,
@@ -238,6 +240,7 @@ int Run() {
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
   options.store.max_tensor_elements = absl::GetFlag(FLAGS_max_tensor_elements);
   options.max_workers = absl::GetFlag(FLAGS_max_workers);
+  options.max_sparse_rows = std::max<uint64_t>(1, absl::GetFlag(FLAGS_max_sparse_rows));
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.metrics_host = absl::GetFlag(FLAGS_host);
   options.heartbeat_interval = absl::Seconds(heartbeat);

@@ -105,6 +105,18 @@ absl::Status SparseTable::ForEachRow(absl::Span<const uint64_t> keys, Fn fn) {
   return absl::OkStatus();
 }
 
+bool SparseTable::HasRoomFor(absl::Span<const uint64_t> keys) const {
+  std::vector<uint64_t> missing;
+  for (uint64_t key : keys) {
+    const Stripe& stripe = *stripes_[StripeOf(key)];
+    absl::MutexLock lock(&stripe.mu);
+    if (!stripe.index.contains(key)) missing.push_back(key);
+  }
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+  return rows_.load() + missing.size() <= options_.max_rows;
+}
+
 absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float> out) {
   const uint32_t dim = options_.dim;
   if (out.size() != keys.size() * dim) {

@@ -50,6 +50,12 @@ class SparseTable {
   // (keys.size() * dim floats), creating missing rows first.
   absl::Status Push(absl::Span<const uint64_t> keys, absl::Span<const float> grads);
 
+  // How many of `keys` (distinct) have no row yet, and whether creating them
+  // would stay within max_rows. A check before a multi-table update; a
+  // concurrent creator may still take the last rows first.
+  bool HasRoomFor(absl::Span<const uint64_t> keys) const;
+  uint64_t max_rows() const { return options_.max_rows; }
+
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
   // Bytes of row storage (values and optimizer slots), excluding the hash
   // maps' own overhead.

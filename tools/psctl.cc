@@ -121,6 +121,12 @@ std::string FormatTable(const JobStatus& s) {
     absl::StrAppendFormat(&out, "           %d failed; last: %s\n",
                           s.checkpoint_failures(), s.last_checkpoint_error());
   }
+  for (const SparseTableStatus& t : s.sparse_tables()) {
+    absl::StrAppendFormat(&out,
+                          "table      %s   dim %d   %d of %d rows   %d bytes (%.0f B/row)\n",
+                          t.name(), t.dim(), t.rows(), t.max_rows(), t.bytes(),
+                          t.bytes_per_row());
+  }
   if (s.has_restored_from()) {
     absl::StrAppendFormat(&out, "restored   from %s at version %d\n",
                           s.restored_from().path(), s.restored_from().round());
