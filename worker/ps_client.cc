@@ -45,19 +45,23 @@ GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
       rpc_timeout_(rpc_timeout),
       auth_token_(std::move(auth_token)) {}
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Pull(
-    uint64_t worker_id, int64_t clock, const std::vector<TensorSpec>& tensors,
-    ParameterSet* params) {
+absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id, int64_t clock,
+                                                 ParameterBatch* batch) {
   PullRequest request;
   request.mutable_header()->set_worker_id(worker_id);
   request.mutable_header()->set_clock(clock);
   request.mutable_header()->set_incarnation(last_incarnation_);
   request.set_encoding(FLOAT32);
-  for (const TensorSpec& t : tensors) {
+  for (const TensorSpec& t : batch->tensors) {
     DenseSlice* slice = request.add_dense();
     slice->set_tensor(t.name());
     slice->set_offset(0);
     slice->set_length(ElementCount(t));
+  }
+  for (const SparseRows& rows : batch->sparse) {
+    SparseKeys* keys = request.add_sparse();
+    keys->set_table(rows.table);
+    keys->mutable_keys()->Add(rows.keys.begin(), rows.keys.end());
   }
   PullResponse response;
   grpc::ClientContext context;
@@ -65,33 +69,43 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(
   AttachToken(auth_token_, &context);
   absl::Status status = FromGrpcStatus(stub_->Pull(&context, request, &response));
   if (!status.ok()) return status;
-  if (response.dense_size() != static_cast<int>(tensors.size())) {
-    return absl::DataLossError(absl::StrCat("pull returned ", response.dense_size(),
-                                            " slices, asked for ", tensors.size()));
+  if (response.dense_size() != static_cast<int>(batch->tensors.size()) ||
+      response.sparse_size() != static_cast<int>(batch->sparse.size())) {
+    return absl::DataLossError("pull returned other slices or tables than asked for");
   }
-  params->resize(tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    std::vector<float>& dst = (*params)[i];
-    dst.resize(ElementCount(tensors[i]));
+  batch->dense.resize(batch->tensors.size());
+  for (size_t i = 0; i < batch->tensors.size(); ++i) {
+    std::vector<float>& dst = batch->dense[i];
+    dst.resize(ElementCount(batch->tensors[i]));
     const DenseValues& values = response.dense(i);
     absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
-                                         absl::MakeSpan(dst),
-                                         /*require_finite=*/false);
+                                         absl::MakeSpan(dst), /*require_finite=*/false);
     if (!decoded.ok()) {
-      return absl::DataLossError(absl::StrCat("pull of ", tensors[i].name(),
-                                              ": ", decoded.message()));
+      return absl::DataLossError(absl::StrCat("pull of ", batch->tensors[i].name(), ": ",
+                                              decoded.message()));
+    }
+  }
+  for (size_t i = 0; i < batch->sparse.size(); ++i) {
+    SparseRows& rows = batch->sparse[i];
+    rows.values.resize(rows.keys.size() * rows.dim);
+    absl::Status decoded =
+        DecodeFloat32(response.sparse(i).encoding(), response.sparse(i).data(),
+                      absl::MakeSpan(rows.values), /*require_finite=*/false);
+    if (!decoded.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("pull of table ", rows.table, ": ", decoded.message()));
     }
   }
   last_incarnation_ = response.header().incarnation();
   return FromHeader(response.header());
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Push(
-    uint64_t worker_id, int64_t clock, uint64_t request_id,
-    const std::vector<TensorSpec>& tensors, const ParameterSet& grads,
-    uint32_t batch_examples) {
-  if (grads.size() != tensors.size()) {
-    return absl::InvalidArgumentError("gradient set does not match the model");
+absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id, int64_t clock,
+                                                 uint64_t request_id,
+                                                 const ParameterBatch& batch,
+                                                 uint32_t batch_examples) {
+  if (batch.dense.size() != batch.tensors.size()) {
+    return absl::InvalidArgumentError("gradient set does not match its tensors");
   }
   PushRequest request;
   request.mutable_header()->set_worker_id(worker_id);
@@ -99,13 +113,20 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(
   request.mutable_header()->set_clock(clock);
   request.mutable_header()->set_incarnation(last_incarnation_);
   request.set_batch_examples(batch_examples);
-  for (size_t i = 0; i < tensors.size(); ++i) {
+  for (size_t i = 0; i < batch.tensors.size(); ++i) {
     DenseValues* values = request.add_dense();
-    values->mutable_slice()->set_tensor(tensors[i].name());
+    values->mutable_slice()->set_tensor(batch.tensors[i].name());
     values->mutable_slice()->set_offset(0);
-    values->mutable_slice()->set_length(grads[i].size());
+    values->mutable_slice()->set_length(batch.dense[i].size());
     values->set_encoding(FLOAT32);
-    EncodeFloat32(grads[i], values->mutable_data());
+    EncodeFloat32(batch.dense[i], values->mutable_data());
+  }
+  for (const SparseRows& rows : batch.sparse) {
+    SparseValues* values = request.add_sparse();
+    values->set_table(rows.table);
+    values->mutable_keys()->Add(rows.keys.begin(), rows.keys.end());
+    values->set_encoding(FLOAT32);
+    EncodeFloat32(rows.values, values->mutable_data());
   }
   PushResponse response;
   grpc::ClientContext context;

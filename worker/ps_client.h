@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -24,23 +25,40 @@ struct ServerVersion {
   double wait_seconds = 0;  // time the call waited for its round or clock
 };
 
+// Rows of a sparse table, by key (keys need not be unique).
+struct SparseRows {
+  std::string table;
+  uint32_t dim = 0;
+  std::vector<uint64_t> keys;
+  std::vector<float> values;  // keys.size() * dim: rows (pull) or gradients (push)
+};
+
+// What a step reads or writes: whole dense tensors and sparse rows.
+struct ParameterBatch {
+  // Dense tensors, whole, in the order of `tensors`; `dense[i]` holds
+  // tensors[i]'s values (pull) or gradient (push).
+  std::vector<TensorSpec> tensors;
+  ParameterSet dense;
+  std::vector<SparseRows> sparse;
+};
+
 // Implementations must be safe to call from one thread at a time.
 class PsClient {
  public:
   virtual ~PsClient() = default;
 
-  // Reads every one of `tensors` in full into `params` (resized to fit).
-  // `clock` is the round (sync) or clock (ssp) to wait for, or -1 for "now".
-  virtual absl::StatusOr<ServerVersion> Pull(
-      uint64_t worker_id, int64_t clock,
-      const std::vector<TensorSpec>& tensors, ParameterSet* params) = 0;
+  // Fills batch->dense (resized) and each batch->sparse[i].values from the
+  // servers, reading every tensor in batch->tensors and every key. `clock`
+  // is the round (sync) or clock (ssp) to wait for, or -1 for "now".
+  virtual absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
+                                             ParameterBatch* batch) = 0;
 
-  // Sends the gradient of every one of `tensors`. `request_id` makes a retry
-  // idempotent; `batch_examples` is how many examples produced it.
-  virtual absl::StatusOr<ServerVersion> Push(
-      uint64_t worker_id, int64_t clock, uint64_t request_id,
-      const std::vector<TensorSpec>& tensors, const ParameterSet& grads,
-      uint32_t batch_examples) = 0;
+  // Sends the gradients in `batch`. `request_id` makes a retry idempotent;
+  // `batch_examples` is how many examples produced it.
+  virtual absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
+                                             uint64_t request_id,
+                                             const ParameterBatch& batch,
+                                             uint32_t batch_examples) = 0;
 };
 
 // A PsClient for one parameter-server shard holding whole tensors.
@@ -53,12 +71,9 @@ class GrpcPsClient final : public PsClient {
                absl::Duration rpc_timeout, std::string auth_token = "");
 
   absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
-                                     const std::vector<TensorSpec>& tensors,
-                                     ParameterSet* params) override;
+                                     ParameterBatch* batch) override;
   absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
-                                     uint64_t request_id,
-                                     const std::vector<TensorSpec>& tensors,
-                                     const ParameterSet& grads,
+                                     uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t batch_examples) override;
 
  private:

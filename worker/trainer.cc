@@ -44,13 +44,11 @@ TrainerMetrics TrainerMetrics::Register(MetricsRegistry* registry) {
 }
 
 Trainer::Trainer(const TrainerOptions& options, PsClient* ps,
-                 CoordinatorClient* coordinator, const ImageDataset* train,
-                 const ImageDataset* test)
+                 CoordinatorClient* coordinator, WorkloadFactory workload_factory)
     : options_(options),
       ps_(ps),
       coordinator_(coordinator),
-      train_(train),
-      test_(test) {}
+      workload_factory_(std::move(workload_factory)) {}
 
 Trainer::~Trainer() {
   shutdown_heartbeat_.Notify();
@@ -60,29 +58,6 @@ Trainer::~Trainer() {
 TrainerStats Trainer::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;
-}
-
-absl::Status Trainer::CheckData(const JobSpec& job, const Model& model) const {
-  const int64_t features = model.tensors().front().shape(0);
-  for (const ImageDataset* data : {train_, test_}) {
-    if (data == nullptr) continue;
-    if (data->num_features != features) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data has ", data->num_features, " features per example; model ",
-          job.model(), " expects ", features));
-    }
-    for (uint8_t label : data->labels) {
-      if (label >= kImageClasses) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "label ", int{label}, " is out of range for ", kImageClasses,
-            " classes"));
-      }
-    }
-  }
-  if (job.batch_size() == 0) {
-    return absl::FailedPreconditionError("job has batch_size 0");
-  }
-  return absl::OkStatus();
 }
 
 absl::Status Trainer::Register() {
@@ -95,10 +70,10 @@ absl::Status Trainer::Register() {
     return response.status();
   }));
   const JobSpec& job = response->job();
-  if (model_ == nullptr || job.model() != job_.model()) {
-    FULCRUM_ASSIGN_OR_RETURN(model_, CreateModel(job.model()));
+  if (workload_ == nullptr || job.model() != job_.model()) {
+    FULCRUM_ASSIGN_OR_RETURN(workload_, workload_factory_(job));
   }
-  FULCRUM_RETURN_IF_ERROR(CheckData(job, *model_));
+  FULCRUM_RETURN_IF_ERROR(workload_->Configure(job));
   job_ = job;
   if (response->heartbeat_interval_seconds() > 0) {
     heartbeat_interval_ = absl::Seconds(response->heartbeat_interval_seconds());
@@ -157,13 +132,14 @@ void Trainer::HeartbeatLoop() {
   }
 }
 
-absl::StatusOr<ServerVersion> Trainer::PullWithRetry(int64_t clock) {
+absl::StatusOr<ServerVersion> Trainer::PullWithRetry(int64_t clock,
+                                                     ParameterBatch* batch) {
   const absl::Time give_up = absl::Now() + options_.start_timeout;
   while (true) {
     absl::StatusOr<ServerVersion> version;
     const absl::Time start = absl::Now();
     absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-      version = ps_->Pull(worker_id_, clock, model_->tensors(), &params_);
+      version = ps_->Pull(worker_id_, clock, batch);
       return version.status();
     });
     if (options_.metrics && s.ok()) {
@@ -190,8 +166,7 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(int64_t clock,
   absl::StatusOr<ServerVersion> version;
   const absl::Time start = absl::Now();
   absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-    version = ps_->Push(worker_id_, clock, request_id, model_->tensors(),
-                         grads_, examples);
+    version = ps_->Push(worker_id_, clock, request_id, grads_, examples);
     return version.status();
   });
   if (!s.ok()) return s;
@@ -201,41 +176,21 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(int64_t clock,
   return version;
 }
 
-EvalResult Trainer::Evaluate(uint32_t epoch, bool final) {
-  int64_t correct = 0;
-  double loss_sum = 0;
-  for (int64_t begin = 0; begin < test_->num_examples;
-       begin += options_.eval_chunk) {
-    Batch batch;
-    batch.size = std::min(options_.eval_chunk, test_->num_examples - begin);
-    batch.num_features = test_->num_features;
-    batch.features = &test_->features[begin * test_->num_features];
-    batch.labels = &test_->labels[begin];
-    model_->Evaluate(params_, batch, &correct, &loss_sum);
-  }
-  EvalResult eval;
-  eval.set_epoch(epoch);
-  eval.set_examples(test_->num_examples);
-  eval.set_test_accuracy(double(correct) / test_->num_examples);
-  eval.set_test_loss(loss_sum / test_->num_examples);
-  eval.set_final(final);
-  FULCRUM_LOG(INFO) << absl::StrFormat(
-      "%s after epoch %d: test_accuracy=%.4f test_loss=%.4f",
-      final ? "final evaluation" : "evaluation", epoch, eval.test_accuracy(),
-      eval.test_loss());
-  return eval;
-}
-
 absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
-  if (test_ == nullptr || test_->num_examples == 0) {
-    // Not FAILED_PRECONDITION: that code means "the coordinator evicted us".
-    return absl::UnimplementedError("asked to evaluate, but this worker has no test data");
-  }
-  FULCRUM_RETURN_IF_ERROR(PullWithRetry(-1).status());
+  absl::StatusOr<EvalResult> eval = workload_->Evaluate(
+      [this](ParameterBatch* batch) { return PullWithRetry(-1, batch).status(); });
+  if (!eval.ok()) return eval.status();
+  eval->set_epoch(lease.eval_epoch());
+  eval->set_final(lease.eval_final());
+  FULCRUM_LOG(INFO) << absl::StrFormat(
+      "%s after epoch %d: test_accuracy=%.4f test_loss=%.4f%s",
+      lease.eval_final() ? "final evaluation" : "evaluation", lease.eval_epoch(),
+      eval->test_accuracy(), eval->test_loss(),
+      eval->test_auc() > 0 ? absl::StrFormat(" test_auc=%.4f", eval->test_auc()) : "");
   ReportEvalRequest request;
   request.set_worker_id(worker_id_);
   request.set_lease_id(lease.lease_id());
-  *request.mutable_eval() = Evaluate(lease.eval_epoch(), lease.eval_final());
+  *request.mutable_eval() = *eval;
   FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
     return coordinator_->ReportEval(request);
   }));
@@ -247,24 +202,17 @@ absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
 
 absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   const DataPartition& partition = lease.partition();
-  if (partition.count() == 0 || partition.index() >= partition.count()) {
-    return absl::InternalError("coordinator sent an invalid partition");
-  }
-  const int64_t n = train_->num_examples;
-  const int64_t begin = int64_t{partition.index()} * n / partition.count();
-  const int64_t end = int64_t{partition.index() + 1} * n / partition.count();
+  FULCRUM_ASSIGN_OR_RETURN(const int64_t n, workload_->LoadPartition(partition));
   const int64_t batch_size = job_.batch_size();
   const ConsistencyMode mode = job_.mode();
 
   // The order depends only on the job's seed and the partition, so a
   // partition retrained after a worker died is trained the same way.
-  std::vector<int64_t> order(end - begin);
-  std::iota(order.begin(), order.end(), begin);
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(job_.seed() * 1000003 + partition.epoch() * 7919 +
                       partition.index());
   std::shuffle(order.begin(), order.end(), rng);
-  batch_features_.resize(batch_size * train_->num_features);
-  batch_labels_.resize(batch_size);
 
   // Sync: the first pull tells which round is being collected (after the
   // last one this worker pushed). SSP: it waits while this worker's clock is
@@ -273,32 +221,22 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       mode == SSP ? lease.clock()
                   : (mode == SYNC && last_pushed_round_ >= 0 ? last_pushed_round_ + 1
                                                              : -1);
-  FULCRUM_ASSIGN_OR_RETURN(ServerVersion version, PullWithRetry(first_clock));
-  int64_t round = version.round;
-  bool have_params = true;
+  int64_t clock = first_clock;
+  int64_t round = -1;
   for (size_t pos = 0; pos < order.size(); pos += batch_size) {
     if (Interrupted()) return absl::AbortedError("interrupted");
     const absl::Time step_start = absl::Now();
-    if (!have_params) {
-      const int64_t clock = mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
-      FULCRUM_ASSIGN_OR_RETURN(version, PullWithRetry(clock));
-    }
     const int64_t size = std::min<int64_t>(batch_size, order.size() - pos);
-    for (int64_t i = 0; i < size; ++i) {
-      const int64_t example = order[pos + i];
-      std::copy_n(&train_->features[example * train_->num_features],
-                  train_->num_features, &batch_features_[i * train_->num_features]);
-      batch_labels_[i] = train_->labels[example];
-    }
-    Batch batch{batch_features_.data(), batch_labels_.data(), size,
-                train_->num_features};
-    const double loss = model_->ComputeGradients(params_, batch, &grads_);
-    const int64_t push_clock =
-        mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
+    const absl::Span<const int64_t> examples(&order[pos], size);
+    workload_->PlanStep(examples, &params_);
+    FULCRUM_ASSIGN_OR_RETURN(ServerVersion version, PullWithRetry(clock, &params_));
+    if (round < 0) round = version.round;  // sync: the round being collected
+    const double loss = workload_->ComputeGradients(examples, params_, &grads_);
+    const int64_t push_clock = mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
     FULCRUM_ASSIGN_OR_RETURN(version, PushWithRetry(push_clock, size));
     if (mode == SYNC) last_pushed_round_ = round;
-    have_params = false;
     ++round;
+    clock = mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
     {
       absl::MutexLock lock(&mu_);
       progress_.set_steps(progress_.steps() + 1);

@@ -20,6 +20,7 @@
 #include "worker/coordinator_client.h"
 #include "worker/model.h"
 #include "worker/ps_client.h"
+#include "worker/workload.h"
 
 namespace fulcrum {
 
@@ -49,8 +50,6 @@ struct TrainerOptions {
   absl::Duration start_timeout = absl::Minutes(10);
   // Retries of calls that fail with UNAVAILABLE.
   RetryOptions retry;
-  // Evaluation runs over the test set in chunks of this many examples.
-  int64_t eval_chunk = 2000;
   // Sleep after every training step (for tests and demos of stragglers).
   absl::Duration step_delay = absl::ZeroDuration();
   // Re-registrations in a row (without finishing any work between them)
@@ -78,15 +77,15 @@ struct TrainerStats {
 // Sync workers follow the shard's rounds; ssp workers send the clock of their
 // lease, and their pulls wait while they are too far ahead.
 //
-// The trainer builds the job's model (named in the registration reply).
+// The trainer builds the job's workload (data and model, see workload.h)
+// with `workload_factory` once it knows the job from its registration.
 //
-// Not thread-safe (Run once). The clients and data sets are not owned and
-// must outlive the trainer; the clients are used from two threads.
+// Not thread-safe (Run once). The clients are not owned and must outlive the
+// trainer; they are used from two threads.
 class Trainer {
  public:
   Trainer(const TrainerOptions& options, PsClient* ps,
-          CoordinatorClient* coordinator, const ImageDataset* train,
-          const ImageDataset* test);
+          CoordinatorClient* coordinator, WorkloadFactory workload_factory);
   ~Trainer();
 
   // OK when the job is over (finished or stopped). Errors: an unrecoverable
@@ -96,13 +95,11 @@ class Trainer {
   TrainerStats stats() const;
 
  private:
-  absl::Status CheckData(const JobSpec& job, const Model& model) const;
   absl::Status Register();
   absl::Status TrainPartition(const AcquirePartitionResponse& lease);
   absl::Status EvaluateTask(const AcquirePartitionResponse& lease);
-  absl::StatusOr<ServerVersion> PullWithRetry(int64_t clock);
+  absl::StatusOr<ServerVersion> PullWithRetry(int64_t clock, ParameterBatch* batch);
   absl::StatusOr<ServerVersion> PushWithRetry(int64_t clock, uint32_t examples);
-  EvalResult Evaluate(uint32_t epoch, bool final);
   void HeartbeatLoop();
   // Sends one heartbeat with the progress so far (also called after each
   // piece of work and before exiting, so status is exact at the end).
@@ -113,13 +110,12 @@ class Trainer {
   const TrainerOptions options_;
   PsClient* const ps_;
   CoordinatorClient* const coordinator_;
-  const ImageDataset* const train_;
-  const ImageDataset* const test_;
+  const WorkloadFactory workload_factory_;
 
   // Set by Register; read by the heartbeat thread.
   std::atomic<uint64_t> worker_id_{0};
   JobSpec job_;
-  std::unique_ptr<Model> model_;
+  std::unique_ptr<Workload> workload_;
   absl::Duration heartbeat_interval_ = absl::Seconds(1);
 
   // Serialises heartbeats from the thread and the training loop.
@@ -139,10 +135,8 @@ class Trainer {
   TrainerStats stats_ ABSL_GUARDED_BY(mu_);
 
   // Training-loop state (one thread).
-  ParameterSet params_;
-  ParameterSet grads_;
-  std::vector<float> batch_features_;
-  std::vector<uint8_t> batch_labels_;
+  ParameterBatch params_;
+  ParameterBatch grads_;
   uint64_t next_request_id_ = 1;
   // Sync: the last round this worker id pushed (-1: none). A new partition
   // starts by waiting for the round after it: the shard still counts this

@@ -23,16 +23,15 @@ class LocalPsClient : public PsClient {
   explicit LocalPsClient(ParameterShard* shard) : shard_(shard) {}
 
   absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
-                                     const std::vector<TensorSpec>& tensors,
-                                     ParameterSet* params) override {
+                                     ParameterBatch* batch) override {
     if (Take(pull_failures)) return absl::UnavailableError("injected");
-    params->resize(tensors.size());
+    batch->dense.resize(batch->tensors.size());
     std::vector<SliceRef> slices;
     std::vector<absl::Span<float>> out;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      (*params)[i].resize(ElementCount(tensors[i]));
-      slices.push_back({tensors[i].name(), 0, (*params)[i].size()});
-      out.push_back(absl::MakeSpan((*params)[i]));
+    for (size_t i = 0; i < batch->tensors.size(); ++i) {
+      batch->dense[i].resize(ElementCount(batch->tensors[i]));
+      slices.push_back({batch->tensors[i].name(), 0, batch->dense[i].size()});
+      out.push_back(absl::MakeSpan(batch->dense[i]));
     }
     absl::StatusOr<ShardVersion> v = shard_->Pull(
         worker_id, clock, slices, out, absl::Now() + absl::Seconds(10));
@@ -45,13 +44,12 @@ class LocalPsClient : public PsClient {
   }
 
   absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
-                                     uint64_t request_id,
-                                     const std::vector<TensorSpec>& tensors,
-                                     const ParameterSet& grads,
+                                     uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t) override {
     std::vector<SliceGradient> gradients;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      gradients.push_back({{tensors[i].name(), 0, grads[i].size()}, grads[i]});
+    for (size_t i = 0; i < batch.tensors.size(); ++i) {
+      gradients.push_back(
+          {{batch.tensors[i].name(), 0, batch.dense[i].size()}, batch.dense[i]});
     }
     absl::StatusOr<ShardVersion> v =
         shard_->Push(worker_id, request_id, clock, gradients);
@@ -125,6 +123,13 @@ ImageDataset ToyData(int n, uint32_t seed) {
   return d;
 }
 
+// A factory for the image workload over the given data.
+WorkloadFactory Images(const ImageDataset* train, const ImageDataset* test) {
+  return [train, test](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
+    return MakeImageWorkload(train, test);
+  };
+}
+
 class TrainerTest : public ::testing::Test {
  protected:
   void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs,
@@ -174,7 +179,7 @@ TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
   const TrainerMetrics metrics = TrainerMetrics::Register(&registry);
   TrainerOptions options = Options("a");
   options.metrics = &metrics;
-  Trainer trainer(options, ps_.get(), client_.get(), &train_, &test_);
+  Trainer trainer(options, ps_.get(), client_.get(), Images(&train_, &test_));
   ASSERT_TRUE(trainer.Run().ok());
   EXPECT_EQ(metrics.steps->value(), 80);
   EXPECT_EQ(metrics.examples->value(), 800);
@@ -197,8 +202,8 @@ TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
 
 TEST_F(TrainerTest, TwoWorkersSync_ShareTheWorkAndFinish) {
   Init(SYNC, 2, 2, 8);
-  Trainer a(Options("a"), ps_.get(), client_.get(), &train_, &test_);
-  Trainer b(Options("b"), ps_.get(), client_.get(), &train_, &test_);
+  Trainer a(Options("a"), ps_.get(), client_.get(), Images(&train_, &test_));
+  Trainer b(Options("b"), ps_.get(), client_.get(), Images(&train_, &test_));
   absl::Status sa, sb;
   std::thread ta([&] { sa = a.Run(); });
   std::thread tb([&] { sb = b.Run(); });
@@ -220,7 +225,7 @@ TEST_F(TrainerTest, UnavailableServer_RetriedAndPushAppliedOnce) {
   Init(ASYNC, 1, 1, 2);
   ps_->pull_failures = 3;
   ps_->lost_push_replies = 3;
-  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, &test_);
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), Images(&train_, &test_));
   absl::Status s = trainer.Run();
   ASSERT_TRUE(s.ok()) << s;
   // 40 steps; the pushes whose replies were "lost" were retried with the
@@ -233,7 +238,7 @@ TEST_F(TrainerTest, DeclaredDead_RegistersAgainAndFinishes) {
   Init(ASYNC, 1, 2, 4);
   TrainerOptions options = Options("a");
   options.step_delay = absl::Milliseconds(2);  // 160 ms of work in all
-  Trainer trainer(options, ps_.get(), client_.get(), &train_, &test_);
+  Trainer trainer(options, ps_.get(), client_.get(), Images(&train_, &test_));
   std::thread killer([&] {
     // Mid-job (a partition done, another in progress), replace the worker's
     // registration, as the coordinator does when it declares a worker dead.
@@ -267,7 +272,7 @@ TEST_F(TrainerTest, Stop_WorkerExitsCleanly) {
   Init(SYNC, 1, 1000, 4);
   TrainerOptions options = Options("a");
   options.step_delay = absl::Milliseconds(1);
-  Trainer trainer(options, ps_.get(), client_.get(), &train_, &test_);
+  Trainer trainer(options, ps_.get(), client_.get(), Images(&train_, &test_));
   std::thread stopper([&] {
     absl::SleepFor(absl::Milliseconds(100));
     coordinator_->Stop();
@@ -281,7 +286,7 @@ TEST_F(TrainerTest, Stop_WorkerExitsCleanly) {
 
 TEST_F(TrainerTest, NoTestDataWhenAskedToEvaluate_Unimplemented) {
   Init(ASYNC, 1, 1, 1);
-  Trainer trainer(Options("a"), ps_.get(), client_.get(), &train_, nullptr);
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), Images(&train_, nullptr));
   EXPECT_EQ(trainer.Run().code(), absl::StatusCode::kUnimplemented);
   EXPECT_EQ(trainer.stats().registrations, 1);
 }
@@ -290,7 +295,7 @@ TEST_F(TrainerTest, DataOfWrongShape_FailedPrecondition) {
   Init(ASYNC, 1, 1, 2);
   ImageDataset bad = ToyData(20, 1);
   bad.num_features = 100;
-  Trainer trainer(Options("a"), ps_.get(), client_.get(), &bad, nullptr);
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), Images(&bad, nullptr));
   EXPECT_EQ(trainer.Run().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(shard_->stats().pushes, 0);
 }

@@ -22,6 +22,7 @@
 #include "worker/coordinator_client.h"
 #include "worker/ps_client.h"
 #include "worker/trainer.h"
+#include "worker/workload.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
           "host:port of the coordinating ps_server.");
@@ -126,7 +127,14 @@ int Run() {
     options.metrics = &metrics;
   }
 
-  Trainer trainer(options, &ps, &coordinator, &*train, &*test);
+  Trainer trainer(options, &ps, &coordinator,
+                  [&](const JobSpec& job) -> absl::StatusOr<std::unique_ptr<Workload>> {
+                    if (job.model() == "softmax" || job.model() == "mlp") {
+                      return MakeImageWorkload(&*train, &*test);
+                    }
+                    return absl::FailedPreconditionError(absl::StrCat(
+                        "this worker cannot train model '", job.model(), "'"));
+                  });
   absl::Status trained = trainer.Run();
   if (!trained.ok()) {
     return Fail(absl::StrCat("training against coordinator ", address, " failed"),
