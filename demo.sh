@@ -3,7 +3,7 @@
 # 127.0.0.1 (one ps_server as coordinator and only shard, N workers), trains
 # on Fashion-MNIST and ends with a machine-readable "result:" line.
 #
-#   ./demo.sh [--model=softmax|mlp] [--mode=sync|async] [--workers=N]
+#   ./demo.sh [--model=softmax|mlp|sparse_lr] [--mode=sync|async|ssp:S] [--workers=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
 #             [--checkpoint_dir=DIR] [--checkpoint_every=5s]
@@ -27,5 +27,18 @@ done
 
 ./tools/install_deps.sh
 echo "demo: building (bazel, -c opt) ..."
-bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl
-exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo "$@"
+bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl \
+  //tools:gen_click_data
+
+extra=()
+if [[ " $* " == *" --model=sparse_lr "* ]]; then
+  # Synthetic click data (200,000 examples over 2^20 features), made once.
+  data=".demo-data/click"
+  if [[ ! -s "$data/true_auc.txt" ]]; then
+    echo "demo: generating click data in $data ..."
+    bazel-bin/tools/gen_click_data --out_dir="$data" >/dev/null
+  fi
+  echo "demo: the true model's test AUC (the best any learner can do): $(cat "$data/true_auc.txt")"
+  extra=(--train_file="$data/train.libsvm" --test_file="$data/test.libsvm")
+fi
+exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo "$@" "${extra[@]}"

@@ -33,8 +33,20 @@ absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model) {
         Spec("mlp/b2", {kImageClasses}, ZEROS),
     };
   }
+  if (model == "sparse_lr") {
+    return std::vector<TensorSpec>{Spec("lr/bias", {1}, ZEROS)};
+  }
   return absl::NotFoundError(
-      absl::StrCat("unknown model '", model, "'; known: softmax, mlp"));
+      absl::StrCat("unknown model '", model, "'; known: softmax, mlp, sparse_lr"));
+}
+
+std::vector<SparseTableSpec> ModelSparseTables(absl::string_view model) {
+  if (model != "sparse_lr") return {};
+  SparseTableSpec w;
+  w.set_name("lr/w");
+  w.set_dim(1);
+  w.set_initializer(ZEROS);
+  return {w};
 }
 
 absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model) {
@@ -46,6 +58,9 @@ absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model) 
   // sooner but its sync runs end anywhere from 0.860 to 0.881.
   if (model == "softmax") return TrainingDefaults{ADAGRAD, 0.01f, 15};
   if (model == "mlp") return TrainingDefaults{ADAM, 0.0003f, 10};
+  // FTRL-proximal, the click-prediction workhorse; L1 keeps rare features at
+  // exactly zero.
+  if (model == "sparse_lr") return TrainingDefaults{FTRL, 1.0f, 5, 0.1f, 0.1f};
   return ModelTensors(model).status();
 }
 

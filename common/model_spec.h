@@ -20,9 +20,14 @@ inline constexpr int64_t kImageClasses = 10;
 // Hidden width of the "mlp" model.
 inline constexpr int64_t kMlpHidden = 256;
 
-// The tensors of `model` ("softmax": 784->10 softmax regression, "mlp":
-// 784->256->10 with ReLU). NOT_FOUND for any other name.
+// The dense tensors of `model` ("softmax": 784->10 softmax regression,
+// "mlp": 784->256->10 with ReLU, "sparse_lr": logistic regression's bias).
+// NOT_FOUND for any other name.
 absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model);
+
+// The sparse tables of `model` ("sparse_lr": "lr/w", one weight per feature
+// id); none for the others.
+std::vector<SparseTableSpec> ModelSparseTables(absl::string_view model);
 
 // Training settings that reach each model's usual accuracy on Fashion-MNIST
 // with 2 workers (softmax >= 0.84 after 15 epochs, mlp >= 0.87 after 10), used
@@ -31,6 +36,8 @@ struct TrainingDefaults {
   OptimizerKind optimizer;
   float learning_rate;
   uint32_t epochs;
+  float l1 = 0;  // FTRL
+  float l2 = 0;  // FTRL
 };
 absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model);
 

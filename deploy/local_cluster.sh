@@ -6,7 +6,8 @@
 #
 #   deploy/local_cluster.sh [--bin=DIR] [--run_dir=DIR] [--workers=N]
 #       [--model=M] [--mode=sync|async|ssp:S] [--port=P]
-#       [--checkpoint_dir=DIR [--checkpoint_every=5s]] [other ps_server flags]
+#       [--checkpoint_dir=DIR [--checkpoint_every=5s]]
+#       [--train_file=F --test_file=F (sparse_lr)] [other ps_server flags]
 #
 # --bin is where ps_server, worker and psctl were built (default bazel-bin).
 # With --checkpoint_dir, a ps_server that dies (kill -9 it to try) is
@@ -23,6 +24,7 @@ workers=2
 port=0
 checkpoint_dir=""
 server_flags=()
+worker_flags=()
 for arg in "$@"; do
   case "$arg" in
     --bin=*) bin="${arg#*=}" ;;
@@ -32,6 +34,7 @@ for arg in "$@"; do
     --workers=*) workers="${arg#*=}" ;;
     --port=*) port="${arg#*=}" ;;
     --checkpoint_dir=*) checkpoint_dir="${arg#*=}"; server_flags+=("$arg") ;;
+    --train_file=*|--test_file=*) worker_flags+=("$arg") ;;
     --*=*) server_flags+=("$arg") ;;
     *) echo "local_cluster.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
@@ -87,7 +90,7 @@ echo "local_cluster: logs in $run_dir/"
 worker_pids=()
 for i in $(seq "$workers"); do
   "$bin/worker/worker" --coordinator="$address" --worker_name="worker-$i" \
-    >"$run_dir/worker-$i.log" 2>&1 &
+    "${worker_flags[@]}" >"$run_dir/worker-$i.log" 2>&1 &
   pids+=("$!")
   worker_pids+=("$!")
 done

@@ -632,9 +632,13 @@ std::string JobCoordinator::ResultLine() const {
   JobStatus s = GetStatus();
   std::string mode = ConsistencyModeName(s.mode());
   if (s.mode() == SSP) mode = absl::StrCat("ssp:", s.staleness());
+  std::string auc;
+  if (s.last_eval().test_auc() > 0) {
+    auc = absl::StrFormat(" test_auc=%.4f", s.last_eval().test_auc());
+  }
   return absl::StrFormat(
-      "result: model=%s mode=%s epochs=%d test_accuracy=%.4f wall_seconds=%.1f",
-      s.model(), mode, s.epochs(), s.last_eval().test_accuracy(),
+      "result: model=%s mode=%s epochs=%d test_accuracy=%.4f%s wall_seconds=%.1f",
+      s.model(), mode, s.epochs(), s.last_eval().test_accuracy(), auc,
       s.elapsed_seconds());
 }
 

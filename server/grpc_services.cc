@@ -160,7 +160,8 @@ grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
     sparse.push_back(SparseRead{
         keys.table(), absl::MakeConstSpan(keys.keys().data(), keys.keys_size()),
         absl::MakeSpan(reinterpret_cast<float*>(data->data()),
-                       size_t{keys.keys_size()} * table->dim())});
+                       size_t{keys.keys_size()} * table->dim()),
+        !keys.read_only()});
   }
   absl::StatusOr<ShardVersion> version = shard_->Pull(
       request->header().worker_id(), request->header().clock(), slices, out,

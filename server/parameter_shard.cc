@@ -239,7 +239,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
       FULCRUM_RETURN_IF_ERROR(store_->Read(slices[i], out[i]));
     }
     for (const SparseRead& r : sparse) {
-      FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out));
+      FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out, r.create));
     }
     version.version = version.round = round_;
   } else {
@@ -247,7 +247,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
       FULCRUM_RETURN_IF_ERROR(store_->Read(slices[i], out[i]));
     }
     for (const SparseRead& r : sparse) {
-      FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out));
+      FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out, r.create));
     }
     version.version = version.round = async_version_.load();
   }

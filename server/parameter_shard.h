@@ -39,6 +39,7 @@ struct SparseRead {
   std::string table;
   absl::Span<const uint64_t> keys;
   absl::Span<float> out;
+  bool create = true;  // false: missing rows read as initial values, not stored
 };
 
 // Gradients for rows of a sparse table (keys.size() * dim floats).

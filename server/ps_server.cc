@@ -30,6 +30,11 @@ absl::Status CompleteJobSpec(JobSpec* job) {
     FULCRUM_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors,
                              ModelTensors(job->model()));
     for (TensorSpec& t : tensors) *job->add_tensors() = std::move(t);
+    if (job->sparse_tables().empty()) {
+      for (SparseTableSpec& t : ModelSparseTables(job->model())) {
+        *job->add_sparse_tables() = std::move(t);
+      }
+    }
   }
   // Validates the optimizer settings.
   return CreateOptimizer(job->optimizer()).status();

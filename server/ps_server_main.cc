@@ -30,7 +30,9 @@ ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free port.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once serving "
           "(atomically, by rename), for launchers that use --port=0.");
-ABSL_FLAG(std::string, model, "softmax", "Model to train: softmax or mlp.");
+ABSL_FLAG(std::string, model, "softmax",
+          "Model to train: softmax or mlp (Fashion-MNIST), sparse_lr (libsvm "
+          "data, workers' --train_file/--test_file).");
 ABSL_FLAG(std::string, mode, "sync",
           "Consistency: sync (BSP rounds), async (apply each push) or ssp:S "
           "(stale synchronous: at most S partitions ahead of the slowest "
@@ -43,6 +45,8 @@ ABSL_FLAG(double, learning_rate, 0,
           "recommended optimizer (softmax 0.01, mlp 0.0003), else the "
           "optimizer's default (0.001 adam, 0.01 otherwise).");
 ABSL_FLAG(double, momentum, 0.9, "Momentum optimizer's velocity decay.");
+ABSL_FLAG(double, l1, -1, "FTRL L1 strength; -1: the model's default (sparse_lr 0.1).");
+ABSL_FLAG(double, l2, -1, "FTRL L2 strength; -1: the model's default (sparse_lr 0.1).");
 ABSL_FLAG(int, batch_size, 64, "Examples per worker mini-batch.");
 ABSL_FLAG(int, epochs, 0,
           "Passes over the training set; 0 = the model's recommended count "
@@ -174,6 +178,12 @@ int Run() {
   }
   if (learning_rate == 0 && kind == defaults->optimizer) {
     learning_rate = defaults->learning_rate;
+  }
+  if (kind == FTRL) {
+    job.mutable_optimizer()->set_l1(absl::GetFlag(FLAGS_l1) >= 0 ? absl::GetFlag(FLAGS_l1)
+                                                                  : defaults->l1);
+    job.mutable_optimizer()->set_l2(absl::GetFlag(FLAGS_l2) >= 0 ? absl::GetFlag(FLAGS_l2)
+                                                                  : defaults->l2);
   }
   job.mutable_optimizer()->set_kind(kind);
   job.mutable_optimizer()->set_learning_rate(learning_rate);

@@ -117,12 +117,28 @@ bool SparseTable::HasRoomFor(absl::Span<const uint64_t> keys) const {
   return rows_.load() + missing.size() <= options_.max_rows;
 }
 
-absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float> out) {
+absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float> out,
+                               bool create) {
   const uint32_t dim = options_.dim;
   if (out.size() != keys.size() * dim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "sparse table ", options_.name, ": output holds ", out.size(), " floats, ",
         keys.size(), " keys need ", keys.size() * dim));
+  }
+  if (!create) {
+    std::vector<float> fresh(RowFloats());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const Stripe& stripe = *stripes_[StripeOf(keys[i])];
+      absl::MutexLock lock(&stripe.mu);
+      auto it = stripe.index.find(keys[i]);
+      if (it != stripe.index.end()) {
+        std::copy_n(&stripe.pool[size_t{it->second} * RowFloats()], dim, &out[i * dim]);
+      } else {
+        InitRow(keys[i], fresh.data());
+        std::copy_n(fresh.data(), dim, &out[i * dim]);
+      }
+    }
+    return absl::OkStatus();
   }
   return ForEachRow(keys, [&](float* row, size_t i) {
     std::copy_n(row, dim, &out[i * dim]);

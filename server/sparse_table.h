@@ -43,8 +43,10 @@ class SparseTable {
       const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);
 
   // Copies the rows of `keys` into `out` (keys.size() * dim floats), creating
-  // missing rows with the initializer.
-  absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out);
+  // missing rows with the initializer, or with `create` false reading them
+  // as the initializer's values without storing them.
+  absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out,
+                    bool create = true);
 
   // Applies the optimizer to each key's row with its gradient
   // (keys.size() * dim floats), creating missing rows first.

@@ -11,7 +11,8 @@
 // features of value 1, drawn with Zipf(--zipf) popularity (rank r with
 // probability proportional to r^-zipf; ranks are spread over the id space by
 // a fixed bijection); label ~ Bernoulli(sigmoid(bias + sum of the true
-// weights of its features)); true weights ~ N(0, --weight_scale^2).
+// weights of its features)); the true weight of the feature of rank r is
+// N(0, (--weight_scale)^2 / (1 + r / --weight_decay_rank)).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -34,8 +35,12 @@ ABSL_FLAG(int64_t, test_examples, 50000, "Held-out examples.");
 ABSL_FLAG(int, features_log2, 20, "The feature space has 2^this ids.");
 ABSL_FLAG(int, active, 30, "Distinct active features per example.");
 ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of feature popularity.");
-ABSL_FLAG(double, weight_scale, 0.3, "Standard deviation of the true weights.");
+ABSL_FLAG(double, weight_scale, 0.8, "Standard deviation of the most popular features' true weights.");
 ABSL_FLAG(double, bias, -1.0, "True bias (sets the click rate).");
+ABSL_FLAG(double, weight_decay_rank, 300,
+          "The true weight of the feature of popularity rank r has standard "
+          "deviation weight_scale / sqrt(1 + r / this): the signal lives in "
+          "features that occur often enough to be learned. 0: no decay.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed; the same seed gives the same files.");
 
 namespace fulcrum {
@@ -65,8 +70,14 @@ int Run() {
   }
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
   std::normal_distribution<float> normal(0.0f, absl::GetFlag(FLAGS_weight_scale));
+  // Weights are drawn by popularity rank, then stored by id.
   std::vector<float> weights(features);
-  for (float& w : weights) w = normal(rng);
+  const double decay = absl::GetFlag(FLAGS_weight_decay_rank);
+  auto id_of = [&](uint64_t rank) { return (rank * 0x9E3779B97F4A7C15ull) & (features - 1); };
+  for (uint64_t rank = 0; rank < features; ++rank) {
+    const double shrink = decay > 0 ? 1.0 / std::sqrt(1.0 + rank / decay) : 1.0;
+    weights[id_of(rank)] = normal(rng) * shrink;
+  }
   // Zipf over ranks via the cumulative distribution.
   std::vector<double> cdf(features);
   double total = 0;
@@ -76,9 +87,7 @@ int Run() {
   }
   std::uniform_real_distribution<double> uniform(0.0, total);
   // An odd multiplier is a bijection on [0, 2^log2): ranks spread over ids.
-  auto id_of_rank = [&](uint64_t rank) {
-    return (rank * 0x9E3779B97F4A7C15ull) & (features - 1);
-  };
+  auto id_of_rank = id_of;
   const double bias = absl::GetFlag(FLAGS_bias);
 
   double true_auc = 0;

@@ -62,6 +62,7 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id, int64_t clo
     SparseKeys* keys = request.add_sparse();
     keys->set_table(rows.table);
     keys->mutable_keys()->Add(rows.keys.begin(), rows.keys.end());
+    keys->set_read_only(rows.read_only);
   }
   PullResponse response;
   grpc::ClientContext context;

@@ -31,6 +31,8 @@ struct SparseRows {
   uint32_t dim = 0;
   std::vector<uint64_t> keys;
   std::vector<float> values;  // keys.size() * dim: rows (pull) or gradients (push)
+  // Pull only: do not create missing rows (read their initial values).
+  bool read_only = false;
 };
 
 // What a step reads or writes: whole dense tensors and sparse rows.

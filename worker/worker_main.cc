@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/idx_dataset.h"
+#include "common/libsvm.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/security.h"
@@ -29,6 +30,11 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
 ABSL_FLAG(std::string, data_dir, std::string(fulcrum::kDefaultFashionMnistDir),
           "Folder with the Fashion-MNIST IDX files "
           "({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz).");
+ABSL_FLAG(std::string, train_file, "",
+          "sparse_lr jobs: the training set in libsvm format (partitions are "
+          "byte ranges of it).");
+ABSL_FLAG(std::string, test_file, "",
+          "sparse_lr jobs: the held-out set in libsvm format (for evaluation).");
 ABSL_FLAG(std::string, worker_name, "",
           "Name shown in status; default host:pid. A worker registering with "
           "the name of a live worker replaces it.");
@@ -66,16 +72,6 @@ int Fail(const std::string& what, const absl::Status& status) {
 }
 
 int Run() {
-  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
-  absl::StatusOr<ImageDataset> train = ReadFashionMnist(data_dir, "train");
-  if (!train.ok()) return Fail("cannot load training data", train.status());
-  absl::StatusOr<ImageDataset> test = ReadFashionMnist(data_dir, "t10k");
-  if (!test.ok()) return Fail("cannot load test data", test.status());
-  // Both sets are standardised with the training set's statistics.
-  absl::Status standardized = StandardizeFeatures(*train, &*test);
-  if (standardized.ok()) standardized = StandardizeFeatures(*train, &*train);
-  if (!standardized.ok()) return Fail("cannot standardise data", standardized);
-
   const absl::Duration rpc_timeout =
       absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
   const std::string address = absl::GetFlag(FLAGS_coordinator);
@@ -127,14 +123,44 @@ int Run() {
     options.metrics = &metrics;
   }
 
-  Trainer trainer(options, &ps, &coordinator,
-                  [&](const JobSpec& job) -> absl::StatusOr<std::unique_ptr<Workload>> {
-                    if (job.model() == "softmax" || job.model() == "mlp") {
-                      return MakeImageWorkload(&*train, &*test);
-                    }
-                    return absl::FailedPreconditionError(absl::StrCat(
-                        "this worker cannot train model '", job.model(), "'"));
-                  });
+  // Data problems stop the worker before it registers: a sparse_lr worker
+  // (--train_file) checks its files, an image worker loads Fashion-MNIST.
+  const std::string train_file = absl::GetFlag(FLAGS_train_file);
+  const std::string test_file = absl::GetFlag(FLAGS_test_file);
+  absl::StatusOr<ImageDataset> train = absl::UnavailableError("not loaded");
+  absl::StatusOr<ImageDataset> test = absl::UnavailableError("not loaded");
+  if (!train_file.empty()) {
+    for (const std::string& file : {train_file, test_file}) {
+      if (file.empty()) continue;
+      absl::StatusOr<uint64_t> size = FileSize(file);
+      if (!size.ok()) return Fail("cannot read data", size.status());
+    }
+  } else {
+    const std::string dir = absl::GetFlag(FLAGS_data_dir);
+    train = ReadFashionMnist(dir, "train");
+    if (!train.ok()) return Fail("cannot load training data", train.status());
+    test = ReadFashionMnist(dir, "t10k");
+    if (!test.ok()) return Fail("cannot load test data", test.status());
+    // Both sets are standardised with the training set's statistics.
+    absl::Status standardized = StandardizeFeatures(*train, &*test);
+    if (standardized.ok()) standardized = StandardizeFeatures(*train, &*train);
+    if (!standardized.ok()) return Fail("cannot standardise data", standardized);
+  }
+  auto workloads = [&](const JobSpec& job) -> absl::StatusOr<std::unique_ptr<Workload>> {
+    if (job.model() == "sparse_lr") {
+      if (train_file.empty()) {
+        return absl::FailedPreconditionError("sparse_lr jobs need --train_file");
+      }
+      return MakeSparseLrWorkload(train_file, test_file);
+    }
+    if (!train.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model ", job.model(), " trains on Fashion-MNIST; this worker was started "
+          "with --train_file for sparse_lr"));
+    }
+    return MakeImageWorkload(&*train, &*test);
+  };
+  Trainer trainer(options, &ps, &coordinator, workloads);
   absl::Status trained = trainer.Run();
   if (!trained.ok()) {
     return Fail(absl::StrCat("training against coordinator ", address, " failed"),

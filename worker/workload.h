@@ -61,6 +61,13 @@ std::unique_ptr<Workload> MakeImageWorkload(const ImageDataset* train,
                                             const ImageDataset* test,
                                             int64_t eval_chunk = 2000);
 
+// Sparse logistic regression ("sparse_lr") on libsvm files: partitions are
+// byte ranges of `train_file`; `test_file` (may be empty: cannot evaluate)
+// is read once. Errors reading either name the file.
+std::unique_ptr<Workload> MakeSparseLrWorkload(const std::string& train_file,
+                                               const std::string& test_file,
+                                               int64_t eval_chunk = 10000);
+
 }  // namespace fulcrum
 
 #endif  // FULCRUM_WORKER_WORKLOAD_H_

@@ -1,0 +1,55 @@
+// Sparse logistic regression end to end with real processes: generated click
+// data (200,000 examples over 2^20 features), a ps_server with FTRL, two
+// workers; the learned model's test AUC must come within 0.01 of the true
+// model's.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "tests/cluster.h"
+#include "tests/subprocess.h"
+
+namespace fulcrum {
+namespace {
+
+TEST(SparseLrTest, TwoWorkersFtrl_AucWithinPoint01OfTrueModel) {
+  LocalCluster c("sparse_lr");
+  const std::string data = c.dir() + "/data";
+  Subprocess gen;
+  ASSERT_TRUE(gen.Start({RunfilePath("tools/gen_click_data"), "--out_dir=" + data,
+                         "--train_examples=200000", "--features_log2=20", "--seed=3"},
+                        c.dir() + "/gen.out", c.dir() + "/gen.err")
+                  .ok());
+  ASSERT_EQ(*gen.Wait(absl::Minutes(2)), 0) << ReadFileOrEmpty(c.dir() + "/gen.err");
+  double true_auc = 0;
+  ASSERT_TRUE(absl::SimpleAtod(
+      absl::StripAsciiWhitespace(ReadFileOrEmpty(data + "/true_auc.txt")), &true_auc));
+
+  ASSERT_TRUE(c.StartServer({"--model=sparse_lr", "--mode=async", "--num_workers=2",
+                             "--exit_when_done"})
+                  .ok());
+  const std::vector<std::string> files = {"--train_file=" + data + "/train.libsvm",
+                                          "--test_file=" + data + "/test.libsvm"};
+  const int a = *c.StartWorker("a", files);
+  const int b = *c.StartWorker("b", files);
+  for (int i : {a, b}) {
+    absl::StatusOr<int> code = c.WaitWorker(i, absl::Minutes(5));
+    ASSERT_TRUE(code.ok());
+    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+  }
+  ASSERT_EQ(*c.server().Wait(absl::Seconds(60)), 0) << c.ServerLog();
+  const std::string out = c.ServerOut();
+  const size_t at = out.find("test_auc=");
+  ASSERT_NE(at, std::string::npos) << out;
+  double auc = 0;
+  ASSERT_TRUE(absl::SimpleAtod(out.substr(at + 9, 6), &auc)) << out;
+  std::printf("sparse_lr: test_auc=%.4f true_auc=%.4f\n", auc, true_auc);
+  EXPECT_NEAR(auc, true_auc, 0.01) << out << " true AUC " << true_auc;
+  EXPECT_LE(auc, true_auc + 0.002) << "better than the true model: suspicious";
+}
+
+}  // namespace
+}  // namespace fulcrum
