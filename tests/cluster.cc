@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -104,6 +105,21 @@ absl::StatusOr<JobStatus> LocalCluster::WaitFor(
       absl::StrCat("condition not reached; last status: ",
                    status.ok() ? status->ShortDebugString().substr(0, 2000)
                                : status.status().ToString()));
+}
+
+JobStatus LocalCluster::FinishJob(const std::vector<int>& workers,
+                                  absl::Duration timeout) {
+  for (int i : workers) {
+    absl::StatusOr<int> code = WaitWorker(i, timeout);
+    EXPECT_TRUE(code.ok()) << "worker " << i << " still running\n" << ServerLog();
+    if (code.ok()) {
+      EXPECT_EQ(*code, 0) << WorkerLog(i);
+    }
+  }
+  absl::StatusOr<JobStatus> status = WaitFor(
+      [](const JobStatus& s) { return s.state() == FINISHED; }, absl::Seconds(30));
+  EXPECT_TRUE(status.ok()) << status.status();
+  return status.ok() ? *status : JobStatus();
 }
 
 absl::StatusOr<int> LocalCluster::WaitWorker(int i, absl::Duration timeout) {

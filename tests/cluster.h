@@ -34,6 +34,10 @@ class LocalCluster {
   absl::StatusOr<JobStatus> WaitFor(
       const std::function<bool(const JobStatus&)>& done, absl::Duration timeout) const;
 
+  // Waits (up to `timeout` each) for `workers` to exit 0, then for the job to
+  // be FINISHED; returns the final status (records test failures).
+  JobStatus FinishJob(const std::vector<int>& workers, absl::Duration timeout);
+
   // Waits for worker i to exit and returns its exit code.
   absl::StatusOr<int> WaitWorker(int i, absl::Duration timeout);
   Subprocess& worker(int i) { return *workers_[i]; }

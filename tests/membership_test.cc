@@ -37,28 +37,12 @@ const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name,
   return found;
 }
 
-// Waits for the workers to exit 0, then for the job to be FINISHED; returns
-// the final status.
-JobStatus FinishJob(LocalCluster& c, const std::vector<int>& workers) {
-  for (int i : workers) {
-    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
-    EXPECT_TRUE(code.ok()) << "worker " << i << " still running\n" << c.ServerLog();
-    if (code.ok()) {
-      EXPECT_EQ(*code, 0) << c.WorkerLog(i);
-    }
-  }
-  absl::StatusOr<JobStatus> status = c.WaitFor(
-      [](const JobStatus& s) { return s.state() == FINISHED; }, absl::Seconds(30));
-  EXPECT_TRUE(status.ok()) << status.status();
-  return status.ok() ? *status : JobStatus();
-}
-
 double UndisturbedAccuracy(const std::string& mode) {
   LocalCluster c("baseline_" + mode.substr(0, 4));
   EXPECT_TRUE(c.StartServer(ServerFlags(mode)).ok());
   std::vector<int> workers;
   for (const char* name : {"a", "b", "c"}) workers.push_back(*c.StartWorker(name, kSteady));
-  JobStatus status = FinishJob(c, workers);
+  JobStatus status = c.FinishJob(workers, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   return status.last_eval().test_accuracy();
 }
@@ -92,7 +76,7 @@ TEST_P(KillTest, WorkerKilledMidEpoch_JobFinishesEachPartitionOnce) {
       absl::Seconds(20));
   ASSERT_TRUE(noticed.ok()) << noticed.status();
 
-  JobStatus status = FinishJob(c, {a, b});
+  JobStatus status = c.FinishJob({a, b}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   EXPECT_EQ(FindWorker(status, "victim")->state(), DEAD);
   EXPECT_GE(status.dead_workers(), 1u);
@@ -116,7 +100,7 @@ TEST(MembershipTest, WorkerJoiningMidJob_GetsPartitionsAndJobFinishes) {
                         absl::Seconds(60))
                   .ok());
   const int late = *c.StartWorker("late", kSteady);
-  JobStatus status = FinishJob(c, {a, b, late});
+  JobStatus status = c.FinishJob({a, b, late}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   const WorkerStatus* joiner = FindWorker(status, "late");
   ASSERT_NE(joiner, nullptr);
@@ -132,7 +116,7 @@ TEST_P(StragglerTest, TenTimesSlowerWorker_TakesFewerPartitionsOrJobCompletes) {
   const int a = *c.StartWorker("fast1", {"--debug_step_delay_ms=1"});
   const int b = *c.StartWorker("fast2", {"--debug_step_delay_ms=1"});
   const int s = *c.StartWorker("slow", {"--debug_step_delay_ms=10"});
-  JobStatus status = FinishJob(c, {a, b, s});
+  JobStatus status = c.FinishJob({a, b, s}, kJobTimeout);
   EXPECT_EQ(status.state(), FINISHED);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   const uint32_t slow = FindWorker(status, "slow")->partitions_completed();
@@ -183,7 +167,7 @@ TEST(MembershipTest, FrozenWorkerDeclaredDead_RegistersAgainAfterThaw) {
       [](const JobStatus& s) { return FindWorker(s, "frozen", true) != nullptr; },
       absl::Seconds(30));
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << c.WorkerLog(frozen);
-  JobStatus status = FinishJob(c, {a, frozen});
+  JobStatus status = c.FinishJob({a, frozen}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   EXPECT_NE(c.WorkerLog(frozen).find("registering again"), std::string::npos)
       << c.WorkerLog(frozen);

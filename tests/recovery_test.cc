@@ -26,20 +26,6 @@ const std::vector<std::string> kWorkerFlags = {"--debug_step_delay_ms=2",
                                                "--max_backoff=0.5",
                                                "--max_retries=40"};
 
-JobStatus FinishJob(LocalCluster& c, const std::vector<int>& workers) {
-  for (int i : workers) {
-    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
-    EXPECT_TRUE(code.ok()) << "worker " << i << " still running";
-    if (code.ok()) {
-      EXPECT_EQ(*code, 0) << c.WorkerLog(i);
-    }
-  }
-  absl::StatusOr<JobStatus> status = c.WaitFor(
-      [](const JobStatus& s) { return s.state() == FINISHED; }, absl::Seconds(30));
-  EXPECT_TRUE(status.ok()) << status.status();
-  return status.ok() ? *status : JobStatus();
-}
-
 class KillServerTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(KillServerTest, KilledAndRestarted_WorkersReconnectAndJobFinishes) {
@@ -50,7 +36,7 @@ TEST_P(KillServerTest, KilledAndRestarted_WorkersReconnectAndJobFinishes) {
     ASSERT_TRUE(c.StartServer(JobFlags(mode)).ok());
     const int a = *c.StartWorker("a", kWorkerFlags);
     const int b = *c.StartWorker("b", kWorkerFlags);
-    baseline = FinishJob(c, {a, b}).last_eval().test_accuracy();
+    baseline = c.FinishJob({a, b}, kJobTimeout).last_eval().test_accuracy();
   }
 
   LocalCluster c("killed_" + mode);
@@ -82,7 +68,7 @@ TEST_P(KillServerTest, KilledAndRestarted_WorkersReconnectAndJobFinishes) {
   EXPECT_GE(restarted->restored_from().round(), checkpointed);
   EXPECT_GE(restarted->epoch(), 1u);  // not back at epoch 0
 
-  JobStatus status = FinishJob(c, {a, b});
+  JobStatus status = c.FinishJob({a, b}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   EXPECT_TRUE(status.has_restored_from());
   EXPECT_NEAR(status.last_eval().test_accuracy(), baseline, 0.01)
