@@ -156,11 +156,11 @@ grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
     *values->mutable_keys() = keys.keys();
     values->set_encoding(FLOAT32);
     std::string* data = values->mutable_data();
-    data->resize(size_t{keys.keys_size()} * table->dim() * sizeof(float));
+    data->resize(static_cast<size_t>(keys.keys_size()) * table->dim() * sizeof(float));
     sparse.push_back(SparseRead{
         keys.table(), absl::MakeConstSpan(keys.keys().data(), keys.keys_size()),
         absl::MakeSpan(reinterpret_cast<float*>(data->data()),
-                       size_t{keys.keys_size()} * table->dim()),
+                       static_cast<size_t>(keys.keys_size()) * table->dim()),
         !keys.read_only()});
   }
   absl::StatusOr<ShardVersion> version = shard_->Pull(
@@ -221,7 +221,7 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat("unknown sparse table '", values.table(), "'"));
     }
-    const size_t expected = size_t{static_cast<size_t>(values.keys_size())} * table->dim();
+    const size_t expected = static_cast<size_t>(values.keys_size()) * table->dim();
     absl::StatusOr<size_t> count = PayloadElementCount(values.encoding(), values.data());
     if (!count.ok() || *count != expected) {
       return grpc::Status(
