@@ -36,11 +36,20 @@ absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model) {
   if (model == "sparse_lr") {
     return std::vector<TensorSpec>{Spec("lr/bias", {1}, ZEROS)};
   }
+  if (model == "bench") {  // for bench/pushpull: 16 MiB of float32
+    return std::vector<TensorSpec>{Spec("bench/w", {1 << 22}, ZEROS)};
+  }
   return absl::NotFoundError(
       absl::StrCat("unknown model '", model, "'; known: softmax, mlp, sparse_lr"));
 }
 
 std::vector<SparseTableSpec> ModelSparseTables(absl::string_view model) {
+  if (model == "bench") {
+    SparseTableSpec emb;
+    emb.set_name("bench/emb");
+    emb.set_dim(8);
+    return {emb};
+  }
   if (model != "sparse_lr") return {};
   SparseTableSpec w;
   w.set_name("lr/w");
@@ -61,6 +70,7 @@ absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model) 
   // FTRL-proximal, the click-prediction workhorse; L1 keeps rare features at
   // exactly zero.
   if (model == "sparse_lr") return TrainingDefaults{FTRL, 1.0f, 5, 0.1f, 0.1f};
+  if (model == "bench") return TrainingDefaults{SGD, 0.01f, 1000};
   return ModelTensors(model).status();
 }
 

@@ -21,12 +21,13 @@ inline constexpr int64_t kImageClasses = 10;
 inline constexpr int64_t kMlpHidden = 256;
 
 // The dense tensors of `model` ("softmax": 784->10 softmax regression,
-// "mlp": 784->256->10 with ReLU, "sparse_lr": logistic regression's bias).
+// "mlp": 784->256->10 with ReLU, "sparse_lr": logistic regression's bias,
+// "bench": one 4M-element tensor for bench/pushpull).
 // NOT_FOUND for any other name.
 absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model);
 
 // The sparse tables of `model` ("sparse_lr": "lr/w", one weight per feature
-// id); none for the others.
+// id; "bench": "bench/emb" of dim 8); none for the others.
 std::vector<SparseTableSpec> ModelSparseTables(absl::string_view model);
 
 // Training settings that reach each model's usual accuracy on Fashion-MNIST

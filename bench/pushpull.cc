@@ -1,0 +1,268 @@
+// pushpull: a load generator against a real ps_server process on 127.0.0.1.
+// For each message size, C clients push (then pull) slices of a dense tensor
+// for a fixed time; also sparse pushes of K keys x dim 8. Prints, per run:
+// MB/s, calls/s, p50/p99/p999 latency and the server's CPU seconds per GB
+// moved (from /proc/<pid>/stat).
+//
+//   bazel build -c opt //server:ps_server //bench:pushpull
+//   bazel-bin/bench/pushpull --clients=1,8 --seconds=3
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/payload.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "worker/ps_client.h"
+
+ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
+ABSL_FLAG(std::string, target, "",
+          "Address of a running ps_server (--model=bench --mode=async) instead "
+          "of starting one; then no server CPU is reported. unix:/path works.");
+ABSL_FLAG(std::string, clients, "1,8", "Concurrent clients, comma-separated runs.");
+ABSL_FLAG(std::string, sizes, "1024,65536,1048576,4194304,16777216",
+          "Dense message sizes in bytes.");
+ABSL_FLAG(std::string, sparse_keys, "1024,16384", "Keys per sparse push (dim 8).");
+ABSL_FLAG(double, seconds, 3, "Seconds per run.");
+
+namespace fulcrum {
+namespace {
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(in, line);
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::vector<std::string> fields = absl::StrSplit(line.substr(close + 2), ' ');
+  long utime = 0, stime = 0;
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) ||
+      !absl::SimpleAtoi(fields[12], &stime)) {
+    return 0;
+  }
+  return double(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+struct Run {
+  std::string what;
+  int clients;
+  double seconds, bytes;
+  std::vector<double> latencies;  // seconds
+  double server_cpu;
+};
+
+void Print(const Run& r) {
+  std::vector<double> l = r.latencies;
+  std::sort(l.begin(), l.end());
+  auto pct = [&](double q) { return l.empty() ? 0.0 : l[std::min(l.size() - 1, size_t(q * l.size()))]; };
+  std::printf("%-26s clients=%-2d %9.1f MB/s %9.0f calls/s  p50=%8.1fus p99=%8.1fus "
+              "p999=%8.1fus  server_cpu=%s\n",
+              r.what.c_str(), r.clients, r.bytes / r.seconds / 1e6, l.size() / r.seconds,
+              pct(0.5) * 1e6, pct(0.99) * 1e6, pct(0.999) * 1e6,
+              r.server_cpu >= 0
+                  ? absl::StrFormat("%.2fs/GB", r.server_cpu / (r.bytes / 1e9)).c_str()
+                  : "-");
+  std::fflush(stdout);
+}
+
+int Main() {
+  pid_t server = -1;
+  std::string target = absl::GetFlag(FLAGS_target);
+  std::vector<int> clients_runs, sizes, key_runs;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_clients), ',')) {
+    int v;
+    if (absl::SimpleAtoi(s, &v) && v > 0) clients_runs.push_back(v);
+  }
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',')) {
+    int v;
+    if (absl::SimpleAtoi(s, &v) && v >= 4 && v <= (16 << 20)) sizes.push_back(v);
+  }
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sparse_keys), ',')) {
+    int v;
+    if (absl::SimpleAtoi(s, &v) && v > 0) key_runs.push_back(v);
+  }
+  const int max_clients = *std::max_element(clients_runs.begin(), clients_runs.end());
+  if (target.empty()) {
+    char port_file[] = "/tmp/pushpull_port_XXXXXX";
+    const int fd = mkstemp(port_file);
+    close(fd);
+    unlink(port_file);
+    server = fork();
+    if (server == 0) {
+      const std::string bin = absl::GetFlag(FLAGS_ps_server);
+      const std::string pf = absl::StrCat("--port_file=", port_file);
+      const std::string workers = absl::StrCat("--num_workers=", max_clients);
+      execl(bin.c_str(), bin.c_str(), "--host=127.0.0.1", "--port=0", pf.c_str(),
+            "--model=bench", "--mode=async", workers.c_str(), "--worker_timeout=100000",
+            "--heartbeat_interval=1000", "--status_interval=0", "--partitions_per_worker=4",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 300; ++i) {
+      std::ifstream in(port_file);
+      int port = 0;
+      if (in >> port && port > 0) {
+        target = absl::StrCat("127.0.0.1:", port);
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (target.empty()) {
+      std::fprintf(stderr, "pushpull: ps_server did not start (%s)\n",
+                   absl::GetFlag(FLAGS_ps_server).c_str());
+      return 1;
+    }
+  }
+  // One channel per client, each a worker holding a training lease.
+  std::vector<std::unique_ptr<ParameterService::Stub>> stubs;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < max_clients; ++i) {
+    auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                             DefaultChannelArguments());
+    auto coordinator = Coordinator::NewStub(channel);
+    grpc::ClientContext c;
+    RegisterWorkerRequest r;
+    r.set_worker_name(absl::StrCat("pushpull-", i));
+    RegisterWorkerResponse reg;
+    if (!coordinator->RegisterWorker(&c, r, &reg).ok()) {
+      std::fprintf(stderr, "pushpull: cannot register with %s\n", target.c_str());
+      return 1;
+    }
+    ids.push_back(reg.worker_id());
+    stubs.push_back(ParameterService::NewStub(channel));
+    (void)channel;
+  }
+  for (int i = 0; i < max_clients; ++i) {
+    auto coordinator = Coordinator::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext c;
+    AcquirePartitionRequest r;
+    r.set_worker_id(ids[i]);
+    AcquirePartitionResponse lease;
+    coordinator->AcquirePartition(&c, r, &lease);
+  }
+  std::printf("pushpull against %s (%s)\n", target.c_str(),
+              server > 0 ? "ps_server started here" : "external ps_server");
+
+  auto run = [&](const std::string& what, int clients, auto call) {
+    std::vector<std::vector<double>> lat(clients);
+    std::vector<double> bytes(clients, 0);
+    std::atomic<bool> stop{false};
+    const double cpu0 = server > 0 ? CpuSeconds(server) : -1;
+    const absl::Time start = absl::Now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        while (!stop) {
+          const absl::Time a = absl::Now();
+          const double b = call(t);
+          if (b < 0) break;
+          lat[t].push_back(absl::ToDoubleSeconds(absl::Now() - a));
+          bytes[t] += b;
+        }
+      });
+    }
+    absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_seconds)));
+    stop = true;
+    for (auto& th : threads) th.join();
+    Run r;
+    r.what = what;
+    r.clients = clients;
+    r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    r.bytes = 0;
+    for (int t = 0; t < clients; ++t) {
+      r.bytes += bytes[t];
+      r.latencies.insert(r.latencies.end(), lat[t].begin(), lat[t].end());
+    }
+    r.server_cpu = server > 0 ? CpuSeconds(server) - cpu0 : -1;
+    Print(r);
+  };
+
+  for (int size : sizes) {
+    const uint64_t n = size / 4;
+    std::string payload;
+    EncodeFloat32(std::vector<float>(n, 1e-6f), &payload);
+    for (int clients : clients_runs) {
+      run(absl::StrCat("push ", size, "B"), clients, [&](int t) -> double {
+        PushRequest req;
+        req.mutable_header()->set_worker_id(ids[t]);
+        DenseValues* v = req.add_dense();
+        v->mutable_slice()->set_tensor("bench/w");
+        v->mutable_slice()->set_offset((uint64_t(t) * n) % ((1 << 22) - n + 1));
+        v->mutable_slice()->set_length(n);
+        v->set_encoding(FLOAT32);
+        v->set_data(payload);
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        PushResponse resp;
+        return stubs[t]->Push(&c, req, &resp).ok() ? double(size) : -1.0;
+      });
+      run(absl::StrCat("pull ", size, "B"), clients, [&](int t) -> double {
+        PullRequest req;
+        req.mutable_header()->set_worker_id(ids[t]);
+        req.mutable_header()->set_clock(-1);
+        DenseSlice* s = req.add_dense();
+        s->set_tensor("bench/w");
+        s->set_offset((uint64_t(t) * n) % ((1 << 22) - n + 1));
+        s->set_length(n);
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        PullResponse resp;
+        return stubs[t]->Pull(&c, req, &resp).ok() ? double(size) : -1.0;
+      });
+    }
+  }
+  for (int k : key_runs) {
+    for (int clients : clients_runs) {
+      std::vector<std::mt19937_64> rngs;
+      for (int t = 0; t < clients; ++t) rngs.emplace_back(t + 1);
+      std::string grads;
+      EncodeFloat32(std::vector<float>(size_t(k) * 8, 1e-3f), &grads);
+      run(absl::StrCat("sparse push ", k, "x8"), clients, [&](int t) -> double {
+        PushRequest req;
+        req.mutable_header()->set_worker_id(ids[t]);
+        SparseValues* v = req.add_sparse();
+        v->set_table("bench/emb");
+        for (int i = 0; i < k; ++i) v->add_keys(rngs[t]() % (1 << 20));
+        v->set_encoding(FLOAT32);
+        v->set_data(grads);
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        PushResponse resp;
+        return stubs[t]->Push(&c, req, &resp).ok() ? double(k) * (8 * 4 + 8) : -1.0;
+      });
+    }
+  }
+  if (server > 0) {
+    kill(server, SIGTERM);
+    int status;
+    waitpid(server, &status, 0);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace fulcrum
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return fulcrum::Main();
+}
