@@ -130,21 +130,16 @@ class Ftrl final : public Optimizer {
   int num_slots() const override { return 2; }
   void Apply(float* values, const float* grad, absl::Span<float* const> slots,
              size_t n, int64_t) const override {
-    float* z = slots[0];
-    float* acc = slots[1];
-    for (size_t i = 0; i < n; ++i) {
-      const float g = grad[i];
-      const float acc_new = acc[i] + g * g;
-      const float sigma = (std::sqrt(acc_new) - std::sqrt(acc[i])) / alpha_;
-      z[i] += g - sigma * values[i];
-      acc[i] = acc_new;
-      if (std::fabs(z[i]) <= l1_) {
-        values[i] = 0.0f;
-      } else {
-        const float sign = z[i] < 0 ? -1.0f : 1.0f;
-        values[i] = -(z[i] - sign * l1_) / ((beta_ + std::sqrt(acc_new)) / alpha_ + l2_);
-      }
-    }
+    ArrayMap w(values, n);
+    ConstArrayMap g(grad, n);
+    ArrayMap z(slots[0], n);
+    ArrayMap acc(slots[1], n);
+    // Fused expressions (no temporaries): sigma, then z, then n, then w.
+    const float inv_alpha = 1.0f / alpha_;
+    z += g - ((acc + g.square()).sqrt() - acc.sqrt()) * inv_alpha * w;
+    acc += g.square();
+    // Shrink |z| by l1 (exact zero inside), divided by the per-coordinate rate.
+    w = -((z.abs() - l1_).max(0.0f) * z.sign()) / ((beta_ + acc.sqrt()) * inv_alpha + l2_);
   }
 
  private:
