@@ -76,4 +76,34 @@ absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
   return absl::OkStatus();
 }
 
+absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding,
+                                                    absl::string_view data,
+                                                    size_t expected, bool require_finite,
+                                                    std::vector<float>* scratch) {
+#ifdef ABSL_IS_LITTLE_ENDIAN
+  if (reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0) {
+    absl::StatusOr<size_t> count = PayloadElementCount(encoding, data);
+    if (!count.ok()) return count.status();
+    if (*count != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "payload holds ", *count, " elements, expected ", expected));
+    }
+    absl::Span<const float> view(reinterpret_cast<const float*>(data.data()), expected);
+    if (require_finite) {
+      for (size_t i = 0; i < view.size(); ++i) {
+        if (!std::isfinite(view[i])) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("non-finite value ", view[i], " at element ", i));
+        }
+      }
+    }
+    return view;
+  }
+#endif
+  scratch->resize(expected);
+  absl::Status s = DecodeFloat32(encoding, data, absl::MakeSpan(*scratch), require_finite);
+  if (!s.ok()) return s;
+  return absl::Span<const float>(*scratch);
+}
+
 }  // namespace fulcrum

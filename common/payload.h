@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,6 +27,15 @@ void EncodeFloat32(absl::Span<const float> values, std::string* out);
 // (`out` may then hold partial results; callers must not use them).
 absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
                            absl::Span<float> out, bool require_finite);
+
+// The FLOAT32 values of `data` without copying when its bytes are suitably
+// aligned (little-endian hosts); otherwise copied into `*scratch`. Checks
+// the count (== expected) and, with `require_finite`, that no value is NaN or
+// infinite, with the errors of DecodeFloat32.
+absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding,
+                                                    absl::string_view data,
+                                                    size_t expected, bool require_finite,
+                                                    std::vector<float>* scratch);
 
 // Number of elements `data` holds in `encoding`, or INVALID_ARGUMENT.
 absl::StatusOr<size_t> PayloadElementCount(Encoding encoding,

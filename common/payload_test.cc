@@ -74,6 +74,31 @@ TEST(PayloadTest, Decode_UnsupportedEncoding_InvalidArgument) {
   }
 }
 
+TEST(PayloadTest, Float32View_InPlaceWhenAlignedCopiedOtherwise) {
+  std::string data;
+  EncodeFloat32(std::vector<float>{1, 2, 3, 4}, &data);
+  std::vector<float> scratch;
+  absl::StatusOr<absl::Span<const float>> view = Float32View(FLOAT32, data, 4, true, &scratch);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(std::vector<float>(view->begin(), view->end()), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(reinterpret_cast<const char*>(view->data()), data.data());  // no copy
+  EXPECT_TRUE(scratch.empty());
+  std::string shifted = "x" + data;  // misaligned by one byte
+  view = Float32View(FLOAT32, absl::string_view(shifted).substr(1), 4, true, &scratch);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(std::vector<float>(view->begin(), view->end()), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(view->data(), scratch.data());
+  // The same checks either way.
+  EXPECT_EQ(Float32View(FLOAT32, data, 3, true, &scratch).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::string bad;
+  EncodeFloat32(std::vector<float>{1, std::numeric_limits<float>::infinity()}, &bad);
+  EXPECT_EQ(Float32View(FLOAT32, bad, 2, true, &scratch).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Float32View(FLOAT32, std::string(7, '\0'), 2, true, &scratch).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(PayloadTest, ElementCount_CountsFloats) {
   absl::StatusOr<size_t> n = PayloadElementCount(FLOAT32, std::string(12, 'a'));
   ASSERT_TRUE(n.ok());

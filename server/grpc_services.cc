@@ -203,14 +203,15 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
           "tensor ", g.slice.tensor, ": payload holds ", *count,
           " elements but the slice has ", g.slice.length)));
     }
-    buffers[i].resize(*count);
-    s = DecodeFloat32(values.encoding(), values.data(),
-                      absl::MakeSpan(buffers[i]), /*require_finite=*/true);
-    if (!s.ok()) {
+    // Read in place from the request's bytes where alignment allows.
+    absl::StatusOr<absl::Span<const float>> view =
+        Float32View(values.encoding(), values.data(), *count,
+                    /*require_finite=*/true, &buffers[i]);
+    if (!view.ok()) {
       return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", g.slice.tensor, ": ", s.message(), "; nothing applied")));
+          "tensor ", g.slice.tensor, ": ", view.status().message(), "; nothing applied")));
     }
-    g.values = buffers[i];
+    g.values = *view;
   }
   std::vector<std::vector<float>> sparse_buffers(request->sparse_size());
   std::vector<SparseGradient> sparse(request->sparse_size());
@@ -232,17 +233,16 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
                                                  table->dim(), " need ", expected)
                                   : std::string(count.status().message())));
     }
-    sparse_buffers[i].resize(expected);
-    absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
-                                         absl::MakeSpan(sparse_buffers[i]), true);
-    if (!decoded.ok()) {
+    absl::StatusOr<absl::Span<const float>> view = Float32View(
+        values.encoding(), values.data(), expected, true, &sparse_buffers[i]);
+    if (!view.ok()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("sparse table ", values.table(), ": ",
-                                       decoded.message(), "; nothing applied"));
+                                       view.status().message(), "; nothing applied"));
     }
     sparse[i] = SparseGradient{values.table(),
                                absl::MakeConstSpan(values.keys().data(), values.keys_size()),
-                               sparse_buffers[i]};
+                               *view};
   }
   absl::StatusOr<ShardVersion> version =
       shard_->Push(request->header().worker_id(), request->header().request_id(),
