@@ -1,5 +1,7 @@
 #include "server/ps_server.h"
 
+#include <unistd.h>
+
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -187,6 +189,10 @@ absl::Status ParameterServer::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address, credentials, &bound_port_);
+  if (!options_.unix_socket.empty()) {
+    ::unlink(options_.unix_socket.c_str());  // a stale socket from a crash
+    builder.AddListeningPort("unix:" + options_.unix_socket, credentials);
+  }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.RegisterService(parameter_service_.get());

@@ -36,6 +36,9 @@ namespace fulcrum {
 struct ServerOptions {
   // host:port to listen on; port 0 picks a free one (see bound_port()).
   std::string listen_address = "0.0.0.0:0";
+  // Also listen on this Unix domain socket (empty: none), for workers on the
+  // same machine: no TCP stack in the way. Same credentials as the TCP port.
+  std::string unix_socket;
   // The job. Its tensors are created from job.model unless job.tensors is
   // already filled. Unset fields get defaults: mode SYNC, optimizer ADAM,
   // batch_size 64, epochs 1, num_workers 1, partitions_per_epoch

@@ -27,6 +27,9 @@
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free port.");
+ABSL_FLAG(std::string, unix_socket, "",
+          "Also listen on this Unix domain socket path (workers on the same "
+          "machine: --coordinator=unix:PATH).");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once serving "
           "(atomically, by rename), for launchers that use --port=0.");
@@ -252,6 +255,7 @@ int Run() {
   options.max_workers = absl::GetFlag(FLAGS_max_workers);
   options.max_sparse_rows = std::max<uint64_t>(1, absl::GetFlag(FLAGS_max_sparse_rows));
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   options.metrics_host = absl::GetFlag(FLAGS_host);
   options.heartbeat_interval = absl::Seconds(heartbeat);
   options.worker_timeout = absl::Seconds(timeout);

@@ -2,9 +2,11 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -67,9 +69,13 @@ absl::Status LocalCluster::RestartServer(const std::vector<std::string>& flags) 
 absl::StatusOr<int> LocalCluster::StartWorker(const std::string& name,
                                               const std::vector<std::string>& flags) {
   const int index = workers_.size();
-  std::vector<std::string> argv = {RunfilePath("worker/worker"),
-                                   "--coordinator=" + address(),
-                                   "--worker_name=" + name};
+  std::vector<std::string> argv = {RunfilePath("worker/worker"), "--worker_name=" + name};
+  // The caller's --coordinator (say a unix: socket) replaces the TCP one.
+  if (std::none_of(flags.begin(), flags.end(), [](const std::string& f) {
+        return absl::StartsWith(f, "--coordinator=");
+      })) {
+    argv.push_back("--coordinator=" + address());
+  }
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto worker = std::make_unique<Subprocess>();
   const std::string log = absl::StrCat(dir_, "/worker", index);

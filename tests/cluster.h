@@ -25,7 +25,8 @@ class LocalCluster {
   absl::Status StartServer(const std::vector<std::string>& flags);
   // SIGKILLs the server and starts it again on the same port with `flags`.
   absl::Status RestartServer(const std::vector<std::string>& flags);
-  // Starts a worker named `name`; returns its index.
+  // Starts a worker named `name` (dialling the server's TCP port unless
+  // `flags` hold a --coordinator of their own); returns its index.
   absl::StatusOr<int> StartWorker(const std::string& name,
                                   const std::vector<std::string>& flags = {});
 

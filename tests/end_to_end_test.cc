@@ -2,6 +2,7 @@
 // Fashion-MNIST files (Debian's dataset-fashion-mnist), and psctl reads the
 // status.
 #include <signal.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
@@ -45,6 +46,28 @@ INSTANTIATE_TEST_SUITE_P(Modes, EndToEndTest,
                            std::string name = info.param;
                            return name == "ssp:2" ? std::string("ssp2") : name;
                          });
+
+TEST(EndToEndUnixSocketTest, WorkersOnTheSameMachine_TrainOverAUnixSocket) {
+  LocalCluster c("e2e_unix");
+  // sun_path holds 108 bytes: a short path, not one under TEST_TMPDIR.
+  const std::string socket = absl::StrCat("/tmp/fulcrum-e2e-", getpid(), ".sock");
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--epochs=1",
+                             "--num_workers=2", "--exit_when_done",
+                             "--unix_socket=" + socket})
+                  .ok());
+  std::vector<int> workers;
+  for (const char* name : {"u0", "u1"}) {
+    workers.push_back(*c.StartWorker(name, {"--coordinator=unix:" + socket}));
+  }
+  for (int i : workers) {
+    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
+    ASSERT_TRUE(code.ok());
+    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+  }
+  ASSERT_EQ(*c.server().Wait(absl::Seconds(30)), 0);
+  EXPECT_GT(ResultAccuracy(c.ServerOut()), 0.80) << c.ServerOut();
+  unlink(socket.c_str());
+}
 
 TEST(PsctlTest, StatusOfFinishedJob_TableAndJson) {
   LocalCluster c("psctl");
