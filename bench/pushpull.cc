@@ -140,6 +140,7 @@ int Main() {
                                              DefaultChannelArguments());
     auto coordinator = Coordinator::NewStub(channel);
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     RegisterWorkerRequest r;
     r.set_worker_name(absl::StrCat("pushpull-", i));
     RegisterWorkerResponse reg;
@@ -149,15 +150,21 @@ int Main() {
     }
     ids.push_back(reg.worker_id());
     stubs.push_back(ParameterService::NewStub(channel));
-    (void)channel;
   }
   for (int i = 0; i < max_clients; ++i) {
     auto coordinator = Coordinator::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     AcquirePartitionRequest r;
     r.set_worker_id(ids[i]);
     AcquirePartitionResponse lease;
-    coordinator->AcquirePartition(&c, r, &lease);
+    grpc::Status leased = coordinator->AcquirePartition(&c, r, &lease);
+    if (!leased.ok() || lease.kind() != AcquirePartitionResponse::TRAIN) {
+      std::fprintf(stderr, "pushpull: client %d got no training lease (%s); is the "
+                   "server running --model=bench --mode=async?\n",
+                   i, leased.error_message().c_str());
+      return 1;
+    }
   }
   std::printf("pushpull against %s (%s)\n", target.c_str(),
               server > 0 ? "ps_server started here" : "external ps_server");

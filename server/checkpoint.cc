@@ -250,12 +250,15 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
     FULCRUM_RETURN_IF_ERROR(meta.Get(&t.slots));
     FULCRUM_RETURN_IF_ERROR(meta.Get(&rows));
     const uint64_t row_floats = uint64_t{t.dim} * (1 + t.slots);
+    const uint64_t row_bytes = 8 + row_floats * 4;
+    // Divided, not multiplied: a corrupt row count must not overflow past
+    // the bound.
     if (t.dim == 0 || t.slots > 8 || row_floats > (1u << 20) ||
-        rows * (8 + row_floats * 4) > kMaxElements * 4) {
+        rows > kMaxElements * 4 / row_bytes) {
       return reader.Corrupt(absl::StrCat("implausible size for sparse table ", t.name));
     }
     absl::string_view payload;
-    FULCRUM_RETURN_IF_ERROR(reader.Bytes(rows * (8 + row_floats * 4), &payload));
+    FULCRUM_RETURN_IF_ERROR(reader.Bytes(rows * row_bytes, &payload));
     uint32_t crc = 0;
     FULCRUM_RETURN_IF_ERROR(reader.Get(&crc));
     if (Crc32c(payload) != crc) {
@@ -267,7 +270,7 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
       std::memcpy(&t.rows[r].key, p, 8);
       t.rows[r].data.resize(row_floats);
       std::memcpy(t.rows[r].data.data(), p + 8, row_floats * 4);
-      p += 8 + row_floats * 4;
+      p += row_bytes;
     }
     shard.tables.push_back(std::move(t));
   }

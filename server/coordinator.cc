@@ -49,18 +49,20 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     const RegisterWorkerRequest& request) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.now();
-  const uint64_t id = next_worker_id_++;
-  const std::string name = request.worker_name().empty()
-                               ? absl::StrCat("worker-", id)
-                               : request.worker_name();
-  auto same_name = live_by_name_.find(name);
+  // A worker coming back under its name replaces itself: not one more.
+  auto same_name = request.worker_name().empty()
+                       ? live_by_name_.end()
+                       : live_by_name_.find(request.worker_name());
   if (same_name == live_by_name_.end() &&
       LiveWorkersLocked() >= options_.max_workers) {
-    --next_worker_id_;
     return absl::ResourceExhaustedError(absl::StrCat(
         "the job already has ", options_.max_workers,
         " live workers, its limit (--max_workers)"));
   }
+  const uint64_t id = next_worker_id_++;
+  const std::string name = request.worker_name().empty()
+                               ? absl::StrCat("worker-", id)
+                               : request.worker_name();
   if (same_name != live_by_name_.end()) {
     DeclareDeadLocked(workers_.at(same_name->second),
                       absl::StrCat("replaced by a new worker named ", name));

@@ -58,11 +58,13 @@ ServiceMetrics ServiceMetrics::Register(MetricsRegistry* registry) {
 ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
                                            uint64_t incarnation,
                                            absl::Duration max_wait,
+                                           uint64_t max_response_bytes,
                                            const ServiceMetrics* metrics,
                                            const TokenAuthenticator* auth)
     : shard_(shard),
       incarnation_(incarnation),
       max_wait_(max_wait),
+      max_response_bytes_(max_response_bytes),
       metrics_(metrics),
       auth_(auth) {}
 
@@ -123,14 +125,31 @@ grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
                         absl::StrCat("unsupported pull encoding ",
                                      Encoding_Name(request->encoding())));
   }
+  // Validate and size everything before allocating the response: neither a
+  // bad slice nor a huge valid one may make us allocate it.
   std::vector<SliceRef> slices;
   slices.reserve(request->dense_size());
+  uint64_t response_bytes = 0;
   for (const DenseSlice& slice : request->dense()) {
     slices.push_back(ToSliceRef(slice));
-    // Validate before allocating the response: a bad length must not make us
-    // allocate it.
     absl::Status valid = shard_->store().Validate(slices.back());
     if (!valid.ok()) return ToGrpcStatus(valid);
+    response_bytes += slice.length() * sizeof(float);
+  }
+  for (const SparseKeys& keys : request->sparse()) {
+    const SparseTable* table = shard_->sparse_table(keys.table());
+    if (table == nullptr) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("unknown sparse table '", keys.table(), "'"));
+    }
+    response_bytes += static_cast<uint64_t>(keys.keys_size()) * table->dim() * sizeof(float);
+  }
+  if (response_bytes > max_response_bytes_) {
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("the pull asks for ", response_bytes, " bytes, over the ",
+                     max_response_bytes_, "-byte message limit (--max_message_mb); "
+                     "pull fewer or smaller slices"));
   }
   // Values are read straight into the response's byte buffers.
   std::vector<absl::Span<float>> out;
@@ -146,11 +165,7 @@ grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
   std::vector<SparseRead> sparse;
   sparse.reserve(request->sparse_size());
   for (const SparseKeys& keys : request->sparse()) {
-    SparseTable* table = shard_->sparse_table(keys.table());
-    if (table == nullptr) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("unknown sparse table '", keys.table(), "'"));
-    }
+    const SparseTable* table = shard_->sparse_table(keys.table());  // checked above
     SparseValues* values = response->add_sparse();
     values->set_table(keys.table());
     *values->mutable_keys() = keys.keys();
@@ -190,8 +205,8 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
     const DenseValues& values = request->dense(i);
     SliceGradient& g = gradients[i];
     g.slice = ToSliceRef(values.slice());
-    absl::Status s = shard_->store().Validate(g.slice);
-    if (!s.ok()) return ToGrpcStatus(s);
+    // Names and ranges are the shard's to validate (Push checks every slice
+    // before applying any); here only the payload is decoded.
     absl::StatusOr<size_t> count =
         PayloadElementCount(values.encoding(), values.data());
     if (!count.ok()) {

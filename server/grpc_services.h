@@ -39,8 +39,10 @@ class ParameterServiceImpl final : public ParameterService::Service {
   // `metrics` may be null (no metrics); else it must outlive the service.
   // `auth` may be null (no token required); else it must outlive the
   // service, like `metrics`.
+  // `max_response_bytes` bounds a pull's payload: a larger one is refused
+  // with RESOURCE_EXHAUSTED before anything is allocated.
   ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
-                       absl::Duration max_wait,
+                       absl::Duration max_wait, uint64_t max_response_bytes,
                        const ServiceMetrics* metrics = nullptr,
                        const TokenAuthenticator* auth = nullptr);
 
@@ -59,6 +61,7 @@ class ParameterServiceImpl final : public ParameterService::Service {
   ParameterShard* const shard_;
   const uint64_t incarnation_;
   const absl::Duration max_wait_;
+  const uint64_t max_response_bytes_;
   const ServiceMetrics* const metrics_;
   const TokenAuthenticator* const auth_;
 };

@@ -102,7 +102,8 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   server->auth_ = std::make_unique<TokenAuthenticator>(options.auth_token);
   server->parameter_service_ = std::make_unique<ParameterServiceImpl>(
       server->shard_.get(), server->incarnation_, options.max_pull_wait,
-      &server->service_metrics_, server->auth_.get());
+      static_cast<uint64_t>(options.max_message_bytes), &server->service_metrics_,
+      server->auth_.get());
   ParameterServer* self = server.get();
   server->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
       server->coordinator_.get(), [self] { return self->Checkpoint(); },

@@ -51,10 +51,12 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
   RegisterWorkerResponse registered;
   {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     ASSERT_TRUE(coordinator->RegisterWorker(&c, RegisterWorkerRequest(), &registered).ok());
   }
   {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     AcquirePartitionRequest r;
     r.set_worker_id(registered.worker_id());
     AcquirePartitionResponse lease;
@@ -62,6 +64,7 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
   }
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     PushRequest push;
     push.mutable_header()->set_worker_id(registered.worker_id());
     DenseValues* v = push.add_dense();
@@ -74,6 +77,7 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
   }
   {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     PullRequest pull;
     pull.mutable_header()->set_worker_id(registered.worker_id());
     pull.mutable_header()->set_clock(-1);
@@ -83,6 +87,7 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
     PullResponse response;
     ASSERT_TRUE(ps->Pull(&c, pull, &response).ok());
     grpc::ClientContext bad;
+    bad.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     slice->set_tensor("nope");
     EXPECT_FALSE(ps->Pull(&bad, pull, &response).ok());
   }

@@ -6,11 +6,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/health_check.h"
 #include "common/payload.h"
-#include "absl/synchronization/notification.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
@@ -288,6 +286,7 @@ TEST_F(ParameterServiceTest, UnregisteredWorker_FailedPrecondition) {
   EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
 
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   HeartbeatRequest heartbeat;
   heartbeat.set_worker_id(id + 100);
   HeartbeatResponse response;
@@ -310,10 +309,12 @@ TEST_F(ParameterServiceTest, Stop_JobStoppedAndWorkersToldDone) {
   StartServer(ASYNC, 1);
   const uint64_t id = RegisterWorker();
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   StopResponse stopped;
   ASSERT_TRUE(coordinator_->Stop(&context, StopRequest(), &stopped).ok());
   EXPECT_EQ(Acquire(id)->kind(), AcquirePartitionResponse::DONE);
   grpc::ClientContext status_context;
+  status_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   JobStatus status;
   ASSERT_TRUE(
       coordinator_->GetStatus(&status_context, GetStatusRequest(), &status).ok());
@@ -333,6 +334,7 @@ TEST_F(ParameterServiceTest, WatchStatus_StreamsUntilJobEnds) {
   EXPECT_EQ(status.state(), RUNNING);
   ASSERT_TRUE(reader->Read(&status));  // a second update follows
   grpc::ClientContext stop_context;
+  stop_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   StopResponse stopped;
   ASSERT_TRUE(coordinator_->Stop(&stop_context, StopRequest(), &stopped).ok());
   int more = 0;
@@ -345,6 +347,7 @@ TEST_F(ParameterServiceTest, WatchStatus_StreamsUntilJobEnds) {
 TEST_F(ParameterServiceTest, WatchStatus_NegativeInterval_InvalidArgument) {
   StartServer(ASYNC, 1);
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   WatchStatusRequest request;
   request.set_interval_seconds(-1);
   auto reader = coordinator_->WatchStatus(&context, request);
@@ -354,29 +357,9 @@ TEST_F(ParameterServiceTest, WatchStatus_NegativeInterval_InvalidArgument) {
 }
 
 TEST_F(ParameterServiceTest, HealthService_ReportsServing) {
-  // grpc.health.v1.Health/Check with an empty HealthCheckRequest; the reply
-  // HealthCheckResponse{status: SERVING} encodes as 0x08 0x01.
   StartServer(ASYNC, 1);
-  grpc::GenericStub stub(channel_);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::ByteBuffer request, response;
-  grpc::Slice empty;
-  request = grpc::ByteBuffer(&empty, 1);
-  grpc::Status status;
-  absl::Notification done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                 &request, &response, [&](grpc::Status s) {
-                   status = s;
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  absl::Status serving = CheckServing(channel_, absl::Seconds(5));
+  EXPECT_TRUE(serving.ok()) << serving;
 }
 
 TEST_F(ParameterServiceTest, OversizedMessage_ResourceExhausted) {
@@ -387,6 +370,12 @@ TEST_F(ParameterServiceTest, OversizedMessage_ResourceExhausted) {
   std::vector<float> out;
   ASSERT_TRUE(Pull(id, "w", 0, 10, &out).ok());
   EXPECT_EQ(out, std::vector<float>(10, 0.0f));
+  // A pull whose answer would exceed the limit is refused before the server
+  // builds it (the message names the server's flag, not gRPC's limit).
+  grpc::Status big = Pull(id, "w", 0, kElements, &out);
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(big.error_message().find("--max_message_mb"), std::string::npos)
+      << big.error_message();
 }
 
 TEST_F(ParameterServiceTest, ManyThreadsPushing_NoUpdateLost) {
@@ -449,6 +438,7 @@ TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {
   StartServer(SYNC, 2);
   RegisterWorker();
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   JobStatus status;
   ASSERT_TRUE(coordinator_->GetStatus(&context, GetStatusRequest(), &status).ok());
   EXPECT_EQ(status.state(), WAITING_FOR_WORKERS);

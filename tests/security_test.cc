@@ -4,13 +4,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "common/health_check.h"
 #include "common/payload.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
-#include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "proto/fulcrum.grpc.pb.h"
 #include "server/ps_server.h"
@@ -145,11 +143,13 @@ TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
   RegisterWorkerResponse registered;
   {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     AttachToken(kToken, &c);
     ASSERT_TRUE(coordinator->RegisterWorker(&c, RegisterWorkerRequest(), &registered).ok());
   }
   {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     AttachToken(kToken, &c);
     AcquirePartitionRequest r;
     r.set_worker_id(registered.worker_id());
@@ -164,11 +164,13 @@ TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
   v->set_encoding(FLOAT32);
   EncodeFloat32(std::vector<float>(10, 1.0f), v->mutable_data());
   grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   AttachToken("guess", &c);
   PushResponse response;
   EXPECT_EQ(ps->Push(&c, push, &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(server_->shard()->version().version, 0);
   grpc::ClientContext unregistered;
+  unregistered.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   RegisterWorkerResponse r;
   EXPECT_EQ(coordinator->RegisterWorker(&unregistered, RegisterWorkerRequest(), &r).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
@@ -177,20 +179,11 @@ TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
 
 TEST_F(SecurityTest, Token_HealthServiceStaysOpen) {
   StartServer(false, false, /*token=*/true);
-  grpc::GenericStub stub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", server_->bound_port()), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  grpc::Slice empty;
-  grpc::ByteBuffer request(&empty, 1), response;
-  grpc::Status status;
-  absl::Notification done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
-                   status = s;
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  EXPECT_TRUE(status.ok()) << status.error_message();
+  absl::Status serving = CheckServing(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->bound_port()),
+                          grpc::InsecureChannelCredentials()),
+      absl::Seconds(5));
+  EXPECT_TRUE(serving.ok()) << serving;
 }
 
 TEST_F(SecurityTest, BadCredentialFiles_ClearErrors) {

@@ -48,6 +48,7 @@ class SparseServiceTest : public ::testing::Test {
 
   uint64_t WorkerWithLease() {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     RegisterWorkerRequest r;
     r.set_worker_name(absl::StrCat("w", ++workers_));
     RegisterWorkerResponse registered;
@@ -58,6 +59,7 @@ class SparseServiceTest : public ::testing::Test {
   void LeaseAll() {
     for (uint64_t id : ids_) {
       grpc::ClientContext c;
+      c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       AcquirePartitionRequest r;
       r.set_worker_id(id);
       AcquirePartitionResponse lease;
@@ -122,6 +124,7 @@ class SparseServiceTest : public ::testing::Test {
     slice->set_tensor("softmax/b");
     slice->set_length(10);
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     PullResponse response;
     EXPECT_TRUE(ps_->Pull(&c, request, &response).ok());
     std::vector<float> out(10);
@@ -131,6 +134,7 @@ class SparseServiceTest : public ::testing::Test {
 
   JobStatus Status() {
     grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     JobStatus status;
     EXPECT_TRUE(coordinator_->GetStatus(&c, GetStatusRequest(), &status).ok());
     return status;

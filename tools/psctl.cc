@@ -14,14 +14,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/health_check.h"
 #include "common/model_spec.h"
 #include "common/security.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
-#include "absl/synchronization/notification.h"
 #include "grpcpp/create_channel.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/fulcrum.grpc.pb.h"
 
@@ -244,33 +242,12 @@ int Watch() {
   return 0;
 }
 
-// grpc.health.v1.Health/Check through a generic stub: the request
-// HealthCheckRequest{service: ""} is empty, and SERVING replies 0x08 0x01.
 int Health() {
-  grpc::GenericStub stub(Channel());
-  grpc::ClientContext context;
-  SetDeadline(&context);
-  grpc::Slice empty;
-  grpc::ByteBuffer request(&empty, 1), response;
-  grpc::Status rpc;
-  absl::Notification done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                 &request, &response, [&](grpc::Status s) {
-                   rpc = std::move(s);
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  if (!rpc.ok()) return Failed("health of", rpc);
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (response.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  if (bytes != std::string("\x08\x01", 2)) {
-    std::fprintf(stderr, "psctl: %s is not serving\n",
-                 absl::GetFlag(FLAGS_coordinator).c_str());
+  absl::Status serving =
+      CheckServing(Channel(), absl::Seconds(absl::GetFlag(FLAGS_timeout)));
+  if (!serving.ok()) {
+    std::fprintf(stderr, "psctl: health of %s: %s\n",
+                 absl::GetFlag(FLAGS_coordinator).c_str(), serving.ToString().c_str());
     return 1;
   }
   std::printf("SERVING\n");

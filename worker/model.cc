@@ -61,9 +61,27 @@ class SoftmaxClassifier : public Model {
     *loss_sum += SoftmaxCrossEntropy(&logits_, batch.labels);
   }
 
+  double ComputeGradients(const ParameterSet& params, const Batch& batch,
+                          ParameterSet* grads) final {
+    ConstMatrixMap x(batch.features, batch.size, batch.num_features);
+    Forward(params, x);
+    const double loss = SoftmaxCrossEntropy(&logits_, batch.labels);
+    SoftmaxGradient(&logits_, batch.labels);
+    grads->resize(tensors().size());
+    for (size_t i = 0; i < tensors().size(); ++i) {
+      (*grads)[i].resize(ElementCount(tensors()[i]));
+    }
+    Backward(params, x, grads);
+    return loss / batch.size;
+  }
+
  protected:
   // Sets logits_ for the rows of x.
   virtual void Forward(const ParameterSet& params, const ConstMatrixMap& x) = 0;
+  // With logits_ holding d(mean loss)/d(logits), writes every parameter's
+  // gradient into `grads` (already sized like the parameters).
+  virtual void Backward(const ParameterSet& params, const ConstMatrixMap& x,
+                        ParameterSet* grads) = 0;
 
   RowMatrix logits_;
 };
@@ -77,27 +95,19 @@ class SoftmaxRegression final : public SoftmaxClassifier {
 
   const std::vector<TensorSpec>& tensors() const override { return tensors_; }
 
-  double ComputeGradients(const ParameterSet& params, const Batch& batch,
-                          ParameterSet* grads) override {
-    ConstMatrixMap x(batch.features, batch.size, features_);
-    Forward(params, x);
-    const double loss = SoftmaxCrossEntropy(&logits_, batch.labels);
-    SoftmaxGradient(&logits_, batch.labels);
-    grads->resize(2);
-    (*grads)[0].resize(features_ * classes_);
-    (*grads)[1].resize(classes_);
-    MatrixMap(grads->at(0).data(), features_, classes_).noalias() =
-        x.transpose() * logits_;
-    RowVectorMap(grads->at(1).data(), classes_) = logits_.colwise().sum();
-    return loss / batch.size;
-  }
-
  private:
   void Forward(const ParameterSet& params, const ConstMatrixMap& x) override {
     ConstMatrixMap w(params[0].data(), features_, classes_);
     ConstRowVectorMap b(params[1].data(), classes_);
     logits_.noalias() = x * w;
     logits_.rowwise() += b;
+  }
+
+  void Backward(const ParameterSet&, const ConstMatrixMap& x,
+                ParameterSet* grads) override {
+    MatrixMap(grads->at(0).data(), features_, classes_).noalias() =
+        x.transpose() * logits_;
+    RowVectorMap(grads->at(1).data(), classes_) = logits_.colwise().sum();
   }
 
   const std::vector<TensorSpec> tensors_;
@@ -115,17 +125,8 @@ class Mlp final : public SoftmaxClassifier {
 
   const std::vector<TensorSpec>& tensors() const override { return tensors_; }
 
-  double ComputeGradients(const ParameterSet& params, const Batch& batch,
-                          ParameterSet* grads) override {
-    ConstMatrixMap x(batch.features, batch.size, features_);
-    Forward(params, x);
-    const double loss = SoftmaxCrossEntropy(&logits_, batch.labels);
-    SoftmaxGradient(&logits_, batch.labels);
-    grads->resize(4);
-    (*grads)[0].resize(features_ * hidden_);
-    (*grads)[1].resize(hidden_);
-    (*grads)[2].resize(hidden_ * classes_);
-    (*grads)[3].resize(classes_);
+  void Backward(const ParameterSet& params, const ConstMatrixMap& x,
+                ParameterSet* grads) override {
     ConstMatrixMap w2(params[2].data(), hidden_, classes_);
     MatrixMap(grads->at(2).data(), hidden_, classes_).noalias() =
         hidden_out_.transpose() * logits_;
@@ -137,7 +138,6 @@ class Mlp final : public SoftmaxClassifier {
     MatrixMap(grads->at(0).data(), features_, hidden_).noalias() =
         x.transpose() * d_hidden_;
     RowVectorMap(grads->at(1).data(), hidden_) = d_hidden_.colwise().sum();
-    return loss / batch.size;
   }
 
  private:
