@@ -316,68 +316,111 @@ absl::StatusOr<std::vector<std::string>> CheckpointStore::ListComplete() {
   return paths;
 }
 
-absl::StatusOr<CheckpointInfo> CheckpointStore::Write(
-    const ShardSnapshot& shard, const CoordinatorCheckpoint& progress,
-    absl::Time started) {
+std::string CheckpointStore::PathOf(uint64_t sequence) const {
+  return absl::StrCat(options_.dir, "/", FolderName(sequence));
+}
+
+absl::StatusOr<uint64_t> CheckpointStore::NextSequence() {
   FULCRUM_RETURN_IF_ERROR(fs_->CreateDir(options_.dir));
   FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
   int64_t last = 0;
   for (const std::string& name : names) last = std::max(last, SequenceOf(name));
-  const uint64_t sequence = last + 1;
-  const std::string path = absl::StrCat(options_.dir, "/", FolderName(sequence));
+  return static_cast<uint64_t>(last + 1);
+}
 
-  absl::Status written = [&]() -> absl::Status {
-    FULCRUM_RETURN_IF_ERROR(fs_->CreateDir(path));
-    const std::string shard_name = ShardFileName(0, 1);
-    const std::string shard_bytes = EncodeShardFile(shard, 0, 1);
-    FULCRUM_RETURN_IF_ERROR(
-        WriteFileAtomically(path, shard_name, shard_bytes, /*slow=*/true));
-    CheckpointManifest manifest;
-    manifest.set_format_version(kCheckpointFormatVersion);
-    manifest.set_sequence(sequence);
-    manifest.set_unix_seconds(absl::ToDoubleSeconds(started - absl::UnixEpoch()));
-    manifest.set_round(shard.version);
-    manifest.set_num_shards(1);
-    CheckpointManifest::ShardFile* file = manifest.add_shards();
-    file->set_shard_index(0);
-    file->set_file(shard_name);
-    file->set_bytes(shard_bytes.size());
-    file->set_crc32c(Crc32c(shard_bytes));
-    *manifest.mutable_coordinator() = progress;
-    std::string body;
-    manifest.SerializeToString(&body);
-    std::string manifest_bytes(kManifestMagic);
-    Put<uint32_t>(&manifest_bytes, kCheckpointFormatVersion);
-    PutSection(&manifest_bytes, body);
-    FULCRUM_RETURN_IF_ERROR(
-        WriteFileAtomically(path, std::string(kManifestName), manifest_bytes, false));
-    return fs_->SyncDir(options_.dir);
-  }();
+absl::StatusOr<CheckpointManifest::ShardFile> CheckpointStore::WritePart(
+    uint64_t sequence, const ShardSnapshot& shard, uint32_t index, uint32_t count) {
+  FULCRUM_RETURN_IF_ERROR(fs_->CreateDir(options_.dir));
+  const std::string path = PathOf(sequence);
+  if (fs_->Exists(path)) FULCRUM_RETURN_IF_ERROR(fs_->DeleteRecursively(path));
+  const std::string name = ShardFileName(index, count);
+  const std::string bytes = EncodeShardFile(shard, index, count);
+  absl::Status written = fs_->CreateDir(path);
+  if (written.ok()) written = WriteFileAtomically(path, name, bytes, /*slow=*/true);
+  if (written.ok()) written = fs_->SyncDir(options_.dir);
   if (!written.ok()) {
-    // Leave nothing that looks like a checkpoint; earlier ones are untouched.
-    absl::Status cleaned = fs_->DeleteRecursively(path);
-    if (!cleaned.ok()) {
-      FULCRUM_LOG(WARNING) << "could not remove failed checkpoint " << path << ": "
-                           << cleaned;
-    }
+    Abandon(sequence);
+    return written;
+  }
+  CheckpointManifest::ShardFile file;
+  file.set_shard_index(index);
+  file.set_file(name);
+  file.set_bytes(bytes.size());
+  file.set_crc32c(Crc32c(bytes));
+  return file;
+}
+
+void CheckpointStore::Abandon(uint64_t sequence) {
+  // Leave nothing that looks like a checkpoint; earlier ones are untouched.
+  const std::string path = PathOf(sequence);
+  if (!fs_->Exists(path)) return;
+  absl::Status cleaned = fs_->DeleteRecursively(path);
+  if (!cleaned.ok()) {
+    FULCRUM_LOG(WARNING) << "could not remove failed checkpoint " << path << ": " << cleaned;
+  }
+}
+
+absl::Status CheckpointStore::WriteManifest(const std::string& path,
+                                            const CheckpointManifest& manifest) {
+  std::string body;
+  manifest.SerializeToString(&body);
+  std::string manifest_bytes(kManifestMagic);
+  Put<uint32_t>(&manifest_bytes, kCheckpointFormatVersion);
+  PutSection(&manifest_bytes, body);
+  FULCRUM_RETURN_IF_ERROR(
+      WriteFileAtomically(path, std::string(kManifestName), manifest_bytes, false));
+  return fs_->SyncDir(options_.dir);
+}
+
+absl::StatusOr<CheckpointInfo> CheckpointStore::Commit(const CheckpointManifest& manifest,
+                                                       absl::Time started) {
+  const std::string path = PathOf(manifest.sequence());
+  absl::Status written = WriteManifest(path, manifest);
+  if (!written.ok()) {
+    Abandon(manifest.sequence());
     return written;
   }
   CheckpointInfo info;
   info.set_path(path);
-  info.set_sequence(sequence);
-  info.set_round(shard.version);
-  info.set_unix_seconds(absl::ToDoubleSeconds(started - absl::UnixEpoch()));
-  // Sizes as written: the shard file plus the manifest.
+  info.set_sequence(manifest.sequence());
+  info.set_round(manifest.round());
+  info.set_unix_seconds(manifest.unix_seconds());
+  // Sizes as written: every shard's part plus the manifest here.
   uint64_t bytes = 0;
-  for (const std::string& name : {ShardFileName(0, 1), std::string(kManifestName)}) {
-    absl::StatusOr<std::string> data = fs_->ReadFile(absl::StrCat(path, "/", name));
-    if (data.ok()) bytes += data->size();
-  }
+  for (const CheckpointManifest::ShardFile& file : manifest.shards()) bytes += file.bytes();
+  absl::StatusOr<std::string> data = fs_->ReadFile(absl::StrCat(path, "/", kManifestName));
+  if (data.ok()) bytes += data->size();
   info.set_bytes(bytes);
   info.set_duration_seconds(absl::ToDoubleSeconds(absl::Now() - started));
   absl::Status pruned = Prune();
   if (!pruned.ok()) FULCRUM_LOG(WARNING) << "pruning old checkpoints: " << pruned;
   return info;
+}
+
+absl::Status CheckpointStore::RecordCommitted(const CheckpointManifest& manifest) {
+  const std::string path = PathOf(manifest.sequence());
+  if (!fs_->Exists(path) || fs_->Exists(absl::StrCat(path, "/", kManifestName))) {
+    return absl::OkStatus();  // not our part here, or recorded already
+  }
+  FULCRUM_RETURN_IF_ERROR(WriteManifest(path, manifest));
+  return Prune();
+}
+
+absl::StatusOr<CheckpointInfo> CheckpointStore::Write(
+    const ShardSnapshot& shard, const CoordinatorCheckpoint& progress,
+    absl::Time started) {
+  FULCRUM_ASSIGN_OR_RETURN(const uint64_t sequence, NextSequence());
+  FULCRUM_ASSIGN_OR_RETURN(CheckpointManifest::ShardFile file,
+                           WritePart(sequence, shard, 0, 1));
+  CheckpointManifest manifest;
+  manifest.set_format_version(kCheckpointFormatVersion);
+  manifest.set_sequence(sequence);
+  manifest.set_unix_seconds(absl::ToDoubleSeconds(started - absl::UnixEpoch()));
+  manifest.set_round(shard.version);
+  manifest.set_num_shards(1);
+  *manifest.add_shards() = file;
+  *manifest.mutable_coordinator() = progress;
+  return Commit(manifest, started);
 }
 
 absl::Status CheckpointStore::Prune() {
@@ -399,7 +442,39 @@ absl::Status CheckpointStore::Prune() {
   return fs_->SyncDir(options_.dir);
 }
 
-absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path) {
+absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPart(const CheckpointManifest& manifest,
+                                                        uint32_t index) {
+  return LoadPartFrom(PathOf(manifest.sequence()), manifest, index);
+}
+
+absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(
+    const std::string& path, const CheckpointManifest& manifest, uint32_t index) {
+  const CheckpointManifest::ShardFile* file = nullptr;
+  for (const CheckpointManifest::ShardFile& f : manifest.shards()) {
+    if (f.shard_index() == index) file = &f;
+  }
+  if (file == nullptr) {
+    return absl::DataLossError(absl::StrCat(
+        "checkpoint ", manifest.sequence(), " names no part of shard ", index));
+  }
+  const std::string shard_path = absl::StrCat(path, "/", file->file());
+  if (!fs_->Exists(shard_path)) {
+    return absl::NotFoundError(absl::StrCat(
+        shard_path, " is missing: every shard restores its part of the same checkpoint"));
+  }
+  FULCRUM_ASSIGN_OR_RETURN(std::string shard_bytes, fs_->ReadFile(shard_path));
+  if (shard_bytes.size() != file->bytes()) {
+    return absl::DataLossError(absl::StrCat(shard_path, ": ", shard_bytes.size(),
+                                            " bytes, the manifest says ", file->bytes()));
+  }
+  if (Crc32c(shard_bytes) != file->crc32c()) {
+    return absl::DataLossError(absl::StrCat(shard_path, ": checksum mismatch"));
+  }
+  return DecodeShardFile(shard_bytes, shard_path);
+}
+
+absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path,
+                                                       uint32_t index, uint32_t count) {
   const std::string manifest_path = absl::StrCat(path, "/", kManifestName);
   if (!fs_->Exists(manifest_path)) {
     return absl::NotFoundError(
@@ -408,39 +483,32 @@ absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path) 
   FULCRUM_ASSIGN_OR_RETURN(std::string manifest_bytes, fs_->ReadFile(manifest_path));
   FULCRUM_ASSIGN_OR_RETURN(CheckpointManifest manifest,
                            DecodeManifest(manifest_bytes, manifest_path));
-  if (manifest.num_shards() != 1 || manifest.shards_size() != 1) {
+  if (manifest.num_shards() != count || manifest.shards_size() != static_cast<int>(count)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        path, ": written by ", manifest.num_shards(),
-        " shards; this server is the only one"));
-  }
-  const CheckpointManifest::ShardFile& file = manifest.shards(0);
-  const std::string shard_path = absl::StrCat(path, "/", file.file());
-  FULCRUM_ASSIGN_OR_RETURN(std::string shard_bytes, fs_->ReadFile(shard_path));
-  if (shard_bytes.size() != file.bytes()) {
-    return absl::DataLossError(absl::StrCat(shard_path, ": ", shard_bytes.size(),
-                                            " bytes, the manifest says ", file.bytes()));
-  }
-  if (Crc32c(shard_bytes) != file.crc32c()) {
-    return absl::DataLossError(absl::StrCat(shard_path, ": checksum mismatch"));
+        path, ": written by ", manifest.num_shards(), " shards; this job has ", count));
   }
   LoadedCheckpoint loaded;
-  FULCRUM_ASSIGN_OR_RETURN(loaded.shard, DecodeShardFile(shard_bytes, shard_path));
+  FULCRUM_ASSIGN_OR_RETURN(loaded.shard, LoadPartFrom(path, manifest, index));
   loaded.coordinator = manifest.coordinator();
   loaded.info.set_path(path);
   loaded.info.set_sequence(manifest.sequence());
   loaded.info.set_round(manifest.round());
   loaded.info.set_unix_seconds(manifest.unix_seconds());
-  loaded.info.set_bytes(shard_bytes.size() + manifest_bytes.size());
+  uint64_t bytes = manifest_bytes.size();
+  for (const CheckpointManifest::ShardFile& f : manifest.shards()) bytes += f.bytes();
+  loaded.info.set_bytes(bytes);
+  loaded.manifest = std::move(manifest);
   return loaded;
 }
 
-absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest() {
+absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest(uint32_t index,
+                                                             uint32_t count) {
   if (!fs_->Exists(options_.dir)) {
     return absl::NotFoundError(absl::StrCat("no checkpoint folder ", options_.dir));
   }
   FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> complete, ListComplete());
   for (auto it = complete.rbegin(); it != complete.rend(); ++it) {
-    absl::StatusOr<LoadedCheckpoint> loaded = Load(*it);
+    absl::StatusOr<LoadedCheckpoint> loaded = Load(*it, index, count);
     if (loaded.ok()) return loaded;
     FULCRUM_LOG(WARNING) << "skipping checkpoint " << *it << ": "
                          << loaded.status().message() << "; trying an older one";

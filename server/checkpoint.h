@@ -79,7 +79,8 @@ struct CheckpointStoreOptions {
 // A checkpoint read back.
 struct LoadedCheckpoint {
   CheckpointInfo info;
-  ShardSnapshot shard;
+  CheckpointManifest manifest;  // names every shard's part
+  ShardSnapshot shard;          // the loading shard's part
   CoordinatorCheckpoint coordinator;
 };
 
@@ -89,22 +90,50 @@ class CheckpointStore {
   explicit CheckpointStore(const CheckpointStoreOptions& options);
 
   // Writes checkpoint <next sequence> for one shard (this process is the only
-  // one) and the job progress, then deletes all but the newest `keep`
-  // complete checkpoints and any older incomplete ones. On failure the
-  // partial folder is removed where possible and earlier checkpoints are
-  // untouched. `started` is when the snapshot was taken (for the duration).
+  // one) and the job progress: WritePart, then Commit. `started` is when the
+  // snapshot was taken (for the duration).
   absl::StatusOr<CheckpointInfo> Write(const ShardSnapshot& shard,
                                        const CoordinatorCheckpoint& progress,
                                        absl::Time started);
 
+  // The sequence number after the newest folder here.
+  absl::StatusOr<uint64_t> NextSequence();
+
+  // Writes shard `index` of `count`'s part of checkpoint `sequence` durably
+  // (replacing a leftover folder of that number) and says what it wrote.
+  absl::StatusOr<CheckpointManifest::ShardFile> WritePart(uint64_t sequence,
+                                                          const ShardSnapshot& shard,
+                                                          uint32_t index, uint32_t count);
+
+  // The coordinator, once every part of `manifest` is durable: writes the
+  // manifest (which makes the checkpoint complete), then deletes all but the
+  // newest `keep` complete checkpoints and any older incomplete ones. On
+  // failure the folder is removed where possible and earlier checkpoints
+  // are untouched.
+  absl::StatusOr<CheckpointInfo> Commit(const CheckpointManifest& manifest,
+                                        absl::Time started);
+
+  // Removes the folder of a checkpoint that will not be committed.
+  void Abandon(uint64_t sequence);
+
+  // Another shard, told by the coordinator that `manifest` is committed:
+  // records it beside this shard's part (if that is here) and prunes.
+  absl::Status RecordCommitted(const CheckpointManifest& manifest);
+
   // The newest complete checkpoint whose files verify, falling back to older
   // ones (each skipped one is logged with its reason). NOT_FOUND if there is
-  // none.
-  absl::StatusOr<LoadedCheckpoint> LoadNewest();
+  // none. Loads shard `index` of `count`'s part.
+  absl::StatusOr<LoadedCheckpoint> LoadNewest(uint32_t index = 0, uint32_t count = 1);
 
   // Loads the checkpoint folder `path`; DATA_LOSS or NOT_FOUND saying why
-  // not.
-  absl::StatusOr<LoadedCheckpoint> Load(const std::string& path);
+  // not, FAILED_PRECONDITION if it was written by another number of shards.
+  absl::StatusOr<LoadedCheckpoint> Load(const std::string& path, uint32_t index = 0,
+                                        uint32_t count = 1);
+
+  // Loads shard `index`'s part of `manifest` from this folder, verified
+  // against the size and checksum the manifest records.
+  absl::StatusOr<ShardSnapshot> LoadPart(const CheckpointManifest& manifest,
+                                         uint32_t index);
 
   // Complete checkpoints (those with a manifest), oldest first, as paths.
   absl::StatusOr<std::vector<std::string>> ListComplete();
@@ -112,6 +141,11 @@ class CheckpointStore {
  private:
   absl::Status WriteFileAtomically(const std::string& dir, const std::string& name,
                                    absl::string_view data, bool slow);
+  absl::Status WriteManifest(const std::string& path, const CheckpointManifest& manifest);
+  std::string PathOf(uint64_t sequence) const;
+  absl::StatusOr<ShardSnapshot> LoadPartFrom(const std::string& path,
+                                             const CheckpointManifest& manifest,
+                                             uint32_t index);
   absl::Status Prune();
 
   const CheckpointStoreOptions options_;

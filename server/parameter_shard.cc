@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/shard_map.h"
 #include "common/status_macros.h"
 
 namespace fulcrum {
@@ -26,8 +27,9 @@ void ParameterShard::RecentRequests::Insert(uint64_t worker_id,
 
 ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store,
                                ConsistencyMode mode, int64_t staleness,
-                               std::vector<std::unique_ptr<SparseTable>> tables)
-    : store_(std::move(store)), mode_(mode), staleness_(staleness) {
+                               std::vector<std::unique_ptr<SparseTable>> tables,
+                               const ShardRole& role)
+    : store_(std::move(store)), mode_(mode), staleness_(staleness), role_(role) {
   for (auto& table : tables) {
     const std::string name = table->name();
     sparse_sums_[name] = std::make_unique<SparseSums>();
@@ -101,6 +103,11 @@ void ParameterShard::Start() {
   started_ = true;
 }
 
+bool ParameterShard::started() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return started_;
+}
+
 void ParameterShard::Shutdown() {
   absl::MutexLock lock(&mu_);
   shutting_down_ = true;
@@ -136,11 +143,43 @@ int64_t ParameterShard::MinActiveClockLocked() const {
   return min;
 }
 
-absl::Status ParameterShard::CheckAdmittedLocked(uint64_t worker_id) const {
+absl::Status ParameterShard::CheckMemberLocked(uint64_t worker_id, bool active,
+                                               absl::Time deadline) {
+  auto known = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return shutting_down_ ||
+           (admitted_.contains(worker_id) &&
+            (!active || (started_ && active_.contains(worker_id))));
+  };
+  if (!known() && role_.membership_grace > absl::ZeroDuration()) {
+    mu_.AwaitWithDeadline(absl::Condition(&known),
+                          std::min(deadline, absl::Now() + role_.membership_grace));
+  }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
   if (!admitted_.contains(worker_id)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "unknown worker id ", worker_id, "; register with the coordinator"));
+  }
+  if (active && !started_) {
+    return absl::FailedPreconditionError("job has not started yet");
+  }
+  if (active && !active_.contains(worker_id)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", worker_id, " holds no training lease; acquire a partition"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParameterShard::CheckKeysOwned(const std::string& table,
+                                            absl::Span<const uint64_t> keys) const {
+  if (role_.count <= 1) return absl::OkStatus();
+  const ShardMap map(role_.count);
+  for (uint64_t key : keys) {
+    const uint32_t owner = map.ShardOfKey(key);
+    if (owner != role_.index) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "key ", key, " of sparse table ", table, " is on shard ", owner,
+          ", not shard ", role_.index, " of ", role_.count));
+    }
   }
   return absl::OkStatus();
 }
@@ -158,6 +197,7 @@ absl::Status ParameterShard::ValidateAll(
           "sparse table ", g.table, ": ", g.values.size(), " gradient values for ",
           g.keys.size(), " keys of dim ", table->dim()));
     }
+    FULCRUM_RETURN_IF_ERROR(CheckKeysOwned(g.table, g.keys));
     if (!table->HasRoomFor(g.keys)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "sparse table ", g.table, " is full (", table->max_rows(),
@@ -187,6 +227,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
     if (r.out.size() != r.keys.size() * table->dim()) {
       return absl::InternalError("sparse output sized unlike its keys");
     }
+    FULCRUM_RETURN_IF_ERROR(CheckKeysOwned(r.table, r.keys));
   }
   if (out.size() != slices.size()) {
     return absl::InternalError("Pull needs one output span per slice");
@@ -201,7 +242,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
 
   {
     absl::MutexLock lock(&mu_);
-    FULCRUM_RETURN_IF_ERROR(CheckAdmittedLocked(worker_id));
+    FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(worker_id, /*active=*/false, deadline));
     const bool sync_wait = mode_ == SYNC && clock >= 0;
     const bool ssp_wait = mode_ == SSP && clock >= 0;
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -263,14 +304,8 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
   FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients, sparse));
   {
     absl::MutexLock lock(&mu_);
-    FULCRUM_RETURN_IF_ERROR(CheckAdmittedLocked(worker_id));
-    if (!started_) {
-      return absl::FailedPreconditionError("job has not started yet");
-    }
-    if (!active_.contains(worker_id)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "worker ", worker_id, " holds no training lease; acquire a partition"));
-    }
+    FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(
+        worker_id, /*active=*/true, absl::Now() + role_.membership_grace));
     if (request_id != 0 && recent_requests_.Contains(worker_id, request_id)) {
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
       ShardVersion v;

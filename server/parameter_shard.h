@@ -74,6 +74,18 @@ struct ShardStats {
   double pull_wait_seconds = 0;
 };
 
+// Where a shard sits among the job's shards (common/shard_map.h).
+struct ShardRole {
+  uint32_t index = 0;
+  uint32_t count = 1;
+  // How long a call from a worker the shard does not know yet (not admitted,
+  // or pushing without being active) waits for the membership to catch up
+  // before FAILED_PRECONDITION. Zero on the coordinator's own shard, whose
+  // membership changes before workers hear of them; remote shards learn them
+  // a network hop later.
+  absl::Duration membership_grace = absl::ZeroDuration();
+};
+
 // Thread-safe. Membership comes from the coordinator: an admitted worker may
 // pull; an active one (holding a training lease) may also push, and is who
 // sync rounds and ssp clocks wait for.
@@ -90,9 +102,11 @@ struct ShardStats {
 class ParameterShard {
  public:
   // `store` and `tables` are owned. `staleness` is used in SSP mode only.
+  // `store` must hold the dense part `role` owns.
   ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode,
                  int64_t staleness = 0,
-                 std::vector<std::unique_ptr<SparseTable>> tables = {});
+                 std::vector<std::unique_ptr<SparseTable>> tables = {},
+                 const ShardRole& role = {});
   ParameterShard(const ParameterShard&) = delete;
   ParameterShard& operator=(const ParameterShard&) = delete;
 
@@ -100,6 +114,9 @@ class ParameterShard {
   void Start();
   // Fails waiting and future calls with UNAVAILABLE.
   void Shutdown();
+
+  // Whether the job has started here (Start was called).
+  bool started() const;
 
   // Membership. Admit when a worker registers; Activate (with its ssp clock)
   // when it takes a training lease; Deactivate when it gives the lease back;
@@ -114,8 +131,8 @@ class ParameterShard {
   // clock >= 0, sync mode waits until round >= clock and ssp mode until the
   // slowest active worker's clock >= clock - staleness. DEADLINE_EXCEEDED past
   // `deadline`, FAILED_PRECONDITION for a worker not admitted (unknown or
-  // dead), NOT_FOUND or INVALID_ARGUMENT for a bad slice (then nothing is
-  // read).
+  // dead), NOT_FOUND or INVALID_ARGUMENT for a bad slice or a slice or key
+  // another shard owns (then nothing is read).
   // Sparse rows are read with the slices (and created on first read);
   // NOT_FOUND for an unknown table, RESOURCE_EXHAUSTED if a table is full.
   absl::StatusOr<ShardVersion> Pull(uint64_t worker_id, int64_t clock,
@@ -151,6 +168,7 @@ class ParameterShard {
   SparseTable* sparse_table(const std::string& name) const;
   std::vector<SparseTableStatus> SparseStatus() const;
   ConsistencyMode mode() const { return mode_; }
+  const ShardRole& role() const { return role_; }
   const ParameterStore& store() const { return *store_; }
 
  private:
@@ -166,8 +184,13 @@ class ParameterShard {
     absl::flat_hash_map<uint64_t, std::deque<uint64_t>> ids_;
   };
 
-  absl::Status CheckAdmittedLocked(uint64_t worker_id) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Waits up to the membership grace for the worker to be admitted (and, with
+  // `active`, to be active in a started job).
+  absl::Status CheckMemberLocked(uint64_t worker_id, bool active, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // INVALID_ARGUMENT for a key another shard owns.
+  absl::Status CheckKeysOwned(const std::string& table,
+                              absl::Span<const uint64_t> keys) const;
   // The slowest active worker's clock; no bound when none is active.
   int64_t MinActiveClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Applies the round if every active worker pushed it.
@@ -182,6 +205,7 @@ class ParameterShard {
   const std::unique_ptr<ParameterStore> store_;
   const ConsistencyMode mode_;
   const int64_t staleness_;
+  const ShardRole role_;
   // Immutable after construction.
   absl::flat_hash_map<std::string, std::unique_ptr<SparseTable>> tables_;
   // Sync mode: per table, the sums of the round being collected.

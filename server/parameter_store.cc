@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model_spec.h"
+#include "common/shard_map.h"
 #include "common/status_macros.h"
 #include "server/initializer.h"
 
@@ -33,7 +34,9 @@ struct ParameterStore::Stripe {
 
 struct ParameterStore::Tensor {
   TensorSpec spec;
-  uint64_t size = 0;
+  uint64_t total = 0;  // elements of the whole tensor
+  uint64_t begin = 0;  // first element this shard owns
+  uint64_t size = 0;   // elements this shard owns
   std::vector<std::unique_ptr<Stripe>> stripes;
 };
 
@@ -55,6 +58,11 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
   if (optimizer->num_slots() > 4) {
     return absl::InternalError("optimizers have at most 4 slots");
   }
+  if (options.num_shards == 0 || options.shard_index >= options.num_shards) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shard ", options.shard_index, " of ", options.num_shards, " does not exist"));
+  }
+  const ShardMap shard_map(options.num_shards);
   std::unique_ptr<ParameterStore> store(
       new ParameterStore(options, std::move(optimizer)));
   for (const TensorSpec& spec : tensors) {
@@ -87,7 +95,10 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
 
     auto tensor = std::make_unique<Tensor>();
     tensor->spec = spec;
-    tensor->size = size;
+    tensor->total = size;
+    const ElementRange owned = shard_map.DenseRange(size, options.shard_index);
+    tensor->begin = owned.begin;
+    tensor->size = owned.size();
     const Optimizer& opt = *store->optimizer_;
     for (uint64_t begin = 0; begin < tensor->size;
          begin += options.stripe_elements) {
@@ -95,8 +106,8 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
           std::min<uint64_t>(options.stripe_elements, tensor->size - begin);
       auto stripe = std::make_unique<Stripe>();
       absl::MutexLock lock(&stripe->mu);
-      stripe->values.assign(initial.begin() + begin,
-                            initial.begin() + begin + n);
+      stripe->values.assign(initial.begin() + owned.begin + begin,
+                            initial.begin() + owned.begin + begin + n);
       stripe->slots.resize(opt.num_slots());
       float* slot_ptrs[4];
       for (int i = 0; i < opt.num_slots(); ++i) {
@@ -106,7 +117,7 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
       opt.InitSlots(absl::MakeConstSpan(slot_ptrs, opt.num_slots()), n);
       tensor->stripes.push_back(std::move(stripe));
     }
-    store->total_elements_ += size;
+    store->total_elements_ += tensor->size;
     store->names_.push_back(spec.name());
     store->tensors_.emplace(spec.name(), std::move(tensor));
   }
@@ -124,12 +135,20 @@ absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::Find(
     return absl::InvalidArgumentError(
         absl::StrCat("empty slice of tensor ", slice.tensor));
   }
-  if (slice.offset >= tensor->size ||
-      slice.length > tensor->size - slice.offset) {
+  if (slice.offset >= tensor->total ||
+      slice.length > tensor->total - slice.offset) {
     return absl::InvalidArgumentError(absl::StrCat(
         "slice [", slice.offset, ", ", slice.offset + slice.length,
-        ") is outside tensor ", slice.tensor, " of ", tensor->size,
+        ") is outside tensor ", slice.tensor, " of ", tensor->total,
         " elements"));
+  }
+  if (slice.offset < tensor->begin ||
+      slice.offset + slice.length > tensor->begin + tensor->size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slice [", slice.offset, ", ", slice.offset + slice.length, ") of ",
+        slice.tensor, " is not on shard ", options_.shard_index, " of ",
+        options_.num_shards, ", which holds [", tensor->begin, ", ",
+        tensor->begin + tensor->size, ")"));
   }
   return tensor;
 }
@@ -148,14 +167,16 @@ absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::FindForUpdate(
 template <typename Fn>
 void ParameterStore::ForEachStripe(const Tensor& tensor, const SliceRef& slice,
                                    Fn fn) const {
+  // Stripes cut the owned range, so positions are relative to its start.
   const uint64_t width = options_.stripe_elements;
-  uint64_t pos = slice.offset;
-  const uint64_t end = slice.offset + slice.length;
+  const uint64_t first = slice.offset - tensor.begin;
+  uint64_t pos = first;
+  const uint64_t end = first + slice.length;
   while (pos < end) {
     const uint64_t index = pos / width;
     const uint64_t in_stripe = pos - index * width;
     const uint64_t n = std::min<uint64_t>(width - in_stripe, end - pos);
-    fn(*tensor.stripes[index], in_stripe, pos - slice.offset, n);
+    fn(*tensor.stripes[index], in_stripe, pos - first, n);
     pos += n;
   }
 }
@@ -308,7 +329,7 @@ absl::StatusOr<uint64_t> ParameterStore::TensorSize(
   if (it == tensors_.end()) {
     return absl::NotFoundError(absl::StrCat("unknown tensor '", name, "'"));
   }
-  return it->second->size;
+  return it->second->total;
 }
 
 }  // namespace fulcrum

@@ -29,6 +29,12 @@ struct ParameterStoreOptions {
   // Seed for random initializers; tensor i uses a stream derived from it and
   // the tensor's name, so the same seed gives the same model.
   uint64_t seed = 1;
+  // This store's shard of every tensor (common/shard_map.h): it holds the
+  // element range the shard owns, initialised as the same elements of the
+  // whole tensor would be. Slices keep whole-tensor offsets; one outside the
+  // owned range is INVALID_ARGUMENT.
+  uint32_t shard_index = 0;
+  uint32_t num_shards = 1;
 };
 
 // A contiguous element range [offset, offset + length) of a named tensor.
@@ -66,8 +72,9 @@ class ParameterStore {
   ParameterStore& operator=(const ParameterStore&) = delete;
   ~ParameterStore();
 
-  // OK if `slice` names a tensor and lies inside it with length > 0;
-  // NOT_FOUND for an unknown tensor, INVALID_ARGUMENT otherwise.
+  // OK if `slice` names a tensor and lies inside this shard's range of it
+  // with length > 0; NOT_FOUND for an unknown tensor, INVALID_ARGUMENT
+  // otherwise (outside the tensor, or on another shard).
   absl::Status Validate(const SliceRef& slice) const;
 
   // Copies the slice's values into `out` (slice.length floats).
@@ -84,7 +91,8 @@ class ParameterStore {
   // clears the sums. Ranges with nothing accumulated are untouched.
   void ApplyAccumulated(float scale);
 
-  // Copies every tensor (values, slots, steps), stripe by stripe: each stripe
+  // Copies this shard's part of every tensor (values, slots, steps; `shape`
+  // is the whole tensor's), stripe by stripe: each stripe
   // is consistent; the whole is too only if no update runs meanwhile.
   std::vector<TensorSnapshot> Snapshot() const;
 
@@ -94,10 +102,10 @@ class ParameterStore {
   // dropped.
   absl::Status Restore(const std::vector<TensorSnapshot>& tensors);
 
-  // Tensor names in creation order, and their element counts.
+  // Tensor names in creation order, and their whole element counts.
   std::vector<std::string> TensorNames() const;
   absl::StatusOr<uint64_t> TensorSize(const std::string& name) const;
-  // Float32 values held (not counting optimizer slots).
+  // Float32 values this shard holds (not counting optimizer slots).
   uint64_t TotalElements() const { return total_elements_; }
   const Optimizer& optimizer() const { return *optimizer_; }
 

@@ -4,19 +4,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/shard_map.h"
 
 namespace fulcrum {
-namespace {
-
-// SplitMix64: a stable mix of a key (absl::Hash is salted per process).
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(
     const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer) {
@@ -45,12 +35,12 @@ SparseTable::SparseTable(const SparseTableOptions& options,
   for (int i = 0; i < options_.stripes; ++i) stripes_.push_back(std::make_unique<Stripe>());
 }
 
-size_t SparseTable::StripeOf(uint64_t key) const { return Mix(key) % stripes_.size(); }
+size_t SparseTable::StripeOf(uint64_t key) const { return Mix64(key) % stripes_.size(); }
 
 void SparseTable::InitRow(uint64_t key, float* row) const {
   const uint32_t dim = options_.dim;
   if (options_.initializer == UNIFORM) {
-    std::mt19937_64 rng(Mix(options_.seed ^ Mix(key)));
+    std::mt19937_64 rng(Mix64(options_.seed ^ Mix64(key)));
     std::uniform_real_distribution<float> u(-options_.scale, options_.scale);
     for (uint32_t i = 0; i < dim; ++i) row[i] = u(rng);
   } else {
