@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "common/model_spec.h"
 
 namespace fulcrum {
@@ -24,10 +25,10 @@ bool JobOver(JobState state) { return state == FINISHED || state == STOPPED; }
 }  // namespace
 
 JobCoordinator::JobCoordinator(const CoordinatorOptions& options,
-                               ParameterShard* shard)
+                               ShardGroup* shards)
     : options_(options),
       partitions_(std::max<uint32_t>(1, options.job.partitions_per_epoch())),
-      shard_(shard) {}
+      shards_(shards) {}
 
 absl::StatusOr<JobCoordinator::WorkerRecord*> JobCoordinator::LiveWorkerLocked(
     uint64_t worker_id) {
@@ -47,6 +48,7 @@ absl::StatusOr<JobCoordinator::WorkerRecord*> JobCoordinator::LiveWorkerLocked(
 
 absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     const RegisterWorkerRequest& request) {
+  FULCRUM_RETURN_IF_ERROR(shards_->CheckAllReady());
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.now();
   // A worker coming back under its name replaces itself: not one more.
@@ -76,12 +78,12 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
   record.last_heartbeat = record.rate_since = now;
   workers_.emplace(id, record);
   live_by_name_[name] = id;
-  shard_->AdmitWorker(id);
+  shards_->AdmitWorker(id);
 
   RegisterWorkerResponse response;
   response.set_worker_id(id);
   *response.mutable_job() = options_.job;
-  for (const std::string& address : options_.shard_addresses) {
+  for (const std::string& address : shards_->WorkerAddresses()) {
     response.add_shard_addresses(address);
   }
   response.set_incarnation(options_.incarnation);
@@ -94,14 +96,14 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
                     << request.host() << ") registered";
   if (state_ == EVALUATING && started_at_ == absl::Time()) {
     started_at_ = now;  // restored with only the final evaluation owed
-    shard_->Start();
+    shards_->Start();
   }
   // A job resumed from a checkpoint goes on with whoever comes back.
   if (state_ == WAITING_FOR_WORKERS &&
       (restored_ || LiveWorkersLocked() >= options_.job.num_workers())) {
     state_ = RUNNING;
     started_at_ = now;
-    shard_->Start();
+    shards_->Start();
     FULCRUM_LOG(INFO) << LiveWorkersLocked() << " workers registered; job running";
   }
   return response;
@@ -208,7 +210,7 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
   if (JobOver(state_)) {
     response.set_kind(AcquirePartitionResponse::DONE);
     worker.status.set_state(LEFT);
-    shard_->RemoveWorker(worker.status.worker_id());
+    shards_->RemoveWorker(worker.status.worker_id());
     live_by_name_.erase(worker.status.name());
     return response;
   }
@@ -253,7 +255,7 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
         status.partitions_completed(),
         floor == std::numeric_limits<int64_t>::max() ? 0 : floor));
     status.set_state(ACTIVE);
-    shard_->ActivateWorker(status.worker_id(), status.clock());
+    shards_->ActivateWorker(status.worker_id(), status.clock());
   }
   lease.id = next_lease_id_++;
   leases_.emplace(lease.id, lease);
@@ -295,7 +297,7 @@ absl::Status JobCoordinator::CompletePartition(
   status.set_partitions_completed(status.partitions_completed() + 1);
   status.set_state(IDLE);
   status.clear_partition();
-  shard_->DeactivateWorker(status.worker_id());
+  shards_->DeactivateWorker(status.worker_id());
   AdvanceEpochsLocked();
   return absl::OkStatus();
 }
@@ -379,7 +381,7 @@ void JobCoordinator::RevokeLeaseLocked(WorkerRecord& worker) {
     eval_queue_.push_front(EvalTask{lease.epoch, lease.final});
   } else {
     EpochLocked(lease.epoch)[lease.partition] = PartitionState::kPending;
-    shard_->DeactivateWorker(worker.status.worker_id());
+    shards_->DeactivateWorker(worker.status.worker_id());
   }
   worker.status.clear_partition();
   worker.status.set_state(IDLE);
@@ -391,7 +393,7 @@ void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker,
   const bool had_partition = status.has_partition();
   const DataPartition partition = status.partition();
   RevokeLeaseLocked(worker);
-  shard_->RemoveWorker(status.worker_id());
+  shards_->RemoveWorker(status.worker_id());
   status.set_state(DEAD);
   status.set_examples_per_second(0);
   auto it = live_by_name_.find(status.name());
@@ -419,7 +421,7 @@ int JobCoordinator::ReapSilentWorkers() {
     ++reaped;
     if (JobOver(state_)) {
       worker.status.set_state(LEFT);
-      shard_->RemoveWorker(id);
+      shards_->RemoveWorker(id);
       live_by_name_.erase(worker.status.name());
       continue;
     }
@@ -493,7 +495,7 @@ absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progre
   if (JobOver(progress.state())) {
     state_ = progress.state();
     started_at_ = finished_at_ = options_.now();
-    shard_->Start();
+    shards_->Start();
   } else if (oldest_epoch_ >= job.epochs()) {
     state_ = EVALUATING;  // only the final evaluation is owed
   }
@@ -547,10 +549,10 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   status.set_state(state_);
   status.set_model(job.model());
   status.set_mode(job.mode());
-  status.set_optimizer(shard_->store().optimizer().Describe());
+  status.set_optimizer(shards_->local()->store().optimizer().Describe());
   status.set_epochs(job.epochs());
   status.set_epoch(std::min(oldest_epoch_, job.epochs()));
-  status.set_round(shard_->version().version);
+  status.set_round(shards_->local()->version().version);
   status.set_live_workers(LiveWorkersLocked());
   status.set_expected_workers(job.num_workers());
   status.set_incarnation(options_.incarnation);
@@ -611,7 +613,8 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   status.set_wait_seconds(wait);
   status.set_loss(loss_count > 0 ? loss_sum / loss_count : 0);
   for (const PartitionRecord& r : completed_) *status.add_completed() = r;
-  for (SparseTableStatus& t : shard_->SparseStatus()) *status.add_sparse_tables() = std::move(t);
+  for (SparseTableStatus& t : shards_->local()->SparseStatus()) *status.add_sparse_tables() = std::move(t);
+  for (ShardStatus& s : shards_->Status()) *status.add_shards() = std::move(s);
   return status;
 }
 

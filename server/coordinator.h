@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "proto/fulcrum.pb.h"
 #include "server/parameter_shard.h"
+#include "server/shard_group.h"
 
 namespace fulcrum {
 
@@ -28,9 +29,6 @@ struct CoordinatorOptions {
   // have registered; more may join at any time. Each epoch is cut into
   // job.partitions_per_epoch partitions.
   JobSpec job;
-  // Addresses of every shard, by index; empty when the coordinator's own
-  // process is the only shard.
-  std::vector<std::string> shard_addresses;
   // Random id of this server process, echoed to workers.
   uint64_t incarnation = 0;
   // How often workers heartbeat, and how long a silent worker lives: past
@@ -50,11 +48,12 @@ struct CoordinatorOptions {
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
 
-// Thread-safe. `shard` (the shard in the coordinator's own process) is not
+// Thread-safe. `shards` (the coordinator's own shard and any others) is not
 // owned and must outlive the coordinator. The coordinator admits registered
-// workers into it, activates a worker for the span of each training lease
-// (the set sync rounds and ssp clocks wait for), removes dead workers, and
-// starts it when the job starts.
+// workers into every shard, activates a worker for the span of each training
+// lease (the set sync rounds and ssp clocks wait for), removes dead workers,
+// and starts the shards when the job starts. Workers register only once
+// every shard has.
 //
 // Work is handed out by AcquirePartition, in this order: evaluation tasks
 // (queued when an epoch's partitions are all trained; the last one evaluates
@@ -65,12 +64,13 @@ struct CoordinatorOptions {
 // revoked lease is refused.
 class JobCoordinator {
  public:
-  JobCoordinator(const CoordinatorOptions& options, ParameterShard* shard);
+  JobCoordinator(const CoordinatorOptions& options, ShardGroup* shards);
   JobCoordinator(const JobCoordinator&) = delete;
   JobCoordinator& operator=(const JobCoordinator&) = delete;
 
   // Registering under the name of a live worker replaces it (the old id is
-  // declared dead). RESOURCE_EXHAUSTED when max_workers are live.
+  // declared dead). RESOURCE_EXHAUSTED when max_workers are live; UNAVAILABLE
+  // while shards have not registered yet.
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request);
 
@@ -90,6 +90,13 @@ class JobCoordinator {
   // FAILED_PRECONDITION unless `lease_id` is an evaluation lease this live
   // worker holds; INVALID_ARGUMENT for an accuracy outside [0, 1].
   absl::Status ReportEval(const ReportEvalRequest& request);
+
+  // A shard's start or heartbeat (see ShardGroup::RegisterShard).
+  absl::StatusOr<RegisterShardResponse> RegisterShard(const RegisterShardRequest& request) {
+    absl::StatusOr<RegisterShardResponse> response = shards_->RegisterShard(request);
+    if (response.ok()) response->set_job_state(state());
+    return response;
+  }
 
   // Ends the job (STOPPED) unless it has finished; workers are told DONE.
   void Stop();
@@ -172,7 +179,7 @@ class JobCoordinator {
 
   const CoordinatorOptions options_;
   const uint32_t partitions_;  // per epoch
-  ParameterShard* const shard_;
+  ShardGroup* const shards_;
 
   mutable absl::Mutex mu_;
   JobState state_ ABSL_GUARDED_BY(mu_) = WAITING_FOR_WORKERS;

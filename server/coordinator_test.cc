@@ -33,7 +33,8 @@ class CoordinatorTest : public ::testing::Test {
                                         tensors);
     ASSERT_TRUE(store.ok());
     shard_ = std::make_unique<ParameterShard>(std::move(*store), mode, 1);
-    coordinator_ = std::make_unique<JobCoordinator>(options_, shard_.get());
+    group_ = std::make_unique<ShardGroup>(ShardGroupOptions{}, shard_.get());
+    coordinator_ = std::make_unique<JobCoordinator>(options_, group_.get());
   }
 
   uint64_t Register(const std::string& name) {
@@ -86,6 +87,7 @@ class CoordinatorTest : public ::testing::Test {
   CoordinatorOptions options_;
   absl::Time now_ = absl::FromUnixSeconds(1000000);
   std::unique_ptr<ParameterShard> shard_;
+  std::unique_ptr<ShardGroup> group_;
   std::unique_ptr<JobCoordinator> coordinator_;
 };
 
@@ -345,7 +347,8 @@ TEST_F(CoordinatorTest, SaveThenRestore_ResumesWhereItWas) {
                                       {options_.job.tensors().begin(),
                                        options_.job.tensors().end()});
   ParameterShard shard(std::move(*store), ASYNC);
-  JobCoordinator restored(options_, &shard);
+  ShardGroup group(ShardGroupOptions{}, &shard);
+  JobCoordinator restored(options_, &group);
   ASSERT_TRUE(restored.RestoreProgress(saved).ok());
   RegisterWorkerRequest request;
   request.set_worker_name("b");
@@ -379,7 +382,7 @@ TEST_F(CoordinatorTest, RestoreOfAnotherJob_FailedPrecondition) {
 TEST_F(CoordinatorTest, TooManyWorkers_ResourceExhaustedButReplacementAllowed) {
   Init(ASYNC, 1, 1, 1);
   options_.max_workers = 2;
-  coordinator_ = std::make_unique<JobCoordinator>(options_, shard_.get());
+  coordinator_ = std::make_unique<JobCoordinator>(options_, group_.get());
   Register("a");
   Register("b");
   RegisterWorkerRequest c;

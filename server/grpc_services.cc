@@ -365,11 +365,45 @@ grpc::Status CoordinatorServiceImpl::Checkpoint(
   return Answer(response, [&] { return checkpoint_(); });
 }
 
+grpc::Status CoordinatorServiceImpl::RegisterShard(grpc::ServerContext* context,
+                                                   const RegisterShardRequest* request,
+                                                   RegisterShardResponse* response) {
+  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
+  return Answer(response, [&] { return coordinator_->RegisterShard(*request); });
+}
+
 grpc::Status CoordinatorServiceImpl::Stop(
     grpc::ServerContext* context, const StopRequest*, StopResponse*) {
   if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   coordinator_->Stop();
   return grpc::Status::OK;
+}
+
+ShardControlServiceImpl::ShardControlServiceImpl(ParameterShard* shard,
+                                                 WriteCheckpointFn write_checkpoint,
+                                                 const TokenAuthenticator* auth)
+    : shard_(shard), write_checkpoint_(std::move(write_checkpoint)), auth_(auth) {}
+
+grpc::Status ShardControlServiceImpl::SetMembership(grpc::ServerContext* context,
+                                                    const Membership* request,
+                                                    MembershipAck* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status a = auth_->Check(*context); !a.ok()) return a;
+  }
+  response->set_version(shard_->ApplyMembership(*request));
+  return grpc::Status::OK;
+}
+
+grpc::Status ShardControlServiceImpl::WriteCheckpoint(
+    grpc::ServerContext* context, const WriteShardCheckpointRequest* request,
+    CheckpointManifest::ShardFile* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status a = auth_->Check(*context); !a.ok()) return a;
+  }
+  if (request->sequence() == 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("checkpoint sequence 0 is not valid"));
+  }
+  return Answer(response, [&] { return write_checkpoint_(request->sequence()); });
 }
 
 }  // namespace fulcrum

@@ -104,6 +104,9 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   grpc::Status Checkpoint(grpc::ServerContext* context,
                           const CheckpointRequest* request,
                           CheckpointInfo* response) override;
+  grpc::Status RegisterShard(grpc::ServerContext* context,
+                             const RegisterShardRequest* request,
+                             RegisterShardResponse* response) override;
 
  private:
   grpc::Status Authenticate(const grpc::ServerContext& context) const;
@@ -112,6 +115,29 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   const std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
   const TokenAuthenticator* const auth_;
   std::atomic<bool> shutting_down_{false};
+};
+
+// ShardControl on a shard other than the coordinator's: membership from the
+// coordinator, and this shard's part of each checkpoint. Thread-safe; `shard`
+// is not owned and must outlive the service. `write_checkpoint` writes this
+// shard's part of checkpoint `sequence`.
+class ShardControlServiceImpl final : public ShardControl::Service {
+ public:
+  using WriteCheckpointFn =
+      std::function<absl::StatusOr<CheckpointManifest::ShardFile>(uint64_t sequence)>;
+  ShardControlServiceImpl(ParameterShard* shard, WriteCheckpointFn write_checkpoint,
+                          const TokenAuthenticator* auth = nullptr);
+
+  grpc::Status SetMembership(grpc::ServerContext* context, const Membership* request,
+                             MembershipAck* response) override;
+  grpc::Status WriteCheckpoint(grpc::ServerContext* context,
+                               const WriteShardCheckpointRequest* request,
+                               CheckpointManifest::ShardFile* response) override;
+
+ private:
+  ParameterShard* const shard_;
+  const WriteCheckpointFn write_checkpoint_;
+  const TokenAuthenticator* const auth_;
 };
 
 }  // namespace fulcrum

@@ -137,6 +137,26 @@ void ParameterShard::RemoveWorker(uint64_t worker_id) {
   if (mode_ == SYNC) MaybeCompleteRoundLocked();
 }
 
+uint64_t ParameterShard::ApplyMembership(const Membership& membership) {
+  absl::MutexLock lock(&mu_);
+  if (membership.coordinator_incarnation() == membership_incarnation_ &&
+      membership.version() <= membership_version_) {
+    return membership_version_;
+  }
+  admitted_.clear();
+  admitted_.insert(membership.admitted().begin(), membership.admitted().end());
+  active_.clear();
+  for (const Membership::Active& a : membership.active()) {
+    if (admitted_.contains(a.worker_id())) active_[a.worker_id()] = a.clock();
+  }
+  if (membership.started()) started_ = true;
+  // As RemoveWorker: a gradient already summed into the round stays in it.
+  if (mode_ == SYNC) MaybeCompleteRoundLocked();
+  membership_incarnation_ = membership.coordinator_incarnation();
+  membership_version_ = membership.version();
+  return membership_version_;
+}
+
 int64_t ParameterShard::MinActiveClockLocked() const {
   int64_t min = std::numeric_limits<int64_t>::max();
   for (const auto& [id, clock] : active_) min = std::min(min, clock);

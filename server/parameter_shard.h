@@ -127,6 +127,12 @@ class ParameterShard {
   void DeactivateWorker(uint64_t worker_id);
   void RemoveWorker(uint64_t worker_id);
 
+  // A shard other than the coordinator's: takes the coordinator's whole
+  // membership (see ShardGroup), applying the difference with its own as the
+  // calls above would, unless it is older than what it has (same
+  // coordinator incarnation, lower version). Returns the version it has.
+  uint64_t ApplyMembership(const Membership& membership);
+
   // Reads `slices` into `out` (one span per slice, sized like it). With
   // clock >= 0, sync mode waits until round >= clock and ssp mode until the
   // slowest active worker's clock >= clock - staleness. DEADLINE_EXCEEDED past
@@ -225,6 +231,9 @@ class ParameterShard {
   // Sync mode: rounds applied, who pushed the current one, and pushes still
   // adding into the store's sums.
   int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
+  // ApplyMembership: the coordinator and membership version applied.
+  uint64_t membership_incarnation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t membership_version_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_set<uint64_t> pushed_ ABSL_GUARDED_BY(mu_);
   int pushes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   double pull_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;

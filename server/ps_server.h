@@ -1,5 +1,8 @@
 // ParameterServer: one ps_server process's gRPC server — the parameter
-// service for its shard and, on the coordinator, the Coordinator service.
+// service for its shard and, on the coordinator (shard 0), the Coordinator
+// service. Every other shard registers with the coordinator, takes the job
+// from it, serves ShardControl (membership, checkpoint parts) and reports
+// its counters every heartbeat interval.
 //
 // Lifecycle:
 //
@@ -30,6 +33,7 @@
 #include "server/grpc_services.h"
 #include "server/parameter_shard.h"
 #include "server/parameter_store.h"
+#include "server/shard_group.h"
 
 namespace fulcrum {
 
@@ -54,8 +58,22 @@ struct ServerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   absl::Duration worker_timeout = absl::Seconds(5);
   ParameterStoreOptions store;
-  // Shard addresses given to workers (empty: this process is the only shard).
-  std::vector<std::string> shard_addresses;
+  // This process serves shard `shard_index` of `num_shards`
+  // (common/shard_map.h). Shard 0 is the coordinator. Any other registers
+  // with the coordinator at `coordinator_address` and takes the job from it
+  // (`job` is then unused).
+  uint32_t num_shards = 1;
+  uint32_t shard_index = 0;
+  std::string coordinator_address;
+  // Shards but 0: where workers and the coordinator reach this one. Empty:
+  // "<listen host>:<bound port>", or "<hostname>:<bound port>" when
+  // listening on every address.
+  std::string advertise_address;
+  // How this process dials the other ps_servers (TLS CA and client
+  // certificate when they serve TLS; plaintext by default).
+  ClientSecurityOptions peer_security;
+  // Shards but 0: how long Create keeps trying to reach the coordinator.
+  absl::Duration coordinator_wait = absl::Minutes(2);
   // Largest gRPC message accepted or sent. 256 MiB holds a 64M-float slice.
   int max_message_bytes = 256 << 20;
   // Longest a pull waits for its round or the job start when the client's
@@ -90,7 +108,10 @@ struct ServerOptions {
 
 class ParameterServer {
  public:
-  // INVALID_ARGUMENT for a bad job (unknown model, optimizer settings).
+  // INVALID_ARGUMENT for a bad job (unknown model, optimizer settings);
+  // shards but 0: UNAVAILABLE if the coordinator cannot be reached within
+  // coordinator_wait, FAILED_PRECONDITION if it refuses this shard or the
+  // checkpoint it names cannot be restored.
   static absl::StatusOr<std::unique_ptr<ParameterServer>> Create(
       const ServerOptions& options);
   ~ParameterServer();
@@ -108,6 +129,9 @@ class ParameterServer {
   void Shutdown();
   // Blocks until Shutdown.
   void Wait();
+  // Shards but 0: blocks until the coordinator has said the job is over and
+  // has since gone away (or a minute has passed); false at the deadline.
+  bool WaitUntilJobOver(absl::Time deadline);
 
   // The port bound by Start (useful with port 0).
   int bound_port() const { return bound_port_; }
@@ -117,11 +141,22 @@ class ParameterServer {
   }
   uint64_t incarnation() const { return incarnation_; }
   const JobSpec& job() const { return job_; }
+  // Null on shards but 0.
   JobCoordinator* coordinator() { return coordinator_.get(); }
   ParameterShard* shard() { return shard_.get(); }
 
  private:
   ParameterServer() = default;
+  // Builds the shard this process serves, for `job_`.
+  absl::Status BuildShard();
+  // Shards but 0: asks the coordinator for the job (before serving) and
+  // restores the checkpoint it names.
+  absl::Status JoinCoordinator();
+  // Shards but 0: one registration (with counters) at the coordinator.
+  absl::StatusOr<RegisterShardResponse> ReportToCoordinator(bool ready,
+                                                            absl::Duration timeout);
+  void ReportLoop();
+  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpointPart(uint64_t sequence);
   void PeriodicCheckpoints();
   void RegisterMetrics();
 
@@ -137,16 +172,24 @@ class ParameterServer {
   std::unique_ptr<MetricsHttpServer> metrics_server_;
   uint64_t incarnation_ = 0;
   std::unique_ptr<ParameterShard> shard_;
+  // The coordinator (shard 0) only.
+  std::unique_ptr<ShardGroup> shards_;
   std::unique_ptr<JobCoordinator> coordinator_;
-  std::unique_ptr<ParameterServiceImpl> parameter_service_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
+  // Other shards only.
+  std::unique_ptr<Coordinator::Stub> coordinator_stub_;
+  std::unique_ptr<ShardControlServiceImpl> shard_control_service_;
+  std::string advertise_address_;
+  absl::Notification job_over_;
+  std::unique_ptr<ParameterServiceImpl> parameter_service_;
   std::unique_ptr<grpc::Server> server_;
   int bound_port_ = 0;
   std::unique_ptr<CheckpointStore> checkpoints_;
   absl::Mutex checkpoint_mu_;  // one checkpoint at a time
   // Writes periodic checkpoints; runs from Start to Shutdown.
   std::thread checkpointer_;
-  // Declares silent workers dead; runs from Start to Shutdown.
+  // Declares silent workers dead (coordinator), or reports to the
+  // coordinator (other shards); runs from Start to Shutdown.
   std::thread reaper_;
   absl::Notification stop_reaper_;
   absl::Mutex shutdown_mu_;

@@ -27,6 +27,22 @@
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free port.");
+ABSL_FLAG(int, num_shards, 1,
+          "Parameter-server shards in the job (processes holding a part of the "
+          "model each; shard 0 is the coordinator).");
+ABSL_FLAG(int, shard_index, 0,
+          "This process's shard, 0..num_shards-1. Shards other than 0 register "
+          "with --coordinator and take the job from it (model, mode and "
+          "optimizer flags are the coordinator's).");
+ABSL_FLAG(std::string, coordinator, "",
+          "Shards other than 0: host:port of shard 0, the coordinator.");
+ABSL_FLAG(std::string, advertise, "",
+          "Shards other than 0: host:port where workers and the coordinator "
+          "reach this shard. Default: --host:<port>, or this machine's "
+          "hostname:<port> when --host is 0.0.0.0.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle to verify the other ps_servers' certificates (several "
+          "shards serving TLS); --tls_cert/--tls_key are presented to them.");
 ABSL_FLAG(std::string, unix_socket, "",
           "Also listen on this Unix domain socket path (workers on the same "
           "machine: --coordinator=unix:PATH).");
@@ -265,6 +281,25 @@ int Run() {
   job.set_partitions_per_epoch(partitions_per_worker * num_workers);
   job.set_seed(absl::GetFlag(FLAGS_seed));
   options.store.stripe_elements = absl::GetFlag(FLAGS_stripe_elements);
+  if (absl::GetFlag(FLAGS_num_shards) <= 0 || absl::GetFlag(FLAGS_shard_index) < 0 ||
+      absl::GetFlag(FLAGS_shard_index) >= absl::GetFlag(FLAGS_num_shards)) {
+    std::fprintf(stderr, "ps_server: --shard_index must be in [0, --num_shards)\n");
+    return 2;
+  }
+  options.num_shards = absl::GetFlag(FLAGS_num_shards);
+  options.shard_index = absl::GetFlag(FLAGS_shard_index);
+  options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise);
+  if (options.shard_index > 0 && options.coordinator_address.empty()) {
+    std::fprintf(stderr, "ps_server: shard %d needs --coordinator=HOST:PORT (shard 0)\n",
+                 options.shard_index);
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
+    options.peer_security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+    options.peer_security.tls_cert = options.security.tls_cert;
+    options.peer_security.tls_key = options.security.tls_key;
+  }
 
   absl::StatusOr<std::unique_ptr<ParameterServer>> server =
       ParameterServer::Create(options);
@@ -310,6 +345,18 @@ int Run() {
   const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
   std::thread monitor([&] {
     JobCoordinator* coordinator = ps.coordinator();
+    if (coordinator == nullptr) {  // another shard: serves until told to stop
+      if (!exit_when_done) return;
+      while (!stopping.HasBeenNotified()) {
+        if (ps.WaitUntilJobOver(absl::Now() + absl::Milliseconds(500))) {
+          FULCRUM_LOG(INFO) << "the job is over; shard exits";
+          stopping.Notify();
+          kill(getpid(), SIGTERM);  // releases the signal thread
+          return;
+        }
+      }
+      return;
+    }
     bool reported = false;
     uint32_t printed_eval_epoch = 0;
     bool printed_final = false;

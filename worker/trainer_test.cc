@@ -151,7 +151,8 @@ class TrainerTest : public ::testing::Test {
         ParameterStore::Create({}, *CreateOptimizer(job.optimizer()), tensors);
     ASSERT_TRUE(store.ok());
     shard_ = std::make_unique<ParameterShard>(std::move(*store), mode, 1);
-    coordinator_ = std::make_unique<JobCoordinator>(options_, shard_.get());
+    group_ = std::make_unique<ShardGroup>(ShardGroupOptions{}, shard_.get());
+    coordinator_ = std::make_unique<JobCoordinator>(options_, group_.get());
     ps_ = std::make_unique<LocalPsClient>(shard_.get());
     client_ = std::make_unique<LocalCoordinatorClient>(coordinator_.get());
   }
@@ -166,6 +167,7 @@ class TrainerTest : public ::testing::Test {
 
   CoordinatorOptions options_;
   std::unique_ptr<ParameterShard> shard_;
+  std::unique_ptr<ShardGroup> group_;
   std::unique_ptr<JobCoordinator> coordinator_;
   std::unique_ptr<LocalPsClient> ps_;
   std::unique_ptr<LocalCoordinatorClient> client_;

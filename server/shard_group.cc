@@ -1,0 +1,338 @@
+#include "server/shard_group.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/security.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+
+namespace fulcrum {
+
+void ShardGroup::Rate::Update(absl::Time now, int64_t pushes_now, int64_t pulls_now) {
+  if (since == absl::Time()) {
+    since = now;
+    pushes = pushes_now;
+    pulls = pulls_now;
+    return;
+  }
+  const double seconds = absl::ToDoubleSeconds(now - since);
+  if (pushes_now < pushes || pulls_now < pulls) {  // the shard restarted
+    *this = Rate();
+    Update(now, pushes_now, pulls_now);
+    return;
+  }
+  if (seconds < 1.0) return;  // keep a window of at least a second
+  pushes_per_second = (pushes_now - pushes) / seconds;
+  pulls_per_second = (pulls_now - pulls) / seconds;
+  since = now;
+  pushes = pushes_now;
+  pulls = pulls_now;
+}
+
+ShardGroup::ShardGroup(const ShardGroupOptions& options, ParameterShard* local)
+    : options_(options), local_(local) {
+  absl::MutexLock lock(&mu_);
+  remotes_.resize(std::max<uint32_t>(1, options_.num_shards));
+}
+
+ShardGroup::~ShardGroup() { Stop(); }
+
+void ShardGroup::Stop() {
+  std::vector<std::thread> senders;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto& remote : remotes_) {
+      if (remote != nullptr && remote->sender.joinable()) {
+        senders.push_back(std::move(remote->sender));
+      }
+    }
+  }
+  for (std::thread& t : senders) t.join();
+}
+
+void ShardGroup::ChangedLocked() { ++version_; }
+
+void ShardGroup::Start() {
+  local_->Start();
+  absl::MutexLock lock(&mu_);
+  started_ = true;
+  ChangedLocked();
+}
+
+void ShardGroup::AdmitWorker(uint64_t worker_id) {
+  local_->AdmitWorker(worker_id);
+  absl::MutexLock lock(&mu_);
+  admitted_.insert(worker_id);
+  ChangedLocked();
+}
+
+void ShardGroup::ActivateWorker(uint64_t worker_id, int64_t clock) {
+  local_->ActivateWorker(worker_id, clock);
+  absl::MutexLock lock(&mu_);
+  if (!admitted_.contains(worker_id)) return;
+  active_[worker_id] = clock;
+  ChangedLocked();
+}
+
+void ShardGroup::DeactivateWorker(uint64_t worker_id) {
+  local_->DeactivateWorker(worker_id);
+  absl::MutexLock lock(&mu_);
+  active_.erase(worker_id);
+  ChangedLocked();
+}
+
+void ShardGroup::RemoveWorker(uint64_t worker_id) {
+  local_->RemoveWorker(worker_id);
+  absl::MutexLock lock(&mu_);
+  admitted_.erase(worker_id);
+  active_.erase(worker_id);
+  ChangedLocked();
+}
+
+Membership ShardGroup::MembershipLocked() const {
+  Membership m;
+  m.set_coordinator_incarnation(options_.incarnation);
+  m.set_version(version_);
+  m.set_started(started_);
+  for (uint64_t id : admitted_) m.add_admitted(id);
+  for (const auto& [id, clock] : active_) {
+    Membership::Active* a = m.add_active();
+    a->set_worker_id(id);
+    a->set_clock(clock);
+  }
+  return m;
+}
+
+void ShardGroup::SetCommitted(const CheckpointManifest& manifest) {
+  absl::MutexLock lock(&mu_);
+  committed_ = manifest;
+  committed_.clear_coordinator();  // shards need the file records only
+}
+
+absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
+    const RegisterShardRequest& request) {
+  if (request.num_shards() != options_.num_shards) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this job has ", options_.num_shards, " shards (--num_shards), the shard says ",
+        request.num_shards()));
+  }
+  if (request.shard_index() == 0 || request.shard_index() >= options_.num_shards) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "shard index ", request.shard_index(), " does not fit a job of ",
+        options_.num_shards, " shards (0 is the coordinator's own)"));
+  }
+  if (request.ready() && request.address().empty()) {
+    return absl::InvalidArgumentError("a serving shard must say where workers reach it");
+  }
+  const uint32_t index = request.shard_index();
+  const absl::Time now = options_.now();
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<Remote>& remote = remotes_[index];
+  if (remote == nullptr) {
+    remote = std::make_unique<Remote>();
+    FULCRUM_LOG(INFO) << "shard " << index << " registered at " << request.address();
+  }
+  if (remote->status.incarnation() != request.incarnation() &&
+      remote->status.incarnation() != 0) {
+    FULCRUM_LOG(INFO) << "shard " << index << " restarted (at " << request.address() << ")";
+    remote->acked = 0;  // a new process: it knows no membership yet
+    remote->rate = Rate();
+  }
+  if (!request.address().empty() &&
+      (remote->stub == nullptr || remote->stub_address != request.address())) {
+    remote->stub = std::shared_ptr<ShardControl::Stub>(ShardControl::NewStub(grpc::CreateCustomChannel(
+        request.address(),
+        options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(),
+        options_.channel_args)));
+    remote->stub_address = request.address();
+  }
+  remote->status = request.status();
+  remote->status.set_index(index);
+  remote->status.set_address(request.address());
+  remote->status.set_incarnation(request.incarnation());
+  remote->ready = request.ready();
+  remote->last_report = now;
+  remote->rate.Update(now, request.status().pushes(), request.status().pulls());
+  if (!remote->sender.joinable() && !stopping_) {
+    remote->sender = std::thread([this, index] { SendLoop(index); });
+  }
+
+  RegisterShardResponse response;
+  *response.mutable_job() = options_.job;
+  response.set_coordinator_incarnation(options_.incarnation);
+  if (committed_.sequence() > 0) {
+    *response.mutable_committed() = committed_;
+    // A shard starting now restores the newest committed checkpoint.
+    if (!request.ready()) *response.mutable_restore() = committed_;
+  }
+  return response;
+}
+
+void ShardGroup::SendLoop(uint32_t index) {
+  while (true) {
+    Membership membership;
+    std::shared_ptr<ShardControl::Stub> stub;
+    {
+      absl::MutexLock lock(&mu_);
+      Remote* remote = remotes_[index].get();
+      auto behind = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stopping_ || (remote->ready && remote->acked < version_);
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&behind), absl::Seconds(1));
+      if (stopping_) return;
+      if (!behind()) continue;
+      membership = MembershipLocked();
+      stub = remote->stub;
+    }
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    AttachToken(options_.auth_token, &context);
+    MembershipAck ack;
+    const grpc::Status status = stub->SetMembership(&context, membership, &ack);
+    absl::MutexLock lock(&mu_);
+    Remote* remote = remotes_[index].get();
+    if (status.ok()) {
+      remote->acked = std::max(remote->acked, ack.version());
+    } else {
+      FULCRUM_LOG(WARNING) << "membership to shard " << index << " failed: "
+                           << status.error_message() << "; retrying";
+      // Back off a little so a dead shard does not spin the thread.
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(200));
+      if (stopping_) return;
+    }
+  }
+}
+
+absl::Status ShardGroup::CheckAllReady() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> missing;
+  for (uint32_t i = 1; i < options_.num_shards; ++i) {
+    if (remotes_[i] == nullptr || !remotes_[i]->ready) missing.push_back(absl::StrCat(i));
+  }
+  if (missing.empty()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "waiting for parameter-server shard(s) ", absl::StrJoin(missing, ", "),
+      " of ", options_.num_shards, " to register with the coordinator"));
+}
+
+std::vector<std::string> ShardGroup::WorkerAddresses() const {
+  if (options_.num_shards <= 1) return {};
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out(options_.num_shards);
+  for (uint32_t i = 1; i < options_.num_shards; ++i) {
+    if (remotes_[i] != nullptr) out[i] = remotes_[i]->status.address();
+  }
+  return out;
+}
+
+ShardStatus ShardGroup::Describe(const ParameterShard& shard) {
+  ShardStatus s;
+  s.set_index(shard.role().index);
+  const ParameterStore& store = shard.store();
+  s.set_tensors(store.TensorNames().size());
+  s.set_elements(store.TotalElements());
+  uint64_t bytes = store.TotalElements() * 4 * (1 + store.optimizer().num_slots());
+  uint64_t rows = 0;
+  const std::vector<SparseTableStatus> tables = shard.SparseStatus();
+  for (const SparseTableStatus& t : tables) {
+    rows += t.rows();
+    bytes += t.bytes();
+  }
+  s.set_tables(tables.size());
+  s.set_rows(rows);
+  s.set_bytes(bytes);
+  s.set_version(shard.version().version);
+  const ShardStats stats = shard.stats();
+  s.set_pushes(stats.pushes);
+  s.set_pulls(stats.pulls);
+  return s;
+}
+
+std::vector<ShardStatus> ShardGroup::Status() const {
+  ShardStatus own = Describe(*local_);
+  const absl::Time now = options_.now();
+  absl::MutexLock lock(&mu_);
+  local_rate_.Update(now, own.pushes(), own.pulls());
+  own.set_up(true);
+  own.set_pushes_per_second(local_rate_.pushes_per_second);
+  own.set_pulls_per_second(local_rate_.pulls_per_second);
+  std::vector<ShardStatus> out{own};
+  for (uint32_t i = 1; i < options_.num_shards; ++i) {
+    ShardStatus s;
+    s.set_index(i);
+    if (remotes_[i] != nullptr) {
+      const Remote& r = *remotes_[i];
+      s = r.status;
+      const absl::Duration silence = now - r.last_report;
+      s.set_seconds_since_report(absl::ToDoubleSeconds(silence));
+      s.set_up(r.ready && silence <= options_.report_timeout);
+      s.set_pushes_per_second(r.rate.pushes_per_second);
+      s.set_pulls_per_second(r.rate.pulls_per_second);
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> ShardGroup::WriteRemoteParts(
+    uint64_t sequence) {
+  const uint32_t n = options_.num_shards;
+  std::vector<CheckpointManifest::ShardFile> files(n);
+  if (n <= 1) return files;
+  struct Call {
+    grpc::ClientContext context;
+    CheckpointManifest::ShardFile file;
+    grpc::Status status;
+  };
+  std::vector<Call> calls(n);
+  std::vector<std::shared_ptr<ShardControl::Stub>> stubs(n);
+  absl::Mutex done_mu;
+  int pending = 0;
+  WriteShardCheckpointRequest request;
+  request.set_sequence(sequence);
+  {
+    absl::MutexLock lock(&mu_);
+    for (uint32_t i = 1; i < n; ++i) {
+      if (remotes_[i] == nullptr || !remotes_[i]->ready) {
+        return absl::UnavailableError(absl::StrCat("shard ", i, " is not registered"));
+      }
+    }
+    for (uint32_t i = 1; i < n; ++i) {
+      Call& call = calls[i];
+      call.context.set_deadline(
+          absl::ToChronoTime(absl::Now() + options_.checkpoint_timeout));
+      AttachToken(options_.auth_token, &call.context);
+      {
+        absl::MutexLock done_lock(&done_mu);
+        ++pending;
+      }
+      stubs[i] = remotes_[i]->stub;
+      stubs[i]->async()->WriteCheckpoint(
+          &call.context, &request, &call.file, [&call, &done_mu, &pending](grpc::Status s) {
+            absl::MutexLock done_lock(&done_mu);
+            call.status = std::move(s);
+            --pending;
+          });
+    }
+  }
+  {
+    absl::MutexLock done_lock(&done_mu);
+    done_mu.Await(absl::Condition(
+        +[](int* p) { return *p == 0; }, &pending));
+  }
+  for (uint32_t i = 1; i < n; ++i) {
+    if (!calls[i].status.ok()) {
+      absl::Status s = FromGrpcStatus(calls[i].status);
+      return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
+    }
+    files[i] = calls[i].file;
+  }
+  return files;
+}
+
+}  // namespace fulcrum

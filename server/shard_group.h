@@ -1,0 +1,152 @@
+// ShardGroup: the job's parameter-server shards as the coordinator sees them —
+// its own shard, in process, and the others, which register with it over
+// gRPC (Coordinator.RegisterShard) when they start and then every heartbeat
+// interval, reporting their counters.
+//
+// Membership (who may pull, who is training and at what clock, whether the
+// job runs) changes on the coordinator's shard at once, and reaches every
+// other shard as a whole Membership message with a version: one sender thread
+// per remote shard sends the newest state whenever the shard is behind (after
+// a change, after the shard restarted, after a failed send). A shard applies
+// the difference with what it has, so messages may be coalesced or retried
+// freely. Remote shards give a worker they do not know yet a grace period
+// (ShardRole::membership_grace), which covers the hop.
+//
+// Thread-safe. `local` is not owned and must outlive the group.
+#ifndef FULCRUM_SERVER_SHARD_GROUP_H_
+#define FULCRUM_SERVER_SHARD_GROUP_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "server/parameter_shard.h"
+
+namespace fulcrum {
+
+struct ShardGroupOptions {
+  // Shards in the job, the coordinator's own (index 0) included.
+  uint32_t num_shards = 1;
+  // The coordinator process's incarnation (a restarted coordinator's
+  // membership replaces whatever a shard had).
+  uint64_t incarnation = 0;
+  // The job remote shards are given when they register.
+  JobSpec job;
+  // A shard silent this long is shown down.
+  absl::Duration report_timeout = absl::Seconds(5);
+  // Deadline of each call to a remote shard (membership) — checkpoint writes
+  // get checkpoint_timeout.
+  absl::Duration rpc_timeout = absl::Seconds(2);
+  absl::Duration checkpoint_timeout = absl::Seconds(120);
+  // How the coordinator dials the other shards.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  grpc::ChannelArguments channel_args;
+  std::string auth_token;
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
+class ShardGroup {
+ public:
+  ShardGroup(const ShardGroupOptions& options, ParameterShard* local);
+  // Stops.
+  ~ShardGroup();
+  ShardGroup(const ShardGroup&) = delete;
+  ShardGroup& operator=(const ShardGroup&) = delete;
+
+  // Ends the sender threads (no more membership reaches remote shards).
+  // Idempotent.
+  void Stop();
+
+  // Membership, as ParameterShard's methods of the same names, on every
+  // shard.
+  void Start();
+  void AdmitWorker(uint64_t worker_id);
+  void ActivateWorker(uint64_t worker_id, int64_t clock);
+  void DeactivateWorker(uint64_t worker_id);
+  void RemoveWorker(uint64_t worker_id);
+
+  // A remote shard's start or heartbeat. FAILED_PRECONDITION for an index or
+  // count that does not fit the job (or index 0, the coordinator's own).
+  absl::StatusOr<RegisterShardResponse> RegisterShard(const RegisterShardRequest& request);
+
+  // The newest committed checkpoint (written, or restored from): shards
+  // record it, and a shard starting up restores its part of it.
+  void SetCommitted(const CheckpointManifest& manifest);
+
+  // OK once every remote shard has registered ready; UNAVAILABLE naming the
+  // missing ones otherwise (workers cannot train yet).
+  absl::Status CheckAllReady() const;
+  // Where workers reach each shard, by index; empty for the coordinator's
+  // own (workers use the coordinator's address) and when there is one shard.
+  std::vector<std::string> WorkerAddresses() const;
+  // Every shard's status, by index.
+  std::vector<ShardStatus> Status() const;
+
+  // Asks every remote shard, in parallel, to write its part of checkpoint
+  // `sequence`; their file records by index, or the first error.
+  absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(
+      uint64_t sequence);
+
+  uint32_t num_shards() const { return options_.num_shards; }
+  ParameterShard* local() const { return local_; }
+
+  // The coordinator's own shard's counters as a ShardStatus (rates unset).
+  static ShardStatus Describe(const ParameterShard& shard);
+
+ private:
+  // Pushes/pulls per second from successive counter samples.
+  struct Rate {
+    absl::Time since;
+    int64_t pushes = 0;
+    int64_t pulls = 0;
+    double pushes_per_second = 0;
+    double pulls_per_second = 0;
+    void Update(absl::Time now, int64_t pushes_now, int64_t pulls_now);
+  };
+  struct Remote {
+    ShardStatus status;
+    bool ready = false;
+    absl::Time last_report;
+    Rate rate;
+    // Shared with calls in flight (a shard that moves gets a new stub).
+    std::shared_ptr<ShardControl::Stub> stub;
+    std::string stub_address;
+    // The membership version this incarnation of the shard has acknowledged
+    // (0: none yet).
+    uint64_t acked = 0;
+    std::thread sender;
+  };
+
+  // Records a change: bumps the version and wakes the senders.
+  void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Membership MembershipLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void SendLoop(uint32_t index);
+
+  const ShardGroupOptions options_;
+  ParameterShard* const local_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<uint64_t> admitted_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, int64_t> active_ ABSL_GUARDED_BY(mu_);
+  // By shard index; [0] is unused (the local shard).
+  std::vector<std::unique_ptr<Remote>> remotes_ ABSL_GUARDED_BY(mu_);
+  mutable Rate local_rate_ ABSL_GUARDED_BY(mu_);
+  CheckpointManifest committed_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_SHARD_GROUP_H_
