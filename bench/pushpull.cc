@@ -32,7 +32,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/fulcrum.grpc.pb.h"
-#include "worker/ps_client.h"
+#include "common/channel.h"
 
 ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
 ABSL_FLAG(std::string, target, "",

@@ -1,142 +1,309 @@
 #include "worker/ps_client.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/channel.h"
 #include "common/grpc_status.h"
 #include "common/model_spec.h"
 #include "common/payload.h"
 #include "common/security.h"
+#include "common/shard_map.h"
+#include "common/status_macros.h"
 #include "grpcpp/client_context.h"
 
 namespace fulcrum {
 namespace {
 
-void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
-  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+// Calls in flight to several shards, and the wait for all of them.
+class CallGroup {
+ public:
+  explicit CallGroup(size_t n) : statuses_(n) {}
+  // The callback for call `i`.
+  std::function<void(grpc::Status)> Done(size_t i) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++pending_;
+    }
+    return [this, i](grpc::Status status) {
+      absl::MutexLock lock(&mu_);
+      statuses_[i] = std::move(status);
+      --pending_;
+    };
+  }
+  // Waits for every call; the first error (by shard), naming the shard when
+  // there are several.
+  absl::Status Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* pending) { return *pending == 0; }, &pending_));
+    for (size_t i = 0; i < statuses_.size(); ++i) {
+      if (statuses_[i].ok()) continue;
+      absl::Status s = FromGrpcStatus(statuses_[i]);
+      if (statuses_.size() == 1) return s;
+      return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Mutex mu_;
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<grpc::Status> statuses_ ABSL_GUARDED_BY(mu_);
+};
+
+int64_t ClockFor(absl::Span<const int64_t> clocks, size_t shard) {
+  if (clocks.empty()) return -1;
+  return clocks.size() == 1 ? clocks[0] : clocks[shard];
 }
 
-ServerVersion FromHeader(const ResponseHeader& header) {
-  ServerVersion v;
-  v.version = header.version();
-  v.round = header.round();
-  v.incarnation = header.incarnation();
-  v.wait_seconds = header.wait_seconds();
-  return v;
+void FillHeader(uint64_t worker_id, int64_t clock, uint64_t incarnation,
+                RequestHeader* header) {
+  header->set_worker_id(worker_id);
+  header->set_clock(clock);
+  header->set_incarnation(incarnation);
 }
 
 }  // namespace
 
-grpc::ChannelArguments DefaultChannelArguments() {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(256 << 20);
-  args.SetMaxSendMessageSize(256 << 20);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  // Reconnect to a restarted server within a second, not gRPC's default of
-  // up to two minutes; the callers' own retries add backoff and jitter.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return args;
+GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator,
+                           absl::Duration rpc_timeout, std::string auth_token,
+                           ClientSecurityOptions security)
+    : coordinator_(std::move(coordinator)),
+      rpc_timeout_(rpc_timeout),
+      auth_token_(std::move(auth_token)),
+      security_(std::move(security)) {
+  Connect({}).IgnoreError();  // the coordinator alone cannot fail
 }
 
-GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
-                           absl::Duration rpc_timeout, std::string auth_token)
-    : stub_(ParameterService::NewStub(channel)),
-      rpc_timeout_(rpc_timeout),
-      auth_token_(std::move(auth_token)) {}
+absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_addresses) {
+  const size_t n = std::max<size_t>(1, shard_addresses.size());
+  std::vector<Shard> shards(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string address = i < shard_addresses.size() ? shard_addresses[i] : "";
+    Shard& shard = shards[i];
+    shard.address = address;
+    // Keep the connection (and the incarnation seen) of a shard that stays.
+    if (i < shards_.size() && shards_[i].address == address) {
+      shard = std::move(shards_[i]);
+      continue;
+    }
+    std::shared_ptr<grpc::Channel> channel = coordinator_;
+    if (!address.empty()) {
+      FULCRUM_ASSIGN_OR_RETURN(channel, OpenChannel(address, security_));
+    }
+    shard.stub = ParameterService::NewStub(channel);
+  }
+  shards_ = std::move(shards);
+  return absl::OkStatus();
+}
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id, int64_t clock,
+void GrpcPsClient::PlaceKeys(const ParameterBatch& batch,
+                             std::vector<KeyPlacement>* placements) const {
+  const ShardMap map(shards_.size());
+  placements->resize(batch.sparse.size());
+  for (size_t t = 0; t < batch.sparse.size(); ++t) {
+    const std::vector<uint64_t>& keys = batch.sparse[t].keys;
+    KeyPlacement& p = (*placements)[t];
+    p.shard.resize(keys.size());
+    p.position.resize(keys.size());
+    std::vector<uint32_t> count(shards_.size(), 0);
+    for (size_t k = 0; k < keys.size(); ++k) {
+      const uint32_t s = shards_.size() == 1 ? 0 : map.ShardOfKey(keys[k]);
+      p.shard[k] = s;
+      p.position[k] = count[s]++;
+    }
+  }
+}
+
+absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
+                                                 absl::Span<const int64_t> clocks,
                                                  ParameterBatch* batch) {
-  PullRequest request;
-  request.mutable_header()->set_worker_id(worker_id);
-  request.mutable_header()->set_clock(clock);
-  request.mutable_header()->set_incarnation(last_incarnation_);
-  request.set_encoding(FLOAT32);
-  for (const TensorSpec& t : batch->tensors) {
-    DenseSlice* slice = request.add_dense();
-    slice->set_tensor(t.name());
-    slice->set_offset(0);
-    slice->set_length(ElementCount(t));
+  const size_t n = shards_.size();
+  const ShardMap map(n);
+  std::vector<KeyPlacement> placements;
+  PlaceKeys(*batch, &placements);
+  std::vector<PullRequest> requests(n);
+  for (size_t s = 0; s < n; ++s) {
+    PullRequest& request = requests[s];
+    FillHeader(worker_id, ClockFor(clocks, s), shards_[s].last_incarnation,
+               request.mutable_header());
+    request.set_encoding(FLOAT32);
+    for (const TensorSpec& t : batch->tensors) {
+      const ElementRange range = map.DenseRange(ElementCount(t), s);
+      if (range.empty()) continue;
+      DenseSlice* slice = request.add_dense();
+      slice->set_tensor(t.name());
+      slice->set_offset(range.begin);
+      slice->set_length(range.size());
+    }
+    for (const SparseRows& rows : batch->sparse) {
+      SparseKeys* keys = request.add_sparse();
+      keys->set_table(rows.table);
+      keys->set_read_only(rows.read_only);
+    }
   }
-  for (const SparseRows& rows : batch->sparse) {
-    SparseKeys* keys = request.add_sparse();
-    keys->set_table(rows.table);
-    keys->mutable_keys()->Add(rows.keys.begin(), rows.keys.end());
-    keys->set_read_only(rows.read_only);
+  for (size_t t = 0; t < batch->sparse.size(); ++t) {
+    const SparseRows& rows = batch->sparse[t];
+    for (size_t k = 0; k < rows.keys.size(); ++k) {
+      requests[placements[t].shard[k]].mutable_sparse(t)->add_keys(rows.keys[k]);
+    }
   }
-  PullResponse response;
-  grpc::ClientContext context;
-  SetDeadline(&context, rpc_timeout_);
-  AttachToken(auth_token_, &context);
-  absl::Status status = FromGrpcStatus(stub_->Pull(&context, request, &response));
-  if (!status.ok()) return status;
-  if (response.dense_size() != static_cast<int>(batch->tensors.size()) ||
-      response.sparse_size() != static_cast<int>(batch->sparse.size())) {
-    return absl::DataLossError("pull returned other slices or tables than asked for");
+
+  std::vector<PullResponse> responses(n);
+  std::vector<grpc::ClientContext> contexts(n);
+  CallGroup calls(n);
+  for (size_t s = 0; s < n; ++s) {
+    contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
+    AttachToken(auth_token_, &contexts[s]);
+    shards_[s].stub->async()->Pull(&contexts[s], &requests[s], &responses[s], calls.Done(s));
   }
+  FULCRUM_RETURN_IF_ERROR(calls.Wait());
+
   batch->dense.resize(batch->tensors.size());
   for (size_t i = 0; i < batch->tensors.size(); ++i) {
-    std::vector<float>& dst = batch->dense[i];
-    dst.resize(ElementCount(batch->tensors[i]));
-    const DenseValues& values = response.dense(i);
-    absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
-                                         absl::MakeSpan(dst), /*require_finite=*/false);
-    if (!decoded.ok()) {
-      return absl::DataLossError(absl::StrCat("pull of ", batch->tensors[i].name(), ": ",
-                                              decoded.message()));
-    }
+    batch->dense[i].resize(ElementCount(batch->tensors[i]));
   }
-  for (size_t i = 0; i < batch->sparse.size(); ++i) {
-    SparseRows& rows = batch->sparse[i];
-    rows.values.resize(rows.keys.size() * rows.dim);
-    absl::Status decoded =
-        DecodeFloat32(response.sparse(i).encoding(), response.sparse(i).data(),
-                      absl::MakeSpan(rows.values), /*require_finite=*/false);
-    if (!decoded.ok()) {
+  for (SparseRows& rows : batch->sparse) rows.values.resize(rows.keys.size() * rows.dim);
+  ServerVersion version;
+  version.rounds.resize(n);
+  std::vector<float> scratch;
+  for (size_t s = 0; s < n; ++s) {
+    const PullResponse& response = responses[s];
+    if (response.dense_size() != requests[s].dense_size() ||
+        response.sparse_size() != static_cast<int>(batch->sparse.size())) {
       return absl::DataLossError(
-          absl::StrCat("pull of table ", rows.table, ": ", decoded.message()));
+          absl::StrCat("shard ", s, " returned other slices or tables than asked for"));
     }
+    for (int d = 0; d < response.dense_size(); ++d) {
+      const DenseSlice& slice = requests[s].dense(d);
+      size_t tensor = 0;
+      while (batch->tensors[tensor].name() != slice.tensor()) ++tensor;
+      absl::Span<float> dst =
+          absl::MakeSpan(batch->dense[tensor]).subspan(slice.offset(), slice.length());
+      absl::Status decoded = DecodeFloat32(response.dense(d).encoding(),
+                                           response.dense(d).data(), dst,
+                                           /*require_finite=*/false);
+      if (!decoded.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("pull of ", slice.tensor(), ": ", decoded.message()));
+      }
+    }
+    for (size_t t = 0; t < batch->sparse.size(); ++t) {
+      SparseRows& rows = batch->sparse[t];
+      const SparseValues& values = response.sparse(t);
+      const size_t count = requests[s].sparse(t).keys_size();
+      if (n == 1) {  // rows arrive in the order asked: decode in place
+        absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
+                                             absl::MakeSpan(rows.values), false);
+        if (!decoded.ok()) {
+          return absl::DataLossError(
+              absl::StrCat("pull of table ", rows.table, ": ", decoded.message()));
+        }
+        continue;
+      }
+      absl::StatusOr<absl::Span<const float>> view =
+          Float32View(values.encoding(), values.data(), count * rows.dim, false, &scratch);
+      if (!view.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("pull of table ", rows.table, ": ", view.status().message()));
+      }
+      const KeyPlacement& p = placements[t];
+      for (size_t k = 0; k < rows.keys.size(); ++k) {
+        if (p.shard[k] != s) continue;
+        std::copy_n(view->data() + size_t{p.position[k]} * rows.dim, rows.dim,
+                    rows.values.data() + k * rows.dim);
+      }
+    }
+    const ResponseHeader& header = response.header();
+    shards_[s].last_incarnation = header.incarnation();
+    version.rounds[s] = header.round();
+    version.wait_seconds = std::max(version.wait_seconds, header.wait_seconds());
   }
-  last_incarnation_ = response.header().incarnation();
-  return FromHeader(response.header());
+  version.version = responses[0].header().version();
+  version.round = responses[0].header().round();
+  version.incarnation = responses[0].header().incarnation();
+  return version;
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id, int64_t clock,
+absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
+                                                 absl::Span<const int64_t> clocks,
                                                  uint64_t request_id,
                                                  const ParameterBatch& batch,
                                                  uint32_t batch_examples) {
   if (batch.dense.size() != batch.tensors.size()) {
     return absl::InvalidArgumentError("gradient set does not match its tensors");
   }
-  PushRequest request;
-  request.mutable_header()->set_worker_id(worker_id);
-  request.mutable_header()->set_request_id(request_id);
-  request.mutable_header()->set_clock(clock);
-  request.mutable_header()->set_incarnation(last_incarnation_);
-  request.set_batch_examples(batch_examples);
-  for (size_t i = 0; i < batch.tensors.size(); ++i) {
-    DenseValues* values = request.add_dense();
-    values->mutable_slice()->set_tensor(batch.tensors[i].name());
-    values->mutable_slice()->set_offset(0);
-    values->mutable_slice()->set_length(batch.dense[i].size());
-    values->set_encoding(FLOAT32);
-    EncodeFloat32(batch.dense[i], values->mutable_data());
+  const size_t n = shards_.size();
+  const ShardMap map(n);
+  std::vector<KeyPlacement> placements;
+  PlaceKeys(batch, &placements);
+  std::vector<PushRequest> requests(n);
+  for (size_t s = 0; s < n; ++s) {
+    PushRequest& request = requests[s];
+    FillHeader(worker_id, ClockFor(clocks, s), shards_[s].last_incarnation,
+               request.mutable_header());
+    request.mutable_header()->set_request_id(request_id);
+    request.set_batch_examples(batch_examples);
+    for (size_t i = 0; i < batch.tensors.size(); ++i) {
+      const uint64_t elements = batch.dense[i].size();
+      const ElementRange range = map.DenseRange(elements, s);
+      if (range.empty()) continue;
+      DenseValues* values = request.add_dense();
+      values->mutable_slice()->set_tensor(batch.tensors[i].name());
+      values->mutable_slice()->set_offset(range.begin);
+      values->mutable_slice()->set_length(range.size());
+      values->set_encoding(FLOAT32);
+      EncodeFloat32(absl::MakeConstSpan(batch.dense[i]).subspan(range.begin, range.size()),
+                    values->mutable_data());
+    }
+    for (const SparseRows& rows : batch.sparse) {
+      SparseValues* values = request.add_sparse();
+      values->set_table(rows.table);
+      values->set_encoding(FLOAT32);
+    }
   }
-  for (const SparseRows& rows : batch.sparse) {
-    SparseValues* values = request.add_sparse();
-    values->set_table(rows.table);
-    values->mutable_keys()->Add(rows.keys.begin(), rows.keys.end());
-    values->set_encoding(FLOAT32);
-    EncodeFloat32(rows.values, values->mutable_data());
+  for (size_t t = 0; t < batch.sparse.size(); ++t) {
+    const SparseRows& rows = batch.sparse[t];
+    if (rows.values.size() != rows.keys.size() * rows.dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gradients of table ", rows.table, " are sized unlike its keys"));
+    }
+    if (n == 1) {
+      SparseValues* values = requests[0].mutable_sparse(t);
+      values->mutable_keys()->Add(rows.keys.begin(), rows.keys.end());
+      EncodeFloat32(rows.values, values->mutable_data());
+      continue;
+    }
+    for (size_t k = 0; k < rows.keys.size(); ++k) {
+      SparseValues* values = requests[placements[t].shard[k]].mutable_sparse(t);
+      values->add_keys(rows.keys[k]);
+      EncodeFloat32(absl::MakeConstSpan(rows.values).subspan(k * rows.dim, rows.dim),
+                    values->mutable_data());
+    }
   }
-  PushResponse response;
-  grpc::ClientContext context;
-  SetDeadline(&context, rpc_timeout_);
-  AttachToken(auth_token_, &context);
-  absl::Status status = FromGrpcStatus(stub_->Push(&context, request, &response));
-  if (!status.ok()) return status;
-  last_incarnation_ = response.header().incarnation();
-  return FromHeader(response.header());
+
+  std::vector<PushResponse> responses(n);
+  std::vector<grpc::ClientContext> contexts(n);
+  CallGroup calls(n);
+  for (size_t s = 0; s < n; ++s) {
+    contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
+    AttachToken(auth_token_, &contexts[s]);
+    shards_[s].stub->async()->Push(&contexts[s], &requests[s], &responses[s], calls.Done(s));
+  }
+  FULCRUM_RETURN_IF_ERROR(calls.Wait());
+  ServerVersion version;
+  version.rounds.resize(n);
+  for (size_t s = 0; s < n; ++s) {
+    const ResponseHeader& header = responses[s].header();
+    shards_[s].last_incarnation = header.incarnation();
+    version.rounds[s] = header.round();
+  }
+  version.version = responses[0].header().version();
+  version.round = responses[0].header().round();
+  version.incarnation = responses[0].header().incarnation();
+  return version;
 }
 
 }  // namespace fulcrum

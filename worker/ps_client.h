@@ -11,18 +11,22 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
-#include "grpcpp/support/channel_arguments.h"
+#include "absl/types/span.h"
+#include "common/security.h"
 #include "proto/fulcrum.grpc.pb.h"
 #include "worker/model.h"
 
 namespace fulcrum {
 
-// What the server said about itself in a reply.
+// What the servers said about themselves in a reply.
 struct ServerVersion {
-  int64_t version = 0;
-  int64_t round = 0;
-  uint64_t incarnation = 0;
-  double wait_seconds = 0;  // time the call waited for its round or clock
+  int64_t version = 0;       // shard 0's
+  int64_t round = 0;         // shard 0's
+  uint64_t incarnation = 0;  // shard 0's
+  double wait_seconds = 0;   // longest any shard waited for its round or clock
+  // Per shard, by index: the round each is collecting (sync workers follow
+  // every shard's rounds; a restarted shard may count from another number).
+  std::vector<int64_t> rounds;
 };
 
 // Rows of a sparse table, by key (keys need not be unique).
@@ -49,45 +53,68 @@ class PsClient {
  public:
   virtual ~PsClient() = default;
 
+  // Takes the shard map a registration returned: shard addresses by index,
+  // an empty one (or an empty list) meaning the coordinator's own process.
+  virtual absl::Status Connect(const std::vector<std::string>& shard_addresses) = 0;
+  // Shards the client talks to; clocks and rounds are per shard.
+  virtual int num_shards() const = 0;
+
   // Fills batch->dense (resized) and each batch->sparse[i].values from the
-  // servers, reading every tensor in batch->tensors and every key. `clock`
-  // is the round (sync) or clock (ssp) to wait for, or -1 for "now".
-  virtual absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
+  // servers, reading every tensor in batch->tensors and every key. `clocks`
+  // (one per shard, or one for all) is the round (sync) or clock (ssp) each
+  // shard's reply waits for, or -1 for "now".
+  virtual absl::StatusOr<ServerVersion> Pull(uint64_t worker_id,
+                                             absl::Span<const int64_t> clocks,
                                              ParameterBatch* batch) = 0;
 
   // Sends the gradients in `batch`. `request_id` makes a retry idempotent;
   // `batch_examples` is how many examples produced it.
-  virtual absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
-                                             uint64_t request_id,
-                                             const ParameterBatch& batch,
+  virtual absl::StatusOr<ServerVersion> Push(uint64_t worker_id,
+                                             absl::Span<const int64_t> clocks,
+                                             uint64_t request_id, const ParameterBatch& batch,
                                              uint32_t batch_examples) = 0;
 };
 
-// A PsClient for one parameter-server shard holding whole tensors.
-// Thread-compatible; the incarnation it last saw is its only state.
-// Every call carries a deadline of `rpc_timeout`.
+// A PsClient over gRPC for any number of shards: dense tensors are split by
+// element range and sparse keys by hash (common/shard_map.h), and every
+// call goes to all shards at once (callback API), so a step waits for the
+// slowest shard, not for their sum. Every shard gets a request each step
+// (possibly empty): sync rounds count every worker on every shard.
+// Thread-compatible. Every call carries a deadline of `rpc_timeout`.
 class GrpcPsClient final : public PsClient {
  public:
+  // `coordinator` serves shard 0; other shards are dialled with `security`.
   // `auth_token` (may be empty) goes with every call as a bearer token.
-  GrpcPsClient(std::shared_ptr<grpc::Channel> channel,
-               absl::Duration rpc_timeout, std::string auth_token = "");
+  GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator, absl::Duration rpc_timeout,
+               std::string auth_token = "", ClientSecurityOptions security = {});
 
-  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
+  absl::Status Connect(const std::vector<std::string>& shard_addresses) override;
+  int num_shards() const override { return static_cast<int>(shards_.size()); }
+  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                      ParameterBatch* batch) override;
-  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
+  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t batch_examples) override;
 
  private:
-  std::unique_ptr<ParameterService::Stub> stub_;
+  struct Shard {
+    std::string address;  // "" for the coordinator's channel
+    std::unique_ptr<ParameterService::Stub> stub;
+    uint64_t last_incarnation = 0;
+  };
+  // Where each sparse key of one table went: (shard, position there).
+  struct KeyPlacement {
+    std::vector<uint32_t> shard;
+    std::vector<uint32_t> position;
+  };
+  void PlaceKeys(const ParameterBatch& batch, std::vector<KeyPlacement>* placements) const;
+
+  const std::shared_ptr<grpc::Channel> coordinator_;
   const absl::Duration rpc_timeout_;
   const std::string auth_token_;
-  uint64_t last_incarnation_ = 0;
+  const ClientSecurityOptions security_;
+  std::vector<Shard> shards_;
 };
-
-// Channel arguments every Fulcrum client uses: message limits matching the
-// server's, keepalive pings, and reconnection within a second of a restart.
-grpc::ChannelArguments DefaultChannelArguments();
 
 }  // namespace fulcrum
 

@@ -74,6 +74,8 @@ absl::Status Trainer::Register() {
     FULCRUM_ASSIGN_OR_RETURN(workload_, workload_factory_(job));
   }
   FULCRUM_RETURN_IF_ERROR(workload_->Configure(job));
+  FULCRUM_RETURN_IF_ERROR(ps_->Connect(
+      {response->shard_addresses().begin(), response->shard_addresses().end()}));
   job_ = job;
   if (response->heartbeat_interval_seconds() > 0) {
     heartbeat_interval_ = absl::Seconds(response->heartbeat_interval_seconds());
@@ -87,7 +89,7 @@ absl::Status Trainer::Register() {
   }
   if (options_.metrics) options_.metrics->registrations->Increment();
   worker_id_ = response->worker_id();
-  last_pushed_round_ = -1;
+  last_pushed_round_.assign(ps_->num_shards(), -1);
   evicted_ = false;
   FULCRUM_LOG(INFO) << "registered as worker " << response->worker_id()
                     << ": model " << job.model() << ", mode "
@@ -132,14 +134,14 @@ void Trainer::HeartbeatLoop() {
   }
 }
 
-absl::StatusOr<ServerVersion> Trainer::PullWithRetry(int64_t clock,
+absl::StatusOr<ServerVersion> Trainer::PullWithRetry(absl::Span<const int64_t> clocks,
                                                      ParameterBatch* batch) {
   const absl::Time give_up = absl::Now() + options_.start_timeout;
   while (true) {
     absl::StatusOr<ServerVersion> version;
     const absl::Time start = absl::Now();
     absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-      version = ps_->Pull(worker_id_, clock, batch);
+      version = ps_->Pull(worker_id_, clocks, batch);
       return version.status();
     });
     if (options_.metrics && s.ok()) {
@@ -160,13 +162,13 @@ absl::StatusOr<ServerVersion> Trainer::PullWithRetry(int64_t clock,
   }
 }
 
-absl::StatusOr<ServerVersion> Trainer::PushWithRetry(int64_t clock,
+absl::StatusOr<ServerVersion> Trainer::PushWithRetry(absl::Span<const int64_t> clocks,
                                                      uint32_t examples) {
   const uint64_t request_id = next_request_id_++;
   absl::StatusOr<ServerVersion> version;
   const absl::Time start = absl::Now();
   absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-    version = ps_->Push(worker_id_, clock, request_id, grads_, examples);
+    version = ps_->Push(worker_id_, clocks, request_id, grads_, examples);
     return version.status();
   });
   if (!s.ok()) return s;
@@ -178,7 +180,7 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(int64_t clock,
 
 absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   absl::StatusOr<EvalResult> eval = workload_->Evaluate(
-      [this](ParameterBatch* batch) { return PullWithRetry(-1, batch).status(); });
+      [this](ParameterBatch* batch) { return PullWithRetry({-1}, batch).status(); });
   if (!eval.ok()) return eval.status();
   eval->set_epoch(lease.eval_epoch());
   eval->set_final(lease.eval_final());
@@ -214,29 +216,32 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
                       partition.index());
   std::shuffle(order.begin(), order.end(), rng);
 
-  // Sync: the first pull tells which round is being collected (after the
-  // last one this worker pushed). SSP: it waits while this worker's clock is
-  // too far ahead.
-  const int64_t first_clock =
-      mode == SSP ? lease.clock()
-                  : (mode == SYNC && last_pushed_round_ >= 0 ? last_pushed_round_ + 1
-                                                             : -1);
-  int64_t clock = first_clock;
-  int64_t round = -1;
+  // Sync: the first pull tells which round each shard is collecting (after
+  // the last one this worker pushed there). SSP: it waits while this
+  // worker's clock is too far ahead.
+  const size_t shards = last_pushed_round_.size();
+  std::vector<int64_t> clocks(shards, mode == SSP ? lease.clock() : -1);
+  if (mode == SYNC) {
+    for (size_t s = 0; s < shards; ++s) {
+      if (last_pushed_round_[s] >= 0) clocks[s] = last_pushed_round_[s] + 1;
+    }
+  }
+  std::vector<int64_t> rounds;  // sync: the rounds being collected
   for (size_t pos = 0; pos < order.size(); pos += batch_size) {
     if (Interrupted()) return absl::AbortedError("interrupted");
     const absl::Time step_start = absl::Now();
     const int64_t size = std::min<int64_t>(batch_size, order.size() - pos);
     const absl::Span<const int64_t> examples(&order[pos], size);
     workload_->PlanStep(examples, &params_);
-    FULCRUM_ASSIGN_OR_RETURN(ServerVersion version, PullWithRetry(clock, &params_));
-    if (round < 0) round = version.round;  // sync: the round being collected
+    FULCRUM_ASSIGN_OR_RETURN(ServerVersion version, PullWithRetry(clocks, &params_));
+    if (rounds.empty()) rounds = version.rounds;
     const double loss = workload_->ComputeGradients(examples, params_, &grads_);
-    const int64_t push_clock = mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
-    FULCRUM_ASSIGN_OR_RETURN(version, PushWithRetry(push_clock, size));
-    if (mode == SYNC) last_pushed_round_ = round;
-    ++round;
-    clock = mode == SYNC ? round : mode == SSP ? lease.clock() : -1;
+    FULCRUM_ASSIGN_OR_RETURN(version, PushWithRetry(mode == SYNC ? rounds : clocks, size));
+    if (mode == SYNC) {
+      last_pushed_round_ = rounds;
+      for (int64_t& r : rounds) ++r;
+      clocks = rounds;
+    }
     {
       absl::MutexLock lock(&mu_);
       progress_.set_steps(progress_.steps() + 1);

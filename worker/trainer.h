@@ -74,8 +74,8 @@ struct TrainerStats {
 // each step; an evaluation task pulls the current model and evaluates it on
 // the test set. It returns when the coordinator says the job is over.
 //
-// Sync workers follow the shard's rounds; ssp workers send the clock of their
-// lease, and their pulls wait while they are too far ahead.
+// Sync workers follow each shard's rounds; ssp workers send the clock of
+// their lease, and their pulls wait while they are too far ahead.
 //
 // The trainer builds the job's workload (data and model, see workload.h)
 // with `workload_factory` once it knows the job from its registration.
@@ -98,8 +98,10 @@ class Trainer {
   absl::Status Register();
   absl::Status TrainPartition(const AcquirePartitionResponse& lease);
   absl::Status EvaluateTask(const AcquirePartitionResponse& lease);
-  absl::StatusOr<ServerVersion> PullWithRetry(int64_t clock, ParameterBatch* batch);
-  absl::StatusOr<ServerVersion> PushWithRetry(int64_t clock, uint32_t examples);
+  absl::StatusOr<ServerVersion> PullWithRetry(absl::Span<const int64_t> clocks,
+                                              ParameterBatch* batch);
+  absl::StatusOr<ServerVersion> PushWithRetry(absl::Span<const int64_t> clocks,
+                                              uint32_t examples);
   void HeartbeatLoop();
   // Sends one heartbeat with the progress so far (also called after each
   // piece of work and before exiting, so status is exact at the end).
@@ -138,10 +140,10 @@ class Trainer {
   ParameterBatch params_;
   ParameterBatch grads_;
   uint64_t next_request_id_ = 1;
-  // Sync: the last round this worker id pushed (-1: none). A new partition
-  // starts by waiting for the round after it: the shard still counts this
-  // worker in that round, so pushing it again would be refused.
-  int64_t last_pushed_round_ = -1;
+  // Sync: per shard, the last round this worker id pushed (-1: none). A new
+  // partition starts by waiting for the round after it: the shard still
+  // counts this worker in that round, so pushing it again would be refused.
+  std::vector<int64_t> last_pushed_round_;
 };
 
 }  // namespace fulcrum

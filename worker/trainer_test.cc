@@ -22,8 +22,15 @@ class LocalPsClient : public PsClient {
  public:
   explicit LocalPsClient(ParameterShard* shard) : shard_(shard) {}
 
-  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, int64_t clock,
+  absl::Status Connect(const std::vector<std::string>& shards) override {
+    return shards.size() <= 1 ? absl::OkStatus()
+                              : absl::InvalidArgumentError("one local shard only");
+  }
+  int num_shards() const override { return 1; }
+
+  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                      ParameterBatch* batch) override {
+    const int64_t clock = clocks[0];
     if (Take(pull_failures)) return absl::UnavailableError("injected");
     batch->dense.resize(batch->tensors.size());
     std::vector<SliceRef> slices;
@@ -40,12 +47,14 @@ class LocalPsClient : public PsClient {
     sv.version = v->version;
     sv.round = v->round;
     sv.wait_seconds = v->wait_seconds;
+    sv.rounds = {v->round};
     return sv;
   }
 
-  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, int64_t clock,
+  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t) override {
+    const int64_t clock = clocks[0];
     std::vector<SliceGradient> gradients;
     for (size_t i = 0; i < batch.tensors.size(); ++i) {
       gradients.push_back(
@@ -58,6 +67,7 @@ class LocalPsClient : public PsClient {
     ServerVersion sv;
     sv.version = v->version;
     sv.round = v->round;
+    sv.rounds = {v->round};
     return sv;
   }
 

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/idx_dataset.h"
 #include "common/libsvm.h"
+#include "common/channel.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/security.h"
@@ -91,11 +92,12 @@ int Run() {
   }
   grpc::ChannelArguments args = DefaultChannelArguments();
   AddSecurityChannelArguments(security, &args);
-  // The coordinator's process is the only shard: one channel serves both.
+  // The coordinator's process serves shard 0 too: one channel for both. The
+  // other shards' addresses come with the registration.
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(address, *credentials, args);
   GrpcCoordinatorClient coordinator(channel, rpc_timeout, token);
-  GrpcPsClient ps(channel, rpc_timeout, token);
+  GrpcPsClient ps(channel, rpc_timeout, token, security);
 
   char host[256] = "unknown";
   gethostname(host, sizeof(host) - 1);
