@@ -202,6 +202,18 @@ AcquirePartitionResponse JobCoordinator::GrantLocked(WorkerRecord& worker,
 
 absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
     const AcquirePartitionRequest& request) {
+  absl::StatusOr<AcquirePartitionResponse> response = GrantWork(request);
+  // A training lease is handed out once every shard knows the worker is
+  // active: a sync round another shard closed without it could not be
+  // pushed to any more.
+  if (response.ok() && response->kind() == AcquirePartitionResponse::TRAIN) {
+    FULCRUM_RETURN_IF_ERROR(shards_->AwaitAcknowledged(options_.worker_timeout));
+  }
+  return response;
+}
+
+absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
+    const AcquirePartitionRequest& request) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
   if (!found.ok()) return found.status();

@@ -127,6 +127,12 @@ class JobCoordinator {
   // dead); false at the deadline.
   bool WaitUntilWorkersLeft(absl::Time deadline) const;
 
+  // Waits until every other shard has heard that the job is over (reported
+  // since it ended); false at the deadline.
+  bool WaitUntilShardsToldOver(absl::Time deadline) const {
+    return shards_->WaitUntilReportedSince(options_.now(), deadline);
+  }
+
   // One human-readable progress line ("RUNNING round=120 epoch=1/5 ...").
   std::string ProgressLine() const;
   // The machine-readable closing line:
@@ -134,6 +140,9 @@ class JobCoordinator {
   std::string ResultLine() const;
 
  private:
+  // AcquirePartition, before the shards have heard of an activation.
+  absl::StatusOr<AcquirePartitionResponse> GrantWork(const AcquirePartitionRequest& request);
+
   struct Lease {
     uint64_t id = 0;
     uint64_t worker_id = 0;

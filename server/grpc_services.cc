@@ -116,9 +116,21 @@ void ParameterServiceImpl::FillHeader(const ShardVersion& version,
   header->set_wait_seconds(version.wait_seconds);
 }
 
+grpc::Status ParameterServiceImpl::CheckIncarnation(const RequestHeader& header) const {
+  if (header.incarnation() == 0 || header.incarnation() == incarnation_) {
+    return grpc::Status::OK;
+  }
+  return grpc::Status(grpc::StatusCode::ABORTED,
+                      "this parameter server restarted (and restored a checkpoint) since the "
+                      "worker last heard from it: its rounds and values start over; pull "
+                      "again at its current round");
+}
+
 grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
                                           const PullRequest* request,
                                           PullResponse* response) {
+  // Rounds a worker waits for were counted by an earlier process.
+  if (grpc::Status s = CheckIncarnation(request->header()); !s.ok()) return s;
   if (request->encoding() != ENCODING_UNSPECIFIED &&
       request->encoding() != FLOAT32) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -193,12 +205,7 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
                                           PushResponse* response) {
   // A gradient computed on parameters read from an earlier server process
   // (before a restart and restore) must not reach the restored model.
-  const uint64_t seen = request->header().incarnation();
-  if (seen != 0 && seen != incarnation_) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        "the parameter server restarted since this worker last "
-                        "pulled; register and pull again");
-  }
+  if (grpc::Status s = CheckIncarnation(request->header()); !s.ok()) return s;
   std::vector<std::vector<float>> buffers(request->dense_size());
   std::vector<SliceGradient> gradients(request->dense_size());
   for (int i = 0; i < request->dense_size(); ++i) {

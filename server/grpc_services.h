@@ -57,6 +57,8 @@ class ParameterServiceImpl final : public ParameterService::Service {
   grpc::Status DoPull(grpc::ServerContext* context, const PullRequest* request,
                       PullResponse* response);
   grpc::Status DoPush(const PushRequest* request, PushResponse* response);
+  // ABORTED for a request carrying another process's incarnation.
+  grpc::Status CheckIncarnation(const RequestHeader& header) const;
 
   ParameterShard* const shard_;
   const uint64_t incarnation_;

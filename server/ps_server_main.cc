@@ -389,6 +389,8 @@ int Run() {
           // Let every worker hear that the job is over before going away.
           coordinator->WaitUntilWorkersLeft(absl::Now() +
                                             absl::Seconds(worker_timeout));
+          // ... and every other shard (they exit then too).
+          coordinator->WaitUntilShardsToldOver(absl::Now() + absl::Seconds(worker_timeout));
           stopping.Notify();
           kill(getpid(), SIGTERM);  // releases the signal thread
           break;

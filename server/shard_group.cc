@@ -94,6 +94,26 @@ void ShardGroup::RemoveWorker(uint64_t worker_id) {
   ChangedLocked();
 }
 
+absl::Status ShardGroup::AwaitAcknowledged(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t version = version_;
+  uint32_t behind_shard = 0;
+  auto caught_up = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    if (stopping_) return true;
+    for (uint32_t i = 1; i < remotes_.size(); ++i) {
+      const Remote* r = remotes_[i].get();
+      if (r != nullptr && r->ready && r->acked < version) {
+        behind_shard = i;
+        return false;
+      }
+    }
+    return true;
+  };
+  if (mu_.AwaitWithTimeout(absl::Condition(&caught_up), timeout)) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "parameter-server shard ", behind_shard, " has not taken the membership change; retry"));
+}
+
 Membership ShardGroup::MembershipLocked() const {
   Membership m;
   m.set_coordinator_incarnation(options_.incarnation);
@@ -218,6 +238,17 @@ absl::Status ShardGroup::CheckAllReady() const {
   return absl::UnavailableError(absl::StrCat(
       "waiting for parameter-server shard(s) ", absl::StrJoin(missing, ", "),
       " of ", options_.num_shards, " to register with the coordinator"));
+}
+
+bool ShardGroup::WaitUntilReportedSince(absl::Time since, absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto reported = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    for (uint32_t i = 1; i < remotes_.size(); ++i) {
+      if (remotes_[i] != nullptr && remotes_[i]->last_report <= since) return false;
+    }
+    return true;
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&reported), deadline);
 }
 
 std::vector<std::string> ShardGroup::WorkerAddresses() const {

@@ -75,6 +75,11 @@ class ShardGroup {
   void DeactivateWorker(uint64_t worker_id);
   void RemoveWorker(uint64_t worker_id);
 
+  // Waits until every registered remote shard has acknowledged the
+  // membership as it is now; UNAVAILABLE naming a shard that did not within
+  // `timeout` (a dead shard: the worker retries).
+  absl::Status AwaitAcknowledged(absl::Duration timeout);
+
   // A remote shard's start or heartbeat. FAILED_PRECONDITION for an index or
   // count that does not fit the job (or index 0, the coordinator's own).
   absl::StatusOr<RegisterShardResponse> RegisterShard(const RegisterShardRequest& request);
@@ -89,6 +94,9 @@ class ShardGroup {
   // Where workers reach each shard, by index; empty for the coordinator's
   // own (workers use the coordinator's address) and when there is one shard.
   std::vector<std::string> WorkerAddresses() const;
+  // Waits until every registered remote shard has reported after `since`
+  // (and so heard the job state of then); false at the deadline.
+  bool WaitUntilReportedSince(absl::Time since, absl::Time deadline) const;
   // Every shard's status, by index.
   std::vector<ShardStatus> Status() const;
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -66,6 +67,62 @@ absl::Status LocalCluster::RestartServer(const std::vector<std::string>& flags) 
   return absl::OkStatus();
 }
 
+std::string LocalCluster::shard_address(int index) const {
+  return absl::StrCat("127.0.0.1:", shards_.at(index).port);
+}
+
+std::string LocalCluster::ShardLog(int index) const {
+  const Shard& shard = shards_.at(index);
+  return ReadFileOrEmpty(absl::StrCat(dir_, "/shard", index,
+                                      shard.restarts > 0 ? absl::StrCat("-", shard.restarts) : "",
+                                      ".err"));
+}
+
+absl::StatusOr<int> LocalCluster::StartShard(int index, int num_shards,
+                                             const std::vector<std::string>& flags) {
+  Shard& shard = shards_[index];
+  shard.process = std::make_unique<Subprocess>();
+  shard.argv = {RunfilePath("server/ps_server"), "--host=127.0.0.1",
+                absl::StrCat("--shard_index=", index), absl::StrCat("--num_shards=", num_shards),
+                "--coordinator=" + address(), "--status_interval=0"};
+  shard.argv.insert(shard.argv.end(), flags.begin(), flags.end());
+  const std::string port_file = absl::StrCat(dir_, "/shard", index, ".port");
+  std::vector<std::string> argv = shard.argv;
+  argv.push_back("--port=0");
+  argv.push_back("--port_file=" + port_file);
+  const std::string log = absl::StrCat(dir_, "/shard", index);
+  absl::Status started = shard.process->Start(argv, log + ".out", log + ".err");
+  if (!started.ok()) return started;
+  absl::StatusOr<int> port = WaitForPortFile(port_file, absl::Seconds(30));
+  if (!port.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("shard ", index, " did not start: ", ShardLog(index)));
+  }
+  shard.port = *port;
+  return index;
+}
+
+absl::Status LocalCluster::RestartShard(int index, const std::vector<std::string>& extra_flags) {
+  Shard& shard = shards_.at(index);
+  shard.process->Signal(SIGKILL);
+  absl::StatusOr<int> code = shard.process->Wait(absl::Seconds(10));
+  if (!code.ok()) return code.status();
+  ++shard.restarts;
+  std::vector<std::string> argv = shard.argv;
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  const std::string port_file = absl::StrCat(dir_, "/shard", index, "-", shard.restarts, ".port");
+  argv.push_back(absl::StrCat("--port=", shard.port));
+  argv.push_back("--port_file=" + port_file);
+  const std::string log = absl::StrCat(dir_, "/shard", index, "-", shard.restarts);
+  FULCRUM_RETURN_IF_ERROR(shard.process->Start(argv, log + ".out", log + ".err"));
+  absl::StatusOr<int> port = WaitForPortFile(port_file, absl::Seconds(30));
+  if (!port.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("shard ", index, " did not restart: ", ShardLog(index)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> LocalCluster::StartWorker(const std::string& name,
                                               const std::vector<std::string>& flags) {
   const int index = workers_.size();
@@ -117,7 +174,8 @@ JobStatus LocalCluster::FinishJob(const std::vector<int>& workers,
                                   absl::Duration timeout) {
   for (int i : workers) {
     absl::StatusOr<int> code = WaitWorker(i, timeout);
-    EXPECT_TRUE(code.ok()) << "worker " << i << " still running\n" << ServerLog();
+    EXPECT_TRUE(code.ok()) << "worker " << i << " still running\n"
+                           << ServerLog() << "\nworker " << i << ":\n" << WorkerLog(i);
     if (code.ok()) {
       EXPECT_EQ(*code, 0) << WorkerLog(i);
     }

@@ -3,6 +3,7 @@
 #ifndef FULCRUM_TESTS_CLUSTER_H_
 #define FULCRUM_TESTS_CLUSTER_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,18 @@ class LocalCluster {
   absl::Status StartServer(const std::vector<std::string>& flags);
   // SIGKILLs the server and starts it again on the same port with `flags`.
   absl::Status RestartServer(const std::vector<std::string>& flags);
+  // Starts ps_server shard `index` (>= 1) of `num_shards`, registering with
+  // the coordinator started by StartServer, on an ephemeral port with
+  // `flags`; waits for its port. Returns `index`.
+  absl::StatusOr<int> StartShard(int index, int num_shards,
+                                 const std::vector<std::string>& flags = {});
+  // SIGKILLs shard `index` and starts it again on the same port with the
+  // flags it was started with plus `extra_flags`.
+  absl::Status RestartShard(int index, const std::vector<std::string>& extra_flags = {});
+  Subprocess& shard(int index) { return *shards_.at(index).process; }
+  std::string ShardLog(int index) const;
+  std::string shard_address(int index) const;
+
   // Starts a worker named `name` (dialling the server's TCP port unless
   // `flags` hold a --coordinator of their own); returns its index.
   absl::StatusOr<int> StartWorker(const std::string& name,
@@ -53,6 +66,13 @@ class LocalCluster {
   std::string dir_;
   Subprocess server_;
   std::vector<std::unique_ptr<Subprocess>> workers_;
+  struct Shard {
+    std::unique_ptr<Subprocess> process;
+    std::vector<std::string> argv;  // without the port flags
+    int port = 0;
+    int restarts = 0;
+  };
+  std::map<int, Shard> shards_;
   int port_ = 0;
   int restarts_ = 0;
   std::unique_ptr<Coordinator::Stub> stub_;

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/channel.h"
 #include "common/grpc_status.h"
 #include "common/model_spec.h"
@@ -12,46 +11,35 @@
 #include "common/shard_map.h"
 #include "common/status_macros.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/completion_queue.h"
 
 namespace fulcrum {
+// Waits on cq_ for the calls started on it, one per entry of `statuses`;
+// the first error (by shard), naming the shard when there are several. The
+// calling thread polls the queue itself: no hop to a callback thread. A
+// shard that restarted (ABORTED) is spoken to as a new one from now on.
+absl::Status GrpcPsClient::AwaitAll(std::vector<grpc::Status>& statuses) {
+  for (size_t done = 0; done < statuses.size(); ++done) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq_->Next(&tag, &ok)) return absl::InternalError("completion queue shut down");
+  }
+  restarted_.clear();
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    if (statuses[i].error_code() != grpc::StatusCode::ABORTED) continue;
+    shards_[i].last_incarnation = 0;
+    restarted_.push_back(i);
+  }
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    if (statuses[i].ok()) continue;
+    absl::Status s = FromGrpcStatus(statuses[i]);
+    if (statuses.size() == 1) return s;
+    return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
-
-// Calls in flight to several shards, and the wait for all of them.
-class CallGroup {
- public:
-  explicit CallGroup(size_t n) : statuses_(n) {}
-  // The callback for call `i`.
-  std::function<void(grpc::Status)> Done(size_t i) {
-    {
-      absl::MutexLock lock(&mu_);
-      ++pending_;
-    }
-    return [this, i](grpc::Status status) {
-      absl::MutexLock lock(&mu_);
-      statuses_[i] = std::move(status);
-      --pending_;
-    };
-  }
-  // Waits for every call; the first error (by shard), naming the shard when
-  // there are several.
-  absl::Status Wait() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](int* pending) { return *pending == 0; }, &pending_));
-    for (size_t i = 0; i < statuses_.size(); ++i) {
-      if (statuses_[i].ok()) continue;
-      absl::Status s = FromGrpcStatus(statuses_[i]);
-      if (statuses_.size() == 1) return s;
-      return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  absl::Mutex mu_;
-  int pending_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<grpc::Status> statuses_ ABSL_GUARDED_BY(mu_);
-};
 
 int64_t ClockFor(absl::Span<const int64_t> clocks, size_t shard) {
   if (clocks.empty()) return -1;
@@ -73,8 +61,17 @@ GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator,
     : coordinator_(std::move(coordinator)),
       rpc_timeout_(rpc_timeout),
       auth_token_(std::move(auth_token)),
-      security_(std::move(security)) {
+      security_(std::move(security)),
+      cq_(std::make_unique<grpc::CompletionQueue>()) {
   Connect({}).IgnoreError();  // the coordinator alone cannot fail
+}
+
+GrpcPsClient::~GrpcPsClient() {
+  cq_->Shutdown();
+  void* tag;
+  bool ok;
+  while (cq_->Next(&tag, &ok)) {
+  }
 }
 
 absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_addresses) {
@@ -153,13 +150,15 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
 
   std::vector<PullResponse> responses(n);
   std::vector<grpc::ClientContext> contexts(n);
-  CallGroup calls(n);
+  std::vector<grpc::Status> statuses(n);
+  std::vector<std::unique_ptr<grpc::ClientAsyncResponseReader<PullResponse>>> calls(n);
   for (size_t s = 0; s < n; ++s) {
     contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
     AttachToken(auth_token_, &contexts[s]);
-    shards_[s].stub->async()->Pull(&contexts[s], &requests[s], &responses[s], calls.Done(s));
+    calls[s] = shards_[s].stub->AsyncPull(&contexts[s], requests[s], cq_.get());
+    calls[s]->Finish(&responses[s], &statuses[s], reinterpret_cast<void*>(s));
   }
-  FULCRUM_RETURN_IF_ERROR(calls.Wait());
+  FULCRUM_RETURN_IF_ERROR(AwaitAll(statuses));
 
   batch->dense.resize(batch->tensors.size());
   for (size_t i = 0; i < batch->tensors.size(); ++i) {
@@ -286,13 +285,15 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
 
   std::vector<PushResponse> responses(n);
   std::vector<grpc::ClientContext> contexts(n);
-  CallGroup calls(n);
+  std::vector<grpc::Status> statuses(n);
+  std::vector<std::unique_ptr<grpc::ClientAsyncResponseReader<PushResponse>>> calls(n);
   for (size_t s = 0; s < n; ++s) {
     contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
     AttachToken(auth_token_, &contexts[s]);
-    shards_[s].stub->async()->Push(&contexts[s], &requests[s], &responses[s], calls.Done(s));
+    calls[s] = shards_[s].stub->AsyncPush(&contexts[s], requests[s], cq_.get());
+    calls[s]->Finish(&responses[s], &statuses[s], reinterpret_cast<void*>(s));
   }
-  FULCRUM_RETURN_IF_ERROR(calls.Wait());
+  FULCRUM_RETURN_IF_ERROR(AwaitAll(statuses));
   ServerVersion version;
   version.rounds.resize(n);
   for (size_t s = 0; s < n; ++s) {

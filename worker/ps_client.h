@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/completion_queue.h"
 #include "absl/types/span.h"
 #include "common/security.h"
 #include "proto/fulcrum.grpc.pb.h"
@@ -59,6 +60,9 @@ class PsClient {
   // Shards the client talks to; clocks and rounds are per shard.
   virtual int num_shards() const = 0;
 
+  // ABORTED when a shard restarted since the last call (see RequestHeader):
+  // the caller pulls again at the current rounds.
+  //
   // Fills batch->dense (resized) and each batch->sparse[i].values from the
   // servers, reading every tensor in batch->tensors and every key. `clocks`
   // (one per shard, or one for all) is the round (sync) or clock (ssp) each
@@ -68,17 +72,21 @@ class PsClient {
                                              ParameterBatch* batch) = 0;
 
   // Sends the gradients in `batch`. `request_id` makes a retry idempotent;
-  // `batch_examples` is how many examples produced it.
+  // `batch_examples` is how many examples produced it. ABORTED as Pull; the
+  // shards that did not abort applied the push.
   virtual absl::StatusOr<ServerVersion> Push(uint64_t worker_id,
                                              absl::Span<const int64_t> clocks,
                                              uint64_t request_id, const ParameterBatch& batch,
                                              uint32_t batch_examples) = 0;
+
+  // After an ABORTED call: the shards that restarted.
+  virtual std::vector<int> restarted_shards() const { return {}; }
 };
 
 // A PsClient over gRPC for any number of shards: dense tensors are split by
 // element range and sparse keys by hash (common/shard_map.h), and every
-// call goes to all shards at once (callback API), so a step waits for the
-// slowest shard, not for their sum. Every shard gets a request each step
+// call goes to all shards at once (asynchronous API, one completion queue
+// the caller polls), so a step waits for the slowest shard, not their sum. Every shard gets a request each step
 // (possibly empty): sync rounds count every worker on every shard.
 // Thread-compatible. Every call carries a deadline of `rpc_timeout`.
 class GrpcPsClient final : public PsClient {
@@ -87,6 +95,7 @@ class GrpcPsClient final : public PsClient {
   // `auth_token` (may be empty) goes with every call as a bearer token.
   GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator, absl::Duration rpc_timeout,
                std::string auth_token = "", ClientSecurityOptions security = {});
+  ~GrpcPsClient() override;
 
   absl::Status Connect(const std::vector<std::string>& shard_addresses) override;
   int num_shards() const override { return static_cast<int>(shards_.size()); }
@@ -95,6 +104,7 @@ class GrpcPsClient final : public PsClient {
   absl::StatusOr<ServerVersion> Push(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t batch_examples) override;
+  std::vector<int> restarted_shards() const override { return restarted_; }
 
  private:
   struct Shard {
@@ -108,12 +118,15 @@ class GrpcPsClient final : public PsClient {
     std::vector<uint32_t> position;
   };
   void PlaceKeys(const ParameterBatch& batch, std::vector<KeyPlacement>* placements) const;
+  absl::Status AwaitAll(std::vector<grpc::Status>& statuses);
 
   const std::shared_ptr<grpc::Channel> coordinator_;
   const absl::Duration rpc_timeout_;
   const std::string auth_token_;
   const ClientSecurityOptions security_;
   std::vector<Shard> shards_;
+  std::unique_ptr<grpc::CompletionQueue> cq_;
+  std::vector<int> restarted_;  // of the last call
 };
 
 }  // namespace fulcrum

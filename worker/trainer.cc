@@ -180,7 +180,12 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(absl::Span<const int64_t> c
 
 absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   absl::StatusOr<EvalResult> eval = workload_->Evaluate(
-      [this](ParameterBatch* batch) { return PullWithRetry({-1}, batch).status(); });
+      [this](ParameterBatch* batch) {
+        absl::Status s = PullWithRetry({-1}, batch).status();
+        // A shard that restarted is read afresh.
+        if (absl::IsAborted(s)) s = PullWithRetry({-1}, batch).status();
+        return s;
+      });
   if (!eval.ok()) return eval.status();
   eval->set_epoch(lease.eval_epoch());
   eval->set_final(lease.eval_final());
@@ -227,16 +232,45 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
     }
   }
   std::vector<int64_t> rounds;  // sync: the rounds being collected
-  for (size_t pos = 0; pos < order.size(); pos += batch_size) {
+  int restarts_seen = 0;
+  for (size_t pos = 0; pos < order.size();) {
     if (Interrupted()) return absl::AbortedError("interrupted");
     const absl::Time step_start = absl::Now();
     const int64_t size = std::min<int64_t>(batch_size, order.size() - pos);
     const absl::Span<const int64_t> examples(&order[pos], size);
     workload_->PlanStep(examples, &params_);
-    FULCRUM_ASSIGN_OR_RETURN(ServerVersion version, PullWithRetry(clocks, &params_));
-    if (rounds.empty()) rounds = version.rounds;
-    const double loss = workload_->ComputeGradients(examples, params_, &grads_);
-    FULCRUM_ASSIGN_OR_RETURN(version, PushWithRetry(mode == SYNC ? rounds : clocks, size));
+    double loss = 0;
+    bool pushing = false;
+    absl::StatusOr<ServerVersion> version = PullWithRetry(clocks, &params_);
+    if (version.ok()) {
+      if (rounds.empty()) rounds = version->rounds;
+      loss = workload_->ComputeGradients(examples, params_, &grads_);
+      pushing = true;
+      version = PushWithRetry(mode == SYNC ? rounds : clocks, size);
+    }
+    if (absl::IsAborted(version.status()) && !Interrupted() && ++restarts_seen <= 10) {
+      // A shard restarted from its checkpoint: its rounds start over. The
+      // step is done again from a fresh pull (a gradient of the old
+      // parameters never reaches the restored ones), at the restarted
+      // shard's current round and, where a push was taken, the next round.
+      FULCRUM_LOG(WARNING) << "redoing a step: " << version.status().message();
+      if (mode == SYNC) {
+        std::vector<bool> restarted(shards, false);
+        for (int s : ps_->restarted_shards()) restarted[s] = true;
+        for (size_t s = 0; s < shards; ++s) {
+          if (restarted[s]) {
+            last_pushed_round_[s] = clocks[s] = -1;
+          } else if (pushing && !rounds.empty()) {
+            last_pushed_round_[s] = rounds[s];
+            clocks[s] = rounds[s] + 1;
+          }
+        }
+        rounds.clear();
+      }
+      continue;
+    }
+    if (!version.ok()) return version.status();
+    pos += batch_size;
     if (mode == SYNC) {
       last_pushed_round_ = rounds;
       for (int64_t& r : rounds) ++r;

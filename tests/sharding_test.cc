@@ -1,0 +1,204 @@
+// Several ps_server processes: the shard map workers get, rejection of
+// slices and keys sent to a shard that does not own them, per-shard status,
+// and a shard killed mid-job coming back from its part of the checkpoint.
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/payload.h"
+#include "common/shard_map.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "proto/fulcrum.grpc.pb.h"
+#include "tests/cluster.h"
+
+namespace fulcrum {
+namespace {
+
+std::chrono::system_clock::time_point In(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+
+// The first key at or after `from` that shard `shard` of `n` owns.
+uint64_t KeyOn(uint32_t shard, uint32_t n, uint64_t from = 1) {
+  const ShardMap map(n);
+  while (map.ShardOfKey(from) != shard) ++from;
+  return from;
+}
+
+PushRequest SparsePush(uint64_t worker, uint64_t request_id,
+                       const std::vector<uint64_t>& keys) {
+  PushRequest push;
+  push.mutable_header()->set_worker_id(worker);
+  push.mutable_header()->set_request_id(request_id);
+  push.mutable_header()->set_clock(-1);
+  SparseValues* v = push.add_sparse();
+  v->set_table("lr/w");
+  v->set_encoding(FLOAT32);
+  for (uint64_t k : keys) v->add_keys(k);
+  EncodeFloat32(std::vector<float>(keys.size(), 0.5f), v->mutable_data());
+  return push;
+}
+
+// Reads one row of lr/w from `ps` (read-only: creates nothing).
+grpc::Status ReadRow(ParameterService::Stub* ps, uint64_t worker, uint64_t key, float* value) {
+  PullRequest pull;
+  pull.mutable_header()->set_worker_id(worker);
+  pull.mutable_header()->set_clock(-1);
+  SparseKeys* k = pull.add_sparse();
+  k->set_table("lr/w");
+  k->add_keys(key);
+  k->set_read_only(true);
+  grpc::ClientContext c;
+  c.set_deadline(In(10));
+  PullResponse response;
+  grpc::Status s = ps->Pull(&c, pull, &response);
+  if (s.ok()) {
+    EXPECT_TRUE(DecodeFloat32(FLOAT32, response.sparse(0).data(),
+                              absl::MakeSpan(value, 1), false)
+                    .ok());
+  }
+  return s;
+}
+
+TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
+  LocalCluster c("wrong_shard");
+  ASSERT_TRUE(c.StartServer({"--model=sparse_lr", "--mode=async", "--num_workers=1",
+                             "--num_shards=2"})
+                  .ok())
+      << c.ServerLog();
+  ASSERT_TRUE(c.StartShard(1, 2).ok());
+  auto coordinator =
+      Coordinator::NewStub(grpc::CreateChannel(c.address(), grpc::InsecureChannelCredentials()));
+  auto shard0 = ParameterService::NewStub(
+      grpc::CreateChannel(c.address(), grpc::InsecureChannelCredentials()));
+  auto shard1 = ParameterService::NewStub(
+      grpc::CreateChannel(c.shard_address(1), grpc::InsecureChannelCredentials()));
+
+  // Registration waits (UNAVAILABLE) until shard 1 has registered.
+  RegisterWorkerResponse registered;
+  grpc::Status s;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(5));
+    RegisterWorkerRequest request;
+    request.set_worker_name("probe");
+    s = coordinator->RegisterWorker(&ctx, request, &registered);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(registered.shard_addresses_size(), 2);
+  EXPECT_EQ(registered.shard_addresses(0), "");  // the coordinator's own
+  EXPECT_EQ(registered.shard_addresses(1), c.shard_address(1));
+  const uint64_t id = registered.worker_id();
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10));
+    AcquirePartitionRequest request;
+    request.set_worker_id(id);
+    AcquirePartitionResponse lease;
+    ASSERT_TRUE(coordinator->AcquirePartition(&ctx, request, &lease).ok());
+    ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
+  }
+
+  // lr/bias has one element: shard 0 owns none of it, shard 1 all.
+  {
+    PushRequest push;
+    push.mutable_header()->set_worker_id(id);
+    push.mutable_header()->set_clock(-1);
+    DenseValues* d = push.add_dense();
+    d->mutable_slice()->set_tensor("lr/bias");
+    d->mutable_slice()->set_length(1);
+    d->set_encoding(FLOAT32);
+    EncodeFloat32(std::vector<float>{1.0f}, d->mutable_data());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10));
+    PushResponse response;
+    s = shard0->Push(&ctx, push, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "not on shard 0")) << s.error_message();
+  }
+
+  const uint64_t mine = KeyOn(0, 2);
+  const uint64_t theirs = KeyOn(1, 2);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10));
+    PushResponse response;
+    s = shard0->Push(&ctx, SparsePush(id, 1, {mine, theirs}), &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StrContains(s.error_message(),
+                                  absl::StrCat("key ", theirs, " of sparse table lr/w is on shard 1")))
+        << s.error_message();
+  }
+  // Nothing of the refused push was applied: the row it shared with the
+  // right shard still reads as initialised.
+  float value = -1;
+  ASSERT_TRUE(ReadRow(shard0.get(), id, mine, &value).ok());
+  EXPECT_EQ(value, 0.0f);
+  // A key read from the wrong shard is refused too.
+  s = ReadRow(shard0.get(), id, theirs, &value);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // The same keys, each to its owner, are applied.
+  for (auto [stub, key] : {std::pair{shard0.get(), mine}, std::pair{shard1.get(), theirs}}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10));
+    PushResponse response;
+    s = stub->Push(&ctx, SparsePush(id, 2, {key}), &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_TRUE(ReadRow(stub, id, key, &value).ok());
+    EXPECT_LT(value, 0.0f) << "FTRL moves against a positive gradient";
+  }
+
+  // Status lists both shards with their counters.
+  absl::StatusOr<JobStatus> status = c.WaitFor(
+      [](const JobStatus& st) {
+        return st.shards_size() == 2 && st.shards(1).up() && st.shards(1).rows() == 1 &&
+               st.shards(1).pushes() >= 1;
+      },
+      absl::Seconds(20));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->shards(1).address(), c.shard_address(1));
+  EXPECT_EQ(status->shards(0).rows(), 1u);
+  EXPECT_EQ(status->shards(1).elements(), 1u);  // lr/bias
+  EXPECT_EQ(status->shards(0).elements(), 0u);
+}
+
+TEST(ShardingTest, TwoShardsSync_ShardKilledMidJob_RestoresItsPartAndTheJobFinishes) {
+  LocalCluster c("shard_restore");
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=sync", "--num_workers=2",
+                             "--num_shards=2", "--epochs=8", "--checkpoint_dir=" + c.dir() + "/ck0",
+                             "--checkpoint_every=1s"})
+                  .ok());
+  ASSERT_TRUE(c.StartShard(1, 2, {"--checkpoint_dir=" + c.dir() + "/ck1"}).ok());
+  const int a = *c.StartWorker("a", {"--debug_step_delay_ms=1"});
+  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=1"});
+
+  // Kill shard 1 once a checkpoint exists and training is well under way.
+  absl::StatusOr<JobStatus> before = c.WaitFor(
+      [](const JobStatus& s) { return s.epoch() >= 2 && s.last_checkpoint().sequence() >= 1; },
+      absl::Seconds(120));
+  ASSERT_TRUE(before.ok()) << before.status() << c.ServerLog();
+  const uint64_t incarnation = before->shards(1).incarnation();
+  ASSERT_TRUE(c.RestartShard(1).ok()) << c.ShardLog(1);
+
+  const JobStatus done = c.FinishJob({a, b}, absl::Minutes(1));
+  EXPECT_EQ(done.state(), FINISHED);
+  EXPECT_TRUE(absl::StrContains(c.ShardLog(1), "restored shard 1 of checkpoint")) << c.ShardLog(1);
+  ASSERT_EQ(done.shards_size(), 2);
+  EXPECT_NE(done.shards(1).incarnation(), incarnation);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(done), "");
+  EXPECT_GE(done.last_eval().test_accuracy(), 0.83) << c.ServerLog();
+  // Each shard's folder holds its part of the checkpoints, with the
+  // manifest that names both.
+  absl::StatusOr<JobStatus> final_status = c.Status();
+  ASSERT_TRUE(final_status.ok());
+  EXPECT_GE(final_status->last_checkpoint().sequence(), 2u);
+}
+
+}  // namespace
+}  // namespace fulcrum
