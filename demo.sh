@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fulcrum demo: installs what is missing, builds, starts a local cluster on
-# 127.0.0.1 (one ps_server as coordinator and only shard, N workers), trains
-# on Fashion-MNIST and ends with a machine-readable "result:" line.
+# 127.0.0.1 (a ps_server as coordinator and shard 0, --ps=N - 1 more shards,
+# N workers), trains on Fashion-MNIST (sparse_lr: generated click data) and
+# ends with a machine-readable "result:" line.
 #
 #   ./demo.sh [--model=softmax|mlp|sparse_lr] [--mode=sync|async|ssp:S] [--workers=N]
+#             [--ps=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
 #             [--checkpoint_dir=DIR] [--checkpoint_every=5s]
@@ -17,7 +19,7 @@ cd "$(dirname "$0")"
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 for arg in "$@"; do
   case "$arg" in
-    --model=*|--mode=*|--workers=*|--port=*|--epochs=*|--optimizer=*|\
+    --model=*|--mode=*|--workers=*|--ps=*|--port=*|--epochs=*|--optimizer=*|\
     --learning_rate=*|--batch_size=*|--seed=*|--momentum=*|\
     --checkpoint_dir=*|--checkpoint_every=*|--keep_checkpoints=*) ;;
     -h|--help) usage; exit 0 ;;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Starts a Fulcrum cluster on this machine (127.0.0.1): one ps_server as
-# coordinator and only shard, and N workers. Shows the coordinator's progress,
+# coordinator (shard 0), --ps=N - 1 more ps_server shards, and N workers. Shows the coordinator's progress,
 # waits for the job to finish and prints its "result:" line last. Every
 # process it starts is stopped when it ends or is interrupted.
 #
-#   deploy/local_cluster.sh [--bin=DIR] [--run_dir=DIR] [--workers=N]
+#   deploy/local_cluster.sh [--bin=DIR] [--run_dir=DIR] [--workers=N] [--ps=N]
 #       [--model=M] [--mode=sync|async|ssp:S] [--port=P]
 #       [--checkpoint_dir=DIR [--checkpoint_every=5s]]
 #       [--train_file=F --test_file=F (sparse_lr)] [other ps_server flags]
@@ -12,7 +12,8 @@
 # --bin is where ps_server, worker and psctl were built (default bazel-bin).
 # With --checkpoint_dir, a ps_server that dies (kill -9 it to try) is
 # restarted on the same port and resumes from its newest checkpoint; the
-# workers reconnect by themselves.
+# workers reconnect by themselves. Shard i > 0 keeps its part of the
+# checkpoints in DIR/shard-i (the coordinator's are in DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ run_dir=".demo"
 model=softmax
 mode=sync
 workers=2
+ps=1
 port=0
 checkpoint_dir=""
 server_flags=()
@@ -32,6 +34,7 @@ for arg in "$@"; do
     --model=*) model="${arg#*=}" ;;
     --mode=*) mode="${arg#*=}" ;;
     --workers=*) workers="${arg#*=}" ;;
+    --ps=*) ps="${arg#*=}" ;;
     --port=*) port="${arg#*=}" ;;
     --checkpoint_dir=*) checkpoint_dir="${arg#*=}"; server_flags+=("$arg") ;;
     --train_file=*|--test_file=*) worker_flags+=("$arg") ;;
@@ -39,8 +42,8 @@ for arg in "$@"; do
     *) echo "local_cluster.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
-if ! [[ "$workers" =~ ^[1-9][0-9]*$ ]]; then
-  echo "local_cluster.sh: --workers must be a positive integer, got '$workers'" >&2
+if ! [[ "$workers" =~ ^[1-9][0-9]*$ && "$ps" =~ ^[1-9][0-9]*$ ]]; then
+  echo "local_cluster.sh: --workers and --ps must be positive integers, got '$workers' and '$ps'" >&2
   exit 2
 fi
 for b in server/ps_server worker/worker tools/psctl; do
@@ -65,7 +68,7 @@ start_ps_server() {  # $1: port
   rm -f "$run_dir/port"
   "$bin/server/ps_server" --host=127.0.0.1 --port="$1" \
     --port_file="$run_dir/port" --model="$model" --mode="$mode" \
-    --num_workers="$workers" --status_interval=1 --exit_when_done \
+    --num_workers="$workers" --num_shards="$ps" --status_interval=1 --exit_when_done \
     "${server_flags[@]}" >>"$run_dir/ps_server.out" 2>>"$run_dir/ps_server.log" &
   ps_pid=$!
   pids+=("$ps_pid")
@@ -83,7 +86,20 @@ start_ps_server() {  # $1: port
 }
 start_ps_server "$port"
 address="127.0.0.1:$(cat "$run_dir/port")"
-echo "local_cluster: ps_server on $address; $workers workers; model=$model mode=$mode"
+# The other shards register with the coordinator and take the job from it.
+start_shard() {  # $1: shard index, $2: port
+  local flags=()
+  if [[ -n "$checkpoint_dir" ]]; then flags+=("--checkpoint_dir=$checkpoint_dir/shard-$1"); fi
+  rm -f "$run_dir/shard-$1.port"
+  "$bin/server/ps_server" --host=127.0.0.1 --port="$2" --port_file="$run_dir/shard-$1.port" \
+    --num_shards="$ps" --shard_index="$1" --coordinator="$address" --exit_when_done \
+    "${flags[@]}" >>"$run_dir/shard-$1.out" 2>>"$run_dir/shard-$1.log" &
+  pids+=("$!")
+  shard_pids[$1]=$!
+}
+shard_pids=()
+for i in $(seq 1 $((ps - 1))); do start_shard "$i" 0; done
+echo "local_cluster: ps_server on $address ($ps shards); $workers workers; model=$model mode=$mode"
 echo "local_cluster: watch it with: $bin/tools/psctl status --coordinator=$address"
 echo "local_cluster: logs in $run_dir/"
 

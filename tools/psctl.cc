@@ -130,6 +130,17 @@ std::string FormatTable(const JobStatus& s) {
                           s.restored_from().path(), s.restored_from().round());
   }
   out += "\n";
+  absl::StrAppendFormat(&out, "%-5s %-22s %-5s %-8s %-10s %-6s %-10s %-11s %-10s %-9s %-9s\n",
+                        "SHARD", "ADDRESS", "UP", "TENSORS", "ELEMENTS", "TABLES", "ROWS",
+                        "BYTES", "VERSION", "PUSHES/S", "PULLS/S");
+  for (const ShardStatus& sh : s.shards()) {
+    absl::StrAppendFormat(&out, "%-5d %-22s %-5s %-8d %-10d %-6d %-10d %-11d %-10d %-9.0f %-9.0f\n",
+                          sh.index(), sh.address().empty() ? "(coordinator)" : sh.address(),
+                          sh.up() ? "yes" : "NO", sh.tensors(), sh.elements(), sh.tables(),
+                          sh.rows(), sh.bytes(), sh.version(), sh.pushes_per_second(),
+                          sh.pulls_per_second());
+  }
+  out += "\n";
   absl::StrAppendFormat(&out, "%-4s %-20s %-10s %-10s %-6s %-8s %-9s %-8s %-8s %-8s %s\n",
                         "ID", "NAME", "STATE", "PARTITION", "DONE", "STEPS",
                         "EXAMPLES", "LOSS", "EX/S", "WAIT", "HEARTBEAT");
