@@ -286,3 +286,73 @@ TEST(ParameterShardTest, Sync_ManyRoundsFromThreads_ExactResult) {
 
 }  // namespace
 }  // namespace fulcrum
+
+namespace fulcrum {
+namespace {
+
+Membership MakeMembership(uint64_t incarnation, uint64_t version,
+                          std::vector<uint64_t> admitted, std::vector<uint64_t> active) {
+  Membership m;
+  m.set_coordinator_incarnation(incarnation);
+  m.set_version(version);
+  m.set_started(true);
+  for (uint64_t id : admitted) m.add_admitted(id);
+  for (uint64_t id : active) {
+    Membership::Active* a = m.add_active();
+    a->set_worker_id(id);
+    a->set_clock(0);
+  }
+  return m;
+}
+
+std::unique_ptr<ParameterShard> MakeRemoteShard(absl::Duration grace) {
+  TensorSpec spec;
+  spec.set_name("t");
+  spec.add_shape(4);
+  OptimizerConfig config;
+  config.set_kind(SGD);
+  config.set_learning_rate(1.0f);
+  auto store = ParameterStore::Create(ParameterStoreOptions{}, *CreateOptimizer(config), {spec});
+  EXPECT_TRUE(store.ok());
+  ShardRole role;
+  role.membership_grace = grace;
+  return std::make_unique<ParameterShard>(std::move(*store), SYNC, 0,
+                                          std::vector<std::unique_ptr<SparseTable>>{}, role);
+}
+
+TEST(ParameterShardMembershipTest, WholeMembershipAppliedAsItsDifference_OlderVersionsIgnored) {
+  std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::ZeroDuration());
+  EXPECT_EQ(shard->ApplyMembership(MakeMembership(9, 2, {kA, kB}, {kA, kB})), 2u);
+  EXPECT_TRUE(shard->started());
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  EXPECT_EQ(shard->version().round, 0);  // waits for B
+  // An older message (same coordinator) changes nothing.
+  EXPECT_EQ(shard->ApplyMembership(MakeMembership(9, 1, {kA}, {kA})), 2u);
+  EXPECT_EQ(shard->version().round, 0);
+  // B removed: the round completes with A's push alone, and B is refused.
+  EXPECT_EQ(shard->ApplyMembership(MakeMembership(9, 3, {kA}, {kA})), 3u);
+  EXPECT_EQ(shard->version().round, 1);
+  EXPECT_EQ(PushAll(*shard, kB, 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
+  // A restarted coordinator's membership replaces it, whatever its version.
+  EXPECT_EQ(shard->ApplyMembership(MakeMembership(10, 1, {kB}, {})), 1u);
+  EXPECT_EQ(PullAll(*shard, kA, -1).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, kB, 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "admitted but not training";
+}
+
+TEST(ParameterShardMembershipTest, UnknownWorkerWaitsOutTheGraceForItsMembership) {
+  std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::Seconds(10));
+  std::thread coordinator([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    shard->ApplyMembership(MakeMembership(1, 1, {kA}, {kA}));
+  });
+  const absl::Time start = absl::Now();
+  absl::StatusOr<ShardVersion> pushed = PushAll(*shard, kA, 0, 1.0f);
+  coordinator.join();
+  EXPECT_TRUE(pushed.ok()) << pushed.status();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
+  EXPECT_EQ(shard->version().round, 1);
+}
+
+}  // namespace
+}  // namespace fulcrum

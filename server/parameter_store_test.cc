@@ -196,3 +196,47 @@ TEST(ParameterStoreTest, ConcurrentPushes_NoUpdateLost) {
 
 }  // namespace
 }  // namespace fulcrum
+
+namespace fulcrum {
+namespace {
+
+TEST(ParameterStoreShardTest, EachShardHoldsItsRangeInitialisedAsTheWholeTensor) {
+  const TensorSpec spec = Spec("w", {7, 3}, GLOROT_UNIFORM);
+  const std::unique_ptr<ParameterStore> whole = MakeStore({spec});
+  const std::vector<float> all = ReadAll(*whole, "w");
+  OptimizerConfig config;
+  config.set_kind(SGD);
+  config.set_learning_rate(1.0f);
+  uint64_t held = 0;
+  for (uint32_t shard = 0; shard < 3; ++shard) {
+    ParameterStoreOptions options;
+    options.stripe_elements = 4;
+    options.seed = 7;
+    options.shard_index = shard;
+    options.num_shards = 3;
+    auto store = ParameterStore::Create(options, *CreateOptimizer(config), {spec});
+    ASSERT_TRUE(store.ok()) << store.status();
+    const uint64_t begin = 21 * shard / 3, end = 21 * (shard + 1) / 3;
+    held += (*store)->TotalElements();
+    EXPECT_EQ(*(*store)->TensorSize("w"), 21u);  // the whole tensor's size
+    std::vector<float> part(end - begin);
+    ASSERT_TRUE((*store)->Read({"w", begin, end - begin}, absl::MakeSpan(part)).ok());
+    for (uint64_t i = begin; i < end; ++i) EXPECT_EQ(part[i - begin], all[i]);
+    // A gradient for its range applies; one reaching past it is refused.
+    std::vector<float> grad(end - begin, 1.0f);
+    ASSERT_TRUE((*store)->ApplyGradient({"w", begin, end - begin}, grad).ok());
+    ASSERT_TRUE((*store)->Read({"w", begin, end - begin}, absl::MakeSpan(part)).ok());
+    EXPECT_FLOAT_EQ(part[0], all[begin] - 1.0f);
+    std::vector<float> wide(end - begin + 1, 1.0f);
+    const uint64_t outside = shard == 0 ? begin : begin - 1;
+    absl::Status s = (*store)->ApplyGradient({"w", outside, wide.size()}, wide);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("is not on shard"), std::string::npos) << s;
+    // The whole tensor's elements are still validated first.
+    EXPECT_EQ((*store)->Validate({"w", 20, 2}).code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(held, 21u);
+}
+
+}  // namespace
+}  // namespace fulcrum
