@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Docker Compose deployment, tested on a real engine: builds the image
-# FROM scratch, brings the stack up with 3 workers, waits until training
-# progresses and a checkpoint is on the volume, crashes the coordinator's
+# FROM scratch, brings the stack up (coordinator, a second shard, 3 workers),
+# waits until training progresses over both shards and a checkpoint is on
+# the volumes, crashes the coordinator's
 # ps_server, checks that the restart policy brings it back and that it
 # restores from the checkpoint volume, and that the job finishes with the
 # usual accuracy. Tears everything down (down -v) however it ends.
@@ -55,6 +56,7 @@ rm -f "$build_log"
 
 wait_for '[[ "$(field state <<<"$json")" == RUNNING && -n "$(field sequence <<<"$json")" ]]' 120 ||
   fail "no training progress with a checkpoint within 120 s"
+grep -q '"address": "shard1:50051"' <<<"$json" || fail "status does not list shard 1 at shard1:50051"
 before_examples="$(field examples_seen <<<"$json")"
 container="$("${compose[@]}" ps -q coordinator)"
 restarts_before="$(docker inspect -f '{{.RestartCount}}' "$container")"
@@ -76,6 +78,10 @@ grep -q '"restored_from"' <<<"$json" || fail "the restarted ps_server did not re
 echo "compose_test: restarted ($restarts restart(s)); restored from $(grep -A2 '"restored_from"' <<<"$json" | field path)"
 
 wait_for '[[ "$(field state <<<"$json")" == FINISHED ]]' 300 || fail "the job did not finish within 300 s"
+# Shard 1 served the whole job and took pushes from the workers.
+shard1="$(grep -A20 '"address": "shard1:50051"' <<<"$json")"
+[[ "$(field up <<<"$shard1")" == true && "$(field pushes <<<"$shard1")" -gt 0 ]] ||
+  fail "shard 1 is not up or took no pushes"
 accuracy="$(grep -A3 '"last_eval"' <<<"$json" | field test_accuracy)"
 echo "compose_test: job finished, test_accuracy=$accuracy"
 awk -v a="$accuracy" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' ||

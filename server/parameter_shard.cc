@@ -143,6 +143,14 @@ uint64_t ParameterShard::ApplyMembership(const Membership& membership) {
       membership.version() <= membership_version_) {
     return membership_version_;
   }
+  if (membership.coordinator_incarnation() != membership_incarnation_) {
+    // A new coordinator numbers workers from scratch: what this shard
+    // remembers of ids (retried request ids, who pushed the round) belongs
+    // to other workers now. The round in progress is applied with the
+    // gradients it has, and the new workers start a fresh one.
+    recent_requests_ = RecentRequests();
+    if (mode_ == SYNC && !pushed_.empty() && pushes_in_flight_ == 0) CompleteRoundLocked();
+  }
   admitted_.clear();
   admitted_.insert(membership.admitted().begin(), membership.admitted().end());
   active_.clear();
@@ -383,6 +391,10 @@ void ParameterShard::MaybeCompleteRoundLocked() {
   for (const auto& [id, clock] : active_) {
     if (!pushed_.contains(id)) return;
   }
+  CompleteRoundLocked();
+}
+
+void ParameterShard::CompleteRoundLocked() {
   // The mean gradient over the round's pushes: one big mini-batch.
   store_->ApplyAccumulated(1.0f / static_cast<float>(pushed_.size()));
   ApplySparseSums(1.0f / static_cast<float>(pushed_.size()));

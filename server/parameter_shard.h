@@ -201,6 +201,8 @@ class ParameterShard {
   int64_t MinActiveClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Applies the round if every active worker pushed it.
   void MaybeCompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies the round's mean gradient and opens the next round.
+  void CompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidateAll(const std::vector<SliceGradient>& gradients,
                            absl::Span<const SparseGradient> sparse) const;
   // Sync mode: adds sparse gradients into the round's sums.

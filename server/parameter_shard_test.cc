@@ -340,6 +340,22 @@ TEST(ParameterShardMembershipTest, WholeMembershipAppliedAsItsDifference_OlderVe
       << "admitted but not training";
 }
 
+TEST(ParameterShardMembershipTest, NewCoordinator_ReusedIdsStartAFreshRound) {
+  std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::ZeroDuration());
+  shard->ApplyMembership(MakeMembership(9, 1, {kA, kB}, {kA, kB}));
+  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f, /*request_id=*/5).ok());
+  EXPECT_EQ(shard->version().round, 0);
+  // The coordinator restarts and hands ids A and B to new workers: the old
+  // round is applied with what it had, and neither A's round nor its
+  // request id 5 counts against the new A.
+  shard->ApplyMembership(MakeMembership(10, 1, {kA, kB}, {kA, kB}));
+  EXPECT_EQ(shard->version().round, 1);
+  ASSERT_TRUE(PushAll(*shard, kA, 1, 1.0f, /*request_id=*/5).ok());
+  ASSERT_TRUE(PushAll(*shard, kB, 1, 1.0f, /*request_id=*/5).ok());
+  EXPECT_EQ(shard->version().round, 2);
+  EXPECT_EQ(shard->stats().duplicate_pushes, 0);
+}
+
 TEST(ParameterShardMembershipTest, UnknownWorkerWaitsOutTheGraceForItsMembership) {
   std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::Seconds(10));
   std::thread coordinator([&] {

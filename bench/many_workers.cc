@@ -1,0 +1,250 @@
+// many_workers: W simulated workers (threads in this process, each with its
+// own connections, the real worker client and a tiny compute step) pushing
+// and pulling a 1M-parameter model against 1 or 2 real ps_server processes
+// on 127.0.0.1, in async and sync modes. Prints per run: steps/s over all
+// workers, p50/p99/p999 step latency (pull + push), and fairness: the
+// fewest and most steps any worker took.
+//
+//   bazel build -c opt //server:ps_server //bench:many_workers
+//   bazel-bin/bench/many_workers --workers=64 --shards=1,2 --modes=async,sync --seconds=10
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/channel.h"
+#include "common/model_spec.h"
+#include "worker/coordinator_client.h"
+#include "worker/ps_client.h"
+
+ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
+ABSL_FLAG(int, workers, 64, "Simulated workers (threads).");
+ABSL_FLAG(std::string, shards, "1,2", "ps_server processes per run, comma-separated.");
+ABSL_FLAG(std::string, modes, "async,sync", "Consistency modes, comma-separated.");
+ABSL_FLAG(double, seconds, 10, "Seconds of measured training per run (after all start).");
+
+namespace fulcrum {
+namespace {
+
+// Starts one ps_server process; its port once it serves, or 0.
+int StartServer(const std::vector<std::string>& flags, pid_t* pid) {
+  char port_file[] = "/tmp/many_workers_port_XXXXXX";
+  const int fd = mkstemp(port_file);
+  close(fd);
+  unlink(port_file);
+  std::vector<std::string> args = {absl::GetFlag(FLAGS_ps_server), "--host=127.0.0.1",
+                                   "--port=0", absl::StrCat("--port_file=", port_file),
+                                   "--status_interval=0"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  *pid = fork();
+  if (*pid == 0) {
+    // Quiet: the server logs every registration.
+    const int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd >= 0) dup2(null_fd, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream in(port_file);
+    int port = 0;
+    if (in >> port && port > 0) {
+      unlink(port_file);
+      return port;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return 0;
+}
+
+struct WorkerResult {
+  int64_t steps = 0;
+  std::vector<double> step_seconds;
+  std::string error;
+};
+
+// One simulated worker: register, take a training lease, then pull a whole
+// model, "compute" (a gradient of the right size), push, until `stop`.
+void RunWorker(const std::string& coordinator_address, int index, ConsistencyMode mode,
+               const std::atomic<bool>* go, const std::atomic<bool>* stop,
+               WorkerResult* out) {
+  std::shared_ptr<grpc::Channel> channel =
+      *OpenChannel(coordinator_address, ClientSecurityOptions{});
+  GrpcCoordinatorClient coordinator(channel, absl::Seconds(30));
+  GrpcPsClient ps(channel, absl::Seconds(5));
+  RegisterWorkerRequest request;
+  request.set_worker_name(absl::StrCat("sim-", index));
+  absl::StatusOr<RegisterWorkerResponse> registered;
+  for (int attempt = 0; attempt < 600; ++attempt) {
+    registered = coordinator.RegisterWorker(request);
+    if (registered.ok() || !absl::IsUnavailable(registered.status())) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (!registered.ok()) {
+    out->error = registered.status().ToString();
+    return;
+  }
+  absl::Status connected = ps.Connect(
+      {registered->shard_addresses().begin(), registered->shard_addresses().end()});
+  if (!connected.ok()) {
+    out->error = connected.ToString();
+    return;
+  }
+  AcquirePartitionRequest acquire;
+  acquire.set_worker_id(registered->worker_id());
+  absl::StatusOr<AcquirePartitionResponse> lease;
+  while (true) {
+    lease = coordinator.AcquirePartition(acquire);
+    if (!lease.ok() && !absl::IsUnavailable(lease.status())) {
+      out->error = lease.status().ToString();
+      return;
+    }
+    if (lease.ok() && lease->kind() == AcquirePartitionResponse::TRAIN) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ParameterBatch params;
+  params.tensors = {registered->job().tensors().begin(), registered->job().tensors().end()};
+  ParameterBatch grads = params;
+  grads.dense.resize(grads.tensors.size());
+  for (size_t i = 0; i < grads.tensors.size(); ++i) {
+    grads.dense[i].assign(ElementCount(grads.tensors[i]), 1e-6f);
+  }
+  const size_t shards = ps.num_shards();
+  std::vector<int64_t> clocks(shards, -1), rounds;
+  uint64_t request_id = 1;
+  while (!go->load()) absl::SleepFor(absl::Milliseconds(1));
+  while (!stop->load()) {
+    const absl::Time start = absl::Now();
+    absl::StatusOr<ServerVersion> v = ps.Pull(registered->worker_id(), clocks, &params);
+    if (v.ok()) {
+      if (rounds.empty()) rounds = v->rounds;
+      // The tiny compute: a gradient from the first value read.
+      grads.dense[0][0] = params.dense[0][0] * 1e-3f;
+      v = ps.Push(registered->worker_id(), mode == SYNC ? absl::Span<const int64_t>(rounds)
+                                                      : absl::Span<const int64_t>(clocks),
+                  request_id++, grads, 1);
+    }
+    if (!v.ok()) {
+      if (!stop->load()) out->error = v.status().ToString();
+      return;
+    }
+    if (mode == SYNC) {
+      for (int64_t& r : rounds) ++r;
+      clocks = rounds;
+    }
+    out->step_seconds.push_back(absl::ToDoubleSeconds(absl::Now() - start));
+    ++out->steps;
+  }
+}
+
+double Percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
+}
+
+int Run(int num_shards, const std::string& mode_name) {
+  const int workers = absl::GetFlag(FLAGS_workers);
+  absl::StatusOr<Consistency> mode = ParseConsistency(mode_name);
+  if (!mode.ok()) {
+    std::fprintf(stderr, "many_workers: --modes: %s\n", mode.status().ToString().c_str());
+    return 2;
+  }
+  std::vector<pid_t> pids(num_shards, -1);
+  const int port = StartServer(
+      {"--model=bench_1m", absl::StrCat("--mode=", mode_name),
+       absl::StrCat("--num_workers=", workers), absl::StrCat("--num_shards=", num_shards),
+       "--worker_timeout=100000", "--heartbeat_interval=1000", "--partitions_per_worker=4"},
+      &pids[0]);
+  if (port == 0) {
+    std::fprintf(stderr, "many_workers: ps_server did not start (%s)\n",
+                 absl::GetFlag(FLAGS_ps_server).c_str());
+    return 1;
+  }
+  const std::string coordinator = absl::StrCat("127.0.0.1:", port);
+  for (int i = 1; i < num_shards; ++i) {
+    if (StartServer({absl::StrCat("--num_shards=", num_shards),
+                     absl::StrCat("--shard_index=", i), "--coordinator=" + coordinator},
+                    &pids[i]) == 0) {
+      std::fprintf(stderr, "many_workers: shard %d did not start\n", i);
+      return 1;
+    }
+  }
+  std::atomic<bool> go{false}, stop{false};
+  std::vector<WorkerResult> results(workers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < workers; ++i) {
+    threads.emplace_back(RunWorker, coordinator, i, mode->mode, &go, &stop, &results[i]);
+  }
+  // Everyone registered and holding a lease: the job has started.
+  absl::SleepFor(absl::Seconds(2));
+  go = true;
+  const absl::Time start = absl::Now();
+  absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_seconds)));
+  stop = true;
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  // Sync workers may be waiting for a round nobody will finish: end the
+  // servers, which fails their calls.
+  absl::SleepFor(absl::Milliseconds(200));
+  for (pid_t pid : pids) kill(pid, SIGKILL);
+  for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+  for (std::thread& t : threads) t.join();
+
+  int64_t total = 0, min_steps = INT64_MAX, max_steps = 0;
+  std::vector<double> latencies;
+  std::string error;
+  for (const WorkerResult& r : results) {
+    total += r.steps;
+    min_steps = std::min(min_steps, r.steps);
+    max_steps = std::max(max_steps, r.steps);
+    latencies.insert(latencies.end(), r.step_seconds.begin(), r.step_seconds.end());
+    if (error.empty()) error = r.error;
+  }
+  std::printf("mode=%-5s ps=%d workers=%d  %8.1f steps/s  %7.1f MB/s  step p50=%7.1fms "
+              "p99=%7.1fms p999=%7.1fms  steps/worker min=%lld max=%lld (max/min %.2f)%s\n",
+              mode_name.c_str(), num_shards, workers, total / seconds,
+              total * 2.0 * 4 * (1 << 20) / seconds / 1e6, Percentile(latencies, 0.5) * 1e3,
+              Percentile(latencies, 0.99) * 1e3, Percentile(latencies, 0.999) * 1e3,
+              static_cast<long long>(min_steps), static_cast<long long>(max_steps),
+              min_steps > 0 ? double(max_steps) / min_steps : 0.0,
+              error.empty() ? "" : absl::StrCat("  (a worker failed: ", error, ")").c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace fulcrum
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  for (absl::string_view mode : absl::StrSplit(absl::GetFlag(FLAGS_modes), ',')) {
+    for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_shards), ',')) {
+      int shards = 0;
+      if (!absl::SimpleAtoi(s, &shards) || shards < 1) {
+        std::fprintf(stderr, "many_workers: --shards: bad value '%s'\n", std::string(s).c_str());
+        return 2;
+      }
+      const int rc = fulcrum::Run(shards, std::string(mode));
+      if (rc != 0) return rc;
+    }
+  }
+  return 0;
+}
