@@ -352,11 +352,14 @@ absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   if (!taken.ok()) return taken.status();
   const Lease lease = *taken;
   worker.status.set_state(IDLE);
+  EvalResult eval = request.eval();
+  eval.set_epoch(lease.epoch);
+  eval.set_final(lease.final);
+  eval.set_elapsed_seconds(ElapsedSecondsLocked());
+  evaluations_.push_back(eval);
   // Evaluations may finish out of order; keep the latest epoch's.
   if (lease.final || lease.epoch >= last_eval_.epoch()) {
-    last_eval_ = request.eval();
-    last_eval_.set_epoch(lease.epoch);
-    last_eval_.set_final(lease.final);
+    last_eval_ = eval;
   }
   FULCRUM_LOG(INFO) << absl::StrFormat(
       "%s epoch %d/%d: test_accuracy=%.4f test_loss=%.4f (worker %d)",
@@ -453,12 +456,7 @@ CoordinatorCheckpoint JobCoordinator::SaveProgress() const {
   uint64_t examples = restored_examples_;
   for (const auto& [id, w] : workers_) examples += w.status.examples_seen();
   progress.set_examples_seen(examples);
-  double elapsed = restored_elapsed_seconds_;
-  if (state_ != WAITING_FOR_WORKERS || restored_) {
-    const absl::Time end = JobOver(state_) ? finished_at_ : options_.now();
-    if (started_at_ != absl::Time()) elapsed += absl::ToDoubleSeconds(end - started_at_);
-  }
-  progress.set_elapsed_seconds(elapsed);
+  progress.set_elapsed_seconds(ElapsedSecondsLocked());
   for (const EvalTask& task : eval_queue_) progress.add_pending_evals(task.epoch);
   for (const auto& [id, lease] : leases_) {
     if (lease.evaluate) progress.add_pending_evals(lease.epoch);
@@ -571,12 +569,8 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   status.set_partitions_per_epoch(partitions_);
   status.set_staleness(job.staleness());
   *status.mutable_last_eval() = last_eval_;
-  double elapsed = restored_elapsed_seconds_;
-  if (state_ != WAITING_FOR_WORKERS && started_at_ != absl::Time()) {
-    const absl::Time end = JobOver(state_) ? finished_at_ : now;
-    elapsed += absl::ToDoubleSeconds(end - started_at_);
-  }
-  status.set_elapsed_seconds(elapsed);
+  status.set_elapsed_seconds(ElapsedSecondsLocked());
+  for (const EvalResult& e : evaluations_) *status.add_evaluations() = e;
   if (last_checkpoint_.sequence() > 0) *status.mutable_last_checkpoint() = last_checkpoint_;
   if (restored_from_.sequence() > 0) *status.mutable_restored_from() = restored_from_;
   status.set_checkpoint_failures(checkpoint_failures_);
@@ -628,6 +622,15 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   for (SparseTableStatus& t : shards_->local()->SparseStatus()) *status.add_sparse_tables() = std::move(t);
   for (ShardStatus& s : shards_->Status()) *status.add_shards() = std::move(s);
   return status;
+}
+
+double JobCoordinator::ElapsedSecondsLocked() const {
+  double elapsed = restored_elapsed_seconds_;
+  if (state_ != WAITING_FOR_WORKERS && started_at_ != absl::Time()) {
+    const absl::Time end = JobOver(state_) ? finished_at_ : options_.now();
+    elapsed += absl::ToDoubleSeconds(end - started_at_);
+  }
+  return elapsed;
 }
 
 std::string JobCoordinator::ProgressLine() const {

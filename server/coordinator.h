@@ -140,6 +140,9 @@ class JobCoordinator {
   std::string ResultLine() const;
 
  private:
+  // Training time of the job: since it started running, plus what a
+  // restored checkpoint had.
+  double ElapsedSecondsLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // AcquirePartition, before the shards have heard of an activation.
   absl::StatusOr<AcquirePartitionResponse> GrantWork(const AcquirePartitionRequest& request);
 
@@ -210,6 +213,8 @@ class JobCoordinator {
   absl::Time started_at_ ABSL_GUARDED_BY(mu_);
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
   EvalResult last_eval_ ABSL_GUARDED_BY(mu_);
+  // Every evaluation this process took a report of, in order.
+  std::vector<EvalResult> evaluations_ ABSL_GUARDED_BY(mu_);
   // Carried over from a restored checkpoint.
   uint64_t restored_examples_ ABSL_GUARDED_BY(mu_) = 0;
   double restored_elapsed_seconds_ ABSL_GUARDED_BY(mu_) = 0;

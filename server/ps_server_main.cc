@@ -358,23 +358,21 @@ int Run() {
       return;
     }
     bool reported = false;
-    uint32_t printed_eval_epoch = 0;
-    bool printed_final = false;
+    int printed_evals = 0;
     while (!stopping.HasBeenNotified()) {
       const absl::Duration tick =
           interval > 0 ? absl::Seconds(interval) : absl::Milliseconds(500);
       const bool done = coordinator->WaitUntilDone(absl::Now() + tick);
       if (stopping.HasBeenNotified()) break;
       const JobStatus status = coordinator->GetStatus();
-      const EvalResult& eval = status.last_eval();
-      if (eval.examples() > 0 &&
-          (eval.epoch() != printed_eval_epoch || eval.final() != printed_final)) {
-        printed_eval_epoch = eval.epoch();
-        printed_final = eval.final();
-        std::printf("epoch %u/%u %s: test_accuracy=%.4f test_loss=%.4f\n",
+      // Every evaluation once, with the training time it was reported at
+      // (bench/train.sh reads time-to-accuracy from these lines).
+      for (; printed_evals < status.evaluations_size(); ++printed_evals) {
+        const EvalResult& eval = status.evaluations(printed_evals);
+        std::printf("epoch %u/%u %s: test_accuracy=%.4f test_loss=%.4f elapsed=%.2fs\n",
                     eval.epoch(), status.epochs(),
                     eval.final() ? "final model" : "done", eval.test_accuracy(),
-                    eval.test_loss());
+                    eval.test_loss(), eval.elapsed_seconds());
       }
       if (interval > 0 &&
           (status.state() == RUNNING || status.state() == EVALUATING)) {
