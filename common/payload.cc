@@ -1,5 +1,6 @@
 #include "common/payload.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -14,7 +15,88 @@ static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
 
 inline uint32_t ByteSwap(uint32_t v) { return __builtin_bswap32(v); }
 
+uint32_t LoadU32(const char* p) {
+  uint32_t bits;
+  std::memcpy(&bits, p, 4);
+#ifndef ABSL_IS_LITTLE_ENDIAN
+  bits = ByteSwap(bits);
+#endif
+  return bits;
+}
+
+void StoreU32(uint32_t bits, char* p) {
+#ifndef ABSL_IS_LITTLE_ENDIAN
+  bits = ByteSwap(bits);
+#endif
+  std::memcpy(p, &bits, 4);
+}
+
+float LoadF32(const char* p) {
+  const uint32_t bits = LoadU32(p);
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void StoreF32(float f, char* p) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  StoreU32(bits, p);
+}
+
+// Bytes of an INT8_BLOCK payload of n elements.
+size_t Int8BlockBytes(size_t n) {
+  return n + 4 * ((n + kInt8BlockElements - 1) / kInt8BlockElements);
+}
+
+void EncodeFloat16(absl::Span<const float> values, std::string* out) {
+  const size_t old_size = out->size();
+  out->resize(old_size + 2 * values.size());
+  char* dst = &(*out)[old_size];
+  for (size_t i = 0; i < values.size(); ++i) {
+    // Round to nearest even; beyond the half range, infinity.
+    const _Float16 h = static_cast<_Float16>(values[i]);
+    uint16_t bits;
+    std::memcpy(&bits, &h, 2);
+    dst[2 * i] = static_cast<char>(bits & 0xff);
+    dst[2 * i + 1] = static_cast<char>(bits >> 8);
+  }
+}
+
+void EncodeInt8Block(absl::Span<const float> values, std::string* out) {
+  const size_t old_size = out->size();
+  out->resize(old_size + Int8BlockBytes(values.size()));
+  char* dst = &(*out)[old_size];
+  for (size_t begin = 0; begin < values.size(); begin += kInt8BlockElements) {
+    const size_t n = std::min(kInt8BlockElements, values.size() - begin);
+    float max_abs = 0;
+    for (size_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::fabs(values[begin + i]));
+    const float scale = max_abs / 127.0f;
+    StoreF32(scale, dst);
+    dst += 4;
+    const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
+    for (size_t i = 0; i < n; ++i) {
+      const float q = std::nearbyint(values[begin + i] * inverse);
+      dst[i] = static_cast<char>(static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, q))));
+    }
+    dst += n;
+  }
+}
+
 }  // namespace
+
+void EncodeValues(Encoding encoding, absl::Span<const float> values, std::string* out) {
+  switch (encoding) {
+    case FLOAT16:
+      EncodeFloat16(values, out);
+      return;
+    case INT8_BLOCK:
+      EncodeInt8Block(values, out);
+      return;
+    default:
+      EncodeFloat32(values, out);
+  }
+}
 
 void EncodeFloat32(absl::Span<const float> values, std::string* out) {
   const size_t old_size = out->size();
@@ -34,10 +116,28 @@ void EncodeFloat32(absl::Span<const float> values, std::string* out) {
 
 absl::StatusOr<size_t> PayloadElementCount(Encoding encoding,
                                            absl::string_view data) {
+  if (encoding == FLOAT16) {
+    if (data.size() % 2 != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FLOAT16 payload of ", data.size(), " bytes is not a multiple of 2"));
+    }
+    return data.size() / 2;
+  }
+  if (encoding == INT8_BLOCK) {
+    // Whole blocks of 4 + 256 bytes, then possibly a shorter one.
+    const size_t block_bytes = 4 + kInt8BlockElements;
+    const size_t whole = data.size() / block_bytes;
+    const size_t rest = data.size() % block_bytes;
+    if (rest != 0 && rest <= 4) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "INT8_BLOCK payload of ", data.size(), " bytes ends in a block without values"));
+    }
+    return whole * kInt8BlockElements + (rest == 0 ? 0 : rest - 4);
+  }
   if (encoding != FLOAT32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported payload encoding ", Encoding_Name(encoding),
-                     " (", static_cast<int>(encoding), "); expected FLOAT32"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unsupported payload encoding ", Encoding_Name(encoding), " (",
+        static_cast<int>(encoding), "); expected FLOAT32, FLOAT16 or INT8_BLOCK"));
   }
   if (data.size() % sizeof(float) != 0) {
     return absl::InvalidArgumentError(
@@ -55,16 +155,30 @@ absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
     return absl::InvalidArgumentError(absl::StrCat(
         "payload holds ", *count, " elements, expected ", out.size()));
   }
+  if (encoding == FLOAT16) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      const uint16_t bits = static_cast<uint8_t>(data[2 * i]) |
+                            static_cast<uint16_t>(static_cast<uint8_t>(data[2 * i + 1])) << 8;
+      _Float16 h;
+      std::memcpy(&h, &bits, 2);
+      out[i] = static_cast<float>(h);
+    }
+  } else if (encoding == INT8_BLOCK) {
+    const char* src = data.data();
+    for (size_t begin = 0; begin < out.size(); begin += kInt8BlockElements) {
+      const size_t n = std::min(kInt8BlockElements, out.size() - begin);
+      const float scale = LoadF32(src);
+      src += 4;
+      for (size_t i = 0; i < n; ++i) out[begin + i] = scale * static_cast<int8_t>(src[i]);
+      src += n;
+    }
+  } else {
 #ifdef ABSL_IS_LITTLE_ENDIAN
-  if (!out.empty()) std::memcpy(out.data(), data.data(), data.size());
+    if (!out.empty()) std::memcpy(out.data(), data.data(), data.size());
 #else
-  for (size_t i = 0; i < out.size(); ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, data.data() + 4 * i, 4);
-    bits = ByteSwap(bits);
-    std::memcpy(&out[i], &bits, 4);
-  }
+    for (size_t i = 0; i < out.size(); ++i) out[i] = LoadF32(data.data() + 4 * i);
 #endif
+  }
   if (require_finite) {
     for (size_t i = 0; i < out.size(); ++i) {
       if (!std::isfinite(out[i])) {
@@ -81,7 +195,7 @@ absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding,
                                                     size_t expected, bool require_finite,
                                                     std::vector<float>* scratch) {
 #ifdef ABSL_IS_LITTLE_ENDIAN
-  if (reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0) {
+  if (encoding == FLOAT32 && reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0) {
     absl::StatusOr<size_t> count = PayloadElementCount(encoding, data);
     if (!count.ok()) return count.status();
     if (*count != expected) {

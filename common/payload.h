@@ -17,10 +17,23 @@
 
 namespace fulcrum {
 
+// Elements per INT8_BLOCK block: a little-endian float32 scale (the block's
+// largest magnitude / 127), then one int8 per element (value / scale,
+// rounded); the last block may be shorter.
+inline constexpr size_t kInt8BlockElements = 256;
+
+// Appends `values` to `*out` encoded as `encoding`: FLOAT32 (exact), FLOAT16
+// (IEEE half, little-endian, round to nearest even; beyond +-65504 becomes
+// infinite and is refused where finiteness is required), or INT8_BLOCK (4.06
+// times smaller than FLOAT32, error at most half a step of its block's
+// scale). Anything else encodes as FLOAT32.
+void EncodeValues(Encoding encoding, absl::Span<const float> values, std::string* out);
+
 // Appends `values` to `*out` as packed little-endian float32.
 void EncodeFloat32(absl::Span<const float> values, std::string* out);
 
-// Decodes `data` (encoded as `encoding`) into exactly `out.size()` floats.
+// Decodes `data` (FLOAT32, FLOAT16 or INT8_BLOCK) into exactly `out.size()`
+// floats.
 // INVALID_ARGUMENT if the encoding is not supported, the byte length is not a
 // multiple of the element size, or the element count is not out.size().
 // With `require_finite`, also INVALID_ARGUMENT if any value is NaN or infinite
@@ -28,8 +41,8 @@ void EncodeFloat32(absl::Span<const float> values, std::string* out);
 absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
                            absl::Span<float> out, bool require_finite);
 
-// The FLOAT32 values of `data` without copying when its bytes are suitably
-// aligned (little-endian hosts); otherwise copied into `*scratch`. Checks
+// The values of `data` without copying when it is FLOAT32 and its bytes are
+// suitably aligned (little-endian hosts); otherwise decoded into `*scratch`. Checks
 // the count (== expected) and, with `require_finite`, that no value is NaN or
 // infinite, with the errors of DecodeFloat32.
 absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding,

@@ -107,3 +107,69 @@ TEST(PayloadTest, ElementCount_CountsFloats) {
 
 }  // namespace
 }  // namespace fulcrum
+
+namespace fulcrum {
+namespace {
+
+std::vector<float> Ramp(size_t n) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = std::sin(0.37 * i) * (1.0 + i % 7);
+  return v;
+}
+
+TEST(CompressedPayloadTest, Float16_HalfTheBytesWithinHalfPrecision) {
+  const std::vector<float> values = Ramp(1001);
+  std::string data;
+  EncodeValues(FLOAT16, values, &data);
+  EXPECT_EQ(data.size(), 2 * values.size());
+  EXPECT_EQ(*PayloadElementCount(FLOAT16, data), values.size());
+  std::vector<float> back(values.size());
+  ASSERT_TRUE(DecodeFloat32(FLOAT16, data, absl::MakeSpan(back), true).ok());
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_NEAR(back[i], values[i], std::fabs(values[i]) * (1.0 / 1024) + 1e-7) << i;
+  }
+  // Exactly representable values survive exactly; overflow is refused.
+  std::string exact;
+  EncodeValues(FLOAT16, std::vector<float>{0.5f, -2.0f, 1024.0f}, &exact);
+  ASSERT_TRUE(DecodeFloat32(FLOAT16, exact, absl::MakeSpan(back.data(), 3), true).ok());
+  EXPECT_EQ(back[0], 0.5f);
+  EXPECT_EQ(back[1], -2.0f);
+  EXPECT_EQ(back[2], 1024.0f);
+  std::string huge;
+  EncodeValues(FLOAT16, std::vector<float>{1e6f}, &huge);
+  EXPECT_FALSE(DecodeFloat32(FLOAT16, huge, absl::MakeSpan(back.data(), 1), true).ok());
+  EXPECT_FALSE(PayloadElementCount(FLOAT16, "abc").ok());
+}
+
+TEST(CompressedPayloadTest, Int8Block_QuarterTheBytesWithinHalfAStepPerBlock) {
+  for (size_t n : {size_t{1}, size_t{255}, size_t{256}, size_t{257}, size_t{1000}}) {
+    const std::vector<float> values = Ramp(n);
+    std::string data;
+    EncodeValues(INT8_BLOCK, values, &data);
+    EXPECT_EQ(data.size(), n + 4 * ((n + 255) / 256)) << n;
+    ASSERT_EQ(*PayloadElementCount(INT8_BLOCK, data), n);
+    std::vector<float> back(n);
+    ASSERT_TRUE(DecodeFloat32(INT8_BLOCK, data, absl::MakeSpan(back), true).ok());
+    for (size_t begin = 0; begin < n; begin += 256) {
+      float max_abs = 0;
+      for (size_t i = begin; i < std::min(n, begin + 256); ++i) {
+        max_abs = std::max(max_abs, std::fabs(values[i]));
+      }
+      const float step = max_abs / 127;
+      for (size_t i = begin; i < std::min(n, begin + 256); ++i) {
+        EXPECT_NEAR(back[i], values[i], step / 2 + 1e-6) << "n=" << n << " i=" << i;
+      }
+    }
+  }
+  // All zeros stay zeros; a block holding only its scale is malformed.
+  std::string zeros;
+  EncodeValues(INT8_BLOCK, std::vector<float>(300, 0.0f), &zeros);
+  std::vector<float> back(300, 1.0f);
+  ASSERT_TRUE(DecodeFloat32(INT8_BLOCK, zeros, absl::MakeSpan(back), true).ok());
+  for (float v : back) EXPECT_EQ(v, 0.0f);
+  EXPECT_FALSE(PayloadElementCount(INT8_BLOCK, std::string(260 + 3, '\0')).ok());
+  EXPECT_EQ(*PayloadElementCount(INT8_BLOCK, std::string(260 + 5, '\0')), 257u);
+}
+
+}  // namespace
+}  // namespace fulcrum

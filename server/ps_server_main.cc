@@ -67,6 +67,9 @@ ABSL_FLAG(double, momentum, 0.9, "Momentum optimizer's velocity decay.");
 ABSL_FLAG(double, l1, -1, "FTRL L1 strength; -1: the model's default (sparse_lr 0.1).");
 ABSL_FLAG(double, l2, -1, "FTRL L2 strength; -1: the model's default (sparse_lr 0.1).");
 ABSL_FLAG(int, batch_size, 64, "Examples per worker mini-batch.");
+ABSL_FLAG(std::string, gradient_compression, "none",
+          "How workers send dense gradients: none (float32), fp16 (IEEE half: "
+          "half the bytes) or int8 (per-256-element scale: a quarter).");
 ABSL_FLAG(int, epochs, 0,
           "Passes over the training set; 0 = the model's recommended count "
           "(softmax 15, mlp 10).");
@@ -276,6 +279,15 @@ int Run() {
   options.heartbeat_interval = absl::Seconds(heartbeat);
   options.worker_timeout = absl::Seconds(timeout);
   job.set_batch_size(batch_size);
+  const std::string compression = absl::GetFlag(FLAGS_gradient_compression);
+  if (compression == "fp16") {
+    job.set_gradient_encoding(FLOAT16);
+  } else if (compression == "int8") {
+    job.set_gradient_encoding(INT8_BLOCK);
+  } else if (compression != "none") {
+    std::fprintf(stderr, "ps_server: --gradient_compression must be none, fp16 or int8\n");
+    return 2;
+  }
   job.set_epochs(epochs);
   job.set_num_workers(num_workers);
   job.set_partitions_per_epoch(partitions_per_worker * num_workers);

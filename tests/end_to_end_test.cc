@@ -47,6 +47,31 @@ INSTANTIATE_TEST_SUITE_P(Modes, EndToEndTest,
                            return name == "ssp:2" ? std::string("ssp2") : name;
                          });
 
+class CompressedGradientsTest : public ::testing::TestWithParam<std::string> {};
+
+// Workers send compressed gradients (the job says how); the server decodes
+// them and the model still learns.
+TEST_P(CompressedGradientsTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
+  LocalCluster c("e2e_" + GetParam());
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=sync", "--epochs=1", "--num_workers=2",
+                             "--exit_when_done", "--gradient_compression=" + GetParam()})
+                  .ok());
+  std::vector<int> workers;
+  for (const char* name : {"c0", "c1"}) workers.push_back(*c.StartWorker(name));
+  absl::StatusOr<JobStatus> running =
+      c.WaitFor([](const JobStatus& s) { return s.state() == RUNNING; }, kJobTimeout);
+  ASSERT_TRUE(running.ok());
+  for (int i : workers) {
+    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
+    ASSERT_TRUE(code.ok());
+    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+  }
+  ASSERT_EQ(*c.server().Wait(absl::Seconds(30)), 0);
+  EXPECT_GT(ResultAccuracy(c.ServerOut()), 0.80) << c.ServerOut();
+}
+
+INSTANTIATE_TEST_SUITE_P(Encodings, CompressedGradientsTest, ::testing::Values("fp16", "int8"));
+
 TEST(EndToEndUnixSocketTest, WorkersOnTheSameMachine_TrainOverAUnixSocket) {
   LocalCluster c("e2e_unix");
   // sun_path holds 108 bytes: a short path, not one under TEST_TMPDIR.

@@ -253,9 +253,10 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
       values->mutable_slice()->set_tensor(batch.tensors[i].name());
       values->mutable_slice()->set_offset(range.begin);
       values->mutable_slice()->set_length(range.size());
-      values->set_encoding(FLOAT32);
-      EncodeFloat32(absl::MakeConstSpan(batch.dense[i]).subspan(range.begin, range.size()),
-                    values->mutable_data());
+      values->set_encoding(gradient_encoding_);
+      EncodeValues(gradient_encoding_,
+                   absl::MakeConstSpan(batch.dense[i]).subspan(range.begin, range.size()),
+                   values->mutable_data());
     }
     for (const SparseRows& rows : batch.sparse) {
       SparseValues* values = request.add_sparse();

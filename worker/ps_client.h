@@ -81,6 +81,10 @@ class PsClient {
 
   // After an ABORTED call: the shards that restarted.
   virtual std::vector<int> restarted_shards() const { return {}; }
+
+  // How dense gradients travel (the job's gradient_encoding); FLOAT32 until
+  // set.
+  virtual void set_gradient_encoding(Encoding encoding) {}
 };
 
 // A PsClient over gRPC for any number of shards: dense tensors are split by
@@ -105,6 +109,9 @@ class GrpcPsClient final : public PsClient {
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t batch_examples) override;
   std::vector<int> restarted_shards() const override { return restarted_; }
+  void set_gradient_encoding(Encoding encoding) override {
+    gradient_encoding_ = encoding == ENCODING_UNSPECIFIED ? FLOAT32 : encoding;
+  }
 
  private:
   struct Shard {
@@ -127,6 +134,7 @@ class GrpcPsClient final : public PsClient {
   std::vector<Shard> shards_;
   std::unique_ptr<grpc::CompletionQueue> cq_;
   std::vector<int> restarted_;  // of the last call
+  Encoding gradient_encoding_ = FLOAT32;
 };
 
 }  // namespace fulcrum

@@ -76,6 +76,7 @@ absl::Status Trainer::Register() {
   FULCRUM_RETURN_IF_ERROR(workload_->Configure(job));
   FULCRUM_RETURN_IF_ERROR(ps_->Connect(
       {response->shard_addresses().begin(), response->shard_addresses().end()}));
+  ps_->set_gradient_encoding(job.gradient_encoding());
   job_ = job;
   if (response->heartbeat_interval_seconds() > 0) {
     heartbeat_interval_ = absl::Seconds(response->heartbeat_interval_seconds());
