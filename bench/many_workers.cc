@@ -129,6 +129,7 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
   const size_t shards = ps.num_shards();
   std::vector<int64_t> clocks(shards, -1), rounds;
   uint64_t request_id = 1;
+  int unavailable = 0;
   while (!go->load()) absl::SleepFor(absl::Milliseconds(1));
   while (!stop->load()) {
     const absl::Time start = absl::Now();
@@ -142,9 +143,16 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
                   request_id++, grads, 1);
     }
     if (!v.ok()) {
-      if (!stop->load()) out->error = v.status().ToString();
+      if (stop->load()) return;
+      // As a real worker does: a connection not up yet is retried.
+      if (absl::IsUnavailable(v.status()) && ++unavailable <= 50) {
+        absl::SleepFor(absl::Milliseconds(50));
+        continue;
+      }
+      out->error = v.status().ToString();
       return;
     }
+    unavailable = 0;
     if (mode == SYNC) {
       for (int64_t& r : rounds) ++r;
       clocks = rounds;
