@@ -5,10 +5,12 @@
 # 127.0.0.1, sharing this machine's cores) and prints the training seconds
 # until the first evaluation at or above the target (evaluations follow
 # every epoch), the job's examples/s, and the bytes a worker moves per step
-# (a whole-model pull and push of float32).
+# (a whole-model pull of float32 and a push of the gradient as
+# --gradient_compression encodes it).
 #
 #   bazel build -c opt //server:ps_server //worker:worker //tools:psctl
 #   bench/train.sh [--models=softmax,mlp] [--workers=1,2] [--modes=sync,async] [--ps=1]
+#                  [other ps_server flags, e.g. --learning_rate=0.001 --batch_size=128]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,12 +18,14 @@ models=softmax,mlp
 worker_counts=1,2
 modes=sync,async
 ps=1
+server_flags=()
 for arg in "$@"; do
   case "$arg" in
     --models=*) models="${arg#*=}" ;;
     --workers=*) worker_counts="${arg#*=}" ;;
     --modes=*) modes="${arg#*=}" ;;
     --ps=*) ps="${arg#*=}" ;;
+    --*=*) server_flags+=("$arg") ;;
     *) echo "train.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +35,18 @@ declare -A params=([softmax]=7850 [mlp]=203530)
 
 printf "%-8s %-6s %-8s %3s  %14s  %10s  %12s  %14s  %s\n" model mode workers ps \
   "to_target_s" "epochs" "examples/s" "bytes/step" "final_accuracy"
+compression=none
+for flag in "${server_flags[@]}"; do
+  [[ "$flag" == --gradient_compression=* ]] && compression="${flag#*=}"
+done
+# Payload bytes of one step: pull (float32) plus push (as encoded).
+step_bytes() {  # $1: parameters
+  case "$compression" in
+    fp16) echo $((4 * $1 + 2 * $1)) ;;
+    int8) echo $((4 * $1 + $1 + 4 * (($1 + 255) / 256))) ;;
+    *) echo $((8 * $1)) ;;
+  esac
+}
 IFS=, read -ra model_list <<<"$models"
 IFS=, read -ra worker_list <<<"$worker_counts"
 IFS=, read -ra mode_list <<<"$modes"
@@ -39,7 +55,7 @@ for model in "${model_list[@]}"; do
     for workers in "${worker_list[@]}"; do
       run_dir=".bench-train/$model-$mode-$workers"
       out="$(deploy/local_cluster.sh --bin=bazel-bin --run_dir="$run_dir" --model="$model" \
-               --mode="$mode" --workers="$workers" --ps="$ps" 2>/dev/null)" || {
+               --mode="$mode" --workers="$workers" --ps="$ps" "${server_flags[@]}" 2>/dev/null)" || {
         echo "train.sh: $model $mode $workers workers failed; see $run_dir/" >&2
         continue
       }
@@ -55,7 +71,7 @@ for model in "${model_list[@]}"; do
       epochs="$(sed 's/.*epochs=\([0-9]*\).*/\1/' <<<"$result")"
       examples_per_s="$(awk -v e="$epochs" -v w="$wall" 'BEGIN { printf "%.0f", e * 60000 / w }')"
       printf "%-8s %-6s %-8s %3s  %14s  %10s  %12s  %14s  %s\n" "$model" "$mode" "$workers" "$ps" \
-        "${hit% *}" "${hit#* }" "$examples_per_s" "$((2 * 4 * ${params[$model]}))" "$accuracy"
+        "${hit% *}" "${hit#* }" "$examples_per_s" "$(step_bytes "${params[$model]}")" "$accuracy"
       [[ -n "$hit" ]] || echo "  ($model $mode $workers workers never reached ${target[$model]})"
     done
   done
