@@ -12,8 +12,8 @@ namespace {
 constexpr uint64_t kA = 1;
 constexpr uint64_t kB = 2;
 
-std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode,
-                                          int64_t staleness = 0) {
+// A store holding tensor "t" of 4 elements in stripes of 2, with SGD at rate 1.
+std::unique_ptr<ParameterStore> MakeStore() {
   TensorSpec spec;
   spec.set_name("t");
   spec.add_shape(4);
@@ -24,8 +24,12 @@ std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode,
   options.stripe_elements = 2;
   auto store = ParameterStore::Create(options, *CreateOptimizer(config), {spec});
   EXPECT_TRUE(store.ok());
-  auto shard =
-      std::make_unique<ParameterShard>(std::move(*store), mode, staleness);
+  return std::move(*store);
+}
+
+std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode,
+                                          int64_t staleness = 0) {
+  auto shard = std::make_unique<ParameterShard>(MakeStore(), mode, staleness);
   for (uint64_t id : {kA, kB}) {
     shard->AdmitWorker(id);
     shard->ActivateWorker(id, 0);
@@ -306,17 +310,9 @@ Membership MakeMembership(uint64_t incarnation, uint64_t version,
 }
 
 std::unique_ptr<ParameterShard> MakeRemoteShard(absl::Duration grace) {
-  TensorSpec spec;
-  spec.set_name("t");
-  spec.add_shape(4);
-  OptimizerConfig config;
-  config.set_kind(SGD);
-  config.set_learning_rate(1.0f);
-  auto store = ParameterStore::Create(ParameterStoreOptions{}, *CreateOptimizer(config), {spec});
-  EXPECT_TRUE(store.ok());
   ShardRole role;
   role.membership_grace = grace;
-  return std::make_unique<ParameterShard>(std::move(*store), SYNC, 0,
+  return std::make_unique<ParameterShard>(MakeStore(), SYNC, 0,
                                           std::vector<std::unique_ptr<SparseTable>>{}, role);
 }
 

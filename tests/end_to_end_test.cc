@@ -18,6 +18,18 @@ namespace {
 
 constexpr absl::Duration kJobTimeout = absl::Minutes(4);
 
+// Waits for `workers` and then the server (--exit_when_done) to exit 0.
+void WaitForExits(LocalCluster& c, const std::vector<int>& workers) {
+  for (int i : workers) {
+    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
+    ASSERT_TRUE(code.ok());
+    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+  }
+  absl::StatusOr<int> code = c.server().Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0) << c.ServerLog();
+}
+
 class EndToEndTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EndToEndTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
@@ -61,12 +73,7 @@ TEST_P(CompressedGradientsTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
   absl::StatusOr<JobStatus> running =
       c.WaitFor([](const JobStatus& s) { return s.state() == RUNNING; }, kJobTimeout);
   ASSERT_TRUE(running.ok());
-  for (int i : workers) {
-    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
-    ASSERT_TRUE(code.ok());
-    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
-  }
-  ASSERT_EQ(*c.server().Wait(absl::Seconds(30)), 0);
+  WaitForExits(c, workers);
   EXPECT_GT(ResultAccuracy(c.ServerOut()), 0.80) << c.ServerOut();
 }
 
@@ -84,12 +91,7 @@ TEST(EndToEndUnixSocketTest, WorkersOnTheSameMachine_TrainOverAUnixSocket) {
   for (const char* name : {"u0", "u1"}) {
     workers.push_back(*c.StartWorker(name, {"--coordinator=unix:" + socket}));
   }
-  for (int i : workers) {
-    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
-    ASSERT_TRUE(code.ok());
-    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
-  }
-  ASSERT_EQ(*c.server().Wait(absl::Seconds(30)), 0);
+  WaitForExits(c, workers);
   EXPECT_GT(ResultAccuracy(c.ServerOut()), 0.80) << c.ServerOut();
   unlink(socket.c_str());
 }
