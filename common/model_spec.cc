@@ -42,6 +42,9 @@ absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model) {
   if (model == "bench_1m") {  // for bench/many_workers: 1M float32
     return std::vector<TensorSpec>{Spec("bench/w1m", {1 << 20}, ZEROS)};
   }
+  if (model == "bench_100m") {  // for bench/memory: 100M float32
+    return std::vector<TensorSpec>{Spec("bench/w100m", {100000000}, ZEROS)};
+  }
   return absl::NotFoundError(
       absl::StrCat("unknown model '", model, "'; known: softmax, mlp, sparse_lr"));
 }
@@ -73,7 +76,9 @@ absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model) 
   // FTRL-proximal, the click-prediction workhorse; L1 keeps rare features at
   // exactly zero.
   if (model == "sparse_lr") return TrainingDefaults{FTRL, 1.0f, 5, 0.1f, 0.1f};
-  if (model == "bench" || model == "bench_1m") return TrainingDefaults{SGD, 0.01f, 1000};
+  if (model == "bench" || model == "bench_1m" || model == "bench_100m") {
+    return TrainingDefaults{SGD, 0.01f, 1000};
+  }
   return ModelTensors(model).status();
 }
 

@@ -23,7 +23,8 @@ inline constexpr int64_t kMlpHidden = 256;
 // The dense tensors of `model` ("softmax": 784->10 softmax regression,
 // "mlp": 784->256->10 with ReLU, "sparse_lr": logistic regression's bias,
 // "bench": one 4M-element tensor for bench/pushpull; "bench_1m": one 1M-element
-// tensor for bench/many_workers).
+// tensor for bench/many_workers; "bench_100m": one 100M-element tensor for
+// bench/memory).
 // NOT_FOUND for any other name.
 absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model);
 

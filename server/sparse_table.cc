@@ -32,7 +32,9 @@ absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(
 SparseTable::SparseTable(const SparseTableOptions& options,
                          std::unique_ptr<Optimizer> optimizer)
     : options_(options), optimizer_(std::move(optimizer)) {
-  for (int i = 0; i < options_.stripes; ++i) stripes_.push_back(std::make_unique<Stripe>());
+  for (int i = 0; i < options_.stripes; ++i) {
+    stripes_.push_back(std::make_unique<Stripe>(RowFloats()));
+  }
 }
 
 size_t SparseTable::StripeOf(uint64_t key) const { return Mix64(key) % stripes_.size(); }
@@ -78,18 +80,16 @@ absl::Status SparseTable::ForEachRow(absl::Span<const uint64_t> keys, Fn fn) {
         "sparse table ", options_.name, " would grow to ", rows_.load() + missing.size(),
         " rows, over its limit of ", options_.max_rows, "; nothing was changed"));
   }
-  const size_t width = RowFloats();
   for (uint64_t key : missing) {
     Stripe& stripe = *stripes_[StripeOf(key)];
-    const uint32_t row = stripe.pool.size() / width;
-    stripe.pool.resize(stripe.pool.size() + width);
-    InitRow(key, &stripe.pool[size_t{row} * width]);
+    const uint32_t row = stripe.pool.Append();
+    InitRow(key, stripe.pool.Row(row));
     stripe.index.emplace(key, row);
   }
   rows_.fetch_add(missing.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     Stripe& stripe = *stripes_[touched[i]];
-    fn(&stripe.pool[size_t{stripe.index.at(keys[i])} * width], i);
+    fn(stripe.pool.Row(stripe.index.at(keys[i])), i);
   }
   unlock();
   return absl::OkStatus();
@@ -125,7 +125,7 @@ absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float
       absl::MutexLock lock(&stripe.mu);
       auto it = stripe.index.find(keys[i]);
       if (it != stripe.index.end()) {
-        std::copy_n(&stripe.pool[size_t{it->second} * RowFloats()], dim, &out[i * dim]);
+        std::copy_n(stripe.pool.Row(it->second), dim, &out[i * dim]);
       } else {
         InitRow(keys[i], fresh.data());
         std::copy_n(fresh.data(), dim, &out[i * dim]);
@@ -160,7 +160,7 @@ std::vector<SparseTable::RowSnapshot> SparseTable::Snapshot() const {
   for (const auto& stripe : stripes_) {
     absl::MutexLock lock(&stripe->mu);
     for (const auto& [key, row] : stripe->index) {
-      const float* data = &stripe->pool[size_t{row} * width];
+      const float* data = stripe->pool.Row(row);
       out.push_back(RowSnapshot{key, std::vector<float>(data, data + width)});
     }
   }
@@ -184,13 +184,13 @@ absl::Status SparseTable::Restore(const std::vector<RowSnapshot>& rows) {
   for (auto& stripe : stripes_) {
     absl::MutexLock lock(&stripe->mu);
     stripe->index.clear();
-    stripe->pool.clear();
+    stripe->pool.Clear();
   }
   for (const RowSnapshot& r : rows) {
     Stripe& stripe = *stripes_[StripeOf(r.key)];
     absl::MutexLock lock(&stripe.mu);
-    const uint32_t row = stripe.pool.size() / width;
-    stripe.pool.insert(stripe.pool.end(), r.data.begin(), r.data.end());
+    const uint32_t row = stripe.pool.Append();
+    std::copy(r.data.begin(), r.data.end(), stripe.pool.Row(row));
     stripe.index[r.key] = row;
   }
   rows_ = rows.size();

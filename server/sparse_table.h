@@ -77,11 +77,39 @@ class SparseTable {
   absl::Status Restore(const std::vector<RowSnapshot>& rows);
 
  private:
+  // Rows of `width` floats in fixed chunks of kChunkRows: growing never
+  // copies rows or holds twice their memory (a growing vector does both).
+  // Not synchronised: the stripe's mutex guards it.
+  class RowPool {
+   public:
+    static constexpr size_t kChunkRows = 1024;
+    explicit RowPool(size_t width) : width_(width) {}
+    // A new row (uninitialised) and its number.
+    uint32_t Append() {
+      if (rows_ == chunks_.size() * kChunkRows) {
+        chunks_.push_back(std::make_unique<float[]>(kChunkRows * width_));
+      }
+      return static_cast<uint32_t>(rows_++);
+    }
+    float* Row(uint32_t row) const {
+      return &chunks_[row / kChunkRows][size_t{row % kChunkRows} * width_];
+    }
+    void Clear() {
+      chunks_.clear();
+      rows_ = 0;
+    }
+
+   private:
+    const size_t width_;
+    std::vector<std::unique_ptr<float[]>> chunks_;
+    size_t rows_ = 0;
+  };
   struct Stripe {
+    explicit Stripe(size_t width) : pool(width) {}
     mutable absl::Mutex mu;
-    // key -> index of the row in `pool` (RowFloats() floats per row).
+    // key -> number of the row in `pool`.
     absl::flat_hash_map<uint64_t, uint32_t> index ABSL_GUARDED_BY(mu);
-    std::vector<float> pool ABSL_GUARDED_BY(mu);
+    RowPool pool ABSL_GUARDED_BY(mu);
   };
 
   SparseTable(const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);
