@@ -3,7 +3,6 @@
 //   ps_server --port=50051 --model=mlp --mode=sync --num_workers=2 --epochs=5
 //
 // Progress lines and the final "result:" line go to stdout, logs to stderr.
-#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -429,12 +428,6 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  // Blocks of 1 MiB and more (tensor stripes, row chunks, hash tables that a
-  // growing sparse table outgrows) are mapped and unmapped, so memory a table
-  // gives back on a rehash returns to the system instead of fragmenting the
-  // heap (glibc's default threshold rises to 32 MiB after the first large
-  // free).
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   absl::SetProgramUsageMessage(
       "Fulcrum parameter server: serves a model shard and coordinates the job.");
   absl::ParseCommandLine(argc, argv);
