@@ -14,26 +14,39 @@
 #include "grpcpp/completion_queue.h"
 
 namespace fulcrum {
-// Waits on cq_ for the calls started on it, one per entry of `statuses`;
-// the first error (by shard), naming the shard when there are several. The
-// calling thread polls the queue itself: no hop to a callback thread. A
-// shard that restarted (ABORTED) is spoken to as a new one from now on.
-absl::Status GrpcPsClient::AwaitAll(std::vector<grpc::Status>& statuses) {
-  for (size_t done = 0; done < statuses.size(); ++done) {
+// Starts every shard's call at once on cq_ and waits for all of them: the
+// calling thread polls the queue itself (no hop to a callback thread). The
+// first error (by shard), naming the shard when there are several. A shard
+// that restarted (ABORTED) is spoken to as a new one from now on.
+template <typename Response, typename Request, typename Start>
+absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
+                                   std::vector<Response>* responses, Start start) {
+  const size_t n = requests.size();
+  responses->resize(n);
+  std::vector<grpc::ClientContext> contexts(n);
+  std::vector<grpc::Status> statuses(n);
+  std::vector<std::unique_ptr<grpc::ClientAsyncResponseReader<Response>>> calls(n);
+  for (size_t s = 0; s < n; ++s) {
+    contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
+    AttachToken(auth_token_, &contexts[s]);
+    calls[s] = start(shards_[s].stub.get(), &contexts[s], requests[s]);
+    calls[s]->Finish(&(*responses)[s], &statuses[s], reinterpret_cast<void*>(s));
+  }
+  for (size_t done = 0; done < n; ++done) {
     void* tag = nullptr;
     bool ok = false;
     if (!cq_->Next(&tag, &ok)) return absl::InternalError("completion queue shut down");
   }
   restarted_.clear();
-  for (size_t i = 0; i < statuses.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     if (statuses[i].error_code() != grpc::StatusCode::ABORTED) continue;
     shards_[i].last_incarnation = 0;
     restarted_.push_back(i);
   }
-  for (size_t i = 0; i < statuses.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     if (statuses[i].ok()) continue;
     absl::Status s = FromGrpcStatus(statuses[i]);
-    if (statuses.size() == 1) return s;
+    if (n == 1) return s;
     return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
   }
   return absl::OkStatus();
@@ -148,17 +161,11 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
     }
   }
 
-  std::vector<PullResponse> responses(n);
-  std::vector<grpc::ClientContext> contexts(n);
-  std::vector<grpc::Status> statuses(n);
-  std::vector<std::unique_ptr<grpc::ClientAsyncResponseReader<PullResponse>>> calls(n);
-  for (size_t s = 0; s < n; ++s) {
-    contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
-    AttachToken(auth_token_, &contexts[s]);
-    calls[s] = shards_[s].stub->AsyncPull(&contexts[s], requests[s], cq_.get());
-    calls[s]->Finish(&responses[s], &statuses[s], reinterpret_cast<void*>(s));
-  }
-  FULCRUM_RETURN_IF_ERROR(AwaitAll(statuses));
+  std::vector<PullResponse> responses;
+  FULCRUM_RETURN_IF_ERROR(CallAll(
+      requests, &responses,
+      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
+             const PullRequest& request) { return stub->AsyncPull(context, request, cq_.get()); }));
 
   batch->dense.resize(batch->tensors.size());
   for (size_t i = 0; i < batch->tensors.size(); ++i) {
@@ -175,9 +182,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
       return absl::DataLossError(
           absl::StrCat("shard ", s, " returned other slices or tables than asked for"));
     }
-    for (int d = 0; d < response.dense_size(); ++d) {
+    // Slices were asked for tensor by tensor, skipping empty ranges.
+    for (int d = 0, tensor = 0; d < response.dense_size(); ++d, ++tensor) {
       const DenseSlice& slice = requests[s].dense(d);
-      size_t tensor = 0;
       while (batch->tensors[tensor].name() != slice.tensor()) ++tensor;
       absl::Span<float> dst =
           absl::MakeSpan(batch->dense[tensor]).subspan(slice.offset(), slice.length());
@@ -284,17 +291,11 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
     }
   }
 
-  std::vector<PushResponse> responses(n);
-  std::vector<grpc::ClientContext> contexts(n);
-  std::vector<grpc::Status> statuses(n);
-  std::vector<std::unique_ptr<grpc::ClientAsyncResponseReader<PushResponse>>> calls(n);
-  for (size_t s = 0; s < n; ++s) {
-    contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
-    AttachToken(auth_token_, &contexts[s]);
-    calls[s] = shards_[s].stub->AsyncPush(&contexts[s], requests[s], cq_.get());
-    calls[s]->Finish(&responses[s], &statuses[s], reinterpret_cast<void*>(s));
-  }
-  FULCRUM_RETURN_IF_ERROR(AwaitAll(statuses));
+  std::vector<PushResponse> responses;
+  FULCRUM_RETURN_IF_ERROR(CallAll(
+      requests, &responses,
+      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
+             const PushRequest& request) { return stub->AsyncPush(context, request, cq_.get()); }));
   ServerVersion version;
   version.rounds.resize(n);
   for (size_t s = 0; s < n; ++s) {

@@ -125,7 +125,9 @@ class GrpcPsClient final : public PsClient {
     std::vector<uint32_t> position;
   };
   void PlaceKeys(const ParameterBatch& batch, std::vector<KeyPlacement>* placements) const;
-  absl::Status AwaitAll(std::vector<grpc::Status>& statuses);
+  template <typename Response, typename Request, typename Start>
+  absl::Status CallAll(const std::vector<Request>& requests, std::vector<Response>* responses,
+                       Start start);
 
   const std::shared_ptr<grpc::Channel> coordinator_;
   const absl::Duration rpc_timeout_;
