@@ -83,6 +83,47 @@ void EncodeInt8Block(absl::Span<const float> values, std::string* out) {
   }
 }
 
+void EncodeIndexedNonzeros(absl::Span<const float> values, std::string* out) {
+  size_t nonzeros = 0;
+  for (float v : values) nonzeros += v != 0.0f;
+  const size_t old_size = out->size();
+  out->resize(old_size + 8 + 8 * nonzeros);
+  char* header = &(*out)[old_size];
+  StoreU32(static_cast<uint32_t>(values.size()), header);
+  StoreU32(static_cast<uint32_t>(nonzeros), header + 4);
+  char* indices = header + 8;
+  char* data = indices + 4 * nonzeros;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i] == 0.0f) continue;
+    StoreU32(static_cast<uint32_t>(i), indices);
+    StoreF32(values[i], data);
+    indices += 4;
+    data += 4;
+  }
+}
+
+// Scatters an INDEXED_NONZEROS payload (its size already checked) into `out`,
+// zero elsewhere.
+absl::Status DecodeIndexedNonzeros(absl::string_view data, absl::Span<float> out) {
+  const size_t k = LoadU32(data.data() + 4);
+  const char* indices = data.data() + 8;
+  const char* values = indices + 4 * k;
+  std::fill(out.begin(), out.end(), 0.0f);
+  int64_t previous = -1;
+  for (size_t j = 0; j < k; ++j) {
+    const uint32_t index = LoadU32(indices + 4 * j);
+    if (index >= out.size() || static_cast<int64_t>(index) <= previous) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "INDEXED_NONZEROS index ", index, " (entry ", j, ") is ",
+          index >= out.size() ? absl::StrCat("beyond the ", out.size(), " elements")
+                              : "not above the one before it"));
+    }
+    previous = index;
+    out[index] = LoadF32(values + 4 * j);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void EncodeValues(Encoding encoding, absl::Span<const float> values, std::string* out) {
@@ -92,6 +133,9 @@ void EncodeValues(Encoding encoding, absl::Span<const float> values, std::string
       return;
     case INT8_BLOCK:
       EncodeInt8Block(values, out);
+      return;
+    case INDEXED_NONZEROS:
+      EncodeIndexedNonzeros(values, out);
       return;
     default:
       EncodeFloat32(values, out);
@@ -134,10 +178,24 @@ absl::StatusOr<size_t> PayloadElementCount(Encoding encoding,
     }
     return whole * kInt8BlockElements + (rest == 0 ? 0 : rest - 4);
   }
+  if (encoding == INDEXED_NONZEROS) {
+    if (data.size() < 8) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "INDEXED_NONZEROS payload of ", data.size(), " bytes has no header"));
+    }
+    const uint64_t k = LoadU32(data.data() + 4);
+    if (data.size() != 8 + 8 * k) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("INDEXED_NONZEROS payload of ", data.size(), " bytes does not hold the ",
+                       k, " entries its header announces"));
+    }
+    return size_t{LoadU32(data.data())};
+  }
   if (encoding != FLOAT32) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unsupported payload encoding ", Encoding_Name(encoding), " (",
-        static_cast<int>(encoding), "); expected FLOAT32, FLOAT16 or INT8_BLOCK"));
+        static_cast<int>(encoding),
+        "); expected FLOAT32, FLOAT16, INT8_BLOCK or INDEXED_NONZEROS"));
   }
   if (data.size() % sizeof(float) != 0) {
     return absl::InvalidArgumentError(
@@ -172,6 +230,9 @@ absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
       for (size_t i = 0; i < n; ++i) out[begin + i] = scale * static_cast<int8_t>(src[i]);
       src += n;
     }
+  } else if (encoding == INDEXED_NONZEROS) {
+    absl::Status s = DecodeIndexedNonzeros(data, out);
+    if (!s.ok()) return s;
   } else {
 #ifdef ABSL_IS_LITTLE_ENDIAN
     if (!out.empty()) std::memcpy(out.data(), data.data(), data.size());

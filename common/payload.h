@@ -26,16 +26,19 @@ inline constexpr size_t kInt8BlockElements = 256;
 // (IEEE half, little-endian, round to nearest even; beyond +-65504 becomes
 // infinite and is refused where finiteness is required), or INT8_BLOCK (4.06
 // times smaller than FLOAT32, error at most half a step of its block's
-// scale). Anything else encodes as FLOAT32.
+// scale), or INDEXED_NONZEROS (8 bytes per nonzero plus 8: smaller than
+// FLOAT32 while fewer than half the values are nonzero; exact). Anything else
+// encodes as FLOAT32.
 void EncodeValues(Encoding encoding, absl::Span<const float> values, std::string* out);
 
 // Appends `values` to `*out` as packed little-endian float32.
 void EncodeFloat32(absl::Span<const float> values, std::string* out);
 
-// Decodes `data` (FLOAT32, FLOAT16 or INT8_BLOCK) into exactly `out.size()`
+// Decodes `data` (any Encoding but UNSPECIFIED) into exactly `out.size()`
 // floats.
-// INVALID_ARGUMENT if the encoding is not supported, the byte length is not a
-// multiple of the element size, or the element count is not out.size().
+// INVALID_ARGUMENT if the encoding is not supported, the byte length does not
+// fit the encoding, the element count is not out.size(), or (INDEXED_NONZEROS)
+// an index is out of range or not ascending.
 // With `require_finite`, also INVALID_ARGUMENT if any value is NaN or infinite
 // (`out` may then hold partial results; callers must not use them).
 absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,

@@ -1,6 +1,7 @@
 #include "common/payload.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -169,6 +170,56 @@ TEST(CompressedPayloadTest, Int8Block_QuarterTheBytesWithinHalfAStepPerBlock) {
   for (float v : back) EXPECT_EQ(v, 0.0f);
   EXPECT_FALSE(PayloadElementCount(INT8_BLOCK, std::string(260 + 3, '\0')).ok());
   EXPECT_EQ(*PayloadElementCount(INT8_BLOCK, std::string(260 + 5, '\0')), 257u);
+}
+
+TEST(CompressedPayloadTest, IndexedNonzeros_ExactAndEightBytesPerNonzero) {
+  std::vector<float> values(1000, 0.0f);
+  values[0] = -1.5f;
+  values[17] = 2.25f;
+  values[999] = 1e-30f;
+  std::string data = "xy";  // appended to
+  EncodeValues(INDEXED_NONZEROS, values, &data);
+  ASSERT_EQ(data.size(), 2 + 8 + 3 * 8u);
+  const absl::string_view payload = absl::string_view(data).substr(2);
+  ASSERT_EQ(*PayloadElementCount(INDEXED_NONZEROS, payload), 1000u);
+  std::vector<float> back(1000, 7.0f);  // every other element is overwritten with 0
+  ASSERT_TRUE(DecodeFloat32(INDEXED_NONZEROS, payload, absl::MakeSpan(back), true).ok());
+  EXPECT_EQ(back, values);
+  std::vector<float> scratch;
+  absl::StatusOr<absl::Span<const float>> view =
+      Float32View(INDEXED_NONZEROS, payload, 1000, true, &scratch);
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(std::vector<float>(view->begin(), view->end()), values);
+  // The element count is the slice's, not the entries'.
+  std::vector<float> wrong(999);
+  EXPECT_FALSE(DecodeFloat32(INDEXED_NONZEROS, payload, absl::MakeSpan(wrong), true).ok());
+}
+
+TEST(CompressedPayloadTest, IndexedNonzeros_MalformedPayloadsRefused) {
+  std::string good;
+  EncodeValues(INDEXED_NONZEROS, std::vector<float>{0, 3, 0, 4}, &good);
+  std::vector<float> out(4);
+  // Truncated header, entries missing, one byte too many.
+  EXPECT_FALSE(PayloadElementCount(INDEXED_NONZEROS, good.substr(0, 7)).ok());
+  EXPECT_FALSE(PayloadElementCount(INDEXED_NONZEROS, good.substr(0, good.size() - 1)).ok());
+  EXPECT_FALSE(PayloadElementCount(INDEXED_NONZEROS, good + "z").ok());
+  // Index beyond the slice; indices out of order; a repeated index.
+  auto with_indices = [&](uint32_t a, uint32_t b) {
+    std::string d = good;
+    std::memcpy(&d[8], &a, 4);
+    std::memcpy(&d[12], &b, 4);
+    return d;
+  };
+  for (const std::string& bad : {with_indices(1, 4), with_indices(3, 1), with_indices(1, 1)}) {
+    absl::Status s = DecodeFloat32(INDEXED_NONZEROS, bad, absl::MakeSpan(out), true);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  }
+  EXPECT_TRUE(DecodeFloat32(INDEXED_NONZEROS, with_indices(0, 2), absl::MakeSpan(out), true).ok());
+  // A non-finite value is refused like any other encoding's.
+  std::string inf;
+  EncodeValues(INDEXED_NONZEROS, std::vector<float>{0, INFINITY}, &inf);
+  std::vector<float> two(2);
+  EXPECT_FALSE(DecodeFloat32(INDEXED_NONZEROS, inf, absl::MakeSpan(two), true).ok());
 }
 
 }  // namespace

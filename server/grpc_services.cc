@@ -74,19 +74,7 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
   const absl::Time start = absl::Now();
   grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
   if (status.ok()) status = DoPull(context, request, response);
-  if (metrics_ != nullptr) {
-    metrics_->pulls->Increment();
-    metrics_->pull_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-    if (!status.ok()) {
-      metrics_->rejected->Increment();
-    } else {
-      metrics_->pull_wait->Observe(response->header().wait_seconds());
-      double bytes = 0;
-      for (const DenseValues& v : response->dense()) bytes += v.data().size();
-      for (const SparseValues& v : response->sparse()) bytes += v.data().size();
-      metrics_->pull_bytes->Increment(bytes);
-    }
-  }
+  RecordPull(start, status, *response);
   return status;
 }
 
@@ -95,17 +83,51 @@ grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
                                         PushResponse* response) {
   const absl::Time start = absl::Now();
   grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
-  if (status.ok()) status = DoPush(request, response);
-  if (metrics_ != nullptr) {
-    metrics_->pushes->Increment();
-    metrics_->push_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-    double bytes = 0;
-    for (const DenseValues& v : request->dense()) bytes += v.data().size();
-    for (const SparseValues& v : request->sparse()) bytes += v.data().size();
-    metrics_->push_bytes->Increment(bytes);
-    if (!status.ok()) metrics_->rejected->Increment();
-  }
+  if (status.ok()) status = DoPush(*request, response->mutable_header());
+  RecordPush(start, status, *request);
   return status;
+}
+
+grpc::Status ParameterServiceImpl::PushPull(grpc::ServerContext* context,
+                                            const PushPullRequest* request,
+                                            PushPullResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
+  if (status.ok()) status = DoPush(request->push(), response->mutable_push_header());
+  RecordPush(start, status, request->push());
+  if (!status.ok()) return status;
+  const absl::Time pull_start = absl::Now();
+  status = DoPull(context, &request->pull(), response->mutable_pull());
+  RecordPull(pull_start, status, response->pull());
+  return status;
+}
+
+void ParameterServiceImpl::RecordPull(absl::Time start, const grpc::Status& status,
+                                      const PullResponse& response) const {
+  if (metrics_ == nullptr) return;
+  metrics_->pulls->Increment();
+  metrics_->pull_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  if (!status.ok()) {
+    metrics_->rejected->Increment();
+    return;
+  }
+  metrics_->pull_wait->Observe(response.header().wait_seconds());
+  double bytes = 0;
+  for (const DenseValues& v : response.dense()) bytes += v.data().size();
+  for (const SparseValues& v : response.sparse()) bytes += v.data().size();
+  metrics_->pull_bytes->Increment(bytes);
+}
+
+void ParameterServiceImpl::RecordPush(absl::Time start, const grpc::Status& status,
+                                      const PushRequest& request) const {
+  if (metrics_ == nullptr) return;
+  metrics_->pushes->Increment();
+  metrics_->push_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  double bytes = 0;
+  for (const DenseValues& v : request.dense()) bytes += v.data().size();
+  for (const SparseValues& v : request.sparse()) bytes += v.data().size();
+  metrics_->push_bytes->Increment(bytes);
+  if (!status.ok()) metrics_->rejected->Increment();
 }
 
 void ParameterServiceImpl::FillHeader(const ShardVersion& version,
@@ -201,8 +223,9 @@ grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
-                                          PushResponse* response) {
+grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
+                                          ResponseHeader* header) {
+  const PushRequest* request = &push;
   // A gradient computed on parameters read from an earlier server process
   // (before a restart and restore) must not reach the restored model.
   if (grpc::Status s = CheckIncarnation(request->header()); !s.ok()) return s;
@@ -270,7 +293,7 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest* request,
       shard_->Push(request->header().worker_id(), request->header().request_id(),
                    request->header().clock(), gradients, sparse);
   if (!version.ok()) return ToGrpcStatus(version.status());
-  FillHeader(*version, response->mutable_header());
+  FillHeader(*version, header);
   return grpc::Status::OK;
 }
 

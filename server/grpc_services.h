@@ -50,13 +50,20 @@ class ParameterServiceImpl final : public ParameterService::Service {
                     PullResponse* response) override;
   grpc::Status Push(grpc::ServerContext* context, const PushRequest* request,
                     PushResponse* response) override;
+  // Push, then (if the push succeeded) Pull; counted in both metrics.
+  grpc::Status PushPull(grpc::ServerContext* context, const PushPullRequest* request,
+                        PushPullResponse* response) override;
 
  private:
   void FillHeader(const ShardVersion& version, ResponseHeader* header) const;
 
   grpc::Status DoPull(grpc::ServerContext* context, const PullRequest* request,
                       PullResponse* response);
-  grpc::Status DoPush(const PushRequest* request, PushResponse* response);
+  grpc::Status DoPush(const PushRequest& request, ResponseHeader* header);
+  void RecordPull(absl::Time start, const grpc::Status& status,
+                  const PullResponse& response) const;
+  void RecordPush(absl::Time start, const grpc::Status& status,
+                  const PushRequest& request) const;
   // ABORTED for a request carrying another process's incarnation.
   grpc::Status CheckIncarnation(const RequestHeader& header) const;
 

@@ -69,7 +69,15 @@ ABSL_FLAG(double, l2, -1, "FTRL L2 strength; -1: the model's default (sparse_lr 
 ABSL_FLAG(int, batch_size, 64, "Examples per worker mini-batch.");
 ABSL_FLAG(std::string, gradient_compression, "none",
           "How workers send dense gradients: none (float32), fp16 (IEEE half: "
-          "half the bytes) or int8 (per-256-element scale: a quarter).");
+          "half the bytes), int8 (per-256-element scale: a quarter) or topk (the "
+          "--topk_ratio largest magnitudes with their indices; the rest is kept on "
+          "the worker and added to its next gradient).");
+ABSL_FLAG(double, topk_ratio, 0.01,
+          "With --gradient_compression=topk: the share of each tensor's gradient "
+          "sent per step, in (0, 1].");
+ABSL_FLAG(bool, overlap_communication, true,
+          "async mode, dense models: workers compute a step while the previous "
+          "step's push-pull is in flight (one step more staleness).");
 ABSL_FLAG(int, epochs, 0,
           "Passes over the training set; 0 = the model's recommended count "
           "(softmax 15, mlp 10).");
@@ -284,10 +292,20 @@ int Run() {
     job.set_gradient_encoding(FLOAT16);
   } else if (compression == "int8") {
     job.set_gradient_encoding(INT8_BLOCK);
+  } else if (compression == "topk") {
+    const double ratio = absl::GetFlag(FLAGS_topk_ratio);
+    if (!(ratio > 0 && ratio <= 1)) {
+      std::fprintf(stderr, "ps_server: --topk_ratio must be in (0, 1], not %g\n", ratio);
+      return 2;
+    }
+    job.set_gradient_encoding(INDEXED_NONZEROS);
+    job.set_topk_ratio(static_cast<float>(ratio));
   } else if (compression != "none") {
-    std::fprintf(stderr, "ps_server: --gradient_compression must be none, fp16 or int8\n");
+    std::fprintf(stderr,
+                 "ps_server: --gradient_compression must be none, fp16, int8 or topk\n");
     return 2;
   }
+  job.set_overlap_communication(absl::GetFlag(FLAGS_overlap_communication));
   job.set_epochs(epochs);
   job.set_num_workers(num_workers);
   job.set_partitions_per_epoch(partitions_per_worker * num_workers);

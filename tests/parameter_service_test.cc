@@ -434,6 +434,131 @@ TEST_F(ParameterServiceTest, Sync_PullWaitsForRoundThenSeesMean) {
             grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// A PushPull of one gradient on "w"[0, n) and a read of the same range.
+PushPullRequest MakePushPull(uint64_t worker, const std::vector<float>& gradient,
+                             int64_t push_clock, int64_t pull_clock, uint64_t request_id) {
+  PushPullRequest request;
+  PushRequest* push = request.mutable_push();
+  push->mutable_header()->set_worker_id(worker);
+  push->mutable_header()->set_clock(push_clock);
+  push->mutable_header()->set_request_id(request_id);
+  DenseValues* v = push->add_dense();
+  v->mutable_slice()->set_tensor("w");
+  v->mutable_slice()->set_length(gradient.size());
+  v->set_encoding(FLOAT32);
+  EncodeFloat32(gradient, v->mutable_data());
+  PullRequest* pull = request.mutable_pull();
+  pull->mutable_header()->set_worker_id(worker);
+  pull->mutable_header()->set_clock(pull_clock);
+  DenseSlice* slice = pull->add_dense();
+  slice->set_tensor("w");
+  slice->set_length(gradient.size());
+  return request;
+}
+
+std::vector<float> PulledValues(const PushPullResponse& response) {
+  std::vector<float> out(response.pull().dense(0).slice().length());
+  EXPECT_TRUE(DecodeFloat32(FLOAT32, response.pull().dense(0).data(), absl::MakeSpan(out),
+                            false)
+                  .ok());
+  return out;
+}
+
+grpc::Status CallPushPull(ParameterService::Stub* ps, const PushPullRequest& request,
+                          PushPullResponse* response, int timeout_ms = 5000) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(timeout_ms));
+  return ps->PushPull(&context, request, response);
+}
+
+TEST_F(ParameterServiceTest, PushPull_Async_ReplyHoldsTheValuesAfterThePush) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  PushPullResponse response;
+  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(id, {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
+                  .ok());
+  EXPECT_EQ(PulledValues(response), (std::vector<float>{-1.0f, -2.0f, -3.0f}));
+  EXPECT_EQ(response.push_header().version(), 1);
+  EXPECT_EQ(response.pull().header().version(), 1);
+  // A retry with the same request id (its reply was lost) is applied once.
+  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(id, {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
+                  .ok());
+  EXPECT_EQ(PulledValues(response), (std::vector<float>{-1.0f, -2.0f, -3.0f}));
+  EXPECT_EQ(server_->shard()->stats().pushes, 1);
+}
+
+TEST_F(ParameterServiceTest, PushPull_Sync_WaitsForTheRoundItsPushCloses) {
+  StartServer(SYNC, 2);
+  const uint64_t a = RegisterWorker();
+  const uint64_t b = RegisterWorker();
+  PushPullResponse first;
+  // a pushes round 0 and asks for round 1, which needs b's push too.
+  grpc::Status a_status;
+  std::thread a_call([&] {
+    a_status = CallPushPull(ps_.get(), MakePushPull(a, std::vector<float>(kElements, 1.0f), 0,
+                                                    1, 1),
+                            &first);
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(server_->shard()->stats().pushes, 1);  // a's push is in, its pull waits
+  PushPullResponse second;
+  ASSERT_TRUE(CallPushPull(ps_.get(),
+                           MakePushPull(b, std::vector<float>(kElements, 3.0f), 0, 1, 1),
+                           &second)
+                  .ok());
+  a_call.join();
+  ASSERT_TRUE(a_status.ok()) << a_status.error_message();
+  EXPECT_EQ(PulledValues(first), std::vector<float>(kElements, -2.0f));  // the mean
+  EXPECT_EQ(PulledValues(second), std::vector<float>(kElements, -2.0f));
+  EXPECT_EQ(first.pull().header().round(), 1);
+  EXPECT_GT(first.pull().header().wait_seconds(), 0.1);
+}
+
+TEST_F(ParameterServiceTest, PushPull_BadPush_NothingAppliedAndNoPull) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  PushPullRequest request = MakePushPull(id, {1.0f, NAN}, 0, -1, 3);
+  PushPullResponse response;
+  grpc::Status s = CallPushPull(ps_.get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(response.pull().dense_size(), 0);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+  // A good push with a bad pull: the push is applied, the call fails.
+  request = MakePushPull(id, {1.0f}, 0, -1, 4);
+  request.mutable_pull()->mutable_dense(0)->set_tensor("nope");
+  s = CallPushPull(ps_.get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_EQ(PullW(id)[0], -1.0f);
+}
+
+TEST_F(ParameterServiceTest, PushPull_TopKPayload_ScatteredIntoTheSlice) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  std::vector<float> gradient(kElements, 0.0f);
+  gradient[3] = 2.0f;
+  gradient[kElements - 1] = -1.0f;
+  PushPullRequest request = MakePushPull(id, gradient, 0, -1, 5);
+  DenseValues* v = request.mutable_push()->mutable_dense(0);
+  v->set_encoding(INDEXED_NONZEROS);
+  v->clear_data();
+  EncodeValues(INDEXED_NONZEROS, gradient, v->mutable_data());
+  EXPECT_EQ(v->data().size(), 8 + 2 * 8u);
+  PushPullResponse response;
+  ASSERT_TRUE(CallPushPull(ps_.get(), request, &response).ok());
+  std::vector<float> expected(kElements, 0.0f);
+  expected[3] = -2.0f;
+  expected[kElements - 1] = 1.0f;
+  EXPECT_EQ(PulledValues(response), expected);
+  // An index past the slice is refused, nothing applied.
+  std::string bad;
+  EncodeValues(INDEXED_NONZEROS, std::vector<float>(kElements + 1, 1.0f), &bad);
+  v->set_data(bad);
+  EXPECT_EQ(CallPushPull(ps_.get(), request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PullW(id), expected);
+}
+
 TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {
   StartServer(SYNC, 2);
   RegisterWorker();

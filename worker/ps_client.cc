@@ -1,6 +1,7 @@
 #include "worker/ps_client.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "common/channel.h"
@@ -127,20 +128,19 @@ void GrpcPsClient::PlaceKeys(const ParameterBatch& batch,
   }
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
-                                                 absl::Span<const int64_t> clocks,
-                                                 ParameterBatch* batch) {
+void GrpcPsClient::BuildPullRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
+                                     const ParameterBatch& batch,
+                                     const std::vector<KeyPlacement>& placements,
+                                     std::vector<PullRequest>* requests) const {
   const size_t n = shards_.size();
   const ShardMap map(n);
-  std::vector<KeyPlacement> placements;
-  PlaceKeys(*batch, &placements);
-  std::vector<PullRequest> requests(n);
+  requests->resize(n);
   for (size_t s = 0; s < n; ++s) {
-    PullRequest& request = requests[s];
+    PullRequest& request = (*requests)[s];
     FillHeader(worker_id, ClockFor(clocks, s), shards_[s].last_incarnation,
                request.mutable_header());
     request.set_encoding(FLOAT32);
-    for (const TensorSpec& t : batch->tensors) {
+    for (const TensorSpec& t : batch.tensors) {
       const ElementRange range = map.DenseRange(ElementCount(t), s);
       if (range.empty()) continue;
       DenseSlice* slice = request.add_dense();
@@ -148,25 +148,25 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
       slice->set_offset(range.begin);
       slice->set_length(range.size());
     }
-    for (const SparseRows& rows : batch->sparse) {
+    for (const SparseRows& rows : batch.sparse) {
       SparseKeys* keys = request.add_sparse();
       keys->set_table(rows.table);
       keys->set_read_only(rows.read_only);
     }
   }
-  for (size_t t = 0; t < batch->sparse.size(); ++t) {
-    const SparseRows& rows = batch->sparse[t];
+  for (size_t t = 0; t < batch.sparse.size(); ++t) {
+    const SparseRows& rows = batch.sparse[t];
     for (size_t k = 0; k < rows.keys.size(); ++k) {
-      requests[placements[t].shard[k]].mutable_sparse(t)->add_keys(rows.keys[k]);
+      (*requests)[placements[t].shard[k]].mutable_sparse(t)->add_keys(rows.keys[k]);
     }
   }
+}
 
-  std::vector<PullResponse> responses;
-  FULCRUM_RETURN_IF_ERROR(CallAll(
-      requests, &responses,
-      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
-             const PullRequest& request) { return stub->AsyncPull(context, request, cq_.get()); }));
-
+absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
+    absl::Span<const PullRequest* const> requests,
+    absl::Span<const PullResponse* const> responses,
+    const std::vector<KeyPlacement>& placements, ParameterBatch* batch) {
+  const size_t n = shards_.size();
   batch->dense.resize(batch->tensors.size());
   for (size_t i = 0; i < batch->tensors.size(); ++i) {
     batch->dense[i].resize(ElementCount(batch->tensors[i]));
@@ -176,15 +176,16 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
   version.rounds.resize(n);
   std::vector<float> scratch;
   for (size_t s = 0; s < n; ++s) {
-    const PullResponse& response = responses[s];
-    if (response.dense_size() != requests[s].dense_size() ||
+    const PullRequest& request = *requests[s];
+    const PullResponse& response = *responses[s];
+    if (response.dense_size() != request.dense_size() ||
         response.sparse_size() != static_cast<int>(batch->sparse.size())) {
       return absl::DataLossError(
           absl::StrCat("shard ", s, " returned other slices or tables than asked for"));
     }
     // Slices were asked for tensor by tensor, skipping empty ranges.
     for (int d = 0, tensor = 0; d < response.dense_size(); ++d, ++tensor) {
-      const DenseSlice& slice = requests[s].dense(d);
+      const DenseSlice& slice = request.dense(d);
       while (batch->tensors[tensor].name() != slice.tensor()) ++tensor;
       absl::Span<float> dst =
           absl::MakeSpan(batch->dense[tensor]).subspan(slice.offset(), slice.length());
@@ -199,7 +200,7 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
     for (size_t t = 0; t < batch->sparse.size(); ++t) {
       SparseRows& rows = batch->sparse[t];
       const SparseValues& values = response.sparse(t);
-      const size_t count = requests[s].sparse(t).keys_size();
+      const size_t count = request.sparse(t).keys_size();
       if (n == 1) {  // rows arrive in the order asked: decode in place
         absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
                                              absl::MakeSpan(rows.values), false);
@@ -227,27 +228,26 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
     version.rounds[s] = header.round();
     version.wait_seconds = std::max(version.wait_seconds, header.wait_seconds());
   }
-  version.version = responses[0].header().version();
-  version.round = responses[0].header().round();
-  version.incarnation = responses[0].header().incarnation();
+  version.version = responses[0]->header().version();
+  version.round = responses[0]->header().round();
+  version.incarnation = responses[0]->header().incarnation();
   return version;
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
-                                                 absl::Span<const int64_t> clocks,
-                                                 uint64_t request_id,
-                                                 const ParameterBatch& batch,
-                                                 uint32_t batch_examples) {
+absl::Status GrpcPsClient::BuildPushRequests(uint64_t worker_id,
+                                             absl::Span<const int64_t> clocks,
+                                             uint64_t request_id, const ParameterBatch& batch,
+                                             uint32_t batch_examples,
+                                             const std::vector<KeyPlacement>& placements,
+                                             std::vector<PushRequest>* requests) const {
   if (batch.dense.size() != batch.tensors.size()) {
     return absl::InvalidArgumentError("gradient set does not match its tensors");
   }
   const size_t n = shards_.size();
   const ShardMap map(n);
-  std::vector<KeyPlacement> placements;
-  PlaceKeys(batch, &placements);
-  std::vector<PushRequest> requests(n);
+  requests->resize(n);
   for (size_t s = 0; s < n; ++s) {
-    PushRequest& request = requests[s];
+    PushRequest& request = (*requests)[s];
     FillHeader(worker_id, ClockFor(clocks, s), shards_[s].last_incarnation,
                request.mutable_header());
     request.mutable_header()->set_request_id(request_id);
@@ -260,10 +260,19 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
       values->mutable_slice()->set_tensor(batch.tensors[i].name());
       values->mutable_slice()->set_offset(range.begin);
       values->mutable_slice()->set_length(range.size());
-      values->set_encoding(gradient_encoding_);
-      EncodeValues(gradient_encoding_,
-                   absl::MakeConstSpan(batch.dense[i]).subspan(range.begin, range.size()),
-                   values->mutable_data());
+      const absl::Span<const float> part =
+          absl::MakeConstSpan(batch.dense[i]).subspan(range.begin, range.size());
+      Encoding encoding = gradient_encoding_;
+      // Indices cost 4 bytes a value: past half nonzeros float32 is smaller.
+      if (encoding == INDEXED_NONZEROS &&
+          (part.size() > UINT32_MAX ||
+           2 * static_cast<size_t>(std::count_if(part.begin(), part.end(),
+                                                 [](float v) { return v != 0.0f; })) >=
+               part.size())) {
+        encoding = FLOAT32;
+      }
+      values->set_encoding(encoding);
+      EncodeValues(encoding, part, values->mutable_data());
     }
     for (const SparseRows& rows : batch.sparse) {
       SparseValues* values = request.add_sparse();
@@ -278,24 +287,58 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
           absl::StrCat("gradients of table ", rows.table, " are sized unlike its keys"));
     }
     if (n == 1) {
-      SparseValues* values = requests[0].mutable_sparse(t);
+      SparseValues* values = (*requests)[0].mutable_sparse(t);
       values->mutable_keys()->Add(rows.keys.begin(), rows.keys.end());
       EncodeFloat32(rows.values, values->mutable_data());
       continue;
     }
     for (size_t k = 0; k < rows.keys.size(); ++k) {
-      SparseValues* values = requests[placements[t].shard[k]].mutable_sparse(t);
+      SparseValues* values = (*requests)[placements[t].shard[k]].mutable_sparse(t);
       values->add_keys(rows.keys[k]);
       EncodeFloat32(absl::MakeConstSpan(rows.values).subspan(k * rows.dim, rows.dim),
                     values->mutable_data());
     }
   }
+  return absl::OkStatus();
+}
 
+absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
+                                                 absl::Span<const int64_t> clocks,
+                                                 ParameterBatch* batch) {
+  std::vector<KeyPlacement> placements;
+  PlaceKeys(*batch, &placements);
+  std::vector<PullRequest> requests;
+  BuildPullRequests(worker_id, clocks, *batch, placements, &requests);
+  std::vector<PullResponse> responses;
+  FULCRUM_RETURN_IF_ERROR(CallAll(
+      requests, &responses,
+      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
+             const PullRequest& request) { return stub->AsyncPull(context, request, cq_.get()); }));
+  std::vector<const PullRequest*> asked;
+  std::vector<const PullResponse*> answered;
+  for (size_t s = 0; s < requests.size(); ++s) {
+    asked.push_back(&requests[s]);
+    answered.push_back(&responses[s]);
+  }
+  return ReadPullResponses(asked, answered, placements, batch);
+}
+
+absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
+                                                 absl::Span<const int64_t> clocks,
+                                                 uint64_t request_id,
+                                                 const ParameterBatch& batch,
+                                                 uint32_t batch_examples) {
+  std::vector<KeyPlacement> placements;
+  PlaceKeys(batch, &placements);
+  std::vector<PushRequest> requests;
+  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, clocks, request_id, batch,
+                                            batch_examples, placements, &requests));
   std::vector<PushResponse> responses;
   FULCRUM_RETURN_IF_ERROR(CallAll(
       requests, &responses,
       [this](ParameterService::Stub* stub, grpc::ClientContext* context,
              const PushRequest& request) { return stub->AsyncPush(context, request, cq_.get()); }));
+  const size_t n = shards_.size();
   ServerVersion version;
   version.rounds.resize(n);
   for (size_t s = 0; s < n; ++s) {
@@ -307,6 +350,40 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
   version.round = responses[0].header().round();
   version.incarnation = responses[0].header().incarnation();
   return version;
+}
+
+absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
+    uint64_t worker_id, absl::Span<const int64_t> push_clocks, uint64_t request_id,
+    const ParameterBatch& gradients, uint32_t batch_examples,
+    absl::Span<const int64_t> pull_clocks, ParameterBatch* params) {
+  std::vector<KeyPlacement> push_placements;
+  PlaceKeys(gradients, &push_placements);
+  std::vector<PushRequest> pushes;
+  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, push_clocks, request_id, gradients,
+                                            batch_examples, push_placements, &pushes));
+  std::vector<KeyPlacement> pull_placements;
+  PlaceKeys(*params, &pull_placements);
+  std::vector<PullRequest> pulls;
+  BuildPullRequests(worker_id, pull_clocks, *params, pull_placements, &pulls);
+  std::vector<PushPullRequest> requests(shards_.size());
+  for (size_t s = 0; s < requests.size(); ++s) {
+    requests[s].mutable_push()->Swap(&pushes[s]);
+    requests[s].mutable_pull()->Swap(&pulls[s]);
+  }
+  std::vector<PushPullResponse> responses;
+  FULCRUM_RETURN_IF_ERROR(CallAll(
+      requests, &responses,
+      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
+             const PushPullRequest& request) {
+        return stub->AsyncPushPull(context, request, cq_.get());
+      }));
+  std::vector<const PullRequest*> asked;
+  std::vector<const PullResponse*> answered;
+  for (size_t s = 0; s < requests.size(); ++s) {
+    asked.push_back(&requests[s].pull());
+    answered.push_back(&responses[s].pull());
+  }
+  return ReadPullResponses(asked, answered, pull_placements, params);
 }
 
 }  // namespace fulcrum

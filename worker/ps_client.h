@@ -79,6 +79,24 @@ class PsClient {
                                              uint64_t request_id, const ParameterBatch& batch,
                                              uint32_t batch_examples) = 0;
 
+  // Push, then Pull, in one round trip per shard: sends `gradients` as Push
+  // does (with `push_clocks`), then fills `params` as Pull does (waiting for
+  // `pull_clocks`). Returns the pull's versions. On an error the push may
+  // have been applied on some shards; a retry with the same `request_id`
+  // applies it at most once. The default calls Push, then Pull.
+  virtual absl::StatusOr<ServerVersion> PushPull(uint64_t worker_id,
+                                                 absl::Span<const int64_t> push_clocks,
+                                                 uint64_t request_id,
+                                                 const ParameterBatch& gradients,
+                                                 uint32_t batch_examples,
+                                                 absl::Span<const int64_t> pull_clocks,
+                                                 ParameterBatch* params) {
+    absl::StatusOr<ServerVersion> pushed =
+        Push(worker_id, push_clocks, request_id, gradients, batch_examples);
+    if (!pushed.ok()) return pushed.status();
+    return Pull(worker_id, pull_clocks, params);
+  }
+
   // After an ABORTED call: the shards that restarted.
   virtual std::vector<int> restarted_shards() const { return {}; }
 
@@ -108,6 +126,12 @@ class GrpcPsClient final : public PsClient {
   absl::StatusOr<ServerVersion> Push(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t batch_examples) override;
+  absl::StatusOr<ServerVersion> PushPull(uint64_t worker_id,
+                                         absl::Span<const int64_t> push_clocks,
+                                         uint64_t request_id, const ParameterBatch& gradients,
+                                         uint32_t batch_examples,
+                                         absl::Span<const int64_t> pull_clocks,
+                                         ParameterBatch* params) override;
   std::vector<int> restarted_shards() const override { return restarted_; }
   void set_gradient_encoding(Encoding encoding) override {
     gradient_encoding_ = encoding == ENCODING_UNSPECIFIED ? FLOAT32 : encoding;
@@ -125,6 +149,23 @@ class GrpcPsClient final : public PsClient {
     std::vector<uint32_t> position;
   };
   void PlaceKeys(const ParameterBatch& batch, std::vector<KeyPlacement>* placements) const;
+  // One request per shard reading `batch`'s tensors and keys.
+  void BuildPullRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
+                         const ParameterBatch& batch,
+                         const std::vector<KeyPlacement>& placements,
+                         std::vector<PullRequest>* requests) const;
+  // Fills `batch` from every shard's reply to requests[s]; notes each
+  // shard's incarnation.
+  absl::StatusOr<ServerVersion> ReadPullResponses(
+      absl::Span<const PullRequest* const> requests,
+      absl::Span<const PullResponse* const> responses,
+      const std::vector<KeyPlacement>& placements, ParameterBatch* batch);
+  // One request per shard carrying its part of `batch`'s gradients.
+  absl::Status BuildPushRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
+                                 uint64_t request_id, const ParameterBatch& batch,
+                                 uint32_t batch_examples,
+                                 const std::vector<KeyPlacement>& placements,
+                                 std::vector<PushRequest>* requests) const;
   template <typename Response, typename Request, typename Start>
   absl::Status CallAll(const std::vector<Request>& requests, std::vector<Response>* responses,
                        Start start);

@@ -1,6 +1,7 @@
 #include "worker/trainer.h"
 
 #include <algorithm>
+#include <future>
 #include <numeric>
 #include <random>
 
@@ -37,6 +38,11 @@ TrainerMetrics TrainerMetrics::Register(MetricsRegistry* registry) {
                                           "Pull RPC time, waits included.", LatencyBuckets());
   m.push_latency = registry->AddHistogram("fulcrum_worker_push_seconds", "Push RPC time.",
                                           LatencyBuckets());
+  m.pushpull_latency = registry->AddHistogram(
+      "fulcrum_worker_pushpull_seconds",
+      "PushPull RPC time (a step's gradient out, the next step's parameters back), waits "
+      "included.",
+      LatencyBuckets());
   m.step_seconds = registry->AddHistogram("fulcrum_worker_step_seconds",
                                           "A whole step: pull, compute, push.",
                                           LatencyBuckets());
@@ -77,6 +83,11 @@ absl::Status Trainer::Register() {
   FULCRUM_RETURN_IF_ERROR(ps_->Connect(
       {response->shard_addresses().begin(), response->shard_addresses().end()}));
   ps_->set_gradient_encoding(job.gradient_encoding());
+  if (job.gradient_encoding() != INDEXED_NONZEROS) {
+    sparsifier_.reset();
+  } else if (sparsifier_ == nullptr) {  // a re-registration keeps the residual
+    sparsifier_ = std::make_unique<TopKSparsifier>(job.topk_ratio());
+  }
   job_ = job;
   if (response->heartbeat_interval_seconds() > 0) {
     heartbeat_interval_ = absl::Seconds(response->heartbeat_interval_seconds());
@@ -135,25 +146,25 @@ void Trainer::HeartbeatLoop() {
   }
 }
 
-absl::StatusOr<ServerVersion> Trainer::PullWithRetry(absl::Span<const int64_t> clocks,
-                                                     ParameterBatch* batch) {
+template <typename Call>
+absl::StatusOr<ServerVersion> Trainer::CallWaiting(Histogram* latency, Call call) {
   const absl::Time give_up = absl::Now() + options_.start_timeout;
   while (true) {
     absl::StatusOr<ServerVersion> version;
     const absl::Time start = absl::Now();
     absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-      version = ps_->Pull(worker_id_, clocks, batch);
+      version = call();
       return version.status();
     });
     if (options_.metrics && s.ok()) {
-      options_.metrics->pull_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
       options_.metrics->wait_seconds->Increment(version->wait_seconds);
     }
-    // A pull that timed out waiting for the job to start, a slow round or a
-    // slow worker is asked again, up to start_timeout.
+    // A call that timed out waiting for the job to start, a slow round or a
+    // slow worker is made again, up to start_timeout.
     if (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < give_up &&
         !Interrupted()) {
-      FULCRUM_LOG(INFO) << "pull waiting: " << s.message();
+      FULCRUM_LOG(INFO) << "still waiting: " << s.message();
       continue;
     }
     if (!s.ok()) return s;
@@ -161,6 +172,24 @@ absl::StatusOr<ServerVersion> Trainer::PullWithRetry(absl::Span<const int64_t> c
     progress_.set_wait_seconds(progress_.wait_seconds() + version->wait_seconds);
     return version;
   }
+}
+
+absl::StatusOr<ServerVersion> Trainer::PullWithRetry(absl::Span<const int64_t> clocks,
+                                                     ParameterBatch* batch) {
+  return CallWaiting(options_.metrics ? options_.metrics->pull_latency : nullptr,
+                     [&] { return ps_->Pull(worker_id_, clocks, batch); });
+}
+
+absl::StatusOr<ServerVersion> Trainer::PushPullWithRetry(
+    absl::Span<const int64_t> push_clocks, uint32_t examples,
+    absl::Span<const int64_t> pull_clocks, uint64_t request_id, const ParameterBatch& grads,
+    ParameterBatch* params) {
+  // A retry carries the same request id: the push is applied once even if
+  // the first attempt's pull timed out after it.
+  return CallWaiting(options_.metrics ? options_.metrics->pushpull_latency : nullptr, [&] {
+    return ps_->PushPull(worker_id_, push_clocks, request_id, grads, examples, pull_clocks,
+                         params);
+  });
 }
 
 absl::StatusOr<ServerVersion> Trainer::PushWithRetry(absl::Span<const int64_t> clocks,
@@ -208,6 +237,74 @@ absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   return absl::OkStatus();
 }
 
+double Trainer::ComputeStep(absl::Span<const int64_t> examples, ParameterBatch* grads) {
+  const double loss = workload_->ComputeGradients(examples, params_, grads);
+  if (sparsifier_ != nullptr) sparsifier_->Sparsify(grads);
+  return loss;
+}
+
+void Trainer::RecordStep(int64_t examples, double loss, absl::Time step_start) {
+  {
+    absl::MutexLock lock(&mu_);
+    progress_.set_steps(progress_.steps() + 1);
+    progress_.set_examples_seen(progress_.examples_seen() + examples);
+    loss_sum_ += loss;
+    ++loss_count_;
+    ++stats_.steps;
+  }
+  if (options_.metrics) {
+    options_.metrics->steps->Increment();
+    options_.metrics->examples->Increment(examples);
+    options_.metrics->loss->Set(loss);
+    options_.metrics->step_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - step_start));
+  }
+  if (options_.step_delay > absl::ZeroDuration()) {
+    absl::SleepFor(options_.step_delay);
+  }
+}
+
+absl::Status Trainer::TrainOverlapped(const std::vector<int64_t>& order) {
+  const size_t batch_size = job_.batch_size();
+  const std::vector<int64_t> now = {-1};
+  auto examples_at = [&](size_t pos) {
+    return absl::Span<const int64_t>(&order[pos], std::min(batch_size, order.size() - pos));
+  };
+  // Step t computes on the parameters step t-2's PushPull brought back while
+  // step t-1's is in flight; the training thread waits only for what the
+  // compute did not hide.
+  std::future<absl::StatusOr<ServerVersion>> in_flight;
+  auto finish_in_flight = [&]() -> absl::Status {
+    if (!in_flight.valid()) return absl::OkStatus();
+    absl::StatusOr<ServerVersion> version = in_flight.get();
+    if (version.ok()) {
+      std::swap(params_, incoming_params_);
+      return absl::OkStatus();
+    }
+    if (!absl::IsAborted(version.status()) || Interrupted()) return version.status();
+    // A shard restarted: that gradient (of the old parameters) is dropped,
+    // and training goes on from a fresh read.
+    FULCRUM_LOG(WARNING) << "dropping a step: " << version.status().message();
+    return PullWithRetry(now, &params_).status();
+  };
+  for (size_t pos = 0; pos < order.size(); pos += batch_size) {
+    const absl::Time step_start = absl::Now();
+    const absl::Span<const int64_t> examples = examples_at(pos);
+    const double loss = ComputeStep(examples, &grads_);
+    FULCRUM_RETURN_IF_ERROR(finish_in_flight());
+    if (Interrupted()) return absl::AbortedError("interrupted");
+    std::swap(grads_, outgoing_grads_);
+    workload_->PlanStep(examples_at(pos + batch_size < order.size() ? pos + batch_size : pos),
+                        &incoming_params_);
+    const uint64_t request_id = next_request_id_++;
+    const uint32_t size = examples.size();
+    in_flight = std::async(std::launch::async, [this, &now, size, request_id] {
+      return PushPullWithRetry(now, size, now, request_id, outgoing_grads_, &incoming_params_);
+    });
+    RecordStep(size, loss, step_start);
+  }
+  return finish_in_flight();
+}
+
 absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   const DataPartition& partition = lease.partition();
   FULCRUM_ASSIGN_OR_RETURN(const int64_t n, workload_->LoadPartition(partition));
@@ -232,22 +329,49 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       if (last_pushed_round_[s] >= 0) clocks[s] = last_pushed_round_[s] + 1;
     }
   }
+  auto examples_at = [&](size_t pos) {
+    return absl::Span<const int64_t>(
+        &order[pos], std::min<size_t>(batch_size, order.size() - pos));
+  };
   std::vector<int64_t> rounds;  // sync: the rounds being collected
   int restarts_seen = 0;
+  bool have_params = false;  // params_ holds the parameters for the step at pos
   for (size_t pos = 0; pos < order.size();) {
     if (Interrupted()) return absl::AbortedError("interrupted");
     const absl::Time step_start = absl::Now();
-    const int64_t size = std::min<int64_t>(batch_size, order.size() - pos);
-    const absl::Span<const int64_t> examples(&order[pos], size);
-    workload_->PlanStep(examples, &params_);
+    const absl::Span<const int64_t> examples = examples_at(pos);
+    absl::StatusOr<ServerVersion> version = ServerVersion();
+    if (!have_params) {
+      workload_->PlanStep(examples, &params_);
+      version = PullWithRetry(clocks, &params_);
+      if (version.ok() && rounds.empty()) rounds = version->rounds;
+      if (version.ok() && mode == ASYNC && job_.overlap_communication() &&
+          params_.sparse.empty() && pos == 0) {
+        FULCRUM_RETURN_IF_ERROR(TrainOverlapped(order));
+        break;
+      }
+    }
     double loss = 0;
     bool pushing = false;
-    absl::StatusOr<ServerVersion> version = PullWithRetry(clocks, &params_);
     if (version.ok()) {
-      if (rounds.empty()) rounds = version->rounds;
-      loss = workload_->ComputeGradients(examples, params_, &grads_);
+      loss = ComputeStep(examples, &grads_);
       pushing = true;
-      version = PushWithRetry(mode == SYNC ? rounds : clocks, size);
+      const std::vector<int64_t>& push_clocks = mode == SYNC ? rounds : clocks;
+      const size_t next = pos + batch_size;
+      if (next < order.size()) {
+        // One round trip: this step's gradient out, the next step's
+        // parameters back (sync: of the round this push helps close).
+        std::vector<int64_t> pull_clocks = push_clocks;
+        if (mode == SYNC) {
+          for (int64_t& r : pull_clocks) ++r;
+        }
+        workload_->PlanStep(examples_at(next), &params_);
+        version = PushPullWithRetry(push_clocks, examples.size(), pull_clocks,
+                                    next_request_id_++, grads_, &params_);
+      } else {
+        version = PushWithRetry(push_clocks, examples.size());
+      }
+      have_params = version.ok() && next < order.size();
     }
     if (absl::IsAborted(version.status()) && !Interrupted() && ++restarts_seen <= 10) {
       // A shard restarted from its checkpoint: its rounds start over. The
@@ -255,6 +379,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       // parameters never reaches the restored ones), at the restarted
       // shard's current round and, where a push was taken, the next round.
       FULCRUM_LOG(WARNING) << "redoing a step: " << version.status().message();
+      have_params = false;
       if (mode == SYNC) {
         std::vector<bool> restarted(shards, false);
         for (int s : ps_->restarted_shards()) restarted[s] = true;
@@ -277,23 +402,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       for (int64_t& r : rounds) ++r;
       clocks = rounds;
     }
-    {
-      absl::MutexLock lock(&mu_);
-      progress_.set_steps(progress_.steps() + 1);
-      progress_.set_examples_seen(progress_.examples_seen() + size);
-      loss_sum_ += loss;
-      ++loss_count_;
-      ++stats_.steps;
-    }
-    if (options_.metrics) {
-      options_.metrics->steps->Increment();
-      options_.metrics->examples->Increment(size);
-      options_.metrics->loss->Set(loss);
-      options_.metrics->step_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - step_start));
-    }
-    if (options_.step_delay > absl::ZeroDuration()) {
-      absl::SleepFor(options_.step_delay);
-    }
+    RecordStep(examples.size(), loss, step_start);
   }
   CompletePartitionRequest request;
   request.set_worker_id(worker_id_);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "worker/coordinator_client.h"
 #include "worker/model.h"
 #include "worker/ps_client.h"
+#include "worker/topk.h"
 #include "worker/workload.h"
 
 namespace fulcrum {
@@ -35,6 +37,7 @@ struct TrainerMetrics {
   Gauge* loss = nullptr;            // last mini-batch's training loss
   Histogram* pull_latency = nullptr;
   Histogram* push_latency = nullptr;
+  Histogram* pushpull_latency = nullptr;  // fused push + next pull
   Histogram* step_seconds = nullptr;  // one whole step: pull, compute, push
 
   static TrainerMetrics Register(MetricsRegistry* registry);
@@ -70,12 +73,16 @@ struct TrainerStats {
 // Runs a worker: registers (again, whenever the coordinator has declared it
 // dead), heartbeats from a thread of its own, and loops on AcquirePartition:
 // a training lease is trained from its start (mini-batches in an order fixed
-// by the job's seed and the partition) with a pull before and a push after
-// each step; an evaluation task pulls the current model and evaluates it on
-// the test set. It returns when the coordinator says the job is over.
+// by the job's seed and the partition): a pull before the first step, then
+// after each step one PushPull that sends its gradient and brings back the
+// next step's parameters (a plain push after the last); an evaluation task
+// pulls the current model and evaluates it on the test set. It returns when
+// the coordinator says the job is over.
 //
 // Sync workers follow each shard's rounds; ssp workers send the clock of
-// their lease, and their pulls wait while they are too far ahead.
+// their lease, and their pulls wait while they are too far ahead. Async
+// workers of dense models, if the job overlaps communication, compute a step
+// while the previous step's PushPull is in flight (on a second thread).
 //
 // The trainer builds the job's workload (data and model, see workload.h)
 // with `workload_factory` once it knows the job from its registration.
@@ -102,6 +109,27 @@ class Trainer {
                                               ParameterBatch* batch);
   absl::StatusOr<ServerVersion> PushWithRetry(absl::Span<const int64_t> clocks,
                                               uint32_t examples);
+  // Pushes `grads` and pulls into `params` in one call (same request id on
+  // every retry). Safe to run on another thread while the training thread
+  // computes, as long as nothing else uses the PsClient.
+  absl::StatusOr<ServerVersion> PushPullWithRetry(absl::Span<const int64_t> push_clocks,
+                                                  uint32_t examples,
+                                                  absl::Span<const int64_t> pull_clocks,
+                                                  uint64_t request_id,
+                                                  const ParameterBatch& grads,
+                                                  ParameterBatch* params);
+  // Runs a call that may wait for rounds or slower workers: UNAVAILABLE is
+  // retried with backoff, a wait that times out is asked again until
+  // start_timeout; the reply's waits go into the progress.
+  template <typename Call>
+  absl::StatusOr<ServerVersion> CallWaiting(Histogram* latency, Call call);
+  // The async, overlapped training loop (TrainPartition picks it); params_
+  // already holds the first step's parameters.
+  absl::Status TrainOverlapped(const std::vector<int64_t>& order);
+  // The gradient of a step as it goes out (top-k when the job says so).
+  double ComputeStep(absl::Span<const int64_t> examples, ParameterBatch* grads);
+  // Counts a finished step in progress, stats and metrics.
+  void RecordStep(int64_t examples, double loss, absl::Time step_start);
   void HeartbeatLoop();
   // Sends one heartbeat with the progress so far (also called after each
   // piece of work and before exiting, so status is exact at the end).
@@ -139,6 +167,11 @@ class Trainer {
   // Training-loop state (one thread).
   ParameterBatch params_;
   ParameterBatch grads_;
+  // Overlapped loop: the buffers of the PushPull in flight.
+  ParameterBatch incoming_params_;
+  ParameterBatch outgoing_grads_;
+  // The job's top-k sparsification, or null.
+  std::unique_ptr<TopKSparsifier> sparsifier_;
   uint64_t next_request_id_ = 1;
   // Sync: per shard, the last round this worker id pushed (-1: none). A new
   // partition starts by waiting for the round after it: the shard still

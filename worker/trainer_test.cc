@@ -2,6 +2,7 @@
 // through in-process clients (no gRPC) that can fail on cue.
 #include "worker/trainer.h"
 
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -60,6 +61,12 @@ class LocalPsClient : public PsClient {
       gradients.push_back(
           {{batch.tensors[i].name(), 0, batch.dense[i].size()}, batch.dense[i]});
     }
+    for (const std::vector<float>& g : batch.dense) {
+      size_t nonzeros = 0;
+      for (float x : g) nonzeros += x != 0.0f;
+      absl::MutexLock lock(&mu_);
+      max_pushed_nonzeros[g.size()] = std::max(max_pushed_nonzeros[g.size()], nonzeros);
+    }
     absl::StatusOr<ShardVersion> v =
         shard_->Push(worker_id, request_id, clock, gradients);
     if (!v.ok()) return v.status();
@@ -71,8 +78,36 @@ class LocalPsClient : public PsClient {
     return sv;
   }
 
+  // Push, then pull. With `computes` set (gradients computed so far), the
+  // n-th call first waits (up to 0.5 s) for the trainer to start computing
+  // step n + 1 while the call is in flight, and counts the calls that saw it
+  // in `overlapped`.
+  absl::StatusOr<ServerVersion> PushPull(uint64_t worker_id,
+                                         absl::Span<const int64_t> push_clocks,
+                                         uint64_t request_id, const ParameterBatch& gradients,
+                                         uint32_t examples,
+                                         absl::Span<const int64_t> pull_clocks,
+                                         ParameterBatch* params) override {
+    const int call = ++pushpulls;  // carries step `call`'s gradient
+    if (computes != nullptr) {
+      const absl::Time give_up = absl::Now() + absl::Milliseconds(500);
+      while (computes->load() <= call && absl::Now() < give_up) {
+        absl::SleepFor(absl::Microseconds(50));
+      }
+      if (computes->load() > call) ++overlapped;
+    }
+    return PsClient::PushPull(worker_id, push_clocks, request_id, gradients, examples,
+                              pull_clocks, params);
+  }
+
   std::atomic<int> pull_failures{0};
   std::atomic<int> lost_push_replies{0};
+  std::atomic<int> pushpulls{0};
+  std::atomic<int>* computes = nullptr;
+  std::atomic<int> overlapped{0};
+  absl::Mutex mu_;
+  // By tensor size: the most nonzero gradient elements any push carried.
+  std::map<size_t, size_t> max_pushed_nonzeros ABSL_GUARDED_BY(mu_);
 
  private:
   static bool Take(std::atomic<int>& counter) {
@@ -139,6 +174,32 @@ WorkloadFactory Images(const ImageDataset* train, const ImageDataset* test) {
     return MakeImageWorkload(train, test);
   };
 }
+
+// The image workload, counting gradient computations in `*computes`.
+class CountingWorkload : public Workload {
+ public:
+  CountingWorkload(std::unique_ptr<Workload> inner, std::atomic<int>* computes)
+      : inner_(std::move(inner)), computes_(computes) {}
+  absl::Status Configure(const JobSpec& job) override { return inner_->Configure(job); }
+  absl::StatusOr<int64_t> LoadPartition(const DataPartition& p) override {
+    return inner_->LoadPartition(p);
+  }
+  void PlanStep(absl::Span<const int64_t> examples, ParameterBatch* batch) override {
+    inner_->PlanStep(examples, batch);
+  }
+  double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
+                          ParameterBatch* grads) override {
+    ++*computes_;
+    return inner_->ComputeGradients(examples, params, grads);
+  }
+  absl::StatusOr<EvalResult> Evaluate(const PullFn& pull) override {
+    return inner_->Evaluate(pull);
+  }
+
+ private:
+  std::unique_ptr<Workload> inner_;
+  std::atomic<int>* const computes_;
+};
 
 class TrainerTest : public ::testing::Test {
  protected:
@@ -210,6 +271,50 @@ TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
   EXPECT_EQ(status.completed_size(), 8);
   EXPECT_EQ(status.examples_seen(), 800u);  // progress flushed at the end
   EXPECT_GT(client_->heartbeats.load(), 0);
+}
+
+TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
+  options_.job.set_overlap_communication(true);
+  Init(ASYNC, 1, 2, 4);
+  std::atomic<int> computes{0};
+  ps_->computes = &computes;
+  Trainer trainer(Options("a"), ps_.get(), client_.get(),
+                  [&](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
+                    return std::make_unique<CountingWorkload>(
+                        MakeImageWorkload(&train_, &test_), &computes);
+                  });
+  ASSERT_TRUE(trainer.Run().ok());
+  EXPECT_EQ(trainer.stats().steps, 80);
+  EXPECT_EQ(shard_->stats().pushes, 80);  // every step's gradient, once
+  // Every step's push-pull but each partition's last saw the next step's
+  // gradient being computed meanwhile.
+  EXPECT_EQ(ps_->pushpulls.load(), 80);
+  EXPECT_EQ(ps_->overlapped.load(), 80 - 8);
+  EXPECT_GT(coordinator_->GetStatus().last_eval().test_accuracy(), 0.9);
+}
+
+TEST_F(TrainerTest, NotOverlapped_OnePushPullPerStepButTheLast) {
+  Init(ASYNC, 1, 2, 4);  // overlap_communication unset
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), Images(&train_, &test_));
+  ASSERT_TRUE(trainer.Run().ok());
+  EXPECT_EQ(shard_->stats().pushes, 80);
+  EXPECT_EQ(ps_->pushpulls.load(), 80 - 8);  // the last step of a partition pushes only
+  EXPECT_EQ(ps_->overlapped.load(), 0);
+}
+
+TEST_F(TrainerTest, TopK_PushesAtMostKPerTensorAndStillLearns) {
+  options_.job.set_gradient_encoding(INDEXED_NONZEROS);
+  options_.job.set_topk_ratio(0.1f);
+  Init(ASYNC, 1, 3, 4);
+  Trainer trainer(Options("a"), ps_.get(), client_.get(), Images(&train_, &test_));
+  ASSERT_TRUE(trainer.Run().ok());
+  absl::MutexLock lock(&ps_->mu_);
+  ASSERT_EQ(ps_->max_pushed_nonzeros.size(), 2u);  // weights and biases
+  for (const auto& [size, nonzeros] : ps_->max_pushed_nonzeros) {
+    EXPECT_LE(nonzeros, (size + 9) / 10) << "tensor of " << size;
+    EXPECT_GT(nonzeros, 0u);
+  }
+  EXPECT_GT(coordinator_->GetStatus().last_eval().test_accuracy(), 0.9);
 }
 
 TEST_F(TrainerTest, TwoWorkersSync_ShareTheWorkAndFinish) {
