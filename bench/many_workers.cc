@@ -2,7 +2,7 @@
 // own connections, the real worker client and a tiny compute step) pushing
 // and pulling a 1M-parameter model against 1 or 2 real ps_server processes
 // on 127.0.0.1, in async and sync modes. Prints per run: steps/s over all
-// workers, p50/p99/p999 step latency (pull + push), and fairness: the
+// workers, p50/p99/p999 step latency (compute + push-pull), and fairness: the
 // fewest and most steps any worker took.
 //
 //   bazel build -c opt //server:ps_server //bench:many_workers
@@ -131,17 +131,28 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
   uint64_t request_id = 1;
   int unavailable = 0;
   while (!go->load()) absl::SleepFor(absl::Milliseconds(1));
+  // As the real worker: one pull, then per step the compute and one
+  // PushPull (this step's gradient out, the next step's parameters back).
+  bool have_params = false;
   while (!stop->load()) {
     const absl::Time start = absl::Now();
-    absl::StatusOr<ServerVersion> v = ps.Pull(registered->worker_id(), clocks, &params);
+    absl::StatusOr<ServerVersion> v = ServerVersion();
+    if (!have_params) {
+      v = ps.Pull(registered->worker_id(), clocks, &params);
+      if (v.ok() && rounds.empty()) rounds = v->rounds;
+    }
     if (v.ok()) {
-      if (rounds.empty()) rounds = v->rounds;
       // The tiny compute: a gradient from the first value read.
       grads.dense[0][0] = params.dense[0][0] * 1e-3f;
-      v = ps.Push(registered->worker_id(), mode == SYNC ? absl::Span<const int64_t>(rounds)
-                                                      : absl::Span<const int64_t>(clocks),
-                  request_id++, grads, 1);
+      std::vector<int64_t> push_clocks = mode == SYNC ? rounds : clocks;
+      std::vector<int64_t> pull_clocks = push_clocks;
+      if (mode == SYNC) {
+        for (int64_t& r : pull_clocks) ++r;
+      }
+      v = ps.PushPull(registered->worker_id(), push_clocks, request_id++, grads, 1, pull_clocks,
+                      &params);
     }
+    have_params = v.ok();
     if (!v.ok()) {
       if (stop->load()) return;
       // As a real worker does: a connection not up yet is retried.

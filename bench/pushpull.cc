@@ -1,6 +1,7 @@
 // pushpull: a load generator against a real ps_server process on 127.0.0.1.
-// For each message size, C clients push (then pull) slices of a dense tensor
-// for a fixed time; also sparse pushes of K keys x dim 8. Prints, per run:
+// For each message size, C clients push, then pull, then push-pull (both in
+// one call) slices of a dense tensor for a fixed time; also sparse pushes of
+// K keys x dim 8. Prints, per run:
 // MB/s, calls/s, p50/p99/p999 latency and the server's CPU seconds per GB
 // moved (from /proc/<pid>/stat).
 //
@@ -234,6 +235,31 @@ int Main() {
         c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
         PullResponse resp;
         return stubs[t]->Pull(&c, req, &resp).ok() ? double(size) : -1.0;
+      });
+      // A worker's step: the gradient out and the fresh slice back in one
+      // call; MB/s counts both directions.
+      run(absl::StrCat("pushpull ", size, "B"), clients, [&](int t) -> double {
+        PushPullRequest req;
+        const uint64_t offset = (uint64_t(t) * n) % ((1 << 22) - n + 1);
+        PushRequest* push = req.mutable_push();
+        push->mutable_header()->set_worker_id(ids[t]);
+        DenseValues* v = push->add_dense();
+        v->mutable_slice()->set_tensor("bench/w");
+        v->mutable_slice()->set_offset(offset);
+        v->mutable_slice()->set_length(n);
+        v->set_encoding(FLOAT32);
+        v->set_data(payload);
+        PullRequest* pull = req.mutable_pull();
+        pull->mutable_header()->set_worker_id(ids[t]);
+        pull->mutable_header()->set_clock(-1);
+        DenseSlice* s = pull->add_dense();
+        s->set_tensor("bench/w");
+        s->set_offset(offset);
+        s->set_length(n);
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        PushPullResponse resp;
+        return stubs[t]->PushPull(&c, req, &resp).ok() ? 2.0 * size : -1.0;
       });
     }
   }

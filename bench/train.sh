@@ -36,15 +36,25 @@ declare -A params=([softmax]=7850 [mlp]=203530)
 printf "%-8s %-6s %-8s %3s  %14s  %10s  %12s  %14s  %s\n" model mode workers ps \
   "to_target_s" "epochs" "examples/s" "bytes/step" "final_accuracy"
 compression=none
+topk_ratio=0.01
 for flag in "${server_flags[@]}"; do
   [[ "$flag" == --gradient_compression=* ]] && compression="${flag#*=}"
+  [[ "$flag" == --topk_ratio=* ]] && topk_ratio="${flag#*=}"
 done
+declare -A tensor_sizes=([softmax]="7840 10" [mlp]="200704 256 2560 10")
 # Payload bytes of one step: pull (float32) plus push (as encoded).
-step_bytes() {  # $1: parameters
+step_bytes() {  # $1: model
+  local p="${params[$1]}"
   case "$compression" in
-    fp16) echo $((4 * $1 + 2 * $1)) ;;
-    int8) echo $((4 * $1 + $1 + 4 * (($1 + 255) / 256))) ;;
-    *) echo $((8 * $1)) ;;
+    fp16) echo $((4 * p + 2 * p)) ;;
+    int8) echo $((4 * p + p + 4 * ((p + 255) / 256))) ;;
+    topk)  # per tensor: 8 header bytes and 8 per kept element (index, value)
+      awk -v p="$p" -v r="$topk_ratio" -v sizes="${tensor_sizes[$1]}" 'BEGIN {
+        n = split(sizes, s, " "); b = 4 * p
+        for (i = 1; i <= n; i++) { k = int(s[i] * r * (1 - 1e-6)); if (k < s[i] * r * (1 - 1e-6)) k++
+                                   if (k < 1) k = 1; b += 8 + 8 * k }
+        print b }' ;;
+    *) echo $((8 * p)) ;;
   esac
 }
 IFS=, read -ra model_list <<<"$models"
@@ -71,7 +81,7 @@ for model in "${model_list[@]}"; do
       epochs="$(sed 's/.*epochs=\([0-9]*\).*/\1/' <<<"$result")"
       examples_per_s="$(awk -v e="$epochs" -v w="$wall" 'BEGIN { printf "%.0f", e * 60000 / w }')"
       printf "%-8s %-6s %-8s %3s  %14s  %10s  %12s  %14s  %s\n" "$model" "$mode" "$workers" "$ps" \
-        "${hit% *}" "${hit#* }" "$examples_per_s" "$(step_bytes "${params[$model]}")" "$accuracy"
+        "${hit% *}" "${hit#* }" "$examples_per_s" "$(step_bytes "$model")" "$accuracy"
       [[ -n "$hit" ]] || echo "  ($model $mode $workers workers never reached ${target[$model]})"
     done
   done

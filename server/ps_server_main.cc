@@ -75,9 +75,11 @@ ABSL_FLAG(std::string, gradient_compression, "none",
 ABSL_FLAG(double, topk_ratio, 0.01,
           "With --gradient_compression=topk: the share of each tensor's gradient "
           "sent per step, in (0, 1].");
-ABSL_FLAG(bool, overlap_communication, true,
+ABSL_FLAG(bool, overlap_communication, false,
           "async mode, dense models: workers compute a step while the previous "
-          "step's push-pull is in flight (one step more staleness).");
+          "step's push-pull is in flight (one step more staleness). Pays where the "
+          "network, not the CPU, is the bottleneck: on a 2-core machine shared with "
+          "the server it measured no faster (bench/FIGURES.md).");
 ABSL_FLAG(int, epochs, 0,
           "Passes over the training set; 0 = the model's recommended count "
           "(softmax 15, mlp 10).");

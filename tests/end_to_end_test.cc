@@ -65,9 +65,11 @@ class CompressedGradientsTest : public ::testing::TestWithParam<std::string> {};
 // them and the model still learns.
 TEST_P(CompressedGradientsTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
   LocalCluster c("e2e_" + GetParam());
-  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=sync", "--epochs=1", "--num_workers=2",
-                             "--exit_when_done", "--gradient_compression=" + GetParam()})
-                  .ok());
+  std::vector<std::string> flags = {"--model=softmax", "--mode=sync", "--epochs=1",
+                                     "--num_workers=2", "--exit_when_done",
+                                     "--gradient_compression=" + GetParam()};
+  if (GetParam() == "topk") flags.push_back("--topk_ratio=0.1");
+  ASSERT_TRUE(c.StartServer(flags).ok());
   std::vector<int> workers;
   for (const char* name : {"c0", "c1"}) workers.push_back(*c.StartWorker(name));
   absl::StatusOr<JobStatus> running =
@@ -77,7 +79,27 @@ TEST_P(CompressedGradientsTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
   EXPECT_GT(ResultAccuracy(c.ServerOut()), 0.80) << c.ServerOut();
 }
 
-INSTANTIATE_TEST_SUITE_P(Encodings, CompressedGradientsTest, ::testing::Values("fp16", "int8"));
+INSTANTIATE_TEST_SUITE_P(Encodings, CompressedGradientsTest,
+                         ::testing::Values("fp16", "int8", "topk"));
+
+// Async workers computing each step while the previous push-pull is in flight
+// (a second thread using the gRPC client) still train the model.
+TEST(EndToEndOverlapTest, AsyncOverlappedWorkers_TrainAndSayTheyOverlap) {
+  LocalCluster c("e2e_overlap");
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--epochs=1",
+                             "--num_workers=2", "--exit_when_done",
+                             "--overlap_communication"})
+                  .ok());
+  std::vector<int> workers;
+  for (const char* name : {"o0", "o1"}) workers.push_back(*c.StartWorker(name));
+  WaitForExits(c, workers);
+  EXPECT_GT(ResultAccuracy(c.ServerOut()), 0.80) << c.ServerOut();
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_NE(c.WorkerLog(i).find("overlapping communication with computation"),
+              std::string::npos)
+        << c.WorkerLog(i);
+  }
+}
 
 TEST(EndToEndUnixSocketTest, WorkersOnTheSameMachine_TrainOverAUnixSocket) {
   LocalCluster c("e2e_unix");

@@ -272,6 +272,10 @@ absl::Status Trainer::TrainOverlapped(const std::vector<int64_t>& order) {
   // Step t computes on the parameters step t-2's PushPull brought back while
   // step t-1's is in flight; the training thread waits only for what the
   // compute did not hide.
+  if (!said_overlapping_) {
+    FULCRUM_LOG(INFO) << "overlapping communication with computation (async, dense model)";
+    said_overlapping_ = true;
+  }
   std::future<absl::StatusOr<ServerVersion>> in_flight;
   auto finish_in_flight = [&]() -> absl::Status {
     if (!in_flight.valid()) return absl::OkStatus();

@@ -172,6 +172,7 @@ class Trainer {
   ParameterBatch outgoing_grads_;
   // The job's top-k sparsification, or null.
   std::unique_ptr<TopKSparsifier> sparsifier_;
+  bool said_overlapping_ = false;  // logged once
   uint64_t next_request_id_ = 1;
   // Sync: per shard, the last round this worker id pushed (-1: none). A new
   // partition starts by waiting for the round after it: the shard still
