@@ -67,30 +67,40 @@ absl::Status SparseTable::ForEachRow(absl::Span<const uint64_t> keys, Fn fn) {
     for (auto it = order.rbegin(); it != order.rend(); ++it) stripes_[*it]->mu.Unlock();
   };
 
-  // Count the new rows first: all or nothing.
+  // Find every row, then count the new ones: all or nothing.
+  constexpr uint32_t kMissing = UINT32_MAX;
+  std::vector<uint32_t> rows(keys.size(), kMissing);
   std::vector<uint64_t> missing;
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (!stripes_[touched[i]]->index.contains(keys[i])) missing.push_back(keys[i]);
+    const Stripe& stripe = *stripes_[touched[i]];
+    auto it = stripe.index.find(KeyRef{keys[i]});
+    if (it != stripe.index.end()) {
+      rows[i] = *it;
+    } else {
+      missing.push_back(keys[i]);
+    }
   }
-  std::sort(missing.begin(), missing.end());
-  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
-  if (rows_.load() + missing.size() > options_.max_rows) {
-    unlock();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "sparse table ", options_.name, " would grow to ", rows_.load() + missing.size(),
-        " rows, over its limit of ", options_.max_rows, "; nothing was changed"));
+  if (!missing.empty()) {
+    std::sort(missing.begin(), missing.end());
+    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+    if (rows_.load() + missing.size() > options_.max_rows) {
+      unlock();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "sparse table ", options_.name, " would grow to ", rows_.load() + missing.size(),
+          " rows, over its limit of ", options_.max_rows, "; nothing was changed"));
+    }
+    for (uint64_t key : missing) {
+      Stripe& stripe = *stripes_[StripeOf(key)];
+      const uint32_t row = stripe.pool.Append(key);
+      InitRow(key, stripe.pool.Row(row));
+      stripe.index.insert(row);
+    }
+    rows_.fetch_add(missing.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (rows[i] == kMissing) rows[i] = *stripes_[touched[i]]->index.find(KeyRef{keys[i]});
+    }
   }
-  for (uint64_t key : missing) {
-    Stripe& stripe = *stripes_[StripeOf(key)];
-    const uint32_t row = stripe.pool.Append();
-    InitRow(key, stripe.pool.Row(row));
-    stripe.index.emplace(key, row);
-  }
-  rows_.fetch_add(missing.size());
-  for (size_t i = 0; i < keys.size(); ++i) {
-    Stripe& stripe = *stripes_[touched[i]];
-    fn(stripe.pool.Row(stripe.index.at(keys[i])), i);
-  }
+  for (size_t i = 0; i < keys.size(); ++i) fn(stripes_[touched[i]]->pool.Row(rows[i]), i);
   unlock();
   return absl::OkStatus();
 }
@@ -103,7 +113,7 @@ bool SparseTable::HasRoomFor(absl::Span<const uint64_t> keys) const {
   for (uint64_t key : keys) {
     const Stripe& stripe = *stripes_[StripeOf(key)];
     absl::MutexLock lock(&stripe.mu);
-    if (!stripe.index.contains(key)) missing.push_back(key);
+    if (!stripe.index.contains(KeyRef{key})) missing.push_back(key);
   }
   std::sort(missing.begin(), missing.end());
   missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
@@ -123,9 +133,9 @@ absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float
     for (size_t i = 0; i < keys.size(); ++i) {
       const Stripe& stripe = *stripes_[StripeOf(keys[i])];
       absl::MutexLock lock(&stripe.mu);
-      auto it = stripe.index.find(keys[i]);
+      auto it = stripe.index.find(KeyRef{keys[i]});
       if (it != stripe.index.end()) {
-        std::copy_n(stripe.pool.Row(it->second), dim, &out[i * dim]);
+        std::copy_n(stripe.pool.Row(*it), dim, &out[i * dim]);
       } else {
         InitRow(keys[i], fresh.data());
         std::copy_n(fresh.data(), dim, &out[i * dim]);
@@ -159,9 +169,9 @@ std::vector<SparseTable::RowSnapshot> SparseTable::Snapshot() const {
   const size_t width = RowFloats();
   for (const auto& stripe : stripes_) {
     absl::MutexLock lock(&stripe->mu);
-    for (const auto& [key, row] : stripe->index) {
+    for (const uint32_t row : stripe->index) {
       const float* data = stripe->pool.Row(row);
-      out.push_back(RowSnapshot{key, std::vector<float>(data, data + width)});
+      out.push_back(RowSnapshot{stripe->pool.Key(row), std::vector<float>(data, data + width)});
     }
   }
   return out;
@@ -186,14 +196,21 @@ absl::Status SparseTable::Restore(const std::vector<RowSnapshot>& rows) {
     stripe->index.clear();
     stripe->pool.Clear();
   }
+  uint64_t distinct = 0;
   for (const RowSnapshot& r : rows) {
     Stripe& stripe = *stripes_[StripeOf(r.key)];
     absl::MutexLock lock(&stripe.mu);
-    const uint32_t row = stripe.pool.Append();
+    auto existing = stripe.index.find(KeyRef{r.key});
+    if (existing != stripe.index.end()) {  // a repeated key: the last copy wins
+      std::copy(r.data.begin(), r.data.end(), stripe.pool.Row(*existing));
+      continue;
+    }
+    const uint32_t row = stripe.pool.Append(r.key);
     std::copy(r.data.begin(), r.data.end(), stripe.pool.Row(row));
-    stripe.index[r.key] = row;
+    stripe.index.insert(row);
+    ++distinct;
   }
-  rows_ = rows.size();
+  rows_ = distinct;
   return absl::OkStatus();
 }
 

@@ -9,7 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
@@ -77,39 +78,69 @@ class SparseTable {
   absl::Status Restore(const std::vector<RowSnapshot>& rows);
 
  private:
-  // Rows of `width` floats in fixed chunks of kChunkRows: growing never
-  // copies rows or holds twice their memory (a growing vector does both).
-  // Not synchronised: the stripe's mutex guards it.
+  // Rows of `width` floats, and each row's key, in fixed chunks of
+  // kChunkRows: growing never copies rows or holds twice their memory (a
+  // growing vector does both). Not synchronised: the stripe's mutex guards it.
   class RowPool {
    public:
     static constexpr size_t kChunkRows = 1024;
     explicit RowPool(size_t width) : width_(width) {}
-    // A new row (uninitialised) and its number.
-    uint32_t Append() {
+    // A new row for `key` (its values uninitialised) and its number.
+    uint32_t Append(uint64_t key) {
       if (rows_ == chunks_.size() * kChunkRows) {
         chunks_.push_back(std::make_unique<float[]>(kChunkRows * width_));
+        key_chunks_.push_back(std::make_unique<uint64_t[]>(kChunkRows));
       }
+      key_chunks_[rows_ / kChunkRows][rows_ % kChunkRows] = key;
       return static_cast<uint32_t>(rows_++);
     }
     float* Row(uint32_t row) const {
       return &chunks_[row / kChunkRows][size_t{row % kChunkRows} * width_];
     }
+    uint64_t Key(uint32_t row) const { return key_chunks_[row / kChunkRows][row % kChunkRows]; }
     void Clear() {
       chunks_.clear();
+      key_chunks_.clear();
       rows_ = 0;
     }
 
    private:
     const size_t width_;
     std::vector<std::unique_ptr<float[]>> chunks_;
+    std::vector<std::unique_ptr<uint64_t[]>> key_chunks_;
     size_t rows_ = 0;
   };
+  // The index holds row numbers only (4 bytes a slot, not a 16-byte
+  // key-and-row pair): hashing and comparing go through the pool to the
+  // row's key. Lookups by key use KeyRef (heterogeneous lookup).
+  struct KeyRef {
+    uint64_t key;
+  };
+  struct RowHash {
+    using is_transparent = void;
+    const RowPool* pool;
+    size_t operator()(uint32_t row) const { return (*this)(KeyRef{pool->Key(row)}); }
+    // Not Mix64: keys of one stripe share Mix64(key) % stripes, and the
+    // index takes its control bits from the hash's low bits.
+    size_t operator()(KeyRef k) const { return absl::Hash<uint64_t>()(k.key); }
+  };
+  struct RowEq {
+    using is_transparent = void;
+    const RowPool* pool;
+    uint64_t KeyOf(uint32_t row) const { return pool->Key(row); }
+    uint64_t KeyOf(KeyRef k) const { return k.key; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return KeyOf(a) == KeyOf(b);
+    }
+  };
   struct Stripe {
-    explicit Stripe(size_t width) : pool(width) {}
+    explicit Stripe(size_t width)
+        : pool(width), index(0, RowHash{&pool}, RowEq{&pool}) {}
     mutable absl::Mutex mu;
-    // key -> number of the row in `pool`.
-    absl::flat_hash_map<uint64_t, uint32_t> index ABSL_GUARDED_BY(mu);
     RowPool pool ABSL_GUARDED_BY(mu);
+    // Numbers of the rows in `pool`, found by their keys.
+    absl::flat_hash_set<uint32_t, RowHash, RowEq> index ABSL_GUARDED_BY(mu);
   };
 
   SparseTable(const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);

@@ -134,5 +134,35 @@ TEST(SparseTableTest, SnapshotRestore_RoundTrip) {
   EXPECT_EQ(wrong->Restore(a->Snapshot()).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(SparseTableTest, ManyRowsAcrossChunks_EachKeyFindsItsOwnRow) {
+  // Rows live in chunks of 1024 and the index holds row numbers only: every
+  // key must still reach its row, before and after a snapshot and restore.
+  auto a = Make(SGD, 1.0f, 2, 10000);
+  std::vector<uint64_t> keys;
+  std::vector<float> grads;
+  for (uint64_t k = 0; k < 5000; ++k) {
+    keys.push_back(k * 7919 + 3);
+    grads.push_back(-static_cast<float>(k));
+    grads.push_back(static_cast<float>(k));
+  }
+  ASSERT_TRUE(a->Push(keys, grads).ok());
+  EXPECT_EQ(a->rows(), 5000u);
+  auto b = Make(SGD, 1.0f, 2, 10000);
+  std::vector<SparseTable::RowSnapshot> rows = a->Snapshot();
+  rows.push_back(rows.front());  // a repeated key: one row
+  rows.back().data[0] = 99.0f;   // and the last copy wins
+  const uint64_t repeated = rows.front().key;
+  ASSERT_TRUE(b->Restore(rows).ok());
+  EXPECT_EQ(b->rows(), 5000u);
+  for (const auto* t : {a.get(), b.get()}) {
+    const std::vector<float> values = PullRows(*const_cast<SparseTable*>(t), keys);
+    for (size_t k = 0; k < keys.size(); ++k) {
+      const float want = t == b.get() && keys[k] == repeated ? 99.0f : static_cast<float>(k);
+      ASSERT_EQ(values[2 * k], want) << "key " << keys[k];
+      if (!(t == b.get() && keys[k] == repeated)) ASSERT_EQ(values[2 * k + 1], -want);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fulcrum
