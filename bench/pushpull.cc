@@ -145,8 +145,10 @@ int Main() {
     RegisterWorkerRequest r;
     r.set_worker_name(absl::StrCat("pushpull-", i));
     RegisterWorkerResponse reg;
-    if (!coordinator->RegisterWorker(&c, r, &reg).ok()) {
-      std::fprintf(stderr, "pushpull: cannot register with %s\n", target.c_str());
+    const grpc::Status registered = coordinator->RegisterWorker(&c, r, &reg);
+    if (!registered.ok()) {
+      std::fprintf(stderr, "pushpull: cannot register with %s: %s\n", target.c_str(),
+                   registered.error_message().c_str());
       return 1;
     }
     ids.push_back(reg.worker_id());

@@ -88,7 +88,7 @@ void AttachToken(const std::string& token, grpc::ClientContext* context) {
   if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
 }
 
-grpc::Status TokenAuthenticator::Check(const grpc::ServerContext& context) const {
+grpc::Status TokenAuthenticator::Check(const grpc::ServerContextBase& context) const {
   if (token_.empty()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");

@@ -62,7 +62,7 @@ class TokenAuthenticator {
   explicit TokenAuthenticator(std::string token) : token_(std::move(token)) {}
   // UNAUTHENTICATED (without echoing anything secret) unless the call
   // carries "authorization: Bearer <token>".
-  grpc::Status Check(const grpc::ServerContext& context) const;
+  grpc::Status Check(const grpc::ServerContextBase& context) const;
   bool enabled() const { return !token_.empty(); }
 
  private:

@@ -25,7 +25,7 @@ SliceRef ToSliceRef(const DenseSlice& slice) {
   return ref;
 }
 
-absl::Time PullDeadline(const grpc::ServerContext& context,
+absl::Time PullDeadline(const grpc::ServerContextBase& context,
                         absl::Duration max_wait) {
   const absl::Time cap = absl::Now() + max_wait;
   const absl::Time client = absl::FromChrono(context.deadline());
@@ -60,44 +60,97 @@ ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
                                            absl::Duration max_wait,
                                            uint64_t max_response_bytes,
                                            const ServiceMetrics* metrics,
-                                           const TokenAuthenticator* auth)
+                                           const TokenAuthenticator* auth,
+                                           int max_waiting_calls)
     : shard_(shard),
       incarnation_(incarnation),
       max_wait_(max_wait),
       max_response_bytes_(max_response_bytes),
       metrics_(metrics),
-      auth_(auth) {}
+      auth_(auth),
+      waiting_(max_waiting_calls) {}
 
-grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* context,
-                                        const PullRequest* request,
-                                        PullResponse* response) {
+grpc::ServerUnaryReactor* ParameterServiceImpl::Serve(grpc::CallbackServerContext* context,
+                                                      bool ready,
+                                                      std::function<grpc::Status()> handle) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (ready) {
+    reactor->Finish(handle());
+    return reactor;
+  }
+  // gRPC keeps the context, request and response until Finish.
+  if (!waiting_.Submit([reactor, handle] { reactor->Finish(handle()); })) {
+    if (metrics_ != nullptr) metrics_->rejected->Increment();
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "too many calls waiting for rounds or slower workers on this "
+                                 "parameter server; retry later"));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ParameterServiceImpl::Pull(grpc::CallbackServerContext* context,
+                                                     const PullRequest* request,
+                                                     PullResponse* response) {
+  const RequestHeader& h = request->header();
+  return Serve(context, shard_->ReadyFor(h.worker_id(), /*push=*/false, h.clock()),
+               [this, context, request, response] {
+                 return HandlePull(*context, *request, response);
+               });
+}
+
+grpc::ServerUnaryReactor* ParameterServiceImpl::Push(grpc::CallbackServerContext* context,
+                                                     const PushRequest* request,
+                                                     PushResponse* response) {
+  return Serve(context, shard_->ReadyFor(request->header().worker_id(), /*push=*/true, -1),
+               [this, context, request, response] {
+                 return HandlePush(*context, *request, response);
+               });
+}
+
+grpc::ServerUnaryReactor* ParameterServiceImpl::PushPull(grpc::CallbackServerContext* context,
+                                                         const PushPullRequest* request,
+                                                         PushPullResponse* response) {
+  const RequestHeader& push = request->push().header();
+  const RequestHeader& pull = request->pull().header();
+  // The push may close the round the pull waits for: that is only known
+  // after it, so a pull with a round to wait for goes to the pool.
+  const bool ready = shard_->ReadyFor(push.worker_id(), /*push=*/true, -1) &&
+                     shard_->ReadyFor(pull.worker_id(), /*push=*/false, pull.clock());
+  return Serve(context, ready, [this, context, request, response] {
+    return HandlePushPull(*context, *request, response);
+  });
+}
+
+grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& context,
+                                              const PullRequest& request,
+                                              PullResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
-  if (status.ok()) status = DoPull(context, request, response);
+  grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
+  if (status.ok()) status = DoPull(context, &request, response);
   RecordPull(start, status, *response);
   return status;
 }
 
-grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* context,
-                                        const PushRequest* request,
-                                        PushResponse* response) {
+grpc::Status ParameterServiceImpl::HandlePush(const grpc::ServerContextBase& context,
+                                              const PushRequest& request,
+                                              PushResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
-  if (status.ok()) status = DoPush(*request, response->mutable_header());
-  RecordPush(start, status, *request);
+  grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
+  if (status.ok()) status = DoPush(request, response->mutable_header());
+  RecordPush(start, status, request);
   return status;
 }
 
-grpc::Status ParameterServiceImpl::PushPull(grpc::ServerContext* context,
-                                            const PushPullRequest* request,
-                                            PushPullResponse* response) {
+grpc::Status ParameterServiceImpl::HandlePushPull(const grpc::ServerContextBase& context,
+                                                  const PushPullRequest& request,
+                                                  PushPullResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = auth_ != nullptr ? auth_->Check(*context) : grpc::Status::OK;
-  if (status.ok()) status = DoPush(request->push(), response->mutable_push_header());
-  RecordPush(start, status, request->push());
+  grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
+  if (status.ok()) status = DoPush(request.push(), response->mutable_push_header());
+  RecordPush(start, status, request.push());
   if (!status.ok()) return status;
   const absl::Time pull_start = absl::Now();
-  status = DoPull(context, &request->pull(), response->mutable_pull());
+  status = DoPull(context, &request.pull(), response->mutable_pull());
   RecordPull(pull_start, status, response->pull());
   return status;
 }
@@ -148,7 +201,7 @@ grpc::Status ParameterServiceImpl::CheckIncarnation(const RequestHeader& header)
                       "again at its current round");
 }
 
-grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
+grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context,
                                           const PullRequest* request,
                                           PullResponse* response) {
   // Rounds a worker waits for were counted by an earlier process.
@@ -214,7 +267,7 @@ grpc::Status ParameterServiceImpl::DoPull(grpc::ServerContext* context,
   }
   absl::StatusOr<ShardVersion> version = shard_->Pull(
       request->header().worker_id(), request->header().clock(), slices, out,
-      PullDeadline(*context, max_wait_), sparse);
+      PullDeadline(context, max_wait_), sparse);
   if (!version.ok()) {
     response->Clear();
     return ToGrpcStatus(version.status());

@@ -6,8 +6,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 #include "absl/time/time.h"
+#include "common/blocking_pool.h"
 #include "common/metrics.h"
 #include "common/security.h"
 #include "proto/fulcrum.grpc.pb.h"
@@ -32,7 +34,14 @@ struct ServiceMetrics {
 };
 
 // Thread-safe; `shard` is not owned and must outlive the service.
-class ParameterServiceImpl final : public ParameterService::Service {
+//
+// Served with gRPC's callback API: a call the shard can answer at once (the
+// common case: an async push or pull, a sync push, a pull whose round is
+// done) runs on the gRPC thread that read it, with no hand-off to another
+// thread. A call that would wait (a pull for a round not yet complete, an
+// ssp worker too far ahead, a worker a remote shard does not know yet) moves
+// to a thread of its own from a pool, so waiting never holds up the others.
+class ParameterServiceImpl final : public ParameterService::CallbackService {
  public:
   // `max_wait` caps how long a pull waits for its round when the client set
   // no deadline (or a later one).
@@ -41,23 +50,40 @@ class ParameterServiceImpl final : public ParameterService::Service {
   // service, like `metrics`.
   // `max_response_bytes` bounds a pull's payload: a larger one is refused
   // with RESOURCE_EXHAUSTED before anything is allocated.
+  // `max_waiting_calls` bounds the calls waiting at once (each holds a
+  // thread); more are refused with RESOURCE_EXHAUSTED.
   ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
                        absl::Duration max_wait, uint64_t max_response_bytes,
                        const ServiceMetrics* metrics = nullptr,
-                       const TokenAuthenticator* auth = nullptr);
+                       const TokenAuthenticator* auth = nullptr,
+                       int max_waiting_calls = 4096);
 
-  grpc::Status Pull(grpc::ServerContext* context, const PullRequest* request,
-                    PullResponse* response) override;
-  grpc::Status Push(grpc::ServerContext* context, const PushRequest* request,
-                    PushResponse* response) override;
+  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* context,
+                                 const PullRequest* request,
+                                 PullResponse* response) override;
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
+                                 const PushRequest* request,
+                                 PushResponse* response) override;
   // Push, then (if the push succeeded) Pull; counted in both metrics.
-  grpc::Status PushPull(grpc::ServerContext* context, const PushPullRequest* request,
-                        PushPullResponse* response) override;
+  grpc::ServerUnaryReactor* PushPull(grpc::CallbackServerContext* context,
+                                     const PushPullRequest* request,
+                                     PushPullResponse* response) override;
 
  private:
+  // Finishes the call with handle()'s status: at once if `ready`, else on a
+  // pool thread.
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context, bool ready,
+                                  std::function<grpc::Status()> handle);
+  grpc::Status HandlePull(const grpc::ServerContextBase& context, const PullRequest& request,
+                          PullResponse* response);
+  grpc::Status HandlePush(const grpc::ServerContextBase& context, const PushRequest& request,
+                          PushResponse* response);
+  grpc::Status HandlePushPull(const grpc::ServerContextBase& context,
+                              const PushPullRequest& request, PushPullResponse* response);
+
   void FillHeader(const ShardVersion& version, ResponseHeader* header) const;
 
-  grpc::Status DoPull(grpc::ServerContext* context, const PullRequest* request,
+  grpc::Status DoPull(const grpc::ServerContextBase& context, const PullRequest* request,
                       PullResponse* response);
   grpc::Status DoPush(const PushRequest& request, ResponseHeader* header);
   void RecordPull(absl::Time start, const grpc::Status& status,
@@ -73,6 +99,8 @@ class ParameterServiceImpl final : public ParameterService::Service {
   const uint64_t max_response_bytes_;
   const ServiceMetrics* const metrics_;
   const TokenAuthenticator* const auth_;
+  // Last member: destroyed (joining its threads) first.
+  BlockingPool waiting_;
 };
 
 // Thread-safe; `coordinator` is not owned and must outlive the service.

@@ -197,6 +197,17 @@ absl::Status ParameterShard::CheckMemberLocked(uint64_t worker_id, bool active,
   return absl::OkStatus();
 }
 
+bool ParameterShard::ReadyFor(uint64_t worker_id, bool push, int64_t clock) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (shutting_down_) return true;  // fails at once
+  if (!admitted_.contains(worker_id) || !started_) return false;
+  if (push) return active_.contains(worker_id);
+  if (clock < 0) return true;
+  if (mode_ == SYNC) return round_ >= clock;
+  if (mode_ == SSP) return MinActiveClockLocked() >= clock - staleness_;
+  return true;
+}
+
 absl::Status ParameterShard::CheckKeysOwned(const std::string& table,
                                             absl::Span<const uint64_t> keys) const {
   if (role_.count <= 1) return absl::OkStatus();

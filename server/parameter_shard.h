@@ -159,6 +159,12 @@ class ParameterShard {
                                     const std::vector<SliceGradient>& gradients,
                                     absl::Span<const SparseGradient> sparse = {});
 
+  // Whether Pull (`push` false, with `clock`) or Push from `worker_id` would
+  // be served now, without waiting for membership, the job's start, a round
+  // or slower workers. A hint for choosing a thread: the answer may change
+  // at once (towards true, but for an eviction, which fails fast).
+  bool ReadyFor(uint64_t worker_id, bool push, int64_t clock) const;
+
   // Sync: taken under the round lock, so it sits exactly at a round
   // boundary (sums of the round being collected are not in it). Async/ssp:
   // taken while pushes go on; each stripe is consistent, and the version is

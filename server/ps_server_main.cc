@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "common/process.h"
 #include "absl/time/time.h"
 #include "common/log.h"
 #include "common/security.h"
@@ -448,6 +449,7 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  fulcrum::TuneMutexes();
   absl::SetProgramUsageMessage(
       "Fulcrum parameter server: serves a model shard and coordinates the job.");
   absl::ParseCommandLine(argc, argv);
