@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/process.h"
 #include "common/channel.h"
 #include "common/model_spec.h"
 #include "worker/coordinator_client.h"
@@ -252,6 +253,7 @@ int Run(int num_shards, const std::string& mode_name) {
 }  // namespace fulcrum
 
 int main(int argc, char** argv) {
+  fulcrum::TuneMutexes();
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   for (absl::string_view mode : absl::StrSplit(absl::GetFlag(FLAGS_modes), ',')) {

@@ -28,6 +28,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/process.h"
 #include "common/payload.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -298,6 +299,7 @@ int Main() {
 }  // namespace fulcrum
 
 int main(int argc, char** argv) {
+  fulcrum::TuneMutexes();
   absl::ParseCommandLine(argc, argv);
   return fulcrum::Main();
 }

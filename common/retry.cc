@@ -28,7 +28,8 @@ absl::Status RetryWithBackoff(
 }
 
 bool IsUnavailable(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kUnavailable;
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kCancelled;
 }
 
 }  // namespace fulcrum

@@ -26,7 +26,9 @@ absl::Status RetryWithBackoff(const RetryOptions& options,
                               const std::function<bool(const absl::Status&)>& retryable,
                               const std::function<absl::Status()>& attempt);
 
-// UNAVAILABLE: the server is down, restarting or unreachable.
+// UNAVAILABLE: the server is down, restarting or unreachable; or CANCELLED,
+// which Fulcrum's clients never do to their own calls, so it is a server
+// cancelling the calls in flight as it shuts down (a restart is coming).
 bool IsUnavailable(const absl::Status& status);
 
 }  // namespace fulcrum

@@ -32,6 +32,16 @@ TEST(RetryTest, NonRetryableError_ReturnedAtOnce) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST(RetryTest, CancelledByAServerShuttingDown_Retried) {
+  int calls = 0;
+  absl::Status s = RetryWithBackoff(Fast(5), IsUnavailable, [&] {
+    return ++calls < 3 ? absl::CancelledError("server shutting down") : absl::OkStatus();
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(calls, 3);
+  EXPECT_FALSE(fulcrum::IsUnavailable(absl::DeadlineExceededError("slow")));
+}
+
 TEST(RetryTest, AttemptsExhausted_LastErrorReturned) {
   int calls = 0;
   absl::Status s = RetryWithBackoff(Fast(4), IsUnavailable, [&] {

@@ -55,6 +55,79 @@ ServiceMetrics ServiceMetrics::Register(MetricsRegistry* registry) {
   return m;
 }
 
+// One call's life on a completion queue: asked for, read, answered, gone.
+class ParameterServiceImpl::Call {
+ public:
+  virtual ~Call() = default;
+  // The queue's event for this call (`ok` as the queue reports it).
+  virtual void Proceed(bool ok) = 0;
+};
+
+template <typename Request, typename Response>
+class ParameterServiceImpl::UnaryCall final : public Call {
+ public:
+  using RequestFn = void (ParameterService::AsyncService::*)(
+      grpc::ServerContext*, Request*, grpc::ServerAsyncResponseWriter<Response>*,
+      grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*);
+  using ReadyFn = bool (ParameterServiceImpl::*)(const Request&) const;
+  using HandleFn = grpc::Status (ParameterServiceImpl::*)(const grpc::ServerContextBase&,
+                                                          const Request&, Response*);
+
+  // Asks the server for the next call of this method on `queue`.
+  UnaryCall(ParameterServiceImpl* service, grpc::ServerCompletionQueue* queue,
+            RequestFn request_fn, ReadyFn ready, HandleFn handle)
+      : service_(service),
+        queue_(queue),
+        request_fn_(request_fn),
+        ready_(ready),
+        handle_(handle),
+        responder_(&context_) {
+    (service_->service_.*request_fn_)(&context_, &request_, &responder_, queue_, queue_,
+                                      this);
+  }
+
+  void Proceed(bool ok) override {
+    if (answered_ || !ok) {  // answered, or the server is shutting down
+      delete this;
+      return;
+    }
+    // The next call of this method is read while this one is served.
+    new UnaryCall(service_, queue_, request_fn_, ready_, handle_);
+    answered_ = true;
+    if ((service_->*ready_)(request_)) {
+      Answer();
+    } else if (!service_->Defer([this] { Answer(); })) {
+      if (service_->metrics_ != nullptr) service_->metrics_->rejected->Increment();
+      responder_.FinishWithError(
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       "too many calls waiting for rounds or slower workers on this "
+                       "parameter server; retry later"),
+          this);
+    }
+  }
+
+ private:
+  void Answer() {
+    const grpc::Status status = (service_->*handle_)(context_, request_, &response_);
+    if (status.ok()) {
+      responder_.Finish(response_, status, this);
+    } else {
+      responder_.FinishWithError(status, this);
+    }
+  }
+
+  ParameterServiceImpl* const service_;
+  grpc::ServerCompletionQueue* const queue_;
+  const RequestFn request_fn_;
+  const ReadyFn ready_;
+  const HandleFn handle_;
+  grpc::ServerContext context_;
+  Request request_;
+  Response response_;
+  grpc::ServerAsyncResponseWriter<Response> responder_;
+  bool answered_ = false;
+};
+
 ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
                                            uint64_t incarnation,
                                            absl::Duration max_wait,
@@ -68,57 +141,85 @@ ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
       max_response_bytes_(max_response_bytes),
       metrics_(metrics),
       auth_(auth),
-      waiting_(max_waiting_calls) {}
+      waiting_(std::make_unique<BlockingPool>(max_waiting_calls)) {}
 
-grpc::ServerUnaryReactor* ParameterServiceImpl::Serve(grpc::CallbackServerContext* context,
-                                                      bool ready,
-                                                      std::function<grpc::Status()> handle) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (ready) {
-    reactor->Finish(handle());
-    return reactor;
+ParameterServiceImpl::~ParameterServiceImpl() { Shutdown(); }
+
+void ParameterServiceImpl::Register(grpc::ServerBuilder* builder, int threads) {
+  builder->RegisterService(&service_);
+  for (int i = 0; i < std::max(1, threads); ++i) {
+    queues_.push_back(builder->AddCompletionQueue());
   }
-  // gRPC keeps the context, request and response until Finish.
-  if (!waiting_.Submit([reactor, handle] { reactor->Finish(handle()); })) {
-    if (metrics_ != nullptr) metrics_->rejected->Increment();
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 "too many calls waiting for rounds or slower workers on this "
-                                 "parameter server; retry later"));
+}
+
+void ParameterServiceImpl::Start() {
+  for (const auto& queue : queues_) {
+    grpc::ServerCompletionQueue* q = queue.get();
+    using AsyncService = ParameterService::AsyncService;
+    new UnaryCall<PullRequest, PullResponse>(this, q, &AsyncService::RequestPull,
+                                             &ParameterServiceImpl::PullReady,
+                                             &ParameterServiceImpl::HandlePull);
+    new UnaryCall<PushRequest, PushResponse>(this, q, &AsyncService::RequestPush,
+                                             &ParameterServiceImpl::PushReady,
+                                             &ParameterServiceImpl::HandlePush);
+    new UnaryCall<PushPullRequest, PushPullResponse>(this, q, &AsyncService::RequestPushPull,
+                                                     &ParameterServiceImpl::PushPullReady,
+                                                     &ParameterServiceImpl::HandlePushPull);
+    threads_.emplace_back([q] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (q->Next(&tag, &ok)) static_cast<Call*>(tag)->Proceed(ok);
+    });
   }
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* ParameterServiceImpl::Pull(grpc::CallbackServerContext* context,
-                                                     const PullRequest* request,
-                                                     PullResponse* response) {
-  const RequestHeader& h = request->header();
-  return Serve(context, shard_->ReadyFor(h.worker_id(), /*push=*/false, h.clock()),
-               [this, context, request, response] {
-                 return HandlePull(*context, *request, response);
-               });
+void ParameterServiceImpl::FinishWaitingCalls() {
+  std::unique_ptr<BlockingPool> pool;
+  {
+    absl::MutexLock lock(&pool_mu_);
+    pool.swap(waiting_);
+  }
+  pool.reset();  // joins: the calls in it answer (onto the queues, still polled)
 }
 
-grpc::ServerUnaryReactor* ParameterServiceImpl::Push(grpc::CallbackServerContext* context,
-                                                     const PushRequest* request,
-                                                     PushResponse* response) {
-  return Serve(context, shard_->ReadyFor(request->header().worker_id(), /*push=*/true, -1),
-               [this, context, request, response] {
-                 return HandlePush(*context, *request, response);
-               });
+void ParameterServiceImpl::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  FinishWaitingCalls();
+  for (const auto& queue : queues_) queue->Shutdown();
+  for (std::thread& t : threads_) t.join();
+  if (threads_.empty()) {  // never started: drain here
+    for (const auto& queue : queues_) {
+      void* tag = nullptr;
+      bool ok = false;
+      while (queue->Next(&tag, &ok)) static_cast<Call*>(tag)->Proceed(false);
+    }
+  }
 }
 
-grpc::ServerUnaryReactor* ParameterServiceImpl::PushPull(grpc::CallbackServerContext* context,
-                                                         const PushPullRequest* request,
-                                                         PushPullResponse* response) {
-  const RequestHeader& push = request->push().header();
-  const RequestHeader& pull = request->pull().header();
-  // The push may close the round the pull waits for: that is only known
-  // after it, so a pull with a round to wait for goes to the pool.
-  const bool ready = shard_->ReadyFor(push.worker_id(), /*push=*/true, -1) &&
-                     shard_->ReadyFor(pull.worker_id(), /*push=*/false, pull.clock());
-  return Serve(context, ready, [this, context, request, response] {
-    return HandlePushPull(*context, *request, response);
-  });
+bool ParameterServiceImpl::Defer(std::function<void()> fn) {
+  {
+    absl::MutexLock lock(&pool_mu_);
+    if (waiting_ != nullptr) return waiting_->Submit(std::move(fn));
+  }
+  // Shutting down: the shard no longer waits, so the call ends at once.
+  fn();
+  return true;
+}
+
+bool ParameterServiceImpl::PullReady(const PullRequest& request) const {
+  return shard_->ReadyFor(request.header().worker_id(), /*push=*/false,
+                          request.header().clock());
+}
+
+bool ParameterServiceImpl::PushReady(const PushRequest& request) const {
+  return shard_->ReadyFor(request.header().worker_id(), /*push=*/true, -1);
+}
+
+bool ParameterServiceImpl::PushPullReady(const PushPullRequest& request) const {
+  // The push may close the round the pull waits for, but that is known only
+  // after it: a pull with a round still to come goes to the pool.
+  return PushReady(request.push()) && PullReady(request.pull());
 }
 
 grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& context,

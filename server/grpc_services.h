@@ -7,8 +7,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <thread>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/server_builder.h"
 #include "common/blocking_pool.h"
 #include "common/metrics.h"
 #include "common/security.h"
@@ -33,15 +37,17 @@ struct ServiceMetrics {
   static ServiceMetrics Register(MetricsRegistry* registry);
 };
 
-// Thread-safe; `shard` is not owned and must outlive the service.
+// The parameter service, served with gRPC's asynchronous API: each of a few
+// threads polls a completion queue of its own and answers the calls it reads
+// there itself, with no hand-off (the synchronous server, and in this gRPC
+// the callback API, pass every call between threads: a profile of 1 KB
+// pushes showed most of the server's CPU in those context switches). A call
+// that would wait (a pull for a round not yet complete, an ssp worker too far
+// ahead, a worker a remote shard does not know yet) moves to a thread of its
+// own from a pool, so waiting never holds up the polling threads.
 //
-// Served with gRPC's callback API: a call the shard can answer at once (the
-// common case: an async push or pull, a sync push, a pull whose round is
-// done) runs on the gRPC thread that read it, with no hand-off to another
-// thread. A call that would wait (a pull for a round not yet complete, an
-// ssp worker too far ahead, a worker a remote shard does not know yet) moves
-// to a thread of its own from a pool, so waiting never holds up the others.
-class ParameterServiceImpl final : public ParameterService::CallbackService {
+// Thread-safe. `shard` is not owned and must outlive the service.
+class ParameterServiceImpl final {
  public:
   // `max_wait` caps how long a pull waits for its round when the client set
   // no deadline (or a later one).
@@ -57,29 +63,40 @@ class ParameterServiceImpl final : public ParameterService::CallbackService {
                        const ServiceMetrics* metrics = nullptr,
                        const TokenAuthenticator* auth = nullptr,
                        int max_waiting_calls = 4096);
+  // Calls Shutdown.
+  ~ParameterServiceImpl();
 
-  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* context,
-                                 const PullRequest* request,
-                                 PullResponse* response) override;
-  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
-                                 const PushRequest* request,
-                                 PushResponse* response) override;
-  // Push, then (if the push succeeded) Pull; counted in both metrics.
-  grpc::ServerUnaryReactor* PushPull(grpc::CallbackServerContext* context,
-                                     const PushPullRequest* request,
-                                     PushPullResponse* response) override;
+  // Adds the service and `threads` completion queues to `builder`; once,
+  // before BuildAndStart.
+  void Register(grpc::ServerBuilder* builder, int threads);
+  // Starts the polling threads; after BuildAndStart.
+  void Start();
+  // After the shard's Shutdown (which ends the waits), before the server's:
+  // answers the calls waiting in the pool (they fail UNAVAILABLE, which
+  // workers retry, rather than being cancelled with the server). Calls that
+  // would wait from now on are answered at once.
+  void FinishWaitingCalls();
+  // After the server's Shutdown: finishes any calls left in the pool, drains
+  // the queues, joins the threads.
+  void Shutdown();
 
  private:
-  // Finishes the call with handle()'s status: at once if `ready`, else on a
-  // pool thread.
-  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context, bool ready,
-                                  std::function<grpc::Status()> handle);
+  class Call;
+  template <typename Request, typename Response>
+  class UnaryCall;
+
+  bool PullReady(const PullRequest& request) const;
+  bool PushReady(const PushRequest& request) const;
+  bool PushPullReady(const PushPullRequest& request) const;
   grpc::Status HandlePull(const grpc::ServerContextBase& context, const PullRequest& request,
                           PullResponse* response);
   grpc::Status HandlePush(const grpc::ServerContextBase& context, const PushRequest& request,
                           PushResponse* response);
   grpc::Status HandlePushPull(const grpc::ServerContextBase& context,
                               const PushPullRequest& request, PushPullResponse* response);
+  // Runs `fn` on a pool thread (inline once FinishWaitingCalls ran); false if
+  // the pool is full.
+  bool Defer(std::function<void()> fn);
 
   void FillHeader(const ShardVersion& version, ResponseHeader* header) const;
 
@@ -99,8 +116,13 @@ class ParameterServiceImpl final : public ParameterService::CallbackService {
   const uint64_t max_response_bytes_;
   const ServiceMetrics* const metrics_;
   const TokenAuthenticator* const auth_;
-  // Last member: destroyed (joining its threads) first.
-  BlockingPool waiting_;
+  ParameterService::AsyncService service_;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::thread> threads_;
+  absl::Mutex pool_mu_;
+  // Reset (joined) by FinishWaitingCalls, before the queues close.
+  std::unique_ptr<BlockingPool> waiting_ ABSL_GUARDED_BY(pool_mu_);
+  bool shut_down_ = false;
 };
 
 // Thread-safe; `coordinator` is not owned and must outlive the service.

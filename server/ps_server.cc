@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -316,16 +317,22 @@ absl::Status ParameterServer::Start() {
   }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
-  builder.RegisterService(parameter_service_.get());
+  parameter_service_->Register(
+      &builder, options_.service_threads > 0
+                    ? options_.service_threads
+                    : std::max(2, static_cast<int>(std::thread::hardware_concurrency())));
   if (coordinator_service_) builder.RegisterService(coordinator_service_.get());
   if (shard_control_service_) builder.RegisterService(shard_control_service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || bound_port_ == 0) {
+    if (server_ != nullptr) server_->Shutdown();
     server_.reset();
+    parameter_service_->Shutdown();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options_.listen_address,
                      " (address in use or not local?)"));
   }
+  parameter_service_->Start();
   if (options_.shard_index > 0) {
     advertise_address_ = options_.advertise_address;
     if (advertise_address_.empty()) {
@@ -530,8 +537,10 @@ void ParameterServer::Shutdown() {
   if (metrics_server_) metrics_server_->Stop();
   if (shard_) shard_->Shutdown();  // wakes pulls waiting for a round
   if (shards_) shards_->Stop();  // ends the membership senders
+  if (parameter_service_) parameter_service_->FinishWaitingCalls();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() +
                                  std::chrono::seconds(5));
+  if (parameter_service_) parameter_service_->Shutdown();
 }
 
 void ParameterServer::Wait() {

@@ -76,6 +76,9 @@ struct ServerOptions {
   absl::Duration coordinator_wait = absl::Minutes(2);
   // Largest gRPC message accepted or sent. 256 MiB holds a 64M-float slice.
   int max_message_bytes = 256 << 20;
+  // Threads serving push and pull calls, each polling a completion queue of
+  // its own; 0: one per core, at least 2.
+  int service_threads = 0;
   // Longest a pull waits for its round or the job start when the client's
   // deadline is later. The worker retries after it.
   absl::Duration max_pull_wait = absl::Seconds(60);

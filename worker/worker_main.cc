@@ -12,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/process.h"
 #include "common/idx_dataset.h"
 #include "common/libsvm.h"
 #include "common/channel.h"
@@ -178,6 +179,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Fulcrum worker: trains its partition of the data against the "
       "parameter servers.");
+  fulcrum::TuneMutexes();
   absl::ParseCommandLine(argc, argv);
   return fulcrum::Run();
 }
