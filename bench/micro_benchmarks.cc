@@ -13,6 +13,7 @@
 #include "server/optimizer.h"
 #include "server/parameter_store.h"
 #include "server/sparse_table.h"
+#include "worker/topk.h"
 
 namespace fulcrum {
 namespace {
@@ -39,6 +40,60 @@ void BM_DecodeFloat32Checked(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * data.size());
 }
 BENCHMARK(BM_DecodeFloat32Checked)->Range(256, 1 << 22);
+
+// Compressed gradient encodings of the MLP's first layer (200,704 floats):
+// bytes/s counts the float32 input. Arg: 0 fp16, 1 int8, 2 top-1% nonzeros.
+void BM_EncodeCompressed(benchmark::State& state) {
+  const Encoding encoding =
+      state.range(0) == 0 ? FLOAT16 : state.range(0) == 1 ? INT8_BLOCK : INDEXED_NONZEROS;
+  std::vector<float> values(200704);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  for (float& v : values) v = normal(rng);
+  if (encoding == INDEXED_NONZEROS) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (i % 100 != 0) values[i] = 0;
+    }
+  }
+  std::string out;
+  for (auto _ : state) {
+    out.clear();
+    EncodeValues(encoding, values, &out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() * values.size() * 4);
+  state.counters["wire_bytes"] = out.size();
+}
+BENCHMARK(BM_EncodeCompressed)->Arg(0)->Arg(1)->Arg(2);
+
+// The worker's top-k selection with error feedback over the MLP's gradient
+// (203,530 floats in 4 tensors), keeping 1%.
+void BM_TopKSparsify(benchmark::State& state) {
+  ParameterBatch grads;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  for (size_t n : {200704, 256, 2560, 10}) {
+    grads.tensors.emplace_back();
+    grads.dense.emplace_back(n);
+  }
+  const ParameterBatch fresh = [&] {
+    ParameterBatch b = grads;
+    for (auto& t : b.dense) {
+      for (float& v : t) v = normal(rng);
+    }
+    return b;
+  }();
+  TopKSparsifier topk(0.01);
+  for (auto _ : state) {
+    state.PauseTiming();
+    grads = fresh;
+    state.ResumeTiming();
+    topk.Sparsify(&grads);
+    benchmark::DoNotOptimize(grads.dense[0].data());
+  }
+  state.SetItemsProcessed(state.iterations() * 203530);
+}
+BENCHMARK(BM_TopKSparsify);
 
 void BM_Crc32c(benchmark::State& state) {
   std::string data(state.range(0), 'x');

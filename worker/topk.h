@@ -36,6 +36,9 @@ class TopKSparsifier {
   size_t KeptOf(size_t n) const;
 
  private:
+  // The k-th largest |value| (1 <= k <= values.size()), exactly.
+  float KthLargestMagnitude(absl::Span<const float> values, size_t k);
+
   const double ratio_;
   std::vector<std::vector<float>> residual_;  // by tensor index
   std::vector<float> magnitudes_;             // scratch

@@ -1,6 +1,8 @@
 #include "worker/topk.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <vector>
 
@@ -83,6 +85,35 @@ TEST(TopKSparsifierTest, SeveralTensorsEachKeepTheirShare) {
   topk.Sparsify(&g);
   EXPECT_EQ(topk.residual(0).size(), 2u);
   EXPECT_EQ(Nonzeros(g.dense[0]), 1u);
+}
+
+TEST(TopKSparsifierTest, LargeTensor_KeepsExactlyTheKLargest) {
+  // Large enough for the sampled selection; its answer must be exact.
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    std::vector<float> values(100000);
+    uint32_t x = seed;
+    for (float& v : values) {
+      x = x * 1664525u + 1013904223u;
+      v = static_cast<float>(static_cast<int32_t>(x)) / 2147483648.0f;
+    }
+    std::vector<float> sorted = values;
+    for (float& v : sorted) v = std::fabs(v);
+    std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+    TopKSparsifier topk(0.01);
+    ParameterBatch g = OneTensor(values);
+    topk.Sparsify(&g);
+    EXPECT_EQ(Nonzeros(g.dense[0]), 1000u);
+    float smallest_kept = INFINITY;
+    for (float v : g.dense[0]) {
+      if (v != 0) smallest_kept = std::min(smallest_kept, std::fabs(v));
+    }
+    EXPECT_EQ(smallest_kept, sorted[999]) << seed;
+  }
+  // All magnitudes equal: the sample cannot narrow anything down.
+  TopKSparsifier topk(0.01);
+  ParameterBatch g = OneTensor(std::vector<float>(100000, -0.5f));
+  topk.Sparsify(&g);
+  EXPECT_EQ(Nonzeros(g.dense[0]), 1000u);
 }
 
 }  // namespace
