@@ -39,12 +39,11 @@ struct ServiceMetrics {
 
 // The parameter service, served with gRPC's asynchronous API: each of a few
 // threads polls a completion queue of its own and answers the calls it reads
-// there itself, with no hand-off (the synchronous server, and in this gRPC
-// the callback API, pass every call between threads: a profile of 1 KB
-// pushes showed most of the server's CPU in those context switches). A call
-// that would wait (a pull for a round not yet complete, an ssp worker too far
-// ahead, a worker a remote shard does not know yet) moves to a thread of its
-// own from a pool, so waiting never holds up the polling threads.
+// there itself. A call that would wait (a pull for a round not yet complete,
+// an ssp worker too far ahead, a worker a remote shard does not know yet)
+// moves to a thread of its own from a pool, so waiting never holds up the
+// polling threads. (gRPC 1.51's pollers still wake a few threads per call:
+// bench/FIGURES.md has the profile.)
 //
 // Thread-safe. `shard` is not owned and must outlive the service.
 class ParameterServiceImpl final {

@@ -238,11 +238,12 @@ absl::Status GrpcPsClient::BuildPushRequests(uint64_t worker_id,
                                              absl::Span<const int64_t> clocks,
                                              uint64_t request_id, const ParameterBatch& batch,
                                              uint32_t batch_examples,
-                                             const std::vector<KeyPlacement>& placements,
                                              std::vector<PushRequest>* requests) const {
   if (batch.dense.size() != batch.tensors.size()) {
     return absl::InvalidArgumentError("gradient set does not match its tensors");
   }
+  std::vector<KeyPlacement> placements;
+  PlaceKeys(batch, &placements);
   const size_t n = shards_.size();
   const ShardMap map(n);
   requests->resize(n);
@@ -328,11 +329,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
                                                  uint64_t request_id,
                                                  const ParameterBatch& batch,
                                                  uint32_t batch_examples) {
-  std::vector<KeyPlacement> placements;
-  PlaceKeys(batch, &placements);
   std::vector<PushRequest> requests;
-  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, clocks, request_id, batch,
-                                            batch_examples, placements, &requests));
+  FULCRUM_RETURN_IF_ERROR(
+      BuildPushRequests(worker_id, clocks, request_id, batch, batch_examples, &requests));
   std::vector<PushResponse> responses;
   FULCRUM_RETURN_IF_ERROR(CallAll(
       requests, &responses,
@@ -356,11 +355,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
     uint64_t worker_id, absl::Span<const int64_t> push_clocks, uint64_t request_id,
     const ParameterBatch& gradients, uint32_t batch_examples,
     absl::Span<const int64_t> pull_clocks, ParameterBatch* params) {
-  std::vector<KeyPlacement> push_placements;
-  PlaceKeys(gradients, &push_placements);
   std::vector<PushRequest> pushes;
   FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, push_clocks, request_id, gradients,
-                                            batch_examples, push_placements, &pushes));
+                                            batch_examples, &pushes));
   std::vector<KeyPlacement> pull_placements;
   PlaceKeys(*params, &pull_placements);
   std::vector<PullRequest> pulls;

@@ -164,7 +164,6 @@ class GrpcPsClient final : public PsClient {
   absl::Status BuildPushRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                  uint64_t request_id, const ParameterBatch& batch,
                                  uint32_t batch_examples,
-                                 const std::vector<KeyPlacement>& placements,
                                  std::vector<PushRequest>* requests) const;
   template <typename Response, typename Request, typename Start>
   absl::Status CallAll(const std::vector<Request>& requests, std::vector<Response>* responses,
