@@ -30,6 +30,8 @@
 #include "absl/time/clock.h"
 #include "common/process.h"
 #include "common/payload.h"
+#include "common/wire.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -48,6 +50,25 @@ ABSL_FLAG(double, seconds, 3, "Seconds per run.");
 
 namespace fulcrum {
 namespace {
+
+// A unary call with pre-built request bytes on `queue` (one per client),
+// waited for here; the reply parsed as Response.
+template <typename Response>
+bool RawCall(grpc::GenericStub* stub, grpc::CompletionQueue* queue, const std::string& method,
+             const grpc::ByteBuffer& request, Response* response) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  std::unique_ptr<grpc::ClientAsyncResponseReader<grpc::ByteBuffer>> call =
+      stub->PrepareUnaryCall(&context, method, request, queue);
+  call->StartCall();
+  grpc::ByteBuffer reply;
+  grpc::Status status;
+  call->Finish(&reply, &status, nullptr);
+  void* tag = nullptr;
+  bool ok = false;
+  if (!queue->Next(&tag, &ok) || !status.ok()) return false;
+  return grpc::SerializationTraits<Response>::Deserialize(&reply, response).ok();
+}
 
 double CpuSeconds(pid_t pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
@@ -136,6 +157,10 @@ int Main() {
   }
   // One channel per client, each a worker holding a training lease.
   std::vector<std::unique_ptr<ParameterService::Stub>> stubs;
+  // Dense pushes go as the worker sends them: request bytes around the
+  // caller's floats (common/wire.h), through a generic stub.
+  std::vector<std::unique_ptr<grpc::GenericStub>> generic_stubs;
+  std::vector<std::unique_ptr<grpc::CompletionQueue>> queues;
   std::vector<uint64_t> ids;
   for (int i = 0; i < max_clients; ++i) {
     auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
@@ -154,6 +179,8 @@ int Main() {
     }
     ids.push_back(reg.worker_id());
     stubs.push_back(ParameterService::NewStub(channel));
+    generic_stubs.push_back(std::make_unique<grpc::GenericStub>(channel));
+    queues.push_back(std::make_unique<grpc::CompletionQueue>());
   }
   for (int i = 0; i < max_clients; ++i) {
     auto coordinator = Coordinator::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
@@ -209,8 +236,7 @@ int Main() {
 
   for (int size : sizes) {
     const uint64_t n = size / 4;
-    std::string payload;
-    EncodeFloat32(std::vector<float>(n, 1e-6f), &payload);
+    const std::vector<float> gradient(n, 1e-6f);
     for (int clients : clients_runs) {
       run(absl::StrCat("push ", size, "B"), clients, [&](int t) -> double {
         PushRequest req;
@@ -220,11 +246,11 @@ int Main() {
         v->mutable_slice()->set_offset((uint64_t(t) * n) % ((1 << 22) - n + 1));
         v->mutable_slice()->set_length(n);
         v->set_encoding(FLOAT32);
-        v->set_data(payload);
-        grpc::ClientContext c;
-        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
         PushResponse resp;
-        return stubs[t]->Push(&c, req, &resp).ok() ? double(size) : -1.0;
+        return RawCall(generic_stubs[t].get(), queues[t].get(), "/fulcrum.ParameterService/Push",
+                       PushBytes(&req, {absl::MakeConstSpan(gradient)}), &resp)
+                   ? double(size)
+                   : -1.0;
       });
       run(absl::StrCat("pull ", size, "B"), clients, [&](int t) -> double {
         PullRequest req;
@@ -251,7 +277,6 @@ int Main() {
         v->mutable_slice()->set_offset(offset);
         v->mutable_slice()->set_length(n);
         v->set_encoding(FLOAT32);
-        v->set_data(payload);
         PullRequest* pull = req.mutable_pull();
         pull->mutable_header()->set_worker_id(ids[t]);
         pull->mutable_header()->set_clock(-1);
@@ -259,10 +284,12 @@ int Main() {
         s->set_tensor("bench/w");
         s->set_offset(offset);
         s->set_length(n);
-        grpc::ClientContext c;
-        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
         PushPullResponse resp;
-        return stubs[t]->PushPull(&c, req, &resp).ok() ? 2.0 * size : -1.0;
+        return RawCall(generic_stubs[t].get(), queues[t].get(),
+                       "/fulcrum.ParameterService/PushPull",
+                       PushPullBytes(&req, {absl::MakeConstSpan(gradient)}), &resp)
+                   ? 2.0 * size
+                   : -1.0;
       });
     }
   }

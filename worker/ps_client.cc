@@ -10,6 +10,7 @@
 #include "common/payload.h"
 #include "common/security.h"
 #include "common/shard_map.h"
+#include "common/wire.h"
 #include "common/status_macros.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/completion_queue.h"
@@ -30,7 +31,7 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
   for (size_t s = 0; s < n; ++s) {
     contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
     AttachToken(auth_token_, &contexts[s]);
-    calls[s] = start(shards_[s].stub.get(), &contexts[s], requests[s]);
+    calls[s] = start(shards_[s], &contexts[s], requests[s]);
     calls[s]->Finish(&(*responses)[s], &statuses[s], reinterpret_cast<void*>(s));
   }
   for (size_t done = 0; done < n; ++done) {
@@ -105,6 +106,7 @@ absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_address
       FULCRUM_ASSIGN_OR_RETURN(channel, OpenChannel(address, security_));
     }
     shard.stub = ParameterService::NewStub(channel);
+    shard.generic = std::make_unique<grpc::GenericStub>(channel);
   }
   shards_ = std::move(shards);
   return absl::OkStatus();
@@ -238,10 +240,15 @@ absl::Status GrpcPsClient::BuildPushRequests(uint64_t worker_id,
                                              absl::Span<const int64_t> clocks,
                                              uint64_t request_id, const ParameterBatch& batch,
                                              uint32_t batch_examples,
-                                             std::vector<PushRequest>* requests) const {
+                                             std::vector<PushRequest>* requests,
+                                             std::vector<DenseViews>* views) const {
   if (batch.dense.size() != batch.tensors.size()) {
     return absl::InvalidArgumentError("gradient set does not match its tensors");
   }
+  // float32 gradients are sent from their own memory (common/wire.h).
+  const bool zero_copy = gradient_encoding_ == FLOAT32;
+  views->clear();
+  if (zero_copy) views->resize(shards_.size());
   std::vector<KeyPlacement> placements;
   PlaceKeys(batch, &placements);
   const size_t n = shards_.size();
@@ -263,6 +270,11 @@ absl::Status GrpcPsClient::BuildPushRequests(uint64_t worker_id,
       values->mutable_slice()->set_length(range.size());
       const absl::Span<const float> part =
           absl::MakeConstSpan(batch.dense[i]).subspan(range.begin, range.size());
+      if (zero_copy) {
+        values->set_encoding(FLOAT32);
+        (*views)[s].push_back(part);
+        continue;
+      }
       Encoding encoding = gradient_encoding_;
       // Indices cost 4 bytes a value: past half nonzeros float32 is smaller.
       if (encoding == INDEXED_NONZEROS &&
@@ -313,8 +325,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
   std::vector<PullResponse> responses;
   FULCRUM_RETURN_IF_ERROR(CallAll(
       requests, &responses,
-      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
-             const PullRequest& request) { return stub->AsyncPull(context, request, cq_.get()); }));
+      [this](const Shard& shard, grpc::ClientContext* context, const PullRequest& request) {
+        return shard.stub->AsyncPull(context, request, cq_.get());
+      }));
   std::vector<const PullRequest*> asked;
   std::vector<const PullResponse*> answered;
   for (size_t s = 0; s < requests.size(); ++s) {
@@ -324,19 +337,51 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
   return ReadPullResponses(asked, answered, placements, batch);
 }
 
+template <typename Response>
+absl::Status GrpcPsClient::CallAllRaw(const std::string& method,
+                                      const std::vector<grpc::ByteBuffer>& requests,
+                                      std::vector<Response>* responses) {
+  std::vector<grpc::ByteBuffer> replies;
+  FULCRUM_RETURN_IF_ERROR(CallAll(
+      requests, &replies,
+      [this, &method](const Shard& shard, grpc::ClientContext* context,
+                      const grpc::ByteBuffer& request) {
+        auto call = shard.generic->PrepareUnaryCall(context, method, request, cq_.get());
+        call->StartCall();
+        return call;
+      }));
+  responses->resize(replies.size());
+  for (size_t s = 0; s < replies.size(); ++s) {
+    if (!grpc::SerializationTraits<Response>::Deserialize(&replies[s], &(*responses)[s]).ok()) {
+      return absl::DataLossError(absl::StrCat("shard ", s, " sent an unreadable reply"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
                                                  absl::Span<const int64_t> clocks,
                                                  uint64_t request_id,
                                                  const ParameterBatch& batch,
                                                  uint32_t batch_examples) {
   std::vector<PushRequest> requests;
-  FULCRUM_RETURN_IF_ERROR(
-      BuildPushRequests(worker_id, clocks, request_id, batch, batch_examples, &requests));
+  std::vector<DenseViews> views;
+  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, clocks, request_id, batch,
+                                            batch_examples, &requests, &views));
   std::vector<PushResponse> responses;
-  FULCRUM_RETURN_IF_ERROR(CallAll(
-      requests, &responses,
-      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
-             const PushRequest& request) { return stub->AsyncPush(context, request, cq_.get()); }));
+  if (views.empty()) {
+    FULCRUM_RETURN_IF_ERROR(CallAll(
+        requests, &responses,
+        [this](const Shard& shard, grpc::ClientContext* context, const PushRequest& request) {
+          return shard.stub->AsyncPush(context, request, cq_.get());
+        }));
+  } else {
+    std::vector<grpc::ByteBuffer> bytes;
+    for (size_t s = 0; s < requests.size(); ++s) {
+      bytes.push_back(PushBytes(&requests[s], views[s]));
+    }
+    FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/Push", bytes, &responses));
+  }
   const size_t n = shards_.size();
   ServerVersion version;
   version.rounds.resize(n);
@@ -356,8 +401,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
     const ParameterBatch& gradients, uint32_t batch_examples,
     absl::Span<const int64_t> pull_clocks, ParameterBatch* params) {
   std::vector<PushRequest> pushes;
+  std::vector<DenseViews> views;
   FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, push_clocks, request_id, gradients,
-                                            batch_examples, &pushes));
+                                            batch_examples, &pushes, &views));
   std::vector<KeyPlacement> pull_placements;
   PlaceKeys(*params, &pull_placements);
   std::vector<PullRequest> pulls;
@@ -368,12 +414,21 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
     requests[s].mutable_pull()->Swap(&pulls[s]);
   }
   std::vector<PushPullResponse> responses;
-  FULCRUM_RETURN_IF_ERROR(CallAll(
-      requests, &responses,
-      [this](ParameterService::Stub* stub, grpc::ClientContext* context,
-             const PushPullRequest& request) {
-        return stub->AsyncPushPull(context, request, cq_.get());
-      }));
+  if (views.empty()) {
+    FULCRUM_RETURN_IF_ERROR(CallAll(
+        requests, &responses,
+        [this](const Shard& shard, grpc::ClientContext* context,
+               const PushPullRequest& request) {
+          return shard.stub->AsyncPushPull(context, request, cq_.get());
+        }));
+  } else {
+    std::vector<grpc::ByteBuffer> bytes;
+    for (size_t s = 0; s < requests.size(); ++s) {
+      bytes.push_back(PushPullBytes(&requests[s], views[s]));
+    }
+    FULCRUM_RETURN_IF_ERROR(
+        CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &responses));
+  }
   std::vector<const PullRequest*> asked;
   std::vector<const PullResponse*> answered;
   for (size_t s = 0; s < requests.size(); ++s) {

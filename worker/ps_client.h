@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/completion_queue.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "absl/types/span.h"
 #include "common/security.h"
 #include "proto/fulcrum.grpc.pb.h"
@@ -141,6 +142,8 @@ class GrpcPsClient final : public PsClient {
   struct Shard {
     std::string address;  // "" for the coordinator's channel
     std::unique_ptr<ParameterService::Stub> stub;
+    // The same channel for calls whose request bytes are built by hand.
+    std::unique_ptr<grpc::GenericStub> generic;
     uint64_t last_incarnation = 0;
   };
   // Where each sparse key of one table went: (shard, position there).
@@ -160,11 +163,21 @@ class GrpcPsClient final : public PsClient {
       absl::Span<const PullRequest* const> requests,
       absl::Span<const PullResponse* const> responses,
       const std::vector<KeyPlacement>& placements, ParameterBatch* batch);
-  // One request per shard carrying its part of `batch`'s gradients.
+  // Per shard, the float32 payloads of its push's dense entries, in order.
+  using DenseViews = std::vector<absl::Span<const float>>;
+  // One request per shard carrying its part of `batch`'s gradients. With
+  // float32 gradients the dense entries' data is left empty and `views` gets
+  // the values (sent by reference, common/wire.h); otherwise `views` is
+  // empty and the data is encoded into the requests.
   absl::Status BuildPushRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
                                  uint64_t request_id, const ParameterBatch& batch,
-                                 uint32_t batch_examples,
-                                 std::vector<PushRequest>* requests) const;
+                                 uint32_t batch_examples, std::vector<PushRequest>* requests,
+                                 std::vector<DenseViews>* views) const;
+  // CallAll with request bytes built by hand, to `method`; replies parsed.
+  template <typename Response>
+  absl::Status CallAllRaw(const std::string& method,
+                          const std::vector<grpc::ByteBuffer>& requests,
+                          std::vector<Response>* responses);
   template <typename Response, typename Request, typename Start>
   absl::Status CallAll(const std::vector<Request>& requests, std::vector<Response>* responses,
                        Start start);
