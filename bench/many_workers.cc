@@ -7,15 +7,12 @@
 //
 //   bazel build -c opt //server:ps_server //bench:many_workers
 //   bazel-bin/bench/many_workers --workers=64 --shards=1,2 --modes=async,sync --seconds=10
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,9 +24,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "common/process.h"
+#include "bench/ps_process.h"
 #include "common/channel.h"
 #include "common/model_spec.h"
+#include "common/process.h"
 #include "worker/coordinator_client.h"
 #include "worker/ps_client.h"
 
@@ -41,39 +39,6 @@ ABSL_FLAG(double, seconds, 10, "Seconds of measured training per run (after all 
 
 namespace fulcrum {
 namespace {
-
-// Starts one ps_server process; its port once it serves, or 0.
-int StartServer(const std::vector<std::string>& flags, pid_t* pid) {
-  char port_file[] = "/tmp/many_workers_port_XXXXXX";
-  const int fd = mkstemp(port_file);
-  close(fd);
-  unlink(port_file);
-  std::vector<std::string> args = {absl::GetFlag(FLAGS_ps_server), "--host=127.0.0.1",
-                                   "--port=0", absl::StrCat("--port_file=", port_file),
-                                   "--status_interval=0"};
-  args.insert(args.end(), flags.begin(), flags.end());
-  *pid = fork();
-  if (*pid == 0) {
-    // Quiet: the server logs every registration.
-    const int null_fd = open("/dev/null", O_WRONLY);
-    if (null_fd >= 0) dup2(null_fd, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  for (int i = 0; i < 500; ++i) {
-    std::ifstream in(port_file);
-    int port = 0;
-    if (in >> port && port > 0) {
-      unlink(port_file);
-      return port;
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return 0;
-}
 
 struct WorkerResult {
   int64_t steps = 0;
@@ -187,23 +152,27 @@ int Run(int num_shards, const std::string& mode_name) {
     std::fprintf(stderr, "many_workers: --modes: %s\n", mode.status().ToString().c_str());
     return 2;
   }
-  std::vector<pid_t> pids(num_shards, -1);
-  const int port = StartServer(
+  std::vector<std::unique_ptr<Subprocess>> servers;
+  servers.push_back(std::make_unique<Subprocess>());
+  const absl::StatusOr<std::string> coordinator = StartPsServer(
+      absl::GetFlag(FLAGS_ps_server),
       {"--model=bench_1m", absl::StrCat("--mode=", mode_name),
        absl::StrCat("--num_workers=", workers), absl::StrCat("--num_shards=", num_shards),
        "--worker_timeout=100000", "--heartbeat_interval=1000", "--partitions_per_worker=4"},
-      &pids[0]);
-  if (port == 0) {
-    std::fprintf(stderr, "many_workers: ps_server did not start (%s)\n",
-                 absl::GetFlag(FLAGS_ps_server).c_str());
+      servers.back().get());
+  if (!coordinator.ok()) {
+    std::fprintf(stderr, "many_workers: %s\n", coordinator.status().ToString().c_str());
     return 1;
   }
-  const std::string coordinator = absl::StrCat("127.0.0.1:", port);
   for (int i = 1; i < num_shards; ++i) {
-    if (StartServer({absl::StrCat("--num_shards=", num_shards),
-                     absl::StrCat("--shard_index=", i), "--coordinator=" + coordinator},
-                    &pids[i]) == 0) {
-      std::fprintf(stderr, "many_workers: shard %d did not start\n", i);
+    servers.push_back(std::make_unique<Subprocess>());
+    absl::StatusOr<std::string> shard = StartPsServer(
+        absl::GetFlag(FLAGS_ps_server),
+        {absl::StrCat("--num_shards=", num_shards), absl::StrCat("--shard_index=", i),
+         "--coordinator=" + *coordinator},
+        servers.back().get());
+    if (!shard.ok()) {
+      std::fprintf(stderr, "many_workers: shard %d: %s\n", i, shard.status().ToString().c_str());
       return 1;
     }
   }
@@ -211,7 +180,7 @@ int Run(int num_shards, const std::string& mode_name) {
   std::vector<WorkerResult> results(workers);
   std::vector<std::thread> threads;
   for (int i = 0; i < workers; ++i) {
-    threads.emplace_back(RunWorker, coordinator, i, mode->mode, &go, &stop, &results[i]);
+    threads.emplace_back(RunWorker, *coordinator, i, mode->mode, &go, &stop, &results[i]);
   }
   // Everyone registered and holding a lease: the job has started.
   absl::SleepFor(absl::Seconds(2));
@@ -223,8 +192,7 @@ int Run(int num_shards, const std::string& mode_name) {
   // Sync workers may be waiting for a round nobody will finish: end the
   // servers, which fails their calls.
   absl::SleepFor(absl::Milliseconds(200));
-  for (pid_t pid : pids) kill(pid, SIGKILL);
-  for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+  servers.clear();  // SIGKILLs them
   for (std::thread& t : threads) t.join();
 
   int64_t total = 0, min_steps = INT64_MAX, max_steps = 0;

@@ -13,8 +13,6 @@
 //   bazel build -c opt //server:ps_server //bench:memory
 //   bazel-bin/bench/memory [--dense_optimizer=adam] [--sparse_rows=10000000]
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -27,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/ps_process.h"
 #include "common/channel.h"
 #include "grpcpp/client_context.h"
 #include "proto/fulcrum.grpc.pb.h"
@@ -65,35 +64,19 @@ int Slots(const std::string& optimizer) {
   return 0;
 }
 
-// Starts ps_server with `flags`; its address, or "" if it did not serve.
-std::string Start(const std::vector<std::string>& flags, pid_t* pid) {
-  char port_file[] = "/tmp/memory_port_XXXXXX";
-  const int fd = mkstemp(port_file);
-  close(fd);
-  unlink(port_file);
-  std::vector<std::string> args = {absl::GetFlag(FLAGS_ps_server), "--host=127.0.0.1",
-                                   "--port=0", absl::StrCat("--port_file=", port_file),
-                                   "--status_interval=0", "--num_workers=1",
-                                   "--worker_timeout=100000", "--heartbeat_interval=1000"};
-  args.insert(args.end(), flags.begin(), flags.end());
-  *pid = fork();
-  if (*pid == 0) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
+// Starts ps_server with `flags` (one worker, which never times out) in
+// `server`; its address, or "" (with a message) if it did not serve.
+std::string Start(const std::vector<std::string>& flags, Subprocess* server) {
+  std::vector<std::string> all = {"--num_workers=1", "--worker_timeout=100000",
+                                  "--heartbeat_interval=1000"};
+  all.insert(all.end(), flags.begin(), flags.end());
+  absl::StatusOr<std::string> address =
+      StartPsServer(absl::GetFlag(FLAGS_ps_server), all, server);
+  if (!address.ok()) {
+    std::fprintf(stderr, "memory: %s\n", address.status().ToString().c_str());
+    return "";
   }
-  for (int i = 0; i < 3000; ++i) {
-    std::ifstream in(port_file);
-    int port = 0;
-    if (in >> port && port > 0) {
-      unlink(port_file);
-      return absl::StrCat("127.0.0.1:", port);
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return "";
+  return *address;
 }
 
 void Report(const char* what, int64_t before, int64_t after, double expected) {
@@ -105,18 +88,18 @@ void Report(const char* what, int64_t before, int64_t after, double expected) {
 
 int Dense() {
   const std::string optimizer = absl::GetFlag(FLAGS_dense_optimizer);
-  pid_t pid;
   // The smallest model first: the process's base.
-  const std::string small = Start({"--model=bench_1m", "--optimizer=" + optimizer}, &pid);
-  if (small.empty()) return 1;
-  const int64_t base = ResidentBytes(pid);
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  const std::string big = Start({"--model=bench_100m", "--optimizer=" + optimizer}, &pid);
-  if (big.empty()) return 1;
-  const int64_t rss = ResidentBytes(pid);
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
+  int64_t base = 0, rss = 0;
+  {
+    Subprocess server;
+    if (Start({"--model=bench_1m", "--optimizer=" + optimizer}, &server).empty()) return 1;
+    base = ResidentBytes(server.pid());
+  }
+  {
+    Subprocess server;
+    if (Start({"--model=bench_100m", "--optimizer=" + optimizer}, &server).empty()) return 1;
+    rss = ResidentBytes(server.pid());
+  }
   const double per_value = 4.0 * (1 + Slots(optimizer));
   // The 1M model's own bytes are part of the base's measurement.
   Report(absl::StrCat("dense 100M values, ", optimizer).c_str(),
@@ -128,10 +111,10 @@ int Sparse() {
   const int64_t rows = absl::GetFlag(FLAGS_sparse_rows);
   if (rows <= 0) return 0;
   const std::string optimizer = absl::GetFlag(FLAGS_sparse_optimizer);
-  pid_t pid;
+  Subprocess server;
   const std::string address = Start({"--model=bench", "--mode=async", "--optimizer=" + optimizer,
                                      absl::StrCat("--max_sparse_rows=", rows + 1)},
-                                    &pid);
+                                    &server);
   if (address.empty()) return 1;
   auto channel = *OpenChannel(address, ClientSecurityOptions{});
   auto coordinator = Coordinator::NewStub(channel);
@@ -144,7 +127,7 @@ int Sparse() {
     r.set_worker_name("memory");
     if (!coordinator->RegisterWorker(&c, r, &registered).ok()) return 1;
   }
-  const int64_t before = ResidentBytes(pid);
+  const int64_t before = ResidentBytes(server.pid());
   constexpr int kBatch = 100000;
   for (int64_t first = 0; first < rows; first += kBatch) {
     PullRequest pull;
@@ -162,15 +145,14 @@ int Sparse() {
       return 1;
     }
   }
-  const int64_t after = ResidentBytes(pid);
+  const int64_t after = ResidentBytes(server.pid());
   JobStatus status;
   {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     coordinator->GetStatus(&c, GetStatusRequest(), &status);
   }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
+  server.Signal(SIGKILL);
   const double row_bytes = 8 * 4.0 * (1 + Slots(optimizer));
   Report(absl::StrCat("sparse ", rows, " rows dim 8, ", optimizer).c_str(), before, after,
          row_bytes * rows);
@@ -185,29 +167,27 @@ int Sparse() {
 int Worker() {
   const int epochs = absl::GetFlag(FLAGS_worker_epochs);
   if (epochs <= 0) return 0;
-  pid_t server;
+  Subprocess server;
   const std::string address =
       Start({"--model=mlp", "--mode=async", absl::StrCat("--epochs=", epochs), "--exit_when_done"},
             &server);
   if (address.empty()) return 1;
-  const pid_t worker = fork();
-  if (worker == 0) {
-    const std::string bin = absl::GetFlag(FLAGS_worker);
-    const std::string coordinator = "--coordinator=" + address;
-    execl(bin.c_str(), bin.c_str(), coordinator.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
+  Subprocess worker;
+  absl::Status started = worker.Start(
+      {absl::GetFlag(FLAGS_worker), "--coordinator=" + address}, "/dev/null", "/dev/null");
+  if (!started.ok()) {
+    std::fprintf(stderr, "memory: worker: %s\n", started.ToString().c_str());
+    return 1;
   }
   // Samples until the worker exits: the first after its data is loaded and
   // it trains, then every half second.
   std::vector<int64_t> samples;
-  int status = 0;
-  while (waitpid(worker, &status, WNOHANG) == 0) {
-    const int64_t rss = ResidentBytes(worker);
+  const pid_t worker_pid = worker.pid();
+  while (absl::IsDeadlineExceeded(worker.Wait(absl::ZeroDuration()).status())) {
+    const int64_t rss = ResidentBytes(worker_pid);
     if (rss > 0) samples.push_back(rss);
     absl::SleepFor(absl::Milliseconds(500));
   }
-  kill(server, SIGKILL);
-  waitpid(server, nullptr, 0);
   if (samples.size() < 8) {
     std::fprintf(stderr, "memory: the worker run was too short to sample\n");
     return 1;

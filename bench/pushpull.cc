@@ -8,7 +8,6 @@
 //   bazel build -c opt //server:ps_server //bench:pushpull
 //   bazel-bin/bench/pushpull --clients=1,8 --seconds=3
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,15 +27,16 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "common/process.h"
+#include "bench/ps_process.h"
+#include "common/channel.h"
 #include "common/payload.h"
+#include "common/process.h"
 #include "common/wire.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/fulcrum.grpc.pb.h"
-#include "common/channel.h"
 
 ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
 ABSL_FLAG(std::string, target, "",
@@ -108,7 +108,6 @@ void Print(const Run& r) {
 }
 
 int Main() {
-  pid_t server = -1;
   std::string target = absl::GetFlag(FLAGS_target);
   std::vector<int> clients_runs, sizes, key_runs;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_clients), ',')) {
@@ -124,36 +123,18 @@ int Main() {
     if (absl::SimpleAtoi(s, &v) && v > 0) key_runs.push_back(v);
   }
   const int max_clients = *std::max_element(clients_runs.begin(), clients_runs.end());
+  Subprocess server_process;
   if (target.empty()) {
-    char port_file[] = "/tmp/pushpull_port_XXXXXX";
-    const int fd = mkstemp(port_file);
-    close(fd);
-    unlink(port_file);
-    server = fork();
-    if (server == 0) {
-      const std::string bin = absl::GetFlag(FLAGS_ps_server);
-      const std::string pf = absl::StrCat("--port_file=", port_file);
-      const std::string workers = absl::StrCat("--num_workers=", max_clients);
-      execl(bin.c_str(), bin.c_str(), "--host=127.0.0.1", "--port=0", pf.c_str(),
-            "--model=bench", "--mode=async", workers.c_str(), "--worker_timeout=100000",
-            "--heartbeat_interval=1000", "--status_interval=0", "--partitions_per_worker=4",
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 300; ++i) {
-      std::ifstream in(port_file);
-      int port = 0;
-      if (in >> port && port > 0) {
-        target = absl::StrCat("127.0.0.1:", port);
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    if (target.empty()) {
-      std::fprintf(stderr, "pushpull: ps_server did not start (%s)\n",
-                   absl::GetFlag(FLAGS_ps_server).c_str());
+    absl::StatusOr<std::string> address = StartPsServer(
+        absl::GetFlag(FLAGS_ps_server),
+        {"--model=bench", "--mode=async", absl::StrCat("--num_workers=", max_clients),
+         "--worker_timeout=100000", "--heartbeat_interval=1000", "--partitions_per_worker=4"},
+        &server_process);
+    if (!address.ok()) {
+      std::fprintf(stderr, "pushpull: %s\n", address.status().ToString().c_str());
       return 1;
     }
+    target = *address;
   }
   // One channel per client, each a worker holding a training lease.
   std::vector<std::unique_ptr<ParameterService::Stub>> stubs;
@@ -198,13 +179,13 @@ int Main() {
     }
   }
   std::printf("pushpull against %s (%s)\n", target.c_str(),
-              server > 0 ? "ps_server started here" : "external ps_server");
+              server_process.running() ? "ps_server started here" : "external ps_server");
 
   auto run = [&](const std::string& what, int clients, auto call) {
     std::vector<std::vector<double>> lat(clients);
     std::vector<double> bytes(clients, 0);
     std::atomic<bool> stop{false};
-    const double cpu0 = server > 0 ? CpuSeconds(server) : -1;
+    const double cpu0 = server_process.running() ? CpuSeconds(server_process.pid()) : -1;
     const absl::Time start = absl::Now();
     std::vector<std::thread> threads;
     for (int t = 0; t < clients; ++t) {
@@ -230,7 +211,7 @@ int Main() {
       r.bytes += bytes[t];
       r.latencies.insert(r.latencies.end(), lat[t].begin(), lat[t].end());
     }
-    r.server_cpu = server > 0 ? CpuSeconds(server) - cpu0 : -1;
+    r.server_cpu = server_process.running() ? CpuSeconds(server_process.pid()) - cpu0 : -1;
     Print(r);
   };
 
@@ -314,11 +295,8 @@ int Main() {
       });
     }
   }
-  if (server > 0) {
-    kill(server, SIGTERM);
-    int status;
-    waitpid(server, &status, 0);
-  }
+  server_process.Signal(SIGTERM);
+  server_process.Wait(absl::Seconds(30)).IgnoreError();  // else killed on destruction
   return 0;
 }
 

@@ -217,9 +217,13 @@ bool ParameterServiceImpl::PushReady(const PushRequest& request) const {
 }
 
 bool ParameterServiceImpl::PushPullReady(const PushPullRequest& request) const {
+  const RequestHeader& push = request.push().header();
+  const RequestHeader& pull = request.pull().header();
+  // Two workers in one call is refused at once (HandlePushPull).
+  if (push.worker_id() != pull.worker_id()) return true;
   // The push may close the round the pull waits for, but that is known only
   // after it: a pull with a round still to come goes to the pool.
-  return PushReady(request.push()) && PullReady(request.pull());
+  return shard_->ReadyFor(push.worker_id(), /*push=*/true, pull.clock());
 }
 
 grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& context,
@@ -247,6 +251,10 @@ grpc::Status ParameterServiceImpl::HandlePushPull(const grpc::ServerContextBase&
                                                   PushPullResponse* response) {
   const absl::Time start = absl::Now();
   grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
+  if (status.ok() && request.push().header().worker_id() != request.pull().header().worker_id()) {
+    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a push-pull's push and pull must carry the same worker id");
+  }
   if (status.ok()) status = DoPush(request.push(), response->mutable_push_header());
   RecordPush(start, status, request.push());
   if (!status.ok()) return status;
@@ -389,8 +397,11 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
     const DenseValues& values = request->dense(i);
     SliceGradient& g = gradients[i];
     g.slice = ToSliceRef(values.slice());
-    // Names and ranges are the shard's to validate (Push checks every slice
-    // before applying any); here only the payload is decoded.
+    // The slice first: a payload is decoded into memory of the slice's size,
+    // and an INDEXED_NONZEROS header may claim any size up to 2^32.
+    if (absl::Status valid = shard_->store().Validate(g.slice); !valid.ok()) {
+      return ToGrpcStatus(valid);
+    }
     absl::StatusOr<size_t> count =
         PayloadElementCount(values.encoding(), values.data());
     if (!count.ok()) {

@@ -201,7 +201,7 @@ bool ParameterShard::ReadyFor(uint64_t worker_id, bool push, int64_t clock) cons
   absl::ReaderMutexLock lock(&mu_);
   if (shutting_down_) return true;  // fails at once
   if (!admitted_.contains(worker_id) || !started_) return false;
-  if (push) return active_.contains(worker_id);
+  if (push && !active_.contains(worker_id)) return false;
   if (clock < 0) return true;
   if (mode_ == SYNC) return round_ >= clock;
   if (mode_ == SSP) return MinActiveClockLocked() >= clock - staleness_;

@@ -159,9 +159,10 @@ class ParameterShard {
                                     const std::vector<SliceGradient>& gradients,
                                     absl::Span<const SparseGradient> sparse = {});
 
-  // Whether Pull (`push` false, with `clock`) or Push from `worker_id` would
-  // be served now, without waiting for membership, the job's start, a round
-  // or slower workers. A hint for choosing a thread: the answer may change
+  // Whether calls from `worker_id` would be served now, without waiting for
+  // membership, the job's start, a round or slower workers: a Push (`push`:
+  // the worker must hold a lease) and/or a Pull for `clock` (-1: none, or
+  // one that does not wait). A hint for choosing a thread: the answer may change
   // at once (towards true, but for an eviction, which fails fast).
   bool ReadyFor(uint64_t worker_id, bool push, int64_t clock) const;
 

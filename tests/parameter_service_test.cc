@@ -1,6 +1,7 @@
 // The ParameterService and Coordinator services through a real in-process
 // gRPC server on an ephemeral 127.0.0.1 port.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -557,6 +558,37 @@ TEST_F(ParameterServiceTest, PushPull_TopKPayload_ScatteredIntoTheSlice) {
   EXPECT_EQ(CallPushPull(ps_.get(), request, &response).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(PullW(id), expected);
+}
+
+TEST_F(ParameterServiceTest, IndexedNonzerosClaimingHugeSlice_InvalidArgumentNoAllocation) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  // A slice of 2^32 - 1 elements and a payload header saying the same: the
+  // counts agree, but no such tensor range exists; it must be refused before
+  // 16 GB are allocated to decode it.
+  PushRequest request;
+  request.mutable_header()->set_worker_id(id);
+  DenseValues* v = request.add_dense();
+  v->mutable_slice()->set_tensor("w");
+  v->mutable_slice()->set_length(UINT32_MAX);
+  v->set_encoding(INDEXED_NONZEROS);
+  std::string data(8, '\0');
+  const uint32_t length = UINT32_MAX;
+  std::memcpy(&data[0], &length, 4);
+  v->set_data(data);
+  EXPECT_EQ(Push(request).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
+}
+
+TEST_F(ParameterServiceTest, PushPull_TwoWorkerIds_InvalidArgumentNothingApplied) {
+  StartServer(ASYNC, 1);
+  const uint64_t id = RegisterWorker();
+  PushPullRequest request = MakePushPull(id, {1.0f}, 0, -1, 8);
+  request.mutable_pull()->mutable_header()->set_worker_id(id + 100);
+  PushPullResponse response;
+  grpc::Status s = CallPushPull(ps_.get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_EQ(PullW(id)[0], 0.0f);
 }
 
 TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {

@@ -1,4 +1,5 @@
-// Subprocess: starts a real program for process-level tests, with its
+// Subprocess: starts a real program for process-level tests (and the
+// benchmarks' servers), with its
 // stdout and stderr sent to files, and stops it when destroyed.
 #ifndef FULCRUM_TESTS_SUBPROCESS_H_
 #define FULCRUM_TESTS_SUBPROCESS_H_

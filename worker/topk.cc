@@ -73,7 +73,11 @@ void TopKSparsifier::Sparsify(ParameterBatch* grads) {
     size_t ties_left = k - above;
     for (size_t i = 0; i < n; ++i) {
       const float m = std::fabs(g[i]);
-      const bool keep = m > threshold || (m == threshold && ties_left > 0 && (--ties_left, true));
+      bool keep = m > threshold;
+      if (m == threshold && ties_left > 0) {
+        keep = true;
+        --ties_left;
+      }
       if (keep) {
         held[i] = 0.0f;
       } else {

@@ -18,6 +18,12 @@ bool IsEvicted(const absl::Status& s) {
   return s.code() == absl::StatusCode::kFailedPrecondition;
 }
 
+// The examples of the mini-batch that starts at `pos` of `order`.
+absl::Span<const int64_t> MiniBatchAt(const std::vector<int64_t>& order, size_t pos,
+                                      size_t batch_size) {
+  return absl::Span<const int64_t>(&order[pos], std::min(batch_size, order.size() - pos));
+}
+
 }  // namespace
 
 TrainerMetrics TrainerMetrics::Register(MetricsRegistry* registry) {
@@ -266,9 +272,7 @@ void Trainer::RecordStep(int64_t examples, double loss, absl::Time step_start) {
 absl::Status Trainer::TrainOverlapped(const std::vector<int64_t>& order) {
   const size_t batch_size = job_.batch_size();
   const std::vector<int64_t> now = {-1};
-  auto examples_at = [&](size_t pos) {
-    return absl::Span<const int64_t>(&order[pos], std::min(batch_size, order.size() - pos));
-  };
+  auto examples_at = [&](size_t pos) { return MiniBatchAt(order, pos, batch_size); };
   // Step t computes on the parameters step t-2's PushPull brought back while
   // step t-1's is in flight; the training thread waits only for what the
   // compute did not hide.
@@ -333,10 +337,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       if (last_pushed_round_[s] >= 0) clocks[s] = last_pushed_round_[s] + 1;
     }
   }
-  auto examples_at = [&](size_t pos) {
-    return absl::Span<const int64_t>(
-        &order[pos], std::min<size_t>(batch_size, order.size() - pos));
-  };
+  auto examples_at = [&](size_t pos) { return MiniBatchAt(order, pos, batch_size); };
   std::vector<int64_t> rounds;  // sync: the rounds being collected
   int restarts_seen = 0;
   bool have_params = false;  // params_ holds the parameters for the step at pos

@@ -15,6 +15,21 @@
 namespace fulcrum {
 namespace {
 
+// Gradient computations as they happen: how many have started, and which
+// one (1-based) last filled each gradient buffer (buffers move between
+// batches by swapping, so a buffer names its step).
+struct ComputeLog {
+  std::atomic<int> started{0};
+  absl::Mutex mu;
+  std::map<const float*, int> step_of ABSL_GUARDED_BY(mu);
+
+  int StepOf(const ParameterBatch& gradients) {
+    absl::MutexLock lock(&mu);
+    auto it = step_of.find(gradients.dense[0].data());
+    return it == step_of.end() ? 0 : it->second;
+  }
+};
+
 // A PsClient calling a ParameterShard directly. Fails the next
 // `pull_failures` pulls with UNAVAILABLE, and answers the next
 // `lost_push_replies` pushes with UNAVAILABLE after applying them (the reply
@@ -78,23 +93,24 @@ class LocalPsClient : public PsClient {
     return sv;
   }
 
-  // Push, then pull. With `computes` set (gradients computed so far), the
-  // n-th call first waits (up to 0.5 s) for the trainer to start computing
-  // step n + 1 while the call is in flight, and counts the calls that saw it
-  // in `overlapped`.
+  // Push, then pull. With `computes` set, first waits (up to `probe_wait`)
+  // for the trainer to start computing another step after the one whose
+  // gradient this call carries, and counts the calls that saw it in
+  // `overlapped`.
   absl::StatusOr<ServerVersion> PushPull(uint64_t worker_id,
                                          absl::Span<const int64_t> push_clocks,
                                          uint64_t request_id, const ParameterBatch& gradients,
                                          uint32_t examples,
                                          absl::Span<const int64_t> pull_clocks,
                                          ParameterBatch* params) override {
-    const int call = ++pushpulls;  // carries step `call`'s gradient
+    ++pushpulls;
     if (computes != nullptr) {
-      const absl::Time give_up = absl::Now() + absl::Milliseconds(500);
-      while (computes->load() <= call && absl::Now() < give_up) {
+      const int step = computes->StepOf(gradients);
+      const absl::Time give_up = absl::Now() + probe_wait;
+      while (computes->started.load() <= step && absl::Now() < give_up) {
         absl::SleepFor(absl::Microseconds(50));
       }
-      if (computes->load() > call) ++overlapped;
+      if (computes->started.load() > step) ++overlapped;
     }
     return PsClient::PushPull(worker_id, push_clocks, request_id, gradients, examples,
                               pull_clocks, params);
@@ -103,7 +119,8 @@ class LocalPsClient : public PsClient {
   std::atomic<int> pull_failures{0};
   std::atomic<int> lost_push_replies{0};
   std::atomic<int> pushpulls{0};
-  std::atomic<int>* computes = nullptr;
+  ComputeLog* computes = nullptr;
+  absl::Duration probe_wait = absl::Milliseconds(500);
   std::atomic<int> overlapped{0};
   absl::Mutex mu_;
   // By tensor size: the most nonzero gradient elements any push carried.
@@ -175,11 +192,11 @@ WorkloadFactory Images(const ImageDataset* train, const ImageDataset* test) {
   };
 }
 
-// The image workload, counting gradient computations in `*computes`.
+// The image workload, logging its gradient computations in `*log`.
 class CountingWorkload : public Workload {
  public:
-  CountingWorkload(std::unique_ptr<Workload> inner, std::atomic<int>* computes)
-      : inner_(std::move(inner)), computes_(computes) {}
+  CountingWorkload(std::unique_ptr<Workload> inner, ComputeLog* log)
+      : inner_(std::move(inner)), log_(log) {}
   absl::Status Configure(const JobSpec& job) override { return inner_->Configure(job); }
   absl::StatusOr<int64_t> LoadPartition(const DataPartition& p) override {
     return inner_->LoadPartition(p);
@@ -189,8 +206,11 @@ class CountingWorkload : public Workload {
   }
   double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
                           ParameterBatch* grads) override {
-    ++*computes_;
-    return inner_->ComputeGradients(examples, params, grads);
+    const int step = ++log_->started;
+    const double loss = inner_->ComputeGradients(examples, params, grads);
+    absl::MutexLock lock(&log_->mu);
+    log_->step_of[grads->dense[0].data()] = step;
+    return loss;
   }
   absl::StatusOr<EvalResult> Evaluate(const PullFn& pull) override {
     return inner_->Evaluate(pull);
@@ -198,7 +218,7 @@ class CountingWorkload : public Workload {
 
  private:
   std::unique_ptr<Workload> inner_;
-  std::atomic<int>* const computes_;
+  ComputeLog* const log_;
 };
 
 class TrainerTest : public ::testing::Test {
@@ -276,7 +296,7 @@ TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
 TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
   options_.job.set_overlap_communication(true);
   Init(ASYNC, 1, 2, 4);
-  std::atomic<int> computes{0};
+  ComputeLog computes;
   ps_->computes = &computes;
   Trainer trainer(Options("a"), ps_.get(), client_.get(),
                   [&](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
@@ -295,7 +315,14 @@ TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
 
 TEST_F(TrainerTest, NotOverlapped_OnePushPullPerStepButTheLast) {
   Init(ASYNC, 1, 2, 4);  // overlap_communication unset
-  Trainer trainer(Options("a"), ps_.get(), client_.get(), Images(&train_, &test_));
+  ComputeLog computes;
+  ps_->computes = &computes;
+  ps_->probe_wait = absl::Milliseconds(20);  // each call waits this long in vain
+  Trainer trainer(Options("a"), ps_.get(), client_.get(),
+                  [&](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
+                    return std::make_unique<CountingWorkload>(
+                        MakeImageWorkload(&train_, &test_), &computes);
+                  });
   ASSERT_TRUE(trainer.Run().ok());
   EXPECT_EQ(shard_->stats().pushes, 80);
   EXPECT_EQ(ps_->pushpulls.load(), 80 - 8);  // the last step of a partition pushes only
