@@ -74,7 +74,9 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
     return;
   }
   AcquirePartitionRequest acquire;
-  acquire.set_worker_id(registered->worker_id());
+  const WorkerIdentity worker{registered->worker_id(), registered->incarnation()};
+  acquire.set_worker_id(worker.id);
+  acquire.set_coordinator_incarnation(worker.coordinator_incarnation);
   absl::StatusOr<AcquirePartitionResponse> lease;
   while (true) {
     lease = coordinator.AcquirePartition(acquire);
@@ -104,7 +106,7 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
     const absl::Time start = absl::Now();
     absl::StatusOr<ServerVersion> v = ServerVersion();
     if (!have_params) {
-      v = ps.Pull(registered->worker_id(), clocks, &params);
+      v = ps.Pull(worker, clocks, &params);
       if (v.ok() && rounds.empty()) rounds = v->rounds;
     }
     if (v.ok()) {
@@ -115,7 +117,7 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
       if (mode == SYNC) {
         for (int64_t& r : pull_clocks) ++r;
       }
-      v = ps.PushPull(registered->worker_id(), push_clocks, request_id++, grads, 1, pull_clocks,
+      v = ps.PushPull(worker, push_clocks, request_id++, grads, 1, pull_clocks,
                       &params);
     }
     have_params = v.ok();

@@ -132,6 +132,7 @@ int Sparse() {
   for (int64_t first = 0; first < rows; first += kBatch) {
     PullRequest pull;
     pull.mutable_header()->set_worker_id(registered.worker_id());
+    pull.mutable_header()->set_coordinator_incarnation(registered.incarnation());
     pull.mutable_header()->set_clock(-1);
     SparseKeys* keys = pull.add_sparse();
     keys->set_table("bench/emb");

@@ -143,6 +143,7 @@ int Main() {
   std::vector<std::unique_ptr<grpc::GenericStub>> generic_stubs;
   std::vector<std::unique_ptr<grpc::CompletionQueue>> queues;
   std::vector<uint64_t> ids;
+  uint64_t incarnation = 0;  // the coordinator's, which issued the ids
   for (int i = 0; i < max_clients; ++i) {
     auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                              DefaultChannelArguments());
@@ -159,6 +160,7 @@ int Main() {
       return 1;
     }
     ids.push_back(reg.worker_id());
+    incarnation = reg.incarnation();
     stubs.push_back(ParameterService::NewStub(channel));
     generic_stubs.push_back(std::make_unique<grpc::GenericStub>(channel));
     queues.push_back(std::make_unique<grpc::CompletionQueue>());
@@ -169,6 +171,7 @@ int Main() {
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     AcquirePartitionRequest r;
     r.set_worker_id(ids[i]);
+    r.set_coordinator_incarnation(incarnation);
     AcquirePartitionResponse lease;
     grpc::Status leased = coordinator->AcquirePartition(&c, r, &lease);
     if (!leased.ok() || lease.kind() != AcquirePartitionResponse::TRAIN) {
@@ -222,6 +225,7 @@ int Main() {
       run(absl::StrCat("push ", size, "B"), clients, [&](int t) -> double {
         PushRequest req;
         req.mutable_header()->set_worker_id(ids[t]);
+        req.mutable_header()->set_coordinator_incarnation(incarnation);
         DenseValues* v = req.add_dense();
         v->mutable_slice()->set_tensor("bench/w");
         v->mutable_slice()->set_offset((uint64_t(t) * n) % ((1 << 22) - n + 1));
@@ -236,6 +240,7 @@ int Main() {
       run(absl::StrCat("pull ", size, "B"), clients, [&](int t) -> double {
         PullRequest req;
         req.mutable_header()->set_worker_id(ids[t]);
+        req.mutable_header()->set_coordinator_incarnation(incarnation);
         req.mutable_header()->set_clock(-1);
         DenseSlice* s = req.add_dense();
         s->set_tensor("bench/w");
@@ -253,6 +258,7 @@ int Main() {
         const uint64_t offset = (uint64_t(t) * n) % ((1 << 22) - n + 1);
         PushRequest* push = req.mutable_push();
         push->mutable_header()->set_worker_id(ids[t]);
+        push->mutable_header()->set_coordinator_incarnation(incarnation);
         DenseValues* v = push->add_dense();
         v->mutable_slice()->set_tensor("bench/w");
         v->mutable_slice()->set_offset(offset);
@@ -260,6 +266,7 @@ int Main() {
         v->set_encoding(FLOAT32);
         PullRequest* pull = req.mutable_pull();
         pull->mutable_header()->set_worker_id(ids[t]);
+        pull->mutable_header()->set_coordinator_incarnation(incarnation);
         pull->mutable_header()->set_clock(-1);
         DenseSlice* s = pull->add_dense();
         s->set_tensor("bench/w");
@@ -283,6 +290,7 @@ int Main() {
       run(absl::StrCat("sparse push ", k, "x8"), clients, [&](int t) -> double {
         PushRequest req;
         req.mutable_header()->set_worker_id(ids[t]);
+        req.mutable_header()->set_coordinator_incarnation(incarnation);
         SparseValues* v = req.add_sparse();
         v->set_table("bench/emb");
         for (int i = 0; i < k; ++i) v->add_keys(rngs[t]() % (1 << 20));

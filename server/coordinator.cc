@@ -22,6 +22,12 @@ constexpr double kRetryAfterSeconds = 0.05;
 
 bool JobOver(JobState state) { return state == FINISHED || state == STOPPED; }
 
+// Who sent a worker's coordinator request.
+template <typename Request>
+WorkerIdentity SenderOf(const Request& request) {
+  return WorkerIdentity{request.worker_id(), request.coordinator_incarnation()};
+}
+
 }  // namespace
 
 JobCoordinator::JobCoordinator(const CoordinatorOptions& options,
@@ -31,16 +37,24 @@ JobCoordinator::JobCoordinator(const CoordinatorOptions& options,
       shards_(shards) {}
 
 absl::StatusOr<JobCoordinator::WorkerRecord*> JobCoordinator::LiveWorkerLocked(
-    uint64_t worker_id) {
-  auto it = workers_.find(worker_id);
+    const WorkerIdentity& worker) {
+  if (worker.coordinator_incarnation != options_.incarnation) {
+    // Ids restart from 1 in every process: this id may be another worker's
+    // now.
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s was issued by another coordinator process (this one is incarnation "
+        "%016x); register again",
+        DescribeWorker(worker), options_.incarnation));
+  }
+  auto it = workers_.find(worker.id);
   if (it == workers_.end()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "unknown worker id ", worker_id, "; register with the coordinator"));
+        "unknown worker id ", worker.id, "; register with the coordinator"));
   }
   const WorkerState state = it->second.status.state();
   if (state == DEAD || state == LEFT) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", worker_id, " was declared ", WorkerState_Name(state),
+        "worker ", worker.id, " was declared ", WorkerState_Name(state),
         "; register again"));
   }
   return &it->second;
@@ -118,7 +132,7 @@ absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(
         "progress needs a finite non-negative loss, steps and wait time");
   }
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& record = **found;
   WorkerStatus& status = record.status;
@@ -215,7 +229,7 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
 absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
     const AcquirePartitionRequest& request) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
   AcquirePartitionResponse response;
@@ -291,7 +305,7 @@ absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(
 absl::Status JobCoordinator::CompletePartition(
     const CompletePartitionRequest& request) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
   absl::StatusOr<Lease> taken =
@@ -344,7 +358,7 @@ absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
         request.eval().test_loss()));
   }
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(request.worker_id());
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
   absl::StatusOr<Lease> taken =

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/worker_identity.h"
 #include "proto/fulcrum.pb.h"
 #include "server/parameter_shard.h"
 #include "server/shard_group.h"
@@ -74,8 +75,13 @@ class JobCoordinator {
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request);
 
-  // FAILED_PRECONDITION for an unknown or dead worker id (it must register
-  // again); INVALID_ARGUMENT for malformed progress.
+  // Heartbeat, AcquirePartition, CompletePartition and ReportEval take a
+  // worker id with the incarnation of the coordinator that issued it:
+  // FAILED_PRECONDITION (the worker must register again) for an id of
+  // another incarnation (an earlier process's ids are reused by this one),
+  // an unknown id or a dead worker.
+  //
+  // INVALID_ARGUMENT for malformed progress.
   absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& request);
 
   // The worker's next work. Asking again while holding a lease returns the
@@ -167,7 +173,9 @@ class JobCoordinator {
     std::optional<uint64_t> lease_id;
   };
 
-  absl::StatusOr<WorkerRecord*> LiveWorkerLocked(uint64_t worker_id)
+  // The record of a live worker this coordinator incarnation registered;
+  // FAILED_PRECONDITION (register again) for any other.
+  absl::StatusOr<WorkerRecord*> LiveWorkerLocked(const WorkerIdentity& worker)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AcquirePartitionResponse GrantLocked(WorkerRecord& worker, const Lease& lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

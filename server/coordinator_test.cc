@@ -13,7 +13,7 @@ using Kind = AcquirePartitionResponse::Kind;
 class CoordinatorTest : public ::testing::Test {
  protected:
   void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs,
-            uint32_t partitions, uint32_t lookahead = 1) {
+            uint32_t partitions, uint32_t lookahead = 1, uint64_t incarnation = 77) {
     JobSpec& job = options_.job;
     job.set_model("softmax");
     job.set_mode(mode);
@@ -25,7 +25,7 @@ class CoordinatorTest : public ::testing::Test {
     job.mutable_optimizer()->set_kind(SGD);
     const std::vector<TensorSpec> tensors = *ModelTensors("softmax");
     for (const TensorSpec& t : tensors) *job.add_tensors() = t;
-    options_.incarnation = 77;
+    options_.incarnation = incarnation;
     options_.epoch_lookahead = lookahead;
     options_.worker_timeout = absl::Seconds(5);
     options_.now = [this] { return now_; };
@@ -33,7 +33,9 @@ class CoordinatorTest : public ::testing::Test {
                                         tensors);
     ASSERT_TRUE(store.ok());
     shard_ = std::make_unique<ParameterShard>(std::move(*store), mode, 1);
-    group_ = std::make_unique<ShardGroup>(ShardGroupOptions{}, shard_.get());
+    ShardGroupOptions group;
+    group.incarnation = options_.incarnation;
+    group_ = std::make_unique<ShardGroup>(group, shard_.get());
     coordinator_ = std::make_unique<JobCoordinator>(options_, group_.get());
   }
 
@@ -46,32 +48,47 @@ class CoordinatorTest : public ::testing::Test {
     return r->worker_id();
   }
 
-  absl::StatusOr<AcquirePartitionResponse> Acquire(uint64_t id) {
+  // The calls of worker `id` of this coordinator...
+  WorkerIdentity Ours(uint64_t id) const { return WorkerIdentity{id, options_.incarnation}; }
+  absl::StatusOr<AcquirePartitionResponse> Acquire(uint64_t id) { return Acquire(Ours(id)); }
+  absl::Status Complete(uint64_t id, uint64_t lease) { return Complete(Ours(id), lease); }
+  absl::Status Eval(uint64_t id, uint64_t lease, double accuracy) {
+    return Eval(Ours(id), lease, accuracy);
+  }
+  absl::StatusOr<HeartbeatResponse> Heartbeat(uint64_t id) { return Heartbeat(Ours(id)); }
+
+  // ... and of any worker.
+  absl::StatusOr<AcquirePartitionResponse> Acquire(const WorkerIdentity& worker) {
     AcquirePartitionRequest request;
-    request.set_worker_id(id);
+    request.set_worker_id(worker.id);
+    request.set_coordinator_incarnation(worker.coordinator_incarnation);
     return coordinator_->AcquirePartition(request);
   }
 
-  absl::Status Complete(uint64_t id, uint64_t lease) {
+  absl::Status Complete(const WorkerIdentity& worker, uint64_t lease) {
     CompletePartitionRequest request;
-    request.set_worker_id(id);
+    request.set_worker_id(worker.id);
+    request.set_coordinator_incarnation(worker.coordinator_incarnation);
     request.set_lease_id(lease);
     return coordinator_->CompletePartition(request);
   }
 
-  absl::Status Eval(uint64_t id, uint64_t lease, double accuracy) {
+  absl::Status Eval(const WorkerIdentity& worker, uint64_t lease, double accuracy) {
     ReportEvalRequest request;
-    request.set_worker_id(id);
+    request.set_worker_id(worker.id);
+    request.set_coordinator_incarnation(worker.coordinator_incarnation);
     request.set_lease_id(lease);
     request.mutable_eval()->set_test_accuracy(accuracy);
     request.mutable_eval()->set_examples(10000);
     return coordinator_->ReportEval(request);
   }
 
-  absl::StatusOr<HeartbeatResponse> Heartbeat(uint64_t id) {
+  absl::StatusOr<HeartbeatResponse> Heartbeat(const WorkerIdentity& worker) {
     HeartbeatRequest request;
-    request.set_worker_id(id);
+    request.set_worker_id(worker.id);
+    request.set_coordinator_incarnation(worker.coordinator_incarnation);
     request.mutable_progress()->set_loss(0.5);
+    request.mutable_progress()->set_steps(1);
     return coordinator_->Heartbeat(request);
   }
 
@@ -216,7 +233,7 @@ TEST_F(CoordinatorTest, DeadWorker_NoLongerHoldsSyncRound) {
   ASSERT_TRUE(Acquire(a).ok());
   ASSERT_TRUE(Acquire(b).ok());
   std::vector<float> w(7840, 1.0f), bias(10, 1.0f);
-  ASSERT_TRUE(shard_->Push(a, 0, 0, {{{"softmax/w", 0, 7840}, w},
+  ASSERT_TRUE(shard_->Push(Ours(a), 0, 0, {{{"softmax/w", 0, 7840}, w},
                                      {{"softmax/b", 0, 10}, bias}})
                   .ok());
   EXPECT_EQ(shard_->version().round, 0);
@@ -316,6 +333,7 @@ TEST_F(CoordinatorTest, MalformedReports_InvalidArgument) {
   uint64_t a = Register("a");
   HeartbeatRequest request;
   request.set_worker_id(a);
+  request.set_coordinator_incarnation(options_.incarnation);
   request.mutable_progress()->set_loss(-1);
   EXPECT_EQ(coordinator_->Heartbeat(request).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -347,7 +365,10 @@ TEST_F(CoordinatorTest, SaveThenRestore_ResumesWhereItWas) {
                                       {options_.job.tensors().begin(),
                                        options_.job.tensors().end()});
   ParameterShard shard(std::move(*store), ASYNC);
-  ShardGroup group(ShardGroupOptions{}, &shard);
+  options_.incarnation = 78;  // a new process
+  ShardGroupOptions group_options;
+  group_options.incarnation = options_.incarnation;
+  ShardGroup group(group_options, &shard);
   JobCoordinator restored(options_, &group);
   ASSERT_TRUE(restored.RestoreProgress(saved).ok());
   RegisterWorkerRequest request;
@@ -356,11 +377,13 @@ TEST_F(CoordinatorTest, SaveThenRestore_ResumesWhereItWas) {
   EXPECT_EQ(restored.state(), RUNNING);  // resumes with whoever comes back
   AcquirePartitionRequest acquire;
   acquire.set_worker_id(b);
+  acquire.set_coordinator_incarnation(78);
   AcquirePartitionResponse first = *restored.AcquirePartition(acquire);
   EXPECT_EQ(first.kind(), AcquirePartitionResponse::EVALUATE);
   EXPECT_EQ(first.eval_epoch(), 1u);
   ReportEvalRequest eval;
   eval.set_worker_id(b);
+  eval.set_coordinator_incarnation(78);
   eval.set_lease_id(first.lease_id());
   ASSERT_TRUE(restored.ReportEval(eval).ok());
   AcquirePartitionResponse next = *restored.AcquirePartition(acquire);
@@ -398,6 +421,76 @@ TEST_F(CoordinatorTest, UnknownWorker_FailedPrecondition) {
   Init(ASYNC, 1, 1, 1);
   EXPECT_EQ(Heartbeat(12345).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Acquire(12345).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Worker ids restart from 1 in every coordinator process: an id that an
+// earlier process issued is refused on every call, whoever holds it now, and
+// nothing of the job changes.
+class StaleWorkerTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    Init(ASYNC, 1, 1, 4);
+    current_ = Register("current");
+    stale_ = WorkerIdentity{current_, options_.incarnation - 1};  // same id
+    lease_ = *Acquire(current_);
+    ASSERT_EQ(lease_.kind(), AcquirePartitionResponse::TRAIN);
+    before_ = coordinator_->GetStatus();
+  }
+
+  void ExpectRefused(const absl::Status& s) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_NE(s.message().find("register again"), std::string::npos) << s;
+    JobStatus after = coordinator_->GetStatus();
+    ASSERT_EQ(after.workers_size(), 1);
+    EXPECT_EQ(after.workers(0).state(), ACTIVE);
+    EXPECT_EQ(after.workers(0).partitions_completed(), 0u);
+    EXPECT_EQ(after.workers(0).steps(), before_.workers(0).steps());
+    EXPECT_EQ(after.completed_size(), 0);
+    EXPECT_EQ(after.evaluations_size(), 0);
+    // The current holder of the id still holds its lease and completes it.
+    EXPECT_TRUE(Complete(current_, lease_.lease_id()).ok());
+  }
+
+  uint64_t current_ = 0;
+  WorkerIdentity stale_;
+  AcquirePartitionResponse lease_;
+  JobStatus before_;
+};
+
+TEST_F(StaleWorkerTest, Heartbeat) { ExpectRefused(Heartbeat(stale_).status()); }
+
+TEST_F(StaleWorkerTest, AcquirePartition) {
+  ExpectRefused(Acquire(stale_).status());
+}
+
+TEST_F(StaleWorkerTest, CompletePartition) {
+  ExpectRefused(Complete(stale_, lease_.lease_id()));
+}
+
+TEST_F(StaleWorkerTest, ReportEval) {
+  ExpectRefused(Eval(stale_, lease_.lease_id(), 0.5));
+}
+
+// The hang of issue 13: two workers registered with a process that died;
+// the restarted one gives the second of them id 1, which the first still
+// uses. The first must be told to register again, so three workers count.
+TEST_F(CoordinatorTest, RestartedCoordinator_WorkersOfTheDeadOneRegisterAgain) {
+  Init(SYNC, 3, 1, 6);
+  const WorkerIdentity first = Ours(Register("first"));
+  const WorkerIdentity second = Ours(Register("second"));
+  ASSERT_EQ(first.id, 1u);
+
+  // The restarted process: the same job, nothing restored.
+  Init(SYNC, 3, 1, 6, 1, /*incarnation=*/first.coordinator_incarnation + 1);
+  ASSERT_EQ(Register("second"), 1u);  // the second worker re-registered first
+  EXPECT_EQ(Acquire(first).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Heartbeat(second).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(coordinator_->GetStatus().live_workers(), 1u);
+  Register("first");  // as the refused worker does
+  EXPECT_EQ(coordinator_->state(), WAITING_FOR_WORKERS);
+  Register("third");
+  EXPECT_EQ(coordinator_->state(), RUNNING);
+  EXPECT_EQ(coordinator_->GetStatus().live_workers(), 3u);
 }
 
 TEST_F(CoordinatorTest, Status_CountsPartitionsLeftAndWorkers) {

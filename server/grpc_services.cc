@@ -25,6 +25,11 @@ SliceRef ToSliceRef(const DenseSlice& slice) {
   return ref;
 }
 
+// Who sent a ParameterService request.
+WorkerIdentity SenderOf(const RequestHeader& header) {
+  return WorkerIdentity{header.worker_id(), header.coordinator_incarnation()};
+}
+
 absl::Time PullDeadline(const grpc::ServerContextBase& context,
                         absl::Duration max_wait) {
   const absl::Time cap = absl::Now() + max_wait;
@@ -208,22 +213,22 @@ bool ParameterServiceImpl::Defer(std::function<void()> fn) {
 }
 
 bool ParameterServiceImpl::PullReady(const PullRequest& request) const {
-  return shard_->ReadyFor(request.header().worker_id(), /*push=*/false,
+  return shard_->ReadyFor(SenderOf(request.header()), /*push=*/false,
                           request.header().clock());
 }
 
 bool ParameterServiceImpl::PushReady(const PushRequest& request) const {
-  return shard_->ReadyFor(request.header().worker_id(), /*push=*/true, -1);
+  return shard_->ReadyFor(SenderOf(request.header()), /*push=*/true, -1);
 }
 
 bool ParameterServiceImpl::PushPullReady(const PushPullRequest& request) const {
   const RequestHeader& push = request.push().header();
   const RequestHeader& pull = request.pull().header();
   // Two workers in one call is refused at once (HandlePushPull).
-  if (push.worker_id() != pull.worker_id()) return true;
+  if (SenderOf(push) != SenderOf(pull)) return true;
   // The push may close the round the pull waits for, but that is known only
   // after it: a pull with a round still to come goes to the pool.
-  return shard_->ReadyFor(push.worker_id(), /*push=*/true, pull.clock());
+  return shard_->ReadyFor(SenderOf(push), /*push=*/true, pull.clock());
 }
 
 grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& context,
@@ -251,9 +256,11 @@ grpc::Status ParameterServiceImpl::HandlePushPull(const grpc::ServerContextBase&
                                                   PushPullResponse* response) {
   const absl::Time start = absl::Now();
   grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
-  if (status.ok() && request.push().header().worker_id() != request.pull().header().worker_id()) {
-    status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "a push-pull's push and pull must carry the same worker id");
+  if (status.ok() &&
+      SenderOf(request.push().header()) != SenderOf(request.pull().header())) {
+    status = grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "a push-pull's push and pull must carry the same worker id and coordinator incarnation");
   }
   if (status.ok()) status = DoPush(request.push(), response->mutable_push_header());
   RecordPush(start, status, request.push());
@@ -375,7 +382,7 @@ grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context
         !keys.read_only()});
   }
   absl::StatusOr<ShardVersion> version = shard_->Pull(
-      request->header().worker_id(), request->header().clock(), slices, out,
+      SenderOf(request->header()), request->header().clock(), slices, out,
       PullDeadline(context, max_wait_), sparse);
   if (!version.ok()) {
     response->Clear();
@@ -455,7 +462,7 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
                                *view};
   }
   absl::StatusOr<ShardVersion> version =
-      shard_->Push(request->header().worker_id(), request->header().request_id(),
+      shard_->Push(SenderOf(request->header()), request->header().request_id(),
                    request->header().clock(), gradients, sparse);
   if (!version.ok()) return ToGrpcStatus(version.status());
   FillHeader(*version, header);

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "common/shard_map.h"
 #include "common/status_macros.h"
@@ -171,37 +172,49 @@ int64_t ParameterShard::MinActiveClockLocked() const {
   return min;
 }
 
-absl::Status ParameterShard::CheckMemberLocked(uint64_t worker_id, bool active,
+absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, bool active,
                                                absl::Time deadline) {
+  auto ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return worker.coordinator_incarnation == membership_incarnation_ &&
+           admitted_.contains(worker.id);
+  };
   auto known = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return shutting_down_ ||
-           (admitted_.contains(worker_id) &&
-            (!active || (started_ && active_.contains(worker_id))));
+           (ours() && (!active || (started_ && active_.contains(worker.id))));
   };
   if (!known() && role_.membership_grace > absl::ZeroDuration()) {
     mu_.AwaitWithDeadline(absl::Condition(&known),
                           std::min(deadline, absl::Now() + role_.membership_grace));
   }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
-  if (!admitted_.contains(worker_id)) {
+  if (worker.coordinator_incarnation != membership_incarnation_) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s is not known here: this shard follows coordinator incarnation %016x "
+        "(the coordinator restarted since the worker registered); register again",
+        DescribeWorker(worker), membership_incarnation_));
+  }
+  if (!admitted_.contains(worker.id)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "unknown worker id ", worker_id, "; register with the coordinator"));
+        "unknown worker id ", worker.id, "; register with the coordinator"));
   }
   if (active && !started_) {
     return absl::FailedPreconditionError("job has not started yet");
   }
-  if (active && !active_.contains(worker_id)) {
+  if (active && !active_.contains(worker.id)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", worker_id, " holds no training lease; acquire a partition"));
+        "worker ", worker.id, " holds no training lease; acquire a partition"));
   }
   return absl::OkStatus();
 }
 
-bool ParameterShard::ReadyFor(uint64_t worker_id, bool push, int64_t clock) const {
+bool ParameterShard::ReadyFor(const WorkerIdentity& worker, bool push, int64_t clock) const {
   absl::ReaderMutexLock lock(&mu_);
   if (shutting_down_) return true;  // fails at once
-  if (!admitted_.contains(worker_id) || !started_) return false;
-  if (push && !active_.contains(worker_id)) return false;
+  if (worker.coordinator_incarnation != membership_incarnation_ ||
+      !admitted_.contains(worker.id) || !started_) {
+    return false;
+  }
+  if (push && !active_.contains(worker.id)) return false;
   if (clock < 0) return true;
   if (mode_ == SYNC) return round_ >= clock;
   if (mode_ == SSP) return MinActiveClockLocked() >= clock - staleness_;
@@ -255,7 +268,7 @@ absl::Status ParameterShard::ValidateAll(
 }
 
 absl::StatusOr<ShardVersion> ParameterShard::Pull(
-    uint64_t worker_id, int64_t clock, const std::vector<SliceRef>& slices,
+    const WorkerIdentity& worker, int64_t clock, const std::vector<SliceRef>& slices,
     absl::Span<const absl::Span<float>> out, absl::Time deadline,
     absl::Span<const SparseRead> sparse) {
   for (const SparseRead& r : sparse) {
@@ -281,7 +294,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
 
   {
     absl::MutexLock lock(&mu_);
-    FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(worker_id, /*active=*/false, deadline));
+    FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(worker, /*active=*/false, deadline));
     const bool sync_wait = mode_ == SYNC && clock >= 0;
     const bool ssp_wait = mode_ == SSP && clock >= 0;
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -337,15 +350,15 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
 }
 
 absl::StatusOr<ShardVersion> ParameterShard::Push(
-    uint64_t worker_id, uint64_t request_id, int64_t clock,
+    const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
     const std::vector<SliceGradient>& gradients,
     absl::Span<const SparseGradient> sparse) {
   FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients, sparse));
   {
     absl::MutexLock lock(&mu_);
     FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(
-        worker_id, /*active=*/true, absl::Now() + role_.membership_grace));
-    if (request_id != 0 && recent_requests_.Contains(worker_id, request_id)) {
+        worker, /*active=*/true, absl::Now() + role_.membership_grace));
+    if (request_id != 0 && recent_requests_.Contains(worker.id, request_id)) {
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
       ShardVersion v;
       v.version = v.round = mode_ == SYNC ? round_ : async_version_.load();
@@ -357,13 +370,13 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
             "push for round ", clock, " but the shard is collecting round ",
             round_, "; pull again"));
       }
-      if (!pushed_.insert(worker_id).second) {
+      if (!pushed_.insert(worker.id).second) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "worker ", worker_id, " already pushed round ", round_));
+            "worker ", worker.id, " already pushed round ", round_));
       }
       ++pushes_in_flight_;
     }
-    if (request_id != 0) recent_requests_.Insert(worker_id, request_id);
+    if (request_id != 0) recent_requests_.Insert(worker.id, request_id);
   }
 
   if (mode_ == SYNC) {

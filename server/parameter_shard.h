@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/worker_identity.h"
 #include "proto/fulcrum.pb.h"
 #include "server/parameter_store.h"
 #include "server/sparse_table.h"
@@ -136,12 +137,13 @@ class ParameterShard {
   // Reads `slices` into `out` (one span per slice, sized like it). With
   // clock >= 0, sync mode waits until round >= clock and ssp mode until the
   // slowest active worker's clock >= clock - staleness. DEADLINE_EXCEEDED past
-  // `deadline`, FAILED_PRECONDITION for a worker not admitted (unknown or
-  // dead), NOT_FOUND or INVALID_ARGUMENT for a bad slice or a slice or key
+  // `deadline`, FAILED_PRECONDITION for a worker not admitted (unknown, dead,
+  // or registered with another coordinator incarnation than the one whose
+  // membership this shard has), NOT_FOUND or INVALID_ARGUMENT for a bad slice or a slice or key
   // another shard owns (then nothing is read).
   // Sparse rows are read with the slices (and created on first read);
   // NOT_FOUND for an unknown table, RESOURCE_EXHAUSTED if a table is full.
-  absl::StatusOr<ShardVersion> Pull(uint64_t worker_id, int64_t clock,
+  absl::StatusOr<ShardVersion> Pull(const WorkerIdentity& worker, int64_t clock,
                                     const std::vector<SliceRef>& slices,
                                     absl::Span<const absl::Span<float>> out,
                                     absl::Time deadline,
@@ -154,17 +156,17 @@ class ParameterShard {
   // non-zero request_id this worker already used is acknowledged and ignored.
   // Sparse gradients go with the dense ones; a table without room for the
   // rows they would create fails the whole push with RESOURCE_EXHAUSTED.
-  absl::StatusOr<ShardVersion> Push(uint64_t worker_id, uint64_t request_id,
+  absl::StatusOr<ShardVersion> Push(const WorkerIdentity& worker, uint64_t request_id,
                                     int64_t clock,
                                     const std::vector<SliceGradient>& gradients,
                                     absl::Span<const SparseGradient> sparse = {});
 
-  // Whether calls from `worker_id` would be served now, without waiting for
+  // Whether calls from `worker` would be served now, without waiting for
   // membership, the job's start, a round or slower workers: a Push (`push`:
   // the worker must hold a lease) and/or a Pull for `clock` (-1: none, or
   // one that does not wait). A hint for choosing a thread: the answer may change
   // at once (towards true, but for an eviction, which fails fast).
-  bool ReadyFor(uint64_t worker_id, bool push, int64_t clock) const;
+  bool ReadyFor(const WorkerIdentity& worker, bool push, int64_t clock) const;
 
   // Sync: taken under the round lock, so it sits exactly at a round
   // boundary (sums of the round being collected are not in it). Async/ssp:
@@ -197,9 +199,11 @@ class ParameterShard {
     absl::flat_hash_map<uint64_t, std::deque<uint64_t>> ids_;
   };
 
-  // Waits up to the membership grace for the worker to be admitted (and, with
-  // `active`, to be active in a started job).
-  absl::Status CheckMemberLocked(uint64_t worker_id, bool active, absl::Time deadline)
+  // Waits up to the membership grace for the worker to be admitted by the
+  // coordinator incarnation this shard follows (and, with `active`, to be
+  // active in a started job). FAILED_PRECONDITION otherwise.
+  absl::Status CheckMemberLocked(const WorkerIdentity& worker, bool active,
+                                 absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // INVALID_ARGUMENT for a key another shard owns.
   absl::Status CheckKeysOwned(const std::string& table,
@@ -240,7 +244,9 @@ class ParameterShard {
   // Sync mode: rounds applied, who pushed the current one, and pushes still
   // adding into the store's sums.
   int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
-  // ApplyMembership: the coordinator and membership version applied.
+  // ApplyMembership: the coordinator and membership version applied. Worker
+  // ids in admitted_, active_, pushed_ and recent_requests_ are this
+  // coordinator incarnation's.
   uint64_t membership_incarnation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t membership_version_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_set<uint64_t> pushed_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,13 @@ namespace {
 
 constexpr uint64_t kA = 1;
 constexpr uint64_t kB = 2;
+// The coordinator incarnation MakeShard's shard follows.
+constexpr uint64_t kCoordinator = 77;
+
+// Worker `id` as registered by coordinator `incarnation`.
+WorkerIdentity Of(uint64_t id, uint64_t incarnation = kCoordinator) {
+  return WorkerIdentity{id, incarnation};
+}
 
 // A store holding tensor "t" of 4 elements in stripes of 2, with SGD at rate 1.
 std::unique_ptr<ParameterStore> MakeStore() {
@@ -27,9 +34,18 @@ std::unique_ptr<ParameterStore> MakeStore() {
   return std::move(*store);
 }
 
+// As the coordinator's own shard: follows kCoordinator, which admits and
+// activates workers by direct calls.
+void FollowCoordinator(ParameterShard& shard) {
+  Membership coordinator;
+  coordinator.set_coordinator_incarnation(kCoordinator);
+  shard.ApplyMembership(coordinator);
+}
+
 std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode,
                                           int64_t staleness = 0) {
   auto shard = std::make_unique<ParameterShard>(MakeStore(), mode, staleness);
+  FollowCoordinator(*shard);
   for (uint64_t id : {kA, kB}) {
     shard->AdmitWorker(id);
     shard->ActivateWorker(id, 0);
@@ -38,16 +54,21 @@ std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode,
   return shard;
 }
 
-absl::StatusOr<ShardVersion> PushAll(ParameterShard& shard, uint64_t worker,
+absl::StatusOr<ShardVersion> PushAll(ParameterShard& shard, const WorkerIdentity& worker,
                                      int64_t clock, float value,
                                      uint64_t request_id = 0) {
   static thread_local std::vector<float> grad;
   grad.assign(4, value);
   return shard.Push(worker, request_id, clock, {{{"t", 0, 4}, grad}});
 }
+// Worker `id` of kCoordinator.
+absl::StatusOr<ShardVersion> PushAll(ParameterShard& shard, uint64_t id, int64_t clock,
+                                     float value, uint64_t request_id = 0) {
+  return PushAll(shard, Of(id), clock, value, request_id);
+}
 
 absl::StatusOr<std::vector<float>> PullAll(ParameterShard& shard,
-                                           uint64_t worker, int64_t clock,
+                                           const WorkerIdentity& worker, int64_t clock,
                                            absl::Duration wait = absl::Seconds(5)) {
   std::vector<float> out(4);
   std::vector<absl::Span<float>> spans = {absl::MakeSpan(out)};
@@ -55,6 +76,10 @@ absl::StatusOr<std::vector<float>> PullAll(ParameterShard& shard,
       shard.Pull(worker, clock, {{"t", 0, 4}}, spans, absl::Now() + wait);
   if (!v.ok()) return v.status();
   return out;
+}
+absl::StatusOr<std::vector<float>> PullAll(ParameterShard& shard, uint64_t id, int64_t clock,
+                                           absl::Duration wait = absl::Seconds(5)) {
+  return PullAll(shard, Of(id), clock, wait);
 }
 
 TEST(ParameterShardTest, Async_EachPushAppliedAndCounted) {
@@ -204,7 +229,7 @@ TEST(ParameterShardTest, PullReportsItsWait) {
   });
   std::vector<float> out(4);
   std::vector<absl::Span<float>> spans = {absl::MakeSpan(out)};
-  absl::StatusOr<ShardVersion> v = shard->Pull(kA, 1, {{"t", 0, 4}}, spans,
+  absl::StatusOr<ShardVersion> v = shard->Pull(Of(kA), 1, {{"t", 0, 4}}, spans,
                                                absl::Now() + absl::Seconds(5));
   late.join();
   ASSERT_TRUE(v.ok());
@@ -236,9 +261,9 @@ TEST(ParameterShardTest, BadSliceInPush_NothingApplied) {
   auto shard = MakeShard(ASYNC);
   std::vector<float> good(2, 1.0f), bad(3, 1.0f);
   absl::StatusOr<ShardVersion> v =
-      shard->Push(kA, 0, 0, {{{"t", 0, 2}, good}, {{"t", 2, 3}, bad}});
+      shard->Push(Of(kA), 0, 0, {{{"t", 0, 2}, good}, {{"t", 2, 3}, bad}});
   EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
-  v = shard->Push(kA, 0, 0, {{{"t", 0, 2}, good}, {{"u", 0, 2}, good}});
+  v = shard->Push(Of(kA), 0, 0, {{{"t", 0, 2}, good}, {{"u", 0, 2}, good}});
   EXPECT_EQ(v.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, 0.0f));
   EXPECT_EQ(shard->version().version, 0);
@@ -252,6 +277,7 @@ TEST(ParameterShardTest, BeforeStart_PullWaitsThenDeadlineExceeded) {
   config.set_kind(SGD);
   auto store = ParameterStore::Create({}, *CreateOptimizer(config), {spec});
   ParameterShard shard(std::move(*store), ASYNC);
+  FollowCoordinator(shard);
   shard.AdmitWorker(kA);
   shard.ActivateWorker(kA, 0);
   absl::StatusOr<std::vector<float>> v = PullAll(shard, kA, -1, absl::Milliseconds(50));
@@ -320,7 +346,7 @@ TEST(ParameterShardMembershipTest, WholeMembershipAppliedAsItsDifference_OlderVe
   std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::ZeroDuration());
   EXPECT_EQ(shard->ApplyMembership(MakeMembership(9, 2, {kA, kB}, {kA, kB})), 2u);
   EXPECT_TRUE(shard->started());
-  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  ASSERT_TRUE(PushAll(*shard, Of(kA, 9), 0, 1.0f).ok());
   EXPECT_EQ(shard->version().round, 0);  // waits for B
   // An older message (same coordinator) changes nothing.
   EXPECT_EQ(shard->ApplyMembership(MakeMembership(9, 1, {kA}, {kA})), 2u);
@@ -328,28 +354,65 @@ TEST(ParameterShardMembershipTest, WholeMembershipAppliedAsItsDifference_OlderVe
   // B removed: the round completes with A's push alone, and B is refused.
   EXPECT_EQ(shard->ApplyMembership(MakeMembership(9, 3, {kA}, {kA})), 3u);
   EXPECT_EQ(shard->version().round, 1);
-  EXPECT_EQ(PushAll(*shard, kB, 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, Of(kB, 9), 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
   // A restarted coordinator's membership replaces it, whatever its version.
   EXPECT_EQ(shard->ApplyMembership(MakeMembership(10, 1, {kB}, {})), 1u);
-  EXPECT_EQ(PullAll(*shard, kA, -1).status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(PushAll(*shard, kB, 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition)
+  EXPECT_EQ(PullAll(*shard, Of(kA, 10), -1).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, Of(kB, 10), 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition)
       << "admitted but not training";
 }
 
 TEST(ParameterShardMembershipTest, NewCoordinator_ReusedIdsStartAFreshRound) {
   std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::ZeroDuration());
   shard->ApplyMembership(MakeMembership(9, 1, {kA, kB}, {kA, kB}));
-  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f, /*request_id=*/5).ok());
+  ASSERT_TRUE(PushAll(*shard, Of(kA, 9), 0, 1.0f, /*request_id=*/5).ok());
   EXPECT_EQ(shard->version().round, 0);
   // The coordinator restarts and hands ids A and B to new workers: the old
   // round is applied with what it had, and neither A's round nor its
   // request id 5 counts against the new A.
   shard->ApplyMembership(MakeMembership(10, 1, {kA, kB}, {kA, kB}));
   EXPECT_EQ(shard->version().round, 1);
-  ASSERT_TRUE(PushAll(*shard, kA, 1, 1.0f, /*request_id=*/5).ok());
-  ASSERT_TRUE(PushAll(*shard, kB, 1, 1.0f, /*request_id=*/5).ok());
+  ASSERT_TRUE(PushAll(*shard, Of(kA, 10), 1, 1.0f, /*request_id=*/5).ok());
+  ASSERT_TRUE(PushAll(*shard, Of(kB, 10), 1, 1.0f, /*request_id=*/5).ok());
   EXPECT_EQ(shard->version().round, 2);
   EXPECT_EQ(shard->stats().duplicate_pushes, 0);
+}
+
+TEST(ParameterShardMembershipTest, NewCoordinator_WorkersOfTheOldOneRefused) {
+  std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::ZeroDuration());
+  shard->ApplyMembership(MakeMembership(9, 1, {kA, kB}, {kA, kB}));
+  // Coordinator 10 gives id A to a new worker; the old A (of 9) goes on.
+  shard->ApplyMembership(MakeMembership(10, 1, {kA, kB}, {kA, kB}));
+  const int64_t round = shard->version().round;
+  absl::StatusOr<ShardVersion> stale = PushAll(*shard, Of(kA, 9), round, 1.0f);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(stale.status().message().find("register again"), std::string::npos)
+      << stale.status();
+  EXPECT_EQ(PullAll(*shard, Of(kA, 9), -1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(shard->ReadyFor(Of(kA, 9), /*push=*/true, -1));
+  // Nothing of the stale push counted: the new B's push does not complete
+  // the round, the new A's does, and each is applied once.
+  ASSERT_TRUE(PushAll(*shard, Of(kB, 10), round, 1.0f).ok());
+  EXPECT_EQ(shard->version().round, round);
+  EXPECT_EQ(shard->stats().pushes, 1);
+  ASSERT_TRUE(PushAll(*shard, Of(kA, 10), round, 3.0f).ok());
+  EXPECT_EQ(shard->version().round, round + 1);
+  EXPECT_EQ(*PullAll(*shard, Of(kA, 10), -1), std::vector<float>(4, -2.0f));
+}
+
+TEST(ParameterShardTest, WorkerOfAnotherCoordinatorIncarnation_Refused) {
+  for (ConsistencyMode mode : {ASYNC, SYNC, SSP}) {
+    auto shard = MakeShard(mode, /*staleness=*/1);
+    const WorkerIdentity stale = Of(kA, kCoordinator + 1);
+    EXPECT_EQ(PushAll(*shard, stale, 0, 1.0f).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(PullAll(*shard, stale, -1).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(shard->version().version, 0);
+    EXPECT_EQ(shard->stats().pushes, 0);
+    EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, 0.0f));
+  }
 }
 
 TEST(ParameterShardMembershipTest, UnknownWorkerWaitsOutTheGraceForItsMembership) {
@@ -359,7 +422,7 @@ TEST(ParameterShardMembershipTest, UnknownWorkerWaitsOutTheGraceForItsMembership
     shard->ApplyMembership(MakeMembership(1, 1, {kA}, {kA}));
   });
   const absl::Time start = absl::Now();
-  absl::StatusOr<ShardVersion> pushed = PushAll(*shard, kA, 0, 1.0f);
+  absl::StatusOr<ShardVersion> pushed = PushAll(*shard, Of(kA, 1), 0, 1.0f);
   coordinator.join();
   EXPECT_TRUE(pushed.ok()) << pushed.status();
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));

@@ -37,6 +37,9 @@ ShardGroup::ShardGroup(const ShardGroupOptions& options, ParameterShard* local)
     : options_(options), local_(local) {
   absl::MutexLock lock(&mu_);
   remotes_.resize(std::max<uint32_t>(1, options_.num_shards));
+  // The local shard follows this coordinator from the start (its ids are
+  // this incarnation's), then takes each change directly.
+  local_->ApplyMembership(MembershipLocked());
 }
 
 ShardGroup::~ShardGroup() { Stop(); }

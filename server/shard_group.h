@@ -12,7 +12,9 @@
 // freely. Remote shards give a worker they do not know yet a grace period
 // (ShardRole::membership_grace), which covers the hop.
 //
-// Thread-safe. `local` is not owned and must outlive the group.
+// Thread-safe. `local` is not owned and must outlive the group; from
+// construction it follows this coordinator incarnation's membership (worker
+// ids of other incarnations are refused).
 #ifndef FULCRUM_SERVER_SHARD_GROUP_H_
 #define FULCRUM_SERVER_SHARD_GROUP_H_
 

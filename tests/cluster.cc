@@ -210,6 +210,17 @@ double ResultAccuracy(const std::string& out) {
   return -1;
 }
 
+const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name,
+                               bool live_only) {
+  const WorkerStatus* found = nullptr;
+  for (const WorkerStatus& w : status.workers()) {
+    if (w.name() != name) continue;
+    if (live_only && (w.state() == DEAD || w.state() == LEFT)) continue;
+    found = &w;
+  }
+  return found;
+}
+
 std::string CheckEachPartitionOncePerEpoch(const JobStatus& status) {
   std::map<std::pair<uint32_t, uint32_t>, int> count;
   for (const PartitionRecord& r : status.completed()) ++count[{r.epoch(), r.index()}];

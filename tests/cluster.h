@@ -81,6 +81,11 @@ class LocalCluster {
 // The test_accuracy of ps_server's "result:" line; -1 if there is none.
 double ResultAccuracy(const std::string& server_out);
 
+// The last worker of `status` named `name` (with `live_only`, not DEAD or
+// LEFT); null if none.
+const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name,
+                               bool live_only = false);
+
 // Every (epoch, partition) of `status` completed exactly once, for all
 // epochs: empty if so, else a description of what is wrong.
 std::string CheckEachPartitionOncePerEpoch(const JobStatus& status);

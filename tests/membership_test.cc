@@ -26,17 +26,6 @@ std::vector<std::string> ServerFlags(const std::string& mode, int num_workers = 
 
 const std::vector<std::string> kSteady = {"--debug_step_delay_ms=2"};
 
-const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name,
-                               bool live_only = false) {
-  const WorkerStatus* found = nullptr;
-  for (const WorkerStatus& w : status.workers()) {
-    if (w.name() != name) continue;
-    if (live_only && (w.state() == DEAD || w.state() == LEFT)) continue;
-    found = &w;
-  }
-  return found;
-}
-
 double UndisturbedAccuracy(const std::string& mode) {
   LocalCluster c("baseline_" + mode.substr(0, 4));
   EXPECT_TRUE(c.StartServer(ServerFlags(mode)).ok());

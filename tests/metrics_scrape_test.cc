@@ -59,6 +59,7 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     AcquirePartitionRequest r;
     r.set_worker_id(registered.worker_id());
+    r.set_coordinator_incarnation(registered.incarnation());
     AcquirePartitionResponse lease;
     ASSERT_TRUE(coordinator->AcquirePartition(&c, r, &lease).ok());
   }
@@ -67,6 +68,7 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     PushRequest push;
     push.mutable_header()->set_worker_id(registered.worker_id());
+    push.mutable_header()->set_coordinator_incarnation(registered.incarnation());
     DenseValues* v = push.add_dense();
     v->mutable_slice()->set_tensor("softmax/b");
     v->mutable_slice()->set_length(10);
@@ -80,6 +82,7 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     PullRequest pull;
     pull.mutable_header()->set_worker_id(registered.worker_id());
+    pull.mutable_header()->set_coordinator_incarnation(registered.incarnation());
     pull.mutable_header()->set_clock(-1);
     DenseSlice* slice = pull.add_dense();
     slice->set_tensor("softmax/w");

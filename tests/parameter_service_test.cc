@@ -56,6 +56,9 @@ class ParameterServiceTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
+  // Worker `id` of the running server's coordinator.
+  WorkerIdentity Me(uint64_t id) const { return WorkerIdentity{id, server_->incarnation()}; }
+
   // Registers a worker (named uniquely) without taking work.
   uint64_t RegisterOnly() {
     grpc::ClientContext context;
@@ -73,6 +76,7 @@ class ParameterServiceTest : public ::testing::Test {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     AcquirePartitionRequest request;
     request.set_worker_id(id);
+    request.set_coordinator_incarnation(server_->incarnation());
     AcquirePartitionResponse response;
     grpc::Status s = coordinator_->AcquirePartition(&context, request, &response);
     if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
@@ -100,6 +104,7 @@ class ParameterServiceTest : public ::testing::Test {
                     uint64_t length = 0, uint64_t request_id = 0) {
     PushRequest request;
     request.mutable_header()->set_worker_id(worker);
+    request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
     request.mutable_header()->set_clock(clock);
     request.mutable_header()->set_request_id(request_id);
     DenseValues* v = request.add_dense();
@@ -124,6 +129,7 @@ class ParameterServiceTest : public ::testing::Test {
                     PullResponse* response_out = nullptr) {
     PullRequest request;
     request.mutable_header()->set_worker_id(worker);
+    request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
     request.mutable_header()->set_clock(clock);
     DenseSlice* slice = request.add_dense();
     slice->set_tensor(tensor);
@@ -220,6 +226,7 @@ TEST_F(ParameterServiceTest, NonFiniteGradient_InvalidArgumentNothingApplied) {
   // The first slice is fine, the second holds a NaN: neither is applied.
   PushRequest request;
   request.mutable_header()->set_worker_id(id);
+  request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
   DenseValues* good = request.add_dense();
   good->mutable_slice()->set_tensor("b");
   good->mutable_slice()->set_length(3);
@@ -250,6 +257,7 @@ TEST_F(ParameterServiceTest, PayloadNotMultipleOfFour_InvalidArgument) {
   const uint64_t id = RegisterWorker();
   PushRequest request;
   request.mutable_header()->set_worker_id(id);
+  request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
   DenseValues* v = request.add_dense();
   v->mutable_slice()->set_tensor("w");
   v->mutable_slice()->set_length(2);
@@ -266,6 +274,7 @@ TEST_F(ParameterServiceTest, UnsupportedEncoding_InvalidArgument) {
   const uint64_t id = RegisterWorker();
   PushRequest request;
   request.mutable_header()->set_worker_id(id);
+  request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
   DenseValues* v = request.add_dense();
   v->mutable_slice()->set_tensor("w");
   v->mutable_slice()->set_length(2);
@@ -290,6 +299,7 @@ TEST_F(ParameterServiceTest, UnregisteredWorker_FailedPrecondition) {
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   HeartbeatRequest heartbeat;
   heartbeat.set_worker_id(id + 100);
+  heartbeat.set_coordinator_incarnation(server_->incarnation());
   HeartbeatResponse response;
   EXPECT_EQ(coordinator_->Heartbeat(&context, heartbeat, &response).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
@@ -436,11 +446,12 @@ TEST_F(ParameterServiceTest, Sync_PullWaitsForRoundThenSeesMean) {
 }
 
 // A PushPull of one gradient on "w"[0, n) and a read of the same range.
-PushPullRequest MakePushPull(uint64_t worker, const std::vector<float>& gradient,
+PushPullRequest MakePushPull(const WorkerIdentity& worker, const std::vector<float>& gradient,
                              int64_t push_clock, int64_t pull_clock, uint64_t request_id) {
   PushPullRequest request;
   PushRequest* push = request.mutable_push();
-  push->mutable_header()->set_worker_id(worker);
+  push->mutable_header()->set_worker_id(worker.id);
+  push->mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
   push->mutable_header()->set_clock(push_clock);
   push->mutable_header()->set_request_id(request_id);
   DenseValues* v = push->add_dense();
@@ -449,7 +460,8 @@ PushPullRequest MakePushPull(uint64_t worker, const std::vector<float>& gradient
   v->set_encoding(FLOAT32);
   EncodeFloat32(gradient, v->mutable_data());
   PullRequest* pull = request.mutable_pull();
-  pull->mutable_header()->set_worker_id(worker);
+  pull->mutable_header()->set_worker_id(worker.id);
+  pull->mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
   pull->mutable_header()->set_clock(pull_clock);
   DenseSlice* slice = pull->add_dense();
   slice->set_tensor("w");
@@ -477,13 +489,13 @@ TEST_F(ParameterServiceTest, PushPull_Async_ReplyHoldsTheValuesAfterThePush) {
   StartServer(ASYNC, 1);
   const uint64_t id = RegisterWorker();
   PushPullResponse response;
-  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(id, {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
+  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(Me(id), {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
                   .ok());
   EXPECT_EQ(PulledValues(response), (std::vector<float>{-1.0f, -2.0f, -3.0f}));
   EXPECT_EQ(response.push_header().version(), 1);
   EXPECT_EQ(response.pull().header().version(), 1);
   // A retry with the same request id (its reply was lost) is applied once.
-  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(id, {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
+  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(Me(id), {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
                   .ok());
   EXPECT_EQ(PulledValues(response), (std::vector<float>{-1.0f, -2.0f, -3.0f}));
   EXPECT_EQ(server_->shard()->stats().pushes, 1);
@@ -497,7 +509,7 @@ TEST_F(ParameterServiceTest, PushPull_Sync_WaitsForTheRoundItsPushCloses) {
   // a pushes round 0 and asks for round 1, which needs b's push too.
   grpc::Status a_status;
   std::thread a_call([&] {
-    a_status = CallPushPull(ps_.get(), MakePushPull(a, std::vector<float>(kElements, 1.0f), 0,
+    a_status = CallPushPull(ps_.get(), MakePushPull(Me(a), std::vector<float>(kElements, 1.0f), 0,
                                                     1, 1),
                             &first);
   });
@@ -505,7 +517,7 @@ TEST_F(ParameterServiceTest, PushPull_Sync_WaitsForTheRoundItsPushCloses) {
   EXPECT_EQ(server_->shard()->stats().pushes, 1);  // a's push is in, its pull waits
   PushPullResponse second;
   ASSERT_TRUE(CallPushPull(ps_.get(),
-                           MakePushPull(b, std::vector<float>(kElements, 3.0f), 0, 1, 1),
+                           MakePushPull(Me(b), std::vector<float>(kElements, 3.0f), 0, 1, 1),
                            &second)
                   .ok());
   a_call.join();
@@ -519,14 +531,14 @@ TEST_F(ParameterServiceTest, PushPull_Sync_WaitsForTheRoundItsPushCloses) {
 TEST_F(ParameterServiceTest, PushPull_BadPush_NothingAppliedAndNoPull) {
   StartServer(ASYNC, 1);
   const uint64_t id = RegisterWorker();
-  PushPullRequest request = MakePushPull(id, {1.0f, NAN}, 0, -1, 3);
+  PushPullRequest request = MakePushPull(Me(id), {1.0f, NAN}, 0, -1, 3);
   PushPullResponse response;
   grpc::Status s = CallPushPull(ps_.get(), request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(response.pull().dense_size(), 0);
   EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
   // A good push with a bad pull: the push is applied, the call fails.
-  request = MakePushPull(id, {1.0f}, 0, -1, 4);
+  request = MakePushPull(Me(id), {1.0f}, 0, -1, 4);
   request.mutable_pull()->mutable_dense(0)->set_tensor("nope");
   s = CallPushPull(ps_.get(), request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
@@ -539,7 +551,7 @@ TEST_F(ParameterServiceTest, PushPull_TopKPayload_ScatteredIntoTheSlice) {
   std::vector<float> gradient(kElements, 0.0f);
   gradient[3] = 2.0f;
   gradient[kElements - 1] = -1.0f;
-  PushPullRequest request = MakePushPull(id, gradient, 0, -1, 5);
+  PushPullRequest request = MakePushPull(Me(id), gradient, 0, -1, 5);
   DenseValues* v = request.mutable_push()->mutable_dense(0);
   v->set_encoding(INDEXED_NONZEROS);
   v->clear_data();
@@ -568,6 +580,7 @@ TEST_F(ParameterServiceTest, IndexedNonzerosClaimingHugeSlice_InvalidArgumentNoA
   // 16 GB are allocated to decode it.
   PushRequest request;
   request.mutable_header()->set_worker_id(id);
+  request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
   DenseValues* v = request.add_dense();
   v->mutable_slice()->set_tensor("w");
   v->mutable_slice()->set_length(UINT32_MAX);
@@ -583,12 +596,131 @@ TEST_F(ParameterServiceTest, IndexedNonzerosClaimingHugeSlice_InvalidArgumentNoA
 TEST_F(ParameterServiceTest, PushPull_TwoWorkerIds_InvalidArgumentNothingApplied) {
   StartServer(ASYNC, 1);
   const uint64_t id = RegisterWorker();
-  PushPullRequest request = MakePushPull(id, {1.0f}, 0, -1, 8);
+  PushPullRequest request = MakePushPull(Me(id), {1.0f}, 0, -1, 8);
   request.mutable_pull()->mutable_header()->set_worker_id(id + 100);
   PushPullResponse response;
   grpc::Status s = CallPushPull(ps_.get(), request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_EQ(PullW(id)[0], 0.0f);
+}
+
+// Worker ids restart from 1 in every ps_server process. A worker that
+// registered with an earlier process and kept its id is refused on every RPC
+// a worker makes (FAILED_PRECONDITION: register again), though the current
+// process gave that id to another worker, and nothing it sends counts: no
+// gradient in the sync round, no heartbeat, no lease taken or completed.
+class StaleWorkerServiceTest : public ParameterServiceTest {
+ protected:
+  void SetUp() override {
+    StartServer(SYNC, 1);
+    stale_ = Me(RegisterWorker());
+    server_->Shutdown();
+    StartServer(SYNC, 1);  // the restarted process, same job, nothing restored
+    current_ = RegisterOnly();
+    ASSERT_EQ(current_, stale_.id);
+    absl::StatusOr<AcquirePartitionResponse> lease = Acquire(current_);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    ASSERT_EQ(lease->kind(), AcquirePartitionResponse::TRAIN);
+    lease_ = lease->lease_id();
+    ASSERT_NE(server_->incarnation(), stale_.coordinator_incarnation);
+  }
+
+  template <typename Request>
+  void StampStale(Request* request) {
+    request->set_worker_id(stale_.id);
+    request->set_coordinator_incarnation(stale_.coordinator_incarnation);
+  }
+
+  grpc::ClientContext* Context() {
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return context_.get();
+  }
+
+  void ExpectRefusedAndNothingChanged(const grpc::Status& s) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+    EXPECT_NE(s.error_message().find("register again"), std::string::npos)
+        << s.error_message();
+    JobStatus status;
+    ASSERT_TRUE(coordinator_->GetStatus(Context(), GetStatusRequest(), &status).ok());
+    EXPECT_EQ(status.round(), 0);
+    EXPECT_EQ(status.completed_size(), 0);
+    ASSERT_EQ(status.workers_size(), 1);
+    EXPECT_EQ(status.workers(0).state(), ACTIVE);
+    EXPECT_EQ(status.workers(0).steps(), 0);
+    EXPECT_EQ(PullW(current_), std::vector<float>(kElements, 0.0f));
+    // The current worker's round still waits for it, and its push closes it.
+    ASSERT_TRUE(Push(current_, "w", 0, std::vector<float>(kElements, 1.0f), 0).ok());
+    std::vector<float> out;
+    ASSERT_TRUE(Pull(current_, "w", 0, kElements, &out, /*clock=*/1).ok());
+    EXPECT_EQ(out, std::vector<float>(kElements, -1.0f));
+  }
+
+  WorkerIdentity stale_;
+  uint64_t current_ = 0;
+  uint64_t lease_ = 0;  // the current worker's
+  std::unique_ptr<grpc::ClientContext> context_;
+};
+
+TEST_F(StaleWorkerServiceTest, Pull) {
+  PullRequest request;
+  StampStale(request.mutable_header());
+  request.mutable_header()->set_clock(-1);
+  request.add_dense()->set_tensor("w");
+  request.mutable_dense(0)->set_length(kElements);
+  PullResponse response;
+  ExpectRefusedAndNothingChanged(ps_->Pull(Context(), request, &response));
+}
+
+TEST_F(StaleWorkerServiceTest, Push) {
+  PushRequest request;
+  StampStale(request.mutable_header());
+  DenseValues* v = request.add_dense();
+  v->mutable_slice()->set_tensor("w");
+  v->mutable_slice()->set_length(kElements);
+  v->set_encoding(FLOAT32);
+  EncodeFloat32(std::vector<float>(kElements, 5.0f), v->mutable_data());
+  PushResponse response;
+  ExpectRefusedAndNothingChanged(ps_->Push(Context(), request, &response));
+}
+
+TEST_F(StaleWorkerServiceTest, PushPull) {
+  PushPullResponse response;
+  ExpectRefusedAndNothingChanged(CallPushPull(
+      ps_.get(), MakePushPull(stale_, std::vector<float>(kElements, 5.0f), 0, -1, 9),
+      &response));
+}
+
+TEST_F(StaleWorkerServiceTest, Heartbeat) {
+  HeartbeatRequest request;
+  StampStale(&request);
+  request.mutable_progress()->set_steps(50);
+  HeartbeatResponse response;
+  ExpectRefusedAndNothingChanged(coordinator_->Heartbeat(Context(), request, &response));
+}
+
+TEST_F(StaleWorkerServiceTest, AcquirePartition) {
+  AcquirePartitionRequest request;
+  StampStale(&request);
+  AcquirePartitionResponse response;
+  ExpectRefusedAndNothingChanged(coordinator_->AcquirePartition(Context(), request, &response));
+}
+
+TEST_F(StaleWorkerServiceTest, CompletePartition) {
+  CompletePartitionRequest request;
+  StampStale(&request);
+  request.set_lease_id(lease_);
+  CompletePartitionResponse response;
+  ExpectRefusedAndNothingChanged(coordinator_->CompletePartition(Context(), request, &response));
+}
+
+TEST_F(StaleWorkerServiceTest, ReportEval) {
+  ReportEvalRequest request;
+  StampStale(&request);
+  request.set_lease_id(lease_);
+  request.mutable_eval()->set_test_accuracy(0.5);
+  ReportEvalResponse response;
+  ExpectRefusedAndNothingChanged(coordinator_->ReportEval(Context(), request, &response));
 }
 
 TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {

@@ -77,6 +77,53 @@ TEST_P(KillServerTest, KilledAndRestarted_WorkersReconnectAndJobFinishes) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, KillServerTest, ::testing::Values("sync", "async"));
 
+// The hang of issue 13: the ps_server is killed while the job waits for its
+// third worker (no checkpoint yet) and restarted; the new process numbers
+// workers from 1 again. Worker a is frozen across the restart so that b
+// registers first and is given id 1, the id a still holds. A must be refused
+// and register again; taken for b, the job would wait for a third worker
+// forever.
+TEST(RecoveryTest, KilledBeforeTheJobStarted_WorkersOfTheDeadProcessRegisterAgain) {
+  LocalCluster c("reused_ids");
+  const std::vector<std::string> flags = {
+      "--model=softmax", "--mode=sync", "--epochs=1", "--num_workers=3",
+      "--heartbeat_interval=0.2", "--worker_timeout=2",
+      "--checkpoint_dir=" + c.dir() + "/ckpt", "--checkpoint_every=1s"};
+  ASSERT_TRUE(c.StartServer(flags).ok());
+  const int a = *c.StartWorker("a", kWorkerFlags);
+  ASSERT_TRUE(c.WaitFor([](const JobStatus& s) { return s.live_workers() == 1; },
+                        absl::Seconds(30))
+                  .ok());
+  const int b = *c.StartWorker("b", kWorkerFlags);
+  absl::StatusOr<JobStatus> waiting = c.WaitFor(
+      [](const JobStatus& s) { return s.live_workers() == 2; }, absl::Seconds(30));
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  ASSERT_EQ(waiting->state(), WAITING_FOR_WORKERS);
+  ASSERT_EQ(FindWorker(*waiting, "a")->worker_id(), 1u);
+
+  c.worker(a).Signal(SIGSTOP);
+  ASSERT_TRUE(c.RestartServer(flags).ok());
+  absl::StatusOr<JobStatus> b_back = c.WaitFor(
+      [](const JobStatus& s) {
+        const WorkerStatus* w = FindWorker(s, "b");
+        return w != nullptr && w->worker_id() == 1;
+      },
+      absl::Seconds(30));
+  ASSERT_TRUE(b_back.ok()) << b_back.status() << "\n" << c.ServerLog();
+  EXPECT_FALSE(b_back->has_restored_from());
+  c.worker(a).Signal(SIGCONT);  // still holding id 1 of the dead process
+
+  const int third = *c.StartWorker("c", kWorkerFlags);
+  JobStatus status = c.FinishJob({a, b, third}, kJobTimeout);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+  for (const char* name : {"a", "b", "c"}) {
+    const WorkerStatus* w = FindWorker(status, name);
+    ASSERT_NE(w, nullptr) << name;
+    EXPECT_GE(w->partitions_completed(), 1u) << name;
+  }
+  EXPECT_NE(c.WorkerLog(a).find("registering again"), std::string::npos) << c.WorkerLog(a);
+}
+
 TEST(RecoveryTest, KilledDuringCheckpointWrite_PreviousCheckpointLoaded) {
   LocalCluster c("kill_mid_write");
   const std::string dir = c.dir() + "/ckpt";

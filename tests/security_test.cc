@@ -153,11 +153,13 @@ TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
     AttachToken(kToken, &c);
     AcquirePartitionRequest r;
     r.set_worker_id(registered.worker_id());
+    r.set_coordinator_incarnation(registered.incarnation());
     AcquirePartitionResponse lease;
     ASSERT_TRUE(coordinator->AcquirePartition(&c, r, &lease).ok());
   }
   PushRequest push;
   push.mutable_header()->set_worker_id(registered.worker_id());
+  push.mutable_header()->set_coordinator_incarnation(registered.incarnation());
   DenseValues* v = push.add_dense();
   v->mutable_slice()->set_tensor("softmax/b");
   v->mutable_slice()->set_length(10);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/payload.h"
 #include "common/shard_map.h"
+#include "common/worker_identity.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
@@ -28,10 +29,11 @@ uint64_t KeyOn(uint32_t shard, uint32_t n, uint64_t from = 1) {
   return from;
 }
 
-PushRequest SparsePush(uint64_t worker, uint64_t request_id,
+PushRequest SparsePush(const WorkerIdentity& worker, uint64_t request_id,
                        const std::vector<uint64_t>& keys) {
   PushRequest push;
-  push.mutable_header()->set_worker_id(worker);
+  push.mutable_header()->set_worker_id(worker.id);
+  push.mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
   push.mutable_header()->set_request_id(request_id);
   push.mutable_header()->set_clock(-1);
   SparseValues* v = push.add_sparse();
@@ -43,9 +45,11 @@ PushRequest SparsePush(uint64_t worker, uint64_t request_id,
 }
 
 // Reads one row of lr/w from `ps` (read-only: creates nothing).
-grpc::Status ReadRow(ParameterService::Stub* ps, uint64_t worker, uint64_t key, float* value) {
+grpc::Status ReadRow(ParameterService::Stub* ps, const WorkerIdentity& worker, uint64_t key,
+                     float* value) {
   PullRequest pull;
-  pull.mutable_header()->set_worker_id(worker);
+  pull.mutable_header()->set_worker_id(worker.id);
+  pull.mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
   pull.mutable_header()->set_clock(-1);
   SparseKeys* k = pull.add_sparse();
   k->set_table("lr/w");
@@ -93,12 +97,13 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
   ASSERT_EQ(registered.shard_addresses_size(), 2);
   EXPECT_EQ(registered.shard_addresses(0), "");  // the coordinator's own
   EXPECT_EQ(registered.shard_addresses(1), c.shard_address(1));
-  const uint64_t id = registered.worker_id();
+  const WorkerIdentity id{registered.worker_id(), registered.incarnation()};
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(In(10));
     AcquirePartitionRequest request;
-    request.set_worker_id(id);
+    request.set_worker_id(id.id);
+    request.set_coordinator_incarnation(id.coordinator_incarnation);
     AcquirePartitionResponse lease;
     ASSERT_TRUE(coordinator->AcquirePartition(&ctx, request, &lease).ok());
     ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
@@ -107,7 +112,8 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
   // lr/bias has one element: shard 0 owns none of it, shard 1 all.
   {
     PushRequest push;
-    push.mutable_header()->set_worker_id(id);
+    push.mutable_header()->set_worker_id(id.id);
+    push.mutable_header()->set_coordinator_incarnation(id.coordinator_incarnation);
     push.mutable_header()->set_clock(-1);
     DenseValues* d = push.add_dense();
     d->mutable_slice()->set_tensor("lr/bias");

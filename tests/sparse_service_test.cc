@@ -62,6 +62,7 @@ class SparseServiceTest : public ::testing::Test {
       c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       AcquirePartitionRequest r;
       r.set_worker_id(id);
+      r.set_coordinator_incarnation(server_->incarnation());
       AcquirePartitionResponse lease;
       ASSERT_TRUE(coordinator_->AcquirePartition(&c, r, &lease).ok());
       ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
@@ -73,6 +74,7 @@ class SparseServiceTest : public ::testing::Test {
                     int64_t clock = -1) {
     PullRequest request;
     request.mutable_header()->set_worker_id(worker);
+    request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
     request.mutable_header()->set_clock(clock);
     SparseKeys* k = request.add_sparse();
     k->set_table(table);
@@ -97,6 +99,7 @@ class SparseServiceTest : public ::testing::Test {
                     bool with_dense = false, const std::string& table = "emb") {
     PushRequest request;
     request.mutable_header()->set_worker_id(worker);
+    request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
     request.mutable_header()->set_clock(clock);
     SparseValues* v = request.add_sparse();
     v->set_table(table);
@@ -119,6 +122,7 @@ class SparseServiceTest : public ::testing::Test {
   std::vector<float> Bias(uint64_t worker) {
     PullRequest request;
     request.mutable_header()->set_worker_id(worker);
+    request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
     request.mutable_header()->set_clock(-1);
     DenseSlice* slice = request.add_dense();
     slice->set_tensor("softmax/b");

@@ -61,9 +61,10 @@ int64_t ClockFor(absl::Span<const int64_t> clocks, size_t shard) {
   return clocks.size() == 1 ? clocks[0] : clocks[shard];
 }
 
-void FillHeader(uint64_t worker_id, int64_t clock, uint64_t incarnation,
+void FillHeader(const WorkerIdentity& worker, int64_t clock, uint64_t incarnation,
                 RequestHeader* header) {
-  header->set_worker_id(worker_id);
+  header->set_worker_id(worker.id);
+  header->set_coordinator_incarnation(worker.coordinator_incarnation);
   header->set_clock(clock);
   header->set_incarnation(incarnation);
 }
@@ -130,7 +131,7 @@ void GrpcPsClient::PlaceKeys(const ParameterBatch& batch,
   }
 }
 
-void GrpcPsClient::BuildPullRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
+void GrpcPsClient::BuildPullRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                      const ParameterBatch& batch,
                                      const std::vector<KeyPlacement>& placements,
                                      std::vector<PullRequest>* requests) const {
@@ -139,7 +140,7 @@ void GrpcPsClient::BuildPullRequests(uint64_t worker_id, absl::Span<const int64_
   requests->resize(n);
   for (size_t s = 0; s < n; ++s) {
     PullRequest& request = (*requests)[s];
-    FillHeader(worker_id, ClockFor(clocks, s), shards_[s].last_incarnation,
+    FillHeader(worker, ClockFor(clocks, s), shards_[s].last_incarnation,
                request.mutable_header());
     request.set_encoding(FLOAT32);
     for (const TensorSpec& t : batch.tensors) {
@@ -236,7 +237,7 @@ absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
   return version;
 }
 
-absl::Status GrpcPsClient::BuildPushRequests(uint64_t worker_id,
+absl::Status GrpcPsClient::BuildPushRequests(const WorkerIdentity& worker,
                                              absl::Span<const int64_t> clocks,
                                              uint64_t request_id, const ParameterBatch& batch,
                                              uint32_t batch_examples,
@@ -256,7 +257,7 @@ absl::Status GrpcPsClient::BuildPushRequests(uint64_t worker_id,
   requests->resize(n);
   for (size_t s = 0; s < n; ++s) {
     PushRequest& request = (*requests)[s];
-    FillHeader(worker_id, ClockFor(clocks, s), shards_[s].last_incarnation,
+    FillHeader(worker, ClockFor(clocks, s), shards_[s].last_incarnation,
                request.mutable_header());
     request.mutable_header()->set_request_id(request_id);
     request.set_batch_examples(batch_examples);
@@ -315,13 +316,13 @@ absl::Status GrpcPsClient::BuildPushRequests(uint64_t worker_id,
   return absl::OkStatus();
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Pull(uint64_t worker_id,
+absl::StatusOr<ServerVersion> GrpcPsClient::Pull(const WorkerIdentity& worker,
                                                  absl::Span<const int64_t> clocks,
                                                  ParameterBatch* batch) {
   std::vector<KeyPlacement> placements;
   PlaceKeys(*batch, &placements);
   std::vector<PullRequest> requests;
-  BuildPullRequests(worker_id, clocks, *batch, placements, &requests);
+  BuildPullRequests(worker, clocks, *batch, placements, &requests);
   std::vector<PullResponse> responses;
   FULCRUM_RETURN_IF_ERROR(CallAll(
       requests, &responses,
@@ -359,14 +360,14 @@ absl::Status GrpcPsClient::CallAllRaw(const std::string& method,
   return absl::OkStatus();
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
+absl::StatusOr<ServerVersion> GrpcPsClient::Push(const WorkerIdentity& worker,
                                                  absl::Span<const int64_t> clocks,
                                                  uint64_t request_id,
                                                  const ParameterBatch& batch,
                                                  uint32_t batch_examples) {
   std::vector<PushRequest> requests;
   std::vector<DenseViews> views;
-  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, clocks, request_id, batch,
+  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker, clocks, request_id, batch,
                                             batch_examples, &requests, &views));
   std::vector<PushResponse> responses;
   if (views.empty()) {
@@ -397,17 +398,17 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(uint64_t worker_id,
 }
 
 absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
-    uint64_t worker_id, absl::Span<const int64_t> push_clocks, uint64_t request_id,
+    const WorkerIdentity& worker, absl::Span<const int64_t> push_clocks, uint64_t request_id,
     const ParameterBatch& gradients, uint32_t batch_examples,
     absl::Span<const int64_t> pull_clocks, ParameterBatch* params) {
   std::vector<PushRequest> pushes;
   std::vector<DenseViews> views;
-  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker_id, push_clocks, request_id, gradients,
+  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker, push_clocks, request_id, gradients,
                                             batch_examples, &pushes, &views));
   std::vector<KeyPlacement> pull_placements;
   PlaceKeys(*params, &pull_placements);
   std::vector<PullRequest> pulls;
-  BuildPullRequests(worker_id, pull_clocks, *params, pull_placements, &pulls);
+  BuildPullRequests(worker, pull_clocks, *params, pull_placements, &pulls);
   std::vector<PushPullRequest> requests(shards_.size());
   for (size_t s = 0; s < requests.size(); ++s) {
     requests[s].mutable_push()->Swap(&pushes[s]);

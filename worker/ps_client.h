@@ -15,6 +15,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "absl/types/span.h"
 #include "common/security.h"
+#include "common/worker_identity.h"
 #include "proto/fulcrum.grpc.pb.h"
 #include "worker/model.h"
 
@@ -61,6 +62,10 @@ class PsClient {
   // Shards the client talks to; clocks and rounds are per shard.
   virtual int num_shards() const = 0;
 
+  // Every call names the worker as its registration did (id and coordinator
+  // incarnation); FAILED_PRECONDITION when a server no longer knows it (the
+  // worker registers again).
+  //
   // ABORTED when a shard restarted since the last call (see RequestHeader):
   // the caller pulls again at the current rounds.
   //
@@ -68,14 +73,14 @@ class PsClient {
   // servers, reading every tensor in batch->tensors and every key. `clocks`
   // (one per shard, or one for all) is the round (sync) or clock (ssp) each
   // shard's reply waits for, or -1 for "now".
-  virtual absl::StatusOr<ServerVersion> Pull(uint64_t worker_id,
+  virtual absl::StatusOr<ServerVersion> Pull(const WorkerIdentity& worker,
                                              absl::Span<const int64_t> clocks,
                                              ParameterBatch* batch) = 0;
 
   // Sends the gradients in `batch`. `request_id` makes a retry idempotent;
   // `batch_examples` is how many examples produced it. ABORTED as Pull; the
   // shards that did not abort applied the push.
-  virtual absl::StatusOr<ServerVersion> Push(uint64_t worker_id,
+  virtual absl::StatusOr<ServerVersion> Push(const WorkerIdentity& worker,
                                              absl::Span<const int64_t> clocks,
                                              uint64_t request_id, const ParameterBatch& batch,
                                              uint32_t batch_examples) = 0;
@@ -85,7 +90,7 @@ class PsClient {
   // `pull_clocks`). Returns the pull's versions. On an error the push may
   // have been applied on some shards; a retry with the same `request_id`
   // applies it at most once. The default calls Push, then Pull.
-  virtual absl::StatusOr<ServerVersion> PushPull(uint64_t worker_id,
+  virtual absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
                                                  absl::Span<const int64_t> push_clocks,
                                                  uint64_t request_id,
                                                  const ParameterBatch& gradients,
@@ -93,9 +98,9 @@ class PsClient {
                                                  absl::Span<const int64_t> pull_clocks,
                                                  ParameterBatch* params) {
     absl::StatusOr<ServerVersion> pushed =
-        Push(worker_id, push_clocks, request_id, gradients, batch_examples);
+        Push(worker, push_clocks, request_id, gradients, batch_examples);
     if (!pushed.ok()) return pushed.status();
-    return Pull(worker_id, pull_clocks, params);
+    return Pull(worker, pull_clocks, params);
   }
 
   // After an ABORTED call: the shards that restarted.
@@ -122,12 +127,12 @@ class GrpcPsClient final : public PsClient {
 
   absl::Status Connect(const std::vector<std::string>& shard_addresses) override;
   int num_shards() const override { return static_cast<int>(shards_.size()); }
-  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, absl::Span<const int64_t> clocks,
+  absl::StatusOr<ServerVersion> Pull(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                      ParameterBatch* batch) override;
-  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, absl::Span<const int64_t> clocks,
+  absl::StatusOr<ServerVersion> Push(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t batch_examples) override;
-  absl::StatusOr<ServerVersion> PushPull(uint64_t worker_id,
+  absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
                                          absl::Span<const int64_t> push_clocks,
                                          uint64_t request_id, const ParameterBatch& gradients,
                                          uint32_t batch_examples,
@@ -153,7 +158,7 @@ class GrpcPsClient final : public PsClient {
   };
   void PlaceKeys(const ParameterBatch& batch, std::vector<KeyPlacement>* placements) const;
   // One request per shard reading `batch`'s tensors and keys.
-  void BuildPullRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
+  void BuildPullRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                          const ParameterBatch& batch,
                          const std::vector<KeyPlacement>& placements,
                          std::vector<PullRequest>* requests) const;
@@ -169,7 +174,7 @@ class GrpcPsClient final : public PsClient {
   // float32 gradients the dense entries' data is left empty and `views` gets
   // the values (sent by reference, common/wire.h); otherwise `views` is
   // empty and the data is encoded into the requests.
-  absl::Status BuildPushRequests(uint64_t worker_id, absl::Span<const int64_t> clocks,
+  absl::Status BuildPushRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                  uint64_t request_id, const ParameterBatch& batch,
                                  uint32_t batch_examples, std::vector<PushRequest>* requests,
                                  std::vector<DenseViews>* views) const;

@@ -14,6 +14,13 @@
 namespace fulcrum {
 namespace {
 
+// Names the worker in a coordinator request.
+template <typename Request>
+void SetSender(const WorkerIdentity& worker, Request* request) {
+  request->set_worker_id(worker.id);
+  request->set_coordinator_incarnation(worker.coordinator_incarnation);
+}
+
 bool IsEvicted(const absl::Status& s) {
   return s.code() == absl::StatusCode::kFailedPrecondition;
 }
@@ -100,13 +107,13 @@ absl::Status Trainer::Register() {
   }
   {
     absl::MutexLock lock(&mu_);
+    worker_ = WorkerIdentity{response->worker_id(), response->incarnation()};
     progress_ = WorkerProgress();
     loss_sum_ = 0;
     loss_count_ = 0;
     ++stats_.registrations;
   }
   if (options_.metrics) options_.metrics->registrations->Increment();
-  worker_id_ = response->worker_id();
   last_pushed_round_.assign(ps_->num_shards(), -1);
   evicted_ = false;
   FULCRUM_LOG(INFO) << "registered as worker " << response->worker_id()
@@ -120,10 +127,12 @@ absl::Status Trainer::Register() {
 void Trainer::SendHeartbeat() {
   absl::MutexLock heartbeat_lock(&heartbeat_mu_);
   HeartbeatRequest request;
-  const uint64_t id = worker_id_;
-  request.set_worker_id(id);
+  WorkerIdentity sender;
   {
     absl::MutexLock lock(&mu_);
+    sender = worker_;
+    request.set_worker_id(sender.id);
+    request.set_coordinator_incarnation(sender.coordinator_incarnation);
     if (loss_count_ > 0) progress_.set_loss(loss_sum_ / loss_count_);
     loss_sum_ = 0;
     loss_count_ = 0;
@@ -135,8 +144,8 @@ void Trainer::SendHeartbeat() {
     if (response->job_state() == STOPPED) stopped_ = true;
   } else if (IsEvicted(response.status())) {
     // Only if the id is still ours: a re-registration may have raced this.
-    if (worker_id_ == id && !evicted_) {
-      FULCRUM_LOG(WARNING) << "coordinator no longer knows worker " << id
+    if (worker() == sender && !evicted_) {
+      FULCRUM_LOG(WARNING) << "coordinator no longer knows worker " << sender.id
                            << ": " << response.status().message();
       evicted_ = true;
     }
@@ -183,7 +192,7 @@ absl::StatusOr<ServerVersion> Trainer::CallWaiting(Histogram* latency, Call call
 absl::StatusOr<ServerVersion> Trainer::PullWithRetry(absl::Span<const int64_t> clocks,
                                                      ParameterBatch* batch) {
   return CallWaiting(options_.metrics ? options_.metrics->pull_latency : nullptr,
-                     [&] { return ps_->Pull(worker_id_, clocks, batch); });
+                     [&] { return ps_->Pull(worker(), clocks, batch); });
 }
 
 absl::StatusOr<ServerVersion> Trainer::PushPullWithRetry(
@@ -193,7 +202,7 @@ absl::StatusOr<ServerVersion> Trainer::PushPullWithRetry(
   // A retry carries the same request id: the push is applied once even if
   // the first attempt's pull timed out after it.
   return CallWaiting(options_.metrics ? options_.metrics->pushpull_latency : nullptr, [&] {
-    return ps_->PushPull(worker_id_, push_clocks, request_id, grads, examples, pull_clocks,
+    return ps_->PushPull(worker(), push_clocks, request_id, grads, examples, pull_clocks,
                          params);
   });
 }
@@ -204,7 +213,7 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(absl::Span<const int64_t> c
   absl::StatusOr<ServerVersion> version;
   const absl::Time start = absl::Now();
   absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-    version = ps_->Push(worker_id_, clocks, request_id, grads_, examples);
+    version = ps_->Push(worker(), clocks, request_id, grads_, examples);
     return version.status();
   });
   if (!s.ok()) return s;
@@ -231,7 +240,7 @@ absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
       eval->test_accuracy(), eval->test_loss(),
       eval->test_auc() > 0 ? absl::StrFormat(" test_auc=%.4f", eval->test_auc()) : "");
   ReportEvalRequest request;
-  request.set_worker_id(worker_id_);
+  SetSender(worker(), &request);
   request.set_lease_id(lease.lease_id());
   *request.mutable_eval() = *eval;
   FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
@@ -410,7 +419,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
     RecordStep(examples.size(), loss, step_start);
   }
   CompletePartitionRequest request;
-  request.set_worker_id(worker_id_);
+  SetSender(worker(), &request);
   request.set_lease_id(lease.lease_id());
   FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
     return coordinator_->CompletePartition(request);
@@ -436,7 +445,7 @@ absl::Status Trainer::Run() {
       continue;
     }
     AcquirePartitionRequest request;
-    request.set_worker_id(worker_id_);
+    SetSender(worker(), &request);
     absl::StatusOr<AcquirePartitionResponse> lease;
     absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
       lease = coordinator_->AcquirePartition(request);
@@ -449,7 +458,7 @@ absl::Status Trainer::Run() {
     if (!s.ok()) return s;
     switch (lease->kind()) {
       case AcquirePartitionResponse::DONE:
-        FULCRUM_LOG(INFO) << "job over; worker " << worker_id_ << " exits";
+        FULCRUM_LOG(INFO) << "job over; worker " << worker().id << " exits";
         return absl::OkStatus();  // progress was flushed after the last work
       case AcquirePartitionResponse::WAIT:
         absl::SleepFor(absl::Seconds(std::max(0.01, lease->retry_after_seconds())));
@@ -477,7 +486,7 @@ absl::Status Trainer::Run() {
     }
     return s;
   }
-  FULCRUM_LOG(INFO) << "job stopped; worker " << worker_id_ << " exits";
+  FULCRUM_LOG(INFO) << "job stopped; worker " << worker().id << " exits";
   return absl::OkStatus();
 }
 

@@ -142,8 +142,12 @@ class Trainer {
   CoordinatorClient* const coordinator_;
   const WorkloadFactory workload_factory_;
 
-  // Set by Register; read by the heartbeat thread.
-  std::atomic<uint64_t> worker_id_{0};
+  // Who this worker is now (set by Register; read by the heartbeat thread
+  // and an overlapped push-pull).
+  WorkerIdentity worker() const {
+    absl::MutexLock lock(&mu_);
+    return worker_;
+  }
   JobSpec job_;
   std::unique_ptr<Workload> workload_;
   absl::Duration heartbeat_interval_ = absl::Seconds(1);
@@ -159,6 +163,7 @@ class Trainer {
 
   // Progress under the current worker id, read by heartbeats.
   mutable absl::Mutex mu_;
+  WorkerIdentity worker_ ABSL_GUARDED_BY(mu_);
   WorkerProgress progress_ ABSL_GUARDED_BY(mu_);
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // since the last heartbeat
   int64_t loss_count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -44,7 +44,7 @@ class LocalPsClient : public PsClient {
   }
   int num_shards() const override { return 1; }
 
-  absl::StatusOr<ServerVersion> Pull(uint64_t worker_id, absl::Span<const int64_t> clocks,
+  absl::StatusOr<ServerVersion> Pull(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                      ParameterBatch* batch) override {
     const int64_t clock = clocks[0];
     if (Take(pull_failures)) return absl::UnavailableError("injected");
@@ -57,7 +57,7 @@ class LocalPsClient : public PsClient {
       out.push_back(absl::MakeSpan(batch->dense[i]));
     }
     absl::StatusOr<ShardVersion> v = shard_->Pull(
-        worker_id, clock, slices, out, absl::Now() + absl::Seconds(10));
+        worker, clock, slices, out, absl::Now() + absl::Seconds(10));
     if (!v.ok()) return v.status();
     ServerVersion sv;
     sv.version = v->version;
@@ -67,7 +67,7 @@ class LocalPsClient : public PsClient {
     return sv;
   }
 
-  absl::StatusOr<ServerVersion> Push(uint64_t worker_id, absl::Span<const int64_t> clocks,
+  absl::StatusOr<ServerVersion> Push(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t) override {
     const int64_t clock = clocks[0];
@@ -83,7 +83,7 @@ class LocalPsClient : public PsClient {
       max_pushed_nonzeros[g.size()] = std::max(max_pushed_nonzeros[g.size()], nonzeros);
     }
     absl::StatusOr<ShardVersion> v =
-        shard_->Push(worker_id, request_id, clock, gradients);
+        shard_->Push(worker, request_id, clock, gradients);
     if (!v.ok()) return v.status();
     if (Take(lost_push_replies)) return absl::UnavailableError("reply lost");
     ServerVersion sv;
@@ -97,7 +97,7 @@ class LocalPsClient : public PsClient {
   // for the trainer to start computing another step after the one whose
   // gradient this call carries, and counts the calls that saw it in
   // `overlapped`.
-  absl::StatusOr<ServerVersion> PushPull(uint64_t worker_id,
+  absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
                                          absl::Span<const int64_t> push_clocks,
                                          uint64_t request_id, const ParameterBatch& gradients,
                                          uint32_t examples,
@@ -112,7 +112,7 @@ class LocalPsClient : public PsClient {
       }
       if (computes->started.load() > step) ++overlapped;
     }
-    return PsClient::PushPull(worker_id, push_clocks, request_id, gradients, examples,
+    return PsClient::PushPull(worker, push_clocks, request_id, gradients, examples,
                               pull_clocks, params);
   }
 
