@@ -28,7 +28,8 @@
 #include "bench/ps_process.h"
 #include "common/channel.h"
 #include "grpcpp/client_context.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/coordinator.grpc.pb.h"
+#include "proto/parameter_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
 ABSL_FLAG(std::string, dense_optimizer, "adam",

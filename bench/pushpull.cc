@@ -36,7 +36,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.grpc.pb.h"
+#include "proto/parameter_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
 ABSL_FLAG(std::string, target, "",

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
 
 namespace fulcrum {
 

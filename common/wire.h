@@ -10,7 +10,8 @@
 
 #include "absl/types/span.h"
 #include "grpcpp/support/byte_buffer.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
+#include "proto/parameter_service.pb.h"
 
 namespace fulcrum {
 

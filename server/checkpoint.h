@@ -49,7 +49,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/file_system.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/coordinator.pb.h"
+#include "proto/checkpoint.pb.h"
 #include "server/parameter_shard.h"
 
 namespace fulcrum {

@@ -19,7 +19,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/worker_identity.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.pb.h"
+#include "proto/checkpoint.pb.h"
+#include "proto/shard_control.pb.h"
 #include "server/parameter_shard.h"
 #include "server/shard_group.h"
 

@@ -567,10 +567,12 @@ grpc::Status CoordinatorServiceImpl::Checkpoint(
   return Answer(response, [&] { return checkpoint_(); });
 }
 
-grpc::Status CoordinatorServiceImpl::RegisterShard(grpc::ServerContext* context,
-                                                   const RegisterShardRequest* request,
-                                                   RegisterShardResponse* response) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
+grpc::Status ShardRegistryServiceImpl::RegisterShard(grpc::ServerContext* context,
+                                                     const RegisterShardRequest* request,
+                                                     RegisterShardResponse* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status a = auth_->Check(*context); !a.ok()) return a;
+  }
   return Answer(response, [&] { return coordinator_->RegisterShard(*request); });
 }
 

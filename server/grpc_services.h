@@ -1,5 +1,6 @@
-// gRPC adapters: ParameterService over a ParameterShard and Coordinator over a
-// JobCoordinator. They translate messages and statuses and nothing else.
+// gRPC adapters: ParameterService over a ParameterShard, Coordinator and
+// ShardRegistry over a JobCoordinator, ShardControl over a shard other than
+// the coordinator's. They translate messages and statuses and nothing else.
 #ifndef FULCRUM_SERVER_GRPC_SERVICES_H_
 #define FULCRUM_SERVER_GRPC_SERVICES_H_
 
@@ -16,7 +17,10 @@
 #include "common/blocking_pool.h"
 #include "common/metrics.h"
 #include "common/security.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/checkpoint.pb.h"
+#include "proto/coordinator.grpc.pb.h"
+#include "proto/parameter_service.grpc.pb.h"
+#include "proto/shard_control.grpc.pb.h"
 #include "server/coordinator.h"
 #include "server/parameter_shard.h"
 
@@ -162,9 +166,6 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   grpc::Status Checkpoint(grpc::ServerContext* context,
                           const CheckpointRequest* request,
                           CheckpointInfo* response) override;
-  grpc::Status RegisterShard(grpc::ServerContext* context,
-                             const RegisterShardRequest* request,
-                             RegisterShardResponse* response) override;
 
  private:
   grpc::Status Authenticate(const grpc::ServerContext& context) const;
@@ -173,6 +174,23 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   const std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
   const TokenAuthenticator* const auth_;
   std::atomic<bool> shutting_down_{false};
+};
+
+// ShardRegistry on the coordinator: the other shards' start and heartbeat.
+// Thread-safe; `coordinator` is not owned and must outlive the service.
+class ShardRegistryServiceImpl final : public ShardRegistry::Service {
+ public:
+  explicit ShardRegistryServiceImpl(JobCoordinator* coordinator,
+                                    const TokenAuthenticator* auth = nullptr)
+      : coordinator_(coordinator), auth_(auth) {}
+
+  grpc::Status RegisterShard(grpc::ServerContext* context,
+                             const RegisterShardRequest* request,
+                             RegisterShardResponse* response) override;
+
+ private:
+  JobCoordinator* const coordinator_;
+  const TokenAuthenticator* const auth_;
 };
 
 // ShardControl on a shard other than the coordinator's: membership from the

@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
 
 namespace fulcrum {
 

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
 
 namespace fulcrum {
 

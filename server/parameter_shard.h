@@ -16,7 +16,9 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/worker_identity.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.pb.h"
+#include "proto/shard_control.pb.h"
 #include "server/parameter_store.h"
 #include "server/sparse_table.h"
 

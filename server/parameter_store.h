@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
 #include "server/optimizer.h"
 
 namespace fulcrum {

@@ -114,7 +114,7 @@ absl::StatusOr<RegisterShardResponse> ParameterServer::ReportToCoordinator(
 absl::Status ParameterServer::JoinCoordinator() {
   FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
                            OpenChannel(options_.coordinator_address, options_.peer_security));
-  coordinator_stub_ = Coordinator::NewStub(channel);
+  coordinator_stub_ = ShardRegistry::NewStub(channel);
   const absl::Time give_up = absl::Now() + options_.coordinator_wait;
   absl::StatusOr<RegisterShardResponse> joined;
   bool logged = false;
@@ -221,6 +221,8 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     server->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
         server->coordinator_.get(), [self] { return self->Checkpoint(); },
         server->auth_.get());
+    server->shard_registry_service_ =
+        std::make_unique<ShardRegistryServiceImpl>(server->coordinator_.get(), server->auth_.get());
   }
   server->RegisterMetrics();
   server->parameter_service_ = std::make_unique<ParameterServiceImpl>(
@@ -322,6 +324,7 @@ absl::Status ParameterServer::Start() {
                     ? options_.service_threads
                     : std::max(2, static_cast<int>(std::thread::hardware_concurrency())));
   if (coordinator_service_) builder.RegisterService(coordinator_service_.get());
+  if (shard_registry_service_) builder.RegisterService(shard_registry_service_.get());
   if (shard_control_service_) builder.RegisterService(shard_control_service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || bound_port_ == 0) {

@@ -25,7 +25,10 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
+#include "proto/checkpoint.pb.h"
+#include "proto/shard_control.pb.h"
+#include "proto/shard_control.grpc.pb.h"
 #include "common/metrics.h"
 #include "common/security.h"
 #include "server/checkpoint.h"
@@ -179,8 +182,9 @@ class ParameterServer {
   std::unique_ptr<ShardGroup> shards_;
   std::unique_ptr<JobCoordinator> coordinator_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
+  std::unique_ptr<ShardRegistryServiceImpl> shard_registry_service_;
   // Other shards only.
-  std::unique_ptr<Coordinator::Stub> coordinator_stub_;
+  std::unique_ptr<ShardRegistry::Stub> coordinator_stub_;
   std::unique_ptr<ShardControlServiceImpl> shard_control_service_;
   std::string advertise_address_;
   absl::Notification job_over_;

@@ -31,7 +31,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/security/credentials.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.pb.h"
+#include "proto/checkpoint.pb.h"
+#include "proto/shard_control.grpc.pb.h"
 #include "server/parameter_shard.h"
 
 namespace fulcrum {

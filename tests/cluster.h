@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/coordinator.grpc.pb.h"
 #include "tests/subprocess.h"
 
 namespace fulcrum {

@@ -11,7 +11,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.grpc.pb.h"
+#include "proto/parameter_service.grpc.pb.h"
 #include "server/ps_server.h"
 
 namespace fulcrum {

@@ -12,7 +12,9 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.grpc.pb.h"
+#include "proto/parameter_service.grpc.pb.h"
 #include "tests/cluster.h"
 
 namespace fulcrum {

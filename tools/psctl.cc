@@ -21,7 +21,8 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.grpc.pb.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
           "host:port of the coordinating ps_server.");

@@ -8,7 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/coordinator.grpc.pb.h"
 
 namespace fulcrum {
 

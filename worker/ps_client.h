@@ -16,7 +16,8 @@
 #include "absl/types/span.h"
 #include "common/security.h"
 #include "common/worker_identity.h"
-#include "proto/fulcrum.grpc.pb.h"
+#include "proto/job.pb.h"
+#include "proto/parameter_service.grpc.pb.h"
 #include "worker/model.h"
 
 namespace fulcrum {

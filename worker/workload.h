@@ -13,7 +13,8 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/idx_dataset.h"
-#include "proto/fulcrum.pb.h"
+#include "proto/job.pb.h"
+#include "proto/coordinator.pb.h"
 #include "worker/model.h"
 #include "worker/ps_client.h"
 
