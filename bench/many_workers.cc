@@ -28,8 +28,8 @@
 #include "common/channel.h"
 #include "common/model_spec.h"
 #include "common/process.h"
-#include "worker/coordinator_client.h"
-#include "worker/ps_client.h"
+#include "worker/grpc_coordinator_client.h"
+#include "worker/grpc_ps_client.h"
 
 ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
 ABSL_FLAG(int, workers, 64, "Simulated workers (threads).");

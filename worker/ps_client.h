@@ -1,5 +1,6 @@
 // PsClient: how a worker reads parameters from and sends gradients to the
-// parameter servers, apart from the transport. GrpcPsClient talks gRPC.
+// parameter servers, apart from the transport (worker/grpc_ps_client.h
+// talks gRPC), and the parameter batch a step reads and writes.
 #ifndef FULCRUM_WORKER_PS_CLIENT_H_
 #define FULCRUM_WORKER_PS_CLIENT_H_
 
@@ -9,15 +10,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
-#include "grpcpp/channel.h"
-#include "grpcpp/completion_queue.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "absl/types/span.h"
-#include "common/security.h"
 #include "common/worker_identity.h"
 #include "proto/job.pb.h"
-#include "proto/parameter_service.grpc.pb.h"
 #include "worker/model.h"
 
 namespace fulcrum {
@@ -110,92 +105,6 @@ class PsClient {
   // How dense gradients travel (the job's gradient_encoding); FLOAT32 until
   // set.
   virtual void set_gradient_encoding(Encoding encoding) {}
-};
-
-// A PsClient over gRPC for any number of shards: dense tensors are split by
-// element range and sparse keys by hash (common/shard_map.h), and every
-// call goes to all shards at once (asynchronous API, one completion queue
-// the caller polls), so a step waits for the slowest shard, not their sum. Every shard gets a request each step
-// (possibly empty): sync rounds count every worker on every shard.
-// Thread-compatible. Every call carries a deadline of `rpc_timeout`.
-class GrpcPsClient final : public PsClient {
- public:
-  // `coordinator` serves shard 0; other shards are dialled with `security`.
-  // `auth_token` (may be empty) goes with every call as a bearer token.
-  GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator, absl::Duration rpc_timeout,
-               std::string auth_token = "", ClientSecurityOptions security = {});
-  ~GrpcPsClient() override;
-
-  absl::Status Connect(const std::vector<std::string>& shard_addresses) override;
-  int num_shards() const override { return static_cast<int>(shards_.size()); }
-  absl::StatusOr<ServerVersion> Pull(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
-                                     ParameterBatch* batch) override;
-  absl::StatusOr<ServerVersion> Push(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
-                                     uint64_t request_id, const ParameterBatch& batch,
-                                     uint32_t batch_examples) override;
-  absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
-                                         absl::Span<const int64_t> push_clocks,
-                                         uint64_t request_id, const ParameterBatch& gradients,
-                                         uint32_t batch_examples,
-                                         absl::Span<const int64_t> pull_clocks,
-                                         ParameterBatch* params) override;
-  std::vector<int> restarted_shards() const override { return restarted_; }
-  void set_gradient_encoding(Encoding encoding) override {
-    gradient_encoding_ = encoding == ENCODING_UNSPECIFIED ? FLOAT32 : encoding;
-  }
-
- private:
-  struct Shard {
-    std::string address;  // "" for the coordinator's channel
-    std::unique_ptr<ParameterService::Stub> stub;
-    // The same channel for calls whose request bytes are built by hand.
-    std::unique_ptr<grpc::GenericStub> generic;
-    uint64_t last_incarnation = 0;
-  };
-  // Where each sparse key of one table went: (shard, position there).
-  struct KeyPlacement {
-    std::vector<uint32_t> shard;
-    std::vector<uint32_t> position;
-  };
-  void PlaceKeys(const ParameterBatch& batch, std::vector<KeyPlacement>* placements) const;
-  // One request per shard reading `batch`'s tensors and keys.
-  void BuildPullRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
-                         const ParameterBatch& batch,
-                         const std::vector<KeyPlacement>& placements,
-                         std::vector<PullRequest>* requests) const;
-  // Fills `batch` from every shard's reply to requests[s]; notes each
-  // shard's incarnation.
-  absl::StatusOr<ServerVersion> ReadPullResponses(
-      absl::Span<const PullRequest* const> requests,
-      absl::Span<const PullResponse* const> responses,
-      const std::vector<KeyPlacement>& placements, ParameterBatch* batch);
-  // Per shard, the float32 payloads of its push's dense entries, in order.
-  using DenseViews = std::vector<absl::Span<const float>>;
-  // One request per shard carrying its part of `batch`'s gradients. With
-  // float32 gradients the dense entries' data is left empty and `views` gets
-  // the values (sent by reference, common/wire.h); otherwise `views` is
-  // empty and the data is encoded into the requests.
-  absl::Status BuildPushRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
-                                 uint64_t request_id, const ParameterBatch& batch,
-                                 uint32_t batch_examples, std::vector<PushRequest>* requests,
-                                 std::vector<DenseViews>* views) const;
-  // CallAll with request bytes built by hand, to `method`; replies parsed.
-  template <typename Response>
-  absl::Status CallAllRaw(const std::string& method,
-                          const std::vector<grpc::ByteBuffer>& requests,
-                          std::vector<Response>* responses);
-  template <typename Response, typename Request, typename Start>
-  absl::Status CallAll(const std::vector<Request>& requests, std::vector<Response>* responses,
-                       Start start);
-
-  const std::shared_ptr<grpc::Channel> coordinator_;
-  const absl::Duration rpc_timeout_;
-  const std::string auth_token_;
-  const ClientSecurityOptions security_;
-  std::vector<Shard> shards_;
-  std::unique_ptr<grpc::CompletionQueue> cq_;
-  std::vector<int> restarted_;  // of the last call
-  Encoding gradient_encoding_ = FLOAT32;
 };
 
 }  // namespace fulcrum

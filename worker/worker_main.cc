@@ -22,8 +22,8 @@
 #include "common/retry.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "worker/coordinator_client.h"
-#include "worker/ps_client.h"
+#include "worker/grpc_coordinator_client.h"
+#include "worker/grpc_ps_client.h"
 #include "worker/trainer.h"
 #include "worker/workload.h"
 

@@ -1,4 +1,4 @@
-#include "worker/coordinator_client.h"
+#include "worker/grpc_coordinator_client.h"
 
 #include "common/grpc_status.h"
 #include "common/security.h"

@@ -1,4 +1,4 @@
-#include "worker/ps_client.h"
+#include "worker/grpc_ps_client.h"
 
 #include <algorithm>
 #include <cstdint>
