@@ -174,14 +174,6 @@ std::vector<JobCoordinator::PartitionState>& JobCoordinator::EpochLocked(
   return it->second;
 }
 
-int64_t JobCoordinator::MinActiveClockLocked() const {
-  int64_t min = std::numeric_limits<int64_t>::max();
-  for (const auto& [id, w] : workers_) {
-    if (w.status.state() == ACTIVE) min = std::min(min, w.status.clock());
-  }
-  return min;
-}
-
 uint32_t JobCoordinator::LiveWorkersLocked() const {
   uint32_t n = 0;
   for (const auto& [id, w] : workers_) {
@@ -276,7 +268,7 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
     // starts below the slowest active worker (a joiner must not hold the
     // others back).
     WorkerStatus& status = worker.status;
-    const int64_t floor = MinActiveClockLocked();
+    const int64_t floor = shards_->SlowestActiveClock();
     status.set_clock(std::max<int64_t>(
         status.partitions_completed(),
         floor == std::numeric_limits<int64_t>::max() ? 0 : floor));

@@ -196,7 +196,6 @@ class JobCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves past fully trained epochs, queueing their evaluations.
   void AdvanceEpochsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t MinActiveClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint32_t LiveWorkersLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   JobStatus GetStatusLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 

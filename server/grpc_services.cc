@@ -594,7 +594,7 @@ grpc::Status ShardControlServiceImpl::SetMembership(grpc::ServerContext* context
   if (auth_ != nullptr) {
     if (grpc::Status a = auth_->Check(*context); !a.ok()) return a;
   }
-  response->set_version(shard_->ApplyMembership(*request));
+  response->set_version(shard_->ApplyMembership(WorkerMembership::FromProto(*request)));
   return grpc::Status::OK;
 }
 

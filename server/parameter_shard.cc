@@ -10,6 +10,25 @@
 #include "common/status_macros.h"
 
 namespace fulcrum {
+namespace {
+
+// Holds `mu` on its reader side for a scope, or nothing when `mu` is null.
+class ABSL_SCOPED_LOCKABLE ReaderLockIf {
+ public:
+  explicit ReaderLockIf(absl::Mutex* mu) ABSL_NO_THREAD_SAFETY_ANALYSIS : mu_(mu) {
+    if (mu_ != nullptr) mu_->ReaderLock();
+  }
+  ~ReaderLockIf() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (mu_ != nullptr) mu_->ReaderUnlock();
+  }
+  ReaderLockIf(const ReaderLockIf&) = delete;
+  ReaderLockIf& operator=(const ReaderLockIf&) = delete;
+
+ private:
+  absl::Mutex* const mu_;
+};
+
+}  // namespace
 
 bool ParameterShard::RecentRequests::Contains(uint64_t worker_id,
                                               uint64_t request_id) const {
@@ -30,7 +49,15 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store,
                                ConsistencyMode mode, int64_t staleness,
                                std::vector<std::unique_ptr<SparseTable>> tables,
                                const ShardRole& role)
-    : store_(std::move(store)), mode_(mode), staleness_(staleness), role_(role) {
+    : store_(std::move(store)),
+      // Called under mu_ when a sync round completes.
+      policy_(ConsistencyPolicy::Create(
+          mode, staleness,
+          [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            store_->ApplyAccumulated(scale);
+            ApplySparseSums(scale);
+          })),
+      role_(role) {
   for (auto& table : tables) {
     const std::string name = table->name();
     sparse_sums_[name] = std::make_unique<SparseSums>();
@@ -101,12 +128,12 @@ void ParameterShard::ApplySparseSums(float scale) {
 
 void ParameterShard::Start() {
   absl::MutexLock lock(&mu_);
-  started_ = true;
+  membership_.started = true;
 }
 
 bool ParameterShard::started() const {
   absl::ReaderMutexLock lock(&mu_);
-  return started_;
+  return membership_.started;
 }
 
 void ParameterShard::Shutdown() {
@@ -114,93 +141,48 @@ void ParameterShard::Shutdown() {
   shutting_down_ = true;
 }
 
-void ParameterShard::AdmitWorker(uint64_t worker_id) {
+uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   absl::MutexLock lock(&mu_);
-  admitted_.insert(worker_id);
-}
-
-void ParameterShard::ActivateWorker(uint64_t worker_id, int64_t clock) {
-  absl::MutexLock lock(&mu_);
-  if (!admitted_.contains(worker_id)) return;
-  active_[worker_id] = clock;
-}
-
-void ParameterShard::DeactivateWorker(uint64_t worker_id) {
-  absl::MutexLock lock(&mu_);
-  active_.erase(worker_id);
-  if (mode_ == SYNC) MaybeCompleteRoundLocked();
-}
-
-void ParameterShard::RemoveWorker(uint64_t worker_id) {
-  absl::MutexLock lock(&mu_);
-  admitted_.erase(worker_id);
-  active_.erase(worker_id);
-  if (mode_ == SYNC) MaybeCompleteRoundLocked();
-}
-
-uint64_t ParameterShard::ApplyMembership(const Membership& membership) {
-  absl::MutexLock lock(&mu_);
-  if (membership.coordinator_incarnation() == membership_incarnation_ &&
-      membership.version() <= membership_version_) {
-    return membership_version_;
-  }
-  if (membership.coordinator_incarnation() != membership_incarnation_) {
-    // A new coordinator numbers workers from scratch: what this shard
-    // remembers of ids (retried request ids, who pushed the round) belongs
-    // to other workers now. The round in progress is applied with the
-    // gradients it has, and the new workers start a fresh one.
-    recent_requests_ = RecentRequests();
-    if (mode_ == SYNC && !pushed_.empty() && pushes_in_flight_ == 0) CompleteRoundLocked();
-  }
-  admitted_.clear();
-  admitted_.insert(membership.admitted().begin(), membership.admitted().end());
-  active_.clear();
-  for (const Membership::Active& a : membership.active()) {
-    if (admitted_.contains(a.worker_id())) active_[a.worker_id()] = a.clock();
-  }
-  if (membership.started()) started_ = true;
-  // As RemoveWorker: a gradient already summed into the round stays in it.
-  if (mode_ == SYNC) MaybeCompleteRoundLocked();
-  membership_incarnation_ = membership.coordinator_incarnation();
-  membership_version_ = membership.version();
-  return membership_version_;
-}
-
-int64_t ParameterShard::MinActiveClockLocked() const {
-  int64_t min = std::numeric_limits<int64_t>::max();
-  for (const auto& [id, clock] : active_) min = std::min(min, clock);
-  return min;
+  const bool renumbered =
+      membership.coordinator_incarnation != membership_.coordinator_incarnation;
+  if (!renumbered && membership.version <= membership_.version) return membership_.version;
+  // A new coordinator numbers workers from scratch: what this shard
+  // remembers of ids (retried request ids, who pushed the round) belongs to
+  // other workers now.
+  if (renumbered) recent_requests_ = RecentRequests();
+  const bool started = membership_.started;
+  membership_ = membership;
+  membership_.started = started || membership.started;  // a job never un-starts
+  policy_->MembershipChangedLocked(membership_, renumbered);
+  return membership_.version;
 }
 
 absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, bool active,
                                                absl::Time deadline) {
-  auto ours = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return worker.coordinator_incarnation == membership_incarnation_ &&
-           admitted_.contains(worker.id);
-  };
   auto known = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return shutting_down_ ||
-           (ours() && (!active || (started_ && active_.contains(worker.id))));
+           (membership_.Admits(worker) &&
+            (!active || (membership_.started && membership_.IsActive(worker.id))));
   };
   if (!known() && role_.membership_grace > absl::ZeroDuration()) {
     mu_.AwaitWithDeadline(absl::Condition(&known),
                           std::min(deadline, absl::Now() + role_.membership_grace));
   }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
-  if (worker.coordinator_incarnation != membership_incarnation_) {
+  if (worker.coordinator_incarnation != membership_.coordinator_incarnation) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s is not known here: this shard follows coordinator incarnation %016x "
         "(the coordinator restarted since the worker registered); register again",
-        DescribeWorker(worker), membership_incarnation_));
+        DescribeWorker(worker), membership_.coordinator_incarnation));
   }
-  if (!admitted_.contains(worker.id)) {
+  if (!membership_.Admits(worker)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "unknown worker id ", worker.id, "; register with the coordinator"));
   }
-  if (active && !started_) {
+  if (active && !membership_.started) {
     return absl::FailedPreconditionError("job has not started yet");
   }
-  if (active && !active_.contains(worker.id)) {
+  if (active && !membership_.IsActive(worker.id)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "worker ", worker.id, " holds no training lease; acquire a partition"));
   }
@@ -210,15 +192,9 @@ absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, boo
 bool ParameterShard::ReadyFor(const WorkerIdentity& worker, bool push, int64_t clock) const {
   absl::ReaderMutexLock lock(&mu_);
   if (shutting_down_) return true;  // fails at once
-  if (worker.coordinator_incarnation != membership_incarnation_ ||
-      !admitted_.contains(worker.id) || !started_) {
-    return false;
-  }
-  if (push && !active_.contains(worker.id)) return false;
-  if (clock < 0) return true;
-  if (mode_ == SYNC) return round_ >= clock;
-  if (mode_ == SSP) return MinActiveClockLocked() >= clock - staleness_;
-  return true;
+  if (!membership_.Admits(worker) || !membership_.started) return false;
+  if (push && !membership_.IsActive(worker.id)) return false;
+  return clock < 0 || policy_->PullReadyLocked(clock, membership_);
 }
 
 absl::Status ParameterShard::CheckKeysOwned(const std::string& table,
@@ -295,12 +271,10 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
   {
     absl::MutexLock lock(&mu_);
     FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(worker, /*active=*/false, deadline));
-    const bool sync_wait = mode_ == SYNC && clock >= 0;
-    const bool ssp_wait = mode_ == SSP && clock >= 0;
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return shutting_down_ ||
-             (started_ && (!sync_wait || round_ >= clock) &&
-              (!ssp_wait || MinActiveClockLocked() >= clock - staleness_));
+             (membership_.started &&
+              (clock < 0 || policy_->PullReadyLocked(clock, membership_)));
     };
     const absl::Time wait_start = absl::Now();
     const bool satisfied = mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
@@ -308,41 +282,26 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
     pull_wait_seconds_ += wait_seconds;
     if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
     if (!satisfied) {
-      if (!started_) {
+      if (!membership_.started) {
         return absl::DeadlineExceededError(
             "job has not started yet: waiting for its workers to register");
       }
-      if (ssp_wait) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "clock ", clock, " is more than ", staleness_,
-            " ahead of the slowest worker (clock ", MinActiveClockLocked(),
-            ") past the deadline"));
-      }
-      return absl::DeadlineExceededError(absl::StrCat(
-          "round ", clock, " not complete before the deadline (shard at round ",
-          round_, ")"));
+      return absl::DeadlineExceededError(policy_->PullNotReadyLocked(clock, membership_));
     }
   }
 
   ShardVersion version;
-  if (mode_ == SYNC) {
-    // Reader side of the round lock: no round is applied while we copy.
-    absl::ReaderMutexLock lock(&mu_);
+  {
+    // Summed rounds apply under mu_: reading on its reader side sees whole
+    // rounds. Otherwise reads go on beside pushes (each stripe consistent).
+    ReaderLockIf lock(policy_->SumsRounds() ? &mu_ : nullptr);
     for (size_t i = 0; i < slices.size(); ++i) {
       FULCRUM_RETURN_IF_ERROR(store_->Read(slices[i], out[i]));
     }
     for (const SparseRead& r : sparse) {
       FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out, r.create));
     }
-    version.version = version.round = round_;
-  } else {
-    for (size_t i = 0; i < slices.size(); ++i) {
-      FULCRUM_RETURN_IF_ERROR(store_->Read(slices[i], out[i]));
-    }
-    for (const SparseRead& r : sparse) {
-      FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out, r.create));
-    }
-    version.version = version.round = async_version_.load();
+    version.version = version.round = policy_->Version();
   }
   version.wait_seconds = wait_seconds;
   pulls_.fetch_add(1, std::memory_order_relaxed);
@@ -361,25 +320,14 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
     if (request_id != 0 && recent_requests_.Contains(worker.id, request_id)) {
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
       ShardVersion v;
-      v.version = v.round = mode_ == SYNC ? round_ : async_version_.load();
+      v.version = v.round = policy_->Version();
       return v;
     }
-    if (mode_ == SYNC) {
-      if (clock != round_) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "push for round ", clock, " but the shard is collecting round ",
-            round_, "; pull again"));
-      }
-      if (!pushed_.insert(worker.id).second) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "worker ", worker.id, " already pushed round ", round_));
-      }
-      ++pushes_in_flight_;
-    }
+    FULCRUM_RETURN_IF_ERROR(policy_->AdmitPushLocked(worker.id, clock));
     if (request_id != 0) recent_requests_.Insert(worker.id, request_id);
   }
 
-  if (mode_ == SYNC) {
+  if (policy_->SumsRounds()) {
     // Sum outside the round lock so workers add in parallel (stripe locks).
     for (const SliceGradient& g : gradients) {
       absl::Status s = store_->Accumulate(g.slice, g.values);
@@ -387,11 +335,10 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
     }
     AccumulateSparse(sparse);
     absl::MutexLock lock(&mu_);
-    --pushes_in_flight_;
     pushes_.fetch_add(1, std::memory_order_relaxed);
-    MaybeCompleteRoundLocked();
+    policy_->PushSummedLocked(membership_);
     ShardVersion v;
-    v.version = v.round = round_;
+    v.version = v.round = policy_->Version();
     return v;
   }
 
@@ -406,34 +353,18 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(
   }
   pushes_.fetch_add(1, std::memory_order_relaxed);
   ShardVersion v;
-  v.version = v.round = async_version_.fetch_add(1) + 1;
+  v.version = v.round = policy_->PushApplied();
   return v;
-}
-
-void ParameterShard::MaybeCompleteRoundLocked() {
-  if (pushes_in_flight_ > 0 || pushed_.empty()) return;
-  for (const auto& [id, clock] : active_) {
-    if (!pushed_.contains(id)) return;
-  }
-  CompleteRoundLocked();
-}
-
-void ParameterShard::CompleteRoundLocked() {
-  // The mean gradient over the round's pushes: one big mini-batch.
-  store_->ApplyAccumulated(1.0f / static_cast<float>(pushed_.size()));
-  ApplySparseSums(1.0f / static_cast<float>(pushed_.size()));
-  pushed_.clear();
-  ++round_;
 }
 
 ShardSnapshot ParameterShard::Snapshot() const {
   ShardSnapshot snapshot;
-  if (mode_ == SYNC) {
-    absl::MutexLock lock(&mu_);  // no round applies while we copy
-    snapshot.version = round_;
-    snapshot.tensors = store_->Snapshot();
-  } else {
-    snapshot.version = async_version_.load();
+  {
+    // Summed rounds: no round applies while we copy, so the snapshot sits
+    // at a round boundary. Otherwise the version is read first (the snapshot
+    // holds at least those pushes).
+    ReaderLockIf lock(policy_->SumsRounds() ? &mu_ : nullptr);
+    snapshot.version = policy_->Version();
     snapshot.tensors = store_->Snapshot();
   }
   for (const auto& [name, table] : tables_) {
@@ -467,20 +398,14 @@ absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {
   for (const SparseTableSnapshot& t : snapshot.tables) {
     FULCRUM_RETURN_IF_ERROR(tables_.at(t.name)->Restore(t.rows));
   }
-  pushed_.clear();
-  round_ = snapshot.version;
-  async_version_ = snapshot.version;
+  policy_->RestoreLocked(snapshot.version);
   return absl::OkStatus();
 }
 
 ShardVersion ParameterShard::version() const {
+  absl::ReaderMutexLock lock(&mu_);
   ShardVersion v;
-  if (mode_ == SYNC) {
-    absl::MutexLock lock(&mu_);
-    v.version = v.round = round_;
-  } else {
-    v.version = v.round = async_version_.load();
-  }
+  v.version = v.round = policy_->Version();
   return v;
 }
 
@@ -489,8 +414,8 @@ ShardStats ParameterShard::stats() const {
   s.pushes = pushes_.load();
   s.pulls = pulls_.load();
   s.duplicate_pushes = duplicate_pushes_.load();
-  absl::MutexLock lock(&mu_);
-  s.rounds = mode_ == SYNC ? round_ : async_version_.load();
+  absl::ReaderMutexLock lock(&mu_);
+  s.rounds = policy_->Version();
   s.pull_wait_seconds = pull_wait_seconds_;
   return s;
 }

@@ -18,7 +18,8 @@
 #include "common/worker_identity.h"
 #include "proto/job.pb.h"
 #include "proto/coordinator.pb.h"
-#include "proto/shard_control.pb.h"
+#include "server/consistency_policy.h"
+#include "server/membership.h"
 #include "server/parameter_store.h"
 #include "server/sparse_table.h"
 
@@ -121,20 +122,13 @@ class ParameterShard {
   // Whether the job has started here (Start was called).
   bool started() const;
 
-  // Membership. Admit when a worker registers; Activate (with its ssp clock)
-  // when it takes a training lease; Deactivate when it gives the lease back;
-  // Remove when it is declared dead. Deactivate and Remove may complete the
-  // current sync round and wake ssp waiters.
-  void AdmitWorker(uint64_t worker_id);
-  void ActivateWorker(uint64_t worker_id, int64_t clock);
-  void DeactivateWorker(uint64_t worker_id);
-  void RemoveWorker(uint64_t worker_id);
-
-  // A shard other than the coordinator's: takes the coordinator's whole
-  // membership (see ShardGroup), applying the difference with its own as the
-  // calls above would, unless it is older than what it has (same
-  // coordinator incarnation, lower version). Returns the version it has.
-  uint64_t ApplyMembership(const Membership& membership);
+  // Takes the coordinator's membership (see WorkerMembership) unless it is
+  // older than what the shard has (same coordinator incarnation, lower
+  // version): workers removed or deactivated may complete the current sync
+  // round and wake ssp waiters; a new coordinator incarnation renumbers
+  // workers (its ids are other workers than the old ones'). The job, once
+  // started, stays started. Returns the version the shard has.
+  uint64_t ApplyMembership(const WorkerMembership& membership);
 
   // Reads `slices` into `out` (one span per slice, sized like it). With
   // clock >= 0, sync mode waits until round >= clock and ssp mode until the
@@ -184,7 +178,7 @@ class ParameterShard {
   // Null for an unknown name.
   SparseTable* sparse_table(const std::string& name) const;
   std::vector<SparseTableStatus> SparseStatus() const;
-  ConsistencyMode mode() const { return mode_; }
+  ConsistencyMode mode() const { return policy_->mode(); }
   const ShardRole& role() const { return role_; }
   const ParameterStore& store() const { return *store_; }
 
@@ -210,12 +204,6 @@ class ParameterShard {
   // INVALID_ARGUMENT for a key another shard owns.
   absl::Status CheckKeysOwned(const std::string& table,
                               absl::Span<const uint64_t> keys) const;
-  // The slowest active worker's clock; no bound when none is active.
-  int64_t MinActiveClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Applies the round if every active worker pushed it.
-  void MaybeCompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies the round's mean gradient and opens the next round.
-  void CompleteRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidateAll(const std::vector<SliceGradient>& gradients,
                            absl::Span<const SparseGradient> sparse) const;
   // Sync mode: adds sparse gradients into the round's sums.
@@ -224,8 +212,8 @@ class ParameterShard {
   void ApplySparseSums(float scale) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::unique_ptr<ParameterStore> store_;
-  const ConsistencyMode mode_;
-  const int64_t staleness_;
+  // The mode's decisions and state (rounds, version); see its thread-safety.
+  const std::unique_ptr<ConsistencyPolicy> policy_;
   const ShardRole role_;
   // Immutable after construction.
   absl::flat_hash_map<std::string, std::unique_ptr<SparseTable>> tables_;
@@ -236,27 +224,17 @@ class ParameterShard {
   };
   absl::flat_hash_map<std::string, std::unique_ptr<SparseSums>> sparse_sums_;
 
+  // Guards the membership and the policy's round state; sync rounds apply
+  // under it (exclusive), reads of whole rounds take its reader side.
   mutable absl::Mutex mu_;
   RecentRequests recent_requests_ ABSL_GUARDED_BY(mu_);
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_set<uint64_t> admitted_ ABSL_GUARDED_BY(mu_);
-  // Active workers and their ssp clocks.
-  absl::flat_hash_map<uint64_t, int64_t> active_ ABSL_GUARDED_BY(mu_);
-  // Sync mode: rounds applied, who pushed the current one, and pushes still
-  // adding into the store's sums.
-  int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
-  // ApplyMembership: the coordinator and membership version applied. Worker
-  // ids in admitted_, active_, pushed_ and recent_requests_ are this
+  // Worker ids in it and in recent_requests_ (and the policy's) are its
   // coordinator incarnation's.
-  uint64_t membership_incarnation_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t membership_version_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_set<uint64_t> pushed_ ABSL_GUARDED_BY(mu_);
-  int pushes_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  WorkerMembership membership_ ABSL_GUARDED_BY(mu_);
   double pull_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Async-mode version, and counters; updated without mu_.
-  std::atomic<int64_t> async_version_{0};
+  // Counters; updated without mu_.
   std::atomic<int64_t> pushes_{0};
   std::atomic<int64_t> pulls_{0};
   std::atomic<int64_t> duplicate_pushes_{0};

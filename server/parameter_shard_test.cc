@@ -34,18 +34,42 @@ std::unique_ptr<ParameterStore> MakeStore() {
   return std::move(*store);
 }
 
-// As the coordinator's own shard: follows kCoordinator, which admits and
-// activates workers by direct calls.
-void FollowCoordinator(ParameterShard& shard) {
-  Membership coordinator;
-  coordinator.set_coordinator_incarnation(kCoordinator);
-  shard.ApplyMembership(coordinator);
-}
+// A shard with the coordinator's side of membership (as ShardGroup keeps
+// it): each change makes a new version of kCoordinator's membership and
+// applies it.
+class TestShard : public ParameterShard {
+ public:
+  using ParameterShard::ParameterShard;
 
-std::unique_ptr<ParameterShard> MakeShard(ConsistencyMode mode,
-                                          int64_t staleness = 0) {
-  auto shard = std::make_unique<ParameterShard>(MakeStore(), mode, staleness);
-  FollowCoordinator(*shard);
+  void AdmitWorker(uint64_t id) {
+    members_.Admit(id);
+    Apply();
+  }
+  void ActivateWorker(uint64_t id, int64_t clock) {
+    members_.Activate(id, clock);
+    Apply();
+  }
+  void DeactivateWorker(uint64_t id) {
+    members_.Deactivate(id);
+    Apply();
+  }
+  void RemoveWorker(uint64_t id) {
+    members_.Remove(id);
+    Apply();
+  }
+
+ private:
+  void Apply() {
+    members_.coordinator_incarnation = kCoordinator;
+    ++members_.version;
+    ApplyMembership(members_);
+  }
+  WorkerMembership members_;
+};
+
+// Workers A and B admitted and active at clock 0, the job started.
+std::unique_ptr<TestShard> MakeShard(ConsistencyMode mode, int64_t staleness = 0) {
+  auto shard = std::make_unique<TestShard>(MakeStore(), mode, staleness);
   for (uint64_t id : {kA, kB}) {
     shard->AdmitWorker(id);
     shard->ActivateWorker(id, 0);
@@ -276,8 +300,7 @@ TEST(ParameterShardTest, BeforeStart_PullWaitsThenDeadlineExceeded) {
   OptimizerConfig config;
   config.set_kind(SGD);
   auto store = ParameterStore::Create({}, *CreateOptimizer(config), {spec});
-  ParameterShard shard(std::move(*store), ASYNC);
-  FollowCoordinator(shard);
+  TestShard shard(std::move(*store), ASYNC);
   shard.AdmitWorker(kA);
   shard.ActivateWorker(kA, 0);
   absl::StatusOr<std::vector<float>> v = PullAll(shard, kA, -1, absl::Milliseconds(50));
@@ -320,8 +343,9 @@ TEST(ParameterShardTest, Sync_ManyRoundsFromThreads_ExactResult) {
 namespace fulcrum {
 namespace {
 
-Membership MakeMembership(uint64_t incarnation, uint64_t version,
-                          std::vector<uint64_t> admitted, std::vector<uint64_t> active) {
+// Through the wire format, as a remote shard receives it.
+WorkerMembership MakeMembership(uint64_t incarnation, uint64_t version,
+                                std::vector<uint64_t> admitted, std::vector<uint64_t> active) {
   Membership m;
   m.set_coordinator_incarnation(incarnation);
   m.set_version(version);
@@ -332,7 +356,7 @@ Membership MakeMembership(uint64_t incarnation, uint64_t version,
     a->set_worker_id(id);
     a->set_clock(0);
   }
-  return m;
+  return WorkerMembership::FromProto(m);
 }
 
 std::unique_ptr<ParameterShard> MakeRemoteShard(absl::Duration grace) {

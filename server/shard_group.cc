@@ -37,9 +37,10 @@ ShardGroup::ShardGroup(const ShardGroupOptions& options, ParameterShard* local)
     : options_(options), local_(local) {
   absl::MutexLock lock(&mu_);
   remotes_.resize(std::max<uint32_t>(1, options_.num_shards));
+  membership_.coordinator_incarnation = options_.incarnation;
   // The local shard follows this coordinator from the start (its ids are
-  // this incarnation's), then takes each change directly.
-  local_->ApplyMembership(MembershipLocked());
+  // this incarnation's).
+  local_->ApplyMembership(membership_);
 }
 
 ShardGroup::~ShardGroup() { Stop(); }
@@ -58,48 +59,51 @@ void ShardGroup::Stop() {
   for (std::thread& t : senders) t.join();
 }
 
-void ShardGroup::ChangedLocked() { ++version_; }
+void ShardGroup::ChangedLocked() {
+  ++membership_.version;
+  // In order: changes are made and applied under mu_.
+  local_->ApplyMembership(membership_);
+}
 
 void ShardGroup::Start() {
-  local_->Start();
   absl::MutexLock lock(&mu_);
-  started_ = true;
+  membership_.started = true;
   ChangedLocked();
 }
 
 void ShardGroup::AdmitWorker(uint64_t worker_id) {
-  local_->AdmitWorker(worker_id);
   absl::MutexLock lock(&mu_);
-  admitted_.insert(worker_id);
+  membership_.Admit(worker_id);
   ChangedLocked();
 }
 
 void ShardGroup::ActivateWorker(uint64_t worker_id, int64_t clock) {
-  local_->ActivateWorker(worker_id, clock);
   absl::MutexLock lock(&mu_);
-  if (!admitted_.contains(worker_id)) return;
-  active_[worker_id] = clock;
+  if (!membership_.admitted.contains(worker_id)) return;
+  membership_.Activate(worker_id, clock);
   ChangedLocked();
 }
 
 void ShardGroup::DeactivateWorker(uint64_t worker_id) {
-  local_->DeactivateWorker(worker_id);
   absl::MutexLock lock(&mu_);
-  active_.erase(worker_id);
+  membership_.Deactivate(worker_id);
   ChangedLocked();
 }
 
 void ShardGroup::RemoveWorker(uint64_t worker_id) {
-  local_->RemoveWorker(worker_id);
   absl::MutexLock lock(&mu_);
-  admitted_.erase(worker_id);
-  active_.erase(worker_id);
+  membership_.Remove(worker_id);
   ChangedLocked();
+}
+
+int64_t ShardGroup::SlowestActiveClock() const {
+  absl::MutexLock lock(&mu_);
+  return membership_.SlowestActiveClock();
 }
 
 absl::Status ShardGroup::AwaitAcknowledged(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  const uint64_t version = version_;
+  const uint64_t version = membership_.version;
   uint32_t behind_shard = 0;
   auto caught_up = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     if (stopping_) return true;
@@ -115,20 +119,6 @@ absl::Status ShardGroup::AwaitAcknowledged(absl::Duration timeout) {
   if (mu_.AwaitWithTimeout(absl::Condition(&caught_up), timeout)) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat(
       "parameter-server shard ", behind_shard, " has not taken the membership change; retry"));
-}
-
-Membership ShardGroup::MembershipLocked() const {
-  Membership m;
-  m.set_coordinator_incarnation(options_.incarnation);
-  m.set_version(version_);
-  m.set_started(started_);
-  for (uint64_t id : admitted_) m.add_admitted(id);
-  for (const auto& [id, clock] : active_) {
-    Membership::Active* a = m.add_active();
-    a->set_worker_id(id);
-    a->set_clock(clock);
-  }
-  return m;
 }
 
 void ShardGroup::SetCommitted(const CheckpointManifest& manifest) {
@@ -204,12 +194,12 @@ void ShardGroup::SendLoop(uint32_t index) {
       absl::MutexLock lock(&mu_);
       Remote* remote = remotes_[index].get();
       auto behind = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stopping_ || (remote->ready && remote->acked < version_);
+        return stopping_ || (remote->ready && remote->acked < membership_.version);
       };
       mu_.AwaitWithTimeout(absl::Condition(&behind), absl::Seconds(1));
       if (stopping_) return;
       if (!behind()) continue;
-      membership = MembershipLocked();
+      membership = membership_.ToProto();
       stub = remote->stub;
     }
     grpc::ClientContext context;

@@ -35,6 +35,7 @@
 #include "proto/coordinator.pb.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/shard_control.grpc.pb.h"
+#include "server/membership.h"
 #include "server/parameter_shard.h"
 
 namespace fulcrum {
@@ -72,13 +73,19 @@ class ShardGroup {
   // Idempotent.
   void Stop();
 
-  // Membership, as ParameterShard's methods of the same names, on every
-  // shard.
+  // Membership changes, on every shard: the job starts (pulls may proceed);
+  // a worker registers (admitted: it may pull), takes a training lease
+  // (active at its ssp clock: it may push, rounds and ssp pulls wait for
+  // it), gives it back, is declared dead. Each makes a new version of the
+  // membership (WorkerMembership), applied to the local shard at once and
+  // sent to the others.
   void Start();
   void AdmitWorker(uint64_t worker_id);
   void ActivateWorker(uint64_t worker_id, int64_t clock);
   void DeactivateWorker(uint64_t worker_id);
   void RemoveWorker(uint64_t worker_id);
+  // The slowest active worker's ssp clock (the largest int64 when none).
+  int64_t SlowestActiveClock() const;
 
   // Waits until every registered remote shard has acknowledged the
   // membership as it is now; UNAVAILABLE naming a shard that did not within
@@ -140,9 +147,9 @@ class ShardGroup {
     std::thread sender;
   };
 
-  // Records a change: bumps the version and wakes the senders.
+  // Records a change: bumps the version, applies it to the local shard and
+  // wakes the senders.
   void ChangedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Membership MembershipLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void SendLoop(uint32_t index);
 
   const ShardGroupOptions options_;
@@ -150,10 +157,7 @@ class ShardGroup {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_set<uint64_t> admitted_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, int64_t> active_ ABSL_GUARDED_BY(mu_);
+  WorkerMembership membership_ ABSL_GUARDED_BY(mu_);
   // By shard index; [0] is unused (the local shard).
   std::vector<std::unique_ptr<Remote>> remotes_ ABSL_GUARDED_BY(mu_);
   mutable Rate local_rate_ ABSL_GUARDED_BY(mu_);

@@ -1,0 +1,75 @@
+// ConsistencyPolicy: what one consistency mode decides for a parameter shard.
+#ifndef FULCRUM_SERVER_CONSISTENCY_POLICY_H_
+#define FULCRUM_SERVER_CONSISTENCY_POLICY_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "proto/job.pb.h"
+#include "server/membership.h"
+
+namespace fulcrum {
+
+// When a pull may be served, which pushes are accepted, whether a push is
+// applied at once or summed into a round, and when a round is complete —
+// everything that differs between ASYNC, SYNC (BSP) and SSP. The shard owns
+// one and holds the data; the policy holds the mode's state (rounds, who
+// pushed, the version).
+//
+// Thread-safety: methods ending in Locked are called with the owning shard's
+// mutex held (exclusively, unless they are const); PushApplied and, outside
+// SYNC, Version may be called from any thread.
+class ConsistencyPolicy {
+ public:
+  // Applies the gradients summed for a round, times `scale` (one over the
+  // round's pushes: their mean). Called with the shard's mutex held.
+  using ApplyRoundFn = std::function<void(float scale)>;
+
+  // `staleness` is SSP's; `apply_round` is SYNC's.
+  static std::unique_ptr<ConsistencyPolicy> Create(ConsistencyMode mode, int64_t staleness,
+                                                   ApplyRoundFn apply_round);
+  virtual ~ConsistencyPolicy() = default;
+
+  virtual ConsistencyMode mode() const = 0;
+
+  // Whether a pull at `clock` (>= 0: a round or ssp clock to wait for) may
+  // be served now; and, for one that waited past its deadline, why not.
+  virtual bool PullReadyLocked(int64_t clock, const WorkerMembership& members) const = 0;
+  virtual std::string PullNotReadyLocked(int64_t clock,
+                                         const WorkerMembership& members) const = 0;
+
+  // True when pushes are summed into rounds rather than applied at once:
+  // then reads and snapshots are taken under the shard's mutex (reader side),
+  // so they always see whole rounds.
+  virtual bool SumsRounds() const = 0;
+
+  // Accepts a push of worker `id` at `clock`, or refuses it with
+  // FAILED_PRECONDITION (SYNC: a clock other than the round being collected,
+  // or the worker's second push of the round). A SYNC push accepted is in
+  // flight until PushSummedLocked.
+  virtual absl::Status AdmitPushLocked(uint64_t id, int64_t clock) = 0;
+  // SYNC: an accepted push has been added into the round's sums; the round
+  // completes if every active worker has pushed.
+  virtual void PushSummedLocked(const WorkerMembership& members) {}
+  // Counts a push applied at once (ASYNC, SSP) and returns the new version.
+  virtual int64_t PushApplied() { return 0; }
+
+  // The membership changed. SYNC: the round completes if the workers it
+  // still waits for are gone; with `renumbered` (a new coordinator, whose
+  // ids mean other workers) the round in progress is applied with what it
+  // has and the next starts empty.
+  virtual void MembershipChangedLocked(const WorkerMembership& members, bool renumbered) {}
+
+  // Updates applied: rounds (SYNC; mutex held) or pushes.
+  virtual int64_t Version() const = 0;
+  // After a restore: the version the restored state had; the round being
+  // collected starts empty.
+  virtual void RestoreLocked(int64_t version) = 0;
+};
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_CONSISTENCY_POLICY_H_
