@@ -64,7 +64,7 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     const RegisterWorkerRequest& request) {
   FULCRUM_RETURN_IF_ERROR(shards_->CheckAllReady());
   absl::MutexLock lock(&mu_);
-  const absl::Time now = options_.now();
+  const absl::Time now = options_.clock->Now();
   // A worker coming back under its name replaces itself: not one more.
   auto same_name = request.worker_name().empty()
                        ? live_by_name_.end()
@@ -136,7 +136,7 @@ absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(
   if (!found.ok()) return found.status();
   WorkerRecord& record = **found;
   WorkerStatus& status = record.status;
-  const absl::Time now = options_.now();
+  const absl::Time now = options_.clock->Now();
   record.last_heartbeat = now;
   status.set_steps(p.steps());
   if (p.loss() > 0) status.set_loss(p.loss());
@@ -374,7 +374,7 @@ absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
       worker.status.worker_id());
   if (lease.final && state_ == EVALUATING) {
     state_ = FINISHED;
-    finished_at_ = options_.now();
+    finished_at_ = options_.clock->Now();
     FULCRUM_LOG(INFO) << "job finished";
   }
   return absl::OkStatus();
@@ -384,7 +384,7 @@ void JobCoordinator::Stop() {
   absl::MutexLock lock(&mu_);
   if (JobOver(state_)) return;
   state_ = STOPPED;
-  finished_at_ = options_.now();
+  finished_at_ = options_.clock->Now();
   // Release every lease so no round or clock waits for a worker that is
   // about to exit.
   for (auto& [id, worker] : workers_) {
@@ -432,7 +432,7 @@ void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker,
 
 int JobCoordinator::ReapSilentWorkers() {
   absl::MutexLock lock(&mu_);
-  const absl::Time now = options_.now();
+  const absl::Time now = options_.clock->Now();
   int reaped = 0;
   for (auto& [id, worker] : workers_) {
     const WorkerState s = worker.status.state();
@@ -510,7 +510,7 @@ absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progre
   // workers are back.
   if (JobOver(progress.state())) {
     state_ = progress.state();
-    started_at_ = finished_at_ = options_.now();
+    started_at_ = finished_at_ = options_.clock->Now();
     shards_->Start();
   } else if (oldest_epoch_ >= job.epochs()) {
     state_ = EVALUATING;  // only the final evaluation is owed
@@ -559,7 +559,7 @@ JobStatus JobCoordinator::GetStatus() const {
 }
 
 JobStatus JobCoordinator::GetStatusLocked() const {
-  const absl::Time now = options_.now();
+  const absl::Time now = options_.clock->Now();
   const JobSpec& job = options_.job;
   JobStatus status;
   status.set_state(state_);
@@ -633,7 +633,7 @@ JobStatus JobCoordinator::GetStatusLocked() const {
 double JobCoordinator::ElapsedSecondsLocked() const {
   double elapsed = restored_elapsed_seconds_;
   if (state_ != WAITING_FOR_WORKERS && started_at_ != absl::Time()) {
-    const absl::Time end = JobOver(state_) ? finished_at_ : options_.now();
+    const absl::Time end = JobOver(state_) ? finished_at_ : options_.clock->Now();
     elapsed += absl::ToDoubleSeconds(end - started_at_);
   }
   return elapsed;

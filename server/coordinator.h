@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/worker_identity.h"
 #include "proto/job.pb.h"
 #include "proto/coordinator.pb.h"
@@ -48,8 +49,8 @@ struct CoordinatorOptions {
   // Live workers accepted at once; registering beyond gets
   // RESOURCE_EXHAUSTED.
   uint32_t max_workers = 1024;
-  // The time source (tests substitute a fake).
-  std::function<absl::Time()> now = [] { return absl::Now(); };
+  // The time source (tests substitute a ManualClock). Not owned.
+  const Clock* clock = Clock::Real();
 };
 
 // Thread-safe. `shards` (the coordinator's own shard and any others) is not
@@ -139,7 +140,7 @@ class JobCoordinator {
   // Waits until every other shard has heard that the job is over (reported
   // since it ended); false at the deadline.
   bool WaitUntilShardsToldOver(absl::Time deadline) const {
-    return shards_->WaitUntilReportedSince(options_.now(), deadline);
+    return shards_->WaitUntilReportedSince(options_.clock->Now(), deadline);
   }
 
   // One human-readable progress line ("RUNNING round=120 epoch=1/5 ...").

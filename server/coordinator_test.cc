@@ -28,7 +28,7 @@ class CoordinatorTest : public ::testing::Test {
     options_.incarnation = incarnation;
     options_.epoch_lookahead = lookahead;
     options_.worker_timeout = absl::Seconds(5);
-    options_.now = [this] { return now_; };
+    options_.clock = &clock_;
     auto store = ParameterStore::Create({}, *CreateOptimizer(job.optimizer()),
                                         tensors);
     ASSERT_TRUE(store.ok());
@@ -102,7 +102,7 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   CoordinatorOptions options_;
-  absl::Time now_ = absl::FromUnixSeconds(1000000);
+  ManualClock clock_;
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<ShardGroup> group_;
   std::unique_ptr<JobCoordinator> coordinator_;
@@ -203,9 +203,9 @@ TEST_F(CoordinatorTest, SilentWorker_DeclaredDeadAndPartitionRetrained) {
   uint64_t b = Register("b");
   AcquirePartitionResponse la = *Acquire(a);
   AcquirePartitionResponse lb = *Acquire(b);
-  now_ += absl::Seconds(3);
+  clock_.Advance(absl::Seconds(3));
   ASSERT_TRUE(Heartbeat(a).ok());
-  now_ += absl::Seconds(3);  // b silent for 6 s > 5 s
+  clock_.Advance(absl::Seconds(3));  // b silent for 6 s > 5 s
   EXPECT_EQ(coordinator_->ReapSilentWorkers(), 1);
   JobStatus status = coordinator_->GetStatus();
   EXPECT_EQ(status.workers(1).state(), DEAD);
@@ -237,7 +237,7 @@ TEST_F(CoordinatorTest, DeadWorker_NoLongerHoldsSyncRound) {
                                      {{"softmax/b", 0, 10}, bias}})
                   .ok());
   EXPECT_EQ(shard_->version().round, 0);
-  now_ += absl::Seconds(6);
+  clock_.Advance(absl::Seconds(6));
   ASSERT_TRUE(Heartbeat(a).ok());
   coordinator_->ReapSilentWorkers();
   EXPECT_EQ(shard_->version().round, 1);
@@ -266,7 +266,7 @@ TEST_F(CoordinatorTest, DeadEvaluator_TaskGoesToAnotherWorker) {
   AcquirePartitionResponse eval = *Acquire(a);
   ASSERT_EQ(eval.kind(), AcquirePartitionResponse::EVALUATE);
   EXPECT_TRUE(eval.eval_final());
-  now_ += absl::Seconds(6);
+  clock_.Advance(absl::Seconds(6));
   ASSERT_TRUE(Heartbeat(b).ok());
   coordinator_->ReapSilentWorkers();
   AcquirePartitionResponse eval_b = *Acquire(b);
@@ -288,7 +288,7 @@ TEST_F(CoordinatorTest, Lifecycle_FinishedThenWorkersToldDone) {
   EXPECT_TRUE(r.eval_final());
   EXPECT_EQ(coordinator_->state(), EVALUATING);
   EXPECT_EQ(Acquire(b)->kind(), AcquirePartitionResponse::WAIT);
-  EXPECT_FALSE(coordinator_->WaitUntilDone(now_));
+  EXPECT_FALSE(coordinator_->WaitUntilDone(clock_.Now()));
   ASSERT_TRUE(Eval(a, r.lease_id(), 0.85).ok());
   EXPECT_EQ(coordinator_->state(), FINISHED);
   EXPECT_FALSE(coordinator_->WaitUntilWorkersLeft(absl::Now()));

@@ -48,7 +48,7 @@ void ParameterShard::RecentRequests::Insert(uint64_t worker_id,
 ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store,
                                ConsistencyMode mode, int64_t staleness,
                                std::vector<std::unique_ptr<SparseTable>> tables,
-                               const ShardRole& role)
+                               const ShardRole& role, const Clock* clock)
     : store_(std::move(store)),
       // Called under mu_ when a sync round completes.
       policy_(ConsistencyPolicy::Create(
@@ -57,7 +57,8 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store,
             store_->ApplyAccumulated(scale);
             ApplySparseSums(scale);
           })),
-      role_(role) {
+      role_(role),
+      clock_(clock) {
   for (auto& table : tables) {
     const std::string name = table->name();
     sparse_sums_[name] = std::make_unique<SparseSums>();
@@ -165,8 +166,10 @@ absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, boo
             (!active || (membership_.started && membership_.IsActive(worker.id))));
   };
   if (!known() && role_.membership_grace > absl::ZeroDuration()) {
+    ++waiting_for_membership_;
     mu_.AwaitWithDeadline(absl::Condition(&known),
                           std::min(deadline, absl::Now() + role_.membership_grace));
+    --waiting_for_membership_;
   }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
   if (worker.coordinator_incarnation != membership_.coordinator_incarnation) {
@@ -276,9 +279,11 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
              (membership_.started &&
               (clock < 0 || policy_->PullReadyLocked(clock, membership_)));
     };
-    const absl::Time wait_start = absl::Now();
+    const absl::Time wait_start = clock_->Now();
+    ++waiting_pulls_;  // seen by others only while the wait releases mu_
     const bool satisfied = mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
-    wait_seconds = absl::ToDoubleSeconds(absl::Now() - wait_start);
+    --waiting_pulls_;
+    wait_seconds = absl::ToDoubleSeconds(clock_->Now() - wait_start);
     pull_wait_seconds_ += wait_seconds;
     if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
     if (!satisfied) {
@@ -417,6 +422,8 @@ ShardStats ParameterShard::stats() const {
   absl::ReaderMutexLock lock(&mu_);
   s.rounds = policy_->Version();
   s.pull_wait_seconds = pull_wait_seconds_;
+  s.waiting_pulls = waiting_pulls_;
+  s.waiting_for_membership = waiting_for_membership_;
   return s;
 }
 

@@ -18,6 +18,7 @@
 #include "common/worker_identity.h"
 #include "proto/job.pb.h"
 #include "proto/coordinator.pb.h"
+#include "common/clock.h"
 #include "server/consistency_policy.h"
 #include "server/membership.h"
 #include "server/parameter_store.h"
@@ -74,8 +75,14 @@ struct ShardStats {
   int64_t pulls = 0;
   int64_t duplicate_pushes = 0;
   int64_t rounds = 0;
-  // Time pulls spent waiting for a round, slower workers or the job start.
+  // Time pulls spent waiting for a round, slower workers or the job start
+  // (as the shard's clock measures it).
   double pull_wait_seconds = 0;
+  // Pulls waiting for one of those now.
+  int waiting_pulls = 0;
+  // Calls from workers this shard does not know yet, waiting out the
+  // membership grace now.
+  int waiting_for_membership = 0;
 };
 
 // Where a shard sits among the job's shards (common/shard_map.h).
@@ -106,11 +113,13 @@ struct ShardRole {
 class ParameterShard {
  public:
   // `store` and `tables` are owned. `staleness` is used in SSP mode only.
-  // `store` must hold the dense part `role` owns.
+  // `store` must hold the dense part `role` owns. `clock` (not owned)
+  // measures how long pulls wait; the waits themselves end at real-time
+  // deadlines.
   ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode,
                  int64_t staleness = 0,
                  std::vector<std::unique_ptr<SparseTable>> tables = {},
-                 const ShardRole& role = {});
+                 const ShardRole& role = {}, const Clock* clock = Clock::Real());
   ParameterShard(const ParameterShard&) = delete;
   ParameterShard& operator=(const ParameterShard&) = delete;
 
@@ -215,6 +224,7 @@ class ParameterShard {
   // The mode's decisions and state (rounds, version); see its thread-safety.
   const std::unique_ptr<ConsistencyPolicy> policy_;
   const ShardRole role_;
+  const Clock* const clock_;
   // Immutable after construction.
   absl::flat_hash_map<std::string, std::unique_ptr<SparseTable>> tables_;
   // Sync mode: per table, the sums of the round being collected.
@@ -233,6 +243,8 @@ class ParameterShard {
   // coordinator incarnation's.
   WorkerMembership membership_ ABSL_GUARDED_BY(mu_);
   double pull_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  int waiting_pulls_ ABSL_GUARDED_BY(mu_) = 0;
+  int waiting_for_membership_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Counters; updated without mu_.
   std::atomic<int64_t> pushes_{0};

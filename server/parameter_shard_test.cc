@@ -4,7 +4,9 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "common/clock.h"
 #include "gtest/gtest.h"
+#include "tests/wait.h"
 
 namespace fulcrum {
 namespace {
@@ -232,9 +234,11 @@ TEST(ParameterShardTest, Ssp_SlowWorkerLeavingReleasesWaiters) {
   auto shard = MakeShard(SSP, /*staleness=*/0);
   shard->ActivateWorker(kA, 3);
   std::thread waiter([&] { EXPECT_TRUE(PullAll(*shard, kA, 3).ok()); });
-  absl::SleepFor(absl::Milliseconds(50));
-  shard->RemoveWorker(kB);  // declared dead
+  // A at clock 3 waits for B at clock 2 (staleness 0) ...
+  ASSERT_TRUE(WaitUntil([&] { return shard->stats().waiting_pulls == 1; }));
+  shard->RemoveWorker(kB);  // ... until B is declared dead
   waiter.join();
+  EXPECT_EQ(shard->stats().waiting_pulls, 0);
 }
 
 TEST(ParameterShardTest, Ssp_PushesApplyAtOnce) {
@@ -245,19 +249,27 @@ TEST(ParameterShardTest, Ssp_PushesApplyAtOnce) {
 }
 
 TEST(ParameterShardTest, PullReportsItsWait) {
-  auto shard = MakeShard(SYNC);
-  ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
+  ManualClock clock;
+  TestShard shard(MakeStore(), SYNC, 0, {}, ShardRole{}, &clock);
+  for (uint64_t id : {kA, kB}) {
+    shard.AdmitWorker(id);
+    shard.ActivateWorker(id, 0);
+  }
+  shard.Start();
+  ASSERT_TRUE(PushAll(shard, kA, 0, 1.0f).ok());
   std::thread late([&] {
-    absl::SleepFor(absl::Milliseconds(100));
-    ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f).ok());
+    ASSERT_TRUE(WaitUntil([&] { return shard.stats().waiting_pulls == 1; }));
+    clock.Advance(absl::Seconds(100));
+    ASSERT_TRUE(PushAll(shard, kB, 0, 1.0f).ok());  // closes round 0
   });
   std::vector<float> out(4);
   std::vector<absl::Span<float>> spans = {absl::MakeSpan(out)};
-  absl::StatusOr<ShardVersion> v = shard->Pull(Of(kA), 1, {{"t", 0, 4}}, spans,
-                                               absl::Now() + absl::Seconds(5));
+  absl::StatusOr<ShardVersion> v = shard.Pull(Of(kA), 1, {{"t", 0, 4}}, spans,
+                                              absl::Now() + absl::Seconds(30));
   late.join();
-  ASSERT_TRUE(v.ok());
-  EXPECT_GE(v->wait_seconds, 0.05);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->wait_seconds, 100.0);
+  EXPECT_EQ(shard.stats().pull_wait_seconds, 100.0);
 }
 
 TEST(ParameterShardTest, UnknownWorker_FailedPrecondition) {
@@ -316,7 +328,7 @@ TEST(ParameterShardTest, Shutdown_WakesWaitingPullWithUnavailable) {
     EXPECT_EQ(PullAll(*shard, kA, 5, absl::Seconds(30)).status().code(),
               absl::StatusCode::kUnavailable);
   });
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(WaitUntil([&] { return shard->stats().waiting_pulls == 1; }));
   shard->Shutdown();
   puller.join();
 }
@@ -440,17 +452,16 @@ TEST(ParameterShardTest, WorkerOfAnotherCoordinatorIncarnation_Refused) {
 }
 
 TEST(ParameterShardMembershipTest, UnknownWorkerWaitsOutTheGraceForItsMembership) {
-  std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::Seconds(10));
-  std::thread coordinator([&] {
-    absl::SleepFor(absl::Milliseconds(200));
-    shard->ApplyMembership(MakeMembership(1, 1, {kA}, {kA}));
-  });
-  const absl::Time start = absl::Now();
-  absl::StatusOr<ShardVersion> pushed = PushAll(*shard, Of(kA, 1), 0, 1.0f);
-  coordinator.join();
+  std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::Seconds(30));
+  absl::StatusOr<ShardVersion> pushed;
+  std::thread worker([&] { pushed = PushAll(*shard, Of(kA, 1), 0, 1.0f); });
+  // The push reached the shard before the membership admitting its worker.
+  ASSERT_TRUE(WaitUntil([&] { return shard->stats().waiting_for_membership == 1; }));
+  shard->ApplyMembership(MakeMembership(1, 1, {kA}, {kA}));
+  worker.join();
   EXPECT_TRUE(pushed.ok()) << pushed.status();
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
   EXPECT_EQ(shard->version().round, 1);
+  EXPECT_EQ(shard->stats().waiting_for_membership, 0);
 }
 
 }  // namespace

@@ -143,7 +143,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
     return absl::InvalidArgumentError("a serving shard must say where workers reach it");
   }
   const uint32_t index = request.shard_index();
-  const absl::Time now = options_.now();
+  const absl::Time now = options_.clock->Now();
   absl::MutexLock lock(&mu_);
   std::unique_ptr<Remote>& remote = remotes_[index];
   if (remote == nullptr) {
@@ -279,7 +279,7 @@ ShardStatus ShardGroup::Describe(const ParameterShard& shard) {
 
 std::vector<ShardStatus> ShardGroup::Status() const {
   ShardStatus own = Describe(*local_);
-  const absl::Time now = options_.now();
+  const absl::Time now = options_.clock->Now();
   absl::MutexLock lock(&mu_);
   local_rate_.Update(now, own.pushes(), own.pulls());
   own.set_up(true);

@@ -33,6 +33,7 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/job.pb.h"
 #include "proto/coordinator.pb.h"
+#include "common/clock.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/shard_control.grpc.pb.h"
 #include "server/membership.h"
@@ -58,7 +59,8 @@ struct ShardGroupOptions {
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   grpc::ChannelArguments channel_args;
   std::string auth_token;
-  std::function<absl::Time()> now = [] { return absl::Now(); };
+  // The time source. Not owned.
+  const Clock* clock = Clock::Real();
 };
 
 class ShardGroup {

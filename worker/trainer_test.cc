@@ -9,6 +9,7 @@
 
 #include "common/model_spec.h"
 #include "gtest/gtest.h"
+#include "tests/wait.h"
 #include "server/coordinator.h"
 #include "server/parameter_shard.h"
 
@@ -418,7 +419,8 @@ TEST_F(TrainerTest, Stop_WorkerExitsCleanly) {
   options.step_delay = absl::Milliseconds(1);
   Trainer trainer(options, ps_.get(), client_.get(), Images(&train_, &test_));
   std::thread stopper([&] {
-    absl::SleepFor(absl::Milliseconds(100));
+    // Mid-job: once it has trained a few steps.
+    EXPECT_TRUE(WaitUntil([&] { return trainer.stats().steps >= 5; }));
     coordinator_->Stop();
   });
   absl::Status s = trainer.Run();
