@@ -163,21 +163,21 @@ void Trainer::HeartbeatLoop() {
 
 template <typename Call>
 absl::StatusOr<ServerVersion> Trainer::CallWaiting(Histogram* latency, Call call) {
-  const absl::Time give_up = absl::Now() + options_.start_timeout;
+  const absl::Time give_up = options_.clock->Now() + options_.start_timeout;
   while (true) {
     absl::StatusOr<ServerVersion> version;
-    const absl::Time start = absl::Now();
+    const absl::Time start = options_.clock->Now();
     absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
       version = call();
       return version.status();
     });
     if (options_.metrics && s.ok()) {
-      latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      latency->Observe(absl::ToDoubleSeconds(options_.clock->Now() - start));
       options_.metrics->wait_seconds->Increment(version->wait_seconds);
     }
     // A call that timed out waiting for the job to start, a slow round or a
     // slow worker is made again, up to start_timeout.
-    if (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < give_up &&
+    if (s.code() == absl::StatusCode::kDeadlineExceeded && options_.clock->Now() < give_up &&
         !Interrupted()) {
       FULCRUM_LOG(INFO) << "still waiting: " << s.message();
       continue;
@@ -211,14 +211,14 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(absl::Span<const int64_t> c
                                                      uint32_t examples) {
   const uint64_t request_id = next_request_id_++;
   absl::StatusOr<ServerVersion> version;
-  const absl::Time start = absl::Now();
+  const absl::Time start = options_.clock->Now();
   absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
     version = ps_->Push(worker(), clocks, request_id, grads_, examples);
     return version.status();
   });
   if (!s.ok()) return s;
   if (options_.metrics) {
-    options_.metrics->push_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    options_.metrics->push_latency->Observe(absl::ToDoubleSeconds(options_.clock->Now() - start));
   }
   return version;
 }
@@ -271,7 +271,7 @@ void Trainer::RecordStep(int64_t examples, double loss, absl::Time step_start) {
     options_.metrics->steps->Increment();
     options_.metrics->examples->Increment(examples);
     options_.metrics->loss->Set(loss);
-    options_.metrics->step_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - step_start));
+    options_.metrics->step_seconds->Observe(absl::ToDoubleSeconds(options_.clock->Now() - step_start));
   }
   if (options_.step_delay > absl::ZeroDuration()) {
     absl::SleepFor(options_.step_delay);
@@ -304,7 +304,7 @@ absl::Status Trainer::TrainOverlapped(const std::vector<int64_t>& order) {
     return PullWithRetry(now, &params_).status();
   };
   for (size_t pos = 0; pos < order.size(); pos += batch_size) {
-    const absl::Time step_start = absl::Now();
+    const absl::Time step_start = options_.clock->Now();
     const absl::Span<const int64_t> examples = examples_at(pos);
     const double loss = ComputeStep(examples, &grads_);
     FULCRUM_RETURN_IF_ERROR(finish_in_flight());
@@ -352,7 +352,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   bool have_params = false;  // params_ holds the parameters for the step at pos
   for (size_t pos = 0; pos < order.size();) {
     if (Interrupted()) return absl::AbortedError("interrupted");
-    const absl::Time step_start = absl::Now();
+    const absl::Time step_start = options_.clock->Now();
     const absl::Span<const int64_t> examples = examples_at(pos);
     absl::StatusOr<ServerVersion> version = ServerVersion();
     if (!have_params) {

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/idx_dataset.h"
 #include "common/metrics.h"
 #include "common/retry.h"
@@ -61,6 +62,8 @@ struct TrainerOptions {
   int max_reregistrations = 10;
   // Null: no metrics. Not owned.
   const TrainerMetrics* metrics = nullptr;
+  // Measures latencies, steps and the start timeout. Not owned.
+  const Clock* clock = Clock::Real();
 };
 
 // Counters of one Trainer's work, for tests and logs.

@@ -49,6 +49,11 @@ class LocalPsClient : public PsClient {
                                      ParameterBatch* batch) override {
     const int64_t clock = clocks[0];
     if (Take(pull_failures)) return absl::UnavailableError("injected");
+    if (pull_timeouts_advance != nullptr) {
+      ++pull_timeouts;
+      pull_timeouts_advance->Advance(absl::Minutes(1));
+      return absl::DeadlineExceededError("round 3 not complete before the deadline");
+    }
     batch->dense.resize(batch->tensors.size());
     std::vector<SliceRef> slices;
     std::vector<absl::Span<float>> out;
@@ -118,6 +123,9 @@ class LocalPsClient : public PsClient {
   }
 
   std::atomic<int> pull_failures{0};
+  // Set: every pull times out waiting and moves this clock a minute on.
+  ManualClock* pull_timeouts_advance = nullptr;
+  std::atomic<int> pull_timeouts{0};
   std::atomic<int> lost_push_replies{0};
   std::atomic<int> pushpulls{0};
   ComputeLog* computes = nullptr;
@@ -428,6 +436,22 @@ TEST_F(TrainerTest, Stop_WorkerExitsCleanly) {
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(coordinator_->state(), STOPPED);
   EXPECT_LT(trainer.stats().partitions, 4000);
+}
+
+TEST_F(TrainerTest, PullsTimingOut_AskedAgainUntilTheStartTimeoutThenGivesUp) {
+  Init(SYNC, 1, 1, 2);
+  ManualClock clock;
+  ps_->pull_timeouts_advance = &clock;
+  TrainerOptions options = Options("a");
+  options.clock = &clock;
+  options.start_timeout = absl::Minutes(10);
+  Trainer trainer(options, ps_.get(), client_.get(), Images(&train_, &test_));
+  absl::Status s = trainer.Run();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  // Asked at minutes 0, 1, ..., 9 of the trainer's clock; the tenth reply
+  // comes at minute 10, when the timeout has run out.
+  EXPECT_EQ(ps_->pull_timeouts.load(), 10);
+  EXPECT_EQ(shard_->stats().pushes, 0);
 }
 
 TEST_F(TrainerTest, NoTestDataWhenAskedToEvaluate_Unimplemented) {
