@@ -5,6 +5,7 @@
 // Progress lines and the final "result:" line go to stdout, logs to stderr.
 #include <signal.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -237,12 +238,6 @@ int Run() {
                  "positive\n");
     return 2;
   }
-  if (!(heartbeat > 0) || !(timeout > heartbeat)) {
-    std::fprintf(stderr,
-                 "ps_server: --heartbeat_interval must be positive and "
-                 "--worker_timeout longer than it\n");
-    return 2;
-  }
   absl::Status every = ParseCheckpointEvery(absl::GetFlag(FLAGS_checkpoint_every), &options);
   if (!every.ok()) {
     std::fprintf(stderr, "ps_server: --checkpoint_every=%s: %s\n",
@@ -251,13 +246,7 @@ int Run() {
     return 2;
   }
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
-  if ((options.checkpoint_every > absl::ZeroDuration() ||
-       options.checkpoint_every_steps > 0) &&
-      options.checkpoint_dir.empty()) {
-    std::fprintf(stderr, "ps_server: --checkpoint_every needs --checkpoint_dir\n");
-    return 2;
-  }
-  options.keep_checkpoints = std::max(1, absl::GetFlag(FLAGS_keep_checkpoints));
+  options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   options.restore = absl::GetFlag(FLAGS_restore);
   options.debug_checkpoint_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_checkpoint_delay_ms)));
@@ -274,10 +263,9 @@ int Run() {
     options.auth_token = *token;
   }
   if (absl::GetFlag(FLAGS_max_message_mb) <= 0 || absl::GetFlag(FLAGS_max_message_mb) > 2047 ||
-      absl::GetFlag(FLAGS_max_workers) <= 0 || absl::GetFlag(FLAGS_max_tensor_elements) == 0) {
+      absl::GetFlag(FLAGS_max_workers) <= 0) {
     std::fprintf(stderr,
-                 "ps_server: --max_message_mb must be in [1, 2047], --max_workers "
-                 "and --max_tensor_elements positive\n");
+                 "ps_server: --max_message_mb must be in [1, 2047] and --max_workers positive\n");
     return 2;
   }
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
@@ -287,6 +275,10 @@ int Run() {
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   options.metrics_host = absl::GetFlag(FLAGS_host);
+  if (!std::isfinite(heartbeat) || !std::isfinite(timeout)) {
+    std::fprintf(stderr, "ps_server: --heartbeat_interval and --worker_timeout must be numbers\n");
+    return 2;
+  }
   options.heartbeat_interval = absl::Seconds(heartbeat);
   options.worker_timeout = absl::Seconds(timeout);
   job.set_batch_size(batch_size);
@@ -296,13 +288,8 @@ int Run() {
   } else if (compression == "int8") {
     job.set_gradient_encoding(INT8_BLOCK);
   } else if (compression == "topk") {
-    const double ratio = absl::GetFlag(FLAGS_topk_ratio);
-    if (!(ratio > 0 && ratio <= 1)) {
-      std::fprintf(stderr, "ps_server: --topk_ratio must be in (0, 1], not %g\n", ratio);
-      return 2;
-    }
     job.set_gradient_encoding(INDEXED_NONZEROS);
-    job.set_topk_ratio(static_cast<float>(ratio));
+    job.set_topk_ratio(static_cast<float>(absl::GetFlag(FLAGS_topk_ratio)));
   } else if (compression != "none") {
     std::fprintf(stderr,
                  "ps_server: --gradient_compression must be none, fp16, int8 or topk\n");
@@ -323,17 +310,14 @@ int Run() {
   options.shard_index = absl::GetFlag(FLAGS_shard_index);
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
   options.advertise_address = absl::GetFlag(FLAGS_advertise);
-  if (options.shard_index > 0 && options.coordinator_address.empty()) {
-    std::fprintf(stderr, "ps_server: shard %d needs --coordinator=HOST:PORT (shard 0)\n",
-                 options.shard_index);
-    return 2;
-  }
   if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
     options.peer_security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
     options.peer_security.tls_cert = options.security.tls_cert;
     options.peer_security.tls_key = options.security.tls_key;
   }
 
+  // Ranges and combinations of the options are checked by the library
+  // (ServerOptions::Validate), here as for a server embedded in a program.
   absl::StatusOr<std::unique_ptr<ParameterServer>> server =
       ParameterServer::Create(options);
   if (!server.ok()) {

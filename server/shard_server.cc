@@ -1,0 +1,273 @@
+#include "server/shard_server.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/channel.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "grpcpp/client_context.h"
+#include "server/shard_group.h"
+
+namespace fulcrum {
+
+ShardServer::ShardServer(const ServerOptions& options, uint64_t incarnation,
+                         const TokenAuthenticator* auth, MetricsRegistry* metrics,
+                         CheckpointStore* checkpoints)
+    : options_(options),
+      incarnation_(incarnation),
+      auth_(auth),
+      metrics_(metrics),
+      checkpoints_(checkpoints) {}
+
+ShardServer::~ShardServer() {
+  StopReporting();
+  if (shard_) shard_->Shutdown();
+}
+
+absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(
+    const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
+    const TokenAuthenticator* auth, MetricsRegistry* metrics) {
+  std::unique_ptr<ShardServer> server(
+      new ShardServer(options, incarnation, auth, metrics, /*checkpoints=*/nullptr));
+  server->job_ = job;
+  FULCRUM_RETURN_IF_ERROR(server->BuildShard());
+  server->BuildService();
+  return server;
+}
+
+absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(
+    const ServerOptions& options, uint64_t incarnation, const TokenAuthenticator* auth,
+    MetricsRegistry* metrics, CheckpointStore* checkpoints) {
+  std::unique_ptr<ShardServer> server(
+      new ShardServer(options, incarnation, auth, metrics, checkpoints));
+  FULCRUM_RETURN_IF_ERROR(server->JoinCoordinator());
+  ShardServer* self = server.get();
+  server->shard_control_service_ = std::make_unique<ShardControlServiceImpl>(
+      server->shard_.get(),
+      [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); }, auth);
+  server->BuildService();
+  return server;
+}
+
+void ShardServer::BuildService() {
+  service_metrics_ = ServiceMetrics::Register(metrics_);
+  ParameterShard* shard = shard_.get();
+  metrics_->AddCallbackGauge("fulcrum_shard_version", "Updates applied: rounds (sync) or pushes.",
+                             [shard] { return double(shard->version().version); });
+  metrics_->AddCallbackGauge("fulcrum_shard_pushes", "Pushes this shard applied or summed.",
+                             [shard] { return double(shard->stats().pushes); });
+  metrics_->AddCallbackGauge("fulcrum_shard_pulls", "Pulls this shard served.",
+                             [shard] { return double(shard->stats().pulls); });
+  parameter_service_ = std::make_unique<ParameterServiceImpl>(
+      shard_.get(), incarnation_, options_.max_pull_wait,
+      static_cast<uint64_t>(options_.max_message_bytes), &service_metrics_, auth_);
+}
+
+absl::Status ShardServer::BuildShard() {
+  const JobSpec& job = job_;
+  const ServerOptions& options = options_;
+  FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> optimizer,
+                           CreateOptimizer(job.optimizer()));
+  ParameterStoreOptions store_options = options.store;
+  store_options.seed = job.seed();
+  store_options.shard_index = options.shard_index;
+  store_options.num_shards = options.num_shards;
+  FULCRUM_ASSIGN_OR_RETURN(
+      std::unique_ptr<ParameterStore> store,
+      ParameterStore::Create(store_options, std::move(optimizer),
+                             {job.tensors().begin(), job.tensors().end()}));
+  std::vector<std::unique_ptr<SparseTable>> tables;
+  for (const SparseTableSpec& spec : job.sparse_tables()) {
+    if (spec.name().empty() || store->TensorSize(spec.name()).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sparse table name '", spec.name(), "' is empty or names a dense tensor"));
+    }
+    for (const auto& t : tables) {
+      if (t->name() == spec.name()) {
+        return absl::InvalidArgumentError(absl::StrCat("duplicate sparse table ", spec.name()));
+      }
+    }
+    SparseTableOptions table_options;
+    table_options.name = spec.name();
+    table_options.dim = spec.dim();
+    table_options.initializer = spec.initializer();
+    table_options.scale = spec.scale();
+    table_options.seed = job.seed();
+    table_options.max_rows = spec.max_rows() > 0 ? spec.max_rows() : options.max_sparse_rows;
+    FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> table_optimizer,
+                             CreateOptimizer(job.optimizer()));
+    FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<SparseTable> table,
+                             SparseTable::Create(table_options, std::move(table_optimizer)));
+    tables.push_back(std::move(table));
+  }
+  ShardRole role;
+  role.index = options.shard_index;
+  role.count = options.num_shards;
+  // Other shards hear of membership changes a network hop after workers do.
+  if (options.shard_index > 0) role.membership_grace = options.worker_timeout;
+  shard_ = std::make_unique<ParameterShard>(std::move(store), job.mode(), job.staleness(),
+                                            std::move(tables), role);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool ready,
+                                                                      absl::Duration timeout) {
+  RegisterShardRequest request;
+  request.set_shard_index(options_.shard_index);
+  request.set_num_shards(options_.num_shards);
+  request.set_address(advertise_address_);
+  request.set_incarnation(incarnation_);
+  request.set_ready(ready);
+  if (shard_ != nullptr) *request.mutable_status() = ShardGroup::Describe(*shard_);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  AttachToken(options_.auth_token, &context);
+  RegisterShardResponse response;
+  FULCRUM_RETURN_IF_ERROR(FromGrpcStatus(registry_->RegisterShard(&context, request, &response)));
+  return response;
+}
+
+absl::Status ShardServer::JoinCoordinator() {
+  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                           OpenChannel(options_.coordinator_address, options_.peer_security));
+  registry_ = ShardRegistry::NewStub(channel);
+  const absl::Time give_up = absl::Now() + options_.coordinator_wait;
+  absl::StatusOr<RegisterShardResponse> joined;
+  bool logged = false;
+  while (true) {
+    joined = ReportToCoordinator(/*ready=*/false, absl::Seconds(5));
+    if (joined.ok() ||
+        !(absl::IsUnavailable(joined.status()) || absl::IsDeadlineExceeded(joined.status()))) {
+      break;
+    }
+    if (absl::Now() >= give_up) {
+      return absl::UnavailableError(absl::StrCat("cannot reach the coordinator at ",
+                                                 options_.coordinator_address,
+                                                 " (--coordinator): ", joined.status().message()));
+    }
+    if (!logged) {
+      FULCRUM_LOG(INFO) << "waiting for the coordinator at " << options_.coordinator_address;
+      logged = true;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  if (!joined.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the coordinator at ", options_.coordinator_address, " refused shard ",
+        options_.shard_index, ": ", joined.status().message()));
+  }
+  job_ = joined->job();
+  FULCRUM_RETURN_IF_ERROR(BuildShard());
+  if (joined->has_restore() && joined->restore().sequence() > 0) {
+    const CheckpointManifest& manifest = joined->restore();
+    if (checkpoints_ == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the job resumes from checkpoint ", manifest.sequence(), "; shard ",
+          options_.shard_index, " needs the --checkpoint_dir holding its part"));
+    }
+    absl::StatusOr<ShardSnapshot> part = checkpoints_->LoadPart(manifest, options_.shard_index);
+    absl::Status restored = part.ok() ? shard_->Restore(*part) : part.status();
+    if (!restored.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot restore shard ", options_.shard_index, "'s part of checkpoint ",
+          manifest.sequence(), " from ", options_.checkpoint_dir, ": ", restored.message()));
+    }
+    FULCRUM_LOG(INFO) << "restored shard " << options_.shard_index << " of checkpoint "
+                      << manifest.sequence() << " at version " << part->version;
+  }
+  return absl::OkStatus();
+}
+
+void ShardServer::RegisterServices(grpc::ServerBuilder* builder, int threads) {
+  parameter_service_->Register(builder, threads);
+  if (shard_control_service_) builder->RegisterService(shard_control_service_.get());
+}
+
+void ShardServer::Start(int bound_port) {
+  parameter_service_->Start();
+  if (options_.shard_index == 0) return;
+  advertise_address_ = options_.advertise_address;
+  if (advertise_address_.empty()) {
+    std::string host = options_.listen_address.substr(0, options_.listen_address.rfind(':'));
+    if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
+      char name[256] = "localhost";
+      gethostname(name, sizeof(name) - 1);
+      host = name;
+    }
+    advertise_address_ = absl::StrCat(host, ":", bound_port);
+  }
+  reporter_ = std::thread([this] { ReportLoop(); });
+}
+
+void ShardServer::StopReporting() {
+  if (!stop_reporting_.HasBeenNotified()) stop_reporting_.Notify();
+  if (reporter_.joinable()) reporter_.join();
+}
+
+void ShardServer::ShutdownShard() { shard_->Shutdown(); }
+
+void ShardServer::FinishWaitingCalls() { parameter_service_->FinishWaitingCalls(); }
+
+void ShardServer::ShutdownService() { parameter_service_->Shutdown(); }
+
+bool ShardServer::WaitUntilJobOver(absl::Time deadline) {
+  return job_over_.WaitForNotificationWithDeadline(deadline);
+}
+
+void ShardServer::ReportLoop() {
+  bool warned = false;
+  uint64_t recorded = 0;
+  absl::Time over_since = absl::InfiniteFuture();
+  do {
+    absl::StatusOr<RegisterShardResponse> response = ReportToCoordinator(
+        /*ready=*/true, std::max(absl::Seconds(1), options_.heartbeat_interval));
+    if (over_since != absl::InfiniteFuture() &&
+        (!response.ok() || absl::Now() - over_since > absl::Minutes(1)) &&
+        !job_over_.HasBeenNotified()) {
+      job_over_.Notify();  // the coordinator finished (and left)
+    }
+    if (response.ok() && over_since == absl::InfiniteFuture() &&
+        (response->job_state() == FINISHED || response->job_state() == STOPPED)) {
+      over_since = absl::Now();
+    }
+    if (!response.ok()) {
+      if (!warned) {
+        FULCRUM_LOG(WARNING) << "cannot report to the coordinator at "
+                             << options_.coordinator_address << ": " << response.status()
+                             << " (still serving; retrying)";
+        warned = true;
+      }
+      continue;
+    }
+    if (warned) FULCRUM_LOG(INFO) << "reporting to the coordinator again";
+    warned = false;
+    const CheckpointManifest& committed = response->committed();
+    if (checkpoints_ != nullptr && committed.sequence() > recorded) {
+      absl::MutexLock lock(&checkpoint_mu_);
+      absl::Status s = checkpoints_->RecordCommitted(committed);
+      if (s.ok()) {
+        recorded = committed.sequence();
+      } else {
+        FULCRUM_LOG(WARNING) << "recording checkpoint " << committed.sequence() << ": " << s;
+      }
+    }
+  } while (!stop_reporting_.WaitForNotificationWithTimeout(options_.heartbeat_interval));
+}
+
+absl::StatusOr<CheckpointManifest::ShardFile> ShardServer::WriteCheckpointPart(
+    uint64_t sequence) {
+  if (checkpoints_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.shard_index, " has no --checkpoint_dir"));
+  }
+  absl::MutexLock lock(&checkpoint_mu_);
+  const ShardSnapshot snapshot = shard_->Snapshot();
+  return checkpoints_->WritePart(sequence, snapshot, options_.shard_index, options_.num_shards);
+}
+
+}  // namespace fulcrum

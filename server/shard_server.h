@@ -1,0 +1,115 @@
+// ShardServer: the shard part of a ps_server process — its ParameterShard
+// and the ParameterService over it; on a shard other than the coordinator's
+// also the registration with the coordinator (which gives it the job and the
+// checkpoint part to restore), the ShardControl service the coordinator
+// drives it by (membership, checkpoint parts) and the report loop.
+#ifndef FULCRUM_SERVER_SHARD_SERVER_H_
+#define FULCRUM_SERVER_SHARD_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/metrics.h"
+#include "common/security.h"
+#include "grpcpp/server_builder.h"
+#include "proto/job.pb.h"
+#include "proto/shard_control.grpc.pb.h"
+#include "server/checkpoint.h"
+#include "server/grpc_services.h"
+#include "server/parameter_shard.h"
+#include "server/server_options.h"
+
+namespace fulcrum {
+
+// Lifecycle: Create or Join -> RegisterServices -> (the gRPC server starts)
+// -> Start -> StopReporting -> ShutdownShard -> FinishWaitingCalls -> (the
+// gRPC server stops) -> ShutdownService. Thread-safe between those steps.
+// `auth`, `metrics` and `checkpoints` are not owned and must outlive it;
+// `checkpoints` may be null (no checkpoint folder).
+class ShardServer {
+ public:
+  // The coordinator's own shard (index 0) of `job` (complete: see
+  // CompleteJobSpec).
+  static absl::StatusOr<std::unique_ptr<ShardServer>> Create(
+      const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
+      const TokenAuthenticator* auth, MetricsRegistry* metrics);
+
+  // Another shard: registers with the coordinator at
+  // options.coordinator_address (retrying for options.coordinator_wait),
+  // takes the job from it and restores its part of the checkpoint the job
+  // resumes from. UNAVAILABLE if the coordinator cannot be reached;
+  // FAILED_PRECONDITION if it refuses this shard or the part cannot be
+  // restored.
+  static absl::StatusOr<std::unique_ptr<ShardServer>> Join(
+      const ServerOptions& options, uint64_t incarnation, const TokenAuthenticator* auth,
+      MetricsRegistry* metrics, CheckpointStore* checkpoints);
+
+  ~ShardServer();
+  ShardServer(const ShardServer&) = delete;
+  ShardServer& operator=(const ShardServer&) = delete;
+
+  // Adds this shard's services to `builder`, served by `threads` threads.
+  void RegisterServices(grpc::ServerBuilder* builder, int threads);
+  // Serving on `bound_port`: the parameter service's threads start; another
+  // shard starts reporting to the coordinator (as its advertised address).
+  void Start(int bound_port);
+
+  void StopReporting();
+  // Fails waiting and future calls with UNAVAILABLE.
+  void ShutdownShard();
+  // Answers the calls still waiting (before the gRPC server stops).
+  void FinishWaitingCalls();
+  // After the gRPC server stopped: ends the service's threads.
+  void ShutdownService();
+
+  // Another shard: blocks until the coordinator has said the job is over and
+  // has since gone away (or a minute has passed); false at the deadline.
+  bool WaitUntilJobOver(absl::Time deadline);
+
+  ParameterShard* shard() { return shard_.get(); }
+  const JobSpec& job() const { return job_; }
+  // Where workers and the coordinator reach another shard (after Start).
+  const std::string& advertise_address() const { return advertise_address_; }
+
+ private:
+  ShardServer(const ServerOptions& options, uint64_t incarnation,
+              const TokenAuthenticator* auth, MetricsRegistry* metrics,
+              CheckpointStore* checkpoints);
+  // Builds the shard this process serves, for `job_`.
+  absl::Status BuildShard();
+  absl::Status JoinCoordinator();
+  // One registration (with counters) at the coordinator.
+  absl::StatusOr<RegisterShardResponse> ReportToCoordinator(bool ready, absl::Duration timeout);
+  void ReportLoop();
+  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpointPart(uint64_t sequence);
+  // The service (and its metrics) over the built shard.
+  void BuildService();
+
+  const ServerOptions options_;
+  const uint64_t incarnation_;
+  const TokenAuthenticator* const auth_;
+  MetricsRegistry* const metrics_;
+  CheckpointStore* const checkpoints_;
+  JobSpec job_;
+  ServiceMetrics service_metrics_;
+  std::unique_ptr<ParameterShard> shard_;
+  std::unique_ptr<ParameterServiceImpl> parameter_service_;
+  // Other shards only.
+  std::unique_ptr<ShardRegistry::Stub> registry_;
+  std::unique_ptr<ShardControlServiceImpl> shard_control_service_;
+  std::string advertise_address_;
+  absl::Mutex checkpoint_mu_;  // one part written or recorded at a time
+  absl::Notification job_over_;
+  absl::Notification stop_reporting_;
+  std::thread reporter_;
+};
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_SHARD_SERVER_H_
