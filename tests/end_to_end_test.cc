@@ -216,3 +216,49 @@ TEST(PsServerTest, BadFlag_ExitsWithMessage) {
 
 }  // namespace
 }  // namespace fulcrum
+
+namespace fulcrum {
+namespace {
+
+// Where tools/install_deps.sh puts grpcurl (or PATH's); "" if absent.
+std::string FindGrpcurl() {
+  for (const char* path : {"/usr/local/bin/grpcurl", "/usr/bin/grpcurl"}) {
+    if (access(path, X_OK) == 0) return path;
+  }
+  return "";
+}
+
+// Generic gRPC tools need no .proto: server reflection describes every
+// service, the standard health service included.
+TEST(ReflectionTest, GrpcurlChecksHealthAndDescribesServicesWithoutProtoFiles) {
+  const std::string grpcurl = FindGrpcurl();
+  if (grpcurl.empty()) {
+    GTEST_SKIP() << "grpcurl is not installed (tools/install_deps.sh installs it with Go)";
+  }
+  LocalCluster c("grpcurl");
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--num_workers=1"}).ok()) << c.ServerLog();
+  const std::string dir = c.dir();
+  auto run = [&](const std::vector<std::string>& args, const std::string& name) {
+    std::vector<std::string> argv = {grpcurl, "-plaintext", "-max-time", "20"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Subprocess tool;
+    EXPECT_TRUE(tool.Start(argv, dir + "/" + name + ".out", dir + "/" + name + ".err").ok());
+    absl::StatusOr<int> code = tool.Wait(absl::Seconds(60));
+    EXPECT_TRUE(code.ok());
+    EXPECT_EQ(code.value_or(-1), 0) << ReadFileOrEmpty(dir + "/" + name + ".err");
+    return ReadFileOrEmpty(dir + "/" + name + ".out");
+  };
+  const std::string health = run({c.address(), "grpc.health.v1.Health/Check"}, "health");
+  EXPECT_NE(health.find("SERVING"), std::string::npos) << health;
+  const std::string services = run({c.address(), "list"}, "list");
+  for (const char* service : {"fulcrum.Coordinator", "fulcrum.ParameterService",
+                              "fulcrum.ShardRegistry", "grpc.health.v1.Health"}) {
+    EXPECT_NE(services.find(service), std::string::npos) << services;
+  }
+  const std::string status =
+      run({c.address(), "fulcrum.Coordinator/GetStatus"}, "status");
+  EXPECT_NE(status.find("WAITING_FOR_WORKERS"), std::string::npos) << status;
+}
+
+}  // namespace
+}  // namespace fulcrum

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Fulcrum needs to build, test and run.
+# Installs the Debian 12 packages Fulcrum needs to build, test and run, and
+# grpcurl (Go module proxy) for the reflection test.
 # Idempotent: apt-get runs only when a package is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -24,15 +25,29 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  exit 0
-fi
-
-echo "fulcrum: installing missing Debian packages: ${missing[*]}" >&2
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then
   SUDO="sudo"
 fi
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "fulcrum: packages installed" >&2
+if ((${#missing[@]} > 0)); then
+  echo "fulcrum: installing missing Debian packages: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "fulcrum: packages installed" >&2
+fi
+
+# grpcurl, the generic gRPC client the reflection test drives, from the Go
+# module proxy when Go is here. Optional: without it that test is skipped.
+GRPCURL_VERSION=v1.9.4
+if [[ ! -x /usr/local/bin/grpcurl ]]; then
+  go_bin="$(command -v go || true)"
+  [[ -z "$go_bin" && -x /usr/local/go/bin/go ]] && go_bin=/usr/local/go/bin/go
+  if [[ -n "$go_bin" ]]; then
+    echo "fulcrum: installing grpcurl $GRPCURL_VERSION with $go_bin" >&2
+    if ! $SUDO env GOBIN=/usr/local/bin GOPATH="${GOPATH:-/root/go}" GOFLAGS=-mod=mod \
+        "$go_bin" install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION" >/dev/null 2>&1; then
+      echo "fulcrum: grpcurl could not be installed; its test will be skipped" >&2
+    fi
+  fi
+fi
+exit 0
