@@ -1,5 +1,6 @@
 // Transport security: TLS (optionally mutual) credentials from PEM files,
-// and a bearer token checked on every RPC.
+// and a bearer token checked on every RPC (server side, by gRPC before any
+// handler; client side, attached to each call).
 #ifndef FULCRUM_COMMON_SECURITY_H_
 #define FULCRUM_COMMON_SECURITY_H_
 
@@ -9,7 +10,6 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
-#include "grpcpp/server_context.h"
 #include "grpcpp/client_context.h"
 
 namespace fulcrum {
@@ -23,10 +23,15 @@ struct ServerSecurityOptions {
   std::string tls_client_ca;
 };
 
-// INVALID_ARGUMENT for an inconsistent combination, NOT_FOUND / a read error
-// naming the file otherwise.
+// Credentials for a server's ports: plaintext, or TLS (optionally mutual).
+// With a non-empty `auth_token`, gRPC itself refuses every call that does
+// not carry "authorization: Bearer <auth_token>" with UNAUTHENTICATED before
+// any service sees it (an auth metadata processor: one check for every
+// service and method, current and future); the standard health service
+// stays open. INVALID_ARGUMENT for an inconsistent combination, NOT_FOUND /
+// a read error naming the file otherwise.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const ServerSecurityOptions& options);
+    const ServerSecurityOptions& options, const std::string& auth_token = "");
 
 struct ClientSecurityOptions {
   // PEM CA bundle to verify the server; set: TLS. Empty: plaintext.
@@ -54,20 +59,6 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Adds the token to an outgoing call (nothing if the token is empty).
 void AttachToken(const std::string& token, grpc::ClientContext* context);
-
-// Checks the bearer token of incoming calls. An empty token accepts every
-// call. Thread-safe, immutable.
-class TokenAuthenticator {
- public:
-  explicit TokenAuthenticator(std::string token) : token_(std::move(token)) {}
-  // UNAUTHENTICATED (without echoing anything secret) unless the call
-  // carries "authorization: Bearer <token>".
-  grpc::Status Check(const grpc::ServerContextBase& context) const;
-  bool enabled() const { return !token_.empty(); }
-
- private:
-  const std::string token_;
-};
 
 }  // namespace fulcrum
 

@@ -10,7 +10,7 @@ namespace fulcrum {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-    ParameterShard* local, CheckpointStore* checkpoints, const TokenAuthenticator* auth,
+    ParameterShard* local, CheckpointStore* checkpoints,
     MetricsRegistry* metrics) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   server->options_ = options;
@@ -44,9 +44,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
 
   CoordinatorServer* self = server.get();
   server->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
-      server->coordinator_.get(), [self] { return self->Checkpoint(); }, auth);
+      server->coordinator_.get(), [self] { return self->Checkpoint(); });
   server->shard_registry_service_ =
-      std::make_unique<ShardRegistryServiceImpl>(server->coordinator_.get(), auth);
+      std::make_unique<ShardRegistryServiceImpl>(server->coordinator_.get());
   server->RegisterMetrics(metrics);
   return server;
 }

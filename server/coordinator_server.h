@@ -29,7 +29,7 @@ namespace fulcrum {
 // Lifecycle: Create (restores the job from a checkpoint) -> RegisterServices
 // -> (the gRPC server starts) -> Start -> StopLoops -> EndWatches ->
 // StopSenders -> (the gRPC server stops). Thread-safe between those steps.
-// `local` (this process's shard), `checkpoints` (may be null), `auth` and
+// `local` (this process's shard), `checkpoints` (may be null) and
 // `metrics` are not owned and must outlive it.
 class CoordinatorServer {
  public:
@@ -37,7 +37,7 @@ class CoordinatorServer {
   // the checkpoint to restore cannot be (see JobCheckpointer::Restore).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
       const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-      ParameterShard* local, CheckpointStore* checkpoints, const TokenAuthenticator* auth,
+      ParameterShard* local, CheckpointStore* checkpoints,
       MetricsRegistry* metrics);
   ~CoordinatorServer();
   CoordinatorServer(const CoordinatorServer&) = delete;

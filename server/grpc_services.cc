@@ -138,14 +138,12 @@ ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
                                            absl::Duration max_wait,
                                            uint64_t max_response_bytes,
                                            const ServiceMetrics* metrics,
-                                           const TokenAuthenticator* auth,
                                            int max_waiting_calls)
     : shard_(shard),
       incarnation_(incarnation),
       max_wait_(max_wait),
       max_response_bytes_(max_response_bytes),
       metrics_(metrics),
-      auth_(auth),
       waiting_(std::make_unique<BlockingPool>(max_waiting_calls)) {}
 
 ParameterServiceImpl::~ParameterServiceImpl() { Shutdown(); }
@@ -235,8 +233,7 @@ grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& con
                                               const PullRequest& request,
                                               PullResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
-  if (status.ok()) status = DoPull(context, &request, response);
+  grpc::Status status = DoPull(context, &request, response);
   RecordPull(start, status, *response);
   return status;
 }
@@ -245,8 +242,7 @@ grpc::Status ParameterServiceImpl::HandlePush(const grpc::ServerContextBase& con
                                               const PushRequest& request,
                                               PushResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
-  if (status.ok()) status = DoPush(request, response->mutable_header());
+  grpc::Status status = DoPush(request, response->mutable_header());
   RecordPush(start, status, request);
   return status;
 }
@@ -255,9 +251,8 @@ grpc::Status ParameterServiceImpl::HandlePushPull(const grpc::ServerContextBase&
                                                   const PushPullRequest& request,
                                                   PushPullResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::Status status = auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
-  if (status.ok() &&
-      SenderOf(request.push().header()) != SenderOf(request.pull().header())) {
+  grpc::Status status;
+  if (SenderOf(request.push().header()) != SenderOf(request.pull().header())) {
     status = grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
         "a push-pull's push and pull must carry the same worker id and coordinator incarnation");
@@ -471,14 +466,8 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(
     JobCoordinator* coordinator,
-    std::function<absl::StatusOr<CheckpointInfo>()> checkpoint,
-    const TokenAuthenticator* auth)
-    : coordinator_(coordinator), checkpoint_(std::move(checkpoint)), auth_(auth) {}
-
-grpc::Status CoordinatorServiceImpl::Authenticate(
-    const grpc::ServerContext& context) const {
-  return auth_ != nullptr ? auth_->Check(context) : grpc::Status::OK;
-}
+    std::function<absl::StatusOr<CheckpointInfo>()> checkpoint)
+    : coordinator_(coordinator), checkpoint_(std::move(checkpoint)) {}
 
 namespace {
 
@@ -496,21 +485,18 @@ grpc::Status Answer(T* response, Call call) {
 grpc::Status CoordinatorServiceImpl::RegisterWorker(
     grpc::ServerContext* context, const RegisterWorkerRequest* request,
     RegisterWorkerResponse* response) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response, [&] { return coordinator_->RegisterWorker(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::Heartbeat(
     grpc::ServerContext* context, const HeartbeatRequest* request,
     HeartbeatResponse* response) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response, [&] { return coordinator_->Heartbeat(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::AcquirePartition(
     grpc::ServerContext* context, const AcquirePartitionRequest* request,
     AcquirePartitionResponse* response) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response,
                 [&] { return coordinator_->AcquirePartition(*request); });
 }
@@ -518,20 +504,17 @@ grpc::Status CoordinatorServiceImpl::AcquirePartition(
 grpc::Status CoordinatorServiceImpl::CompletePartition(
     grpc::ServerContext* context, const CompletePartitionRequest* request,
     CompletePartitionResponse*) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return ToGrpcStatus(coordinator_->CompletePartition(*request));
 }
 
 grpc::Status CoordinatorServiceImpl::ReportEval(
     grpc::ServerContext* context, const ReportEvalRequest* request,
     ReportEvalResponse*) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return ToGrpcStatus(coordinator_->ReportEval(*request));
 }
 
 grpc::Status CoordinatorServiceImpl::GetStatus(
     grpc::ServerContext* context, const GetStatusRequest*, JobStatus* response) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   *response = coordinator_->GetStatus();
   return grpc::Status::OK;
 }
@@ -539,7 +522,6 @@ grpc::Status CoordinatorServiceImpl::GetStatus(
 grpc::Status CoordinatorServiceImpl::WatchStatus(
     grpc::ServerContext* context, const WatchStatusRequest* request,
     grpc::ServerWriter<JobStatus>* writer) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   const double seconds = request->interval_seconds();
   if (!std::isfinite(seconds) || seconds < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -563,37 +545,28 @@ grpc::Status CoordinatorServiceImpl::WatchStatus(
 
 grpc::Status CoordinatorServiceImpl::Checkpoint(
     grpc::ServerContext* context, const CheckpointRequest*, CheckpointInfo* response) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   return Answer(response, [&] { return checkpoint_(); });
 }
 
 grpc::Status ShardRegistryServiceImpl::RegisterShard(grpc::ServerContext* context,
                                                      const RegisterShardRequest* request,
                                                      RegisterShardResponse* response) {
-  if (auth_ != nullptr) {
-    if (grpc::Status a = auth_->Check(*context); !a.ok()) return a;
-  }
   return Answer(response, [&] { return coordinator_->RegisterShard(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::Stop(
     grpc::ServerContext* context, const StopRequest*, StopResponse*) {
-  if (grpc::Status a = Authenticate(*context); !a.ok()) return a;
   coordinator_->Stop();
   return grpc::Status::OK;
 }
 
 ShardControlServiceImpl::ShardControlServiceImpl(ParameterShard* shard,
-                                                 WriteCheckpointFn write_checkpoint,
-                                                 const TokenAuthenticator* auth)
-    : shard_(shard), write_checkpoint_(std::move(write_checkpoint)), auth_(auth) {}
+                                                 WriteCheckpointFn write_checkpoint)
+    : shard_(shard), write_checkpoint_(std::move(write_checkpoint)) {}
 
 grpc::Status ShardControlServiceImpl::SetMembership(grpc::ServerContext* context,
                                                     const Membership* request,
                                                     MembershipAck* response) {
-  if (auth_ != nullptr) {
-    if (grpc::Status a = auth_->Check(*context); !a.ok()) return a;
-  }
   response->set_version(shard_->ApplyMembership(WorkerMembership::FromProto(*request)));
   return grpc::Status::OK;
 }
@@ -601,9 +574,6 @@ grpc::Status ShardControlServiceImpl::SetMembership(grpc::ServerContext* context
 grpc::Status ShardControlServiceImpl::WriteCheckpoint(
     grpc::ServerContext* context, const WriteShardCheckpointRequest* request,
     CheckpointManifest::ShardFile* response) {
-  if (auth_ != nullptr) {
-    if (grpc::Status a = auth_->Check(*context); !a.ok()) return a;
-  }
   if (request->sequence() == 0) {
     return ToGrpcStatus(absl::InvalidArgumentError("checkpoint sequence 0 is not valid"));
   }

@@ -1,6 +1,8 @@
 // gRPC adapters: ParameterService over a ParameterShard, Coordinator and
 // ShardRegistry over a JobCoordinator, ShardControl over a shard other than
-// the coordinator's. They translate messages and statuses and nothing else.
+// the coordinator's. They translate messages and statuses and nothing else:
+// the bearer token is checked before any of them sees a call, by the
+// server's credentials (common/security.h).
 #ifndef FULCRUM_SERVER_GRPC_SERVICES_H_
 #define FULCRUM_SERVER_GRPC_SERVICES_H_
 
@@ -55,8 +57,6 @@ class ParameterServiceImpl final {
   // `max_wait` caps how long a pull waits for its round when the client set
   // no deadline (or a later one).
   // `metrics` may be null (no metrics); else it must outlive the service.
-  // `auth` may be null (no token required); else it must outlive the
-  // service, like `metrics`.
   // `max_response_bytes` bounds a pull's payload: a larger one is refused
   // with RESOURCE_EXHAUSTED before anything is allocated.
   // `max_waiting_calls` bounds the calls waiting at once (each holds a
@@ -64,7 +64,6 @@ class ParameterServiceImpl final {
   ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
                        absl::Duration max_wait, uint64_t max_response_bytes,
                        const ServiceMetrics* metrics = nullptr,
-                       const TokenAuthenticator* auth = nullptr,
                        int max_waiting_calls = 4096);
   // Calls Shutdown.
   ~ParameterServiceImpl();
@@ -118,7 +117,6 @@ class ParameterServiceImpl final {
   const absl::Duration max_wait_;
   const uint64_t max_response_bytes_;
   const ServiceMetrics* const metrics_;
-  const TokenAuthenticator* const auth_;
   ParameterService::AsyncService service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
@@ -134,8 +132,7 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
  public:
   CoordinatorServiceImpl(
       JobCoordinator* coordinator,
-      std::function<absl::StatusOr<CheckpointInfo>()> checkpoint,
-      const TokenAuthenticator* auth = nullptr);
+      std::function<absl::StatusOr<CheckpointInfo>()> checkpoint);
 
   // Ends open WatchStatus streams (before the server shuts down).
   void Shutdown() { shutting_down_ = true; }
@@ -168,11 +165,8 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
                           CheckpointInfo* response) override;
 
  private:
-  grpc::Status Authenticate(const grpc::ServerContext& context) const;
-
   JobCoordinator* const coordinator_;
   const std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
-  const TokenAuthenticator* const auth_;
   std::atomic<bool> shutting_down_{false};
 };
 
@@ -180,9 +174,8 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
 // Thread-safe; `coordinator` is not owned and must outlive the service.
 class ShardRegistryServiceImpl final : public ShardRegistry::Service {
  public:
-  explicit ShardRegistryServiceImpl(JobCoordinator* coordinator,
-                                    const TokenAuthenticator* auth = nullptr)
-      : coordinator_(coordinator), auth_(auth) {}
+  explicit ShardRegistryServiceImpl(JobCoordinator* coordinator)
+      : coordinator_(coordinator) {}
 
   grpc::Status RegisterShard(grpc::ServerContext* context,
                              const RegisterShardRequest* request,
@@ -190,7 +183,6 @@ class ShardRegistryServiceImpl final : public ShardRegistry::Service {
 
  private:
   JobCoordinator* const coordinator_;
-  const TokenAuthenticator* const auth_;
 };
 
 // ShardControl on a shard other than the coordinator's: membership from the
@@ -201,8 +193,7 @@ class ShardControlServiceImpl final : public ShardControl::Service {
  public:
   using WriteCheckpointFn =
       std::function<absl::StatusOr<CheckpointManifest::ShardFile>(uint64_t sequence)>;
-  ShardControlServiceImpl(ParameterShard* shard, WriteCheckpointFn write_checkpoint,
-                          const TokenAuthenticator* auth = nullptr);
+  ShardControlServiceImpl(ParameterShard* shard, WriteCheckpointFn write_checkpoint);
 
   grpc::Status SetMembership(grpc::ServerContext* context, const Membership* request,
                              MembershipAck* response) override;
@@ -213,7 +204,6 @@ class ShardControlServiceImpl final : public ShardControl::Service {
  private:
   ParameterShard* const shard_;
   const WriteCheckpointFn write_checkpoint_;
-  const TokenAuthenticator* const auth_;
 };
 
 }  // namespace fulcrum

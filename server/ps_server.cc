@@ -23,7 +23,6 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   server->options_ = options;
   std::random_device entropy;
   server->incarnation_ = (uint64_t{entropy()} << 32 | entropy()) | 1;  // never 0
-  server->auth_ = std::make_unique<TokenAuthenticator>(options.auth_token);
   if (!options.checkpoint_dir.empty()) {
     CheckpointStoreOptions store_options;
     store_options.dir = options.checkpoint_dir;
@@ -34,7 +33,7 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   if (options.shard_index > 0) {
     FULCRUM_ASSIGN_OR_RETURN(
         server->shard_server_,
-        ShardServer::Join(options, server->incarnation_, server->auth_.get(), &server->metrics_,
+        ShardServer::Join(options, server->incarnation_, &server->metrics_,
                           server->checkpoints_.get()));
     return server;
   }
@@ -42,13 +41,13 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   FULCRUM_RETURN_IF_ERROR(CompleteJobSpec(&job));
   FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
                            ShardServer::Create(options, job, server->incarnation_,
-                                               server->auth_.get(), &server->metrics_));
+                                               &server->metrics_));
   // The coordinator restores a named checkpoint, or the newest in the
   // folder, unless "none"; the other shards then restore their parts of it.
   FULCRUM_ASSIGN_OR_RETURN(
       server->coordinator_server_,
       CoordinatorServer::Create(options, job, server->incarnation_, server->shard_server_->shard(),
-                                server->checkpoints_.get(), server->auth_.get(),
+                                server->checkpoints_.get(),
                                 &server->metrics_));
   return server;
 }
@@ -57,7 +56,7 @@ ParameterServer::~ParameterServer() { Shutdown(); }
 
 absl::Status ParameterServer::Start() {
   FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                           MakeServerCredentials(options_.security));
+                           MakeServerCredentials(options_.security, options_.auth_token));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -97,7 +96,7 @@ absl::Status ParameterServer::Start() {
                     << (options_.security.tls_cert.empty()          ? "plaintext"
                         : options_.security.tls_client_ca.empty() ? "TLS"
                                                                    : "mutual TLS")
-                    << (auth_->enabled() ? ", bearer token required" : "");
+                    << (options_.auth_token.empty() ? "" : ", bearer token required");
   if (options_.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics =
         MetricsHttpServer::Start(&metrics_, options_.metrics_host, options_.metrics_port);

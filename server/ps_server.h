@@ -84,7 +84,6 @@ class ParameterServer {
 
   ServerOptions options_;
   uint64_t incarnation_ = 0;
-  std::unique_ptr<TokenAuthenticator> auth_;
   MetricsRegistry metrics_;
   std::unique_ptr<MetricsHttpServer> metrics_server_;
   std::unique_ptr<CheckpointStore> checkpoints_;

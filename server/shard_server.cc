@@ -16,11 +16,10 @@
 namespace fulcrum {
 
 ShardServer::ShardServer(const ServerOptions& options, uint64_t incarnation,
-                         const TokenAuthenticator* auth, MetricsRegistry* metrics,
+                         MetricsRegistry* metrics,
                          CheckpointStore* checkpoints)
     : options_(options),
       incarnation_(incarnation),
-      auth_(auth),
       metrics_(metrics),
       checkpoints_(checkpoints) {}
 
@@ -31,9 +30,9 @@ ShardServer::~ShardServer() {
 
 absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(
     const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-    const TokenAuthenticator* auth, MetricsRegistry* metrics) {
+    MetricsRegistry* metrics) {
   std::unique_ptr<ShardServer> server(
-      new ShardServer(options, incarnation, auth, metrics, /*checkpoints=*/nullptr));
+      new ShardServer(options, incarnation, metrics, /*checkpoints=*/nullptr));
   server->job_ = job;
   FULCRUM_RETURN_IF_ERROR(server->BuildShard());
   server->BuildService();
@@ -41,15 +40,15 @@ absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(
 }
 
 absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(
-    const ServerOptions& options, uint64_t incarnation, const TokenAuthenticator* auth,
+    const ServerOptions& options, uint64_t incarnation,
     MetricsRegistry* metrics, CheckpointStore* checkpoints) {
   std::unique_ptr<ShardServer> server(
-      new ShardServer(options, incarnation, auth, metrics, checkpoints));
+      new ShardServer(options, incarnation, metrics, checkpoints));
   FULCRUM_RETURN_IF_ERROR(server->JoinCoordinator());
   ShardServer* self = server.get();
   server->shard_control_service_ = std::make_unique<ShardControlServiceImpl>(
       server->shard_.get(),
-      [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); }, auth);
+      [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); });
   server->BuildService();
   return server;
 }
@@ -65,7 +64,7 @@ void ShardServer::BuildService() {
                              [shard] { return double(shard->stats().pulls); });
   parameter_service_ = std::make_unique<ParameterServiceImpl>(
       shard_.get(), incarnation_, options_.max_pull_wait,
-      static_cast<uint64_t>(options_.max_message_bytes), &service_metrics_, auth_);
+      static_cast<uint64_t>(options_.max_message_bytes), &service_metrics_);
 }
 
 absl::Status ShardServer::BuildShard() {

@@ -30,7 +30,7 @@ namespace fulcrum {
 // Lifecycle: Create or Join -> RegisterServices -> (the gRPC server starts)
 // -> Start -> StopReporting -> ShutdownShard -> FinishWaitingCalls -> (the
 // gRPC server stops) -> ShutdownService. Thread-safe between those steps.
-// `auth`, `metrics` and `checkpoints` are not owned and must outlive it;
+// `metrics` and `checkpoints` are not owned and must outlive it;
 // `checkpoints` may be null (no checkpoint folder).
 class ShardServer {
  public:
@@ -38,7 +38,7 @@ class ShardServer {
   // CompleteJobSpec).
   static absl::StatusOr<std::unique_ptr<ShardServer>> Create(
       const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-      const TokenAuthenticator* auth, MetricsRegistry* metrics);
+      MetricsRegistry* metrics);
 
   // Another shard: registers with the coordinator at
   // options.coordinator_address (retrying for options.coordinator_wait),
@@ -47,7 +47,7 @@ class ShardServer {
   // FAILED_PRECONDITION if it refuses this shard or the part cannot be
   // restored.
   static absl::StatusOr<std::unique_ptr<ShardServer>> Join(
-      const ServerOptions& options, uint64_t incarnation, const TokenAuthenticator* auth,
+      const ServerOptions& options, uint64_t incarnation,
       MetricsRegistry* metrics, CheckpointStore* checkpoints);
 
   ~ShardServer();
@@ -79,7 +79,7 @@ class ShardServer {
 
  private:
   ShardServer(const ServerOptions& options, uint64_t incarnation,
-              const TokenAuthenticator* auth, MetricsRegistry* metrics,
+              MetricsRegistry* metrics,
               CheckpointStore* checkpoints);
   // Builds the shard this process serves, for `job_`.
   absl::Status BuildShard();
@@ -93,7 +93,6 @@ class ShardServer {
 
   const ServerOptions options_;
   const uint64_t incarnation_;
-  const TokenAuthenticator* const auth_;
   MetricsRegistry* const metrics_;
   CheckpointStore* const checkpoints_;
   JobSpec job_;

@@ -6,7 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/health_check.h"
 #include "common/payload.h"
+#include "absl/synchronization/notification.h"
+#include "google/protobuf/descriptor.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
@@ -188,6 +191,92 @@ TEST_F(SecurityTest, Token_HealthServiceStaysOpen) {
                           grpc::InsecureChannelCredentials()),
       absl::Seconds(5));
   EXPECT_TRUE(serving.ok()) << serving;
+}
+
+// Calls `path` with an empty request and `token` ("": none).
+grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& path,
+                     const std::string& token) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  AttachToken(token, &context);
+  grpc::Slice empty("", 0);
+  grpc::ByteBuffer request(&empty, 1), response;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, path, grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  return status;
+}
+
+// Every method of every Fulcrum service, enumerated from the services'
+// descriptors (a method added later is covered too), refuses a call with no
+// token or a wrong one before any handler runs; the health service is open.
+TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
+  ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.num_shards = 2;
+  options.auth_token = kToken;
+  options.job.set_model("softmax");
+  options.job.set_num_workers(1);
+  absl::StatusOr<std::unique_ptr<ParameterServer>> coordinator = ParameterServer::Create(options);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  ASSERT_TRUE((*coordinator)->Start().ok());
+  const std::string coordinator_address =
+      absl::StrCat("127.0.0.1:", (*coordinator)->bound_port());
+  ServerOptions shard_options = options;
+  shard_options.shard_index = 1;
+  shard_options.coordinator_address = coordinator_address;
+  // Joining takes the token too: shard 1 registers with it.
+  absl::StatusOr<std::unique_ptr<ParameterServer>> shard = ParameterServer::Create(shard_options);
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  ASSERT_TRUE((*shard)->Start().ok());
+
+  struct Server {
+    std::string address;
+    std::vector<std::string> services;
+  };
+  const std::vector<Server> servers = {
+      {coordinator_address,
+       {"fulcrum.Coordinator", "fulcrum.ParameterService", "fulcrum.ShardRegistry"}},
+      {absl::StrCat("127.0.0.1:", (*shard)->bound_port()),
+       {"fulcrum.ParameterService", "fulcrum.ShardControl"}},
+  };
+  int methods = 0;
+  for (const Server& server : servers) {
+    auto channel = grpc::CreateChannel(server.address, grpc::InsecureChannelCredentials());
+    for (const std::string& name : server.services) {
+      const google::protobuf::ServiceDescriptor* service =
+          google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
+      ASSERT_NE(service, nullptr) << name;
+      ASSERT_GT(service->method_count(), 0) << name;
+      for (int i = 0; i < service->method_count(); ++i) {
+        const std::string path = absl::StrCat("/", name, "/", service->method(i)->name());
+        for (const std::string& token : {std::string(), std::string("wrong")}) {
+          const grpc::Status s = CallRaw(channel, path, token);
+          EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+              << path << " with token '" << token << "': " << s.error_message();
+        }
+        ++methods;
+      }
+    }
+    // The standard health service needs no token.
+    EXPECT_TRUE(CheckServing(channel, absl::Seconds(10)).ok()) << server.address;
+  }
+  EXPECT_EQ(methods, 9 + 3 + 1 + 3 + 2);  // Coordinator, ParameterService x2, ShardRegistry, ShardControl
+  // No handler ran: nobody registered, nothing was pushed, nobody stopped
+  // the job.
+  JobStatus status = (*coordinator)->coordinator()->GetStatus();
+  EXPECT_EQ(status.workers_size(), 0);
+  EXPECT_EQ(status.state(), WAITING_FOR_WORKERS);
+  EXPECT_EQ((*coordinator)->shard()->stats().pushes, 0);
+  EXPECT_EQ((*shard)->shard()->stats().pushes, 0);
+  (*shard)->Shutdown();
+  (*coordinator)->Shutdown();
 }
 
 TEST_F(SecurityTest, BadCredentialFiles_ClearErrors) {
