@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs every test
-# (bazel test //...) and, when a Docker engine answers, the Compose
-# deployment test; then prints "N passed, N failed": GoogleTest cases summed
-# over all test targets, plus one for the Compose test. A target that fails
-# to build or dies without a report counts as one failed case. Extra
-# arguments go to `bazel test`.
+# (bazel test //...), the source format check and, when a Docker engine
+# answers, the Compose deployment test; then prints "N passed, N failed":
+# GoogleTest cases summed over all test targets, plus one each for the
+# format check and the Compose test. A target that fails to build or dies
+# without a report counts as one failed case. Extra arguments go to
+# `bazel test`.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -47,6 +48,13 @@ for target in $targets; do
   passed=$((passed + tests - bad - skipped))
   failed=$((failed + bad))
 done
+
+# Source formatting (.clang-format, Google style): one check.
+if tools/check_format.sh; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
 
 # The Docker Compose deployment, on a real engine when one answers.
 if docker_error="$(docker info 2>&1 >/dev/null)"; then

@@ -49,8 +49,7 @@ struct WorkerResult {
 // One simulated worker: register, take a training lease, then pull a whole
 // model, "compute" (a gradient of the right size), push, until `stop`.
 void RunWorker(const std::string& coordinator_address, int index, ConsistencyMode mode,
-               const std::atomic<bool>* go, const std::atomic<bool>* stop,
-               WorkerResult* out) {
+               const std::atomic<bool>* go, const std::atomic<bool>* stop, WorkerResult* out) {
   std::shared_ptr<grpc::Channel> channel =
       *OpenChannel(coordinator_address, ClientSecurityOptions{});
   GrpcCoordinatorClient coordinator(channel, absl::Seconds(30));
@@ -67,8 +66,8 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
     out->error = registered.status().ToString();
     return;
   }
-  absl::Status connected = ps.Connect(
-      {registered->shard_addresses().begin(), registered->shard_addresses().end()});
+  absl::Status connected =
+      ps.Connect({registered->shard_addresses().begin(), registered->shard_addresses().end()});
   if (!connected.ok()) {
     out->error = connected.ToString();
     return;
@@ -117,8 +116,7 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
       if (mode == SYNC) {
         for (int64_t& r : pull_clocks) ++r;
       }
-      v = ps.PushPull(worker, push_clocks, request_id++, grads, 1, pull_clocks,
-                      &params);
+      v = ps.PushPull(worker, push_clocks, request_id++, grads, 1, pull_clocks, &params);
     }
     have_params = v.ok();
     if (!v.ok()) {
@@ -168,11 +166,11 @@ int Run(int num_shards, const std::string& mode_name) {
   }
   for (int i = 1; i < num_shards; ++i) {
     servers.push_back(std::make_unique<Subprocess>());
-    absl::StatusOr<std::string> shard = StartPsServer(
-        absl::GetFlag(FLAGS_ps_server),
-        {absl::StrCat("--num_shards=", num_shards), absl::StrCat("--shard_index=", i),
-         "--coordinator=" + *coordinator},
-        servers.back().get());
+    absl::StatusOr<std::string> shard =
+        StartPsServer(absl::GetFlag(FLAGS_ps_server),
+                      {absl::StrCat("--num_shards=", num_shards), absl::StrCat("--shard_index=", i),
+                       "--coordinator=" + *coordinator},
+                      servers.back().get());
     if (!shard.ok()) {
       std::fprintf(stderr, "many_workers: shard %d: %s\n", i, shard.status().ToString().c_str());
       return 1;
@@ -207,14 +205,15 @@ int Run(int num_shards, const std::string& mode_name) {
     latencies.insert(latencies.end(), r.step_seconds.begin(), r.step_seconds.end());
     if (error.empty()) error = r.error;
   }
-  std::printf("mode=%-5s ps=%d workers=%d  %8.1f steps/s  %7.1f MB/s  step p50=%7.1fms "
-              "p99=%7.1fms p999=%7.1fms  steps/worker min=%lld max=%lld (max/min %.2f)%s\n",
-              mode_name.c_str(), num_shards, workers, total / seconds,
-              total * 2.0 * 4 * (1 << 20) / seconds / 1e6, Percentile(latencies, 0.5) * 1e3,
-              Percentile(latencies, 0.99) * 1e3, Percentile(latencies, 0.999) * 1e3,
-              static_cast<long long>(min_steps), static_cast<long long>(max_steps),
-              min_steps > 0 ? double(max_steps) / min_steps : 0.0,
-              error.empty() ? "" : absl::StrCat("  (a worker failed: ", error, ")").c_str());
+  std::printf(
+      "mode=%-5s ps=%d workers=%d  %8.1f steps/s  %7.1f MB/s  step p50=%7.1fms "
+      "p99=%7.1fms p999=%7.1fms  steps/worker min=%lld max=%lld (max/min %.2f)%s\n",
+      mode_name.c_str(), num_shards, workers, total / seconds,
+      total * 2.0 * 4 * (1 << 20) / seconds / 1e6, Percentile(latencies, 0.5) * 1e3,
+      Percentile(latencies, 0.99) * 1e3, Percentile(latencies, 0.999) * 1e3,
+      static_cast<long long>(min_steps), static_cast<long long>(max_steps),
+      min_steps > 0 ? double(max_steps) / min_steps : 0.0,
+      error.empty() ? "" : absl::StrCat("  (a worker failed: ", error, ")").c_str());
   std::fflush(stdout);
   return 0;
 }

@@ -71,8 +71,7 @@ std::string Start(const std::vector<std::string>& flags, Subprocess* server) {
   std::vector<std::string> all = {"--num_workers=1", "--worker_timeout=100000",
                                   "--heartbeat_interval=1000"};
   all.insert(all.end(), flags.begin(), flags.end());
-  absl::StatusOr<std::string> address =
-      StartPsServer(absl::GetFlag(FLAGS_ps_server), all, server);
+  absl::StatusOr<std::string> address = StartPsServer(absl::GetFlag(FLAGS_ps_server), all, server);
   if (!address.ok()) {
     std::fprintf(stderr, "memory: %s\n", address.status().ToString().c_str());
     return "";
@@ -81,9 +80,10 @@ std::string Start(const std::vector<std::string>& flags, Subprocess* server) {
 }
 
 void Report(const char* what, int64_t before, int64_t after, double expected) {
-  std::printf("%-44s rss_before=%8.1f MB rss_after=%8.1f MB expected=%8.1f MB "
-              "growth/expected=%.2f\n",
-              what, before / 1e6, after / 1e6, expected / 1e6, (after - before) / expected);
+  std::printf(
+      "%-44s rss_before=%8.1f MB rss_after=%8.1f MB expected=%8.1f MB "
+      "growth/expected=%.2f\n",
+      what, before / 1e6, after / 1e6, expected / 1e6, (after - before) / expected);
   std::fflush(stdout);
 }
 
@@ -137,7 +137,8 @@ int Sparse() {
     pull.mutable_header()->set_clock(-1);
     SparseKeys* keys = pull.add_sparse();
     keys->set_table("bench/emb");
-    for (int64_t k = first; k < std::min(rows, first + kBatch); ++k) keys->add_keys(k * 2654435761u);
+    for (int64_t k = first; k < std::min(rows, first + kBatch); ++k)
+      keys->add_keys(k * 2654435761u);
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     PullResponse response;
@@ -159,9 +160,9 @@ int Sparse() {
   Report(absl::StrCat("sparse ", rows, " rows dim 8, ", optimizer).c_str(), before, after,
          row_bytes * rows);
   for (const SparseTableStatus& t : status.sparse_tables()) {
-    std::printf("  table %s: %llu rows, %.1f bytes/row by status (values+slots %.0f, index the rest)\n",
-                t.name().c_str(), static_cast<unsigned long long>(t.rows()), t.bytes_per_row(),
-                row_bytes);
+    std::printf(
+        "  table %s: %llu rows, %.1f bytes/row by status (values+slots %.0f, index the rest)\n",
+        t.name().c_str(), static_cast<unsigned long long>(t.rows()), t.bytes_per_row(), row_bytes);
   }
   return 0;
 }
@@ -175,8 +176,8 @@ int Worker() {
             &server);
   if (address.empty()) return 1;
   Subprocess worker;
-  absl::Status started = worker.Start(
-      {absl::GetFlag(FLAGS_worker), "--coordinator=" + address}, "/dev/null", "/dev/null");
+  absl::Status started = worker.Start({absl::GetFlag(FLAGS_worker), "--coordinator=" + address},
+                                      "/dev/null", "/dev/null");
   if (!started.ok()) {
     std::fprintf(stderr, "memory: worker: %s\n", started.ToString().c_str());
     return 1;
@@ -201,10 +202,10 @@ int Worker() {
     low = std::min(low, samples[i]);
     high = std::max(high, samples[i]);
   }
-  std::printf("worker mlp %d epochs: %zu samples, rss after the first quarter %.1f MB, "
-              "at the end %.1f MB, range %.1f-%.1f MB\n",
-              epochs, samples.size(), samples[from] / 1e6, samples.back() / 1e6, low / 1e6,
-              high / 1e6);
+  std::printf(
+      "worker mlp %d epochs: %zu samples, rss after the first quarter %.1f MB, "
+      "at the end %.1f MB, range %.1f-%.1f MB\n",
+      epochs, samples.size(), samples[from] / 1e6, samples.back() / 1e6, low / 1e6, high / 1e6);
   return 0;
 }
 

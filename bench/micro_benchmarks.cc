@@ -44,8 +44,9 @@ BENCHMARK(BM_DecodeFloat32Checked)->Range(256, 1 << 22);
 // Compressed gradient encodings of the MLP's first layer (200,704 floats):
 // bytes/s counts the float32 input. Arg: 0 fp16, 1 int8, 2 top-1% nonzeros.
 void BM_EncodeCompressed(benchmark::State& state) {
-  const Encoding encoding =
-      state.range(0) == 0 ? FLOAT16 : state.range(0) == 1 ? INT8_BLOCK : INDEXED_NONZEROS;
+  const Encoding encoding = state.range(0) == 0   ? FLOAT16
+                            : state.range(0) == 1 ? INT8_BLOCK
+                                                  : INDEXED_NONZEROS;
   std::vector<float> values(200704);
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;

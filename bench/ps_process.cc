@@ -16,8 +16,7 @@ absl::StatusOr<std::string> StartPsServer(const std::string& binary,
   close(fd);
   unlink(port_file);  // ps_server writes it once it listens
   std::vector<std::string> argv = {binary, "--host=127.0.0.1", "--port=0",
-                                   absl::StrCat("--port_file=", port_file),
-                                   "--status_interval=0"};
+                                   absl::StrCat("--port_file=", port_file), "--status_interval=0"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::Status started = process->Start(argv, "/dev/null", "/dev/null");
   if (!started.ok()) return started;

@@ -36,8 +36,8 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, ps_server, "bazel-bin/server/ps_server", "ps_server binary.");
@@ -98,14 +98,16 @@ struct Run {
 void Print(const Run& r) {
   std::vector<double> l = r.latencies;
   std::sort(l.begin(), l.end());
-  auto pct = [&](double q) { return l.empty() ? 0.0 : l[std::min(l.size() - 1, size_t(q * l.size()))]; };
-  std::printf("%-26s clients=%-2d %9.1f MB/s %9.0f calls/s  p50=%8.1fus p99=%8.1fus "
-              "p999=%8.1fus  server_cpu=%s\n",
-              r.what.c_str(), r.clients, r.bytes / r.seconds / 1e6, l.size() / r.seconds,
-              pct(0.5) * 1e6, pct(0.99) * 1e6, pct(0.999) * 1e6,
-              r.server_cpu >= 0
-                  ? absl::StrFormat("%.2fs/GB", r.server_cpu / (r.bytes / 1e9)).c_str()
-                  : "-");
+  auto pct = [&](double q) {
+    return l.empty() ? 0.0 : l[std::min(l.size() - 1, size_t(q * l.size()))];
+  };
+  std::printf(
+      "%-26s clients=%-2d %9.1f MB/s %9.0f calls/s  p50=%8.1fus p99=%8.1fus "
+      "p999=%8.1fus  server_cpu=%s\n",
+      r.what.c_str(), r.clients, r.bytes / r.seconds / 1e6, l.size() / r.seconds, pct(0.5) * 1e6,
+      pct(0.99) * 1e6, pct(0.999) * 1e6,
+      r.server_cpu >= 0 ? absl::StrFormat("%.2fs/GB", r.server_cpu / (r.bytes / 1e9)).c_str()
+                        : "-");
   std::fflush(stdout);
 }
 
@@ -168,7 +170,8 @@ int Main() {
     queues.push_back(std::make_unique<grpc::CompletionQueue>());
   }
   for (int i = 0; i < max_clients; ++i) {
-    auto coordinator = Coordinator::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    auto coordinator =
+        Coordinator::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     AcquirePartitionRequest r;
@@ -177,7 +180,8 @@ int Main() {
     AcquirePartitionResponse lease;
     grpc::Status leased = coordinator->AcquirePartition(&c, r, &lease);
     if (!leased.ok() || lease.kind() != AcquirePartitionResponse::TRAIN) {
-      std::fprintf(stderr, "pushpull: client %d got no training lease (%s); is the "
+      std::fprintf(stderr,
+                   "pushpull: client %d got no training lease (%s); is the "
                    "server running --model=bench --mode=async?\n",
                    i, leased.error_message().c_str());
       return 1;

@@ -22,8 +22,8 @@ grpc::ChannelArguments DefaultChannelArguments() {
   return args;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(
-    const std::string& address, const ClientSecurityOptions& security) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const std::string& address,
+                                                           const ClientSecurityOptions& security) {
   FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
                            MakeChannelCredentials(security));
   grpc::ChannelArguments args = DefaultChannelArguments();

@@ -19,8 +19,8 @@ grpc::ChannelArguments DefaultChannelArguments();
 
 // A channel to `address` with `security` (plaintext when it names no CA);
 // the error names the file that could not be read.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(
-    const std::string& address, const ClientSecurityOptions& security);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const std::string& address,
+                                                           const ClientSecurityOptions& security);
 
 }  // namespace fulcrum
 

@@ -13,9 +13,7 @@ namespace fulcrum {
 // Extends `crc` (the CRC of earlier bytes, 0 to start) over `data`.
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t size);
 
-inline uint32_t Crc32c(absl::string_view data) {
-  return Crc32cExtend(0, data.data(), data.size());
-}
+inline uint32_t Crc32c(absl::string_view data) { return Crc32cExtend(0, data.data(), data.size()); }
 
 }  // namespace fulcrum
 

@@ -13,8 +13,7 @@
 namespace fulcrum {
 namespace {
 
-absl::Status PosixError(const std::string& what, const std::string& path,
-                        int err) {
+absl::Status PosixError(const std::string& what, const std::string& path, int err) {
   const std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
   switch (err) {
     case ENOENT:
@@ -66,8 +65,7 @@ class PosixWritableFile final : public WritableFile {
 
 class Posix final : public FileSystem {
  public:
-  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
-      const std::string& path) override {
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return PosixError("create", path, errno);
     return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));

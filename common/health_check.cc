@@ -14,8 +14,7 @@ namespace fulcrum {
 // Through a generic stub, to need no generated health code: the request
 // HealthCheckRequest{service: ""} is empty, and HealthCheckResponse{status:
 // SERVING} encodes as the two bytes 0x08 0x01.
-absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel,
-                          absl::Duration timeout) {
+absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel, absl::Duration timeout) {
   grpc::GenericStub stub(channel);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -23,8 +22,8 @@ absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel,
   grpc::ByteBuffer request(&empty, 1), response;
   grpc::Status rpc;
   absl::Notification done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
                    rpc = std::move(s);
                    done.Notify();
                  });

@@ -13,8 +13,7 @@ namespace fulcrum {
 
 // OK if the server answers SERVING within `timeout`; the call's error, or
 // UNAVAILABLE for any other answer, otherwise. Thread-safe.
-absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel,
-                          absl::Duration timeout);
+absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel, absl::Duration timeout);
 
 }  // namespace fulcrum
 

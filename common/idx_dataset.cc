@@ -27,8 +27,7 @@ struct GzCloser {
 using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
 
 // Reads exactly `size` bytes or fails with DATA_LOSS naming `path`.
-absl::Status ReadExactly(gzFile file, const std::string& path, void* buffer,
-                         size_t size) {
+absl::Status ReadExactly(gzFile file, const std::string& path, void* buffer, size_t size) {
   char* dst = static_cast<char*>(buffer);
   while (size > 0) {
     const unsigned chunk = size > (1u << 30) ? (1u << 30) : size;
@@ -54,22 +53,20 @@ struct IdxFile {
   std::vector<uint8_t> data;
 };
 
-absl::StatusOr<IdxFile> ReadIdx(const std::string& path,
-                                uint32_t expected_rank) {
+absl::StatusOr<IdxFile> ReadIdx(const std::string& path, uint32_t expected_rank) {
   errno = 0;
   GzFile file(gzopen(path.c_str(), "rb"));
   if (file == nullptr) {
-    return absl::NotFoundError(absl::StrCat(
-        path, ": cannot open: ", errno ? std::strerror(errno) : "gzopen failed"));
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open: ", errno ? std::strerror(errno) : "gzopen failed"));
   }
   uint8_t magic[4];
   FULCRUM_RETURN_IF_ERROR(ReadExactly(file.get(), path, magic, sizeof(magic)));
   if (magic[0] != 0 || magic[1] != 0 || magic[2] != kTypeUnsignedByte ||
       magic[3] != expected_rank) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": not an IDX file of unsigned bytes with ", expected_rank,
-        " dimensions (magic ", magic[0], " ", magic[1], " ", magic[2], " ",
-        magic[3], ")"));
+    return absl::DataLossError(absl::StrCat(path, ": not an IDX file of unsigned bytes with ",
+                                            expected_rank, " dimensions (magic ", magic[0], " ",
+                                            magic[1], " ", magic[2], " ", magic[3], ")"));
   }
   IdxFile idx;
   uint64_t elements = 1;
@@ -79,20 +76,17 @@ absl::StatusOr<IdxFile> ReadIdx(const std::string& path,
     const uint32_t dim = (uint32_t{be[0]} << 24) | (uint32_t{be[1]} << 16) |
                          (uint32_t{be[2]} << 8) | uint32_t{be[3]};
     if (dim == 0) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": dimension ", i, " is zero"));
+      return absl::DataLossError(absl::StrCat(path, ": dimension ", i, " is zero"));
     }
     elements *= dim;
     if (elements > kMaxElements) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": implausibly large (over ", kMaxElements,
-                       " elements); corrupt header?"));
+      return absl::DataLossError(absl::StrCat(path, ": implausibly large (over ", kMaxElements,
+                                              " elements); corrupt header?"));
     }
     idx.dims.push_back(dim);
   }
   idx.data.resize(elements);
-  FULCRUM_RETURN_IF_ERROR(
-      ReadExactly(file.get(), path, idx.data.data(), idx.data.size()));
+  FULCRUM_RETURN_IF_ERROR(ReadExactly(file.get(), path, idx.data.data(), idx.data.size()));
   return idx;
 }
 
@@ -103,9 +97,8 @@ absl::StatusOr<ImageDataset> ReadIdxDataset(const std::string& images_path,
   FULCRUM_ASSIGN_OR_RETURN(IdxFile images, ReadIdx(images_path, 3));
   FULCRUM_ASSIGN_OR_RETURN(IdxFile labels, ReadIdx(labels_path, 1));
   if (images.dims[0] != labels.dims[0]) {
-    return absl::DataLossError(absl::StrCat(
-        images_path, " holds ", images.dims[0], " images but ", labels_path,
-        " holds ", labels.dims[0], " labels"));
+    return absl::DataLossError(absl::StrCat(images_path, " holds ", images.dims[0], " images but ",
+                                            labels_path, " holds ", labels.dims[0], " labels"));
   }
   ImageDataset dataset;
   dataset.num_examples = images.dims[0];
@@ -121,13 +114,11 @@ absl::StatusOr<ImageDataset> ReadIdxDataset(const std::string& images_path,
   return dataset;
 }
 
-absl::Status StandardizeFeatures(const ImageDataset& reference,
-                                 ImageDataset* data) {
+absl::Status StandardizeFeatures(const ImageDataset& reference, ImageDataset* data) {
   const int64_t d = reference.num_features;
   if (data->num_features != d) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot standardise ", data->num_features, " features with statistics of ",
-        d));
+    return absl::InvalidArgumentError(absl::StrCat("cannot standardise ", data->num_features,
+                                                   " features with statistics of ", d));
   }
   std::vector<double> sum(d, 0.0), sum_sq(d, 0.0);
   for (int64_t i = 0; i < reference.num_examples; ++i) {
@@ -151,8 +142,7 @@ absl::Status StandardizeFeatures(const ImageDataset& reference,
   return absl::OkStatus();
 }
 
-absl::StatusOr<ImageDataset> ReadFashionMnist(const std::string& dir,
-                                              absl::string_view split) {
+absl::StatusOr<ImageDataset> ReadFashionMnist(const std::string& dir, absl::string_view split) {
   if (split != "train" && split != "t10k") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown split '", split, "'; expected train or t10k"));

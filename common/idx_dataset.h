@@ -33,17 +33,14 @@ absl::StatusOr<ImageDataset> ReadIdxDataset(const std::string& images_path,
 // standard deviation of `reference` (the training set), applied to `data`.
 // Features constant in `reference` are only centred. Both must have the same
 // number of features (INVALID_ARGUMENT otherwise).
-absl::Status StandardizeFeatures(const ImageDataset& reference,
-                                 ImageDataset* data);
+absl::Status StandardizeFeatures(const ImageDataset& reference, ImageDataset* data);
 
 // Where Debian's dataset-fashion-mnist package puts the data.
-inline constexpr absl::string_view kDefaultFashionMnistDir =
-    "/usr/share/datasets/fashion-mnist";
+inline constexpr absl::string_view kDefaultFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
 // Reads split "train" or "t10k" of Fashion-MNIST from `dir`
 // (<split>-images-idx3-ubyte.gz and <split>-labels-idx1-ubyte.gz).
-absl::StatusOr<ImageDataset> ReadFashionMnist(const std::string& dir,
-                                              absl::string_view split);
+absl::StatusOr<ImageDataset> ReadFashionMnist(const std::string& dir, absl::string_view split);
 
 }  // namespace fulcrum
 

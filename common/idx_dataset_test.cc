@@ -58,8 +58,7 @@ TEST(IdxDatasetTest, ReadGzipped_ScalesPixelsAndKeepsLabels) {
   SmallSet set;
   WriteGz(TempPath("a-img.gz"), set.images);
   WriteGz(TempPath("a-lab.gz"), set.labels);
-  absl::StatusOr<ImageDataset> d =
-      ReadIdxDataset(TempPath("a-img.gz"), TempPath("a-lab.gz"));
+  absl::StatusOr<ImageDataset> d = ReadIdxDataset(TempPath("a-img.gz"), TempPath("a-lab.gz"));
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->num_examples, 3);
   EXPECT_EQ(d->num_features, 4);
@@ -74,8 +73,7 @@ TEST(IdxDatasetTest, ReadUncompressed_Works) {
   SmallSet set;
   WritePlain(TempPath("b-img"), set.images);
   WritePlain(TempPath("b-lab"), set.labels);
-  absl::StatusOr<ImageDataset> d =
-      ReadIdxDataset(TempPath("b-img"), TempPath("b-lab"));
+  absl::StatusOr<ImageDataset> d = ReadIdxDataset(TempPath("b-img"), TempPath("b-lab"));
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->num_examples, 3);
 }
@@ -92,8 +90,7 @@ TEST(IdxDatasetTest, TruncatedImages_DataLossNamingTheFile) {
   set.images.resize(set.images.size() - 3);
   WriteGz(TempPath("c-img.gz"), set.images);
   WriteGz(TempPath("c-lab.gz"), set.labels);
-  absl::StatusOr<ImageDataset> d =
-      ReadIdxDataset(TempPath("c-img.gz"), TempPath("c-lab.gz"));
+  absl::StatusOr<ImageDataset> d = ReadIdxDataset(TempPath("c-img.gz"), TempPath("c-lab.gz"));
   EXPECT_EQ(d.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(d.status().message().find("c-img.gz"), std::string::npos);
   EXPECT_NE(d.status().message().find("truncated"), std::string::npos);
@@ -104,8 +101,7 @@ TEST(IdxDatasetTest, WrongMagic_DataLoss) {
   set.images[2] = 0x0D;  // float data, not unsigned bytes
   WriteGz(TempPath("d-img.gz"), set.images);
   WriteGz(TempPath("d-lab.gz"), set.labels);
-  absl::StatusOr<ImageDataset> d =
-      ReadIdxDataset(TempPath("d-img.gz"), TempPath("d-lab.gz"));
+  absl::StatusOr<ImageDataset> d = ReadIdxDataset(TempPath("d-img.gz"), TempPath("d-lab.gz"));
   EXPECT_EQ(d.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(d.status().message().find("d-img.gz"), std::string::npos);
 }
@@ -114,9 +110,7 @@ TEST(IdxDatasetTest, LabelsSwappedForImages_DataLoss) {
   SmallSet set;
   WriteGz(TempPath("e-img.gz"), set.images);
   WriteGz(TempPath("e-lab.gz"), set.labels);
-  EXPECT_EQ(ReadIdxDataset(TempPath("e-lab.gz"), TempPath("e-img.gz"))
-                .status()
-                .code(),
+  EXPECT_EQ(ReadIdxDataset(TempPath("e-lab.gz"), TempPath("e-img.gz")).status().code(),
             absl::StatusCode::kDataLoss);
 }
 
@@ -127,8 +121,7 @@ TEST(IdxDatasetTest, CountMismatch_DataLoss) {
   labels.push_back(2);
   WriteGz(TempPath("f-img.gz"), set.images);
   WriteGz(TempPath("f-lab.gz"), labels);
-  absl::StatusOr<ImageDataset> d =
-      ReadIdxDataset(TempPath("f-img.gz"), TempPath("f-lab.gz"));
+  absl::StatusOr<ImageDataset> d = ReadIdxDataset(TempPath("f-img.gz"), TempPath("f-lab.gz"));
   EXPECT_EQ(d.status().code(), absl::StatusCode::kDataLoss);
 }
 
@@ -137,9 +130,7 @@ TEST(IdxDatasetTest, HugeDimensions_DataLossWithoutAllocating) {
   WriteGz(TempPath("g-img.gz"), images);
   SmallSet set;
   WriteGz(TempPath("g-lab.gz"), set.labels);
-  EXPECT_EQ(ReadIdxDataset(TempPath("g-img.gz"), TempPath("g-lab.gz"))
-                .status()
-                .code(),
+  EXPECT_EQ(ReadIdxDataset(TempPath("g-img.gz"), TempPath("g-lab.gz")).status().code(),
             absl::StatusCode::kDataLoss);
 }
 
@@ -163,8 +154,7 @@ TEST(IdxDatasetTest, Standardize_FeatureCountMismatch_InvalidArgument) {
   ImageDataset a, b;
   a.num_features = 2;
   b.num_features = 3;
-  EXPECT_EQ(StandardizeFeatures(a, &b).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StandardizeFeatures(a, &b).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(IdxDatasetTest, ReadFashionMnist_UnknownSplit_InvalidArgument) {

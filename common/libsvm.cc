@@ -25,8 +25,7 @@ absl::StatusOr<uint64_t> FileSize(const std::string& path) {
   return static_cast<uint64_t>(std::ftell(f.get()));
 }
 
-absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin,
-                                         uint64_t end) {
+absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin, uint64_t end) {
   std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
   if (!f) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
   std::fseek(f.get(), 0, SEEK_END);
@@ -63,8 +62,7 @@ absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin
     errno = 0;
     const double label = std::strtod(p, &next);
     if (next == p || errno != 0 || !(label == 0 || label == 1 || label == -1)) {
-      error = absl::DataLossError(absl::StrCat(path, ": line ", line_number,
-                                               " after byte ", begin,
+      error = absl::DataLossError(absl::StrCat(path, ": line ", line_number, " after byte ", begin,
                                                ": label must be 0, 1, -1 or +1"));
       break;
     }
@@ -76,17 +74,15 @@ absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin
       errno = 0;
       const unsigned long long index = std::strtoull(p, &next, 10);
       if (next == p || *next != ':' || errno != 0) {
-        error = absl::DataLossError(absl::StrCat(path, ": line ", line_number,
-                                                 " after byte ", begin,
-                                                 ": expected index:value"));
+        error = absl::DataLossError(absl::StrCat(path, ": line ", line_number, " after byte ",
+                                                 begin, ": expected index:value"));
         break;
       }
       p = next + 1;
       const float value = std::strtof(p, &next);
       if (next == p) {
-        error = absl::DataLossError(absl::StrCat(path, ": line ", line_number,
-                                                 " after byte ", begin,
-                                                 ": bad feature value"));
+        error = absl::DataLossError(absl::StrCat(path, ": line ", line_number, " after byte ",
+                                                 begin, ": bad feature value"));
         break;
       }
       p = next;
@@ -101,15 +97,13 @@ absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin
   return data;
 }
 
-absl::StatusOr<double> Auc(absl::Span<const double> scores,
-                           absl::Span<const uint8_t> labels) {
+absl::StatusOr<double> Auc(absl::Span<const double> scores, absl::Span<const uint8_t> labels) {
   if (scores.size() != labels.size()) {
     return absl::InvalidArgumentError("scores and labels differ in length");
   }
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
   // Rank-sum (Mann-Whitney U) with average ranks for ties.
   double positive_rank_sum = 0;
   uint64_t positives = 0;
@@ -129,8 +123,7 @@ absl::StatusOr<double> Auc(absl::Span<const double> scores,
   if (positives == 0 || negatives == 0) {
     return absl::InvalidArgumentError("AUC needs both positive and negative examples");
   }
-  return (positive_rank_sum - positives * (positives + 1) / 2.0) /
-         (double(positives) * negatives);
+  return (positive_rank_sum - positives * (positives + 1) / 2.0) / (double(positives) * negatives);
 }
 
 }  // namespace fulcrum

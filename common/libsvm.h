@@ -14,9 +14,9 @@ namespace fulcrum {
 
 // Examples in compressed sparse rows. Plain value type.
 struct SparseDataset {
-  std::vector<uint8_t> labels;   // 0 or 1
+  std::vector<uint8_t> labels;          // 0 or 1
   std::vector<uint64_t> offsets = {0};  // example i: [offsets[i], offsets[i+1])
-  std::vector<uint64_t> indices;  // feature ids
+  std::vector<uint64_t> indices;        // feature ids
   std::vector<float> values;
   size_t size() const { return labels.size(); }
 };
@@ -35,8 +35,7 @@ absl::StatusOr<uint64_t> FileSize(const std::string& path);
 
 // Area under the ROC curve of `scores` for binary `labels` (ties count
 // half). INVALID_ARGUMENT if sizes differ or one class is missing.
-absl::StatusOr<double> Auc(absl::Span<const double> scores,
-                           absl::Span<const uint8_t> labels);
+absl::StatusOr<double> Auc(absl::Span<const double> scores, absl::Span<const uint8_t> labels);
 
 }  // namespace fulcrum
 

@@ -16,7 +16,8 @@ std::string Write(const std::string& name, const std::string& text) {
 }
 
 TEST(LibsvmTest, ReadsLabelsAndFeatures) {
-  const std::string path = Write("a.svm", "1 3:1 18446744073709551615:0.5\n-1 7:2\n\n0 1:1 2:1\n+1\n");
+  const std::string path =
+      Write("a.svm", "1 3:1 18446744073709551615:0.5\n-1 7:2\n\n0 1:1 2:1\n+1\n");
   absl::StatusOr<SparseDataset> d = ReadLibsvm(path);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->labels, (std::vector<uint8_t>{1, 0, 0, 1}));
@@ -51,13 +52,13 @@ TEST(LibsvmTest, Malformed_DataLossNamingTheFile) {
 }
 
 TEST(LibsvmTest, Auc_KnownValues) {
-  EXPECT_DOUBLE_EQ(*Auc(std::vector<double>{0.1, 0.2, 0.8, 0.9},
-                        std::vector<uint8_t>{0, 0, 1, 1}), 1.0);
-  EXPECT_DOUBLE_EQ(*Auc(std::vector<double>{0.9, 0.8, 0.2, 0.1},
-                        std::vector<uint8_t>{0, 0, 1, 1}), 0.0);
+  EXPECT_DOUBLE_EQ(*Auc(std::vector<double>{0.1, 0.2, 0.8, 0.9}, std::vector<uint8_t>{0, 0, 1, 1}),
+                   1.0);
+  EXPECT_DOUBLE_EQ(*Auc(std::vector<double>{0.9, 0.8, 0.2, 0.1}, std::vector<uint8_t>{0, 0, 1, 1}),
+                   0.0);
   // One of four positive-negative pairs misordered: 0.75.
-  EXPECT_DOUBLE_EQ(*Auc(std::vector<double>{0.1, 0.5, 0.4, 0.9},
-                        std::vector<uint8_t>{0, 0, 1, 1}), 0.75);
+  EXPECT_DOUBLE_EQ(*Auc(std::vector<double>{0.1, 0.5, 0.4, 0.9}, std::vector<uint8_t>{0, 0, 1, 1}),
+                   0.75);
   // All tied: 0.5.
   EXPECT_DOUBLE_EQ(*Auc(std::vector<double>{1, 1, 1}, std::vector<uint8_t>{0, 1, 1}), 0.5);
   EXPECT_EQ(Auc(std::vector<double>{1, 2}, std::vector<uint8_t>{1, 1}).status().code(),

@@ -28,12 +28,10 @@ char SeverityLetter(LogSeverity severity) {
 
 }  // namespace
 
-LogMessage::LogMessage(LogSeverity severity, const char* file, int line)
-    : severity_(severity) {
+LogMessage::LogMessage(LogSeverity severity, const char* file, int line) : severity_(severity) {
   const char* base = std::strrchr(file, '/');
   stream_ << SeverityLetter(severity)
-          << absl::FormatTime("%m%d %H:%M:%E3S ", absl::Now(),
-                              absl::LocalTimeZone())
+          << absl::FormatTime("%m%d %H:%M:%E3S ", absl::Now(), absl::LocalTimeZone())
           << (base ? base + 1 : file) << ":" << line << "] ";
 }
 

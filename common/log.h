@@ -34,8 +34,7 @@ class LogMessage {
 #define FULCRUM_LOG_SEVERITY_ERROR ::fulcrum::LogSeverity::kError
 #define FULCRUM_LOG_SEVERITY_FATAL ::fulcrum::LogSeverity::kFatal
 
-#define FULCRUM_LOG(severity)                                                \
-  ::fulcrum::LogMessage(FULCRUM_LOG_SEVERITY_##severity, __FILE__, __LINE__) \
-      .stream()
+#define FULCRUM_LOG(severity) \
+  ::fulcrum::LogMessage(FULCRUM_LOG_SEVERITY_##severity, __FILE__, __LINE__).stream()
 
 #endif  // FULCRUM_COMMON_LOG_H_

@@ -28,8 +28,7 @@ std::string FormatValue(double v) {
 void Counter::Increment(double amount) {
   if (!(amount >= 0)) return;  // counters only go up
   double current = value_.load(std::memory_order_relaxed);
-  while (!value_.compare_exchange_weak(current, current + amount,
-                                       std::memory_order_relaxed)) {
+  while (!value_.compare_exchange_weak(current, current + amount, std::memory_order_relaxed)) {
   }
 }
 
@@ -62,12 +61,11 @@ Histogram::Snapshot Histogram::snapshot() const {
 }
 
 std::vector<double> LatencyBuckets() {
-  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
 }
 
-Counter* MetricsRegistry::AddCounter(const std::string& name,
-                                     const std::string& help) {
+Counter* MetricsRegistry::AddCounter(const std::string& name, const std::string& help) {
   auto e = std::make_unique<Entry>();
   e->name = name;
   e->help = help;
@@ -91,8 +89,7 @@ Gauge* MetricsRegistry::AddGauge(const std::string& name, const std::string& hel
   return out;
 }
 
-void MetricsRegistry::AddCallbackGauge(const std::string& name,
-                                       const std::string& help,
+void MetricsRegistry::AddCallbackGauge(const std::string& name, const std::string& help,
                                        std::function<double()> read) {
   auto e = std::make_unique<Entry>();
   e->name = name;
@@ -103,8 +100,7 @@ void MetricsRegistry::AddCallbackGauge(const std::string& name,
   entries_.push_back(std::move(e));
 }
 
-Histogram* MetricsRegistry::AddHistogram(const std::string& name,
-                                         const std::string& help,
+Histogram* MetricsRegistry::AddHistogram(const std::string& name, const std::string& help,
                                          std::vector<double> bounds) {
   auto e = std::make_unique<Entry>();
   e->name = name;
@@ -132,8 +128,8 @@ std::string MetricsRegistry::Render() const {
     } else if (e->histogram) {
       const Histogram::Snapshot s = e->histogram->snapshot();
       for (size_t i = 0; i < s.bounds.size(); ++i) {
-        absl::StrAppend(&out, e->name, "_bucket{le=\"", FormatValue(s.bounds[i]),
-                        "\"} ", s.cumulative[i], "\n");
+        absl::StrAppend(&out, e->name, "_bucket{le=\"", FormatValue(s.bounds[i]), "\"} ",
+                        s.cumulative[i], "\n");
       }
       absl::StrAppend(&out, e->name, "_bucket{le=\"+Inf\"} ", s.cumulative.back(), "\n");
       absl::StrAppend(&out, e->name, "_sum ", FormatValue(s.sum), "\n");
@@ -157,12 +153,11 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     return absl::InvalidArgumentError(
         absl::StrCat("metrics host ", host, " is not an IPv4 address"));
   }
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(fd, 16) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 16) != 0) {
     const int err = errno;
     ::close(fd);
-    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", host,
-                                               ":", port, ": ", std::strerror(err)));
+    return absl::UnavailableError(
+        absl::StrCat("metrics: cannot listen on ", host, ":", port, ": ", std::strerror(err)));
   }
   socklen_t len = sizeof(addr);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -209,8 +204,7 @@ void MetricsHttpServer::Handle(int connection) {
   std::string status = "200 OK";
   std::string type = "text/plain; version=0.0.4; charset=utf-8";
   std::string body;
-  if (absl::StartsWith(request, "GET /metrics ") ||
-      absl::StartsWith(request, "GET /metrics?")) {
+  if (absl::StartsWith(request, "GET /metrics ") || absl::StartsWith(request, "GET /metrics?")) {
     body = registry_->Render();
   } else if (absl::StartsWith(request, "GET ")) {
     status = "404 Not Found";
@@ -223,12 +217,11 @@ void MetricsHttpServer::Handle(int connection) {
   }
   const std::string response =
       absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
-                   "\r\nContent-Length: ", body.size(),
-                   "\r\nConnection: close\r\n\r\n", body);
+                   "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
   size_t sent = 0;
   while (sent < response.size()) {
-    const ssize_t n = ::send(connection, response.data() + sent,
-                             response.size() - sent, MSG_NOSIGNAL);
+    const ssize_t n =
+        ::send(connection, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
     if (n <= 0) return;
     sent += n;
   }

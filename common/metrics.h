@@ -101,8 +101,9 @@ class MetricsRegistry {
 class MetricsHttpServer {
  public:
   // Port 0 picks a free one (see port()). UNAVAILABLE if it cannot listen.
-  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      const MetricsRegistry* registry, const std::string& host, int port);
+  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const MetricsRegistry* registry,
+                                                                  const std::string& host,
+                                                                  int port);
   ~MetricsHttpServer();
   void Stop();
   int port() const { return port_; }

@@ -11,8 +11,7 @@ TEST(MetricsTest, Render_CountersGaugesHistogramsInTextFormat) {
   Counter* pushes = registry.AddCounter("fulcrum_pushes_total", "Pushes.");
   Gauge* workers = registry.AddGauge("fulcrum_live_workers", "Live workers.");
   registry.AddCallbackGauge("fulcrum_answer", "Read at scrape.", [] { return 42.0; });
-  Histogram* latency = registry.AddHistogram("fulcrum_latency_seconds", "Latency.",
-                                             {0.1, 1});
+  Histogram* latency = registry.AddHistogram("fulcrum_latency_seconds", "Latency.", {0.1, 1});
   pushes->Increment();
   pushes->Increment(2);
   pushes->Increment(-5);  // ignored: counters only go up
@@ -23,14 +22,12 @@ TEST(MetricsTest, Render_CountersGaugesHistogramsInTextFormat) {
   const std::string text = registry.Render();
   for (const char* line :
        {"# TYPE fulcrum_pushes_total counter\nfulcrum_pushes_total 3\n",
-        "# HELP fulcrum_live_workers Live workers.\n",
-        "fulcrum_live_workers 3\n", "fulcrum_answer 42\n",
-        "# TYPE fulcrum_latency_seconds histogram\n",
+        "# HELP fulcrum_live_workers Live workers.\n", "fulcrum_live_workers 3\n",
+        "fulcrum_answer 42\n", "# TYPE fulcrum_latency_seconds histogram\n",
         "fulcrum_latency_seconds_bucket{le=\"0.10000000000000001\"} 1\n",
         "fulcrum_latency_seconds_bucket{le=\"1\"} 2\n",
         "fulcrum_latency_seconds_bucket{le=\"+Inf\"} 3\n",
-        "fulcrum_latency_seconds_sum 7.5499999999999998\n",
-        "fulcrum_latency_seconds_count 3\n"}) {
+        "fulcrum_latency_seconds_sum 7.5499999999999998\n", "fulcrum_latency_seconds_count 3\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nin\n" << text;
   }
 }

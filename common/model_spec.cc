@@ -7,8 +7,7 @@
 namespace fulcrum {
 namespace {
 
-TensorSpec Spec(absl::string_view name, std::vector<int64_t> shape,
-                InitializerKind initializer) {
+TensorSpec Spec(absl::string_view name, std::vector<int64_t> shape, InitializerKind initializer) {
   TensorSpec spec;
   spec.set_name(std::string(name));
   for (int64_t d : shape) spec.add_shape(d);

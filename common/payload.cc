@@ -113,10 +113,10 @@ absl::Status DecodeIndexedNonzeros(absl::string_view data, absl::Span<float> out
   for (size_t j = 0; j < k; ++j) {
     const uint32_t index = LoadU32(indices + 4 * j);
     if (index >= out.size() || static_cast<int64_t>(index) <= previous) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "INDEXED_NONZEROS index ", index, " (entry ", j, ") is ",
-          index >= out.size() ? absl::StrCat("beyond the ", out.size(), " elements")
-                              : "not above the one before it"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("INDEXED_NONZEROS index ", index, " (entry ", j, ") is ",
+                       index >= out.size() ? absl::StrCat("beyond the ", out.size(), " elements")
+                                           : "not above the one before it"));
     }
     previous = index;
     out[index] = LoadF32(values + 4 * j);
@@ -158,8 +158,7 @@ void EncodeFloat32(absl::Span<const float> values, std::string* out) {
 #endif
 }
 
-absl::StatusOr<size_t> PayloadElementCount(Encoding encoding,
-                                           absl::string_view data) {
+absl::StatusOr<size_t> PayloadElementCount(Encoding encoding, absl::string_view data) {
   if (encoding == FLOAT16) {
     if (data.size() % 2 != 0) {
       return absl::InvalidArgumentError(
@@ -173,45 +172,43 @@ absl::StatusOr<size_t> PayloadElementCount(Encoding encoding,
     const size_t whole = data.size() / block_bytes;
     const size_t rest = data.size() % block_bytes;
     if (rest != 0 && rest <= 4) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "INT8_BLOCK payload of ", data.size(), " bytes ends in a block without values"));
+      return absl::InvalidArgumentError(absl::StrCat("INT8_BLOCK payload of ", data.size(),
+                                                     " bytes ends in a block without values"));
     }
     return whole * kInt8BlockElements + (rest == 0 ? 0 : rest - 4);
   }
   if (encoding == INDEXED_NONZEROS) {
     if (data.size() < 8) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "INDEXED_NONZEROS payload of ", data.size(), " bytes has no header"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("INDEXED_NONZEROS payload of ", data.size(), " bytes has no header"));
     }
     const uint64_t k = LoadU32(data.data() + 4);
     if (data.size() != 8 + 8 * k) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("INDEXED_NONZEROS payload of ", data.size(), " bytes does not hold the ",
-                       k, " entries its header announces"));
+      return absl::InvalidArgumentError(absl::StrCat("INDEXED_NONZEROS payload of ", data.size(),
+                                                     " bytes does not hold the ", k,
+                                                     " entries its header announces"));
     }
     return size_t{LoadU32(data.data())};
   }
   if (encoding != FLOAT32) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported payload encoding ", Encoding_Name(encoding), " (",
-        static_cast<int>(encoding),
+        "unsupported payload encoding ", Encoding_Name(encoding), " (", static_cast<int>(encoding),
         "); expected FLOAT32, FLOAT16, INT8_BLOCK or INDEXED_NONZEROS"));
   }
   if (data.size() % sizeof(float) != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("FLOAT32 payload of ", data.size(),
-                     " bytes is not a multiple of 4"));
+        absl::StrCat("FLOAT32 payload of ", data.size(), " bytes is not a multiple of 4"));
   }
   return data.size() / sizeof(float);
 }
 
-absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
-                           absl::Span<float> out, bool require_finite) {
+absl::Status DecodeFloat32(Encoding encoding, absl::string_view data, absl::Span<float> out,
+                           bool require_finite) {
   absl::StatusOr<size_t> count = PayloadElementCount(encoding, data);
   if (!count.ok()) return count.status();
   if (*count != out.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "payload holds ", *count, " elements, expected ", out.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("payload holds ", *count, " elements, expected ", out.size()));
   }
   if (encoding == FLOAT16) {
     for (size_t i = 0; i < out.size(); ++i) {
@@ -243,16 +240,15 @@ absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
   if (require_finite) {
     for (size_t i = 0; i < out.size(); ++i) {
       if (!std::isfinite(out[i])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "non-finite value ", out[i], " at element ", i));
+        return absl::InvalidArgumentError(
+            absl::StrCat("non-finite value ", out[i], " at element ", i));
       }
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding,
-                                                    absl::string_view data,
+absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding, absl::string_view data,
                                                     size_t expected, bool require_finite,
                                                     std::vector<float>* scratch) {
 #ifdef ABSL_IS_LITTLE_ENDIAN
@@ -260,8 +256,8 @@ absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding,
     absl::StatusOr<size_t> count = PayloadElementCount(encoding, data);
     if (!count.ok()) return count.status();
     if (*count != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "payload holds ", *count, " elements, expected ", expected));
+      return absl::InvalidArgumentError(
+          absl::StrCat("payload holds ", *count, " elements, expected ", expected));
     }
     absl::Span<const float> view(reinterpret_cast<const float*>(data.data()), expected);
     if (require_finite) {

@@ -41,21 +41,19 @@ void EncodeFloat32(absl::Span<const float> values, std::string* out);
 // an index is out of range or not ascending.
 // With `require_finite`, also INVALID_ARGUMENT if any value is NaN or infinite
 // (`out` may then hold partial results; callers must not use them).
-absl::Status DecodeFloat32(Encoding encoding, absl::string_view data,
-                           absl::Span<float> out, bool require_finite);
+absl::Status DecodeFloat32(Encoding encoding, absl::string_view data, absl::Span<float> out,
+                           bool require_finite);
 
 // The values of `data` without copying when it is FLOAT32 and its bytes are
 // suitably aligned (little-endian hosts); otherwise decoded into `*scratch`. Checks
 // the count (== expected) and, with `require_finite`, that no value is NaN or
 // infinite, with the errors of DecodeFloat32.
-absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding,
-                                                    absl::string_view data,
+absl::StatusOr<absl::Span<const float>> Float32View(Encoding encoding, absl::string_view data,
                                                     size_t expected, bool require_finite,
                                                     std::vector<float>* scratch);
 
 // Number of elements `data` holds in `encoding`, or INVALID_ARGUMENT.
-absl::StatusOr<size_t> PayloadElementCount(Encoding encoding,
-                                           absl::string_view data);
+absl::StatusOr<size_t> PayloadElementCount(Encoding encoding, absl::string_view data);
 
 }  // namespace fulcrum
 

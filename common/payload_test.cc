@@ -39,8 +39,7 @@ TEST(PayloadTest, Encode_AppendsToExistingBytes) {
 
 TEST(PayloadTest, Decode_LengthNotMultipleOfFour_InvalidArgument) {
   std::vector<float> out(1);
-  absl::Status s = DecodeFloat32(FLOAT32, std::string(5, '\0'),
-                                 absl::MakeSpan(out), true);
+  absl::Status s = DecodeFloat32(FLOAT32, std::string(5, '\0'), absl::MakeSpan(out), true);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("multiple of 4"), absl::string_view::npos);
 }
@@ -54,8 +53,7 @@ TEST(PayloadTest, Decode_WrongElementCount_InvalidArgument) {
 }
 
 TEST(PayloadTest, Decode_NonFinite_RejectedOnlyWhenRequired) {
-  for (float bad : {std::numeric_limits<float>::quiet_NaN(),
-                    std::numeric_limits<float>::infinity(),
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                     -std::numeric_limits<float>::infinity()}) {
     std::string data;
     EncodeFloat32(std::vector<float>{1.0f, bad}, &data);
@@ -69,8 +67,7 @@ TEST(PayloadTest, Decode_NonFinite_RejectedOnlyWhenRequired) {
 TEST(PayloadTest, Decode_UnsupportedEncoding_InvalidArgument) {
   std::vector<float> out(1);
   for (Encoding e : {ENCODING_UNSPECIFIED, FLOAT16, INT8_BLOCK}) {
-    EXPECT_EQ(DecodeFloat32(e, std::string(4, '\0'), absl::MakeSpan(out), true)
-                  .code(),
+    EXPECT_EQ(DecodeFloat32(e, std::string(4, '\0'), absl::MakeSpan(out), true).code(),
               absl::StatusCode::kInvalidArgument);
   }
 }

@@ -11,9 +11,7 @@ namespace fulcrum {
 // edges and every Mutex destroyed (gRPC makes and drops several per call)
 // walks that graph. A profile of ps_server serving 1 KB pushes showed the
 // graph's bookkeeping in the hot path. Call before any thread starts.
-inline void TuneMutexes() {
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-}
+inline void TuneMutexes() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); }
 
 }  // namespace fulcrum
 

@@ -7,13 +7,11 @@
 
 namespace fulcrum {
 
-absl::Status RetryWithBackoff(
-    const RetryOptions& options,
-    const std::function<bool(const absl::Status&)>& retryable,
-    const std::function<absl::Status()>& attempt) {
+absl::Status RetryWithBackoff(const RetryOptions& options,
+                              const std::function<bool(const absl::Status&)>& retryable,
+                              const std::function<absl::Status()>& attempt) {
   thread_local std::mt19937 rng{std::random_device{}()};
-  std::uniform_real_distribution<double> jitter(1.0 - options.jitter,
-                                                1.0 + options.jitter);
+  std::uniform_real_distribution<double> jitter(1.0 - options.jitter, 1.0 + options.jitter);
   absl::Duration backoff = options.initial_backoff;
   absl::Status status;
   for (int i = 0; i < std::max(1, options.max_attempts); ++i) {

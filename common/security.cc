@@ -15,8 +15,7 @@ namespace {
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   absl::StatusOr<std::string> data = PosixFileSystem()->ReadFile(path);
   if (!data.ok()) {
-    return absl::Status(data.status().code(),
-                        absl::StrCat(what, ": ", data.status().message()));
+    return absl::Status(data.status().code(), absl::StrCat(what, ": ", data.status().message()));
   }
   if (data->find("-----BEGIN ") == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", path, " is not PEM"));
@@ -130,9 +129,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   }
   if (!auth_token.empty()) {
     grpc_server_credentials_set_auth_metadata_processor(
-        credentials, grpc_auth_metadata_processor{&TokenProcessor::Process,
-                                                  &TokenProcessor::Destroy,
-                                                  new TokenProcessor(auth_token)});
+        credentials,
+        grpc_auth_metadata_processor{&TokenProcessor::Process, &TokenProcessor::Destroy,
+                                     new TokenProcessor(auth_token)});
   }
   return std::make_shared<CoreServerCredentials>(credentials);
 }

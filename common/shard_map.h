@@ -43,8 +43,7 @@ class ShardMap {
   ElementRange DenseRange(uint64_t elements, uint32_t shard) const {
     // 128-bit products: element counts times shard counts may pass 2^64.
     const auto cut = [&](uint64_t i) {
-      return static_cast<uint64_t>(static_cast<unsigned __int128>(elements) * i /
-                                   num_shards_);
+      return static_cast<uint64_t>(static_cast<unsigned __int128>(elements) * i / num_shards_);
     };
     return ElementRange{cut(shard), cut(shard + 1)};
   }
@@ -52,8 +51,8 @@ class ShardMap {
   // The shard owning element `element` of a tensor of `elements` elements.
   uint32_t ShardOfElement(uint64_t elements, uint64_t element) const {
     // The candidate from the proportion, corrected for rounding.
-    uint32_t s = static_cast<uint32_t>(static_cast<unsigned __int128>(element) *
-                                       num_shards_ / elements);
+    uint32_t s =
+        static_cast<uint32_t>(static_cast<unsigned __int128>(element) * num_shards_ / elements);
     while (s + 1 < num_shards_ && DenseRange(elements, s + 1).begin <= element) ++s;
     while (s > 0 && DenseRange(elements, s).begin > element) --s;
     return s;

@@ -7,9 +7,9 @@
 #include "absl/status/statusor.h"
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define FULCRUM_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    ::absl::Status fulcrum_status_ = (expr);       \
+#define FULCRUM_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::absl::Status fulcrum_status_ = (expr);           \
     if (!fulcrum_status_.ok()) return fulcrum_status_; \
   } while (0)
 
@@ -18,9 +18,8 @@
 
 // `FULCRUM_ASSIGN_OR_RETURN(auto x, StatusOrExpr());` assigns the value or
 // returns the error.
-#define FULCRUM_ASSIGN_OR_RETURN(lhs, expr)                               \
-  FULCRUM_ASSIGN_OR_RETURN_IMPL_(                                         \
-      FULCRUM_STATUS_CONCAT_(fulcrum_statusor_, __LINE__), lhs, expr)
+#define FULCRUM_ASSIGN_OR_RETURN(lhs, expr) \
+  FULCRUM_ASSIGN_OR_RETURN_IMPL_(FULCRUM_STATUS_CONCAT_(fulcrum_statusor_, __LINE__), lhs, expr)
 
 #define FULCRUM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                   \

@@ -14,10 +14,10 @@ namespace {
 #endif
 
 // Protobuf wire tags (field number << 3 | 2, length-delimited).
-constexpr char kPushDenseTag = (2 << 3) | 2;       // PushRequest.dense
-constexpr char kDenseDataTag = (3 << 3) | 2;       // DenseValues.data
-constexpr char kPushPullPushTag = (1 << 3) | 2;    // PushPullRequest.push
-constexpr char kPushPullPullTag = (2 << 3) | 2;    // PushPullRequest.pull
+constexpr char kPushDenseTag = (2 << 3) | 2;     // PushRequest.dense
+constexpr char kDenseDataTag = (3 << 3) | 2;     // DenseValues.data
+constexpr char kPushPullPushTag = (1 << 3) | 2;  // PushPullRequest.push
+constexpr char kPushPullPullTag = (2 << 3) | 2;  // PushPullRequest.pull
 
 void AppendVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -84,8 +84,7 @@ class PushPieces {
 
 }  // namespace
 
-grpc::ByteBuffer PushBytes(PushRequest* request,
-                           absl::Span<const absl::Span<const float>> values) {
+grpc::ByteBuffer PushBytes(PushRequest* request, absl::Span<const absl::Span<const float>> values) {
   PushPieces pieces(request, values);
   return pieces.Buffer();
 }

@@ -21,8 +21,7 @@ namespace fulcrum {
 // copied: they must stay alive and unchanged until the call sending the
 // buffer has finished. `request` is left as it was (it is modified while
 // being serialised).
-grpc::ByteBuffer PushBytes(PushRequest* request,
-                           absl::Span<const absl::Span<const float>> values);
+grpc::ByteBuffer PushBytes(PushRequest* request, absl::Span<const absl::Span<const float>> values);
 
 // The same for a PushPullRequest: `values` fill its push's dense payloads.
 grpc::ByteBuffer PushPullBytes(PushPullRequest* request,

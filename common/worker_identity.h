@@ -23,9 +23,7 @@ struct WorkerIdentity {
   friend bool operator==(const WorkerIdentity& a, const WorkerIdentity& b) {
     return a.id == b.id && a.coordinator_incarnation == b.coordinator_incarnation;
   }
-  friend bool operator!=(const WorkerIdentity& a, const WorkerIdentity& b) {
-    return !(a == b);
-  }
+  friend bool operator!=(const WorkerIdentity& a, const WorkerIdentity& b) { return !(a == b); }
 };
 
 // "worker 3 of coordinator 9f2c...".

@@ -81,15 +81,13 @@ class Reader {
     uint32_t version = 0;
     FULCRUM_RETURN_IF_ERROR(Get(&version));
     if (version != kCheckpointFormatVersion) {
-      return Corrupt(absl::StrCat("format version ", version,
-                                  " is not the supported ", kCheckpointFormatVersion));
+      return Corrupt(absl::StrCat("format version ", version, " is not the supported ",
+                                  kCheckpointFormatVersion));
     }
     return absl::OkStatus();
   }
   bool empty() const { return data_.empty(); }
-  absl::Status Truncated() const {
-    return absl::DataLossError(absl::StrCat(path_, ": truncated"));
-  }
+  absl::Status Truncated() const { return absl::DataLossError(absl::StrCat(path_, ": truncated")); }
   absl::Status Corrupt(absl::string_view why) const {
     return absl::DataLossError(absl::StrCat(path_, ": ", why));
   }
@@ -105,9 +103,7 @@ void PutSection(std::string* out, absl::string_view section) {
   Put<uint32_t>(out, Crc32c(section));
 }
 
-std::string FolderName(uint64_t sequence) {
-  return absl::StrFormat("%s%09d", kPrefix, sequence);
-}
+std::string FolderName(uint64_t sequence) { return absl::StrFormat("%s%09d", kPrefix, sequence); }
 
 std::string ShardFileName(uint32_t index, uint32_t count) {
   return absl::StrFormat("shard-%05d-of-%05d", index, count);
@@ -121,8 +117,7 @@ int64_t SequenceOf(absl::string_view name) {
   return static_cast<int64_t>(seq);
 }
 
-absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data,
-                                                  const std::string& path) {
+absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data, const std::string& path) {
   Reader reader(data, path);
   FULCRUM_RETURN_IF_ERROR(reader.Preamble(kManifestMagic, "manifest"));
   absl::string_view body;
@@ -136,8 +131,7 @@ absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data,
 
 }  // namespace
 
-std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index,
-                            uint32_t num_shards) {
+std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, uint32_t num_shards) {
   std::string out(kShardMagic);
   Put<uint32_t>(&out, kCheckpointFormatVersion);
   std::string header;
@@ -182,8 +176,7 @@ std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index,
   return out;
 }
 
-absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
-                                              const std::string& path) {
+absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std::string& path) {
   Reader reader(data, path);
   FULCRUM_RETURN_IF_ERROR(reader.Preamble(kShardMagic, "shard checkpoint"));
   absl::string_view header_bytes;
@@ -196,8 +189,8 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
   FULCRUM_RETURN_IF_ERROR(header.Get(&num_shards));
   FULCRUM_RETURN_IF_ERROR(header.Get(&num_tensors));
   if (num_shards == 0 || shard_index >= num_shards) {
-    return reader.Corrupt(absl::StrCat("shard ", shard_index, " of ", num_shards,
-                                       " is not a valid shard"));
+    return reader.Corrupt(
+        absl::StrCat("shard ", shard_index, " of ", num_shards, " is not a valid shard"));
   }
   for (uint32_t i = 0; i < num_tensors; ++i) {
     absl::string_view meta_bytes;
@@ -229,8 +222,7 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
     t.slots.resize(slots);
     for (uint32_t s = 0; s < slots; ++s) {
       t.slots[s].resize(elements);
-      std::memcpy(t.slots[s].data(), payload.data() + (s + 1) * elements * 4,
-                  elements * 4);
+      std::memcpy(t.slots[s].data(), payload.data() + (s + 1) * elements * 4, elements * 4);
     }
     shard.tensors.push_back(std::move(t));
   }
@@ -281,10 +273,8 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
 CheckpointStore::CheckpointStore(const CheckpointStoreOptions& options)
     : options_(options), fs_(options.fs != nullptr ? options.fs : PosixFileSystem()) {}
 
-absl::Status CheckpointStore::WriteFileAtomically(const std::string& dir,
-                                                  const std::string& name,
-                                                  absl::string_view data,
-                                                  bool slow) {
+absl::Status CheckpointStore::WriteFileAtomically(const std::string& dir, const std::string& name,
+                                                  absl::string_view data, bool slow) {
   const std::string tmp = absl::StrCat(dir, "/", name, ".tmp");
   FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs_->NewWritableFile(tmp));
   if (slow && options_.debug_write_delay > absl::ZeroDuration()) {
@@ -328,8 +318,10 @@ absl::StatusOr<uint64_t> CheckpointStore::NextSequence() {
   return static_cast<uint64_t>(last + 1);
 }
 
-absl::StatusOr<CheckpointManifest::ShardFile> CheckpointStore::WritePart(
-    uint64_t sequence, const ShardSnapshot& shard, uint32_t index, uint32_t count) {
+absl::StatusOr<CheckpointManifest::ShardFile> CheckpointStore::WritePart(uint64_t sequence,
+                                                                         const ShardSnapshot& shard,
+                                                                         uint32_t index,
+                                                                         uint32_t count) {
   FULCRUM_RETURN_IF_ERROR(fs_->CreateDir(options_.dir));
   const std::string path = PathOf(sequence);
   if (fs_->Exists(path)) FULCRUM_RETURN_IF_ERROR(fs_->DeleteRecursively(path));
@@ -406,12 +398,11 @@ absl::Status CheckpointStore::RecordCommitted(const CheckpointManifest& manifest
   return Prune();
 }
 
-absl::StatusOr<CheckpointInfo> CheckpointStore::Write(
-    const ShardSnapshot& shard, const CoordinatorCheckpoint& progress,
-    absl::Time started) {
+absl::StatusOr<CheckpointInfo> CheckpointStore::Write(const ShardSnapshot& shard,
+                                                      const CoordinatorCheckpoint& progress,
+                                                      absl::Time started) {
   FULCRUM_ASSIGN_OR_RETURN(const uint64_t sequence, NextSequence());
-  FULCRUM_ASSIGN_OR_RETURN(CheckpointManifest::ShardFile file,
-                           WritePart(sequence, shard, 0, 1));
+  FULCRUM_ASSIGN_OR_RETURN(CheckpointManifest::ShardFile file, WritePart(sequence, shard, 0, 1));
   CheckpointManifest manifest;
   manifest.set_format_version(kCheckpointFormatVersion);
   manifest.set_sequence(sequence);
@@ -427,9 +418,8 @@ absl::Status CheckpointStore::Prune() {
   FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> complete, ListComplete());
   if (complete.empty()) return absl::OkStatus();
   const int keep = std::max(1, options_.keep);
-  const int64_t oldest_kept =
-      SequenceOf(complete[std::max<int>(0, complete.size() - keep)].substr(
-          options_.dir.size() + 1));
+  const int64_t oldest_kept = SequenceOf(
+      complete[std::max<int>(0, complete.size() - keep)].substr(options_.dir.size() + 1));
   FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
   for (const std::string& name : names) {
     const int64_t seq = SequenceOf(name);
@@ -447,15 +437,16 @@ absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPart(const CheckpointManifest
   return LoadPartFrom(PathOf(manifest.sequence()), manifest, index);
 }
 
-absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(
-    const std::string& path, const CheckpointManifest& manifest, uint32_t index) {
+absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(const std::string& path,
+                                                            const CheckpointManifest& manifest,
+                                                            uint32_t index) {
   const CheckpointManifest::ShardFile* file = nullptr;
   for (const CheckpointManifest::ShardFile& f : manifest.shards()) {
     if (f.shard_index() == index) file = &f;
   }
   if (file == nullptr) {
-    return absl::DataLossError(absl::StrCat(
-        "checkpoint ", manifest.sequence(), " names no part of shard ", index));
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", manifest.sequence(), " names no part of shard ", index));
   }
   const std::string shard_path = absl::StrCat(path, "/", file->file());
   if (!fs_->Exists(shard_path)) {
@@ -473,19 +464,18 @@ absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(
   return DecodeShardFile(shard_bytes, shard_path);
 }
 
-absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path,
-                                                       uint32_t index, uint32_t count) {
+absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path, uint32_t index,
+                                                       uint32_t count) {
   const std::string manifest_path = absl::StrCat(path, "/", kManifestName);
   if (!fs_->Exists(manifest_path)) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": no MANIFEST (an incomplete checkpoint)"));
+    return absl::NotFoundError(absl::StrCat(path, ": no MANIFEST (an incomplete checkpoint)"));
   }
   FULCRUM_ASSIGN_OR_RETURN(std::string manifest_bytes, fs_->ReadFile(manifest_path));
   FULCRUM_ASSIGN_OR_RETURN(CheckpointManifest manifest,
                            DecodeManifest(manifest_bytes, manifest_path));
   if (manifest.num_shards() != count || manifest.shards_size() != static_cast<int>(count)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, ": written by ", manifest.num_shards(), " shards; this job has ", count));
+    return absl::FailedPreconditionError(absl::StrCat(path, ": written by ", manifest.num_shards(),
+                                                      " shards; this job has ", count));
   }
   LoadedCheckpoint loaded;
   FULCRUM_ASSIGN_OR_RETURN(loaded.shard, LoadPartFrom(path, manifest, index));
@@ -501,8 +491,7 @@ absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path,
   return loaded;
 }
 
-absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest(uint32_t index,
-                                                             uint32_t count) {
+absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest(uint32_t index, uint32_t count) {
   if (!fs_->Exists(options_.dir)) {
     return absl::NotFoundError(absl::StrCat("no checkpoint folder ", options_.dir));
   }
@@ -510,8 +499,8 @@ absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest(uint32_t index,
   for (auto it = complete.rbegin(); it != complete.rend(); ++it) {
     absl::StatusOr<LoadedCheckpoint> loaded = Load(*it, index, count);
     if (loaded.ok()) return loaded;
-    FULCRUM_LOG(WARNING) << "skipping checkpoint " << *it << ": "
-                         << loaded.status().message() << "; trying an older one";
+    FULCRUM_LOG(WARNING) << "skipping checkpoint " << *it << ": " << loaded.status().message()
+                         << "; trying an older one";
   }
   return absl::NotFoundError(
       absl::StrCat("no complete checkpoint that verifies in ", options_.dir));

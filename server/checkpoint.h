@@ -49,8 +49,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/file_system.h"
-#include "proto/coordinator.pb.h"
 #include "proto/checkpoint.pb.h"
+#include "proto/coordinator.pb.h"
 #include "server/parameter_shard.h"
 
 namespace fulcrum {
@@ -58,12 +58,10 @@ namespace fulcrum {
 inline constexpr uint32_t kCheckpointFormatVersion = 2;
 
 // Serialises a shard snapshot in the format above.
-std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index,
-                            uint32_t num_shards);
+std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, uint32_t num_shards);
 // Parses and verifies a shard file; DATA_LOSS naming `path` and the reason
 // (wrong magic or version, truncation, checksum mismatch) otherwise.
-absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data,
-                                              const std::string& path);
+absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std::string& path);
 
 struct CheckpointStoreOptions {
   // The folder holding the checkpoints; created if missing.
@@ -94,8 +92,7 @@ class CheckpointStore {
   // one) and the job progress: WritePart, then Commit. `started` is when the
   // snapshot was taken (for the duration).
   absl::StatusOr<CheckpointInfo> Write(const ShardSnapshot& shard,
-                                       const CoordinatorCheckpoint& progress,
-                                       absl::Time started);
+                                       const CoordinatorCheckpoint& progress, absl::Time started);
 
   // The sequence number after the newest folder here.
   absl::StatusOr<uint64_t> NextSequence();
@@ -111,8 +108,7 @@ class CheckpointStore {
   // newest `keep` complete checkpoints and any older incomplete ones. On
   // failure the folder is removed where possible and earlier checkpoints
   // are untouched.
-  absl::StatusOr<CheckpointInfo> Commit(const CheckpointManifest& manifest,
-                                        absl::Time started);
+  absl::StatusOr<CheckpointInfo> Commit(const CheckpointManifest& manifest, absl::Time started);
 
   // Removes the folder of a checkpoint that will not be committed.
   void Abandon(uint64_t sequence);
@@ -133,8 +129,7 @@ class CheckpointStore {
 
   // Loads shard `index`'s part of `manifest` from this folder, verified
   // against the size and checksum the manifest records.
-  absl::StatusOr<ShardSnapshot> LoadPart(const CheckpointManifest& manifest,
-                                         uint32_t index);
+  absl::StatusOr<ShardSnapshot> LoadPart(const CheckpointManifest& manifest, uint32_t index);
 
   // Complete checkpoints (those with a manifest), oldest first, as paths.
   absl::StatusOr<std::vector<std::string>> ListComplete();
@@ -145,8 +140,7 @@ class CheckpointStore {
   absl::Status WriteManifest(const std::string& path, const CheckpointManifest& manifest);
   std::string PathOf(uint64_t sequence) const;
   absl::StatusOr<ShardSnapshot> LoadPartFrom(const std::string& path,
-                                             const CheckpointManifest& manifest,
-                                             uint32_t index);
+                                             const CheckpointManifest& manifest, uint32_t index);
   absl::Status Prune();
 
   const CheckpointStoreOptions options_;

@@ -86,8 +86,7 @@ class FaultyFileSystem : public FileSystem {
   absl::Status error = absl::ResourceExhaustedError("write: No space left on device");
   bool fail_create = false;
 
-  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
-      const std::string& path) override {
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     if (fail_create) return absl::PermissionDeniedError("create " + path + ": Permission denied");
     auto file = PosixFileSystem()->NewWritableFile(path);
     if (!file.ok()) return file.status();
@@ -99,12 +98,8 @@ class FaultyFileSystem : public FileSystem {
   absl::Status Rename(const std::string& a, const std::string& b) override {
     return PosixFileSystem()->Rename(a, b);
   }
-  absl::Status CreateDir(const std::string& p) override {
-    return PosixFileSystem()->CreateDir(p);
-  }
-  absl::Status SyncDir(const std::string& p) override {
-    return PosixFileSystem()->SyncDir(p);
-  }
+  absl::Status CreateDir(const std::string& p) override { return PosixFileSystem()->CreateDir(p); }
+  absl::Status SyncDir(const std::string& p) override { return PosixFileSystem()->SyncDir(p); }
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string& p) override {
     return PosixFileSystem()->ListDir(p);
   }
@@ -131,8 +126,7 @@ class FaultyFileSystem : public FileSystem {
   };
 };
 
-CheckpointStore MakeStore(const std::string& dir, int keep = 3,
-                          FileSystem* fs = nullptr) {
+CheckpointStore MakeStore(const std::string& dir, int keep = 3, FileSystem* fs = nullptr) {
   CheckpointStoreOptions o;
   o.dir = dir;
   o.keep = keep;
@@ -161,8 +155,7 @@ const char kShardFile[] = "/shard-00000-of-00001";
 
 TEST(CheckpointTest, ShardFile_RoundTripsEveryTensorAndSlot) {
   const ShardSnapshot shard = MakeShard(42, 1.5f);
-  absl::StatusOr<ShardSnapshot> back =
-      DecodeShardFile(EncodeShardFile(shard, 0, 1), "mem");
+  absl::StatusOr<ShardSnapshot> back = DecodeShardFile(EncodeShardFile(shard, 0, 1), "mem");
   ASSERT_TRUE(back.ok()) << back.status();
   ExpectSameShard(shard, *back);
 }
@@ -195,8 +188,7 @@ TEST(CheckpointTest, ShardFile_WrongMagicOrVersion_DataLossSayingWhy) {
 TEST(CheckpointTest, ShardFile_EveryTruncationDetected) {
   const std::string data = EncodeShardFile(MakeShard(1, 0), 0, 1);
   for (size_t n = 0; n < data.size(); n += 5) {
-    EXPECT_EQ(DecodeShardFile(data.substr(0, n), "f").status().code(),
-              absl::StatusCode::kDataLoss)
+    EXPECT_EQ(DecodeShardFile(data.substr(0, n), "f").status().code(), absl::StatusCode::kDataLoss)
         << n;
   }
 }
@@ -204,8 +196,7 @@ TEST(CheckpointTest, ShardFile_EveryTruncationDetected) {
 TEST(CheckpointTest, WriteThenLoadNewest_RoundTripsShardAndProgress) {
   const std::string dir = FreshDir("roundtrip");
   CheckpointStore store = MakeStore(dir);
-  absl::StatusOr<CheckpointInfo> info =
-      store.Write(MakeShard(7, 1), Progress(1), absl::Now());
+  absl::StatusOr<CheckpointInfo> info = store.Write(MakeShard(7, 1), Progress(1), absl::Now());
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->sequence(), 1u);
   EXPECT_EQ(info->round(), 7);

@@ -14,9 +14,7 @@ class AsyncPolicy : public ConsistencyPolicy {
  public:
   ConsistencyMode mode() const override { return ASYNC; }
   bool PullReadyLocked(int64_t, const WorkerMembership&) const override { return true; }
-  std::string PullNotReadyLocked(int64_t, const WorkerMembership&) const override {
-    return "";
-  }
+  std::string PullNotReadyLocked(int64_t, const WorkerMembership&) const override { return ""; }
   bool SumsRounds() const override { return false; }
   absl::Status AdmitPushLocked(uint64_t, int64_t) override { return absl::OkStatus(); }
   int64_t PushApplied() override { return version_.fetch_add(1) + 1; }
@@ -36,11 +34,10 @@ class SspPolicy final : public AsyncPolicy {
   bool PullReadyLocked(int64_t clock, const WorkerMembership& members) const override {
     return members.SlowestActiveClock() >= clock - staleness_;
   }
-  std::string PullNotReadyLocked(int64_t clock,
-                                 const WorkerMembership& members) const override {
+  std::string PullNotReadyLocked(int64_t clock, const WorkerMembership& members) const override {
     return absl::StrCat("clock ", clock, " is more than ", staleness_,
-                        " ahead of the slowest worker (clock ",
-                        members.SlowestActiveClock(), ") past the deadline");
+                        " ahead of the slowest worker (clock ", members.SlowestActiveClock(),
+                        ") past the deadline");
   }
 
  private:
@@ -66,8 +63,7 @@ class SyncPolicy final : public ConsistencyPolicy {
   absl::Status AdmitPushLocked(uint64_t id, int64_t clock) override {
     if (clock != round_) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "push for round ", clock, " but the shard is collecting round ", round_,
-          "; pull again"));
+          "push for round ", clock, " but the shard is collecting round ", round_, "; pull again"));
     }
     if (!pushed_.insert(id).second) {
       return absl::FailedPreconditionError(

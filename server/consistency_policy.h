@@ -38,8 +38,7 @@ class ConsistencyPolicy {
   // Whether a pull at `clock` (>= 0: a round or ssp clock to wait for) may
   // be served now; and, for one that waited past its deadline, why not.
   virtual bool PullReadyLocked(int64_t clock, const WorkerMembership& members) const = 0;
-  virtual std::string PullNotReadyLocked(int64_t clock,
-                                         const WorkerMembership& members) const = 0;
+  virtual std::string PullNotReadyLocked(int64_t clock, const WorkerMembership& members) const = 0;
 
   // True when pushes are summed into rounds rather than applied at once:
   // then reads and snapshots are taken under the shard's mutex (reader side),

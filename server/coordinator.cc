@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
-#include "common/status_macros.h"
 #include "common/model_spec.h"
+#include "common/status_macros.h"
 
 namespace fulcrum {
 namespace {
@@ -30,8 +30,7 @@ WorkerIdentity SenderOf(const Request& request) {
 
 }  // namespace
 
-JobCoordinator::JobCoordinator(const CoordinatorOptions& options,
-                               ShardGroup* shards)
+JobCoordinator::JobCoordinator(const CoordinatorOptions& options, ShardGroup* shards)
     : options_(options),
       partitions_(std::max<uint32_t>(1, options.job.partitions_per_epoch())),
       shards_(shards) {}
@@ -41,21 +40,20 @@ absl::StatusOr<JobCoordinator::WorkerRecord*> JobCoordinator::LiveWorkerLocked(
   if (worker.coordinator_incarnation != options_.incarnation) {
     // Ids restart from 1 in every process: this id may be another worker's
     // now.
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s was issued by another coordinator process (this one is incarnation "
-        "%016x); register again",
-        DescribeWorker(worker), options_.incarnation));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s was issued by another coordinator process (this one is incarnation "
+                        "%016x); register again",
+                        DescribeWorker(worker), options_.incarnation));
   }
   auto it = workers_.find(worker.id);
   if (it == workers_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "unknown worker id ", worker.id, "; register with the coordinator"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("unknown worker id ", worker.id, "; register with the coordinator"));
   }
   const WorkerState state = it->second.status.state();
   if (state == DEAD || state == LEFT) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", worker.id, " was declared ", WorkerState_Name(state),
-        "; register again"));
+    return absl::FailedPreconditionError(absl::StrCat("worker ", worker.id, " was declared ",
+                                                      WorkerState_Name(state), "; register again"));
   }
   return &it->second;
 }
@@ -66,19 +64,15 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
   // A worker coming back under its name replaces itself: not one more.
-  auto same_name = request.worker_name().empty()
-                       ? live_by_name_.end()
-                       : live_by_name_.find(request.worker_name());
-  if (same_name == live_by_name_.end() &&
-      LiveWorkersLocked() >= options_.max_workers) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the job already has ", options_.max_workers,
-        " live workers, its limit (--max_workers)"));
+  auto same_name = request.worker_name().empty() ? live_by_name_.end()
+                                                 : live_by_name_.find(request.worker_name());
+  if (same_name == live_by_name_.end() && LiveWorkersLocked() >= options_.max_workers) {
+    return absl::ResourceExhaustedError(absl::StrCat("the job already has ", options_.max_workers,
+                                                     " live workers, its limit (--max_workers)"));
   }
   const uint64_t id = next_worker_id_++;
-  const std::string name = request.worker_name().empty()
-                               ? absl::StrCat("worker-", id)
-                               : request.worker_name();
+  const std::string name =
+      request.worker_name().empty() ? absl::StrCat("worker-", id) : request.worker_name();
   if (same_name != live_by_name_.end()) {
     DeclareDeadLocked(workers_.at(same_name->second),
                       absl::StrCat("replaced by a new worker named ", name));
@@ -101,13 +95,11 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     response.add_shard_addresses(address);
   }
   response.set_incarnation(options_.incarnation);
-  response.set_heartbeat_interval_seconds(
-      absl::ToDoubleSeconds(options_.heartbeat_interval));
-  response.set_worker_timeout_seconds(
-      absl::ToDoubleSeconds(options_.worker_timeout));
+  response.set_heartbeat_interval_seconds(absl::ToDoubleSeconds(options_.heartbeat_interval));
+  response.set_worker_timeout_seconds(absl::ToDoubleSeconds(options_.worker_timeout));
 
-  FULCRUM_LOG(INFO) << "worker " << id << " (" << name << " on "
-                    << request.host() << ") registered";
+  FULCRUM_LOG(INFO) << "worker " << id << " (" << name << " on " << request.host()
+                    << ") registered";
   if (state_ == EVALUATING && started_at_ == absl::Time()) {
     started_at_ = now;  // restored with only the final evaluation owed
     shards_->Start();
@@ -123,8 +115,7 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
   return response;
 }
 
-absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(
-    const HeartbeatRequest& request) {
+absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(const HeartbeatRequest& request) {
   const WorkerProgress& p = request.progress();
   if (!std::isfinite(p.loss()) || p.loss() < 0 || p.steps() < 0 ||
       !std::isfinite(p.wait_seconds()) || p.wait_seconds() < 0) {
@@ -145,9 +136,8 @@ absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(
     record.rate_examples = p.examples_seen();  // not cumulative: restart
     record.rate_since = now;
   } else if (now - record.rate_since >= kRateWindow) {
-    status.set_examples_per_second(
-        (p.examples_seen() - record.rate_examples) /
-        absl::ToDoubleSeconds(now - record.rate_since));
+    status.set_examples_per_second((p.examples_seen() - record.rate_examples) /
+                                   absl::ToDoubleSeconds(now - record.rate_since));
     record.rate_since = now;
     record.rate_examples = p.examples_seen();
   }
@@ -157,13 +147,10 @@ absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(
   return response;
 }
 
-std::vector<JobCoordinator::PartitionState>& JobCoordinator::EpochLocked(
-    uint32_t epoch) {
+std::vector<JobCoordinator::PartitionState>& JobCoordinator::EpochLocked(uint32_t epoch) {
   auto it = epochs_.find(epoch);
   if (it == epochs_.end()) {
-    it = epochs_
-             .emplace(epoch, std::vector<PartitionState>(partitions_,
-                                                         PartitionState::kPending))
+    it = epochs_.emplace(epoch, std::vector<PartitionState>(partitions_, PartitionState::kPending))
              .first;
     std::vector<uint32_t> order(partitions_);
     std::iota(order.begin(), order.end(), 0);
@@ -183,8 +170,7 @@ uint32_t JobCoordinator::LiveWorkersLocked() const {
   return n;
 }
 
-AcquirePartitionResponse JobCoordinator::GrantLocked(WorkerRecord& worker,
-                                                     const Lease& lease) {
+AcquirePartitionResponse JobCoordinator::GrantLocked(WorkerRecord& worker, const Lease& lease) {
   AcquirePartitionResponse response;
   response.set_lease_id(lease.id);
   WorkerStatus& status = worker.status;
@@ -248,8 +234,7 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
     eval_queue_.pop_front();
   } else {
     const uint32_t last_epoch =
-        std::min<uint32_t>(options_.job.epochs() - 1,
-                           oldest_epoch_ + options_.epoch_lookahead);
+        std::min<uint32_t>(options_.job.epochs() - 1, oldest_epoch_ + options_.epoch_lookahead);
     bool found_partition = false;
     for (uint32_t e = oldest_epoch_; e <= last_epoch && !found_partition; ++e) {
       std::vector<PartitionState>& parts = EpochLocked(e);
@@ -269,9 +254,8 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
     // others back).
     WorkerStatus& status = worker.status;
     const int64_t floor = shards_->SlowestActiveClock();
-    status.set_clock(std::max<int64_t>(
-        status.partitions_completed(),
-        floor == std::numeric_limits<int64_t>::max() ? 0 : floor));
+    status.set_clock(std::max<int64_t>(status.partitions_completed(),
+                                       floor == std::numeric_limits<int64_t>::max() ? 0 : floor));
     status.set_state(ACTIVE);
     shards_->ActivateWorker(status.worker_id(), status.clock());
   }
@@ -281,12 +265,13 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
   return GrantLocked(worker, lease);
 }
 
-absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(
-    WorkerRecord& worker, uint64_t lease_id, bool evaluate) {
+absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(WorkerRecord& worker,
+                                                                      uint64_t lease_id,
+                                                                      bool evaluate) {
   if (worker.lease_id != lease_id || leases_.at(lease_id).evaluate != evaluate) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", worker.status.worker_id(), " holds no ",
-        evaluate ? "evaluation" : "training", " lease ", lease_id));
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker.status.worker_id(), " holds no ",
+                     evaluate ? "evaluation" : "training", " lease ", lease_id));
   }
   const Lease lease = leases_.at(lease_id);
   leases_.erase(lease_id);
@@ -294,14 +279,12 @@ absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(
   return lease;
 }
 
-absl::Status JobCoordinator::CompletePartition(
-    const CompletePartitionRequest& request) {
+absl::Status JobCoordinator::CompletePartition(const CompletePartitionRequest& request) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
-  absl::StatusOr<Lease> taken =
-      TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/false);
+  absl::StatusOr<Lease> taken = TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/false);
   if (!taken.ok()) return taken.status();
   const Lease lease = *taken;
   EpochLocked(lease.epoch)[lease.partition] = PartitionState::kDone;
@@ -323,9 +306,8 @@ absl::Status JobCoordinator::CompletePartition(
 void JobCoordinator::AdvanceEpochsLocked() {
   while (oldest_epoch_ < options_.job.epochs()) {
     const std::vector<PartitionState>& parts = EpochLocked(oldest_epoch_);
-    if (!std::all_of(parts.begin(), parts.end(), [](PartitionState s) {
-          return s == PartitionState::kDone;
-        })) {
+    if (!std::all_of(parts.begin(), parts.end(),
+                     [](PartitionState s) { return s == PartitionState::kDone; })) {
       return;
     }
     epochs_.erase(oldest_epoch_);
@@ -333,8 +315,7 @@ void JobCoordinator::AdvanceEpochsLocked() {
     ++oldest_epoch_;
     const bool final = oldest_epoch_ == options_.job.epochs();
     eval_queue_.push_back(EvalTask{oldest_epoch_, final});
-    FULCRUM_LOG(INFO) << "epoch " << oldest_epoch_ << "/" << options_.job.epochs()
-                      << " trained";
+    FULCRUM_LOG(INFO) << "epoch " << oldest_epoch_ << "/" << options_.job.epochs() << " trained";
     if (final && state_ == RUNNING) {
       state_ = EVALUATING;
       FULCRUM_LOG(INFO) << "every epoch trained; final evaluation";
@@ -345,16 +326,15 @@ void JobCoordinator::AdvanceEpochsLocked() {
 absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   const double acc = request.eval().test_accuracy();
   if (!(acc >= 0.0 && acc <= 1.0) || !std::isfinite(request.eval().test_loss())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "test accuracy must be in [0, 1] and the loss finite, got ", acc, " and ",
-        request.eval().test_loss()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("test accuracy must be in [0, 1] and the loss finite, got ", acc, " and ",
+                     request.eval().test_loss()));
   }
   absl::MutexLock lock(&mu_);
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
-  absl::StatusOr<Lease> taken =
-      TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/true);
+  absl::StatusOr<Lease> taken = TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/true);
   if (!taken.ok()) return taken.status();
   const Lease lease = *taken;
   worker.status.set_state(IDLE);
@@ -370,8 +350,7 @@ absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   FULCRUM_LOG(INFO) << absl::StrFormat(
       "%s epoch %d/%d: test_accuracy=%.4f test_loss=%.4f (worker %d)",
       lease.final ? "final evaluation after" : "evaluation after", lease.epoch,
-      options_.job.epochs(), acc, request.eval().test_loss(),
-      worker.status.worker_id());
+      options_.job.epochs(), acc, request.eval().test_loss(), worker.status.worker_id());
   if (lease.final && state_ == EVALUATING) {
     state_ = FINISHED;
     finished_at_ = options_.clock->Now();
@@ -408,8 +387,7 @@ void JobCoordinator::RevokeLeaseLocked(WorkerRecord& worker) {
   worker.status.set_state(IDLE);
 }
 
-void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker,
-                                       const std::string& why) {
+void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker, const std::string& why) {
   WorkerStatus& status = worker.status;
   const bool had_partition = status.has_partition();
   const DataPartition partition = status.partition();
@@ -424,9 +402,8 @@ void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker,
   FULCRUM_LOG(WARNING) << "worker " << status.worker_id() << " (" << status.name()
                        << ") declared dead: " << why
                        << (had_partition
-                               ? absl::StrCat("; partition ", partition.index(),
-                                              " of epoch ", partition.epoch() + 1,
-                                              " returns to the pool")
+                               ? absl::StrCat("; partition ", partition.index(), " of epoch ",
+                                              partition.epoch() + 1, " returns to the pool")
                                : "");
 }
 
@@ -446,8 +423,7 @@ int JobCoordinator::ReapSilentWorkers() {
       live_by_name_.erase(worker.status.name());
       continue;
     }
-    DeclareDeadLocked(worker, absl::StrCat("no heartbeat for ",
-                                           absl::FormatDuration(silence)));
+    DeclareDeadLocked(worker, absl::StrCat("no heartbeat for ", absl::FormatDuration(silence)));
   }
   return reaped;
 }
@@ -476,14 +452,13 @@ absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progre
   const JobSpec& saved = progress.job();
   const JobSpec& job = options_.job;
   if (saved.model() != job.model() || saved.epochs() != job.epochs() ||
-      saved.partitions_per_epoch() != job.partitions_per_epoch() ||
-      saved.mode() != job.mode()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the checkpoint is of another job (model ", saved.model(), ", mode ",
-        ConsistencyModeName(saved.mode()), ", ", saved.epochs(), " epochs of ",
-        saved.partitions_per_epoch(), " partitions); this server runs model ",
-        job.model(), ", mode ", ConsistencyModeName(job.mode()), ", ",
-        job.epochs(), " epochs of ", job.partitions_per_epoch(), " partitions"));
+      saved.partitions_per_epoch() != job.partitions_per_epoch() || saved.mode() != job.mode()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the checkpoint is of another job (model ", saved.model(), ", mode ",
+                     ConsistencyModeName(saved.mode()), ", ", saved.epochs(), " epochs of ",
+                     saved.partitions_per_epoch(), " partitions); this server runs model ",
+                     job.model(), ", mode ", ConsistencyModeName(job.mode()), ", ", job.epochs(),
+                     " epochs of ", job.partitions_per_epoch(), " partitions"));
   }
   if (!workers_.empty()) {
     return absl::FailedPreconditionError("workers registered before the restore");
@@ -493,8 +468,7 @@ absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progre
   epochs_.clear();
   lease_order_.clear();
   for (const PartitionRecord& r : completed_) {
-    if (r.epoch() >= oldest_epoch_ && r.epoch() < job.epochs() &&
-        r.index() < partitions_) {
+    if (r.epoch() >= oldest_epoch_ && r.epoch() < job.epochs() && r.index() < partitions_) {
       EpochLocked(r.epoch())[r.index()] = PartitionState::kDone;
     }
   }
@@ -597,8 +571,7 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   for (const auto& [id, record] : workers_) {
     WorkerStatus* w = status.add_workers();
     *w = record.status;
-    w->set_seconds_since_heartbeat(
-        absl::ToDoubleSeconds(now - record.last_heartbeat));
+    w->set_seconds_since_heartbeat(absl::ToDoubleSeconds(now - record.last_heartbeat));
     examples += w->examples_seen();
     wait += w->wait_seconds();
     if (w->state() == DEAD) ++dead;
@@ -625,7 +598,8 @@ JobStatus JobCoordinator::GetStatusLocked() const {
   status.set_wait_seconds(wait);
   status.set_loss(loss_count > 0 ? loss_sum / loss_count : 0);
   for (const PartitionRecord& r : completed_) *status.add_completed() = r;
-  for (SparseTableStatus& t : shards_->local()->SparseStatus()) *status.add_sparse_tables() = std::move(t);
+  for (SparseTableStatus& t : shards_->local()->SparseStatus())
+    *status.add_sparse_tables() = std::move(t);
   for (ShardStatus& s : shards_->Status()) *status.add_shards() = std::move(s);
   return status;
 }
@@ -644,12 +618,11 @@ std::string JobCoordinator::ProgressLine() const {
   std::string line = absl::StrFormat(
       "%s round=%d epoch=%d/%d partitions_left=%d workers=%d examples=%d "
       "examples/s=%.0f loss=%.4f",
-      JobState_Name(s.state()), s.round(), std::min(s.epoch() + 1, s.epochs()),
-      s.epochs(), s.partitions_left_in_epoch(), s.live_workers(),
-      s.examples_seen(), s.examples_per_second(), s.loss());
+      JobState_Name(s.state()), s.round(), std::min(s.epoch() + 1, s.epochs()), s.epochs(),
+      s.partitions_left_in_epoch(), s.live_workers(), s.examples_seen(), s.examples_per_second(),
+      s.loss());
   if (s.last_eval().examples() > 0) {
-    absl::StrAppendFormat(&line, " test_accuracy=%.4f",
-                          s.last_eval().test_accuracy());
+    absl::StrAppendFormat(&line, " test_accuracy=%.4f", s.last_eval().test_accuracy());
   }
   return line;
 }
@@ -663,9 +636,8 @@ std::string JobCoordinator::ResultLine() const {
     auc = absl::StrFormat(" test_auc=%.4f", s.last_eval().test_auc());
   }
   return absl::StrFormat(
-      "result: model=%s mode=%s epochs=%d test_accuracy=%.4f%s wall_seconds=%.1f",
-      s.model(), mode, s.epochs(), s.last_eval().test_accuracy(), auc,
-      s.elapsed_seconds());
+      "result: model=%s mode=%s epochs=%d test_accuracy=%.4f%s wall_seconds=%.1f", s.model(), mode,
+      s.epochs(), s.last_eval().test_accuracy(), auc, s.elapsed_seconds());
 }
 
 }  // namespace fulcrum

@@ -20,9 +20,9 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/worker_identity.h"
-#include "proto/job.pb.h"
-#include "proto/coordinator.pb.h"
 #include "proto/checkpoint.pb.h"
+#include "proto/coordinator.pb.h"
+#include "proto/job.pb.h"
 #include "proto/shard_control.pb.h"
 #include "server/parameter_shard.h"
 #include "server/shard_group.h"
@@ -76,8 +76,7 @@ class JobCoordinator {
   // Registering under the name of a live worker replaces it (the old id is
   // declared dead). RESOURCE_EXHAUSTED when max_workers are live; UNAVAILABLE
   // while shards have not registered yet.
-  absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
-      const RegisterWorkerRequest& request);
+  absl::StatusOr<RegisterWorkerResponse> RegisterWorker(const RegisterWorkerRequest& request);
 
   // Heartbeat, AcquirePartition, CompletePartition and ReportEval take a
   // worker id with the incarnation of the coordinator that issued it:
@@ -90,8 +89,7 @@ class JobCoordinator {
 
   // The worker's next work. Asking again while holding a lease returns the
   // same lease (a retried call must not lose it).
-  absl::StatusOr<AcquirePartitionResponse> AcquirePartition(
-      const AcquirePartitionRequest& request);
+  absl::StatusOr<AcquirePartitionResponse> AcquirePartition(const AcquirePartitionRequest& request);
 
   // FAILED_PRECONDITION unless `lease_id` is a training lease this live
   // worker holds.
@@ -185,16 +183,14 @@ class JobCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends `lease_id` if it is the worker's lease of that kind;
   // FAILED_PRECONDITION otherwise.
-  absl::StatusOr<Lease> TakeLeaseLocked(WorkerRecord& worker, uint64_t lease_id,
-                                        bool evaluate)
+  absl::StatusOr<Lease> TakeLeaseLocked(WorkerRecord& worker, uint64_t lease_id, bool evaluate)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives the worker's lease back: a partition becomes pending again, an
   // evaluation goes back to the front of the queue.
   void RevokeLeaseLocked(WorkerRecord& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeclareDeadLocked(WorkerRecord& worker, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<PartitionState>& EpochLocked(uint32_t epoch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<PartitionState>& EpochLocked(uint32_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves past fully trained epochs, queueing their evaluations.
   void AdvanceEpochsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t LiveWorkersLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);

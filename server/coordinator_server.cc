@@ -2,16 +2,15 @@
 
 #include <algorithm>
 
+#include "common/channel.h"
 #include "common/security.h"
 #include "common/status_macros.h"
-#include "common/channel.h"
 
 namespace fulcrum {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
-    const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-    ParameterShard* local, CheckpointStore* checkpoints,
-    MetricsRegistry* metrics) {
+    const ServerOptions& options, const JobSpec& job, uint64_t incarnation, ParameterShard* local,
+    CheckpointStore* checkpoints, MetricsRegistry* metrics) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   server->options_ = options;
   ShardGroupOptions group;
@@ -37,9 +36,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   JobCheckpointerOptions checkpointer_options;
   checkpointer_options.every = options.checkpoint_every;
   checkpointer_options.every_steps = options.checkpoint_every_steps;
-  server->checkpointer_ = std::make_unique<JobCheckpointer>(
-      checkpointer_options, checkpoints, server->coordinator_.get(), server->shards_.get(),
-      metrics);
+  server->checkpointer_ =
+      std::make_unique<JobCheckpointer>(checkpointer_options, checkpoints,
+                                        server->coordinator_.get(), server->shards_.get(), metrics);
   FULCRUM_RETURN_IF_ERROR(server->checkpointer_->Restore(options.restore));
 
   CoordinatorServer* self = server.get();
@@ -66,9 +65,9 @@ void CoordinatorServer::RegisterMetrics(MetricsRegistry* metrics) {
   metrics->AddCallbackGauge("fulcrum_dead_workers", "Workers declared dead.", [coordinator] {
     return double(coordinator->GetStatus().dead_workers());
   });
-  metrics->AddCallbackGauge("fulcrum_examples_per_second",
-                            "Training throughput over the last seconds.",
-                            [coordinator] { return coordinator->GetStatus().examples_per_second(); });
+  metrics->AddCallbackGauge(
+      "fulcrum_examples_per_second", "Training throughput over the last seconds.",
+      [coordinator] { return coordinator->GetStatus().examples_per_second(); });
   metrics->AddCallbackGauge("fulcrum_examples_seen", "Examples trained in the job.", [coordinator] {
     return double(coordinator->GetStatus().examples_seen());
   });
@@ -86,8 +85,7 @@ void CoordinatorServer::RegisterServices(grpc::ServerBuilder* builder) {
 
 void CoordinatorServer::Start() {
   reaper_ = std::thread([this] {
-    const absl::Duration period =
-        std::max(absl::Milliseconds(50), options_.heartbeat_interval / 2);
+    const absl::Duration period = std::max(absl::Milliseconds(50), options_.heartbeat_interval / 2);
     while (!stop_reaper_.WaitForNotificationWithTimeout(period)) {
       coordinator_->ReapSilentWorkers();
     }

@@ -36,9 +36,8 @@ class CoordinatorServer {
   // `job` is complete (CompleteJobSpec). FAILED_PRECONDITION / NOT_FOUND when
   // the checkpoint to restore cannot be (see JobCheckpointer::Restore).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
-      const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-      ParameterShard* local, CheckpointStore* checkpoints,
-      MetricsRegistry* metrics);
+      const ServerOptions& options, const JobSpec& job, uint64_t incarnation, ParameterShard* local,
+      CheckpointStore* checkpoints, MetricsRegistry* metrics);
   ~CoordinatorServer();
   CoordinatorServer(const CoordinatorServer&) = delete;
   CoordinatorServer& operator=(const CoordinatorServer&) = delete;

@@ -12,8 +12,8 @@ using Kind = AcquirePartitionResponse::Kind;
 
 class CoordinatorTest : public ::testing::Test {
  protected:
-  void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs,
-            uint32_t partitions, uint32_t lookahead = 1, uint64_t incarnation = 77) {
+  void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs, uint32_t partitions,
+            uint32_t lookahead = 1, uint64_t incarnation = 77) {
     JobSpec& job = options_.job;
     job.set_model("softmax");
     job.set_mode(mode);
@@ -29,8 +29,7 @@ class CoordinatorTest : public ::testing::Test {
     options_.epoch_lookahead = lookahead;
     options_.worker_timeout = absl::Seconds(5);
     options_.clock = &clock_;
-    auto store = ParameterStore::Create({}, *CreateOptimizer(job.optimizer()),
-                                        tensors);
+    auto store = ParameterStore::Create({}, *CreateOptimizer(job.optimizer()), tensors);
     ASSERT_TRUE(store.ok());
     shard_ = std::make_unique<ParameterShard>(std::move(*store), mode, 1);
     ShardGroupOptions group;
@@ -190,8 +189,7 @@ TEST_F(CoordinatorTest, CompleteUnderWrongLease_FailedPrecondition) {
   uint64_t b = Register("b");
   AcquirePartitionResponse la = *Acquire(a);
   EXPECT_EQ(Complete(b, la.lease_id()).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(Complete(a, la.lease_id() + 100).code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Complete(a, la.lease_id() + 100).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Eval(a, la.lease_id(), 0.5).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Complete(a, la.lease_id()).ok());
   EXPECT_EQ(Complete(a, la.lease_id()).code(), absl::StatusCode::kFailedPrecondition);
@@ -233,9 +231,9 @@ TEST_F(CoordinatorTest, DeadWorker_NoLongerHoldsSyncRound) {
   ASSERT_TRUE(Acquire(a).ok());
   ASSERT_TRUE(Acquire(b).ok());
   std::vector<float> w(7840, 1.0f), bias(10, 1.0f);
-  ASSERT_TRUE(shard_->Push(Ours(a), 0, 0, {{{"softmax/w", 0, 7840}, w},
-                                     {{"softmax/b", 0, 10}, bias}})
-                  .ok());
+  ASSERT_TRUE(
+      shard_->Push(Ours(a), 0, 0, {{{"softmax/w", 0, 7840}, w}, {{"softmax/b", 0, 10}, bias}})
+          .ok());
   EXPECT_EQ(shard_->version().round, 0);
   clock_.Advance(absl::Seconds(6));
   ASSERT_TRUE(Heartbeat(a).ok());
@@ -335,11 +333,9 @@ TEST_F(CoordinatorTest, MalformedReports_InvalidArgument) {
   request.set_worker_id(a);
   request.set_coordinator_incarnation(options_.incarnation);
   request.mutable_progress()->set_loss(-1);
-  EXPECT_EQ(coordinator_->Heartbeat(request).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_->Heartbeat(request).status().code(), absl::StatusCode::kInvalidArgument);
   request.mutable_progress()->set_loss(std::nan(""));
-  EXPECT_EQ(coordinator_->Heartbeat(request).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_->Heartbeat(request).status().code(), absl::StatusCode::kInvalidArgument);
   AcquirePartitionResponse r = *Acquire(a);
   ASSERT_TRUE(Complete(a, r.lease_id()).ok());
   AcquirePartitionResponse eval = *Acquire(a);
@@ -361,9 +357,9 @@ TEST_F(CoordinatorTest, SaveThenRestore_ResumesWhereItWas) {
   ASSERT_EQ(saved.pending_evals_size(), 1);
 
   // A new coordinator (the restarted server) resumes from it.
-  auto store = ParameterStore::Create({}, *CreateOptimizer(options_.job.optimizer()),
-                                      {options_.job.tensors().begin(),
-                                       options_.job.tensors().end()});
+  auto store =
+      ParameterStore::Create({}, *CreateOptimizer(options_.job.optimizer()),
+                             {options_.job.tensors().begin(), options_.job.tensors().end()});
   ParameterShard shard(std::move(*store), ASYNC);
   options_.incarnation = 78;  // a new process
   ShardGroupOptions group_options;
@@ -459,17 +455,11 @@ class StaleWorkerTest : public CoordinatorTest {
 
 TEST_F(StaleWorkerTest, Heartbeat) { ExpectRefused(Heartbeat(stale_).status()); }
 
-TEST_F(StaleWorkerTest, AcquirePartition) {
-  ExpectRefused(Acquire(stale_).status());
-}
+TEST_F(StaleWorkerTest, AcquirePartition) { ExpectRefused(Acquire(stale_).status()); }
 
-TEST_F(StaleWorkerTest, CompletePartition) {
-  ExpectRefused(Complete(stale_, lease_.lease_id()));
-}
+TEST_F(StaleWorkerTest, CompletePartition) { ExpectRefused(Complete(stale_, lease_.lease_id())); }
 
-TEST_F(StaleWorkerTest, ReportEval) {
-  ExpectRefused(Eval(stale_, lease_.lease_id(), 0.5));
-}
+TEST_F(StaleWorkerTest, ReportEval) { ExpectRefused(Eval(stale_, lease_.lease_id(), 0.5)); }
 
 // The hang of issue 13: two workers registered with a process that died;
 // the restarted one gives the second of them id 1, which the first still

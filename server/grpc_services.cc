@@ -30,8 +30,7 @@ WorkerIdentity SenderOf(const RequestHeader& header) {
   return WorkerIdentity{header.worker_id(), header.coordinator_incarnation()};
 }
 
-absl::Time PullDeadline(const grpc::ServerContextBase& context,
-                        absl::Duration max_wait) {
+absl::Time PullDeadline(const grpc::ServerContextBase& context, absl::Duration max_wait) {
   const absl::Time cap = absl::Now() + max_wait;
   const absl::Time client = absl::FromChrono(context.deadline());
   return std::min(cap, client);
@@ -43,20 +42,18 @@ ServiceMetrics ServiceMetrics::Register(MetricsRegistry* registry) {
   ServiceMetrics m;
   m.pushes = registry->AddCounter("fulcrum_pushes_total", "Push RPCs served.");
   m.pulls = registry->AddCounter("fulcrum_pulls_total", "Pull RPCs served.");
-  m.push_bytes = registry->AddCounter("fulcrum_push_bytes_total",
-                                      "Gradient payload bytes received.");
-  m.pull_bytes = registry->AddCounter("fulcrum_pull_bytes_total",
-                                      "Parameter payload bytes sent.");
+  m.push_bytes =
+      registry->AddCounter("fulcrum_push_bytes_total", "Gradient payload bytes received.");
+  m.pull_bytes = registry->AddCounter("fulcrum_pull_bytes_total", "Parameter payload bytes sent.");
   m.rejected = registry->AddCounter("fulcrum_rejected_requests_total",
                                     "Push and pull RPCs answered with an error.");
-  m.push_latency = registry->AddHistogram("fulcrum_push_latency_seconds",
-                                          "Push RPC handling time.", LatencyBuckets());
+  m.push_latency = registry->AddHistogram("fulcrum_push_latency_seconds", "Push RPC handling time.",
+                                          LatencyBuckets());
   m.pull_latency = registry->AddHistogram(
-      "fulcrum_pull_latency_seconds", "Pull RPC handling time, waits included.",
-      LatencyBuckets());
-  m.pull_wait = registry->AddHistogram(
-      "fulcrum_pull_wait_seconds",
-      "Time pulls waited for a sync round or slower ssp workers.", LatencyBuckets());
+      "fulcrum_pull_latency_seconds", "Pull RPC handling time, waits included.", LatencyBuckets());
+  m.pull_wait = registry->AddHistogram("fulcrum_pull_wait_seconds",
+                                       "Time pulls waited for a sync round or slower ssp workers.",
+                                       LatencyBuckets());
   return m;
 }
 
@@ -79,16 +76,15 @@ class ParameterServiceImpl::UnaryCall final : public Call {
                                                           const Request&, Response*);
 
   // Asks the server for the next call of this method on `queue`.
-  UnaryCall(ParameterServiceImpl* service, grpc::ServerCompletionQueue* queue,
-            RequestFn request_fn, ReadyFn ready, HandleFn handle)
+  UnaryCall(ParameterServiceImpl* service, grpc::ServerCompletionQueue* queue, RequestFn request_fn,
+            ReadyFn ready, HandleFn handle)
       : service_(service),
         queue_(queue),
         request_fn_(request_fn),
         ready_(ready),
         handle_(handle),
         responder_(&context_) {
-    (service_->service_.*request_fn_)(&context_, &request_, &responder_, queue_, queue_,
-                                      this);
+    (service_->service_.*request_fn_)(&context_, &request_, &responder_, queue_, queue_, this);
   }
 
   void Proceed(bool ok) override {
@@ -133,12 +129,9 @@ class ParameterServiceImpl::UnaryCall final : public Call {
   bool answered_ = false;
 };
 
-ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard,
-                                           uint64_t incarnation,
-                                           absl::Duration max_wait,
-                                           uint64_t max_response_bytes,
-                                           const ServiceMetrics* metrics,
-                                           int max_waiting_calls)
+ParameterServiceImpl::ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
+                                           absl::Duration max_wait, uint64_t max_response_bytes,
+                                           const ServiceMetrics* metrics, int max_waiting_calls)
     : shard_(shard),
       incarnation_(incarnation),
       max_wait_(max_wait),
@@ -211,8 +204,7 @@ bool ParameterServiceImpl::Defer(std::function<void()> fn) {
 }
 
 bool ParameterServiceImpl::PullReady(const PullRequest& request) const {
-  return shard_->ReadyFor(SenderOf(request.header()), /*push=*/false,
-                          request.header().clock());
+  return shard_->ReadyFor(SenderOf(request.header()), /*push=*/false, request.header().clock());
 }
 
 bool ParameterServiceImpl::PushReady(const PushRequest& request) const {
@@ -230,8 +222,7 @@ bool ParameterServiceImpl::PushPullReady(const PushPullRequest& request) const {
 }
 
 grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& context,
-                                              const PullRequest& request,
-                                              PullResponse* response) {
+                                              const PullRequest& request, PullResponse* response) {
   const absl::Time start = absl::Now();
   grpc::Status status = DoPull(context, &request, response);
   RecordPull(start, status, *response);
@@ -239,8 +230,7 @@ grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& con
 }
 
 grpc::Status ParameterServiceImpl::HandlePush(const grpc::ServerContextBase& context,
-                                              const PushRequest& request,
-                                              PushResponse* response) {
+                                              const PushRequest& request, PushResponse* response) {
   const absl::Time start = absl::Now();
   grpc::Status status = DoPush(request, response->mutable_header());
   RecordPush(start, status, request);
@@ -294,8 +284,7 @@ void ParameterServiceImpl::RecordPush(absl::Time start, const grpc::Status& stat
   if (!status.ok()) metrics_->rejected->Increment();
 }
 
-void ParameterServiceImpl::FillHeader(const ShardVersion& version,
-                                      ResponseHeader* header) const {
+void ParameterServiceImpl::FillHeader(const ShardVersion& version, ResponseHeader* header) const {
   header->set_version(version.version);
   header->set_round(version.round);
   header->set_incarnation(incarnation_);
@@ -313,15 +302,13 @@ grpc::Status ParameterServiceImpl::CheckIncarnation(const RequestHeader& header)
 }
 
 grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context,
-                                          const PullRequest* request,
-                                          PullResponse* response) {
+                                          const PullRequest* request, PullResponse* response) {
   // Rounds a worker waits for were counted by an earlier process.
   if (grpc::Status s = CheckIncarnation(request->header()); !s.ok()) return s;
-  if (request->encoding() != ENCODING_UNSPECIFIED &&
-      request->encoding() != FLOAT32) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("unsupported pull encoding ",
-                                     Encoding_Name(request->encoding())));
+  if (request->encoding() != ENCODING_UNSPECIFIED && request->encoding() != FLOAT32) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("unsupported pull encoding ", Encoding_Name(request->encoding())));
   }
   // Validate and size everything before allocating the response: neither a
   // bad slice nor a huge valid one may make us allocate it.
@@ -345,8 +332,8 @@ grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context
   if (response_bytes > max_response_bytes_) {
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("the pull asks for ", response_bytes, " bytes, over the ",
-                     max_response_bytes_, "-byte message limit (--max_message_mb); "
+        absl::StrCat("the pull asks for ", response_bytes, " bytes, over the ", max_response_bytes_,
+                     "-byte message limit (--max_message_mb); "
                      "pull fewer or smaller slices"));
   }
   // Values are read straight into the response's byte buffers.
@@ -370,15 +357,15 @@ grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context
     values->set_encoding(FLOAT32);
     std::string* data = values->mutable_data();
     data->resize(static_cast<size_t>(keys.keys_size()) * table->dim() * sizeof(float));
-    sparse.push_back(SparseRead{
-        keys.table(), absl::MakeConstSpan(keys.keys().data(), keys.keys_size()),
-        absl::MakeSpan(reinterpret_cast<float*>(data->data()),
-                       static_cast<size_t>(keys.keys_size()) * table->dim()),
-        !keys.read_only()});
+    sparse.push_back(
+        SparseRead{keys.table(), absl::MakeConstSpan(keys.keys().data(), keys.keys_size()),
+                   absl::MakeSpan(reinterpret_cast<float*>(data->data()),
+                                  static_cast<size_t>(keys.keys_size()) * table->dim()),
+                   !keys.read_only()});
   }
-  absl::StatusOr<ShardVersion> version = shard_->Pull(
-      SenderOf(request->header()), request->header().clock(), slices, out,
-      PullDeadline(context, max_wait_), sparse);
+  absl::StatusOr<ShardVersion> version =
+      shard_->Pull(SenderOf(request->header()), request->header().clock(), slices, out,
+                   PullDeadline(context, max_wait_), sparse);
   if (!version.ok()) {
     response->Clear();
     return ToGrpcStatus(version.status());
@@ -387,8 +374,7 @@ grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context
   return grpc::Status::OK;
 }
 
-grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
-                                          ResponseHeader* header) {
+grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push, ResponseHeader* header) {
   const PushRequest* request = &push;
   // A gradient computed on parameters read from an earlier server process
   // (before a restart and restore) must not reach the restored model.
@@ -404,16 +390,15 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
     if (absl::Status valid = shard_->store().Validate(g.slice); !valid.ok()) {
       return ToGrpcStatus(valid);
     }
-    absl::StatusOr<size_t> count =
-        PayloadElementCount(values.encoding(), values.data());
+    absl::StatusOr<size_t> count = PayloadElementCount(values.encoding(), values.data());
     if (!count.ok()) {
-      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", g.slice.tensor, ": ", count.status().message())));
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("tensor ", g.slice.tensor, ": ", count.status().message())));
     }
     if (*count != g.slice.length) {
-      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", g.slice.tensor, ": payload holds ", *count,
-          " elements but the slice has ", g.slice.length)));
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("tensor ", g.slice.tensor, ": payload holds ", *count,
+                       " elements but the slice has ", g.slice.length)));
     }
     // Read in place from the request's bytes where alignment allows.
     absl::StatusOr<absl::Span<const float>> view =
@@ -440,21 +425,20 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
       return grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
           absl::StrCat("sparse table ", values.table(), ": ",
-                       count.ok() ? absl::StrCat("payload holds ", *count, " values, ",
-                                                 values.keys_size(), " keys of dim ",
-                                                 table->dim(), " need ", expected)
-                                  : std::string(count.status().message())));
+                       count.ok()
+                           ? absl::StrCat("payload holds ", *count, " values, ", values.keys_size(),
+                                          " keys of dim ", table->dim(), " need ", expected)
+                           : std::string(count.status().message())));
     }
-    absl::StatusOr<absl::Span<const float>> view = Float32View(
-        values.encoding(), values.data(), expected, true, &sparse_buffers[i]);
+    absl::StatusOr<absl::Span<const float>> view =
+        Float32View(values.encoding(), values.data(), expected, true, &sparse_buffers[i]);
     if (!view.ok()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("sparse table ", values.table(), ": ",
                                        view.status().message(), "; nothing applied"));
     }
-    sparse[i] = SparseGradient{values.table(),
-                               absl::MakeConstSpan(values.keys().data(), values.keys_size()),
-                               *view};
+    sparse[i] = SparseGradient{
+        values.table(), absl::MakeConstSpan(values.keys().data(), values.keys_size()), *view};
   }
   absl::StatusOr<ShardVersion> version =
       shard_->Push(SenderOf(request->header()), request->header().request_id(),
@@ -465,8 +449,7 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push,
 }
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(
-    JobCoordinator* coordinator,
-    std::function<absl::StatusOr<CheckpointInfo>()> checkpoint)
+    JobCoordinator* coordinator, std::function<absl::StatusOr<CheckpointInfo>()> checkpoint)
     : coordinator_(coordinator), checkpoint_(std::move(checkpoint)) {}
 
 namespace {
@@ -482,54 +465,52 @@ grpc::Status Answer(T* response, Call call) {
 
 }  // namespace
 
-grpc::Status CoordinatorServiceImpl::RegisterWorker(
-    grpc::ServerContext* context, const RegisterWorkerRequest* request,
-    RegisterWorkerResponse* response) {
+grpc::Status CoordinatorServiceImpl::RegisterWorker(grpc::ServerContext* context,
+                                                    const RegisterWorkerRequest* request,
+                                                    RegisterWorkerResponse* response) {
   return Answer(response, [&] { return coordinator_->RegisterWorker(*request); });
 }
 
-grpc::Status CoordinatorServiceImpl::Heartbeat(
-    grpc::ServerContext* context, const HeartbeatRequest* request,
-    HeartbeatResponse* response) {
+grpc::Status CoordinatorServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                               const HeartbeatRequest* request,
+                                               HeartbeatResponse* response) {
   return Answer(response, [&] { return coordinator_->Heartbeat(*request); });
 }
 
-grpc::Status CoordinatorServiceImpl::AcquirePartition(
-    grpc::ServerContext* context, const AcquirePartitionRequest* request,
-    AcquirePartitionResponse* response) {
-  return Answer(response,
-                [&] { return coordinator_->AcquirePartition(*request); });
+grpc::Status CoordinatorServiceImpl::AcquirePartition(grpc::ServerContext* context,
+                                                      const AcquirePartitionRequest* request,
+                                                      AcquirePartitionResponse* response) {
+  return Answer(response, [&] { return coordinator_->AcquirePartition(*request); });
 }
 
-grpc::Status CoordinatorServiceImpl::CompletePartition(
-    grpc::ServerContext* context, const CompletePartitionRequest* request,
-    CompletePartitionResponse*) {
+grpc::Status CoordinatorServiceImpl::CompletePartition(grpc::ServerContext* context,
+                                                       const CompletePartitionRequest* request,
+                                                       CompletePartitionResponse*) {
   return ToGrpcStatus(coordinator_->CompletePartition(*request));
 }
 
-grpc::Status CoordinatorServiceImpl::ReportEval(
-    grpc::ServerContext* context, const ReportEvalRequest* request,
-    ReportEvalResponse*) {
+grpc::Status CoordinatorServiceImpl::ReportEval(grpc::ServerContext* context,
+                                                const ReportEvalRequest* request,
+                                                ReportEvalResponse*) {
   return ToGrpcStatus(coordinator_->ReportEval(*request));
 }
 
-grpc::Status CoordinatorServiceImpl::GetStatus(
-    grpc::ServerContext* context, const GetStatusRequest*, JobStatus* response) {
+grpc::Status CoordinatorServiceImpl::GetStatus(grpc::ServerContext* context,
+                                               const GetStatusRequest*, JobStatus* response) {
   *response = coordinator_->GetStatus();
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::WatchStatus(
-    grpc::ServerContext* context, const WatchStatusRequest* request,
-    grpc::ServerWriter<JobStatus>* writer) {
+grpc::Status CoordinatorServiceImpl::WatchStatus(grpc::ServerContext* context,
+                                                 const WatchStatusRequest* request,
+                                                 grpc::ServerWriter<JobStatus>* writer) {
   const double seconds = request->interval_seconds();
   if (!std::isfinite(seconds) || seconds < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "interval_seconds must be finite and non-negative");
   }
   const absl::Duration interval =
-      seconds == 0 ? absl::Seconds(1) : std::max(absl::Seconds(seconds),
-                                                 absl::Milliseconds(50));
+      seconds == 0 ? absl::Seconds(1) : std::max(absl::Seconds(seconds), absl::Milliseconds(50));
   while (!context->IsCancelled() && !shutting_down_) {
     const JobStatus status = coordinator_->GetStatus();
     if (!writer->Write(status)) break;  // the client went away
@@ -543,8 +524,9 @@ grpc::Status CoordinatorServiceImpl::WatchStatus(
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::Checkpoint(
-    grpc::ServerContext* context, const CheckpointRequest*, CheckpointInfo* response) {
+grpc::Status CoordinatorServiceImpl::Checkpoint(grpc::ServerContext* context,
+                                                const CheckpointRequest*,
+                                                CheckpointInfo* response) {
   return Answer(response, [&] { return checkpoint_(); });
 }
 
@@ -554,8 +536,8 @@ grpc::Status ShardRegistryServiceImpl::RegisterShard(grpc::ServerContext* contex
   return Answer(response, [&] { return coordinator_->RegisterShard(*request); });
 }
 
-grpc::Status CoordinatorServiceImpl::Stop(
-    grpc::ServerContext* context, const StopRequest*, StopResponse*) {
+grpc::Status CoordinatorServiceImpl::Stop(grpc::ServerContext* context, const StopRequest*,
+                                          StopResponse*) {
   coordinator_->Stop();
   return grpc::Status::OK;
 }
@@ -571,9 +553,9 @@ grpc::Status ShardControlServiceImpl::SetMembership(grpc::ServerContext* context
   return grpc::Status::OK;
 }
 
-grpc::Status ShardControlServiceImpl::WriteCheckpoint(
-    grpc::ServerContext* context, const WriteShardCheckpointRequest* request,
-    CheckpointManifest::ShardFile* response) {
+grpc::Status ShardControlServiceImpl::WriteCheckpoint(grpc::ServerContext* context,
+                                                      const WriteShardCheckpointRequest* request,
+                                                      CheckpointManifest::ShardFile* response) {
   if (request->sequence() == 0) {
     return ToGrpcStatus(absl::InvalidArgumentError("checkpoint sequence 0 is not valid"));
   }

@@ -15,10 +15,10 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "grpcpp/server_builder.h"
 #include "common/blocking_pool.h"
 #include "common/metrics.h"
 #include "common/security.h"
+#include "grpcpp/server_builder.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
@@ -61,9 +61,8 @@ class ParameterServiceImpl final {
   // with RESOURCE_EXHAUSTED before anything is allocated.
   // `max_waiting_calls` bounds the calls waiting at once (each holds a
   // thread); more are refused with RESOURCE_EXHAUSTED.
-  ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation,
-                       absl::Duration max_wait, uint64_t max_response_bytes,
-                       const ServiceMetrics* metrics = nullptr,
+  ParameterServiceImpl(ParameterShard* shard, uint64_t incarnation, absl::Duration max_wait,
+                       uint64_t max_response_bytes, const ServiceMetrics* metrics = nullptr,
                        int max_waiting_calls = 4096);
   // Calls Shutdown.
   ~ParameterServiceImpl();
@@ -105,10 +104,8 @@ class ParameterServiceImpl final {
   grpc::Status DoPull(const grpc::ServerContextBase& context, const PullRequest* request,
                       PullResponse* response);
   grpc::Status DoPush(const PushRequest& request, ResponseHeader* header);
-  void RecordPull(absl::Time start, const grpc::Status& status,
-                  const PullResponse& response) const;
-  void RecordPush(absl::Time start, const grpc::Status& status,
-                  const PushRequest& request) const;
+  void RecordPull(absl::Time start, const grpc::Status& status, const PullResponse& response) const;
+  void RecordPush(absl::Time start, const grpc::Status& status, const PushRequest& request) const;
   // ABORTED for a request carrying another process's incarnation.
   grpc::Status CheckIncarnation(const RequestHeader& header) const;
 
@@ -130,18 +127,15 @@ class ParameterServiceImpl final {
 // `checkpoint` writes a checkpoint on demand (the Checkpoint RPC).
 class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
  public:
-  CoordinatorServiceImpl(
-      JobCoordinator* coordinator,
-      std::function<absl::StatusOr<CheckpointInfo>()> checkpoint);
+  CoordinatorServiceImpl(JobCoordinator* coordinator,
+                         std::function<absl::StatusOr<CheckpointInfo>()> checkpoint);
 
   // Ends open WatchStatus streams (before the server shuts down).
   void Shutdown() { shutting_down_ = true; }
 
-  grpc::Status RegisterWorker(grpc::ServerContext* context,
-                              const RegisterWorkerRequest* request,
+  grpc::Status RegisterWorker(grpc::ServerContext* context, const RegisterWorkerRequest* request,
                               RegisterWorkerResponse* response) override;
-  grpc::Status Heartbeat(grpc::ServerContext* context,
-                         const HeartbeatRequest* request,
+  grpc::Status Heartbeat(grpc::ServerContext* context, const HeartbeatRequest* request,
                          HeartbeatResponse* response) override;
   grpc::Status AcquirePartition(grpc::ServerContext* context,
                                 const AcquirePartitionRequest* request,
@@ -149,19 +143,15 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   grpc::Status CompletePartition(grpc::ServerContext* context,
                                  const CompletePartitionRequest* request,
                                  CompletePartitionResponse* response) override;
-  grpc::Status ReportEval(grpc::ServerContext* context,
-                          const ReportEvalRequest* request,
+  grpc::Status ReportEval(grpc::ServerContext* context, const ReportEvalRequest* request,
                           ReportEvalResponse* response) override;
-  grpc::Status GetStatus(grpc::ServerContext* context,
-                         const GetStatusRequest* request,
+  grpc::Status GetStatus(grpc::ServerContext* context, const GetStatusRequest* request,
                          JobStatus* response) override;
-  grpc::Status WatchStatus(grpc::ServerContext* context,
-                           const WatchStatusRequest* request,
+  grpc::Status WatchStatus(grpc::ServerContext* context, const WatchStatusRequest* request,
                            grpc::ServerWriter<JobStatus>* writer) override;
   grpc::Status Stop(grpc::ServerContext* context, const StopRequest* request,
                     StopResponse* response) override;
-  grpc::Status Checkpoint(grpc::ServerContext* context,
-                          const CheckpointRequest* request,
+  grpc::Status Checkpoint(grpc::ServerContext* context, const CheckpointRequest* request,
                           CheckpointInfo* response) override;
 
  private:
@@ -174,11 +164,9 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
 // Thread-safe; `coordinator` is not owned and must outlive the service.
 class ShardRegistryServiceImpl final : public ShardRegistry::Service {
  public:
-  explicit ShardRegistryServiceImpl(JobCoordinator* coordinator)
-      : coordinator_(coordinator) {}
+  explicit ShardRegistryServiceImpl(JobCoordinator* coordinator) : coordinator_(coordinator) {}
 
-  grpc::Status RegisterShard(grpc::ServerContext* context,
-                             const RegisterShardRequest* request,
+  grpc::Status RegisterShard(grpc::ServerContext* context, const RegisterShardRequest* request,
                              RegisterShardResponse* response) override;
 
  private:

@@ -21,8 +21,7 @@ uint64_t StableHash(absl::string_view s) {
 
 }  // namespace
 
-absl::Status InitializeTensor(const TensorSpec& spec, uint64_t seed,
-                              absl::Span<float> values) {
+absl::Status InitializeTensor(const TensorSpec& spec, uint64_t seed, absl::Span<float> values) {
   float limit = 0.0f;
   switch (spec.initializer()) {
     case ZEROS:
@@ -31,23 +30,21 @@ absl::Status InitializeTensor(const TensorSpec& spec, uint64_t seed,
       return absl::OkStatus();
     case UNIFORM:
       if (!(spec.scale() > 0.0f)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor ", spec.name(), ": UNIFORM needs a positive scale"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", spec.name(), ": UNIFORM needs a positive scale"));
       }
       limit = spec.scale();
       break;
     case GLOROT_UNIFORM: {
       int64_t fan_in = 1;
       for (int i = 0; i + 1 < spec.shape_size(); ++i) fan_in *= spec.shape(i);
-      const int64_t fan_out =
-          spec.shape_size() > 0 ? spec.shape(spec.shape_size() - 1) : 1;
+      const int64_t fan_out = spec.shape_size() > 0 ? spec.shape(spec.shape_size() - 1) : 1;
       limit = static_cast<float>(std::sqrt(6.0 / double(fan_in + fan_out)));
       break;
     }
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", spec.name(), ": unknown initializer ",
-                       static_cast<int>(spec.initializer())));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", spec.name(), ": unknown initializer ", static_cast<int>(spec.initializer())));
   }
   // A stream per tensor: the seed mixed with the tensor's name.
   std::mt19937_64 rng(seed ^ StableHash(spec.name()));

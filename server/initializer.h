@@ -16,8 +16,7 @@ namespace fulcrum {
 // fan_out = the last dim (Glorot & Bengio 2010). The same seed and spec give
 // the same values. INVALID_ARGUMENT for an unknown initializer or a
 // non-positive UNIFORM scale.
-absl::Status InitializeTensor(const TensorSpec& spec, uint64_t seed,
-                              absl::Span<float> values);
+absl::Status InitializeTensor(const TensorSpec& spec, uint64_t seed, absl::Span<float> values);
 
 }  // namespace fulcrum
 

@@ -47,9 +47,9 @@ absl::Status JobCheckpointer::Restore(const std::string& restore) {
   absl::Status restored = shards_->local()->Restore(loaded->shard);
   if (restored.ok()) restored = coordinator_->RestoreProgress(loaded->coordinator);
   if (!restored.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot restore ", loaded->info.path(), ": ", restored.message(),
-        " (start with --restore=none or another --checkpoint_dir)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot restore ", loaded->info.path(), ": ", restored.message(),
+                     " (start with --restore=none or another --checkpoint_dir)"));
   }
   coordinator_->RecordRestore(loaded->info);
   shards_->SetCommitted(loaded->manifest);
@@ -105,15 +105,14 @@ absl::StatusOr<CheckpointInfo> JobCheckpointer::Checkpoint() {
   written_->Increment();
   seconds_->Set(info->duration_seconds());
   bytes_->Set(info->bytes());
-  FULCRUM_LOG(INFO) << "checkpoint " << info->path() << " at version " << info->round()
-                    << ": " << info->bytes() << " bytes in "
+  FULCRUM_LOG(INFO) << "checkpoint " << info->path() << " at version " << info->round() << ": "
+                    << info->bytes() << " bytes in "
                     << absl::StrFormat("%.3f", info->duration_seconds()) << " s";
   return info;
 }
 
 void JobCheckpointer::Start() {
-  if (store_ == nullptr ||
-      (options_.every <= absl::ZeroDuration() && options_.every_steps <= 0)) {
+  if (store_ == nullptr || (options_.every <= absl::ZeroDuration() && options_.every_steps <= 0)) {
     return;
   }
   periodic_ = std::thread([this] { PeriodicLoop(); });
@@ -134,9 +133,9 @@ void JobCheckpointer::PeriodicLoop() {
     if (state == WAITING_FOR_WORKERS) continue;
     const int64_t version = shard->version().version;
     const bool over = state == FINISHED || state == STOPPED;
-    const bool due = (options_.every > absl::ZeroDuration() &&
-                      absl::Now() - last_time >= options_.every) ||
-                     (options_.every_steps > 0 && version - last_version >= options_.every_steps);
+    const bool due =
+        (options_.every > absl::ZeroDuration() && absl::Now() - last_time >= options_.every) ||
+        (options_.every_steps > 0 && version - last_version >= options_.every_steps);
     if (over ? final_written : (!due || version == last_version)) continue;
     Checkpoint().IgnoreError();  // failures are logged and in status
     last_time = absl::Now();

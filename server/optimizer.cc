@@ -15,12 +15,10 @@ using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 class Sgd final : public Optimizer {
  public:
   explicit Sgd(float lr) : lr_(lr) {}
-  std::string Describe() const override {
-    return absl::StrFormat("sgd(lr=%g)", lr_);
-  }
+  std::string Describe() const override { return absl::StrFormat("sgd(lr=%g)", lr_); }
   int num_slots() const override { return 0; }
-  void Apply(float* values, const float* grad, absl::Span<float* const>,
-             size_t n, int64_t) const override {
+  void Apply(float* values, const float* grad, absl::Span<float* const>, size_t n,
+             int64_t) const override {
     ArrayMap w(values, n);
     ConstArrayMap g(grad, n);
     w -= lr_ * g;
@@ -38,8 +36,8 @@ class Momentum final : public Optimizer {
     return absl::StrFormat("momentum(lr=%g, momentum=%g)", lr_, mu_);
   }
   int num_slots() const override { return 1; }
-  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
-             size_t n, int64_t) const override {
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
+             int64_t) const override {
     ArrayMap w(values, n);
     ConstArrayMap g(grad, n);
     ArrayMap v(slots[0], n);
@@ -55,18 +53,16 @@ class Momentum final : public Optimizer {
 // Adagrad: a += g^2; w -= lr * g / (sqrt(a) + eps).
 class Adagrad final : public Optimizer {
  public:
-  Adagrad(float lr, float eps, float initial)
-      : lr_(lr), eps_(eps), initial_(initial) {}
+  Adagrad(float lr, float eps, float initial) : lr_(lr), eps_(eps), initial_(initial) {}
   std::string Describe() const override {
-    return absl::StrFormat("adagrad(lr=%g, initial_accumulator=%g)", lr_,
-                           initial_);
+    return absl::StrFormat("adagrad(lr=%g, initial_accumulator=%g)", lr_, initial_);
   }
   int num_slots() const override { return 1; }
   void InitSlots(absl::Span<float* const> slots, size_t n) const override {
     ArrayMap(slots[0], n).setConstant(initial_);
   }
-  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
-             size_t n, int64_t) const override {
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
+             int64_t) const override {
     ArrayMap w(values, n);
     ConstArrayMap g(grad, n);
     ArrayMap a(slots[0], n);
@@ -84,15 +80,13 @@ class Adagrad final : public Optimizer {
 // w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
 class Adam final : public Optimizer {
  public:
-  Adam(float lr, float b1, float b2, float eps)
-      : lr_(lr), b1_(b1), b2_(b2), eps_(eps) {}
+  Adam(float lr, float b1, float b2, float eps) : lr_(lr), b1_(b1), b2_(b2), eps_(eps) {}
   std::string Describe() const override {
-    return absl::StrFormat("adam(lr=%g, beta1=%g, beta2=%g, epsilon=%g)", lr_,
-                           b1_, b2_, eps_);
+    return absl::StrFormat("adam(lr=%g, beta1=%g, beta2=%g, epsilon=%g)", lr_, b1_, b2_, eps_);
   }
   int num_slots() const override { return 2; }
-  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
-             size_t n, int64_t step) const override {
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
+             int64_t step) const override {
     ArrayMap w(values, n);
     ConstArrayMap g(grad, n);
     ArrayMap m(slots[0], n);
@@ -124,12 +118,11 @@ class Ftrl final : public Optimizer {
   Ftrl(float alpha, float beta, float l1, float l2)
       : alpha_(alpha), beta_(beta), l1_(l1), l2_(l2) {}
   std::string Describe() const override {
-    return absl::StrFormat("ftrl(alpha=%g, beta=%g, l1=%g, l2=%g)", alpha_, beta_,
-                           l1_, l2_);
+    return absl::StrFormat("ftrl(alpha=%g, beta=%g, l1=%g, l2=%g)", alpha_, beta_, l1_, l2_);
   }
   int num_slots() const override { return 2; }
-  void Apply(float* values, const float* grad, absl::Span<float* const> slots,
-             size_t n, int64_t) const override {
+  void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
+             int64_t) const override {
     ArrayMap w(values, n);
     ConstArrayMap g(grad, n);
     ArrayMap z(slots[0], n);
@@ -146,9 +139,7 @@ class Ftrl final : public Optimizer {
   const float alpha_, beta_, l1_, l2_;
 };
 
-float OrDefault(float value, float fallback) {
-  return value != 0.0f ? value : fallback;
-}
+float OrDefault(float value, float fallback) { return value != 0.0f ? value : fallback; }
 
 }  // namespace
 
@@ -162,12 +153,11 @@ absl::StatusOr<OptimizerKind> ParseOptimizerKind(absl::string_view name) {
   if (name == "adagrad") return ADAGRAD;
   if (name == "adam") return ADAM;
   if (name == "ftrl") return FTRL;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown optimizer '", name, "'; known: sgd, momentum, adagrad, adam, ftrl"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown optimizer '", name, "'; known: sgd, momentum, adagrad, adam, ftrl"));
 }
 
-absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
-    const OptimizerConfig& config) {
+absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerConfig& config) {
   const float default_lr = config.kind() == ADAM ? 0.001f : 0.01f;
   const float lr = OrDefault(config.learning_rate(), default_lr);
   if (!(lr > 0.0f) || !std::isfinite(lr)) {
@@ -180,8 +170,7 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
     case MOMENTUM: {
       const float mu = OrDefault(config.momentum(), 0.9f);
       if (!(mu >= 0.0f && mu < 1.0f)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("momentum must be in [0, 1), got ", mu));
+        return absl::InvalidArgumentError(absl::StrCat("momentum must be in [0, 1), got ", mu));
       }
       return std::unique_ptr<Optimizer>(new Momentum(lr, mu));
     }
@@ -189,8 +178,7 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
       const float eps = OrDefault(config.epsilon(), 1e-10f);
       const float initial = OrDefault(config.initial_accumulator(), 0.1f);
       if (!(initial >= 0.0f) || !(eps > 0.0f)) {
-        return absl::InvalidArgumentError(
-            "adagrad needs initial_accumulator >= 0 and epsilon > 0");
+        return absl::InvalidArgumentError("adagrad needs initial_accumulator >= 0 and epsilon > 0");
       }
       return std::unique_ptr<Optimizer>(new Adagrad(lr, eps, initial));
     }
@@ -198,10 +186,8 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
       const float b1 = OrDefault(config.beta1(), 0.9f);
       const float b2 = OrDefault(config.beta2(), 0.999f);
       const float eps = OrDefault(config.epsilon(), 1e-8f);
-      if (!(b1 >= 0.0f && b1 < 1.0f) || !(b2 >= 0.0f && b2 < 1.0f) ||
-          !(eps > 0.0f)) {
-        return absl::InvalidArgumentError(
-            "adam needs beta1, beta2 in [0, 1) and epsilon > 0");
+      if (!(b1 >= 0.0f && b1 < 1.0f) || !(b2 >= 0.0f && b2 < 1.0f) || !(eps > 0.0f)) {
+        return absl::InvalidArgumentError("adam needs beta1, beta2 in [0, 1) and epsilon > 0");
       }
       return std::unique_ptr<Optimizer>(new Adam(lr, b1, b2, eps));
     }
@@ -213,8 +199,8 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
       return std::unique_ptr<Optimizer>(new Ftrl(lr, beta, config.l1(), config.l2()));
     }
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown optimizer kind ", static_cast<int>(config.kind())));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown optimizer kind ", static_cast<int>(config.kind())));
   }
 }
 

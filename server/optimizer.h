@@ -37,8 +37,7 @@ class Optimizer {
   // Updates values[0, n) in place with gradient grad[0, n). `slots` has
   // num_slots() arrays of n floats. `step` is the 1-based count of updates
   // this range has received, this one included (Adam's bias correction).
-  virtual void Apply(float* values, const float* grad,
-                     absl::Span<float* const> slots, size_t n,
+  virtual void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
                      int64_t step) const = 0;
 };
 
@@ -47,8 +46,7 @@ class Optimizer {
 // Adam; momentum 0.9; beta1 0.9, beta2 0.999, epsilon 1e-8 Adam / 1e-10
 // Adagrad; Adagrad initial accumulator 0.1; FTRL beta 1, l1 = l2 = 0).
 // INVALID_ARGUMENT for an unknown kind or a hyper-parameter out of range.
-absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(
-    const OptimizerConfig& config);
+absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerConfig& config);
 
 // Parses "sgd", "momentum", "adagrad", "adam" or "ftrl" (INVALID_ARGUMENT
 // otherwise).

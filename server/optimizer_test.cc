@@ -11,8 +11,7 @@ namespace {
 // Runs `optimizer` over the gradients in turn on a fresh two-element range.
 std::vector<float> ApplySteps(const Optimizer& optimizer, std::vector<float> w,
                               const std::vector<std::vector<float>>& grads) {
-  std::vector<std::vector<float>> slots(optimizer.num_slots(),
-                                        std::vector<float>(w.size()));
+  std::vector<std::vector<float>> slots(optimizer.num_slots(), std::vector<float>(w.size()));
   std::vector<float*> ptrs;
   for (auto& s : slots) ptrs.push_back(s.data());
   optimizer.InitSlots(ptrs, w.size());
@@ -49,8 +48,7 @@ TEST(OptimizerTest, Momentum_AccumulatesVelocity) {
   auto momentum = Make(c);
   // Step 1: v = g = (0.5, 1), w = (0.95, -2.1).
   // Step 2: v = 0.9 v + g = (0.95, 1.9), w = (0.855, -2.29).
-  std::vector<float> w =
-      ApplySteps(*momentum, {1.0f, -2.0f}, {{0.5f, 1.0f}, {0.5f, 1.0f}});
+  std::vector<float> w = ApplySteps(*momentum, {1.0f, -2.0f}, {{0.5f, 1.0f}, {0.5f, 1.0f}});
   EXPECT_NEAR(w[0], 0.855f, 1e-6);
   EXPECT_NEAR(w[1], -2.29f, 1e-6);
 }
@@ -70,8 +68,7 @@ TEST(OptimizerTest, Adam_BiasCorrectedMoments) {
   // Step 1 moves each weight by lr * sign(g). Step 2 (g = (-1, 1)):
   // m = (-0.055, 0.19), v = (0.00124975, 0.001999), corrected by
   // 1 - 0.9^2 and 1 - 0.999^2: w = (0.9366104, -2.2).
-  std::vector<float> w =
-      ApplySteps(*adam, {1.0f, -2.0f}, {{0.5f, 1.0f}, {-1.0f, 1.0f}});
+  std::vector<float> w = ApplySteps(*adam, {1.0f, -2.0f}, {{0.5f, 1.0f}, {-1.0f, 1.0f}});
   EXPECT_NEAR(w[0], 0.9366104f, 1e-5);
   EXPECT_NEAR(w[1], -2.2f, 1e-5);
 }
@@ -124,8 +121,7 @@ TEST(OptimizerTest, UnsetHyperParameters_GetDocumentedDefaults) {
   EXPECT_EQ(Make(Config(ADAM, 0))->Describe(),
             "adam(lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-08)");
   EXPECT_EQ(Make(Config(SGD, 0))->Describe(), "sgd(lr=0.01)");
-  EXPECT_EQ(Make(Config(ADAGRAD, 0))->Describe(),
-            "adagrad(lr=0.01, initial_accumulator=0.1)");
+  EXPECT_EQ(Make(Config(ADAGRAD, 0))->Describe(), "adagrad(lr=0.01, initial_accumulator=0.1)");
 }
 
 TEST(OptimizerTest, SlotCounts) {
@@ -143,20 +139,17 @@ TEST(OptimizerTest, BadConfig_InvalidArgument) {
             absl::StatusCode::kInvalidArgument);
   OptimizerConfig c = Config(MOMENTUM, 0.1f);
   c.set_momentum(1.5f);
-  EXPECT_EQ(CreateOptimizer(c).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateOptimizer(c).status().code(), absl::StatusCode::kInvalidArgument);
   c = Config(ADAM, 0.1f);
   c.set_beta2(1.0f);
-  EXPECT_EQ(CreateOptimizer(c).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateOptimizer(c).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(OptimizerTest, ParseOptimizerKind_KnownAndUnknownNames) {
   EXPECT_EQ(*ParseOptimizerKind("adagrad"), ADAGRAD);
   EXPECT_EQ(*ParseOptimizerKind("momentum"), MOMENTUM);
   EXPECT_EQ(*ParseOptimizerKind("ftrl"), FTRL);
-  EXPECT_EQ(ParseOptimizerKind("rmsprop").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseOptimizerKind("rmsprop").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

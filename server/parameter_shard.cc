@@ -30,33 +30,28 @@ class ABSL_SCOPED_LOCKABLE ReaderLockIf {
 
 }  // namespace
 
-bool ParameterShard::RecentRequests::Contains(uint64_t worker_id,
-                                              uint64_t request_id) const {
+bool ParameterShard::RecentRequests::Contains(uint64_t worker_id, uint64_t request_id) const {
   auto it = ids_.find(worker_id);
   return it != ids_.end() &&
-         std::find(it->second.begin(), it->second.end(), request_id) !=
-             it->second.end();
+         std::find(it->second.begin(), it->second.end(), request_id) != it->second.end();
 }
 
-void ParameterShard::RecentRequests::Insert(uint64_t worker_id,
-                                            uint64_t request_id) {
+void ParameterShard::RecentRequests::Insert(uint64_t worker_id, uint64_t request_id) {
   std::deque<uint64_t>& ids = ids_[worker_id];
   ids.push_back(request_id);
   if (ids.size() > kPerWorker) ids.pop_front();
 }
 
-ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store,
-                               ConsistencyMode mode, int64_t staleness,
-                               std::vector<std::unique_ptr<SparseTable>> tables,
+ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode,
+                               int64_t staleness, std::vector<std::unique_ptr<SparseTable>> tables,
                                const ShardRole& role, const Clock* clock)
     : store_(std::move(store)),
       // Called under mu_ when a sync round completes.
-      policy_(ConsistencyPolicy::Create(
-          mode, staleness,
-          [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            store_->ApplyAccumulated(scale);
-            ApplySparseSums(scale);
-          })),
+      policy_(ConsistencyPolicy::Create(mode, staleness,
+                                        [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                          store_->ApplyAccumulated(scale);
+                                          ApplySparseSums(scale);
+                                        })),
       role_(role),
       clock_(clock) {
   for (auto& table : tables) {
@@ -82,13 +77,13 @@ std::vector<SparseTableStatus> ParameterShard::SparseStatus() const {
     s.set_bytes(table->row_bytes());
     // Row storage plus the index's slot (key, row number, control byte,
     // at the flat hash map's load factor of at most 7/8).
-    s.set_bytes_per_row(table->rows() == 0
-                            ? 0
-                            : double(table->row_bytes()) / table->rows() + 13.0 * 8 / 7);
+    s.set_bytes_per_row(
+        table->rows() == 0 ? 0 : double(table->row_bytes()) / table->rows() + 13.0 * 8 / 7);
     out.push_back(s);
   }
-  std::sort(out.begin(), out.end(),
-            [](const SparseTableStatus& a, const SparseTableStatus& b) { return a.name() < b.name(); });
+  std::sort(out.begin(), out.end(), [](const SparseTableStatus& a, const SparseTableStatus& b) {
+    return a.name() < b.name();
+  });
   return out;
 }
 
@@ -144,8 +139,7 @@ void ParameterShard::Shutdown() {
 
 uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   absl::MutexLock lock(&mu_);
-  const bool renumbered =
-      membership.coordinator_incarnation != membership_.coordinator_incarnation;
+  const bool renumbered = membership.coordinator_incarnation != membership_.coordinator_incarnation;
   if (!renumbered && membership.version <= membership_.version) return membership_.version;
   // A new coordinator numbers workers from scratch: what this shard
   // remembers of ids (retried request ids, who pushed the round) belongs to
@@ -173,21 +167,21 @@ absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, boo
   }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
   if (worker.coordinator_incarnation != membership_.coordinator_incarnation) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s is not known here: this shard follows coordinator incarnation %016x "
-        "(the coordinator restarted since the worker registered); register again",
-        DescribeWorker(worker), membership_.coordinator_incarnation));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s is not known here: this shard follows coordinator incarnation %016x "
+                        "(the coordinator restarted since the worker registered); register again",
+                        DescribeWorker(worker), membership_.coordinator_incarnation));
   }
   if (!membership_.Admits(worker)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "unknown worker id ", worker.id, "; register with the coordinator"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("unknown worker id ", worker.id, "; register with the coordinator"));
   }
   if (active && !membership_.started) {
     return absl::FailedPreconditionError("job has not started yet");
   }
   if (active && !membership_.IsActive(worker.id)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", worker.id, " holds no training lease; acquire a partition"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker.id, " holds no training lease; acquire a partition"));
   }
   return absl::OkStatus();
 }
@@ -207,49 +201,49 @@ absl::Status ParameterShard::CheckKeysOwned(const std::string& table,
   for (uint64_t key : keys) {
     const uint32_t owner = map.ShardOfKey(key);
     if (owner != role_.index) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "key ", key, " of sparse table ", table, " is on shard ", owner,
-          ", not shard ", role_.index, " of ", role_.count));
+      return absl::InvalidArgumentError(absl::StrCat("key ", key, " of sparse table ", table,
+                                                     " is on shard ", owner, ", not shard ",
+                                                     role_.index, " of ", role_.count));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ParameterShard::ValidateAll(
-    const std::vector<SliceGradient>& gradients,
-    absl::Span<const SparseGradient> sparse) const {
+absl::Status ParameterShard::ValidateAll(const std::vector<SliceGradient>& gradients,
+                                         absl::Span<const SparseGradient> sparse) const {
   for (const SparseGradient& g : sparse) {
     SparseTable* table = sparse_table(g.table);
     if (table == nullptr) {
       return absl::NotFoundError(absl::StrCat("unknown sparse table '", g.table, "'"));
     }
     if (g.values.size() != g.keys.size() * table->dim()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sparse table ", g.table, ": ", g.values.size(), " gradient values for ",
-          g.keys.size(), " keys of dim ", table->dim()));
+      return absl::InvalidArgumentError(absl::StrCat("sparse table ", g.table, ": ",
+                                                     g.values.size(), " gradient values for ",
+                                                     g.keys.size(), " keys of dim ", table->dim()));
     }
     FULCRUM_RETURN_IF_ERROR(CheckKeysOwned(g.table, g.keys));
     if (!table->HasRoomFor(g.keys)) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "sparse table ", g.table, " is full (", table->max_rows(),
-          " rows, --max_sparse_rows); nothing was applied"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("sparse table ", g.table, " is full (", table->max_rows(),
+                       " rows, --max_sparse_rows); nothing was applied"));
     }
   }
   for (const SliceGradient& g : gradients) {
     FULCRUM_RETURN_IF_ERROR(store_->Validate(g.slice));
     if (g.values.size() != g.slice.length) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "gradient for ", g.slice.tensor, " has ", g.values.size(),
-          " elements, slice has ", g.slice.length));
+      return absl::InvalidArgumentError(absl::StrCat("gradient for ", g.slice.tensor, " has ",
+                                                     g.values.size(), " elements, slice has ",
+                                                     g.slice.length));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ShardVersion> ParameterShard::Pull(
-    const WorkerIdentity& worker, int64_t clock, const std::vector<SliceRef>& slices,
-    absl::Span<const absl::Span<float>> out, absl::Time deadline,
-    absl::Span<const SparseRead> sparse) {
+absl::StatusOr<ShardVersion> ParameterShard::Pull(const WorkerIdentity& worker, int64_t clock,
+                                                  const std::vector<SliceRef>& slices,
+                                                  absl::Span<const absl::Span<float>> out,
+                                                  absl::Time deadline,
+                                                  absl::Span<const SparseRead> sparse) {
   for (const SparseRead& r : sparse) {
     SparseTable* table = sparse_table(r.table);
     if (table == nullptr) {
@@ -276,8 +270,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
     FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(worker, /*active=*/false, deadline));
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return shutting_down_ ||
-             (membership_.started &&
-              (clock < 0 || policy_->PullReadyLocked(clock, membership_)));
+             (membership_.started && (clock < 0 || policy_->PullReadyLocked(clock, membership_)));
     };
     const absl::Time wait_start = clock_->Now();
     ++waiting_pulls_;  // seen by others only while the wait releases mu_
@@ -313,15 +306,15 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(
   return version;
 }
 
-absl::StatusOr<ShardVersion> ParameterShard::Push(
-    const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
-    const std::vector<SliceGradient>& gradients,
-    absl::Span<const SparseGradient> sparse) {
+absl::StatusOr<ShardVersion> ParameterShard::Push(const WorkerIdentity& worker, uint64_t request_id,
+                                                  int64_t clock,
+                                                  const std::vector<SliceGradient>& gradients,
+                                                  absl::Span<const SparseGradient> sparse) {
   FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients, sparse));
   {
     absl::MutexLock lock(&mu_);
-    FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(
-        worker, /*active=*/true, absl::Now() + role_.membership_grace));
+    FULCRUM_RETURN_IF_ERROR(
+        CheckMemberLocked(worker, /*active=*/true, absl::Now() + role_.membership_grace));
     if (request_id != 0 && recent_requests_.Contains(worker.id, request_id)) {
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
       ShardVersion v;
@@ -388,15 +381,15 @@ ShardSnapshot ParameterShard::Snapshot() const {
 absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {
   absl::MutexLock lock(&mu_);
   if (snapshot.tables.size() != tables_.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "checkpoint holds ", snapshot.tables.size(), " sparse tables, the job has ",
-        tables_.size()));
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint holds ", snapshot.tables.size(),
+                                                      " sparse tables, the job has ",
+                                                      tables_.size()));
   }
   for (const SparseTableSnapshot& t : snapshot.tables) {
     SparseTable* table = sparse_table(t.name);
     if (table == nullptr || table->dim() != t.dim) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "checkpoint sparse table ", t.name, " (dim ", t.dim, ") is not in the job"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint sparse table ", t.name, " (dim ", t.dim, ") is not in the job"));
     }
   }
   FULCRUM_RETURN_IF_ERROR(store_->Restore(snapshot.tensors));

@@ -15,10 +15,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "common/worker_identity.h"
-#include "proto/job.pb.h"
-#include "proto/coordinator.pb.h"
 #include "common/clock.h"
+#include "common/worker_identity.h"
+#include "proto/coordinator.pb.h"
+#include "proto/job.pb.h"
 #include "server/consistency_policy.h"
 #include "server/membership.h"
 #include "server/parameter_store.h"
@@ -28,8 +28,8 @@ namespace fulcrum {
 
 // A shard's progress, returned with every pull and push.
 struct ShardVersion {
-  int64_t version = 0;  // sync: rounds applied; async/ssp: pushes applied
-  int64_t round = 0;    // sync: the round being collected (== version)
+  int64_t version = 0;      // sync: rounds applied; async/ssp: pushes applied
+  int64_t round = 0;        // sync: the round being collected (== version)
   double wait_seconds = 0;  // how long this call waited for its round/clock
 };
 
@@ -116,10 +116,9 @@ class ParameterShard {
   // `store` must hold the dense part `role` owns. `clock` (not owned)
   // measures how long pulls wait; the waits themselves end at real-time
   // deadlines.
-  ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode,
-                 int64_t staleness = 0,
-                 std::vector<std::unique_ptr<SparseTable>> tables = {},
-                 const ShardRole& role = {}, const Clock* clock = Clock::Real());
+  ParameterShard(std::unique_ptr<ParameterStore> store, ConsistencyMode mode, int64_t staleness = 0,
+                 std::vector<std::unique_ptr<SparseTable>> tables = {}, const ShardRole& role = {},
+                 const Clock* clock = Clock::Real());
   ParameterShard(const ParameterShard&) = delete;
   ParameterShard& operator=(const ParameterShard&) = delete;
 
@@ -150,8 +149,7 @@ class ParameterShard {
   // NOT_FOUND for an unknown table, RESOURCE_EXHAUSTED if a table is full.
   absl::StatusOr<ShardVersion> Pull(const WorkerIdentity& worker, int64_t clock,
                                     const std::vector<SliceRef>& slices,
-                                    absl::Span<const absl::Span<float>> out,
-                                    absl::Time deadline,
+                                    absl::Span<const absl::Span<float>> out, absl::Time deadline,
                                     absl::Span<const SparseRead> sparse = {});
 
   // Applies (async, ssp) or accumulates (sync) `gradients` as one update:
@@ -162,8 +160,7 @@ class ParameterShard {
   // Sparse gradients go with the dense ones; a table without room for the
   // rows they would create fails the whole push with RESOURCE_EXHAUSTED.
   absl::StatusOr<ShardVersion> Push(const WorkerIdentity& worker, uint64_t request_id,
-                                    int64_t clock,
-                                    const std::vector<SliceGradient>& gradients,
+                                    int64_t clock, const std::vector<SliceGradient>& gradients,
                                     absl::Span<const SparseGradient> sparse = {});
 
   // Whether calls from `worker` would be served now, without waiting for
@@ -207,12 +204,10 @@ class ParameterShard {
   // Waits up to the membership grace for the worker to be admitted by the
   // coordinator incarnation this shard follows (and, with `active`, to be
   // active in a started job). FAILED_PRECONDITION otherwise.
-  absl::Status CheckMemberLocked(const WorkerIdentity& worker, bool active,
-                                 absl::Time deadline)
+  absl::Status CheckMemberLocked(const WorkerIdentity& worker, bool active, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // INVALID_ARGUMENT for a key another shard owns.
-  absl::Status CheckKeysOwned(const std::string& table,
-                              absl::Span<const uint64_t> keys) const;
+  absl::Status CheckKeysOwned(const std::string& table, absl::Span<const uint64_t> keys) const;
   absl::Status ValidateAll(const std::vector<SliceGradient>& gradients,
                            absl::Span<const SparseGradient> sparse) const;
   // Sync mode: adds sparse gradients into the round's sums.

@@ -81,21 +81,19 @@ std::unique_ptr<TestShard> MakeShard(ConsistencyMode mode, int64_t staleness = 0
 }
 
 absl::StatusOr<ShardVersion> PushAll(ParameterShard& shard, const WorkerIdentity& worker,
-                                     int64_t clock, float value,
-                                     uint64_t request_id = 0) {
+                                     int64_t clock, float value, uint64_t request_id = 0) {
   static thread_local std::vector<float> grad;
   grad.assign(4, value);
   return shard.Push(worker, request_id, clock, {{{"t", 0, 4}, grad}});
 }
 // Worker `id` of kCoordinator.
-absl::StatusOr<ShardVersion> PushAll(ParameterShard& shard, uint64_t id, int64_t clock,
-                                     float value, uint64_t request_id = 0) {
+absl::StatusOr<ShardVersion> PushAll(ParameterShard& shard, uint64_t id, int64_t clock, float value,
+                                     uint64_t request_id = 0) {
   return PushAll(shard, Of(id), clock, value, request_id);
 }
 
-absl::StatusOr<std::vector<float>> PullAll(ParameterShard& shard,
-                                           const WorkerIdentity& worker, int64_t clock,
-                                           absl::Duration wait = absl::Seconds(5)) {
+absl::StatusOr<std::vector<float>> PullAll(ParameterShard& shard, const WorkerIdentity& worker,
+                                           int64_t clock, absl::Duration wait = absl::Seconds(5)) {
   std::vector<float> out(4);
   std::vector<absl::Span<float>> spans = {absl::MakeSpan(out)};
   absl::StatusOr<ShardVersion> v =
@@ -153,11 +151,9 @@ TEST(ParameterShardTest, Sync_PullPastDeadline_DeadlineExceeded) {
 
 TEST(ParameterShardTest, Sync_WrongClockOrSecondPush_FailedPrecondition) {
   auto shard = MakeShard(SYNC);
-  EXPECT_EQ(PushAll(*shard, kA, 3, 1.0f).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, kA, 3, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
-  EXPECT_EQ(PushAll(*shard, kA, 0, 1.0f).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, kA, 0, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(PushAll(*shard, kB, 0, 1.0f).ok());
   EXPECT_EQ(*PullAll(*shard, kA, 1), std::vector<float>(4, -1.0f));
 }
@@ -172,8 +168,7 @@ TEST(ParameterShardTest, Sync_DeactivatedWorker_NoLongerAwaited) {
   EXPECT_EQ(shard->version().round, 2);
   // B may still read (the final model) but not push.
   EXPECT_TRUE(PullAll(*shard, kB, -1).ok());
-  EXPECT_EQ(PushAll(*shard, kB, 2, 1.0f).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, kB, 2, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(ParameterShardTest, Sync_WorkerActivatedMidRound_JoinsThatRound) {
@@ -195,8 +190,7 @@ TEST(ParameterShardTest, AdmittedButInactive_MayPullNotPush) {
   auto shard = MakeShard(ASYNC);
   shard->DeactivateWorker(kB);
   EXPECT_TRUE(PullAll(*shard, kB, -1).ok());
-  EXPECT_EQ(PushAll(*shard, kB, 0, 1.0f).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, kB, 0, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(ParameterShardTest, RemovedWorker_CanNeitherPullNorPush) {
@@ -204,10 +198,8 @@ TEST(ParameterShardTest, RemovedWorker_CanNeitherPullNorPush) {
   ASSERT_TRUE(PushAll(*shard, kA, 0, 1.0f).ok());
   shard->RemoveWorker(kB);  // a dead worker no longer holds the round
   EXPECT_EQ(shard->version().round, 1);
-  EXPECT_EQ(PullAll(*shard, kB, -1).status().code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(PushAll(*shard, kB, 1, 1.0f).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PullAll(*shard, kB, -1).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, kB, 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(ParameterShardTest, Ssp_PullWaitsWhileTooFarAhead) {
@@ -264,8 +256,8 @@ TEST(ParameterShardTest, PullReportsItsWait) {
   });
   std::vector<float> out(4);
   std::vector<absl::Span<float>> spans = {absl::MakeSpan(out)};
-  absl::StatusOr<ShardVersion> v = shard.Pull(Of(kA), 1, {{"t", 0, 4}}, spans,
-                                              absl::Now() + absl::Seconds(30));
+  absl::StatusOr<ShardVersion> v =
+      shard.Pull(Of(kA), 1, {{"t", 0, 4}}, spans, absl::Now() + absl::Seconds(30));
   late.join();
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->wait_seconds, 100.0);
@@ -274,10 +266,8 @@ TEST(ParameterShardTest, PullReportsItsWait) {
 
 TEST(ParameterShardTest, UnknownWorker_FailedPrecondition) {
   auto shard = MakeShard(ASYNC);
-  EXPECT_EQ(PushAll(*shard, 99, 0, 1.0f).status().code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(PullAll(*shard, 99, -1).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, 99, 0, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PullAll(*shard, 99, -1).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(ParameterShardTest, RetriedRequestId_AppliedOnce) {
@@ -390,11 +380,13 @@ TEST(ParameterShardMembershipTest, WholeMembershipAppliedAsItsDifference_OlderVe
   // B removed: the round completes with A's push alone, and B is refused.
   EXPECT_EQ(shard->ApplyMembership(MakeMembership(9, 3, {kA}, {kA})), 3u);
   EXPECT_EQ(shard->version().round, 1);
-  EXPECT_EQ(PushAll(*shard, Of(kB, 9), 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PushAll(*shard, Of(kB, 9), 1, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   // A restarted coordinator's membership replaces it, whatever its version.
   EXPECT_EQ(shard->ApplyMembership(MakeMembership(10, 1, {kB}, {})), 1u);
   EXPECT_EQ(PullAll(*shard, Of(kA, 10), -1).status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(PushAll(*shard, Of(kB, 10), 1, 1.0f).status().code(), absl::StatusCode::kFailedPrecondition)
+  EXPECT_EQ(PushAll(*shard, Of(kB, 10), 1, 1.0f).status().code(),
+            absl::StatusCode::kFailedPrecondition)
       << "admitted but not training";
 }
 
@@ -422,10 +414,8 @@ TEST(ParameterShardMembershipTest, NewCoordinator_WorkersOfTheOldOneRefused) {
   const int64_t round = shard->version().round;
   absl::StatusOr<ShardVersion> stale = PushAll(*shard, Of(kA, 9), round, 1.0f);
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(stale.status().message().find("register again"), std::string::npos)
-      << stale.status();
-  EXPECT_EQ(PullAll(*shard, Of(kA, 9), -1).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(stale.status().message().find("register again"), std::string::npos) << stale.status();
+  EXPECT_EQ(PullAll(*shard, Of(kA, 9), -1).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_FALSE(shard->ReadyFor(Of(kA, 9), /*push=*/true, -1));
   // Nothing of the stale push counted: the new B's push does not complete
   // the round, the new A's does, and each is applied once.
@@ -443,8 +433,7 @@ TEST(ParameterShardTest, WorkerOfAnotherCoordinatorIncarnation_Refused) {
     const WorkerIdentity stale = Of(kA, kCoordinator + 1);
     EXPECT_EQ(PushAll(*shard, stale, 0, 1.0f).status().code(),
               absl::StatusCode::kFailedPrecondition);
-    EXPECT_EQ(PullAll(*shard, stale, -1).status().code(),
-              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(PullAll(*shard, stale, -1).status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_EQ(shard->version().version, 0);
     EXPECT_EQ(shard->stats().pushes, 0);
     EXPECT_EQ(*PullAll(*shard, kA, -1), std::vector<float>(4, 0.0f));

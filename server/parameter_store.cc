@@ -22,13 +22,12 @@ struct ParameterStore::Stripe {
   // Optimizer steps applied to this stripe (Adam's t).
   int64_t updates ABSL_GUARDED_BY(mu) = 0;
 
-  void ApplyLocked(const Optimizer& optimizer, size_t begin, const float* grad,
-                   size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  void ApplyLocked(const Optimizer& optimizer, size_t begin, const float* grad, size_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     float* slot_ptrs[4];
     for (size_t i = 0; i < slots.size(); ++i) slot_ptrs[i] = &slots[i][begin];
     ++updates;
-    optimizer.Apply(&values[begin], grad,
-                    absl::MakeConstSpan(slot_ptrs, slots.size()), n, updates);
+    optimizer.Apply(&values[begin], grad, absl::MakeConstSpan(slot_ptrs, slots.size()), n, updates);
   }
 };
 
@@ -59,39 +58,35 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
     return absl::InternalError("optimizers have at most 4 slots");
   }
   if (options.num_shards == 0 || options.shard_index >= options.num_shards) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shard ", options.shard_index, " of ", options.num_shards, " does not exist"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", options.shard_index, " of ", options.num_shards, " does not exist"));
   }
   const ShardMap shard_map(options.num_shards);
-  std::unique_ptr<ParameterStore> store(
-      new ParameterStore(options, std::move(optimizer)));
+  std::unique_ptr<ParameterStore> store(new ParameterStore(options, std::move(optimizer)));
   for (const TensorSpec& spec : tensors) {
     if (spec.name().empty()) {
       return absl::InvalidArgumentError("tensor with an empty name");
     }
     for (int64_t d : spec.shape()) {
       if (d <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor ", spec.name(), ": dimensions must be positive"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", spec.name(), ": dimensions must be positive"));
       }
     }
     const int64_t size = ElementCount(spec);
     if (size <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", spec.name(), " has no elements"));
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", spec.name(), " has no elements"));
     }
     if (static_cast<uint64_t>(size) > options.max_tensor_elements) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "tensor ", spec.name(), " has ", size, " elements, over the limit of ",
-          options.max_tensor_elements, " (--max_tensor_elements)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("tensor ", spec.name(), " has ", size, " elements, over the limit of ",
+                       options.max_tensor_elements, " (--max_tensor_elements)"));
     }
     if (store->tensors_.contains(spec.name())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("duplicate tensor ", spec.name()));
+      return absl::InvalidArgumentError(absl::StrCat("duplicate tensor ", spec.name()));
     }
     std::vector<float> initial(size);
-    FULCRUM_RETURN_IF_ERROR(
-        InitializeTensor(spec, options.seed, absl::MakeSpan(initial)));
+    FULCRUM_RETURN_IF_ERROR(InitializeTensor(spec, options.seed, absl::MakeSpan(initial)));
 
     auto tensor = std::make_unique<Tensor>();
     tensor->spec = spec;
@@ -100,10 +95,8 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
     tensor->begin = owned.begin;
     tensor->size = owned.size();
     const Optimizer& opt = *store->optimizer_;
-    for (uint64_t begin = 0; begin < tensor->size;
-         begin += options.stripe_elements) {
-      const uint64_t n =
-          std::min<uint64_t>(options.stripe_elements, tensor->size - begin);
+    for (uint64_t begin = 0; begin < tensor->size; begin += options.stripe_elements) {
+      const uint64_t n = std::min<uint64_t>(options.stripe_elements, tensor->size - begin);
       auto stripe = std::make_unique<Stripe>();
       absl::MutexLock lock(&stripe->mu);
       stripe->values.assign(initial.begin() + owned.begin + begin,
@@ -124,31 +117,25 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
   return store;
 }
 
-absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::Find(
-    const SliceRef& slice) const {
+absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::Find(const SliceRef& slice) const {
   auto it = tensors_.find(slice.tensor);
   if (it == tensors_.end()) {
     return absl::NotFoundError(absl::StrCat("unknown tensor '", slice.tensor, "'"));
   }
   const Tensor* tensor = it->second.get();
   if (slice.length == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("empty slice of tensor ", slice.tensor));
+  }
+  if (slice.offset >= tensor->total || slice.length > tensor->total - slice.offset) {
     return absl::InvalidArgumentError(
-        absl::StrCat("empty slice of tensor ", slice.tensor));
+        absl::StrCat("slice [", slice.offset, ", ", slice.offset + slice.length,
+                     ") is outside tensor ", slice.tensor, " of ", tensor->total, " elements"));
   }
-  if (slice.offset >= tensor->total ||
-      slice.length > tensor->total - slice.offset) {
+  if (slice.offset < tensor->begin || slice.offset + slice.length > tensor->begin + tensor->size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "slice [", slice.offset, ", ", slice.offset + slice.length,
-        ") is outside tensor ", slice.tensor, " of ", tensor->total,
-        " elements"));
-  }
-  if (slice.offset < tensor->begin ||
-      slice.offset + slice.length > tensor->begin + tensor->size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "slice [", slice.offset, ", ", slice.offset + slice.length, ") of ",
-        slice.tensor, " is not on shard ", options_.shard_index, " of ",
-        options_.num_shards, ", which holds [", tensor->begin, ", ",
-        tensor->begin + tensor->size, ")"));
+        "slice [", slice.offset, ", ", slice.offset + slice.length, ") of ", slice.tensor,
+        " is not on shard ", options_.shard_index, " of ", options_.num_shards, ", which holds [",
+        tensor->begin, ", ", tensor->begin + tensor->size, ")"));
   }
   return tensor;
 }
@@ -157,16 +144,15 @@ absl::StatusOr<const ParameterStore::Tensor*> ParameterStore::FindForUpdate(
     const SliceRef& slice, absl::Span<const float> grad) const {
   FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
   if (grad.size() != slice.length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gradient for ", slice.tensor, " has ", grad.size(),
-        " elements, slice has ", slice.length));
+    return absl::InvalidArgumentError(absl::StrCat("gradient for ", slice.tensor, " has ",
+                                                   grad.size(), " elements, slice has ",
+                                                   slice.length));
   }
   return tensor;
 }
 
 template <typename Fn>
-void ParameterStore::ForEachStripe(const Tensor& tensor, const SliceRef& slice,
-                                   Fn fn) const {
+void ParameterStore::ForEachStripe(const Tensor& tensor, const SliceRef& slice, Fn fn) const {
   // Stripes cut the owned range, so positions are relative to its start.
   const uint64_t width = options_.stripe_elements;
   const uint64_t first = slice.offset - tensor.begin;
@@ -181,48 +167,40 @@ void ParameterStore::ForEachStripe(const Tensor& tensor, const SliceRef& slice,
   }
 }
 
-absl::Status ParameterStore::Validate(const SliceRef& slice) const {
-  return Find(slice).status();
-}
+absl::Status ParameterStore::Validate(const SliceRef& slice) const { return Find(slice).status(); }
 
-absl::Status ParameterStore::Read(const SliceRef& slice,
-                                  absl::Span<float> out) const {
+absl::Status ParameterStore::Read(const SliceRef& slice, absl::Span<float> out) const {
   FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, Find(slice));
   if (out.size() != slice.length) {
     return absl::InvalidArgumentError("output size differs from slice length");
   }
-  ForEachStripe(*tensor, slice,
-                [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
-                  absl::MutexLock lock(&stripe.mu);
-                  std::copy_n(&stripe.values[begin], n, &out[at]);
-                });
+  ForEachStripe(*tensor, slice, [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
+    absl::MutexLock lock(&stripe.mu);
+    std::copy_n(&stripe.values[begin], n, &out[at]);
+  });
   return absl::OkStatus();
 }
 
-absl::Status ParameterStore::ApplyGradient(const SliceRef& slice,
-                                           absl::Span<const float> grad) {
+absl::Status ParameterStore::ApplyGradient(const SliceRef& slice, absl::Span<const float> grad) {
   FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, FindForUpdate(slice, grad));
-  ForEachStripe(*tensor, slice,
-                [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
-                  absl::MutexLock lock(&stripe.mu);
-                  stripe.ApplyLocked(*optimizer_, begin, &grad[at], n);
-                });
+  ForEachStripe(*tensor, slice, [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
+    absl::MutexLock lock(&stripe.mu);
+    stripe.ApplyLocked(*optimizer_, begin, &grad[at], n);
+  });
   return absl::OkStatus();
 }
 
-absl::Status ParameterStore::Accumulate(const SliceRef& slice,
-                                        absl::Span<const float> grad) {
+absl::Status ParameterStore::Accumulate(const SliceRef& slice, absl::Span<const float> grad) {
   FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, FindForUpdate(slice, grad));
-  ForEachStripe(*tensor, slice,
-                [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
-                  absl::MutexLock lock(&stripe.mu);
-                  if (stripe.pending.empty()) {
-                    stripe.pending.assign(stripe.values.size(), 0.0f);
-                  }
-                  float* sum = &stripe.pending[begin];
-                  for (uint64_t i = 0; i < n; ++i) sum[i] += grad[at + i];
-                  stripe.has_pending = true;
-                });
+  ForEachStripe(*tensor, slice, [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
+    absl::MutexLock lock(&stripe.mu);
+    if (stripe.pending.empty()) {
+      stripe.pending.assign(stripe.values.size(), 0.0f);
+    }
+    float* sum = &stripe.pending[begin];
+    for (uint64_t i = 0; i < n; ++i) sum[i] += grad[at + i];
+    stripe.has_pending = true;
+  });
   return absl::OkStatus();
 }
 
@@ -234,8 +212,7 @@ void ParameterStore::ApplyAccumulated(float scale) {
       absl::MutexLock lock(&stripe.mu);
       if (!stripe.has_pending) continue;
       for (float& g : stripe.pending) g *= scale;
-      stripe.ApplyLocked(*optimizer_, 0, stripe.pending.data(),
-                         stripe.pending.size());
+      stripe.ApplyLocked(*optimizer_, 0, stripe.pending.data(), stripe.pending.size());
       std::fill(stripe.pending.begin(), stripe.pending.end(), 0.0f);
       stripe.has_pending = false;
     }
@@ -258,8 +235,7 @@ std::vector<TensorSnapshot> ParameterStore::Snapshot() const {
       absl::MutexLock lock(&stripe.mu);
       snap.values.insert(snap.values.end(), stripe.values.begin(), stripe.values.end());
       for (size_t i = 0; i < stripe.slots.size(); ++i) {
-        snap.slots[i].insert(snap.slots[i].end(), stripe.slots[i].begin(),
-                             stripe.slots[i].end());
+        snap.slots[i].insert(snap.slots[i].end(), stripe.slots[i].begin(), stripe.slots[i].end());
       }
       snap.optimizer_steps = std::max(snap.optimizer_steps, stripe.updates);
     }
@@ -270,9 +246,8 @@ std::vector<TensorSnapshot> ParameterStore::Snapshot() const {
 
 absl::Status ParameterStore::Restore(const std::vector<TensorSnapshot>& tensors) {
   if (tensors.size() != names_.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "checkpoint holds ", tensors.size(), " tensors, the model has ",
-        names_.size()));
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint holds ", tensors.size(),
+                                                      " tensors, the model has ", names_.size()));
   }
   for (size_t t = 0; t < tensors.size(); ++t) {
     const TensorSnapshot& snap = tensors[t];
@@ -282,22 +257,20 @@ absl::Status ParameterStore::Restore(const std::vector<TensorSnapshot>& tensors)
           absl::StrCat("checkpoint tensor ", snap.name, " is not in the model"));
     }
     const Tensor& tensor = *it->second;
-    const std::vector<int64_t> shape(tensor.spec.shape().begin(),
-                                     tensor.spec.shape().end());
+    const std::vector<int64_t> shape(tensor.spec.shape().begin(), tensor.spec.shape().end());
     if (snap.shape != shape || snap.values.size() != tensor.size) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "checkpoint tensor ", snap.name, " has another shape than the model's"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint tensor ", snap.name, " has another shape than the model's"));
     }
     if (snap.slots.size() != static_cast<size_t>(optimizer_->num_slots())) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "checkpoint tensor ", snap.name, " has ", snap.slots.size(),
-          " optimizer slots; ", optimizer_->Describe(), " needs ",
-          optimizer_->num_slots()));
+          "checkpoint tensor ", snap.name, " has ", snap.slots.size(), " optimizer slots; ",
+          optimizer_->Describe(), " needs ", optimizer_->num_slots()));
     }
     for (const auto& slot : snap.slots) {
       if (slot.size() != tensor.size) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "checkpoint tensor ", snap.name, " has a slot of the wrong size"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("checkpoint tensor ", snap.name, " has a slot of the wrong size"));
       }
     }
   }
@@ -323,8 +296,7 @@ absl::Status ParameterStore::Restore(const std::vector<TensorSnapshot>& tensors)
 
 std::vector<std::string> ParameterStore::TensorNames() const { return names_; }
 
-absl::StatusOr<uint64_t> ParameterStore::TensorSize(
-    const std::string& name) const {
+absl::StatusOr<uint64_t> ParameterStore::TensorSize(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) {
     return absl::NotFoundError(absl::StrCat("unknown tensor '", name, "'"));

@@ -64,8 +64,7 @@ class ParameterStore {
   // INVALID_ARGUMENT for duplicate names, empty or non-positive shapes, or an
   // unknown initializer.
   static absl::StatusOr<std::unique_ptr<ParameterStore>> Create(
-      const ParameterStoreOptions& options,
-      std::unique_ptr<Optimizer> optimizer,
+      const ParameterStoreOptions& options, std::unique_ptr<Optimizer> optimizer,
       const std::vector<TensorSpec>& tensors);
 
   ParameterStore(const ParameterStore&) = delete;
@@ -81,8 +80,7 @@ class ParameterStore {
   absl::Status Read(const SliceRef& slice, absl::Span<float> out) const;
 
   // Applies the optimizer to the slice with gradient `grad` (slice.length).
-  absl::Status ApplyGradient(const SliceRef& slice,
-                             absl::Span<const float> grad);
+  absl::Status ApplyGradient(const SliceRef& slice, absl::Span<const float> grad);
 
   // Adds `grad` into the slice's pending gradient sum (sync mode).
   absl::Status Accumulate(const SliceRef& slice, absl::Span<const float> grad);
@@ -113,8 +111,7 @@ class ParameterStore {
   struct Stripe;
   struct Tensor;
 
-  ParameterStore(const ParameterStoreOptions& options,
-                 std::unique_ptr<Optimizer> optimizer);
+  ParameterStore(const ParameterStoreOptions& options, std::unique_ptr<Optimizer> optimizer);
 
   absl::StatusOr<const Tensor*> Find(const SliceRef& slice) const;
   // Find, and the gradient must be as long as the slice.

@@ -10,8 +10,7 @@
 namespace fulcrum {
 namespace {
 
-TensorSpec Spec(const std::string& name, std::vector<int64_t> shape,
-                InitializerKind init = ZEROS) {
+TensorSpec Spec(const std::string& name, std::vector<int64_t> shape, InitializerKind init = ZEROS) {
   TensorSpec s;
   s.set_name(name);
   for (int64_t d : shape) s.add_shape(d);
@@ -19,17 +18,15 @@ TensorSpec Spec(const std::string& name, std::vector<int64_t> shape,
   return s;
 }
 
-std::unique_ptr<ParameterStore> MakeStore(std::vector<TensorSpec> tensors,
-                                          size_t stripe = 4, float lr = 1.0f,
-                                          uint64_t seed = 7) {
+std::unique_ptr<ParameterStore> MakeStore(std::vector<TensorSpec> tensors, size_t stripe = 4,
+                                          float lr = 1.0f, uint64_t seed = 7) {
   OptimizerConfig config;
   config.set_kind(SGD);
   config.set_learning_rate(lr);
   ParameterStoreOptions options;
   options.stripe_elements = stripe;
   options.seed = seed;
-  auto store =
-      ParameterStore::Create(options, *CreateOptimizer(config), tensors);
+  auto store = ParameterStore::Create(options, *CreateOptimizer(config), tensors);
   EXPECT_TRUE(store.ok()) << store.status();
   return std::move(*store);
 }
@@ -61,7 +58,7 @@ TEST(ParameterStoreTest, GlorotInit_WithinLimitAndSeeded) {
     sum_abs += std::abs(v);
   }
   EXPECT_GT(sum_abs / va.size(), limit / 4);  // spread, not all near 0
-  EXPECT_EQ(va, ReadAll(*b, "w"));  // same seed: same values, any striping
+  EXPECT_EQ(va, ReadAll(*b, "w"));            // same seed: same values, any striping
   EXPECT_NE(va, ReadAll(*c, "w"));
 }
 
@@ -70,8 +67,7 @@ TEST(ParameterStoreTest, ApplyGradient_AcrossStripeBoundaries) {
   // Elements 2..8 span stripes [0,3) [3,6) [6,9).
   std::vector<float> grad = {1, 2, 3, 4, 5, 6, 7};
   ASSERT_TRUE(store->ApplyGradient({"t", 2, 7}, grad).ok());
-  EXPECT_EQ(ReadAll(*store, "t"),
-            (std::vector<float>{0, 0, -1, -2, -3, -4, -5, -6, -7, 0}));
+  EXPECT_EQ(ReadAll(*store, "t"), (std::vector<float>{0, 0, -1, -2, -3, -4, -5, -6, -7, 0}));
   std::vector<float> part(4);
   ASSERT_TRUE(store->Read({"t", 5, 4}, absl::MakeSpan(part)).ok());
   EXPECT_EQ(part, (std::vector<float>{-4, -5, -6, -7}));
@@ -80,18 +76,13 @@ TEST(ParameterStoreTest, ApplyGradient_AcrossStripeBoundaries) {
 TEST(ParameterStoreTest, BadSlices_RejectedWithCodes) {
   auto store = MakeStore({Spec("t", {10})});
   EXPECT_EQ(store->Validate({"nope", 0, 1}).code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(store->Validate({"t", 0, 0}).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->Validate({"t", 8, 3}).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->Validate({"t", 10, 1}).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Validate({"t", 0, 0}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Validate({"t", 8, 3}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Validate({"t", 10, 1}).code(), absl::StatusCode::kInvalidArgument);
   // Offset + length overflowing uint64 must not wrap into range.
-  EXPECT_EQ(store->Validate({"t", 5, ~uint64_t{0}}).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Validate({"t", 5, ~uint64_t{0}}).code(), absl::StatusCode::kInvalidArgument);
   std::vector<float> grad(3, 1.0f);
-  EXPECT_EQ(store->ApplyGradient({"t", 0, 2}, grad).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ApplyGradient({"t", 0, 2}, grad).code(), absl::StatusCode::kInvalidArgument);
   for (float v : ReadAll(*store, "t")) EXPECT_EQ(v, 0.0f);
 }
 
@@ -100,9 +91,8 @@ TEST(ParameterStoreTest, TensorOverTheSizeLimit_ResourceExhausted) {
   config.set_kind(SGD);
   ParameterStoreOptions options;
   options.max_tensor_elements = 100;
-  absl::Status s = ParameterStore::Create(options, *CreateOptimizer(config),
-                                          {Spec("big", {10, 11})})
-                       .status();
+  absl::Status s =
+      ParameterStore::Create(options, *CreateOptimizer(config), {Spec("big", {10, 11})}).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(s.message().find("big"), std::string::npos);
 }
@@ -112,12 +102,9 @@ TEST(ParameterStoreTest, CreateRejectsBadSpecs) {
   config.set_kind(SGD);
   for (const std::vector<TensorSpec>& bad :
        {std::vector<TensorSpec>{Spec("a", {2}), Spec("a", {3})},
-        std::vector<TensorSpec>{Spec("z", {0, 4})},
-        std::vector<TensorSpec>{Spec("", {4})},
+        std::vector<TensorSpec>{Spec("z", {0, 4})}, std::vector<TensorSpec>{Spec("", {4})},
         std::vector<TensorSpec>{Spec("n", {})}}) {
-    EXPECT_EQ(ParameterStore::Create({}, *CreateOptimizer(config), bad)
-                  .status()
-                  .code(),
+    EXPECT_EQ(ParameterStore::Create({}, *CreateOptimizer(config), bad).status().code(),
               absl::StatusCode::kInvalidArgument);
   }
 }
@@ -138,8 +125,8 @@ TEST(ParameterStoreTest, SnapshotRestore_RoundTripsValuesSlotsAndSteps) {
   adam.set_kind(ADAM);
   ParameterStoreOptions options;
   options.stripe_elements = 3;
-  auto a = *ParameterStore::Create(options, *CreateOptimizer(adam),
-                                   {Spec("t", {7}, GLOROT_UNIFORM)});
+  auto a =
+      *ParameterStore::Create(options, *CreateOptimizer(adam), {Spec("t", {7}, GLOROT_UNIFORM)});
   ASSERT_TRUE(a->ApplyGradient({"t", 0, 7}, std::vector<float>(7, 0.5f)).ok());
   ASSERT_TRUE(a->ApplyGradient({"t", 0, 7}, std::vector<float>(7, -1.0f)).ok());
   std::vector<TensorSnapshot> snap = a->Snapshot();
@@ -149,8 +136,8 @@ TEST(ParameterStoreTest, SnapshotRestore_RoundTripsValuesSlotsAndSteps) {
 
   options.stripe_elements = 5;  // a different striping restores the same
   options.seed = 99;
-  auto b = *ParameterStore::Create(options, *CreateOptimizer(adam),
-                                   {Spec("t", {7}, GLOROT_UNIFORM)});
+  auto b =
+      *ParameterStore::Create(options, *CreateOptimizer(adam), {Spec("t", {7}, GLOROT_UNIFORM)});
   ASSERT_TRUE(b->Restore(snap).ok());
   EXPECT_EQ(ReadAll(*b, "t"), ReadAll(*a, "t"));
   // The same next step gives the same result: slots and Adam's t came along.

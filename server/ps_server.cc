@@ -31,24 +31,22 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     server->checkpoints_ = std::make_unique<CheckpointStore>(store_options);
   }
   if (options.shard_index > 0) {
-    FULCRUM_ASSIGN_OR_RETURN(
-        server->shard_server_,
-        ShardServer::Join(options, server->incarnation_, &server->metrics_,
-                          server->checkpoints_.get()));
+    FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
+                             ShardServer::Join(options, server->incarnation_, &server->metrics_,
+                                               server->checkpoints_.get()));
     return server;
   }
   JobSpec job = options.job;
   FULCRUM_RETURN_IF_ERROR(CompleteJobSpec(&job));
-  FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
-                           ShardServer::Create(options, job, server->incarnation_,
-                                               &server->metrics_));
+  FULCRUM_ASSIGN_OR_RETURN(
+      server->shard_server_,
+      ShardServer::Create(options, job, server->incarnation_, &server->metrics_));
   // The coordinator restores a named checkpoint, or the newest in the
   // folder, unless "none"; the other shards then restore their parts of it.
   FULCRUM_ASSIGN_OR_RETURN(
       server->coordinator_server_,
       CoordinatorServer::Create(options, job, server->incarnation_, server->shard_server_->shard(),
-                                server->checkpoints_.get(),
-                                &server->metrics_));
+                                server->checkpoints_.get(), &server->metrics_));
   return server;
 }
 
@@ -83,8 +81,8 @@ absl::Status ParameterServer::Start() {
   shard_server_->Start(bound_port_);
   const JobSpec& job = shard_server_->job();
   ParameterShard* shard = shard_server_->shard();
-  FULCRUM_LOG(INFO) << "ps_server shard " << options_.shard_index << " of "
-                    << options_.num_shards << " listening on port " << bound_port_
+  FULCRUM_LOG(INFO) << "ps_server shard " << options_.shard_index << " of " << options_.num_shards
+                    << " listening on port " << bound_port_
                     << (options_.shard_index > 0
                             ? absl::StrCat(" (as ", shard_server_->advertise_address(),
                                            ", coordinator ", options_.coordinator_address, ")")
@@ -93,9 +91,9 @@ absl::Status ParameterServer::Start() {
                     << " parameters, mode " << ConsistencyMode_Name(job.mode()) << ", "
                     << shard->store().optimizer().Describe() << ", waiting for "
                     << job.num_workers() << " workers; "
-                    << (options_.security.tls_cert.empty()          ? "plaintext"
+                    << (options_.security.tls_cert.empty()        ? "plaintext"
                         : options_.security.tls_client_ca.empty() ? "TLS"
-                                                                   : "mutual TLS")
+                                                                  : "mutual TLS")
                     << (options_.auth_token.empty() ? "" : ", bearer token required");
   if (options_.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics =

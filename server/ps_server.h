@@ -42,8 +42,7 @@ class ParameterServer {
   // Validate) or a bad job (unknown model, optimizer settings); the
   // coordinator: FAILED_PRECONDITION / NOT_FOUND for a checkpoint that
   // cannot be restored; other shards: see ShardServer::Join.
-  static absl::StatusOr<std::unique_ptr<ParameterServer>> Create(
-      const ServerOptions& options);
+  static absl::StatusOr<std::unique_ptr<ParameterServer>> Create(const ServerOptions& options);
   ~ParameterServer();
   ParameterServer(const ParameterServer&) = delete;
   ParameterServer& operator=(const ParameterServer&) = delete;
@@ -61,16 +60,12 @@ class ParameterServer {
   void Wait();
   // Shards but 0: blocks until the coordinator has said the job is over and
   // has since gone away (or a minute has passed); false at the deadline.
-  bool WaitUntilJobOver(absl::Time deadline) {
-    return shard_server_->WaitUntilJobOver(deadline);
-  }
+  bool WaitUntilJobOver(absl::Time deadline) { return shard_server_->WaitUntilJobOver(deadline); }
 
   // The port bound by Start (useful with port 0).
   int bound_port() const { return bound_port_; }
   // The metrics port bound by Start, or -1 when metrics are off.
-  int metrics_port() const {
-    return metrics_server_ != nullptr ? metrics_server_->port() : -1;
-  }
+  int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : -1; }
   uint64_t incarnation() const { return incarnation_; }
   const JobSpec& job() const { return shard_server_->job(); }
   // Null on shards but 0.

@@ -14,16 +14,16 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
-#include "common/process.h"
 #include "absl/time/time.h"
 #include "common/log.h"
-#include "common/security.h"
 #include "common/model_spec.h"
+#include "common/process.h"
+#include "common/security.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
 
@@ -86,22 +86,18 @@ ABSL_FLAG(int, epochs, 0,
           "Passes over the training set; 0 = the model's recommended count "
           "(softmax 15, mlp 10).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and shuffling.");
-ABSL_FLAG(int, num_workers, 2,
-          "Workers the job waits for before it starts; more may join later.");
+ABSL_FLAG(int, num_workers, 2, "Workers the job waits for before it starts; more may join later.");
 ABSL_FLAG(int, partitions_per_worker, 4,
           "Each epoch is cut into partitions_per_worker * num_workers "
           "partitions, leased one at a time, so faster workers take more.");
-ABSL_FLAG(double, heartbeat_interval, 1.0,
-          "Seconds between worker heartbeats (told to workers).");
+ABSL_FLAG(double, heartbeat_interval, 1.0, "Seconds between worker heartbeats (told to workers).");
 ABSL_FLAG(double, worker_timeout, 5.0,
           "Seconds of silence after which a worker is declared dead and its "
           "partition goes back to the pool.");
-ABSL_FLAG(int64_t, stripe_elements, 65536,
-          "Elements per lock stripe inside a tensor.");
+ABSL_FLAG(int64_t, stripe_elements, 65536, "Elements per lock stripe inside a tensor.");
 ABSL_FLAG(double, status_interval, 2.0,
           "Seconds between progress lines on stdout; 0 disables them.");
-ABSL_FLAG(std::string, checkpoint_dir, "",
-          "Folder for checkpoints; empty: none are written.");
+ABSL_FLAG(std::string, checkpoint_dir, "", "Folder for checkpoints; empty: none are written.");
 ABSL_FLAG(std::string, checkpoint_every, "",
           "Periodic checkpoints: a duration (\"30s\", \"5m\") or a number of "
           "shard versions (\"500steps\": rounds in sync mode, pushes "
@@ -132,8 +128,7 @@ ABSL_FLAG(uint64_t, max_tensor_elements, uint64_t{1} << 31,
           "Largest tensor the server creates, in elements.");
 ABSL_FLAG(uint64_t, max_sparse_rows, uint64_t{1} << 26,
           "Rows a sparse table may hold (RESOURCE_EXHAUSTED beyond).");
-ABSL_FLAG(int, max_workers, 1024,
-          "Live workers accepted at once (RESOURCE_EXHAUSTED beyond).");
+ABSL_FLAG(int, max_workers, 1024, "Live workers accepted at once (RESOURCE_EXHAUSTED beyond).");
 ABSL_FLAG(bool, exit_when_done, false,
           "Exit once the job has finished (after its final evaluation) "
           "instead of serving status until stopped.");
@@ -161,8 +156,7 @@ absl::Status ParseCheckpointEvery(absl::string_view text, ServerOptions* options
   if (text.empty()) return absl::OkStatus();
   int64_t steps = 0;
   absl::string_view number = text;
-  if (absl::ConsumeSuffix(&number, "steps") && absl::SimpleAtoi(number, &steps) &&
-      steps > 0) {
+  if (absl::ConsumeSuffix(&number, "steps") && absl::SimpleAtoi(number, &steps) && steps > 0) {
     options->checkpoint_every_steps = steps;
     return absl::OkStatus();
   }
@@ -171,28 +165,23 @@ absl::Status ParseCheckpointEvery(absl::string_view text, ServerOptions* options
     options->checkpoint_every = every;
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      "expected a positive duration such as 30s or 5m, or <N>steps");
+  return absl::InvalidArgumentError("expected a positive duration such as 30s or 5m, or <N>steps");
 }
 
 int Run() {
   ServerOptions options;
-  options.listen_address =
-      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   JobSpec& job = options.job;
   job.set_model(absl::GetFlag(FLAGS_model));
-  absl::StatusOr<Consistency> consistency =
-      ParseConsistency(absl::GetFlag(FLAGS_mode));
+  absl::StatusOr<Consistency> consistency = ParseConsistency(absl::GetFlag(FLAGS_mode));
   if (!consistency.ok()) {
-    std::fprintf(stderr, "ps_server: --mode=%s: %s\n",
-                 absl::GetFlag(FLAGS_mode).c_str(),
+    std::fprintf(stderr, "ps_server: --mode=%s: %s\n", absl::GetFlag(FLAGS_mode).c_str(),
                  std::string(consistency.status().message()).c_str());
     return 2;
   }
   job.set_mode(consistency->mode);
   job.set_staleness(consistency->staleness);
-  absl::StatusOr<TrainingDefaults> defaults =
-      ModelTrainingDefaults(job.model());
+  absl::StatusOr<TrainingDefaults> defaults = ModelTrainingDefaults(job.model());
   if (!defaults.ok()) {
     std::fprintf(stderr, "ps_server: --model: %s\n",
                  std::string(defaults.status().message()).c_str());
@@ -201,8 +190,7 @@ int Run() {
   OptimizerKind kind = defaults->optimizer;
   float learning_rate = absl::GetFlag(FLAGS_learning_rate);
   if (!absl::GetFlag(FLAGS_optimizer).empty()) {
-    absl::StatusOr<OptimizerKind> parsed =
-        ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
+    absl::StatusOr<OptimizerKind> parsed = ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
     if (!parsed.ok()) {
       std::fprintf(stderr, "ps_server: --optimizer: %s\n",
                    std::string(parsed.status().message()).c_str());
@@ -215,23 +203,22 @@ int Run() {
   }
   if (kind == FTRL) {
     job.mutable_optimizer()->set_l1(absl::GetFlag(FLAGS_l1) >= 0 ? absl::GetFlag(FLAGS_l1)
-                                                                  : defaults->l1);
+                                                                 : defaults->l1);
     job.mutable_optimizer()->set_l2(absl::GetFlag(FLAGS_l2) >= 0 ? absl::GetFlag(FLAGS_l2)
-                                                                  : defaults->l2);
+                                                                 : defaults->l2);
   }
   job.mutable_optimizer()->set_kind(kind);
   job.mutable_optimizer()->set_learning_rate(learning_rate);
   job.mutable_optimizer()->set_momentum(absl::GetFlag(FLAGS_momentum));
   const int batch_size = absl::GetFlag(FLAGS_batch_size);
-  const int epochs = absl::GetFlag(FLAGS_epochs) == 0
-                         ? static_cast<int>(defaults->epochs)
-                         : absl::GetFlag(FLAGS_epochs);
+  const int epochs = absl::GetFlag(FLAGS_epochs) == 0 ? static_cast<int>(defaults->epochs)
+                                                      : absl::GetFlag(FLAGS_epochs);
   const int num_workers = absl::GetFlag(FLAGS_num_workers);
   const int partitions_per_worker = absl::GetFlag(FLAGS_partitions_per_worker);
   const double heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
   const double timeout = absl::GetFlag(FLAGS_worker_timeout);
-  if (batch_size <= 0 || epochs <= 0 || num_workers <= 0 ||
-      partitions_per_worker <= 0 || absl::GetFlag(FLAGS_stripe_elements) <= 0) {
+  if (batch_size <= 0 || epochs <= 0 || num_workers <= 0 || partitions_per_worker <= 0 ||
+      absl::GetFlag(FLAGS_stripe_elements) <= 0) {
     std::fprintf(stderr,
                  "ps_server: --batch_size, --epochs, --num_workers, "
                  "--partitions_per_worker and --stripe_elements must be "
@@ -291,8 +278,7 @@ int Run() {
     job.set_gradient_encoding(INDEXED_NONZEROS);
     job.set_topk_ratio(static_cast<float>(absl::GetFlag(FLAGS_topk_ratio)));
   } else if (compression != "none") {
-    std::fprintf(stderr,
-                 "ps_server: --gradient_compression must be none, fp16, int8 or topk\n");
+    std::fprintf(stderr, "ps_server: --gradient_compression must be none, fp16, int8 or topk\n");
     return 2;
   }
   job.set_overlap_communication(absl::GetFlag(FLAGS_overlap_communication));
@@ -318,8 +304,7 @@ int Run() {
 
   // Ranges and combinations of the options are checked by the library
   // (ServerOptions::Validate), here as for a server embedded in a program.
-  absl::StatusOr<std::unique_ptr<ParameterServer>> server =
-      ParameterServer::Create(options);
+  absl::StatusOr<std::unique_ptr<ParameterServer>> server = ParameterServer::Create(options);
   if (!server.ok()) {
     std::fprintf(stderr, "ps_server: %s\n", server.status().ToString().c_str());
     return 2;
@@ -331,11 +316,9 @@ int Run() {
     return absl::IsInvalidArgument(started) || absl::IsNotFound(started) ? 2 : 1;
   }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    absl::Status written =
-        WritePortFile(absl::GetFlag(FLAGS_port_file), ps.bound_port());
+    absl::Status written = WritePortFile(absl::GetFlag(FLAGS_port_file), ps.bound_port());
     if (!written.ok()) {
-      std::fprintf(stderr, "ps_server: --port_file: %s\n",
-                   written.ToString().c_str());
+      std::fprintf(stderr, "ps_server: --port_file: %s\n", written.ToString().c_str());
       ps.Shutdown();
       return 1;
     }
@@ -377,8 +360,7 @@ int Run() {
     bool reported = false;
     int printed_evals = 0;
     while (!stopping.HasBeenNotified()) {
-      const absl::Duration tick =
-          interval > 0 ? absl::Seconds(interval) : absl::Milliseconds(500);
+      const absl::Duration tick = interval > 0 ? absl::Seconds(interval) : absl::Milliseconds(500);
       const bool done = coordinator->WaitUntilDone(absl::Now() + tick);
       if (stopping.HasBeenNotified()) break;
       const JobStatus status = coordinator->GetStatus();
@@ -387,12 +369,10 @@ int Run() {
       for (; printed_evals < status.evaluations_size(); ++printed_evals) {
         const EvalResult& eval = status.evaluations(printed_evals);
         std::printf("epoch %u/%u %s: test_accuracy=%.4f test_loss=%.4f elapsed=%.2fs\n",
-                    eval.epoch(), status.epochs(),
-                    eval.final() ? "final model" : "done", eval.test_accuracy(),
-                    eval.test_loss(), eval.elapsed_seconds());
+                    eval.epoch(), status.epochs(), eval.final() ? "final model" : "done",
+                    eval.test_accuracy(), eval.test_loss(), eval.elapsed_seconds());
       }
-      if (interval > 0 &&
-          (status.state() == RUNNING || status.state() == EVALUATING)) {
+      if (interval > 0 && (status.state() == RUNNING || status.state() == EVALUATING)) {
         std::printf("%s\n", coordinator->ProgressLine().c_str());
       }
       std::fflush(stdout);
@@ -402,8 +382,7 @@ int Run() {
         std::fflush(stdout);
         if (exit_when_done) {
           // Let every worker hear that the job is over before going away.
-          coordinator->WaitUntilWorkersLeft(absl::Now() +
-                                            absl::Seconds(worker_timeout));
+          coordinator->WaitUntilWorkersLeft(absl::Now() + absl::Seconds(worker_timeout));
           // ... and every other shard (they exit then too).
           coordinator->WaitUntilShardsToldOver(absl::Now() + absl::Seconds(worker_timeout));
           stopping.Notify();

@@ -12,21 +12,23 @@ namespace fulcrum {
 absl::Status ServerOptions::Validate() const {
   auto bad = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
   if (num_shards == 0 || shard_index >= num_shards) {
-    return bad("shard_index (--shard_index=", shard_index, ") must be in [0, num_shards) (--num_shards=",
-               num_shards, ")");
+    return bad("shard_index (--shard_index=", shard_index,
+               ") must be in [0, num_shards) (--num_shards=", num_shards, ")");
   }
   if (shard_index > 0 && coordinator_address.empty()) {
     return bad("shard ", shard_index,
                " needs the coordinator's address (--coordinator=HOST:PORT of shard 0)");
   }
   if (heartbeat_interval <= absl::ZeroDuration() || worker_timeout <= heartbeat_interval) {
-    return bad("heartbeat_interval (--heartbeat_interval) must be positive and worker_timeout "
-               "(--worker_timeout) longer than it");
+    return bad(
+        "heartbeat_interval (--heartbeat_interval) must be positive and worker_timeout "
+        "(--worker_timeout) longer than it");
   }
   if ((checkpoint_every > absl::ZeroDuration() || checkpoint_every_steps > 0) &&
       checkpoint_dir.empty()) {
-    return bad("periodic checkpoints (--checkpoint_every) need a checkpoint folder "
-               "(--checkpoint_dir)");
+    return bad(
+        "periodic checkpoints (--checkpoint_every) need a checkpoint folder "
+        "(--checkpoint_dir)");
   }
   if (checkpoint_every < absl::ZeroDuration() || checkpoint_every_steps < 0) {
     return bad("checkpoint_every (--checkpoint_every) must not be negative");
@@ -38,8 +40,9 @@ absl::Status ServerOptions::Validate() const {
   if (max_workers == 0) return bad("max_workers (--max_workers) must be positive");
   if (max_sparse_rows == 0) return bad("max_sparse_rows (--max_sparse_rows) must be positive");
   if (store.stripe_elements == 0 || store.max_tensor_elements == 0) {
-    return bad("stripe_elements (--stripe_elements) and max_tensor_elements "
-               "(--max_tensor_elements) must be positive");
+    return bad(
+        "stripe_elements (--stripe_elements) and max_tensor_elements "
+        "(--max_tensor_elements) must be positive");
   }
   if (service_threads < 0) return bad("service_threads must not be negative");
   if (max_pull_wait <= absl::ZeroDuration()) return bad("max_pull_wait must be positive");

@@ -117,8 +117,8 @@ absl::Status ShardGroup::AwaitAcknowledged(absl::Duration timeout) {
     return true;
   };
   if (mu_.AwaitWithTimeout(absl::Condition(&caught_up), timeout)) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(
-      "parameter-server shard ", behind_shard, " has not taken the membership change; retry"));
+  return absl::UnavailableError(absl::StrCat("parameter-server shard ", behind_shard,
+                                             " has not taken the membership change; retry"));
 }
 
 void ShardGroup::SetCommitted(const CheckpointManifest& manifest) {
@@ -130,14 +130,14 @@ void ShardGroup::SetCommitted(const CheckpointManifest& manifest) {
 absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
     const RegisterShardRequest& request) {
   if (request.num_shards() != options_.num_shards) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "this job has ", options_.num_shards, " shards (--num_shards), the shard says ",
-        request.num_shards()));
+    return absl::FailedPreconditionError(absl::StrCat("this job has ", options_.num_shards,
+                                                      " shards (--num_shards), the shard says ",
+                                                      request.num_shards()));
   }
   if (request.shard_index() == 0 || request.shard_index() >= options_.num_shards) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "shard index ", request.shard_index(), " does not fit a job of ",
-        options_.num_shards, " shards (0 is the coordinator's own)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard index ", request.shard_index(), " does not fit a job of ",
+                     options_.num_shards, " shards (0 is the coordinator's own)"));
   }
   if (request.ready() && request.address().empty()) {
     return absl::InvalidArgumentError("a serving shard must say where workers reach it");
@@ -150,18 +150,18 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
     remote = std::make_unique<Remote>();
     FULCRUM_LOG(INFO) << "shard " << index << " registered at " << request.address();
   }
-  if (remote->status.incarnation() != request.incarnation() &&
-      remote->status.incarnation() != 0) {
+  if (remote->status.incarnation() != request.incarnation() && remote->status.incarnation() != 0) {
     FULCRUM_LOG(INFO) << "shard " << index << " restarted (at " << request.address() << ")";
     remote->acked = 0;  // a new process: it knows no membership yet
     remote->rate = Rate();
   }
   if (!request.address().empty() &&
       (remote->stub == nullptr || remote->stub_address != request.address())) {
-    remote->stub = std::shared_ptr<ShardControl::Stub>(ShardControl::NewStub(grpc::CreateCustomChannel(
-        request.address(),
-        options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(),
-        options_.channel_args)));
+    remote->stub =
+        std::shared_ptr<ShardControl::Stub>(ShardControl::NewStub(grpc::CreateCustomChannel(
+            request.address(),
+            options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(),
+            options_.channel_args)));
     remote->stub_address = request.address();
   }
   remote->status = request.status();
@@ -212,8 +212,8 @@ void ShardGroup::SendLoop(uint32_t index) {
     if (status.ok()) {
       remote->acked = std::max(remote->acked, ack.version());
     } else {
-      FULCRUM_LOG(WARNING) << "membership to shard " << index << " failed: "
-                           << status.error_message() << "; retrying";
+      FULCRUM_LOG(WARNING) << "membership to shard " << index
+                           << " failed: " << status.error_message() << "; retrying";
       // Back off a little so a dead shard does not spin the thread.
       mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(200));
       if (stopping_) return;
@@ -228,9 +228,9 @@ absl::Status ShardGroup::CheckAllReady() const {
     if (remotes_[i] == nullptr || !remotes_[i]->ready) missing.push_back(absl::StrCat(i));
   }
   if (missing.empty()) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(
-      "waiting for parameter-server shard(s) ", absl::StrJoin(missing, ", "),
-      " of ", options_.num_shards, " to register with the coordinator"));
+  return absl::UnavailableError(
+      absl::StrCat("waiting for parameter-server shard(s) ", absl::StrJoin(missing, ", "), " of ",
+                   options_.num_shards, " to register with the coordinator"));
 }
 
 bool ShardGroup::WaitUntilReportedSince(absl::Time since, absl::Time deadline) const {
@@ -328,20 +328,19 @@ absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> ShardGroup::WriteRemo
     }
     for (uint32_t i = 1; i < n; ++i) {
       Call& call = calls[i];
-      call.context.set_deadline(
-          absl::ToChronoTime(absl::Now() + options_.checkpoint_timeout));
+      call.context.set_deadline(absl::ToChronoTime(absl::Now() + options_.checkpoint_timeout));
       AttachToken(options_.auth_token, &call.context);
       {
         absl::MutexLock done_lock(&done_mu);
         ++pending;
       }
       stubs[i] = remotes_[i]->stub;
-      stubs[i]->async()->WriteCheckpoint(
-          &call.context, &request, &call.file, [&call, &done_mu, &pending](grpc::Status s) {
-            absl::MutexLock done_lock(&done_mu);
-            call.status = std::move(s);
-            --pending;
-          });
+      stubs[i]->async()->WriteCheckpoint(&call.context, &request, &call.file,
+                                         [&call, &done_mu, &pending](grpc::Status s) {
+                                           absl::MutexLock done_lock(&done_mu);
+                                           call.status = std::move(s);
+                                           --pending;
+                                         });
     }
   }
   {

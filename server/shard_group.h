@@ -30,11 +30,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "grpcpp/security/credentials.h"
-#include "proto/job.pb.h"
-#include "proto/coordinator.pb.h"
 #include "common/clock.h"
+#include "grpcpp/security/credentials.h"
 #include "proto/checkpoint.pb.h"
+#include "proto/coordinator.pb.h"
+#include "proto/job.pb.h"
 #include "proto/shard_control.grpc.pb.h"
 #include "server/membership.h"
 #include "server/parameter_shard.h"
@@ -116,8 +116,7 @@ class ShardGroup {
 
   // Asks every remote shard, in parallel, to write its part of checkpoint
   // `sequence`; their file records by index, or the first error.
-  absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(
-      uint64_t sequence);
+  absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(uint64_t sequence);
 
   uint32_t num_shards() const { return options_.num_shards; }
   ParameterShard* local() const { return local_; }

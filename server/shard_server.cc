@@ -16,21 +16,18 @@
 namespace fulcrum {
 
 ShardServer::ShardServer(const ServerOptions& options, uint64_t incarnation,
-                         MetricsRegistry* metrics,
-                         CheckpointStore* checkpoints)
-    : options_(options),
-      incarnation_(incarnation),
-      metrics_(metrics),
-      checkpoints_(checkpoints) {}
+                         MetricsRegistry* metrics, CheckpointStore* checkpoints)
+    : options_(options), incarnation_(incarnation), metrics_(metrics), checkpoints_(checkpoints) {}
 
 ShardServer::~ShardServer() {
   StopReporting();
   if (shard_) shard_->Shutdown();
 }
 
-absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(
-    const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-    MetricsRegistry* metrics) {
+absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(const ServerOptions& options,
+                                                                 const JobSpec& job,
+                                                                 uint64_t incarnation,
+                                                                 MetricsRegistry* metrics) {
   std::unique_ptr<ShardServer> server(
       new ShardServer(options, incarnation, metrics, /*checkpoints=*/nullptr));
   server->job_ = job;
@@ -39,11 +36,11 @@ absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(
   return server;
 }
 
-absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(
-    const ServerOptions& options, uint64_t incarnation,
-    MetricsRegistry* metrics, CheckpointStore* checkpoints) {
-  std::unique_ptr<ShardServer> server(
-      new ShardServer(options, incarnation, metrics, checkpoints));
+absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(const ServerOptions& options,
+                                                               uint64_t incarnation,
+                                                               MetricsRegistry* metrics,
+                                                               CheckpointStore* checkpoints) {
+  std::unique_ptr<ShardServer> server(new ShardServer(options, incarnation, metrics, checkpoints));
   FULCRUM_RETURN_IF_ERROR(server->JoinCoordinator());
   ShardServer* self = server.get();
   server->shard_control_service_ = std::make_unique<ShardControlServiceImpl>(
@@ -70,21 +67,19 @@ void ShardServer::BuildService() {
 absl::Status ShardServer::BuildShard() {
   const JobSpec& job = job_;
   const ServerOptions& options = options_;
-  FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> optimizer,
-                           CreateOptimizer(job.optimizer()));
+  FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> optimizer, CreateOptimizer(job.optimizer()));
   ParameterStoreOptions store_options = options.store;
   store_options.seed = job.seed();
   store_options.shard_index = options.shard_index;
   store_options.num_shards = options.num_shards;
-  FULCRUM_ASSIGN_OR_RETURN(
-      std::unique_ptr<ParameterStore> store,
-      ParameterStore::Create(store_options, std::move(optimizer),
-                             {job.tensors().begin(), job.tensors().end()}));
+  FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<ParameterStore> store,
+                           ParameterStore::Create(store_options, std::move(optimizer),
+                                                  {job.tensors().begin(), job.tensors().end()}));
   std::vector<std::unique_ptr<SparseTable>> tables;
   for (const SparseTableSpec& spec : job.sparse_tables()) {
     if (spec.name().empty() || store->TensorSize(spec.name()).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sparse table name '", spec.name(), "' is empty or names a dense tensor"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sparse table name '", spec.name(), "' is empty or names a dense tensor"));
     }
     for (const auto& t : tables) {
       if (t->name() == spec.name()) {
@@ -115,7 +110,7 @@ absl::Status ShardServer::BuildShard() {
 }
 
 absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool ready,
-                                                                      absl::Duration timeout) {
+                                                                       absl::Duration timeout) {
   RegisterShardRequest request;
   request.set_shard_index(options_.shard_index);
   request.set_num_shards(options_.num_shards);
@@ -156,18 +151,18 @@ absl::Status ShardServer::JoinCoordinator() {
     absl::SleepFor(absl::Milliseconds(200));
   }
   if (!joined.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the coordinator at ", options_.coordinator_address, " refused shard ",
-        options_.shard_index, ": ", joined.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the coordinator at ", options_.coordinator_address, " refused shard ",
+                     options_.shard_index, ": ", joined.status().message()));
   }
   job_ = joined->job();
   FULCRUM_RETURN_IF_ERROR(BuildShard());
   if (joined->has_restore() && joined->restore().sequence() > 0) {
     const CheckpointManifest& manifest = joined->restore();
     if (checkpoints_ == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the job resumes from checkpoint ", manifest.sequence(), "; shard ",
-          options_.shard_index, " needs the --checkpoint_dir holding its part"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the job resumes from checkpoint ", manifest.sequence(), "; shard ",
+                       options_.shard_index, " needs the --checkpoint_dir holding its part"));
     }
     absl::StatusOr<ShardSnapshot> part = checkpoints_->LoadPart(manifest, options_.shard_index);
     absl::Status restored = part.ok() ? shard_->Restore(*part) : part.status();
@@ -258,8 +253,7 @@ void ShardServer::ReportLoop() {
   } while (!stop_reporting_.WaitForNotificationWithTimeout(options_.heartbeat_interval));
 }
 
-absl::StatusOr<CheckpointManifest::ShardFile> ShardServer::WriteCheckpointPart(
-    uint64_t sequence) {
+absl::StatusOr<CheckpointManifest::ShardFile> ShardServer::WriteCheckpointPart(uint64_t sequence) {
   if (checkpoints_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", options_.shard_index, " has no --checkpoint_dir"));

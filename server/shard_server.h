@@ -36,9 +36,10 @@ class ShardServer {
  public:
   // The coordinator's own shard (index 0) of `job` (complete: see
   // CompleteJobSpec).
-  static absl::StatusOr<std::unique_ptr<ShardServer>> Create(
-      const ServerOptions& options, const JobSpec& job, uint64_t incarnation,
-      MetricsRegistry* metrics);
+  static absl::StatusOr<std::unique_ptr<ShardServer>> Create(const ServerOptions& options,
+                                                             const JobSpec& job,
+                                                             uint64_t incarnation,
+                                                             MetricsRegistry* metrics);
 
   // Another shard: registers with the coordinator at
   // options.coordinator_address (retrying for options.coordinator_wait),
@@ -46,9 +47,10 @@ class ShardServer {
   // resumes from. UNAVAILABLE if the coordinator cannot be reached;
   // FAILED_PRECONDITION if it refuses this shard or the part cannot be
   // restored.
-  static absl::StatusOr<std::unique_ptr<ShardServer>> Join(
-      const ServerOptions& options, uint64_t incarnation,
-      MetricsRegistry* metrics, CheckpointStore* checkpoints);
+  static absl::StatusOr<std::unique_ptr<ShardServer>> Join(const ServerOptions& options,
+                                                           uint64_t incarnation,
+                                                           MetricsRegistry* metrics,
+                                                           CheckpointStore* checkpoints);
 
   ~ShardServer();
   ShardServer(const ShardServer&) = delete;
@@ -78,8 +80,7 @@ class ShardServer {
   const std::string& advertise_address() const { return advertise_address_; }
 
  private:
-  ShardServer(const ServerOptions& options, uint64_t incarnation,
-              MetricsRegistry* metrics,
+  ShardServer(const ServerOptions& options, uint64_t incarnation, MetricsRegistry* metrics,
               CheckpointStore* checkpoints);
   // Builds the shard this process serves, for `job_`.
   absl::Status BuildShard();

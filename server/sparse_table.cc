@@ -29,8 +29,7 @@ absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(
   return table;
 }
 
-SparseTable::SparseTable(const SparseTableOptions& options,
-                         std::unique_ptr<Optimizer> optimizer)
+SparseTable::SparseTable(const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer)
     : options_(options), optimizer_(std::move(optimizer)) {
   for (int i = 0; i < options_.stripes; ++i) {
     stripes_.push_back(std::make_unique<Stripe>(RowFloats()));
@@ -124,9 +123,9 @@ absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float
                                bool create) {
   const uint32_t dim = options_.dim;
   if (out.size() != keys.size() * dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sparse table ", options_.name, ": output holds ", out.size(), " floats, ",
-        keys.size(), " keys need ", keys.size() * dim));
+    return absl::InvalidArgumentError(absl::StrCat("sparse table ", options_.name,
+                                                   ": output holds ", out.size(), " floats, ",
+                                                   keys.size(), " keys need ", keys.size() * dim));
   }
   if (!create) {
     std::vector<float> fresh(RowFloats());
@@ -143,18 +142,15 @@ absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float
     }
     return absl::OkStatus();
   }
-  return ForEachRow(keys, [&](float* row, size_t i) {
-    std::copy_n(row, dim, &out[i * dim]);
-  });
+  return ForEachRow(keys, [&](float* row, size_t i) { std::copy_n(row, dim, &out[i * dim]); });
 }
 
-absl::Status SparseTable::Push(absl::Span<const uint64_t> keys,
-                               absl::Span<const float> grads) {
+absl::Status SparseTable::Push(absl::Span<const uint64_t> keys, absl::Span<const float> grads) {
   const uint32_t dim = options_.dim;
   if (grads.size() != keys.size() * dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sparse table ", options_.name, ": ", grads.size(), " gradient floats for ",
-        keys.size(), " keys of dim ", dim));
+    return absl::InvalidArgumentError(absl::StrCat("sparse table ", options_.name, ": ",
+                                                   grads.size(), " gradient floats for ",
+                                                   keys.size(), " keys of dim ", dim));
   }
   const int num_slots = optimizer_->num_slots();
   return ForEachRow(keys, [&](float* row, size_t i) {
@@ -180,15 +176,15 @@ std::vector<SparseTable::RowSnapshot> SparseTable::Snapshot() const {
 absl::Status SparseTable::Restore(const std::vector<RowSnapshot>& rows) {
   const size_t width = RowFloats();
   if (rows.size() > options_.max_rows) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "checkpoint holds ", rows.size(), " rows of ", options_.name,
-        ", over its limit of ", options_.max_rows));
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint holds ", rows.size(), " rows of ",
+                                                      options_.name, ", over its limit of ",
+                                                      options_.max_rows));
   }
   for (const RowSnapshot& r : rows) {
     if (r.data.size() != width) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "checkpoint row of ", options_.name, " has ", r.data.size(),
-          " floats; this table's rows have ", width));
+      return absl::FailedPreconditionError(absl::StrCat("checkpoint row of ", options_.name,
+                                                        " has ", r.data.size(),
+                                                        " floats; this table's rows have ", width));
     }
   }
   for (auto& stripe : stripes_) {

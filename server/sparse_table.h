@@ -40,14 +40,13 @@ struct SparseTableOptions {
 class SparseTable {
  public:
   // INVALID_ARGUMENT for dim 0, no stripes, or an unusable initializer.
-  static absl::StatusOr<std::unique_ptr<SparseTable>> Create(
-      const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);
+  static absl::StatusOr<std::unique_ptr<SparseTable>> Create(const SparseTableOptions& options,
+                                                             std::unique_ptr<Optimizer> optimizer);
 
   // Copies the rows of `keys` into `out` (keys.size() * dim floats), creating
   // missing rows with the initializer, or with `create` false reading them
   // as the initializer's values without storing them.
-  absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out,
-                    bool create = true);
+  absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out, bool create = true);
 
   // Applies the optimizer to each key's row with its gradient
   // (keys.size() * dim floats), creating missing rows first.
@@ -135,8 +134,7 @@ class SparseTable {
     }
   };
   struct Stripe {
-    explicit Stripe(size_t width)
-        : pool(width), index(0, RowHash{&pool}, RowEq{&pool}) {}
+    explicit Stripe(size_t width) : pool(width), index(0, RowHash{&pool}, RowEq{&pool}) {}
     mutable absl::Mutex mu;
     RowPool pool ABSL_GUARDED_BY(mu);
     // Numbers of the rows in `pool`, found by their keys.

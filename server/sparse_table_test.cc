@@ -8,8 +8,7 @@ namespace fulcrum {
 namespace {
 
 std::unique_ptr<SparseTable> Make(OptimizerKind kind, float lr, uint32_t dim,
-                                  uint64_t max_rows = 1000,
-                                  InitializerKind init = ZEROS) {
+                                  uint64_t max_rows = 1000, InitializerKind init = ZEROS) {
   OptimizerConfig config;
   config.set_kind(kind);
   config.set_learning_rate(lr);

@@ -12,35 +12,29 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
-#include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
 
 namespace fulcrum {
 
 LocalCluster::LocalCluster(const std::string& name) : dir_(TestDir(name)) {}
 
-std::string LocalCluster::address() const {
-  return absl::StrCat("127.0.0.1:", port_);
-}
+std::string LocalCluster::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
 absl::Status LocalCluster::StartServer(const std::vector<std::string>& flags) {
-  std::vector<std::string> argv = {RunfilePath("server/ps_server"),
-                                   "--host=127.0.0.1", "--port=0",
-                                   "--port_file=" + dir_ + "/port",
-                                   "--status_interval=0"};
+  std::vector<std::string> argv = {RunfilePath("server/ps_server"), "--host=127.0.0.1", "--port=0",
+                                   "--port_file=" + dir_ + "/port", "--status_interval=0"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::Status started = server_.Start(argv, dir_ + "/ps.out", dir_ + "/ps.err");
   if (!started.ok()) return started;
   absl::StatusOr<int> port = WaitForPortFile(dir_ + "/port", absl::Seconds(30));
   if (!port.ok()) {
-    return absl::UnavailableError(absl::StrCat("ps_server did not start: ",
-                                               ServerLog()));
+    return absl::UnavailableError(absl::StrCat("ps_server did not start: ", ServerLog()));
   }
   port_ = *port;
-  stub_ = Coordinator::NewStub(
-      grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  stub_ = Coordinator::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
   return absl::OkStatus();
 }
 
@@ -49,20 +43,17 @@ absl::Status LocalCluster::RestartServer(const std::vector<std::string>& flags) 
   absl::StatusOr<int> code = server_.Wait(absl::Seconds(10));
   if (!code.ok()) return code.status();
   ++restarts_;
-  std::vector<std::string> argv = {RunfilePath("server/ps_server"),
-                                   "--host=127.0.0.1",
-                                   absl::StrCat("--port=", port_),
-                                   "--status_interval=0"};
+  std::vector<std::string> argv = {RunfilePath("server/ps_server"), "--host=127.0.0.1",
+                                   absl::StrCat("--port=", port_), "--status_interval=0"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   const std::string log = absl::StrCat(dir_, "/ps", restarts_);
   absl::Status started = server_.Start(argv, log + ".out", log + ".err");
   if (!started.ok()) return started;
   // Serving again once status answers.
-  absl::StatusOr<JobStatus> up =
-      WaitFor([](const JobStatus&) { return true; }, absl::Seconds(30));
+  absl::StatusOr<JobStatus> up = WaitFor([](const JobStatus&) { return true; }, absl::Seconds(30));
   if (!up.ok()) {
-    return absl::UnavailableError(absl::StrCat("restarted ps_server not serving: ",
-                                               ReadFileOrEmpty(log + ".err")));
+    return absl::UnavailableError(
+        absl::StrCat("restarted ps_server not serving: ", ReadFileOrEmpty(log + ".err")));
   }
   return absl::OkStatus();
 }
@@ -73,18 +64,17 @@ std::string LocalCluster::shard_address(int index) const {
 
 std::string LocalCluster::ShardLog(int index) const {
   const Shard& shard = shards_.at(index);
-  return ReadFileOrEmpty(absl::StrCat(dir_, "/shard", index,
-                                      shard.restarts > 0 ? absl::StrCat("-", shard.restarts) : "",
-                                      ".err"));
+  return ReadFileOrEmpty(absl::StrCat(
+      dir_, "/shard", index, shard.restarts > 0 ? absl::StrCat("-", shard.restarts) : "", ".err"));
 }
 
 absl::StatusOr<int> LocalCluster::StartShard(int index, int num_shards,
                                              const std::vector<std::string>& flags) {
   Shard& shard = shards_[index];
   shard.process = std::make_unique<Subprocess>();
-  shard.argv = {RunfilePath("server/ps_server"), "--host=127.0.0.1",
+  shard.argv = {RunfilePath("server/ps_server"),       "--host=127.0.0.1",
                 absl::StrCat("--shard_index=", index), absl::StrCat("--num_shards=", num_shards),
-                "--coordinator=" + address(), "--status_interval=0"};
+                "--coordinator=" + address(),          "--status_interval=0"};
   shard.argv.insert(shard.argv.end(), flags.begin(), flags.end());
   const std::string port_file = absl::StrCat(dir_, "/shard", index, ".port");
   std::vector<std::string> argv = shard.argv;
@@ -128,9 +118,8 @@ absl::StatusOr<int> LocalCluster::StartWorker(const std::string& name,
   const int index = workers_.size();
   std::vector<std::string> argv = {RunfilePath("worker/worker"), "--worker_name=" + name};
   // The caller's --coordinator (say a unix: socket) replaces the TCP one.
-  if (std::none_of(flags.begin(), flags.end(), [](const std::string& f) {
-        return absl::StartsWith(f, "--coordinator=");
-      })) {
+  if (std::none_of(flags.begin(), flags.end(),
+                   [](const std::string& f) { return absl::StartsWith(f, "--coordinator="); })) {
     argv.push_back("--coordinator=" + address());
   }
   argv.insert(argv.end(), flags.begin(), flags.end());
@@ -148,15 +137,13 @@ absl::StatusOr<JobStatus> LocalCluster::Status() const {
   JobStatus status;
   grpc::Status s = stub_->GetStatus(&context, GetStatusRequest(), &status);
   if (!s.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        s.error_message());
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   }
   return status;
 }
 
-absl::StatusOr<JobStatus> LocalCluster::WaitFor(
-    const std::function<bool(const JobStatus&)>& done,
-    absl::Duration timeout) const {
+absl::StatusOr<JobStatus> LocalCluster::WaitFor(const std::function<bool(const JobStatus&)>& done,
+                                                absl::Duration timeout) const {
   const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<JobStatus> status;
   while (absl::Now() < deadline) {
@@ -164,24 +151,23 @@ absl::StatusOr<JobStatus> LocalCluster::WaitFor(
     if (status.ok() && done(*status)) return status;
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat("condition not reached; last status: ",
-                   status.ok() ? status->ShortDebugString().substr(0, 2000)
-                               : status.status().ToString()));
+  return absl::DeadlineExceededError(absl::StrCat(
+      "condition not reached; last status: ",
+      status.ok() ? status->ShortDebugString().substr(0, 2000) : status.status().ToString()));
 }
 
-JobStatus LocalCluster::FinishJob(const std::vector<int>& workers,
-                                  absl::Duration timeout) {
+JobStatus LocalCluster::FinishJob(const std::vector<int>& workers, absl::Duration timeout) {
   for (int i : workers) {
     absl::StatusOr<int> code = WaitWorker(i, timeout);
     EXPECT_TRUE(code.ok()) << "worker " << i << " still running\n"
-                           << ServerLog() << "\nworker " << i << ":\n" << WorkerLog(i);
+                           << ServerLog() << "\nworker " << i << ":\n"
+                           << WorkerLog(i);
     if (code.ok()) {
       EXPECT_EQ(*code, 0) << WorkerLog(i);
     }
   }
-  absl::StatusOr<JobStatus> status = WaitFor(
-      [](const JobStatus& s) { return s.state() == FINISHED; }, absl::Seconds(30));
+  absl::StatusOr<JobStatus> status =
+      WaitFor([](const JobStatus& s) { return s.state() == FINISHED; }, absl::Seconds(30));
   EXPECT_TRUE(status.ok()) << status.status();
   return status.ok() ? *status : JobStatus();
 }
@@ -201,8 +187,7 @@ double ResultAccuracy(const std::string& out) {
     if (!absl::StartsWith(line, "result:")) continue;
     for (absl::string_view field : absl::StrSplit(line, ' ')) {
       double v;
-      if (absl::ConsumePrefix(&field, "test_accuracy=") &&
-          absl::SimpleAtod(field, &v)) {
+      if (absl::ConsumePrefix(&field, "test_accuracy=") && absl::SimpleAtod(field, &v)) {
         return v;
       }
     }
@@ -210,8 +195,7 @@ double ResultAccuracy(const std::string& out) {
   return -1;
 }
 
-const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name,
-                               bool live_only) {
+const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name, bool live_only) {
   const WorkerStatus* found = nullptr;
   for (const WorkerStatus& w : status.workers()) {
     if (w.name() != name) continue;

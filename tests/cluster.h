@@ -45,8 +45,8 @@ class LocalCluster {
 
   absl::StatusOr<JobStatus> Status() const;
   // Polls Status until `done` holds for it, or the timeout.
-  absl::StatusOr<JobStatus> WaitFor(
-      const std::function<bool(const JobStatus&)>& done, absl::Duration timeout) const;
+  absl::StatusOr<JobStatus> WaitFor(const std::function<bool(const JobStatus&)>& done,
+                                    absl::Duration timeout) const;
 
   // Waits (up to `timeout` each) for `workers` to exit 0, then for the job to
   // be FINISHED; returns the final status (records test failures).

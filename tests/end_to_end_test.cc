@@ -34,8 +34,8 @@ class EndToEndTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EndToEndTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
   LocalCluster c("e2e_" + GetParam().substr(0, 4));
-  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=" + GetParam(),
-                             "--epochs=1", "--num_workers=2", "--exit_when_done"})
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=" + GetParam(), "--epochs=1",
+                             "--num_workers=2", "--exit_when_done"})
                   .ok());
   ASSERT_TRUE(c.StartWorker("w0").ok());
   ASSERT_TRUE(c.StartWorker("w1").ok());
@@ -52,8 +52,7 @@ TEST_P(EndToEndTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
   EXPECT_NE(out.find("mode=" + GetParam()), std::string::npos) << out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, EndToEndTest,
-                         ::testing::Values("sync", "async", "ssp:2"),
+INSTANTIATE_TEST_SUITE_P(Modes, EndToEndTest, ::testing::Values("sync", "async", "ssp:2"),
                          [](const auto& info) {
                            std::string name = info.param;
                            return name == "ssp:2" ? std::string("ssp2") : name;
@@ -65,9 +64,9 @@ class CompressedGradientsTest : public ::testing::TestWithParam<std::string> {};
 // them and the model still learns.
 TEST_P(CompressedGradientsTest, TwoWorkersSoftmaxOneEpoch_PassesPoint80) {
   LocalCluster c("e2e_" + GetParam());
-  std::vector<std::string> flags = {"--model=softmax", "--mode=sync", "--epochs=1",
-                                     "--num_workers=2", "--exit_when_done",
-                                     "--gradient_compression=" + GetParam()};
+  std::vector<std::string> flags = {"--model=softmax",  "--mode=sync",
+                                    "--epochs=1",       "--num_workers=2",
+                                    "--exit_when_done", "--gradient_compression=" + GetParam()};
   if (GetParam() == "topk") flags.push_back("--topk_ratio=0.1");
   ASSERT_TRUE(c.StartServer(flags).ok());
   std::vector<int> workers;
@@ -86,17 +85,15 @@ INSTANTIATE_TEST_SUITE_P(Encodings, CompressedGradientsTest,
 // (a second thread using the gRPC client) still train the model.
 TEST(EndToEndOverlapTest, AsyncOverlappedWorkers_TrainAndSayTheyOverlap) {
   LocalCluster c("e2e_overlap");
-  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--epochs=1",
-                             "--num_workers=2", "--exit_when_done",
-                             "--overlap_communication"})
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--epochs=1", "--num_workers=2",
+                             "--exit_when_done", "--overlap_communication"})
                   .ok());
   std::vector<int> workers;
   for (const char* name : {"o0", "o1"}) workers.push_back(*c.StartWorker(name));
   WaitForExits(c, workers);
   EXPECT_GT(ResultAccuracy(c.ServerOut()), 0.80) << c.ServerOut();
   for (int i = 0; i < 2; ++i) {
-    EXPECT_NE(c.WorkerLog(i).find("overlapping communication with computation"),
-              std::string::npos)
+    EXPECT_NE(c.WorkerLog(i).find("overlapping communication with computation"), std::string::npos)
         << c.WorkerLog(i);
   }
 }
@@ -105,9 +102,8 @@ TEST(EndToEndUnixSocketTest, WorkersOnTheSameMachine_TrainOverAUnixSocket) {
   LocalCluster c("e2e_unix");
   // sun_path holds 108 bytes: a short path, not one under TEST_TMPDIR.
   const std::string socket = absl::StrCat("/tmp/fulcrum-e2e-", getpid(), ".sock");
-  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--epochs=1",
-                             "--num_workers=2", "--exit_when_done",
-                             "--unix_socket=" + socket})
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--epochs=1", "--num_workers=2",
+                             "--exit_when_done", "--unix_socket=" + socket})
                   .ok());
   std::vector<int> workers;
   for (const char* name : {"u0", "u1"}) {
@@ -120,32 +116,30 @@ TEST(EndToEndUnixSocketTest, WorkersOnTheSameMachine_TrainOverAUnixSocket) {
 
 TEST(PsctlTest, StatusOfFinishedJob_TableAndJson) {
   LocalCluster c("psctl");
-  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=sync", "--epochs=1",
-                             "--num_workers=2"})
-                  .ok());
+  ASSERT_TRUE(
+      c.StartServer({"--model=softmax", "--mode=sync", "--epochs=1", "--num_workers=2"}).ok());
   ASSERT_TRUE(c.StartWorker("w0").ok());
   ASSERT_TRUE(c.StartWorker("w1").ok());
   for (int i = 0; i < 2; ++i) ASSERT_EQ(*c.WaitWorker(i, kJobTimeout), 0);
 
   Subprocess psctl;
-  ASSERT_TRUE(psctl.Start({RunfilePath("tools/psctl"), "status",
-                           "--coordinator=" + c.address(), "--json"},
-                          c.dir() + "/json.out", c.dir() + "/json.err")
-                  .ok());
-  ASSERT_EQ(*psctl.Wait(absl::Seconds(30)), 0)
-      << ReadFileOrEmpty(c.dir() + "/json.err");
+  ASSERT_TRUE(
+      psctl
+          .Start({RunfilePath("tools/psctl"), "status", "--coordinator=" + c.address(), "--json"},
+                 c.dir() + "/json.out", c.dir() + "/json.err")
+          .ok());
+  ASSERT_EQ(*psctl.Wait(absl::Seconds(30)), 0) << ReadFileOrEmpty(c.dir() + "/json.err");
   const std::string json = ReadFileOrEmpty(c.dir() + "/json.out");
-  for (const char* want :
-       {"\"state\": \"FINISHED\"", "\"mode\": \"SYNC\"", "\"model\": \"softmax\"",
-        "\"examples_seen\": \"60000\"", "\"test_accuracy\"", "\"completed\"",
-        "\"partitions_per_epoch\": 8", "\"name\": \"w0\"", "\"name\": \"w1\"",
-        "\"state\": \"LEFT\""}) {
+  for (const char* want : {"\"state\": \"FINISHED\"", "\"mode\": \"SYNC\"",
+                           "\"model\": \"softmax\"", "\"examples_seen\": \"60000\"",
+                           "\"test_accuracy\"", "\"completed\"", "\"partitions_per_epoch\": 8",
+                           "\"name\": \"w0\"", "\"name\": \"w1\"", "\"state\": \"LEFT\""}) {
     EXPECT_NE(json.find(want), std::string::npos) << want << " in\n" << json;
   }
 
-  ASSERT_TRUE(psctl.Start({RunfilePath("tools/psctl"), "status",
-                           "--coordinator=" + c.address()},
-                          c.dir() + "/table.out", c.dir() + "/table.err")
+  ASSERT_TRUE(psctl
+                  .Start({RunfilePath("tools/psctl"), "status", "--coordinator=" + c.address()},
+                         c.dir() + "/table.out", c.dir() + "/table.err")
                   .ok());
   ASSERT_EQ(*psctl.Wait(absl::Seconds(30)), 0);
   const std::string table = ReadFileOrEmpty(c.dir() + "/table.out");
@@ -164,10 +158,11 @@ TEST(PsctlTest, StatusOfFinishedJob_TableAndJson) {
 TEST(PsctlTest, NoServer_FailsWithMessage) {
   const std::string dir = TestDir("psctl_down");
   Subprocess psctl;
-  ASSERT_TRUE(psctl.Start({RunfilePath("tools/psctl"), "status",
-                           "--coordinator=127.0.0.1:1", "--timeout=2"},
-                          dir + "/out", dir + "/err")
-                  .ok());
+  ASSERT_TRUE(
+      psctl
+          .Start({RunfilePath("tools/psctl"), "status", "--coordinator=127.0.0.1:1", "--timeout=2"},
+                 dir + "/out", dir + "/err")
+          .ok());
   EXPECT_EQ(*psctl.Wait(absl::Seconds(30)), 1);
   EXPECT_NE(ReadFileOrEmpty(dir + "/err").find("UNAVAILABLE"), std::string::npos);
 }
@@ -175,15 +170,14 @@ TEST(PsctlTest, NoServer_FailsWithMessage) {
 TEST(WorkerTest, MissingDataFile_ExitsNamingTheFile) {
   const std::string dir = TestDir("missing_data");
   Subprocess worker;
-  ASSERT_TRUE(worker.Start({RunfilePath("worker/worker"),
-                            "--coordinator=127.0.0.1:1",
-                            "--data_dir=" + dir + "/nowhere"},
-                           dir + "/out", dir + "/err")
+  ASSERT_TRUE(worker
+                  .Start({RunfilePath("worker/worker"), "--coordinator=127.0.0.1:1",
+                          "--data_dir=" + dir + "/nowhere"},
+                         dir + "/out", dir + "/err")
                   .ok());
   EXPECT_EQ(*worker.Wait(absl::Seconds(30)), 1);
   const std::string err = ReadFileOrEmpty(dir + "/err");
-  EXPECT_NE(err.find(dir + "/nowhere/train-images-idx3-ubyte.gz"), std::string::npos)
-      << err;
+  EXPECT_NE(err.find(dir + "/nowhere/train-images-idx3-ubyte.gz"), std::string::npos) << err;
 }
 
 TEST(WorkerTest, MalformedDataFile_ExitsNamingTheFile) {
@@ -193,10 +187,11 @@ TEST(WorkerTest, MalformedDataFile_ExitsNamingTheFile) {
     f << "this is not an IDX file";
   }
   Subprocess worker;
-  ASSERT_TRUE(worker.Start({RunfilePath("worker/worker"),
-                            "--coordinator=127.0.0.1:1", "--data_dir=" + dir},
-                           dir + "/out", dir + "/err")
-                  .ok());
+  ASSERT_TRUE(
+      worker
+          .Start({RunfilePath("worker/worker"), "--coordinator=127.0.0.1:1", "--data_dir=" + dir},
+                 dir + "/out", dir + "/err")
+          .ok());
   EXPECT_EQ(*worker.Wait(absl::Seconds(30)), 1);
   const std::string err = ReadFileOrEmpty(dir + "/err");
   EXPECT_NE(err.find("train-images-idx3-ubyte.gz"), std::string::npos) << err;
@@ -206,9 +201,9 @@ TEST(PsServerTest, BadFlag_ExitsWithMessage) {
   const std::string dir = TestDir("bad_flag");
   for (const char* flag : {"--mode=bogus", "--mode=ssp:x", "--worker_timeout=0"}) {
     Subprocess ps;
-    ASSERT_TRUE(ps.Start({RunfilePath("server/ps_server"), "--port=0", flag},
-                         dir + "/out", dir + "/err")
-                    .ok());
+    ASSERT_TRUE(
+        ps.Start({RunfilePath("server/ps_server"), "--port=0", flag}, dir + "/out", dir + "/err")
+            .ok());
     EXPECT_EQ(*ps.Wait(absl::Seconds(30)), 2) << flag;
     EXPECT_FALSE(ReadFileOrEmpty(dir + "/err").empty()) << flag;
   }
@@ -255,8 +250,7 @@ TEST(ReflectionTest, GrpcurlChecksHealthAndDescribesServicesWithoutProtoFiles) {
                               "fulcrum.ShardRegistry", "grpc.health.v1.Health"}) {
     EXPECT_NE(services.find(service), std::string::npos) << services;
   }
-  const std::string status =
-      run({c.address(), "fulcrum.Coordinator/GetStatus"}, "status");
+  const std::string status = run({c.address(), "fulcrum.Coordinator/GetStatus"}, "status");
   EXPECT_NE(status.find("WAITING_FOR_WORKERS"), std::string::npos) << status;
 }
 

@@ -19,9 +19,13 @@ constexpr absl::Duration kJobTimeout = absl::Minutes(3);
 // noticed within seconds. A short per-step delay stretches an epoch to about a
 // second, leaving time to act mid-epoch.
 std::vector<std::string> ServerFlags(const std::string& mode, int num_workers = 3) {
-  return {"--model=softmax", "--mode=" + mode, "--epochs=2",
-          absl::StrCat("--num_workers=", num_workers), "--partitions_per_worker=4",
-          "--heartbeat_interval=0.2", "--worker_timeout=2"};
+  return {"--model=softmax",
+          "--mode=" + mode,
+          "--epochs=2",
+          absl::StrCat("--num_workers=", num_workers),
+          "--partitions_per_worker=4",
+          "--heartbeat_interval=0.2",
+          "--worker_timeout=2"};
 }
 
 const std::vector<std::string> kSteady = {"--debug_step_delay_ms=2"};
@@ -51,8 +55,8 @@ TEST_P(KillTest, WorkerKilledMidEpoch_JobFinishesEachPartitionOnce) {
   absl::StatusOr<JobStatus> before = c.WaitFor(
       [](const JobStatus& s) {
         const WorkerStatus* v = FindWorker(s, "victim");
-        return v != nullptr && v->partitions_completed() >= 1 &&
-               v->state() == ACTIVE && s.epoch() == 0;
+        return v != nullptr && v->partitions_completed() >= 1 && v->state() == ACTIVE &&
+               s.epoch() == 0;
       },
       absl::Seconds(60));
   ASSERT_TRUE(before.ok()) << before.status();
@@ -60,24 +64,22 @@ TEST_P(KillTest, WorkerKilledMidEpoch_JobFinishesEachPartitionOnce) {
   ASSERT_EQ(*c.WaitWorker(victim, absl::Seconds(10)), 128 + SIGKILL);
 
   // The coordinator notices, and the lease goes back to the pool.
-  absl::StatusOr<JobStatus> noticed = c.WaitFor(
-      [](const JobStatus& s) { return FindWorker(s, "victim")->state() == DEAD; },
-      absl::Seconds(20));
+  absl::StatusOr<JobStatus> noticed =
+      c.WaitFor([](const JobStatus& s) { return FindWorker(s, "victim")->state() == DEAD; },
+                absl::Seconds(20));
   ASSERT_TRUE(noticed.ok()) << noticed.status();
 
   JobStatus status = c.FinishJob({a, b}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   EXPECT_EQ(FindWorker(status, "victim")->state(), DEAD);
   EXPECT_GE(status.dead_workers(), 1u);
-  EXPECT_NEAR(status.last_eval().test_accuracy(), baseline, 0.01)
-      << "undisturbed " << baseline;
+  EXPECT_NEAR(status.last_eval().test_accuracy(), baseline, 0.01) << "undisturbed " << baseline;
   EXPECT_TRUE(status.last_eval().final());
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, KillTest, ::testing::Values("sync", "async", "ssp:2"),
                          [](const auto& info) {
-                           return info.param == "ssp:2" ? std::string("ssp2")
-                                                        : info.param;
+                           return info.param == "ssp:2" ? std::string("ssp2") : info.param;
                          });
 
 TEST(MembershipTest, WorkerJoiningMidJob_GetsPartitionsAndJobFinishes) {
@@ -85,9 +87,8 @@ TEST(MembershipTest, WorkerJoiningMidJob_GetsPartitionsAndJobFinishes) {
   ASSERT_TRUE(c.StartServer(ServerFlags("sync", /*num_workers=*/2)).ok());
   const int a = *c.StartWorker("a", kSteady);
   const int b = *c.StartWorker("b", kSteady);
-  ASSERT_TRUE(c.WaitFor([](const JobStatus& s) { return s.examples_seen() > 0; },
-                        absl::Seconds(60))
-                  .ok());
+  ASSERT_TRUE(
+      c.WaitFor([](const JobStatus& s) { return s.examples_seen() > 0; }, absl::Seconds(60)).ok());
   const int late = *c.StartWorker("late", kSteady);
   JobStatus status = c.FinishJob({a, b, late}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
@@ -122,11 +123,9 @@ TEST_P(StragglerTest, TenTimesSlowerWorker_TakesFewerPartitionsOrJobCompletes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, StragglerTest,
-                         ::testing::Values("sync", "async", "ssp:2"),
+INSTANTIATE_TEST_SUITE_P(Modes, StragglerTest, ::testing::Values("sync", "async", "ssp:2"),
                          [](const auto& info) {
-                           return info.param == "ssp:2" ? std::string("ssp2")
-                                                        : info.param;
+                           return info.param == "ssp:2" ? std::string("ssp2") : info.param;
                          });
 
 TEST(MembershipTest, FrozenWorkerDeclaredDead_RegistersAgainAfterThaw) {
@@ -143,18 +142,15 @@ TEST(MembershipTest, FrozenWorkerDeclaredDead_RegistersAgainAfterThaw) {
                   .ok());
   c.worker(frozen).Signal(SIGSTOP);
   // Silent past the timeout: dead, and its partition goes to the other.
-  ASSERT_TRUE(c.WaitFor(
-                   [](const JobStatus& s) {
-                     return FindWorker(s, "frozen")->state() == DEAD;
-                   },
-                   absl::Seconds(20))
+  ASSERT_TRUE(c.WaitFor([](const JobStatus& s) { return FindWorker(s, "frozen")->state() == DEAD; },
+                        absl::Seconds(20))
                   .ok());
   c.worker(frozen).Signal(SIGCONT);
   // Its next heartbeat or call gets FAILED_PRECONDITION: it registers again
   // under the same name and works on.
-  absl::StatusOr<JobStatus> back = c.WaitFor(
-      [](const JobStatus& s) { return FindWorker(s, "frozen", true) != nullptr; },
-      absl::Seconds(30));
+  absl::StatusOr<JobStatus> back =
+      c.WaitFor([](const JobStatus& s) { return FindWorker(s, "frozen", true) != nullptr; },
+                absl::Seconds(30));
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << c.WorkerLog(frozen);
   JobStatus status = c.FinishJob({a, frozen}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
@@ -169,13 +165,12 @@ TEST(MembershipTest, PsctlStop_WorkersExitZeroAndJobStopped) {
   ASSERT_TRUE(c.StartServer(flags).ok());
   const int a = *c.StartWorker("a", kSteady);
   const int b = *c.StartWorker("b", kSteady);
-  ASSERT_TRUE(c.WaitFor([](const JobStatus& s) { return s.examples_seen() > 0; },
-                        absl::Seconds(60))
-                  .ok());
+  ASSERT_TRUE(
+      c.WaitFor([](const JobStatus& s) { return s.examples_seen() > 0; }, absl::Seconds(60)).ok());
   Subprocess psctl;
-  ASSERT_TRUE(psctl.Start({RunfilePath("tools/psctl"), "stop",
-                           "--coordinator=" + c.address()},
-                          c.dir() + "/stop.out", c.dir() + "/stop.err")
+  ASSERT_TRUE(psctl
+                  .Start({RunfilePath("tools/psctl"), "stop", "--coordinator=" + c.address()},
+                         c.dir() + "/stop.out", c.dir() + "/stop.err")
                   .ok());
   ASSERT_EQ(*psctl.Wait(absl::Seconds(30)), 0) << ReadFileOrEmpty(c.dir() + "/stop.err");
   for (int i : {a, b}) {

@@ -13,11 +13,11 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "tests/wait.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
 #include "server/ps_server.h"
+#include "tests/wait.h"
 
 namespace fulcrum {
 namespace {
@@ -48,9 +48,8 @@ class ParameterServiceTest : public ::testing::Test {
     server_ = std::move(*server);
     ASSERT_TRUE(server_->Start().ok());
     ASSERT_GT(server_->bound_port(), 0);
-    channel_ = grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", server_->bound_port()),
-        grpc::InsecureChannelCredentials());
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->bound_port()),
+                                   grpc::InsecureChannelCredentials());
     ps_ = ParameterService::NewStub(channel_);
     coordinator_ = Coordinator::NewStub(channel_);
   }
@@ -82,8 +81,8 @@ class ParameterServiceTest : public ::testing::Test {
     request.set_coordinator_incarnation(server_->incarnation());
     AcquirePartitionResponse response;
     grpc::Status s = coordinator_->AcquirePartition(&context, request, &response);
-    if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                                     s.error_message());
+    if (!s.ok())
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
     return response;
   }
 
@@ -103,8 +102,8 @@ class ParameterServiceTest : public ::testing::Test {
   }
 
   grpc::Status Push(uint64_t worker, const std::string& tensor, uint64_t offset,
-                    const std::vector<float>& values, int64_t clock = 0,
-                    uint64_t length = 0, uint64_t request_id = 0) {
+                    const std::vector<float>& values, int64_t clock = 0, uint64_t length = 0,
+                    uint64_t request_id = 0) {
     PushRequest request;
     request.mutable_header()->set_worker_id(worker);
     request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
@@ -126,9 +125,8 @@ class ParameterServiceTest : public ::testing::Test {
     return ps_->Push(&context, request, &response);
   }
 
-  grpc::Status Pull(uint64_t worker, const std::string& tensor, uint64_t offset,
-                    uint64_t length, std::vector<float>* out,
-                    int64_t clock = -1, int timeout_ms = 5000,
+  grpc::Status Pull(uint64_t worker, const std::string& tensor, uint64_t offset, uint64_t length,
+                    std::vector<float>* out, int64_t clock = -1, int timeout_ms = 5000,
                     PullResponse* response_out = nullptr) {
     PullRequest request;
     request.mutable_header()->set_worker_id(worker);
@@ -139,16 +137,14 @@ class ParameterServiceTest : public ::testing::Test {
     slice->set_offset(offset);
     slice->set_length(length);
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::milliseconds(timeout_ms));
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
     PullResponse response;
     grpc::Status s = ps_->Pull(&context, request, &response);
     if (s.ok()) {
       EXPECT_EQ(response.dense_size(), 1);
       out->resize(length);
-      EXPECT_TRUE(DecodeFloat32(response.dense(0).encoding(),
-                                response.dense(0).data(), absl::MakeSpan(*out),
-                                false)
+      EXPECT_TRUE(DecodeFloat32(response.dense(0).encoding(), response.dense(0).data(),
+                                absl::MakeSpan(*out), false)
                       .ok());
       if (response_out) *response_out = response;
     }
@@ -215,8 +211,7 @@ TEST_F(ParameterServiceTest, SliceOutsideTensor_InvalidArgumentNothingChanged) {
   EXPECT_EQ(Push(id, "w", kElements - 2, {1, 1, 1}).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   std::vector<float> out;
-  EXPECT_EQ(Pull(id, "w", kElements, 1, &out).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Pull(id, "w", kElements, 1, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   // A huge pull is refused before anything is allocated.
   EXPECT_EQ(Pull(id, "w", 0, uint64_t{1} << 40, &out).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
@@ -289,13 +284,10 @@ TEST_F(ParameterServiceTest, UnsupportedEncoding_InvalidArgument) {
 TEST_F(ParameterServiceTest, UnregisteredWorker_FailedPrecondition) {
   StartServer(ASYNC, 1);
   const uint64_t id = RegisterWorker();
-  EXPECT_EQ(Push(id + 100, "w", 0, {1.0f}).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Push(id + 100, "w", 0, {1.0f}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   std::vector<float> out;
-  EXPECT_EQ(Pull(id + 100, "w", 0, 1, &out).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_EQ(Push(0, "w", 0, {1.0f}).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Pull(id + 100, "w", 0, 1, &out).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Push(0, "w", 0, {1.0f}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(PullW(id), std::vector<float>(kElements, 0.0f));
 
   grpc::ClientContext context;
@@ -330,8 +322,7 @@ TEST_F(ParameterServiceTest, Stop_JobStoppedAndWorkersToldDone) {
   grpc::ClientContext status_context;
   status_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   JobStatus status;
-  ASSERT_TRUE(
-      coordinator_->GetStatus(&status_context, GetStatusRequest(), &status).ok());
+  ASSERT_TRUE(coordinator_->GetStatus(&status_context, GetStatusRequest(), &status).ok());
   EXPECT_EQ(status.state(), STOPPED);
 }
 
@@ -388,8 +379,7 @@ TEST_F(ParameterServiceTest, OversizedMessage_ResourceExhausted) {
   // builds it (the message names the server's flag, not gRPC's limit).
   grpc::Status big = Pull(id, "w", 0, kElements, &out);
   EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_NE(big.error_message().find("--max_message_mb"), std::string::npos)
-      << big.error_message();
+  EXPECT_NE(big.error_message().find("--max_message_mb"), std::string::npos) << big.error_message();
 }
 
 TEST_F(ParameterServiceTest, ManyThreadsPushing_NoUpdateLost) {
@@ -444,8 +434,7 @@ TEST_F(ParameterServiceTest, Sync_PullWaitsForRoundThenSeesMean) {
   EXPECT_EQ(out, std::vector<float>(kElements, -2.0f));
   EXPECT_EQ(response.header().round(), 1);
   // A push for a round already past is refused.
-  EXPECT_EQ(Push(a, "w", 0, {1.0f}, 0).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Push(a, "w", 0, {1.0f}, 0).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 // A PushPull of one gradient on "w"[0, n) and a read of the same range.
@@ -474,17 +463,15 @@ PushPullRequest MakePushPull(const WorkerIdentity& worker, const std::vector<flo
 
 std::vector<float> PulledValues(const PushPullResponse& response) {
   std::vector<float> out(response.pull().dense(0).slice().length());
-  EXPECT_TRUE(DecodeFloat32(FLOAT32, response.pull().dense(0).data(), absl::MakeSpan(out),
-                            false)
-                  .ok());
+  EXPECT_TRUE(
+      DecodeFloat32(FLOAT32, response.pull().dense(0).data(), absl::MakeSpan(out), false).ok());
   return out;
 }
 
 grpc::Status CallPushPull(ParameterService::Stub* ps, const PushPullRequest& request,
                           PushPullResponse* response, int timeout_ms = 5000) {
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(timeout_ms));
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
   return ps->PushPull(&context, request, response);
 }
 
@@ -492,14 +479,14 @@ TEST_F(ParameterServiceTest, PushPull_Async_ReplyHoldsTheValuesAfterThePush) {
   StartServer(ASYNC, 1);
   const uint64_t id = RegisterWorker();
   PushPullResponse response;
-  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(Me(id), {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
-                  .ok());
+  ASSERT_TRUE(
+      CallPushPull(ps_.get(), MakePushPull(Me(id), {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response).ok());
   EXPECT_EQ(PulledValues(response), (std::vector<float>{-1.0f, -2.0f, -3.0f}));
   EXPECT_EQ(response.push_header().version(), 1);
   EXPECT_EQ(response.pull().header().version(), 1);
   // A retry with the same request id (its reply was lost) is applied once.
-  ASSERT_TRUE(CallPushPull(ps_.get(), MakePushPull(Me(id), {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response)
-                  .ok());
+  ASSERT_TRUE(
+      CallPushPull(ps_.get(), MakePushPull(Me(id), {1.0f, 2.0f, 3.0f}, 0, -1, 7), &response).ok());
   EXPECT_EQ(PulledValues(response), (std::vector<float>{-1.0f, -2.0f, -3.0f}));
   EXPECT_EQ(server_->shard()->stats().pushes, 1);
 }
@@ -512,9 +499,8 @@ TEST_F(ParameterServiceTest, PushPull_Sync_WaitsForTheRoundItsPushCloses) {
   // a pushes round 0 and asks for round 1, which needs b's push too.
   grpc::Status a_status;
   std::thread a_call([&] {
-    a_status = CallPushPull(ps_.get(), MakePushPull(Me(a), std::vector<float>(kElements, 1.0f), 0,
-                                                    1, 1),
-                            &first);
+    a_status = CallPushPull(
+        ps_.get(), MakePushPull(Me(a), std::vector<float>(kElements, 1.0f), 0, 1, 1), &first);
   });
   // a's push is in, and its pull waits for the round.
   ASSERT_TRUE(WaitUntil([&] { return server_->shard()->stats().waiting_pulls == 1; }));
@@ -643,8 +629,7 @@ class StaleWorkerServiceTest : public ParameterServiceTest {
 
   void ExpectRefusedAndNothingChanged(const grpc::Status& s) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
-    EXPECT_NE(s.error_message().find("register again"), std::string::npos)
-        << s.error_message();
+    EXPECT_NE(s.error_message().find("register again"), std::string::npos) << s.error_message();
     JobStatus status;
     ASSERT_TRUE(coordinator_->GetStatus(Context(), GetStatusRequest(), &status).ok());
     EXPECT_EQ(status.round(), 0);
@@ -691,8 +676,7 @@ TEST_F(StaleWorkerServiceTest, Push) {
 TEST_F(StaleWorkerServiceTest, PushPull) {
   PushPullResponse response;
   ExpectRefusedAndNothingChanged(CallPushPull(
-      ps_.get(), MakePushPull(stale_, std::vector<float>(kElements, 5.0f), 0, -1, 9),
-      &response));
+      ps_.get(), MakePushPull(stale_, std::vector<float>(kElements, 5.0f), 0, -1, 9), &response));
 }
 
 TEST_F(StaleWorkerServiceTest, Heartbeat) {
@@ -745,8 +729,7 @@ TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {
 TEST(ParameterServerTest, UnknownModel_CreateFails) {
   ServerOptions options;
   options.job.set_model("resnet");
-  EXPECT_EQ(ParameterServer::Create(options).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ParameterServer::Create(options).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

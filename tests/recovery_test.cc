@@ -18,12 +18,11 @@ namespace {
 constexpr absl::Duration kJobTimeout = absl::Minutes(3);
 
 std::vector<std::string> JobFlags(const std::string& mode) {
-  return {"--model=softmax", "--mode=" + mode, "--epochs=3", "--num_workers=2",
-          "--heartbeat_interval=0.2", "--worker_timeout=2"};
+  return {"--model=softmax", "--mode=" + mode,           "--epochs=3",
+          "--num_workers=2", "--heartbeat_interval=0.2", "--worker_timeout=2"};
 }
 
-const std::vector<std::string> kWorkerFlags = {"--debug_step_delay_ms=2",
-                                               "--max_backoff=0.5",
+const std::vector<std::string> kWorkerFlags = {"--debug_step_delay_ms=2", "--max_backoff=0.5",
                                                "--max_retries=40"};
 
 class KillServerTest : public ::testing::TestWithParam<std::string> {};
@@ -47,8 +46,8 @@ TEST_P(KillServerTest, KilledAndRestarted_WorkersReconnectAndJobFinishes) {
   const int a = *c.StartWorker("a", kWorkerFlags);
   const int b = *c.StartWorker("b", kWorkerFlags);
   // Mid-job: into the second epoch, with a checkpoint taken since then.
-  absl::StatusOr<JobStatus> second_epoch = c.WaitFor(
-      [](const JobStatus& s) { return s.epoch() >= 1; }, absl::Seconds(60));
+  absl::StatusOr<JobStatus> second_epoch =
+      c.WaitFor([](const JobStatus& s) { return s.epoch() >= 1; }, absl::Seconds(60));
   ASSERT_TRUE(second_epoch.ok()) << second_epoch.status();
   const int64_t boundary = second_epoch->round();
   absl::StatusOr<JobStatus> before = c.WaitFor(
@@ -71,8 +70,7 @@ TEST_P(KillServerTest, KilledAndRestarted_WorkersReconnectAndJobFinishes) {
   JobStatus status = c.FinishJob({a, b}, kJobTimeout);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
   EXPECT_TRUE(status.has_restored_from());
-  EXPECT_NEAR(status.last_eval().test_accuracy(), baseline, 0.01)
-      << "undisturbed " << baseline;
+  EXPECT_NEAR(status.last_eval().test_accuracy(), baseline, 0.01) << "undisturbed " << baseline;
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, KillServerTest, ::testing::Values("sync", "async"));
@@ -85,18 +83,21 @@ INSTANTIATE_TEST_SUITE_P(Modes, KillServerTest, ::testing::Values("sync", "async
 // forever.
 TEST(RecoveryTest, KilledBeforeTheJobStarted_WorkersOfTheDeadProcessRegisterAgain) {
   LocalCluster c("reused_ids");
-  const std::vector<std::string> flags = {
-      "--model=softmax", "--mode=sync", "--epochs=1", "--num_workers=3",
-      "--heartbeat_interval=0.2", "--worker_timeout=2",
-      "--checkpoint_dir=" + c.dir() + "/ckpt", "--checkpoint_every=1s"};
+  const std::vector<std::string> flags = {"--model=softmax",
+                                          "--mode=sync",
+                                          "--epochs=1",
+                                          "--num_workers=3",
+                                          "--heartbeat_interval=0.2",
+                                          "--worker_timeout=2",
+                                          "--checkpoint_dir=" + c.dir() + "/ckpt",
+                                          "--checkpoint_every=1s"};
   ASSERT_TRUE(c.StartServer(flags).ok());
   const int a = *c.StartWorker("a", kWorkerFlags);
-  ASSERT_TRUE(c.WaitFor([](const JobStatus& s) { return s.live_workers() == 1; },
-                        absl::Seconds(30))
-                  .ok());
+  ASSERT_TRUE(
+      c.WaitFor([](const JobStatus& s) { return s.live_workers() == 1; }, absl::Seconds(30)).ok());
   const int b = *c.StartWorker("b", kWorkerFlags);
-  absl::StatusOr<JobStatus> waiting = c.WaitFor(
-      [](const JobStatus& s) { return s.live_workers() == 2; }, absl::Seconds(30));
+  absl::StatusOr<JobStatus> waiting =
+      c.WaitFor([](const JobStatus& s) { return s.live_workers() == 2; }, absl::Seconds(30));
   ASSERT_TRUE(waiting.ok()) << waiting.status();
   ASSERT_EQ(waiting->state(), WAITING_FOR_WORKERS);
   ASSERT_EQ(FindWorker(*waiting, "a")->worker_id(), 1u);
@@ -136,8 +137,8 @@ TEST(RecoveryTest, KilledDuringCheckpointWrite_PreviousCheckpointLoaded) {
   ASSERT_TRUE(c.StartServer(slow).ok());
   const int a = *c.StartWorker("a", kWorkerFlags);
   ASSERT_TRUE(c.StartWorker("b", kWorkerFlags).ok());
-  absl::StatusOr<JobStatus> first = c.WaitFor(
-      [](const JobStatus& s) { return s.has_last_checkpoint(); }, absl::Seconds(60));
+  absl::StatusOr<JobStatus> first =
+      c.WaitFor([](const JobStatus& s) { return s.has_last_checkpoint(); }, absl::Seconds(60));
   ASSERT_TRUE(first.ok()) << first.status();
   const uint64_t complete = first->last_checkpoint().sequence();
   // Wait until the next checkpoint's folder exists, half written.
@@ -171,9 +172,9 @@ TEST(RecoveryTest, PsctlCheckpoint_WritesOneNowOrSaysWhyNot) {
   flags.push_back("--checkpoint_dir=" + c.dir() + "/ckpt");
   ASSERT_TRUE(c.StartServer(flags).ok());
   Subprocess psctl;
-  ASSERT_TRUE(psctl.Start({RunfilePath("tools/psctl"), "checkpoint",
-                           "--coordinator=" + c.address()},
-                          c.dir() + "/out", c.dir() + "/err")
+  ASSERT_TRUE(psctl
+                  .Start({RunfilePath("tools/psctl"), "checkpoint", "--coordinator=" + c.address()},
+                         c.dir() + "/out", c.dir() + "/err")
                   .ok());
   ASSERT_EQ(*psctl.Wait(absl::Seconds(30)), 0) << ReadFileOrEmpty(c.dir() + "/err");
   EXPECT_NE(ReadFileOrEmpty(c.dir() + "/out").find("ckpt-000000001"), std::string::npos);
@@ -181,13 +182,13 @@ TEST(RecoveryTest, PsctlCheckpoint_WritesOneNowOrSaysWhyNot) {
 
   LocalCluster none("no_dir");
   ASSERT_TRUE(none.StartServer(JobFlags("sync")).ok());
-  ASSERT_TRUE(psctl.Start({RunfilePath("tools/psctl"), "checkpoint",
-                           "--coordinator=" + none.address()},
-                          none.dir() + "/out", none.dir() + "/err")
-                  .ok());
+  ASSERT_TRUE(
+      psctl
+          .Start({RunfilePath("tools/psctl"), "checkpoint", "--coordinator=" + none.address()},
+                 none.dir() + "/out", none.dir() + "/err")
+          .ok());
   EXPECT_EQ(*psctl.Wait(absl::Seconds(30)), 1);
-  EXPECT_NE(ReadFileOrEmpty(none.dir() + "/err").find("FAILED_PRECONDITION"),
-            std::string::npos);
+  EXPECT_NE(ReadFileOrEmpty(none.dir() + "/err").find("FAILED_PRECONDITION"), std::string::npos);
 }
 
 TEST(RecoveryTest, RestoreOfAnotherJob_ServerRefusesToStart) {
@@ -196,21 +197,21 @@ TEST(RecoveryTest, RestoreOfAnotherJob_ServerRefusesToStart) {
   flags.push_back("--checkpoint_dir=" + c.dir() + "/ckpt");
   ASSERT_TRUE(c.StartServer(flags).ok());
   Subprocess psctl;
-  ASSERT_TRUE(psctl.Start({RunfilePath("tools/psctl"), "checkpoint",
-                           "--coordinator=" + c.address()},
-                          c.dir() + "/out", c.dir() + "/err")
+  ASSERT_TRUE(psctl
+                  .Start({RunfilePath("tools/psctl"), "checkpoint", "--coordinator=" + c.address()},
+                         c.dir() + "/out", c.dir() + "/err")
                   .ok());
   ASSERT_EQ(*psctl.Wait(absl::Seconds(30)), 0);
   c.server().Signal(SIGTERM);
   ASSERT_TRUE(c.server().Wait(absl::Seconds(30)).ok());
   Subprocess other;
-  ASSERT_TRUE(other.Start({RunfilePath("server/ps_server"), "--port=0", "--model=mlp",
-                           "--checkpoint_dir=" + c.dir() + "/ckpt"},
-                          c.dir() + "/other.out", c.dir() + "/other.err")
+  ASSERT_TRUE(other
+                  .Start({RunfilePath("server/ps_server"), "--port=0", "--model=mlp",
+                          "--checkpoint_dir=" + c.dir() + "/ckpt"},
+                         c.dir() + "/other.out", c.dir() + "/other.err")
                   .ok());
   EXPECT_EQ(*other.Wait(absl::Seconds(30)), 2);
-  EXPECT_NE(ReadFileOrEmpty(c.dir() + "/other.err").find("--restore=none"),
-            std::string::npos)
+  EXPECT_NE(ReadFileOrEmpty(c.dir() + "/other.err").find("--restore=none"), std::string::npos)
       << ReadFileOrEmpty(c.dir() + "/other.err");
 }
 

@@ -4,17 +4,17 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/health_check.h"
 #include "common/payload.h"
-#include "absl/synchronization/notification.h"
 #include "google/protobuf/descriptor.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
 #include "server/ps_server.h"
 #include "tests/cluster.h"
@@ -83,8 +83,8 @@ class SecurityTest : public ::testing::Test {
   // GetStatus through a channel with `creds` and optionally a token.
   grpc::Status Status(std::shared_ptr<grpc::ChannelCredentials> creds,
                       const std::string& token = "") {
-    auto stub = Coordinator::NewStub(grpc::CreateChannel(
-        absl::StrCat("localhost:", server_->bound_port()), creds));
+    auto stub = Coordinator::NewStub(
+        grpc::CreateChannel(absl::StrCat("localhost:", server_->bound_port()), creds));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     AttachToken(token, &context);
@@ -186,10 +186,10 @@ TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
 
 TEST_F(SecurityTest, Token_HealthServiceStaysOpen) {
   StartServer(false, false, /*token=*/true);
-  absl::Status serving = CheckServing(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->bound_port()),
-                          grpc::InsecureChannelCredentials()),
-      absl::Seconds(5));
+  absl::Status serving =
+      CheckServing(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->bound_port()),
+                                       grpc::InsecureChannelCredentials()),
+                   absl::Seconds(5));
   EXPECT_TRUE(serving.ok()) << serving;
 }
 
@@ -204,11 +204,10 @@ grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::s
   grpc::ByteBuffer request(&empty, 1), response;
   absl::Notification done;
   grpc::Status status;
-  stub.UnaryCall(&context, path, grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   status = std::move(s);
-                   done.Notify();
-                 });
+  stub.UnaryCall(&context, path, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
   done.WaitForNotification();
   return status;
 }
@@ -226,8 +225,7 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
   absl::StatusOr<std::unique_ptr<ParameterServer>> coordinator = ParameterServer::Create(options);
   ASSERT_TRUE(coordinator.ok()) << coordinator.status();
   ASSERT_TRUE((*coordinator)->Start().ok());
-  const std::string coordinator_address =
-      absl::StrCat("127.0.0.1:", (*coordinator)->bound_port());
+  const std::string coordinator_address = absl::StrCat("127.0.0.1:", (*coordinator)->bound_port());
   ServerOptions shard_options = options;
   shard_options.shard_index = 1;
   shard_options.coordinator_address = coordinator_address;
@@ -267,7 +265,8 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
     // The standard health service needs no token.
     EXPECT_TRUE(CheckServing(channel, absl::Seconds(10)).ok()) << server.address;
   }
-  EXPECT_EQ(methods, 9 + 3 + 1 + 3 + 2);  // Coordinator, ParameterService x2, ShardRegistry, ShardControl
+  EXPECT_EQ(methods,
+            9 + 3 + 1 + 3 + 2);  // Coordinator, ParameterService x2, ShardRegistry, ShardControl
   // No handler ran: nobody registered, nothing was pushed, nobody stopped
   // the job.
   JobStatus status = (*coordinator)->coordinator()->GetStatus();
@@ -301,9 +300,8 @@ TEST_F(SecurityTest, Processes_MutualTlsAndToken_JobRunsAndSecretsStayOut) {
   flags.insert(flags.end(), tls_server.begin(), tls_server.end());
   ASSERT_TRUE(c.StartServer(flags).ok());
   const std::vector<std::string> client = {
-      "--tls_ca=" + F("ca.pem"), "--tls_cert=" + F("client.pem"),
-      "--tls_key=" + F("client.key"), "--tls_server_name=localhost",
-      "--auth_token_file=" + F("token")};
+      "--tls_ca=" + F("ca.pem"), "--tls_cert=" + F("client.pem"), "--tls_key=" + F("client.key"),
+      "--tls_server_name=localhost", "--auth_token_file=" + F("token")};
   const int a = *c.StartWorker("a", client);
   const int b = *c.StartWorker("b", client);
   for (int i : {a, b}) {
@@ -327,9 +325,8 @@ TEST_F(SecurityTest, Processes_MutualTlsAndToken_JobRunsAndSecretsStayOut) {
   EXPECT_NE(c.WorkerLog(intruder).find("UNAUTHENTICATED"), std::string::npos)
       << c.WorkerLog(intruder);
   // The token appears in no log and no status.
-  for (const std::string& text :
-       {status, c.ServerLog(), c.ServerOut(), c.WorkerLog(a), c.WorkerLog(b),
-        c.WorkerLog(intruder)}) {
+  for (const std::string& text : {status, c.ServerLog(), c.ServerOut(), c.WorkerLog(a),
+                                  c.WorkerLog(b), c.WorkerLog(intruder)}) {
     EXPECT_EQ(text.find(kToken), std::string::npos);
   }
 }

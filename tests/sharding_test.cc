@@ -12,8 +12,8 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
 #include "tests/cluster.h"
 
@@ -62,18 +62,17 @@ grpc::Status ReadRow(ParameterService::Stub* ps, const WorkerIdentity& worker, u
   PullResponse response;
   grpc::Status s = ps->Pull(&c, pull, &response);
   if (s.ok()) {
-    EXPECT_TRUE(DecodeFloat32(FLOAT32, response.sparse(0).data(),
-                              absl::MakeSpan(value, 1), false)
-                    .ok());
+    EXPECT_TRUE(
+        DecodeFloat32(FLOAT32, response.sparse(0).data(), absl::MakeSpan(value, 1), false).ok());
   }
   return s;
 }
 
 TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
   LocalCluster c("wrong_shard");
-  ASSERT_TRUE(c.StartServer({"--model=sparse_lr", "--mode=async", "--num_workers=1",
-                             "--num_shards=2"})
-                  .ok())
+  ASSERT_TRUE(
+      c.StartServer({"--model=sparse_lr", "--mode=async", "--num_workers=1", "--num_shards=2"})
+          .ok())
       << c.ServerLog();
   ASSERT_TRUE(c.StartShard(1, 2).ok());
   auto coordinator =
@@ -138,8 +137,8 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
     PushResponse response;
     s = shard0->Push(&ctx, SparsePush(id, 1, {mine, theirs}), &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_TRUE(absl::StrContains(s.error_message(),
-                                  absl::StrCat("key ", theirs, " of sparse table lr/w is on shard 1")))
+    EXPECT_TRUE(absl::StrContains(
+        s.error_message(), absl::StrCat("key ", theirs, " of sparse table lr/w is on shard 1")))
         << s.error_message();
   }
   // Nothing of the refused push was applied: the row it shared with the
@@ -178,10 +177,10 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
 
 TEST(ShardingTest, TwoShardsSync_ShardKilledMidJob_RestoresItsPartAndTheJobFinishes) {
   LocalCluster c("shard_restore");
-  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=sync", "--num_workers=2",
-                             "--num_shards=2", "--epochs=8", "--checkpoint_dir=" + c.dir() + "/ck0",
-                             "--checkpoint_every=1s"})
-                  .ok());
+  ASSERT_TRUE(
+      c.StartServer({"--model=softmax", "--mode=sync", "--num_workers=2", "--num_shards=2",
+                     "--epochs=8", "--checkpoint_dir=" + c.dir() + "/ck0", "--checkpoint_every=1s"})
+          .ok());
   ASSERT_TRUE(c.StartShard(1, 2, {"--checkpoint_dir=" + c.dir() + "/ck1"}).ok());
   const int a = *c.StartWorker("a", {"--debug_step_delay_ms=1"});
   const int b = *c.StartWorker("b", {"--debug_step_delay_ms=1"});

@@ -25,8 +25,8 @@ TEST(SparseLrTest, ThreeShardsTwoWorkersFtrl_AucWithinPoint01OfTrueModel) {
                   .ok());
   ASSERT_EQ(*gen.Wait(absl::Minutes(2)), 0) << ReadFileOrEmpty(c.dir() + "/gen.err");
   double true_auc = 0;
-  ASSERT_TRUE(absl::SimpleAtod(
-      absl::StripAsciiWhitespace(ReadFileOrEmpty(data + "/true_auc.txt")), &true_auc));
+  ASSERT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(ReadFileOrEmpty(data + "/true_auc.txt")),
+                               &true_auc));
 
   ASSERT_TRUE(c.StartServer({"--model=sparse_lr", "--mode=async", "--num_workers=2",
                              "--num_shards=3", "--exit_when_done"})

@@ -10,8 +10,8 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
 #include "server/ps_server.h"
 #include "tests/subprocess.h"
@@ -71,9 +71,8 @@ class SparseServiceTest : public ::testing::Test {
     }
   }
 
-  grpc::Status Pull(uint64_t worker, const std::vector<uint64_t>& keys,
-                    std::vector<float>* rows, const std::string& table = "emb",
-                    int64_t clock = -1) {
+  grpc::Status Pull(uint64_t worker, const std::vector<uint64_t>& keys, std::vector<float>* rows,
+                    const std::string& table = "emb", int64_t clock = -1) {
     PullRequest request;
     request.mutable_header()->set_worker_id(worker);
     request.mutable_header()->set_coordinator_incarnation(server_->incarnation());
@@ -89,16 +88,15 @@ class SparseServiceTest : public ::testing::Test {
       EXPECT_EQ(response.sparse_size(), 1);
       EXPECT_EQ(response.sparse(0).keys_size(), static_cast<int>(keys.size()));
       rows->resize(keys.size() * 2);
-      EXPECT_TRUE(DecodeFloat32(FLOAT32, response.sparse(0).data(), absl::MakeSpan(*rows),
-                                false)
-                      .ok());
+      EXPECT_TRUE(
+          DecodeFloat32(FLOAT32, response.sparse(0).data(), absl::MakeSpan(*rows), false).ok());
     }
     return s;
   }
 
   grpc::Status Push(uint64_t worker, const std::vector<uint64_t>& keys,
-                    const std::vector<float>& grads, int64_t clock = 0,
-                    bool with_dense = false, const std::string& table = "emb") {
+                    const std::vector<float>& grads, int64_t clock = 0, bool with_dense = false,
+                    const std::string& table = "emb") {
     PushRequest request;
     request.mutable_header()->set_worker_id(worker);
     request.mutable_header()->set_coordinator_incarnation(server_->incarnation());

@@ -27,8 +27,7 @@ Subprocess::~Subprocess() {
   }
 }
 
-absl::Status Subprocess::Start(const std::vector<std::string>& argv,
-                               const std::string& stdout_path,
+absl::Status Subprocess::Start(const std::vector<std::string>& argv, const std::string& stdout_path,
                                const std::string& stderr_path) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -74,8 +73,7 @@ void Subprocess::Signal(int sig) {
 std::string RunfilePath(const std::string& relative) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir ? srcdir : ".", "/",
-                      workspace ? workspace : "fulcrum", "/", relative);
+  return absl::StrCat(srcdir ? srcdir : ".", "/", workspace ? workspace : "fulcrum", "/", relative);
 }
 
 std::string TestDir(const std::string& name) {
@@ -92,13 +90,11 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return ss.str();
 }
 
-absl::StatusOr<int> WaitForPortFile(const std::string& path,
-                                    absl::Duration timeout) {
+absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     int port = 0;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(path)), &port) &&
-        port > 0) {
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(path)), &port) && port > 0) {
       return port;
     }
     absl::SleepFor(absl::Milliseconds(20));

@@ -23,8 +23,7 @@ class Subprocess {
   Subprocess& operator=(const Subprocess&) = delete;
 
   // Starts argv[0] with `argv`; output goes to the two files (truncated).
-  absl::Status Start(const std::vector<std::string>& argv,
-                     const std::string& stdout_path,
+  absl::Status Start(const std::vector<std::string>& argv, const std::string& stdout_path,
                      const std::string& stderr_path);
 
   // Waits for the exit and returns the exit code (128 + signal if killed);
@@ -50,8 +49,7 @@ std::string TestDir(const std::string& name);
 std::string ReadFileOrEmpty(const std::string& path);
 
 // Waits until `path` holds a port number, or the timeout.
-absl::StatusOr<int> WaitForPortFile(const std::string& path,
-                                    absl::Duration timeout);
+absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout);
 
 }  // namespace fulcrum
 

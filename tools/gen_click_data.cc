@@ -35,7 +35,8 @@ ABSL_FLAG(int64_t, test_examples, 50000, "Held-out examples.");
 ABSL_FLAG(int, features_log2, 20, "The feature space has 2^this ids.");
 ABSL_FLAG(int, active, 30, "Distinct active features per example.");
 ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of feature popularity.");
-ABSL_FLAG(double, weight_scale, 0.8, "Standard deviation of the most popular features' true weights.");
+ABSL_FLAG(double, weight_scale, 0.8,
+          "Standard deviation of the most popular features' true weights.");
 ABSL_FLAG(double, bias, -1.0, "True bias (sets the click rate).");
 ABSL_FLAG(double, weight_decay_rank, 300,
           "The true weight of the feature of popularity rank r has standard "
@@ -109,8 +110,7 @@ int Run() {
     for (int64_t i = 0; i < n; ++i) {
       ids.clear();
       while (ids.size() < static_cast<size_t>(active)) {
-        const uint64_t rank =
-            std::lower_bound(cdf.begin(), cdf.end(), uniform(rng)) - cdf.begin();
+        const uint64_t rank = std::lower_bound(cdf.begin(), cdf.end(), uniform(rng)) - cdf.begin();
         ids.insert(id_of_rank(std::min(rank, features - 1)));
       }
       sorted.assign(ids.begin(), ids.end());

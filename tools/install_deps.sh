@@ -12,6 +12,7 @@ PACKAGES=(
   libbenchmark-dev prometheus-cpp-dev
   dataset-fashion-mnist
   openssl file
+  clang-format
 )
 # The Compose deployment needs docker-compose wherever a Docker engine is.
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then

@@ -21,11 +21,10 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/job.pb.h"
 
-ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
-          "host:port of the coordinating ps_server.");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "host:port of the coordinating ps_server.");
 ABSL_FLAG(bool, json, false, "status: print JSON instead of a table.");
 ABSL_FLAG(double, interval, 1.0, "watch: seconds between updates.");
 ABSL_FLAG(double, timeout, 5, "Deadline of a call, seconds.");
@@ -78,29 +77,23 @@ std::string WorkerStateLabel(WorkerState state) {
 std::string FormatTable(const JobStatus& s) {
   std::string out;
   absl::StrAppendFormat(&out, "job        %s\n", JobState_Name(s.state()));
-  absl::StrAppendFormat(&out, "model      %s   mode %s   optimizer %s\n",
-                        s.model(), ModeLabel(s), s.optimizer());
-  absl::StrAppendFormat(&out,
-                        "workers    %d live, %d dead (job started with %d)\n",
+  absl::StrAppendFormat(&out, "model      %s   mode %s   optimizer %s\n", s.model(), ModeLabel(s),
+                        s.optimizer());
+  absl::StrAppendFormat(&out, "workers    %d live, %d dead (job started with %d)\n",
                         s.live_workers(), s.dead_workers(), s.expected_workers());
-  absl::StrAppendFormat(
-      &out,
-      "progress   epoch %d/%d   partitions left in epoch %d/%d   round %d\n",
-      std::min(s.epoch() + 1, s.epochs()), s.epochs(),
-      s.partitions_left_in_epoch(), s.partitions_per_epoch(), s.round());
   absl::StrAppendFormat(&out,
-                        "           examples %d   %.0f examples/s   loss %.4f\n",
+                        "progress   epoch %d/%d   partitions left in epoch %d/%d   round %d\n",
+                        std::min(s.epoch() + 1, s.epochs()), s.epochs(),
+                        s.partitions_left_in_epoch(), s.partitions_per_epoch(), s.round());
+  absl::StrAppendFormat(&out, "           examples %d   %.0f examples/s   loss %.4f\n",
                         s.examples_seen(), s.examples_per_second(), s.loss());
   if (s.mode() != ASYNC) {
-    absl::StrAppendFormat(&out, "waiting    %.1f s in pulls (all workers)\n",
-                          s.wait_seconds());
+    absl::StrAppendFormat(&out, "waiting    %.1f s in pulls (all workers)\n", s.wait_seconds());
   }
   if (s.last_eval().examples() > 0) {
-    absl::StrAppendFormat(&out,
-                          "test       accuracy %.4f   loss %.4f   (%s epoch %d)\n",
+    absl::StrAppendFormat(&out, "test       accuracy %.4f   loss %.4f   (%s epoch %d)\n",
                           s.last_eval().test_accuracy(), s.last_eval().test_loss(),
-                          s.last_eval().final() ? "final, after" : "after",
-                          s.last_eval().epoch());
+                          s.last_eval().final() ? "final, after" : "after", s.last_eval().epoch());
   } else {
     absl::StrAppendFormat(&out, "test       no evaluation yet\n");
   }
@@ -108,8 +101,7 @@ std::string FormatTable(const JobStatus& s) {
   if (s.has_last_checkpoint()) {
     const CheckpointInfo& c = s.last_checkpoint();
     absl::StrAppendFormat(
-        &out, "checkpoint %s   version %d   %s   %d bytes in %.3f s\n", c.path(),
-        c.round(),
+        &out, "checkpoint %s   version %d   %s   %d bytes in %.3f s\n", c.path(), c.round(),
         absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(c.unix_seconds()),
                          absl::LocalTimeZone()),
         c.bytes(), c.duration_seconds());
@@ -117,23 +109,21 @@ std::string FormatTable(const JobStatus& s) {
     absl::StrAppendFormat(&out, "checkpoint none written by this server\n");
   }
   if (s.checkpoint_failures() > 0) {
-    absl::StrAppendFormat(&out, "           %d failed; last: %s\n",
-                          s.checkpoint_failures(), s.last_checkpoint_error());
+    absl::StrAppendFormat(&out, "           %d failed; last: %s\n", s.checkpoint_failures(),
+                          s.last_checkpoint_error());
   }
   for (const SparseTableStatus& t : s.sparse_tables()) {
-    absl::StrAppendFormat(&out,
-                          "table      %s   dim %d   %d of %d rows   %d bytes (%.0f B/row)\n",
-                          t.name(), t.dim(), t.rows(), t.max_rows(), t.bytes(),
-                          t.bytes_per_row());
+    absl::StrAppendFormat(&out, "table      %s   dim %d   %d of %d rows   %d bytes (%.0f B/row)\n",
+                          t.name(), t.dim(), t.rows(), t.max_rows(), t.bytes(), t.bytes_per_row());
   }
   if (s.has_restored_from()) {
-    absl::StrAppendFormat(&out, "restored   from %s at version %d\n",
-                          s.restored_from().path(), s.restored_from().round());
+    absl::StrAppendFormat(&out, "restored   from %s at version %d\n", s.restored_from().path(),
+                          s.restored_from().round());
   }
   out += "\n";
   absl::StrAppendFormat(&out, "%-5s %-22s %-5s %-8s %-10s %-6s %-10s %-11s %-10s %-9s %-9s\n",
-                        "SHARD", "ADDRESS", "UP", "TENSORS", "ELEMENTS", "TABLES", "ROWS",
-                        "BYTES", "VERSION", "PUSHES/S", "PULLS/S");
+                        "SHARD", "ADDRESS", "UP", "TENSORS", "ELEMENTS", "TABLES", "ROWS", "BYTES",
+                        "VERSION", "PUSHES/S", "PULLS/S");
   for (const ShardStatus& sh : s.shards()) {
     absl::StrAppendFormat(&out, "%-5d %-22s %-5s %-8d %-10d %-6d %-10d %-11d %-10d %-9.0f %-9.0f\n",
                           sh.index(), sh.address().empty() ? "(coordinator)" : sh.address(),
@@ -142,22 +132,20 @@ std::string FormatTable(const JobStatus& s) {
                           sh.pulls_per_second());
   }
   out += "\n";
-  absl::StrAppendFormat(&out, "%-4s %-20s %-10s %-10s %-6s %-8s %-9s %-8s %-8s %-8s %s\n",
-                        "ID", "NAME", "STATE", "PARTITION", "DONE", "STEPS",
-                        "EXAMPLES", "LOSS", "EX/S", "WAIT", "HEARTBEAT");
+  absl::StrAppendFormat(&out, "%-4s %-20s %-10s %-10s %-6s %-8s %-9s %-8s %-8s %-8s %s\n", "ID",
+                        "NAME", "STATE", "PARTITION", "DONE", "STEPS", "EXAMPLES", "LOSS", "EX/S",
+                        "WAIT", "HEARTBEAT");
   for (const WorkerStatus& w : s.workers()) {
     const std::string partition =
         w.has_partition() ? absl::StrFormat("e%d:%d/%d", w.partition().epoch() + 1,
-                                            w.partition().index(),
-                                            w.partition().count())
+                                            w.partition().index(), w.partition().count())
                           : "-";
-    absl::StrAppendFormat(
-        &out, "%-4d %-20s %-10s %-10s %-6d %-8d %-9d %-8.4f %-8.0f %-8s %s\n",
-        w.worker_id(), w.name().substr(0, 20), WorkerStateLabel(w.state()),
-        partition, w.partitions_completed(), w.steps(), w.examples_seen(),
-        w.loss(), w.examples_per_second(),
-        absl::StrFormat("%.1fs", w.wait_seconds()),
-        absl::StrFormat("%.1fs ago", w.seconds_since_heartbeat()));
+    absl::StrAppendFormat(&out, "%-4d %-20s %-10s %-10s %-6d %-8d %-9d %-8.4f %-8.0f %-8s %s\n",
+                          w.worker_id(), w.name().substr(0, 20), WorkerStateLabel(w.state()),
+                          partition, w.partitions_completed(), w.steps(), w.examples_seen(),
+                          w.loss(), w.examples_per_second(),
+                          absl::StrFormat("%.1fs", w.wait_seconds()),
+                          absl::StrFormat("%.1fs ago", w.seconds_since_heartbeat()));
   }
   return out;
 }
@@ -199,14 +187,13 @@ const std::string& Token() {
 
 // Deadline and token for a unary call.
 void SetDeadline(grpc::ClientContext* context) {
-  context->set_deadline(absl::ToChronoTime(
-      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout))));
+  context->set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout))));
   AttachToken(Token(), context);
 }
 
 int Failed(const char* what, const grpc::Status& rpc) {
-  std::fprintf(stderr, "psctl: %s %s failed: %s\n", what,
-               absl::GetFlag(FLAGS_coordinator).c_str(),
+  std::fprintf(stderr, "psctl: %s %s failed: %s\n", what, absl::GetFlag(FLAGS_coordinator).c_str(),
                FromGrpcStatus(rpc).ToString().c_str());
   return 1;
 }
@@ -238,8 +225,7 @@ int Watch() {
   AttachToken(Token(), &context);
   WatchStatusRequest request;
   request.set_interval_seconds(absl::GetFlag(FLAGS_interval));
-  std::unique_ptr<grpc::ClientReader<JobStatus>> reader =
-      stub->WatchStatus(&context, request);
+  std::unique_ptr<grpc::ClientReader<JobStatus>> reader = stub->WatchStatus(&context, request);
   JobStatus status;
   bool any = false;
   while (reader->Read(&status)) {
@@ -255,11 +241,10 @@ int Watch() {
 }
 
 int Health() {
-  absl::Status serving =
-      CheckServing(Channel(), absl::Seconds(absl::GetFlag(FLAGS_timeout)));
+  absl::Status serving = CheckServing(Channel(), absl::Seconds(absl::GetFlag(FLAGS_timeout)));
   if (!serving.ok()) {
-    std::fprintf(stderr, "psctl: health of %s: %s\n",
-                 absl::GetFlag(FLAGS_coordinator).c_str(), serving.ToString().c_str());
+    std::fprintf(stderr, "psctl: health of %s: %s\n", absl::GetFlag(FLAGS_coordinator).c_str(),
+                 serving.ToString().c_str());
     return 1;
   }
   std::printf("SERVING\n");
@@ -274,9 +259,9 @@ int Checkpoint() {
   CheckpointInfo info;
   grpc::Status rpc = stub->Checkpoint(&context, CheckpointRequest(), &info);
   if (!rpc.ok()) return Failed("checkpoint of", rpc);
-  std::printf("checkpoint %s at version %lld: %llu bytes in %.3f s\n",
-              info.path().c_str(), static_cast<long long>(info.round()),
-              static_cast<unsigned long long>(info.bytes()), info.duration_seconds());
+  std::printf("checkpoint %s at version %lld: %llu bytes in %.3f s\n", info.path().c_str(),
+              static_cast<long long>(info.round()), static_cast<unsigned long long>(info.bytes()),
+              info.duration_seconds());
   return 0;
 }
 
@@ -307,7 +292,6 @@ int main(int argc, char** argv) {
   if (command == "stop") return fulcrum::Stop();
   if (command == "checkpoint") return fulcrum::Checkpoint();
   if (command == "health") return fulcrum::Health();
-  std::fprintf(stderr, "psctl: unknown command '%s'\n\n%s\n", command.c_str(),
-               fulcrum::kUsage);
+  std::fprintf(stderr, "psctl: unknown command '%s'\n\n%s\n", command.c_str(), fulcrum::kUsage);
   return 2;
 }

@@ -17,12 +17,10 @@ class CoordinatorClient {
   virtual ~CoordinatorClient() = default;
   virtual absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) = 0;
-  virtual absl::StatusOr<HeartbeatResponse> Heartbeat(
-      const HeartbeatRequest& request) = 0;
+  virtual absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& request) = 0;
   virtual absl::StatusOr<AcquirePartitionResponse> AcquirePartition(
       const AcquirePartitionRequest& request) = 0;
-  virtual absl::Status CompletePartition(
-      const CompletePartitionRequest& request) = 0;
+  virtual absl::Status CompletePartition(const CompletePartitionRequest& request) = 0;
   virtual absl::Status ReportEval(const ReportEvalRequest& request) = 0;
 };
 

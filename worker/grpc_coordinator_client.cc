@@ -7,16 +7,14 @@
 namespace fulcrum {
 
 GrpcCoordinatorClient::GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel,
-                                             absl::Duration rpc_timeout,
-                                             std::string auth_token)
+                                             absl::Duration rpc_timeout, std::string auth_token)
     : stub_(Coordinator::NewStub(channel)),
       rpc_timeout_(rpc_timeout),
       auth_token_(std::move(auth_token)) {}
 
 // One unary call with the deadline and the token.
 template <typename Request, typename Response, typename Method>
-absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method,
-                                                     const Request& request) {
+absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method, const Request& request) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
   AttachToken(auth_token_, &context);
@@ -28,14 +26,13 @@ absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method,
 
 absl::StatusOr<RegisterWorkerResponse> GrpcCoordinatorClient::RegisterWorker(
     const RegisterWorkerRequest& request) {
-  return Call<RegisterWorkerRequest, RegisterWorkerResponse>(
-      &Coordinator::Stub::RegisterWorker, request);
+  return Call<RegisterWorkerRequest, RegisterWorkerResponse>(&Coordinator::Stub::RegisterWorker,
+                                                             request);
 }
 
 absl::StatusOr<HeartbeatResponse> GrpcCoordinatorClient::Heartbeat(
     const HeartbeatRequest& request) {
-  return Call<HeartbeatRequest, HeartbeatResponse>(&Coordinator::Stub::Heartbeat,
-                                                   request);
+  return Call<HeartbeatRequest, HeartbeatResponse>(&Coordinator::Stub::Heartbeat, request);
 }
 
 absl::StatusOr<AcquirePartitionResponse> GrpcCoordinatorClient::AcquirePartition(
@@ -44,16 +41,14 @@ absl::StatusOr<AcquirePartitionResponse> GrpcCoordinatorClient::AcquirePartition
       &Coordinator::Stub::AcquirePartition, request);
 }
 
-absl::Status GrpcCoordinatorClient::CompletePartition(
-    const CompletePartitionRequest& request) {
+absl::Status GrpcCoordinatorClient::CompletePartition(const CompletePartitionRequest& request) {
   return Call<CompletePartitionRequest, CompletePartitionResponse>(
              &Coordinator::Stub::CompletePartition, request)
       .status();
 }
 
 absl::Status GrpcCoordinatorClient::ReportEval(const ReportEvalRequest& request) {
-  return Call<ReportEvalRequest, ReportEvalResponse>(&Coordinator::Stub::ReportEval,
-                                                     request)
+  return Call<ReportEvalRequest, ReportEvalResponse>(&Coordinator::Stub::ReportEval, request)
       .status();
 }
 

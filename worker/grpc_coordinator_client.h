@@ -18,13 +18,12 @@ namespace fulcrum {
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
   // `auth_token` (may be empty) goes with every call as a bearer token.
-  GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel,
-                        absl::Duration rpc_timeout, std::string auth_token = "");
+  GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout,
+                        std::string auth_token = "");
 
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) override;
-  absl::StatusOr<HeartbeatResponse> Heartbeat(
-      const HeartbeatRequest& request) override;
+  absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& request) override;
   absl::StatusOr<AcquirePartitionResponse> AcquirePartition(
       const AcquirePartitionRequest& request) override;
   absl::Status CompletePartition(const CompletePartitionRequest& request) override;

@@ -10,8 +10,8 @@
 #include "common/payload.h"
 #include "common/security.h"
 #include "common/shard_map.h"
-#include "common/wire.h"
 #include "common/status_macros.h"
+#include "common/wire.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/completion_queue.h"
 
@@ -71,9 +71,8 @@ void FillHeader(const WorkerIdentity& worker, int64_t clock, uint64_t incarnatio
 
 }  // namespace
 
-GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator,
-                           absl::Duration rpc_timeout, std::string auth_token,
-                           ClientSecurityOptions security)
+GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator, absl::Duration rpc_timeout,
+                           std::string auth_token, ClientSecurityOptions security)
     : coordinator_(std::move(coordinator)),
       rpc_timeout_(rpc_timeout),
       auth_token_(std::move(auth_token)),
@@ -140,8 +139,7 @@ void GrpcPsClient::BuildPullRequests(const WorkerIdentity& worker, absl::Span<co
   requests->resize(n);
   for (size_t s = 0; s < n; ++s) {
     PullRequest& request = (*requests)[s];
-    FillHeader(worker, ClockFor(clocks, s), shards_[s].last_incarnation,
-               request.mutable_header());
+    FillHeader(worker, ClockFor(clocks, s), shards_[s].last_incarnation, request.mutable_header());
     request.set_encoding(FLOAT32);
     for (const TensorSpec& t : batch.tensors) {
       const ElementRange range = map.DenseRange(ElementCount(t), s);
@@ -166,8 +164,7 @@ void GrpcPsClient::BuildPullRequests(const WorkerIdentity& worker, absl::Span<co
 }
 
 absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
-    absl::Span<const PullRequest* const> requests,
-    absl::Span<const PullResponse* const> responses,
+    absl::Span<const PullRequest* const> requests, absl::Span<const PullResponse* const> responses,
     const std::vector<KeyPlacement>& placements, ParameterBatch* batch) {
   const size_t n = shards_.size();
   batch->dense.resize(batch->tensors.size());
@@ -192,9 +189,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
       while (batch->tensors[tensor].name() != slice.tensor()) ++tensor;
       absl::Span<float> dst =
           absl::MakeSpan(batch->dense[tensor]).subspan(slice.offset(), slice.length());
-      absl::Status decoded = DecodeFloat32(response.dense(d).encoding(),
-                                           response.dense(d).data(), dst,
-                                           /*require_finite=*/false);
+      absl::Status decoded =
+          DecodeFloat32(response.dense(d).encoding(), response.dense(d).data(), dst,
+                        /*require_finite=*/false);
       if (!decoded.ok()) {
         return absl::DataLossError(
             absl::StrCat("pull of ", slice.tensor(), ": ", decoded.message()));
@@ -205,8 +202,8 @@ absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
       const SparseValues& values = response.sparse(t);
       const size_t count = request.sparse(t).keys_size();
       if (n == 1) {  // rows arrive in the order asked: decode in place
-        absl::Status decoded = DecodeFloat32(values.encoding(), values.data(),
-                                             absl::MakeSpan(rows.values), false);
+        absl::Status decoded =
+            DecodeFloat32(values.encoding(), values.data(), absl::MakeSpan(rows.values), false);
         if (!decoded.ok()) {
           return absl::DataLossError(
               absl::StrCat("pull of table ", rows.table, ": ", decoded.message()));
@@ -238,9 +235,8 @@ absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
 }
 
 absl::Status GrpcPsClient::BuildPushRequests(const WorkerIdentity& worker,
-                                             absl::Span<const int64_t> clocks,
-                                             uint64_t request_id, const ParameterBatch& batch,
-                                             uint32_t batch_examples,
+                                             absl::Span<const int64_t> clocks, uint64_t request_id,
+                                             const ParameterBatch& batch, uint32_t batch_examples,
                                              std::vector<PushRequest>* requests,
                                              std::vector<DenseViews>* views) const {
   if (batch.dense.size() != batch.tensors.size()) {
@@ -257,8 +253,7 @@ absl::Status GrpcPsClient::BuildPushRequests(const WorkerIdentity& worker,
   requests->resize(n);
   for (size_t s = 0; s < n; ++s) {
     PushRequest& request = (*requests)[s];
-    FillHeader(worker, ClockFor(clocks, s), shards_[s].last_incarnation,
-               request.mutable_header());
+    FillHeader(worker, ClockFor(clocks, s), shards_[s].last_incarnation, request.mutable_header());
     request.mutable_header()->set_request_id(request_id);
     request.set_batch_examples(batch_examples);
     for (size_t i = 0; i < batch.tensors.size(); ++i) {
@@ -280,8 +275,8 @@ absl::Status GrpcPsClient::BuildPushRequests(const WorkerIdentity& worker,
       // Indices cost 4 bytes a value: past half nonzeros float32 is smaller.
       if (encoding == INDEXED_NONZEROS &&
           (part.size() > UINT32_MAX ||
-           2 * static_cast<size_t>(std::count_if(part.begin(), part.end(),
-                                                 [](float v) { return v != 0.0f; })) >=
+           2 * static_cast<size_t>(
+                   std::count_if(part.begin(), part.end(), [](float v) { return v != 0.0f; })) >=
                part.size())) {
         encoding = FLOAT32;
       }
@@ -324,11 +319,11 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(const WorkerIdentity& worker,
   std::vector<PullRequest> requests;
   BuildPullRequests(worker, clocks, *batch, placements, &requests);
   std::vector<PullResponse> responses;
-  FULCRUM_RETURN_IF_ERROR(CallAll(
-      requests, &responses,
-      [this](const Shard& shard, grpc::ClientContext* context, const PullRequest& request) {
-        return shard.stub->AsyncPull(context, request, cq_.get());
-      }));
+  FULCRUM_RETURN_IF_ERROR(
+      CallAll(requests, &responses,
+              [this](const Shard& shard, grpc::ClientContext* context, const PullRequest& request) {
+                return shard.stub->AsyncPull(context, request, cq_.get());
+              }));
   std::vector<const PullRequest*> asked;
   std::vector<const PullResponse*> answered;
   for (size_t s = 0; s < requests.size(); ++s) {
@@ -343,14 +338,14 @@ absl::Status GrpcPsClient::CallAllRaw(const std::string& method,
                                       const std::vector<grpc::ByteBuffer>& requests,
                                       std::vector<Response>* responses) {
   std::vector<grpc::ByteBuffer> replies;
-  FULCRUM_RETURN_IF_ERROR(CallAll(
-      requests, &replies,
-      [this, &method](const Shard& shard, grpc::ClientContext* context,
-                      const grpc::ByteBuffer& request) {
-        auto call = shard.generic->PrepareUnaryCall(context, method, request, cq_.get());
-        call->StartCall();
-        return call;
-      }));
+  FULCRUM_RETURN_IF_ERROR(CallAll(requests, &replies,
+                                  [this, &method](const Shard& shard, grpc::ClientContext* context,
+                                                  const grpc::ByteBuffer& request) {
+                                    auto call = shard.generic->PrepareUnaryCall(context, method,
+                                                                                request, cq_.get());
+                                    call->StartCall();
+                                    return call;
+                                  }));
   responses->resize(replies.size());
   for (size_t s = 0; s < replies.size(); ++s) {
     if (!grpc::SerializationTraits<Response>::Deserialize(&replies[s], &(*responses)[s]).ok()) {
@@ -362,13 +357,12 @@ absl::Status GrpcPsClient::CallAllRaw(const std::string& method,
 
 absl::StatusOr<ServerVersion> GrpcPsClient::Push(const WorkerIdentity& worker,
                                                  absl::Span<const int64_t> clocks,
-                                                 uint64_t request_id,
-                                                 const ParameterBatch& batch,
+                                                 uint64_t request_id, const ParameterBatch& batch,
                                                  uint32_t batch_examples) {
   std::vector<PushRequest> requests;
   std::vector<DenseViews> views;
-  FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker, clocks, request_id, batch,
-                                            batch_examples, &requests, &views));
+  FULCRUM_RETURN_IF_ERROR(
+      BuildPushRequests(worker, clocks, request_id, batch, batch_examples, &requests, &views));
   std::vector<PushResponse> responses;
   if (views.empty()) {
     FULCRUM_RETURN_IF_ERROR(CallAll(
@@ -399,8 +393,8 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(const WorkerIdentity& worker,
 
 absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
     const WorkerIdentity& worker, absl::Span<const int64_t> push_clocks, uint64_t request_id,
-    const ParameterBatch& gradients, uint32_t batch_examples,
-    absl::Span<const int64_t> pull_clocks, ParameterBatch* params) {
+    const ParameterBatch& gradients, uint32_t batch_examples, absl::Span<const int64_t> pull_clocks,
+    ParameterBatch* params) {
   std::vector<PushRequest> pushes;
   std::vector<DenseViews> views;
   FULCRUM_RETURN_IF_ERROR(BuildPushRequests(worker, push_clocks, request_id, gradients,
@@ -418,8 +412,7 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
   if (views.empty()) {
     FULCRUM_RETURN_IF_ERROR(CallAll(
         requests, &responses,
-        [this](const Shard& shard, grpc::ClientContext* context,
-               const PushPullRequest& request) {
+        [this](const Shard& shard, grpc::ClientContext* context, const PushPullRequest& request) {
           return shard.stub->AsyncPushPull(context, request, cq_.get());
         }));
   } else {
@@ -427,8 +420,7 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
     for (size_t s = 0; s < requests.size(); ++s) {
       bytes.push_back(PushPullBytes(&requests[s], views[s]));
     }
-    FULCRUM_RETURN_IF_ERROR(
-        CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &responses));
+    FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &responses));
   }
   std::vector<const PullRequest*> asked;
   std::vector<const PullResponse*> answered;

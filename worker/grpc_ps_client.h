@@ -22,8 +22,8 @@ namespace fulcrum {
 // A PsClient over gRPC for any number of shards: dense tensors are split by
 // element range and sparse keys by hash (common/shard_map.h), and every
 // call goes to all shards at once (asynchronous API, one completion queue
-// the caller polls), so a step waits for the slowest shard, not their sum. Every shard gets a request each step
-// (possibly empty): sync rounds count every worker on every shard.
+// the caller polls), so a step waits for the slowest shard, not their sum. Every shard gets a
+// request each step (possibly empty): sync rounds count every worker on every shard.
 // Thread-compatible. Every call carries a deadline of `rpc_timeout`.
 class GrpcPsClient final : public PsClient {
  public:
@@ -41,9 +41,8 @@ class GrpcPsClient final : public PsClient {
                                      uint64_t request_id, const ParameterBatch& batch,
                                      uint32_t batch_examples) override;
   absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
-                                         absl::Span<const int64_t> push_clocks,
-                                         uint64_t request_id, const ParameterBatch& gradients,
-                                         uint32_t batch_examples,
+                                         absl::Span<const int64_t> push_clocks, uint64_t request_id,
+                                         const ParameterBatch& gradients, uint32_t batch_examples,
                                          absl::Span<const int64_t> pull_clocks,
                                          ParameterBatch* params) override;
   std::vector<int> restarted_shards() const override { return restarted_; }
@@ -67,15 +66,14 @@ class GrpcPsClient final : public PsClient {
   void PlaceKeys(const ParameterBatch& batch, std::vector<KeyPlacement>* placements) const;
   // One request per shard reading `batch`'s tensors and keys.
   void BuildPullRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
-                         const ParameterBatch& batch,
-                         const std::vector<KeyPlacement>& placements,
+                         const ParameterBatch& batch, const std::vector<KeyPlacement>& placements,
                          std::vector<PullRequest>* requests) const;
   // Fills `batch` from every shard's reply to requests[s]; notes each
   // shard's incarnation.
-  absl::StatusOr<ServerVersion> ReadPullResponses(
-      absl::Span<const PullRequest* const> requests,
-      absl::Span<const PullResponse* const> responses,
-      const std::vector<KeyPlacement>& placements, ParameterBatch* batch);
+  absl::StatusOr<ServerVersion> ReadPullResponses(absl::Span<const PullRequest* const> requests,
+                                                  absl::Span<const PullResponse* const> responses,
+                                                  const std::vector<KeyPlacement>& placements,
+                                                  ParameterBatch* batch);
   // Per shard, the float32 payloads of its push's dense entries, in order.
   using DenseViews = std::vector<absl::Span<const float>>;
   // One request per shard carrying its part of `batch`'s gradients. With
@@ -88,8 +86,7 @@ class GrpcPsClient final : public PsClient {
                                  std::vector<DenseViews>* views) const;
   // CallAll with request bytes built by hand, to `method`; replies parsed.
   template <typename Response>
-  absl::Status CallAllRaw(const std::string& method,
-                          const std::vector<grpc::ByteBuffer>& requests,
+  absl::Status CallAllRaw(const std::string& method, const std::vector<grpc::ByteBuffer>& requests,
                           std::vector<Response>* responses);
   template <typename Response, typename Request, typename Start>
   absl::Status CallAll(const std::vector<Request>& requests, std::vector<Response>* responses,

@@ -23,9 +23,9 @@ class ImageWorkload final : public Workload {
     for (const ImageDataset* data : {train_, test_}) {
       if (data == nullptr) continue;
       if (data->num_features != features) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "data has ", data->num_features, " features per example; model ",
-            job.model(), " expects ", features));
+        return absl::FailedPreconditionError(absl::StrCat("data has ", data->num_features,
+                                                          " features per example; model ",
+                                                          job.model(), " expects ", features));
       }
       for (uint8_t label : data->labels) {
         if (label >= kImageClasses) {
@@ -105,8 +105,8 @@ class ImageWorkload final : public Workload {
 
 }  // namespace
 
-std::unique_ptr<Workload> MakeImageWorkload(const ImageDataset* train,
-                                            const ImageDataset* test, int64_t eval_chunk) {
+std::unique_ptr<Workload> MakeImageWorkload(const ImageDataset* train, const ImageDataset* test,
+                                            int64_t eval_chunk) {
   return std::make_unique<ImageWorkload>(train, test, eval_chunk);
 }
 

@@ -9,8 +9,7 @@
 namespace fulcrum {
 namespace {
 
-using RowMatrix =
-    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMatrixMap = Eigen::Map<const RowMatrix>;
 using MatrixMap = Eigen::Map<RowMatrix>;
 using ConstRowVectorMap = Eigen::Map<const Eigen::RowVectorXf>;
@@ -53,8 +52,8 @@ void SoftmaxGradient(RowMatrix* probs, const uint8_t* labels) {
 // compute the logits (keeping what their backward pass needs).
 class SoftmaxClassifier : public Model {
  public:
-  void Evaluate(const ParameterSet& params, const Batch& batch,
-                int64_t* correct, double* loss_sum) final {
+  void Evaluate(const ParameterSet& params, const Batch& batch, int64_t* correct,
+                double* loss_sum) final {
     ConstMatrixMap x(batch.features, batch.size, batch.num_features);
     Forward(params, x);
     *correct += CountCorrect(logits_, batch.labels);
@@ -103,10 +102,8 @@ class SoftmaxRegression final : public SoftmaxClassifier {
     logits_.rowwise() += b;
   }
 
-  void Backward(const ParameterSet&, const ConstMatrixMap& x,
-                ParameterSet* grads) override {
-    MatrixMap(grads->at(0).data(), features_, classes_).noalias() =
-        x.transpose() * logits_;
+  void Backward(const ParameterSet&, const ConstMatrixMap& x, ParameterSet* grads) override {
+    MatrixMap(grads->at(0).data(), features_, classes_).noalias() = x.transpose() * logits_;
     RowVectorMap(grads->at(1).data(), classes_) = logits_.colwise().sum();
   }
 
@@ -125,18 +122,14 @@ class Mlp final : public SoftmaxClassifier {
 
   const std::vector<TensorSpec>& tensors() const override { return tensors_; }
 
-  void Backward(const ParameterSet& params, const ConstMatrixMap& x,
-                ParameterSet* grads) override {
+  void Backward(const ParameterSet& params, const ConstMatrixMap& x, ParameterSet* grads) override {
     ConstMatrixMap w2(params[2].data(), hidden_, classes_);
-    MatrixMap(grads->at(2).data(), hidden_, classes_).noalias() =
-        hidden_out_.transpose() * logits_;
+    MatrixMap(grads->at(2).data(), hidden_, classes_).noalias() = hidden_out_.transpose() * logits_;
     RowVectorMap(grads->at(3).data(), classes_) = logits_.colwise().sum();
     // Back through the ReLU: zero where the unit was off.
     d_hidden_.noalias() = logits_ * w2.transpose();
-    d_hidden_ = d_hidden_.cwiseProduct(
-        (hidden_out_.array() > 0.0f).cast<float>().matrix());
-    MatrixMap(grads->at(0).data(), features_, hidden_).noalias() =
-        x.transpose() * d_hidden_;
+    d_hidden_ = d_hidden_.cwiseProduct((hidden_out_.array() > 0.0f).cast<float>().matrix());
+    MatrixMap(grads->at(0).data(), features_, hidden_).noalias() = x.transpose() * d_hidden_;
     RowVectorMap(grads->at(1).data(), hidden_) = d_hidden_.colwise().sum();
   }
 

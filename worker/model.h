@@ -41,13 +41,13 @@ class Model {
   // Returns the mean cross-entropy over `batch` and writes its gradient with
   // respect to every parameter (the mean over the batch) into `grads`, sized
   // like `params`. Labels must be < the number of classes.
-  virtual double ComputeGradients(const ParameterSet& params,
-                                  const Batch& batch, ParameterSet* grads) = 0;
+  virtual double ComputeGradients(const ParameterSet& params, const Batch& batch,
+                                  ParameterSet* grads) = 0;
 
   // Adds to *correct the number of examples whose arg-max prediction equals
   // the label and to *loss_sum their summed cross-entropy.
-  virtual void Evaluate(const ParameterSet& params, const Batch& batch,
-                        int64_t* correct, double* loss_sum) = 0;
+  virtual void Evaluate(const ParameterSet& params, const Batch& batch, int64_t* correct,
+                        double* loss_sum) = 0;
 };
 
 // "softmax" (784->10 softmax regression) or "mlp" (784->256 ReLU->10);

@@ -13,8 +13,8 @@ struct Data {
   std::vector<float> features;
   std::vector<uint8_t> labels;
   Batch batch() const {
-    return Batch{features.data(), labels.data(),
-                 static_cast<int64_t>(labels.size()), kImageFeatures};
+    return Batch{features.data(), labels.data(), static_cast<int64_t>(labels.size()),
+                 kImageFeatures};
   }
 };
 
@@ -74,9 +74,7 @@ void CheckGradients(const std::string& name) {
   }
 }
 
-TEST(ModelTest, Softmax_GradientsMatchFiniteDifferences) {
-  CheckGradients("softmax");
-}
+TEST(ModelTest, Softmax_GradientsMatchFiniteDifferences) { CheckGradients("softmax"); }
 
 TEST(ModelTest, Mlp_GradientsMatchFiniteDifferences) { CheckGradients("mlp"); }
 

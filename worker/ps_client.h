@@ -77,8 +77,8 @@ class PsClient {
   // `batch_examples` is how many examples produced it. ABORTED as Pull; the
   // shards that did not abort applied the push.
   virtual absl::StatusOr<ServerVersion> Push(const WorkerIdentity& worker,
-                                             absl::Span<const int64_t> clocks,
-                                             uint64_t request_id, const ParameterBatch& batch,
+                                             absl::Span<const int64_t> clocks, uint64_t request_id,
+                                             const ParameterBatch& batch,
                                              uint32_t batch_examples) = 0;
 
   // Push, then Pull, in one round trip per shard: sends `gradients` as Push
@@ -86,13 +86,10 @@ class PsClient {
   // `pull_clocks`). Returns the pull's versions. On an error the push may
   // have been applied on some shards; a retry with the same `request_id`
   // applies it at most once. The default calls Push, then Pull.
-  virtual absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
-                                                 absl::Span<const int64_t> push_clocks,
-                                                 uint64_t request_id,
-                                                 const ParameterBatch& gradients,
-                                                 uint32_t batch_examples,
-                                                 absl::Span<const int64_t> pull_clocks,
-                                                 ParameterBatch* params) {
+  virtual absl::StatusOr<ServerVersion> PushPull(
+      const WorkerIdentity& worker, absl::Span<const int64_t> push_clocks, uint64_t request_id,
+      const ParameterBatch& gradients, uint32_t batch_examples,
+      absl::Span<const int64_t> pull_clocks, ParameterBatch* params) {
     absl::StatusOr<ServerVersion> pushed =
         Push(worker, push_clocks, request_id, gradients, batch_examples);
     if (!pushed.ok()) return pushed.status();

@@ -162,8 +162,7 @@ class SparseLrWorkload final : public Workload {
 }  // namespace
 
 std::unique_ptr<Workload> MakeSparseLrWorkload(const std::string& train_file,
-                                               const std::string& test_file,
-                                               int64_t eval_chunk) {
+                                               const std::string& test_file, int64_t eval_chunk) {
   return std::make_unique<SparseLrWorkload>(train_file, test_file, eval_chunk);
 }
 

@@ -21,9 +21,7 @@ void SetSender(const WorkerIdentity& worker, Request* request) {
   request->set_coordinator_incarnation(worker.coordinator_incarnation);
 }
 
-bool IsEvicted(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kFailedPrecondition;
-}
+bool IsEvicted(const absl::Status& s) { return s.code() == absl::StatusCode::kFailedPrecondition; }
 
 // The examples of the mini-batch that starts at `pos` of `order`.
 absl::Span<const int64_t> MiniBatchAt(const std::vector<int64_t>& order, size_t pos,
@@ -37,33 +35,30 @@ TrainerMetrics TrainerMetrics::Register(MetricsRegistry* registry) {
   TrainerMetrics m;
   m.steps = registry->AddCounter("fulcrum_worker_steps_total", "Training steps taken.");
   m.examples = registry->AddCounter("fulcrum_worker_examples_total", "Examples trained.");
-  m.partitions = registry->AddCounter("fulcrum_worker_partitions_total",
-                                      "Partitions trained to the end.");
-  m.evaluations = registry->AddCounter("fulcrum_worker_evaluations_total",
-                                       "Evaluations run.");
+  m.partitions =
+      registry->AddCounter("fulcrum_worker_partitions_total", "Partitions trained to the end.");
+  m.evaluations = registry->AddCounter("fulcrum_worker_evaluations_total", "Evaluations run.");
   m.registrations = registry->AddCounter("fulcrum_worker_registrations_total",
                                          "Registrations with the coordinator.");
-  m.wait_seconds = registry->AddCounter(
-      "fulcrum_worker_wait_seconds_total",
-      "Time pulls waited for sync rounds or slower ssp workers.");
+  m.wait_seconds = registry->AddCounter("fulcrum_worker_wait_seconds_total",
+                                        "Time pulls waited for sync rounds or slower ssp workers.");
   m.loss = registry->AddGauge("fulcrum_worker_loss", "Last mini-batch's training loss.");
   m.pull_latency = registry->AddHistogram("fulcrum_worker_pull_seconds",
                                           "Pull RPC time, waits included.", LatencyBuckets());
-  m.push_latency = registry->AddHistogram("fulcrum_worker_push_seconds", "Push RPC time.",
-                                          LatencyBuckets());
+  m.push_latency =
+      registry->AddHistogram("fulcrum_worker_push_seconds", "Push RPC time.", LatencyBuckets());
   m.pushpull_latency = registry->AddHistogram(
       "fulcrum_worker_pushpull_seconds",
       "PushPull RPC time (a step's gradient out, the next step's parameters back), waits "
       "included.",
       LatencyBuckets());
   m.step_seconds = registry->AddHistogram("fulcrum_worker_step_seconds",
-                                          "A whole step: pull, compute, push.",
-                                          LatencyBuckets());
+                                          "A whole step: pull, compute, push.", LatencyBuckets());
   return m;
 }
 
-Trainer::Trainer(const TrainerOptions& options, PsClient* ps,
-                 CoordinatorClient* coordinator, WorkloadFactory workload_factory)
+Trainer::Trainer(const TrainerOptions& options, PsClient* ps, CoordinatorClient* coordinator,
+                 WorkloadFactory workload_factory)
     : options_(options),
       ps_(ps),
       coordinator_(coordinator),
@@ -93,8 +88,8 @@ absl::Status Trainer::Register() {
     FULCRUM_ASSIGN_OR_RETURN(workload_, workload_factory_(job));
   }
   FULCRUM_RETURN_IF_ERROR(workload_->Configure(job));
-  FULCRUM_RETURN_IF_ERROR(ps_->Connect(
-      {response->shard_addresses().begin(), response->shard_addresses().end()}));
+  FULCRUM_RETURN_IF_ERROR(
+      ps_->Connect({response->shard_addresses().begin(), response->shard_addresses().end()}));
   ps_->set_gradient_encoding(job.gradient_encoding());
   if (job.gradient_encoding() != INDEXED_NONZEROS) {
     sparsifier_.reset();
@@ -116,11 +111,10 @@ absl::Status Trainer::Register() {
   if (options_.metrics) options_.metrics->registrations->Increment();
   last_pushed_round_.assign(ps_->num_shards(), -1);
   evicted_ = false;
-  FULCRUM_LOG(INFO) << "registered as worker " << response->worker_id()
-                    << ": model " << job.model() << ", mode "
-                    << ConsistencyModeName(job.mode()) << ", " << job.epochs()
-                    << " epochs of " << job.partitions_per_epoch()
-                    << " partitions, batch " << job.batch_size();
+  FULCRUM_LOG(INFO) << "registered as worker " << response->worker_id() << ": model " << job.model()
+                    << ", mode " << ConsistencyModeName(job.mode()) << ", " << job.epochs()
+                    << " epochs of " << job.partitions_per_epoch() << " partitions, batch "
+                    << job.batch_size();
   return absl::OkStatus();
 }
 
@@ -145,8 +139,8 @@ void Trainer::SendHeartbeat() {
   } else if (IsEvicted(response.status())) {
     // Only if the id is still ours: a re-registration may have raced this.
     if (worker() == sender && !evicted_) {
-      FULCRUM_LOG(WARNING) << "coordinator no longer knows worker " << sender.id
-                           << ": " << response.status().message();
+      FULCRUM_LOG(WARNING) << "coordinator no longer knows worker " << sender.id << ": "
+                           << response.status().message();
       evicted_ = true;
     }
   } else if (!heartbeat_warned_) {
@@ -196,14 +190,12 @@ absl::StatusOr<ServerVersion> Trainer::PullWithRetry(absl::Span<const int64_t> c
 }
 
 absl::StatusOr<ServerVersion> Trainer::PushPullWithRetry(
-    absl::Span<const int64_t> push_clocks, uint32_t examples,
-    absl::Span<const int64_t> pull_clocks, uint64_t request_id, const ParameterBatch& grads,
-    ParameterBatch* params) {
+    absl::Span<const int64_t> push_clocks, uint32_t examples, absl::Span<const int64_t> pull_clocks,
+    uint64_t request_id, const ParameterBatch& grads, ParameterBatch* params) {
   // A retry carries the same request id: the push is applied once even if
   // the first attempt's pull timed out after it.
   return CallWaiting(options_.metrics ? options_.metrics->pushpull_latency : nullptr, [&] {
-    return ps_->PushPull(worker(), push_clocks, request_id, grads, examples, pull_clocks,
-                         params);
+    return ps_->PushPull(worker(), push_clocks, request_id, grads, examples, pull_clocks, params);
   });
 }
 
@@ -224,13 +216,12 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(absl::Span<const int64_t> c
 }
 
 absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
-  absl::StatusOr<EvalResult> eval = workload_->Evaluate(
-      [this](ParameterBatch* batch) {
-        absl::Status s = PullWithRetry({-1}, batch).status();
-        // A shard that restarted is read afresh.
-        if (absl::IsAborted(s)) s = PullWithRetry({-1}, batch).status();
-        return s;
-      });
+  absl::StatusOr<EvalResult> eval = workload_->Evaluate([this](ParameterBatch* batch) {
+    absl::Status s = PullWithRetry({-1}, batch).status();
+    // A shard that restarted is read afresh.
+    if (absl::IsAborted(s)) s = PullWithRetry({-1}, batch).status();
+    return s;
+  });
   if (!eval.ok()) return eval.status();
   eval->set_epoch(lease.eval_epoch());
   eval->set_final(lease.eval_final());
@@ -243,9 +234,8 @@ absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   SetSender(worker(), &request);
   request.set_lease_id(lease.lease_id());
   *request.mutable_eval() = *eval;
-  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-    return coordinator_->ReportEval(request);
-  }));
+  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable,
+                                           [&] { return coordinator_->ReportEval(request); }));
   if (options_.metrics) options_.metrics->evaluations->Increment();
   absl::MutexLock lock(&mu_);
   ++stats_.evaluations;
@@ -271,7 +261,8 @@ void Trainer::RecordStep(int64_t examples, double loss, absl::Time step_start) {
     options_.metrics->steps->Increment();
     options_.metrics->examples->Increment(examples);
     options_.metrics->loss->Set(loss);
-    options_.metrics->step_seconds->Observe(absl::ToDoubleSeconds(options_.clock->Now() - step_start));
+    options_.metrics->step_seconds->Observe(
+        absl::ToDoubleSeconds(options_.clock->Now() - step_start));
   }
   if (options_.step_delay > absl::ZeroDuration()) {
     absl::SleepFor(options_.step_delay);
@@ -332,8 +323,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   // partition retrained after a worker died is trained the same way.
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(job_.seed() * 1000003 + partition.epoch() * 7919 +
-                      partition.index());
+  std::mt19937_64 rng(job_.seed() * 1000003 + partition.epoch() * 7919 + partition.index());
   std::shuffle(order.begin(), order.end(), rng);
 
   // Sync: the first pull tells which round each shard is collecting (after
@@ -359,8 +349,8 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       workload_->PlanStep(examples, &params_);
       version = PullWithRetry(clocks, &params_);
       if (version.ok() && rounds.empty()) rounds = version->rounds;
-      if (version.ok() && mode == ASYNC && job_.overlap_communication() &&
-          params_.sparse.empty() && pos == 0) {
+      if (version.ok() && mode == ASYNC && job_.overlap_communication() && params_.sparse.empty() &&
+          pos == 0) {
         FULCRUM_RETURN_IF_ERROR(TrainOverlapped(order));
         break;
       }
@@ -380,8 +370,8 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
           for (int64_t& r : pull_clocks) ++r;
         }
         workload_->PlanStep(examples_at(next), &params_);
-        version = PushPullWithRetry(push_clocks, examples.size(), pull_clocks,
-                                    next_request_id_++, grads_, &params_);
+        version = PushPullWithRetry(push_clocks, examples.size(), pull_clocks, next_request_id_++,
+                                    grads_, &params_);
       } else {
         version = PushWithRetry(push_clocks, examples.size());
       }
@@ -421,9 +411,8 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   CompletePartitionRequest request;
   SetSender(worker(), &request);
   request.set_lease_id(lease.lease_id());
-  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(options_.retry, IsUnavailable, [&] {
-    return coordinator_->CompletePartition(request);
-  }));
+  FULCRUM_RETURN_IF_ERROR(RetryWithBackoff(
+      options_.retry, IsUnavailable, [&] { return coordinator_->CompletePartition(request); }));
   if (options_.metrics) options_.metrics->partitions->Increment();
   absl::MutexLock lock(&mu_);
   ++stats_.partitions;

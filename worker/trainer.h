@@ -18,8 +18,8 @@
 #include "common/idx_dataset.h"
 #include "common/metrics.h"
 #include "common/retry.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.pb.h"
+#include "proto/job.pb.h"
 #include "worker/coordinator_client.h"
 #include "worker/model.h"
 #include "worker/ps_client.h"
@@ -40,7 +40,7 @@ struct TrainerMetrics {
   Histogram* pull_latency = nullptr;
   Histogram* push_latency = nullptr;
   Histogram* pushpull_latency = nullptr;  // fused push + next pull
-  Histogram* step_seconds = nullptr;  // one whole step: pull, compute, push
+  Histogram* step_seconds = nullptr;      // one whole step: pull, compute, push
 
   static TrainerMetrics Register(MetricsRegistry* registry);
 };
@@ -95,8 +95,8 @@ struct TrainerStats {
 // trainer; they are used from two threads.
 class Trainer {
  public:
-  Trainer(const TrainerOptions& options, PsClient* ps,
-          CoordinatorClient* coordinator, WorkloadFactory workload_factory);
+  Trainer(const TrainerOptions& options, PsClient* ps, CoordinatorClient* coordinator,
+          WorkloadFactory workload_factory);
   ~Trainer();
 
   // OK when the job is over (finished or stopped). Errors: an unrecoverable
@@ -111,16 +111,14 @@ class Trainer {
   absl::Status EvaluateTask(const AcquirePartitionResponse& lease);
   absl::StatusOr<ServerVersion> PullWithRetry(absl::Span<const int64_t> clocks,
                                               ParameterBatch* batch);
-  absl::StatusOr<ServerVersion> PushWithRetry(absl::Span<const int64_t> clocks,
-                                              uint32_t examples);
+  absl::StatusOr<ServerVersion> PushWithRetry(absl::Span<const int64_t> clocks, uint32_t examples);
   // Pushes `grads` and pulls into `params` in one call (same request id on
   // every retry). Safe to run on another thread while the training thread
   // computes, as long as nothing else uses the PsClient.
   absl::StatusOr<ServerVersion> PushPullWithRetry(absl::Span<const int64_t> push_clocks,
                                                   uint32_t examples,
                                                   absl::Span<const int64_t> pull_clocks,
-                                                  uint64_t request_id,
-                                                  const ParameterBatch& grads,
+                                                  uint64_t request_id, const ParameterBatch& grads,
                                                   ParameterBatch* params);
   // Runs a call that may wait for rounds or slower workers: UNAVAILABLE is
   // retried with backoff, a wait that times out is asked again until

@@ -9,9 +9,9 @@
 
 #include "common/model_spec.h"
 #include "gtest/gtest.h"
-#include "tests/wait.h"
 #include "server/coordinator.h"
 #include "server/parameter_shard.h"
+#include "tests/wait.h"
 
 namespace fulcrum {
 namespace {
@@ -62,8 +62,8 @@ class LocalPsClient : public PsClient {
       slices.push_back({batch->tensors[i].name(), 0, batch->dense[i].size()});
       out.push_back(absl::MakeSpan(batch->dense[i]));
     }
-    absl::StatusOr<ShardVersion> v = shard_->Pull(
-        worker, clock, slices, out, absl::Now() + absl::Seconds(10));
+    absl::StatusOr<ShardVersion> v =
+        shard_->Pull(worker, clock, slices, out, absl::Now() + absl::Seconds(10));
     if (!v.ok()) return v.status();
     ServerVersion sv;
     sv.version = v->version;
@@ -79,8 +79,7 @@ class LocalPsClient : public PsClient {
     const int64_t clock = clocks[0];
     std::vector<SliceGradient> gradients;
     for (size_t i = 0; i < batch.tensors.size(); ++i) {
-      gradients.push_back(
-          {{batch.tensors[i].name(), 0, batch.dense[i].size()}, batch.dense[i]});
+      gradients.push_back({{batch.tensors[i].name(), 0, batch.dense[i].size()}, batch.dense[i]});
     }
     for (const std::vector<float>& g : batch.dense) {
       size_t nonzeros = 0;
@@ -88,8 +87,7 @@ class LocalPsClient : public PsClient {
       absl::MutexLock lock(&mu_);
       max_pushed_nonzeros[g.size()] = std::max(max_pushed_nonzeros[g.size()], nonzeros);
     }
-    absl::StatusOr<ShardVersion> v =
-        shard_->Push(worker, request_id, clock, gradients);
+    absl::StatusOr<ShardVersion> v = shard_->Push(worker, request_id, clock, gradients);
     if (!v.ok()) return v.status();
     if (Take(lost_push_replies)) return absl::UnavailableError("reply lost");
     ServerVersion sv;
@@ -104,9 +102,8 @@ class LocalPsClient : public PsClient {
   // gradient this call carries, and counts the calls that saw it in
   // `overlapped`.
   absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
-                                         absl::Span<const int64_t> push_clocks,
-                                         uint64_t request_id, const ParameterBatch& gradients,
-                                         uint32_t examples,
+                                         absl::Span<const int64_t> push_clocks, uint64_t request_id,
+                                         const ParameterBatch& gradients, uint32_t examples,
                                          absl::Span<const int64_t> pull_clocks,
                                          ParameterBatch* params) override {
     ++pushpulls;
@@ -118,8 +115,8 @@ class LocalPsClient : public PsClient {
       }
       if (computes->started.load() > step) ++overlapped;
     }
-    return PsClient::PushPull(worker, push_clocks, request_id, gradients, examples,
-                              pull_clocks, params);
+    return PsClient::PushPull(worker, push_clocks, request_id, gradients, examples, pull_clocks,
+                              params);
   }
 
   std::atomic<int> pull_failures{0};
@@ -149,8 +146,7 @@ class LocalPsClient : public PsClient {
 class LocalCoordinatorClient : public CoordinatorClient {
  public:
   explicit LocalCoordinatorClient(JobCoordinator* c) : c_(c) {}
-  absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
-      const RegisterWorkerRequest& r) override {
+  absl::StatusOr<RegisterWorkerResponse> RegisterWorker(const RegisterWorkerRequest& r) override {
     return c_->RegisterWorker(r);
   }
   absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& r) override {
@@ -164,9 +160,7 @@ class LocalCoordinatorClient : public CoordinatorClient {
   absl::Status CompletePartition(const CompletePartitionRequest& r) override {
     return c_->CompletePartition(r);
   }
-  absl::Status ReportEval(const ReportEvalRequest& r) override {
-    return c_->ReportEval(r);
-  }
+  absl::Status ReportEval(const ReportEvalRequest& r) override { return c_->ReportEval(r); }
   std::atomic<int> heartbeats{0};
 
  private:
@@ -187,8 +181,7 @@ ImageDataset ToyData(int n, uint32_t seed) {
     const int label = rng() % kImageClasses;
     d.labels.push_back(label);
     for (int j = 0; j < kImageFeatures; ++j) {
-      d.features[i * kImageFeatures + j] =
-          noise(rng) + (j / 78 == label ? 1.0f : 0.0f);
+      d.features[i * kImageFeatures + j] = noise(rng) + (j / 78 == label ? 1.0f : 0.0f);
     }
   }
   return d;
@@ -232,8 +225,7 @@ class CountingWorkload : public Workload {
 
 class TrainerTest : public ::testing::Test {
  protected:
-  void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs,
-            uint32_t partitions) {
+  void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs, uint32_t partitions) {
     JobSpec& job = options_.job;
     job.set_model("softmax");
     job.set_mode(mode);
@@ -247,8 +239,7 @@ class TrainerTest : public ::testing::Test {
     const std::vector<TensorSpec> tensors = *ModelTensors("softmax");
     for (const TensorSpec& t : tensors) *job.add_tensors() = t;
     options_.heartbeat_interval = absl::Milliseconds(20);
-    auto store =
-        ParameterStore::Create({}, *CreateOptimizer(job.optimizer()), tensors);
+    auto store = ParameterStore::Create({}, *CreateOptimizer(job.optimizer()), tensors);
     ASSERT_TRUE(store.ok());
     shard_ = std::make_unique<ParameterShard>(std::move(*store), mode, 1);
     group_ = std::make_unique<ShardGroup>(ShardGroupOptions{}, shard_.get());
@@ -291,7 +282,7 @@ TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
   EXPECT_EQ(metrics.step_seconds->snapshot().count, 80u);
   EXPECT_GT(metrics.loss->value(), 0);
   EXPECT_EQ(trainer.stats().partitions, 8);
-  EXPECT_EQ(trainer.stats().steps, 80);  // 400 examples / batch 10, 2 epochs
+  EXPECT_EQ(trainer.stats().steps, 80);       // 400 examples / batch 10, 2 epochs
   EXPECT_EQ(trainer.stats().evaluations, 2);  // after epoch 1, and final
   JobStatus status = coordinator_->GetStatus();
   EXPECT_EQ(status.state(), FINISHED);
@@ -309,8 +300,8 @@ TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
   ps_->computes = &computes;
   Trainer trainer(Options("a"), ps_.get(), client_.get(),
                   [&](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
-                    return std::make_unique<CountingWorkload>(
-                        MakeImageWorkload(&train_, &test_), &computes);
+                    return std::make_unique<CountingWorkload>(MakeImageWorkload(&train_, &test_),
+                                                              &computes);
                   });
   ASSERT_TRUE(trainer.Run().ok());
   EXPECT_EQ(trainer.stats().steps, 80);
@@ -329,8 +320,8 @@ TEST_F(TrainerTest, NotOverlapped_OnePushPullPerStepButTheLast) {
   ps_->probe_wait = absl::Milliseconds(20);  // each call waits this long in vain
   Trainer trainer(Options("a"), ps_.get(), client_.get(),
                   [&](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
-                    return std::make_unique<CountingWorkload>(
-                        MakeImageWorkload(&train_, &test_), &computes);
+                    return std::make_unique<CountingWorkload>(MakeImageWorkload(&train_, &test_),
+                                                              &computes);
                   });
   ASSERT_TRUE(trainer.Run().ok());
   EXPECT_EQ(shard_->stats().pushes, 80);

@@ -12,14 +12,14 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "common/process.h"
+#include "common/channel.h"
 #include "common/idx_dataset.h"
 #include "common/libsvm.h"
-#include "common/channel.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "common/security.h"
+#include "common/process.h"
 #include "common/retry.h"
+#include "common/security.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "worker/grpc_coordinator_client.h"
@@ -27,8 +27,7 @@
 #include "worker/trainer.h"
 #include "worker/workload.h"
 
-ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
-          "host:port of the coordinating ps_server.");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "host:port of the coordinating ps_server.");
 ABSL_FLAG(std::string, data_dir, std::string(fulcrum::kDefaultFashionMnistDir),
           "Folder with the Fashion-MNIST IDX files "
           "({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz).");
@@ -43,14 +42,12 @@ ABSL_FLAG(std::string, worker_name, "",
 ABSL_FLAG(double, rpc_timeout, 60,
           "Deadline of each RPC, seconds. Sync pulls wait up to this long "
           "for a round and are then retried.");
-ABSL_FLAG(std::string, tls_ca, "",
-          "PEM CA bundle to verify the servers with: connect over TLS.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify the servers with: connect over TLS.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name the servers' certificates carry, if not the host dialled.");
-ABSL_FLAG(std::string, auth_token_file, "",
-          "File holding the bearer token the servers require.");
+ABSL_FLAG(std::string, auth_token_file, "", "File holding the bearer token the servers require.");
 ABSL_FLAG(int, metrics_port, -1,
           "Serve Prometheus metrics at http://0.0.0.0:PORT/metrics; -1: off, "
           "0: a free port (logged).");
@@ -74,8 +71,7 @@ int Fail(const std::string& what, const absl::Status& status) {
 }
 
 int Run() {
-  const absl::Duration rpc_timeout =
-      absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
+  const absl::Duration rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
   const std::string address = absl::GetFlag(FLAGS_coordinator);
   ClientSecurityOptions security;
   security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
@@ -95,8 +91,7 @@ int Run() {
   AddSecurityChannelArguments(security, &args);
   // The coordinator's process serves shard 0 too: one channel for both. The
   // other shards' addresses come with the registration.
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(address, *credentials, args);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, *credentials, args);
   GrpcCoordinatorClient coordinator(channel, rpc_timeout, token);
   GrpcPsClient ps(channel, rpc_timeout, token, security);
 
@@ -104,14 +99,12 @@ int Run() {
   gethostname(host, sizeof(host) - 1);
   TrainerOptions options;
   options.host = host;
-  options.worker_name = absl::GetFlag(FLAGS_worker_name).empty()
-                            ? absl::StrCat(host, ":", getpid())
-                            : absl::GetFlag(FLAGS_worker_name);
+  options.worker_name = absl::GetFlag(FLAGS_worker_name).empty() ? absl::StrCat(host, ":", getpid())
+                                                                 : absl::GetFlag(FLAGS_worker_name);
   options.retry.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_retries));
   options.retry.max_backoff =
       std::max(absl::Milliseconds(100), absl::Seconds(absl::GetFlag(FLAGS_max_backoff)));
-  options.step_delay =
-      absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_step_delay_ms)));
+  options.step_delay = absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_step_delay_ms)));
 
   MetricsRegistry registry;
   const TrainerMetrics metrics = TrainerMetrics::Register(&registry);
@@ -121,8 +114,7 @@ int Run() {
         MetricsHttpServer::Start(&registry, "0.0.0.0", absl::GetFlag(FLAGS_metrics_port));
     if (!started.ok()) return Fail("--metrics_port", started.status());
     metrics_server = std::move(*started);
-    FULCRUM_LOG(INFO) << "metrics at http://0.0.0.0:" << metrics_server->port()
-                      << "/metrics";
+    FULCRUM_LOG(INFO) << "metrics at http://0.0.0.0:" << metrics_server->port() << "/metrics";
     options.metrics = &metrics;
   }
 
@@ -157,17 +149,17 @@ int Run() {
       return MakeSparseLrWorkload(train_file, test_file);
     }
     if (!train.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model ", job.model(), " trains on Fashion-MNIST; this worker was started "
-          "with --train_file for sparse_lr"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("model ", job.model(),
+                       " trains on Fashion-MNIST; this worker was started "
+                       "with --train_file for sparse_lr"));
     }
     return MakeImageWorkload(&*train, &*test);
   };
   Trainer trainer(options, &ps, &coordinator, workloads);
   absl::Status trained = trainer.Run();
   if (!trained.ok()) {
-    return Fail(absl::StrCat("training against coordinator ", address, " failed"),
-                trained);
+    return Fail(absl::StrCat("training against coordinator ", address, " failed"), trained);
   }
   return 0;
 }

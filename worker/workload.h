@@ -13,8 +13,8 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/idx_dataset.h"
-#include "proto/job.pb.h"
 #include "proto/coordinator.pb.h"
+#include "proto/job.pb.h"
 #include "worker/model.h"
 #include "worker/ps_client.h"
 
@@ -40,8 +40,7 @@ class Workload {
 
   // From the pulled `params`, the mean loss over `examples`, with the
   // gradient written to `grads` (shaped like `params`).
-  virtual double ComputeGradients(absl::Span<const int64_t> examples,
-                                  const ParameterBatch& params,
+  virtual double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
                                   ParameterBatch* grads) = 0;
 
   // Evaluates the current model on held-out data, reading parameters with
@@ -52,14 +51,12 @@ class Workload {
 };
 
 // Builds the workload for the job's model ("softmax", "mlp", "sparse_lr").
-using WorkloadFactory =
-    std::function<absl::StatusOr<std::unique_ptr<Workload>>(const JobSpec&)>;
+using WorkloadFactory = std::function<absl::StatusOr<std::unique_ptr<Workload>>(const JobSpec&)>;
 
 // Image classification on Fashion-MNIST-style data (models "softmax" and
 // "mlp"). The data sets are not owned; `test` may be null (then it cannot
 // evaluate).
-std::unique_ptr<Workload> MakeImageWorkload(const ImageDataset* train,
-                                            const ImageDataset* test,
+std::unique_ptr<Workload> MakeImageWorkload(const ImageDataset* train, const ImageDataset* test,
                                             int64_t eval_chunk = 2000);
 
 // Sparse logistic regression ("sparse_lr") on libsvm files: partitions are
