@@ -25,9 +25,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/ps_process.h"
-#include "common/channel.h"
+#include "common/base/process.h"
 #include "common/model_spec.h"
-#include "common/process.h"
+#include "common/rpc/channel.h"
 #include "worker/grpc_coordinator_client.h"
 #include "worker/grpc_ps_client.h"
 

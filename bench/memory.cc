@@ -26,7 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/ps_process.h"
-#include "common/channel.h"
+#include "common/rpc/channel.h"
 #include "grpcpp/client_context.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/parameter_service.grpc.pb.h"

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "common/crc32c.h"
+#include "common/base/crc32c.h"
 #include "common/payload.h"
 #include "server/optimizer.h"
 #include "server/parameter_store.h"

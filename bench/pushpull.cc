@@ -28,10 +28,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/ps_process.h"
-#include "common/channel.h"
+#include "common/base/process.h"
 #include "common/payload.h"
-#include "common/process.h"
-#include "common/wire.h"
+#include "common/rpc/channel.h"
+#include "common/rpc/wire.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -143,7 +143,7 @@ int Main() {
   // One channel per client, each a worker holding a training lease.
   std::vector<std::unique_ptr<ParameterService::Stub>> stubs;
   // Dense pushes go as the worker sends them: request bytes around the
-  // caller's floats (common/wire.h), through a generic stub.
+  // caller's floats (common/rpc/wire.h), through a generic stub.
   std::vector<std::unique_ptr<grpc::GenericStub>> generic_stubs;
   std::vector<std::unique_ptr<grpc::CompletionQueue>> queues;
   std::vector<uint64_t> ids;

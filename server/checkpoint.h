@@ -48,7 +48,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/file_system.h"
+#include "common/base/file_system.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/coordinator.pb.h"
 #include "server/parameter_shard.h"

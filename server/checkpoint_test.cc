@@ -3,8 +3,8 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "common/crc32c.h"
-#include "common/file_system.h"
+#include "common/base/crc32c.h"
+#include "common/base/file_system.h"
 #include "gtest/gtest.h"
 
 namespace fulcrum {

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "common/channel.h"
-#include "common/security.h"
-#include "common/status_macros.h"
+#include "common/base/status_macros.h"
+#include "common/rpc/channel.h"
+#include "common/rpc/security.h"
 
 namespace fulcrum {
 

@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "common/metrics.h"
-#include "common/security.h"
+#include "common/rpc/security.h"
 #include "grpcpp/server_builder.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"

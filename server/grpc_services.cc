@@ -6,8 +6,8 @@
 
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
 #include "common/payload.h"
+#include "common/rpc/grpc_status.h"
 #include "grpcpp/server_context.h"
 
 namespace fulcrum {

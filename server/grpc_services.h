@@ -2,7 +2,7 @@
 // ShardRegistry over a JobCoordinator, ShardControl over a shard other than
 // the coordinator's. They translate messages and statuses and nothing else:
 // the bearer token is checked before any of them sees a call, by the
-// server's credentials (common/security.h).
+// server's credentials (common/rpc/security.h).
 #ifndef FULCRUM_SERVER_GRPC_SERVICES_H_
 #define FULCRUM_SERVER_GRPC_SERVICES_H_
 
@@ -15,9 +15,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/blocking_pool.h"
+#include "common/base/blocking_pool.h"
 #include "common/metrics.h"
-#include "common/security.h"
+#include "common/rpc/security.h"
 #include "grpcpp/server_builder.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/coordinator.grpc.pb.h"

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/log.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
 #include "common/shard_map.h"
-#include "common/status_macros.h"
 
 namespace fulcrum {
 namespace {

@@ -15,7 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "common/clock.h"
+#include "common/base/clock.h"
 #include "common/worker_identity.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"

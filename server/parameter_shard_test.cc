@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
-#include "common/clock.h"
+#include "common/base/clock.h"
 #include "gtest/gtest.h"
 #include "tests/wait.h"
 

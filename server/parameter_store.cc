@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
 #include "common/model_spec.h"
 #include "common/shard_map.h"
-#include "common/status_macros.h"
 #include "server/initializer.h"
 
 namespace fulcrum {

@@ -23,7 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
-#include "common/security.h"
+#include "common/rpc/security.h"
 #include "grpcpp/server.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"

@@ -20,10 +20,10 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "common/log.h"
+#include "common/base/log.h"
+#include "common/base/process.h"
 #include "common/model_spec.h"
-#include "common/process.h"
-#include "common/security.h"
+#include "common/rpc/security.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
 

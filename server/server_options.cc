@@ -3,8 +3,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
 #include "common/model_spec.h"
-#include "common/status_macros.h"
 #include "server/optimizer.h"
 
 namespace fulcrum {

@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "common/security.h"
+#include "common/rpc/security.h"
 #include "proto/job.pb.h"
 #include "server/parameter_store.h"
 

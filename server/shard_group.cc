@@ -4,9 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/grpc_status.h"
-#include "common/log.h"
-#include "common/security.h"
+#include "common/base/log.h"
+#include "common/rpc/grpc_status.h"
+#include "common/rpc/security.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 

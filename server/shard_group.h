@@ -30,7 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
+#include "common/base/clock.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/coordinator.pb.h"

@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/channel.h"
-#include "common/grpc_status.h"
-#include "common/log.h"
-#include "common/status_macros.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
+#include "common/rpc/channel.h"
+#include "common/rpc/grpc_status.h"
 #include "grpcpp/client_context.h"
 #include "server/shard_group.h"
 

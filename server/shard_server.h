@@ -16,7 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
-#include "common/security.h"
+#include "common/rpc/security.h"
 #include "grpcpp/server_builder.h"
 #include "proto/job.pb.h"
 #include "proto/shard_control.grpc.pb.h"

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_system.h"
+#include "common/base/file_system.h"
 #include "gtest/gtest.h"
 #include "tests/cluster.h"
 

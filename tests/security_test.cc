@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "common/health_check.h"
 #include "common/payload.h"
+#include "common/rpc/health_check.h"
 #include "google/protobuf/descriptor.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"

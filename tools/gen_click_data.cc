@@ -26,8 +26,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/file_system.h"
-#include "common/libsvm.h"
+#include "common/base/file_system.h"
+#include "common/data/auc.h"
+#include "common/data/libsvm.h"
 
 ABSL_FLAG(std::string, out_dir, "", "Folder to write the data set into.");
 ABSL_FLAG(int64_t, train_examples, 200000, "Training examples.");

@@ -1,7 +1,7 @@
 #include "worker/grpc_coordinator_client.h"
 
-#include "common/grpc_status.h"
-#include "common/security.h"
+#include "common/rpc/grpc_status.h"
+#include "common/rpc/security.h"
 #include "grpcpp/client_context.h"
 
 namespace fulcrum {

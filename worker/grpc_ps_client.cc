@@ -4,14 +4,14 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
-#include "common/channel.h"
-#include "common/grpc_status.h"
+#include "common/base/status_macros.h"
 #include "common/model_spec.h"
 #include "common/payload.h"
-#include "common/security.h"
+#include "common/rpc/channel.h"
+#include "common/rpc/grpc_status.h"
+#include "common/rpc/security.h"
+#include "common/rpc/wire.h"
 #include "common/shard_map.h"
-#include "common/status_macros.h"
-#include "common/wire.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/completion_queue.h"
 
@@ -242,7 +242,7 @@ absl::Status GrpcPsClient::BuildPushRequests(const WorkerIdentity& worker,
   if (batch.dense.size() != batch.tensors.size()) {
     return absl::InvalidArgumentError("gradient set does not match its tensors");
   }
-  // float32 gradients are sent from their own memory (common/wire.h).
+  // float32 gradients are sent from their own memory (common/rpc/wire.h).
   const bool zero_copy = gradient_encoding_ == FLOAT32;
   views->clear();
   if (zero_copy) views->resize(shards_.size());

@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "common/security.h"
+#include "common/rpc/security.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -78,7 +78,7 @@ class GrpcPsClient final : public PsClient {
   using DenseViews = std::vector<absl::Span<const float>>;
   // One request per shard carrying its part of `batch`'s gradients. With
   // float32 gradients the dense entries' data is left empty and `views` gets
-  // the values (sent by reference, common/wire.h); otherwise `views` is
+  // the values (sent by reference, common/rpc/wire.h); otherwise `views` is
   // empty and the data is encoded into the requests.
   absl::Status BuildPushRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                  uint64_t request_id, const ParameterBatch& batch,

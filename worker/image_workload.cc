@@ -2,8 +2,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
 #include "common/model_spec.h"
-#include "common/status_macros.h"
 #include "worker/workload.h"
 
 namespace fulcrum {

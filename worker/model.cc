@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "Eigen/Core"
+#include "common/base/status_macros.h"
 #include "common/model_spec.h"
-#include "common/status_macros.h"
 
 namespace fulcrum {
 namespace {

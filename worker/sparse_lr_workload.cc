@@ -6,9 +6,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "common/libsvm.h"
+#include "common/base/status_macros.h"
+#include "common/data/auc.h"
+#include "common/data/libsvm.h"
 #include "common/model_spec.h"
-#include "common/status_macros.h"
 #include "worker/workload.h"
 
 namespace fulcrum {

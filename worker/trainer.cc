@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/log.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
 #include "common/model_spec.h"
-#include "common/status_macros.h"
 
 namespace fulcrum {
 namespace {

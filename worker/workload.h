@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "common/idx_dataset.h"
+#include "common/data/idx_dataset.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
 #include "worker/model.h"
