@@ -5,6 +5,7 @@
 #include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/security.h"
+#include "server/grpc_remote_shard.h"
 
 namespace fulcrum {
 
@@ -18,10 +19,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   group.incarnation = incarnation;
   group.job = job;
   group.report_timeout = options.worker_timeout;
-  FULCRUM_ASSIGN_OR_RETURN(group.credentials, MakeChannelCredentials(options.peer_security));
-  group.channel_args = DefaultChannelArguments();
-  AddSecurityChannelArguments(options.peer_security, &group.channel_args);
-  group.auth_token = options.auth_token;
+  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                           MakeChannelCredentials(options.peer_security));
+  grpc::ChannelArguments channel_args = DefaultChannelArguments();
+  AddSecurityChannelArguments(options.peer_security, &channel_args);
+  group.connect = GrpcRemoteShards(credentials, channel_args, options.auth_token);
   server->shards_ = std::make_unique<ShardGroup>(group, local);
 
   CoordinatorOptions coordinator_options;

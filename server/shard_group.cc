@@ -1,14 +1,11 @@
 #include "server/shard_group.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/log.h"
-#include "common/rpc/grpc_status.h"
-#include "common/rpc/security.h"
-#include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
 
 namespace fulcrum {
 
@@ -155,14 +152,10 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
     remote->acked = 0;  // a new process: it knows no membership yet
     remote->rate = Rate();
   }
-  if (!request.address().empty() &&
-      (remote->stub == nullptr || remote->stub_address != request.address())) {
-    remote->stub =
-        std::shared_ptr<ShardControl::Stub>(ShardControl::NewStub(grpc::CreateCustomChannel(
-            request.address(),
-            options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(),
-            options_.channel_args)));
-    remote->stub_address = request.address();
+  if (!request.address().empty() && options_.connect &&
+      (remote->connection == nullptr || remote->connection_address != request.address())) {
+    remote->connection = options_.connect(request.address());
+    remote->connection_address = request.address();
   }
   remote->status = request.status();
   remote->status.set_index(index);
@@ -188,32 +181,29 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
 
 void ShardGroup::SendLoop(uint32_t index) {
   while (true) {
-    Membership membership;
-    std::shared_ptr<ShardControl::Stub> stub;
+    WorkerMembership membership;
+    std::shared_ptr<RemoteShard> connection;
     {
       absl::MutexLock lock(&mu_);
       Remote* remote = remotes_[index].get();
       auto behind = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stopping_ || (remote->ready && remote->acked < membership_.version);
+        return stopping_ || (remote->ready && remote->connection != nullptr &&
+                             remote->acked < membership_.version);
       };
       mu_.AwaitWithTimeout(absl::Condition(&behind), absl::Seconds(1));
       if (stopping_) return;
       if (!behind()) continue;
-      membership = membership_.ToProto();
-      stub = remote->stub;
+      membership = membership_;
+      connection = remote->connection;
     }
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-    AttachToken(options_.auth_token, &context);
-    MembershipAck ack;
-    const grpc::Status status = stub->SetMembership(&context, membership, &ack);
+    absl::StatusOr<uint64_t> acked = connection->SetMembership(membership, options_.rpc_timeout);
     absl::MutexLock lock(&mu_);
     Remote* remote = remotes_[index].get();
-    if (status.ok()) {
-      remote->acked = std::max(remote->acked, ack.version());
+    if (acked.ok()) {
+      remote->acked = std::max(remote->acked, *acked);
     } else {
-      FULCRUM_LOG(WARNING) << "membership to shard " << index
-                           << " failed: " << status.error_message() << "; retrying";
+      FULCRUM_LOG(WARNING) << "membership to shard " << index << " failed: " << acked.status()
+                           << "; retrying";
       // Back off a little so a dead shard does not spin the thread.
       mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(200));
       if (stopping_) return;
@@ -308,52 +298,32 @@ absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> ShardGroup::WriteRemo
   const uint32_t n = options_.num_shards;
   std::vector<CheckpointManifest::ShardFile> files(n);
   if (n <= 1) return files;
-  struct Call {
-    grpc::ClientContext context;
-    CheckpointManifest::ShardFile file;
-    grpc::Status status;
-  };
-  std::vector<Call> calls(n);
-  std::vector<std::shared_ptr<ShardControl::Stub>> stubs(n);
-  absl::Mutex done_mu;
-  int pending = 0;
-  WriteShardCheckpointRequest request;
-  request.set_sequence(sequence);
+  std::vector<std::shared_ptr<RemoteShard>> connections(n);
   {
     absl::MutexLock lock(&mu_);
     for (uint32_t i = 1; i < n; ++i) {
-      if (remotes_[i] == nullptr || !remotes_[i]->ready) {
+      if (remotes_[i] == nullptr || !remotes_[i]->ready || remotes_[i]->connection == nullptr) {
         return absl::UnavailableError(absl::StrCat("shard ", i, " is not registered"));
       }
-    }
-    for (uint32_t i = 1; i < n; ++i) {
-      Call& call = calls[i];
-      call.context.set_deadline(absl::ToChronoTime(absl::Now() + options_.checkpoint_timeout));
-      AttachToken(options_.auth_token, &call.context);
-      {
-        absl::MutexLock done_lock(&done_mu);
-        ++pending;
-      }
-      stubs[i] = remotes_[i]->stub;
-      stubs[i]->async()->WriteCheckpoint(&call.context, &request, &call.file,
-                                         [&call, &done_mu, &pending](grpc::Status s) {
-                                           absl::MutexLock done_lock(&done_mu);
-                                           call.status = std::move(s);
-                                           --pending;
-                                         });
+      connections[i] = remotes_[i]->connection;
     }
   }
-  {
-    absl::MutexLock done_lock(&done_mu);
-    done_mu.Await(absl::Condition(
-        +[](int* p) { return *p == 0; }, &pending));
-  }
+  // Every shard writes at once.
+  std::vector<absl::StatusOr<CheckpointManifest::ShardFile>> written(
+      n, absl::UnknownError("not asked"));
+  std::vector<std::thread> calls;
   for (uint32_t i = 1; i < n; ++i) {
-    if (!calls[i].status.ok()) {
-      absl::Status s = FromGrpcStatus(calls[i].status);
+    calls.emplace_back([&, i] {
+      written[i] = connections[i]->WriteCheckpoint(sequence, options_.checkpoint_timeout);
+    });
+  }
+  for (std::thread& call : calls) call.join();
+  for (uint32_t i = 1; i < n; ++i) {
+    if (!written[i].ok()) {
+      const absl::Status& s = written[i].status();
       return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
     }
-    files[i] = calls[i].file;
+    files[i] = *written[i];
   }
   return files;
 }

@@ -31,13 +31,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
-#include "grpcpp/security/credentials.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
-#include "proto/shard_control.grpc.pb.h"
+#include "proto/shard_control.pb.h"
 #include "server/membership.h"
 #include "server/parameter_shard.h"
+#include "server/remote_shard.h"
 
 namespace fulcrum {
 
@@ -55,10 +55,9 @@ struct ShardGroupOptions {
   // get checkpoint_timeout.
   absl::Duration rpc_timeout = absl::Seconds(2);
   absl::Duration checkpoint_timeout = absl::Seconds(120);
-  // How the coordinator dials the other shards.
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  grpc::ChannelArguments channel_args;
-  std::string auth_token;
+  // How the coordinator reaches the other shards (GrpcRemoteShards in
+  // ps_server); needed when num_shards > 1.
+  RemoteShardFactory connect;
   // The time source. Not owned.
   const Clock* clock = Clock::Real();
 };
@@ -139,9 +138,9 @@ class ShardGroup {
     bool ready = false;
     absl::Time last_report;
     Rate rate;
-    // Shared with calls in flight (a shard that moves gets a new stub).
-    std::shared_ptr<ShardControl::Stub> stub;
-    std::string stub_address;
+    // Shared with calls in flight (a shard that moves gets a new one).
+    std::shared_ptr<RemoteShard> connection;
+    std::string connection_address;
     // The membership version this incarnation of the shard has acknowledged
     // (0: none yet).
     uint64_t acked = 0;
