@@ -19,11 +19,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   group.incarnation = incarnation;
   group.job = job;
   group.report_timeout = options.worker_timeout;
-  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                           MakeChannelCredentials(options.peer_security));
-  grpc::ChannelArguments channel_args = DefaultChannelArguments();
-  AddSecurityChannelArguments(options.peer_security, &channel_args);
-  group.connect = GrpcRemoteShards(credentials, channel_args, options.auth_token);
+  FULCRUM_ASSIGN_OR_RETURN(ChannelOpener opener, ChannelOpener::Create(options.peer_security));
+  group.connect = GrpcRemoteShards(opener, options.auth_token);
   server->shards_ = std::make_unique<ShardGroup>(group, local);
 
   CoordinatorOptions coordinator_options;

@@ -5,7 +5,6 @@
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/security.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
 #include "proto/shard_control.grpc.pb.h"
 
 namespace fulcrum {
@@ -50,13 +49,9 @@ class GrpcRemoteShard final : public RemoteShard {
 
 }  // namespace
 
-RemoteShardFactory GrpcRemoteShards(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                                    grpc::ChannelArguments channel_args, std::string auth_token) {
-  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
-  return [credentials, channel_args,
-          auth_token](const std::string& address) -> std::shared_ptr<RemoteShard> {
-    return std::make_shared<GrpcRemoteShard>(
-        grpc::CreateCustomChannel(address, credentials, channel_args), auth_token);
+RemoteShardFactory GrpcRemoteShards(ChannelOpener opener, std::string auth_token) {
+  return [opener, auth_token](const std::string& address) -> std::shared_ptr<RemoteShard> {
+    return std::make_shared<GrpcRemoteShard>(opener.Open(address), auth_token);
   };
 }
 

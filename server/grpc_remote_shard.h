@@ -5,16 +5,14 @@
 #include <memory>
 #include <string>
 
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
+#include "common/rpc/channel.h"
 #include "server/remote_shard.h"
 
 namespace fulcrum {
 
-// Dials shards with `credentials` and `channel_args`; every call carries
-// `auth_token` (may be empty) as a bearer token.
-RemoteShardFactory GrpcRemoteShards(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                                    grpc::ChannelArguments channel_args, std::string auth_token);
+// Dials shards with `opener`; every call carries `auth_token` (may be
+// empty) as a bearer token.
+RemoteShardFactory GrpcRemoteShards(ChannelOpener opener, std::string auth_token);
 
 }  // namespace fulcrum
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/model_spec.h"
+#include "common/rpc/channel.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/health_check.h"
 #include "common/rpc/security.h"
@@ -157,15 +158,13 @@ std::shared_ptr<grpc::Channel> Channel() {
   security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   security.tls_key = absl::GetFlag(FLAGS_tls_key);
   security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      MakeChannelCredentials(security);
-  if (!credentials.ok()) {
-    std::fprintf(stderr, "psctl: %s\n", std::string(credentials.status().message()).c_str());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      OpenChannel(absl::GetFlag(FLAGS_coordinator), security);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "psctl: %s\n", std::string(channel.status().message()).c_str());
     std::exit(2);
   }
-  grpc::ChannelArguments args;
-  AddSecurityChannelArguments(security, &args);
-  return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_coordinator), *credentials, args);
+  return *channel;
 }
 
 std::unique_ptr<Coordinator::Stub> Connect() { return Coordinator::NewStub(Channel()); }

@@ -78,22 +78,18 @@ int Run() {
   security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   security.tls_key = absl::GetFlag(FLAGS_tls_key);
   security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
-      MakeChannelCredentials(security);
-  if (!credentials.ok()) return Fail("TLS settings", credentials.status());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(address, security);
+  if (!channel.ok()) return Fail("TLS settings", channel.status());
   std::string token;
   if (!absl::GetFlag(FLAGS_auth_token_file).empty()) {
     absl::StatusOr<std::string> read = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
     if (!read.ok()) return Fail("--auth_token_file", read.status());
     token = *read;
   }
-  grpc::ChannelArguments args = DefaultChannelArguments();
-  AddSecurityChannelArguments(security, &args);
   // The coordinator's process serves shard 0 too: one channel for both. The
   // other shards' addresses come with the registration.
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, *credentials, args);
-  GrpcCoordinatorClient coordinator(channel, rpc_timeout, token);
-  GrpcPsClient ps(channel, rpc_timeout, token, security);
+  GrpcCoordinatorClient coordinator(*channel, rpc_timeout, token);
+  GrpcPsClient ps(*channel, rpc_timeout, token, security);
 
   char host[256] = "unknown";
   gethostname(host, sizeof(host) - 1);

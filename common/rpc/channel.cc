@@ -22,13 +22,22 @@ grpc::ChannelArguments DefaultChannelArguments() {
   return args;
 }
 
+absl::StatusOr<ChannelOpener> ChannelOpener::Create(const ClientSecurityOptions& security) {
+  ChannelOpener opener;
+  FULCRUM_ASSIGN_OR_RETURN(opener.credentials_, MakeChannelCredentials(security));
+  opener.args_ = DefaultChannelArguments();
+  AddSecurityChannelArguments(security, &opener.args_);
+  return opener;
+}
+
+std::shared_ptr<grpc::Channel> ChannelOpener::Open(const std::string& address) const {
+  return grpc::CreateCustomChannel(address, credentials_, args_);
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const std::string& address,
                                                            const ClientSecurityOptions& security) {
-  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                           MakeChannelCredentials(security));
-  grpc::ChannelArguments args = DefaultChannelArguments();
-  AddSecurityChannelArguments(security, &args);
-  return grpc::CreateCustomChannel(address, credentials, args);
+  FULCRUM_ASSIGN_OR_RETURN(const ChannelOpener opener, ChannelOpener::Create(security));
+  return opener.Open(address);
 }
 
 }  // namespace fulcrum
