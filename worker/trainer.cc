@@ -109,7 +109,7 @@ absl::Status Trainer::Register() {
     ++stats_.registrations;
   }
   if (options_.metrics) options_.metrics->registrations->Increment();
-  last_pushed_round_.assign(ps_->num_shards(), -1);
+  clocks_.Reset(job.mode(), ps_->num_shards());
   evicted_ = false;
   FULCRUM_LOG(INFO) << "registered as worker " << response->worker_id() << ": model " << job.model()
                     << ", mode " << ConsistencyModeName(job.mode()) << ", " << job.epochs()
@@ -317,7 +317,6 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   const DataPartition& partition = lease.partition();
   FULCRUM_ASSIGN_OR_RETURN(const int64_t n, workload_->LoadPartition(partition));
   const int64_t batch_size = job_.batch_size();
-  const ConsistencyMode mode = job_.mode();
 
   // The order depends only on the job's seed and the partition, so a
   // partition retrained after a worker died is trained the same way.
@@ -326,18 +325,8 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
   std::mt19937_64 rng(job_.seed() * 1000003 + partition.epoch() * 7919 + partition.index());
   std::shuffle(order.begin(), order.end(), rng);
 
-  // Sync: the first pull tells which round each shard is collecting (after
-  // the last one this worker pushed there). SSP: it waits while this
-  // worker's clock is too far ahead.
-  const size_t shards = last_pushed_round_.size();
-  std::vector<int64_t> clocks(shards, mode == SSP ? lease.clock() : -1);
-  if (mode == SYNC) {
-    for (size_t s = 0; s < shards; ++s) {
-      if (last_pushed_round_[s] >= 0) clocks[s] = last_pushed_round_[s] + 1;
-    }
-  }
+  clocks_.StartPartition(lease.clock());
   auto examples_at = [&](size_t pos) { return MiniBatchAt(order, pos, batch_size); };
-  std::vector<int64_t> rounds;  // sync: the rounds being collected
   int restarts_seen = 0;
   bool have_params = false;  // params_ holds the parameters for the step at pos
   for (size_t pos = 0; pos < order.size();) {
@@ -347,10 +336,10 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
     absl::StatusOr<ServerVersion> version = ServerVersion();
     if (!have_params) {
       workload_->PlanStep(examples, &params_);
-      version = PullWithRetry(clocks, &params_);
-      if (version.ok() && rounds.empty()) rounds = version->rounds;
-      if (version.ok() && mode == ASYNC && job_.overlap_communication() && params_.sparse.empty() &&
-          pos == 0) {
+      version = PullWithRetry(clocks_.Pull(), &params_);
+      if (version.ok()) clocks_.Pulled(version->rounds);
+      if (version.ok() && clocks_.MayOverlap() && job_.overlap_communication() &&
+          params_.sparse.empty() && pos == 0) {
         FULCRUM_RETURN_IF_ERROR(TrainOverlapped(order));
         break;
       }
@@ -360,15 +349,12 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
     if (version.ok()) {
       loss = ComputeStep(examples, &grads_);
       pushing = true;
-      const std::vector<int64_t>& push_clocks = mode == SYNC ? rounds : clocks;
+      const std::vector<int64_t>& push_clocks = clocks_.Push();
       const size_t next = pos + batch_size;
       if (next < order.size()) {
         // One round trip: this step's gradient out, the next step's
         // parameters back (sync: of the round this push helps close).
-        std::vector<int64_t> pull_clocks = push_clocks;
-        if (mode == SYNC) {
-          for (int64_t& r : pull_clocks) ++r;
-        }
+        const std::vector<int64_t> pull_clocks = clocks_.NextPull();
         workload_->PlanStep(examples_at(next), &params_);
         version = PushPullWithRetry(push_clocks, examples.size(), pull_clocks, next_request_id_++,
                                     grads_, &params_);
@@ -384,28 +370,12 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
       // shard's current round and, where a push was taken, the next round.
       FULCRUM_LOG(WARNING) << "redoing a step: " << version.status().message();
       have_params = false;
-      if (mode == SYNC) {
-        std::vector<bool> restarted(shards, false);
-        for (int s : ps_->restarted_shards()) restarted[s] = true;
-        for (size_t s = 0; s < shards; ++s) {
-          if (restarted[s]) {
-            last_pushed_round_[s] = clocks[s] = -1;
-          } else if (pushing && !rounds.empty()) {
-            last_pushed_round_[s] = rounds[s];
-            clocks[s] = rounds[s] + 1;
-          }
-        }
-        rounds.clear();
-      }
+      clocks_.Restarted(ps_->restarted_shards(), pushing);
       continue;
     }
     if (!version.ok()) return version.status();
     pos += batch_size;
-    if (mode == SYNC) {
-      last_pushed_round_ = rounds;
-      for (int64_t& r : rounds) ++r;
-      clocks = rounds;
-    }
+    clocks_.StepDone();
     RecordStep(examples.size(), loss, step_start);
   }
   CompletePartitionRequest request;

@@ -23,6 +23,7 @@
 #include "worker/coordinator_client.h"
 #include "worker/model.h"
 #include "worker/ps_client.h"
+#include "worker/step_clocks.h"
 #include "worker/topk.h"
 #include "worker/workload.h"
 
@@ -181,10 +182,8 @@ class Trainer {
   std::unique_ptr<TopKSparsifier> sparsifier_;
   bool said_overlapping_ = false;  // logged once
   uint64_t next_request_id_ = 1;
-  // Sync: per shard, the last round this worker id pushed (-1: none). A new
-  // partition starts by waiting for the round after it: the shard still
-  // counts this worker in that round, so pushing it again would be refused.
-  std::vector<int64_t> last_pushed_round_;
+  // The clocks the calls carry under the job's mode.
+  StepClocks clocks_;
 };
 
 }  // namespace fulcrum

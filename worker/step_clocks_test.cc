@@ -1,0 +1,60 @@
+#include "worker/step_clocks.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace fulcrum {
+namespace {
+
+using Clocks = std::vector<int64_t>;
+
+TEST(StepClocksTest, Sync_PushesTheRoundAndPullsTheNext_NewPartitionWaitsPastItsLastPush) {
+  StepClocks clocks;
+  clocks.Reset(SYNC, 2);
+  clocks.StartPartition(0);
+  EXPECT_EQ(clocks.Pull(), (Clocks{-1, -1}));  // nothing pushed yet: the current round
+  clocks.Pulled({4, 7});                        // shards count rounds apart
+  EXPECT_EQ(clocks.Push(), (Clocks{4, 7}));
+  EXPECT_EQ(clocks.NextPull(), (Clocks{5, 8}));
+  clocks.StepDone();
+  EXPECT_EQ(clocks.Push(), (Clocks{5, 8}));
+  clocks.StepDone();
+  // The next partition waits for the round after its last push (6, 9).
+  clocks.StartPartition(0);
+  EXPECT_EQ(clocks.Pull(), (Clocks{6, 9}));
+  EXPECT_FALSE(clocks.MayOverlap());
+}
+
+TEST(StepClocksTest, Sync_RestartedShard_PulledAtItsCurrentRoundOthersAfterThePush) {
+  StepClocks clocks;
+  clocks.Reset(SYNC, 2);
+  clocks.StartPartition(0);
+  clocks.Pulled({4, 7});
+  clocks.Restarted({1}, /*pushed=*/true);
+  EXPECT_EQ(clocks.Pull(), (Clocks{5, -1}));
+  clocks.Pulled({5, 2});  // the restarted shard counts from its checkpoint
+  EXPECT_EQ(clocks.Push(), (Clocks{5, 2}));
+}
+
+TEST(StepClocksTest, Ssp_TheLeaseClockForEveryCall_Async_NoWaiting) {
+  StepClocks ssp;
+  ssp.Reset(SSP, 2);
+  ssp.StartPartition(3);
+  ssp.Pulled({10, 11});
+  EXPECT_EQ(ssp.Pull(), (Clocks{3, 3}));
+  EXPECT_EQ(ssp.Push(), (Clocks{3, 3}));
+  EXPECT_EQ(ssp.NextPull(), (Clocks{3, 3}));
+  ssp.StepDone();
+  EXPECT_EQ(ssp.Push(), (Clocks{3, 3}));
+
+  StepClocks async;
+  async.Reset(ASYNC, 1);
+  async.StartPartition(3);
+  EXPECT_EQ(async.Pull(), (Clocks{-1}));
+  EXPECT_EQ(async.NextPull(), (Clocks{-1}));
+  EXPECT_TRUE(async.MayOverlap());
+}
+
+}  // namespace
+}  // namespace fulcrum
