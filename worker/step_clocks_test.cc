@@ -14,7 +14,7 @@ TEST(StepClocksTest, Sync_PushesTheRoundAndPullsTheNext_NewPartitionWaitsPastIts
   clocks.Reset(SYNC, 2);
   clocks.StartPartition(0);
   EXPECT_EQ(clocks.Pull(), (Clocks{-1, -1}));  // nothing pushed yet: the current round
-  clocks.Pulled({4, 7});                        // shards count rounds apart
+  clocks.Pulled({4, 7});                       // shards count rounds apart
   EXPECT_EQ(clocks.Push(), (Clocks{4, 7}));
   EXPECT_EQ(clocks.NextPull(), (Clocks{5, 8}));
   clocks.StepDone();

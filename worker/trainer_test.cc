@@ -100,7 +100,8 @@ class LocalPsClient : public PsClient {
   // Push, then pull. With `computes` set, first waits (up to `probe_wait`)
   // for the trainer to start computing another step after the one whose
   // gradient this call carries, and counts the calls that saw it in
-  // `overlapped`.
+  // `overlapped`. With `steps_per_partition` set too, the calls carrying a
+  // partition's last step (after which nothing is computed) do not wait.
   absl::StatusOr<ServerVersion> PushPull(const WorkerIdentity& worker,
                                          absl::Span<const int64_t> push_clocks, uint64_t request_id,
                                          const ParameterBatch& gradients, uint32_t examples,
@@ -109,7 +110,8 @@ class LocalPsClient : public PsClient {
     ++pushpulls;
     if (computes != nullptr) {
       const int step = computes->StepOf(gradients);
-      const absl::Time give_up = absl::Now() + probe_wait;
+      const bool last = steps_per_partition > 0 && step % steps_per_partition == 0;
+      const absl::Time give_up = absl::Now() + (last ? absl::ZeroDuration() : probe_wait);
       while (computes->started.load() <= step && absl::Now() < give_up) {
         absl::SleepFor(absl::Microseconds(50));
       }
@@ -127,6 +129,7 @@ class LocalPsClient : public PsClient {
   std::atomic<int> pushpulls{0};
   ComputeLog* computes = nullptr;
   absl::Duration probe_wait = absl::Milliseconds(500);
+  int steps_per_partition = 0;
   std::atomic<int> overlapped{0};
   absl::Mutex mu_;
   // By tensor size: the most nonzero gradient elements any push carried.
@@ -298,6 +301,10 @@ TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
   Init(ASYNC, 1, 2, 4);
   ComputeLog computes;
   ps_->computes = &computes;
+  // Every call but a partition's last must see the next step start: wait
+  // for it as long as it takes (the cap only stops a broken trainer).
+  ps_->steps_per_partition = 10;  // 100 examples a partition, batches of 10
+  ps_->probe_wait = absl::Seconds(60);
   Trainer trainer(Options("a"), ps_.get(), client_.get(),
                   [&](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
                     return std::make_unique<CountingWorkload>(MakeImageWorkload(&train_, &test_),
