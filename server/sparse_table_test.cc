@@ -158,7 +158,9 @@ TEST(SparseTableTest, ManyRowsAcrossChunks_EachKeyFindsItsOwnRow) {
     for (size_t k = 0; k < keys.size(); ++k) {
       const float want = t == b.get() && keys[k] == repeated ? 99.0f : static_cast<float>(k);
       ASSERT_EQ(values[2 * k], want) << "key " << keys[k];
-      if (!(t == b.get() && keys[k] == repeated)) ASSERT_EQ(values[2 * k + 1], -want);
+      if (!(t == b.get() && keys[k] == repeated)) {
+        ASSERT_EQ(values[2 * k + 1], -want);
+      }
     }
   }
 }
