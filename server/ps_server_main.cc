@@ -13,6 +13,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,7 @@
 #include "common/base/process.h"
 #include "common/model_spec.h"
 #include "common/rpc/security.h"
+#include "server/job_spec.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
 
@@ -53,7 +55,17 @@ ABSL_FLAG(std::string, port_file, "",
           "(atomically, by rename), for launchers that use --port=0.");
 ABSL_FLAG(std::string, model, "softmax",
           "Model to train: softmax or mlp (Fashion-MNIST), sparse_lr (libsvm "
-          "data, workers' --train_file/--test_file).");
+          "data, workers' --train_file/--test_file). Ignored with --job.");
+ABSL_FLAG(std::string, job, "",
+          "Job definition file: a JobSpec (proto/job.proto) in protobuf text "
+          "format, or its JSON mapping when the name ends in .json "
+          "(server/jobs/ has the built-in models'). The flags that describe a "
+          "job (--mode, --optimizer, --learning_rate, --momentum, --l1, --l2, "
+          "--batch_size, --epochs, --seed, --num_workers, "
+          "--partitions_per_worker, --gradient_compression, --topk_ratio, "
+          "--overlap_communication) override its fields when set to other "
+          "than their defaults, and give the fields it leaves unset their "
+          "defaults.");
 ABSL_FLAG(std::string, mode, "sync",
           "Consistency: sync (BSP rounds), async (apply each push) or ssp:S "
           "(stale synchronous: at most S partitions ahead of the slowest "
@@ -168,63 +180,144 @@ absl::Status ParseCheckpointEvery(absl::string_view text, ServerOptions* options
   return absl::InvalidArgumentError("expected a positive duration such as 30s or 5m, or <N>steps");
 }
 
+// Whether flag `name` was set to other than its default.
+bool Changed(absl::string_view name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  return flag != nullptr && flag->CurrentValue() != flag->DefaultValue();
+}
+
+// The job: from --job's file with the job flags that were changed applied
+// over it, or from --model and every job flag. INVALID_ARGUMENT naming the
+// flag (or the file and its field).
+absl::StatusOr<JobSpec> JobFromFlags() {
+  const std::string job_file = absl::GetFlag(FLAGS_job);
+  const bool from_file = !job_file.empty();
+  // Without a file every flag applies (defaults included); with one, a flag
+  // changed from its default overrides the file, and a field the file
+  // leaves unset takes the flag's default.
+  auto apply = [&](absl::string_view name, bool file_sets) {
+    return !from_file || Changed(name) || !file_sets;
+  };
+  JobSpec job;
+  TrainingDefaults defaults{};
+  if (from_file) {
+    if (Changed("model")) {
+      return absl::InvalidArgumentError("--model and --job: the job file names its model");
+    }
+    absl::StatusOr<JobSpec> read = ReadJobFile(job_file);
+    if (!read.ok()) {
+      return absl::Status(read.status().code(), absl::StrCat("--job: ", read.status().message()));
+    }
+    job = *std::move(read);
+  } else {
+    job.set_model(absl::GetFlag(FLAGS_model));
+    absl::StatusOr<TrainingDefaults> model_defaults = ModelTrainingDefaults(job.model());
+    if (!model_defaults.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model: ", model_defaults.status().message()));
+    }
+    defaults = *model_defaults;
+  }
+  auto bad = [](absl::string_view flag, auto&&... why) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", why...));
+  };
+
+  if (apply("mode", job.mode() != CONSISTENCY_UNSPECIFIED)) {
+    absl::StatusOr<Consistency> consistency = ParseConsistency(absl::GetFlag(FLAGS_mode));
+    if (!consistency.ok()) {
+      return bad(absl::StrCat("--mode=", absl::GetFlag(FLAGS_mode)),
+                 consistency.status().message());
+    }
+    job.set_mode(consistency->mode);
+    job.set_staleness(consistency->staleness);
+  }
+
+  OptimizerConfig& optimizer = *job.mutable_optimizer();
+  if (apply("optimizer", optimizer.kind() != OPTIMIZER_UNSPECIFIED)) {
+    OptimizerKind kind = defaults.optimizer;
+    if (!absl::GetFlag(FLAGS_optimizer).empty()) {
+      absl::StatusOr<OptimizerKind> parsed = ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
+      if (!parsed.ok()) return bad("--optimizer", parsed.status().message());
+      kind = *parsed;
+    }
+    optimizer.set_kind(kind);
+  }
+  if (apply("learning_rate", optimizer.learning_rate() != 0)) {
+    float learning_rate = absl::GetFlag(FLAGS_learning_rate);
+    // The model's rate goes with the model's optimizer only.
+    if (learning_rate == 0 && !from_file && optimizer.kind() == defaults.optimizer) {
+      learning_rate = defaults.learning_rate;
+    }
+    optimizer.set_learning_rate(learning_rate);
+  }
+  if (apply("momentum", optimizer.momentum() != 0))
+    optimizer.set_momentum(absl::GetFlag(FLAGS_momentum));
+  if (optimizer.kind() == FTRL) {
+    if (apply("l1", optimizer.l1() != 0)) {
+      optimizer.set_l1(absl::GetFlag(FLAGS_l1) >= 0 ? absl::GetFlag(FLAGS_l1) : defaults.l1);
+    }
+    if (apply("l2", optimizer.l2() != 0)) {
+      optimizer.set_l2(absl::GetFlag(FLAGS_l2) >= 0 ? absl::GetFlag(FLAGS_l2) : defaults.l2);
+    }
+  }
+
+  if (apply("batch_size", job.batch_size() != 0)) {
+    if (absl::GetFlag(FLAGS_batch_size) <= 0) return bad("--batch_size", "must be positive");
+    job.set_batch_size(absl::GetFlag(FLAGS_batch_size));
+  }
+  if (apply("epochs", job.epochs() != 0)) {
+    const int epochs = absl::GetFlag(FLAGS_epochs);
+    if (epochs < 0) return bad("--epochs", "must not be negative");
+    job.set_epochs(epochs == 0 ? defaults.epochs : epochs);
+  }
+  if (apply("num_workers", job.num_workers() != 0)) {
+    if (absl::GetFlag(FLAGS_num_workers) <= 0) return bad("--num_workers", "must be positive");
+    job.set_num_workers(absl::GetFlag(FLAGS_num_workers));
+  }
+  if (apply("partitions_per_worker", job.partitions_per_epoch() != 0)) {
+    const int per_worker = absl::GetFlag(FLAGS_partitions_per_worker);
+    if (per_worker <= 0) return bad("--partitions_per_worker", "must be positive");
+    job.set_partitions_per_epoch(per_worker * std::max<uint32_t>(1, job.num_workers()));
+  }
+  if (apply("seed", job.seed() != 0)) job.set_seed(absl::GetFlag(FLAGS_seed));
+  if (apply("gradient_compression", job.gradient_encoding() != ENCODING_UNSPECIFIED)) {
+    const std::string compression = absl::GetFlag(FLAGS_gradient_compression);
+    if (compression == "none") {
+      job.clear_gradient_encoding();
+    } else if (compression == "fp16") {
+      job.set_gradient_encoding(FLOAT16);
+    } else if (compression == "int8") {
+      job.set_gradient_encoding(INT8_BLOCK);
+    } else if (compression == "topk") {
+      job.set_gradient_encoding(INDEXED_NONZEROS);
+    } else {
+      return bad("--gradient_compression", "must be none, fp16, int8 or topk");
+    }
+  }
+  if (job.gradient_encoding() == INDEXED_NONZEROS && apply("topk_ratio", job.topk_ratio() != 0)) {
+    job.set_topk_ratio(static_cast<float>(absl::GetFlag(FLAGS_topk_ratio)));
+  }
+  if (apply("overlap_communication", job.overlap_communication())) {
+    job.set_overlap_communication(absl::GetFlag(FLAGS_overlap_communication));
+  }
+  return job;
+}
+
 int Run() {
   ServerOptions options;
   options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
-  JobSpec& job = options.job;
-  job.set_model(absl::GetFlag(FLAGS_model));
-  absl::StatusOr<Consistency> consistency = ParseConsistency(absl::GetFlag(FLAGS_mode));
-  if (!consistency.ok()) {
-    std::fprintf(stderr, "ps_server: --mode=%s: %s\n", absl::GetFlag(FLAGS_mode).c_str(),
-                 std::string(consistency.status().message()).c_str());
+  absl::StatusOr<JobSpec> job = JobFromFlags();
+  if (!job.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", std::string(job.status().message()).c_str());
     return 2;
   }
-  job.set_mode(consistency->mode);
-  job.set_staleness(consistency->staleness);
-  absl::StatusOr<TrainingDefaults> defaults = ModelTrainingDefaults(job.model());
-  if (!defaults.ok()) {
-    std::fprintf(stderr, "ps_server: --model: %s\n",
-                 std::string(defaults.status().message()).c_str());
+  options.job = *std::move(job);
+  if (absl::GetFlag(FLAGS_stripe_elements) <= 0) {
+    std::fprintf(stderr, "ps_server: --stripe_elements must be positive\n");
     return 2;
   }
-  OptimizerKind kind = defaults->optimizer;
-  float learning_rate = absl::GetFlag(FLAGS_learning_rate);
-  if (!absl::GetFlag(FLAGS_optimizer).empty()) {
-    absl::StatusOr<OptimizerKind> parsed = ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
-    if (!parsed.ok()) {
-      std::fprintf(stderr, "ps_server: --optimizer: %s\n",
-                   std::string(parsed.status().message()).c_str());
-      return 2;
-    }
-    kind = *parsed;
-  }
-  if (learning_rate == 0 && kind == defaults->optimizer) {
-    learning_rate = defaults->learning_rate;
-  }
-  if (kind == FTRL) {
-    job.mutable_optimizer()->set_l1(absl::GetFlag(FLAGS_l1) >= 0 ? absl::GetFlag(FLAGS_l1)
-                                                                 : defaults->l1);
-    job.mutable_optimizer()->set_l2(absl::GetFlag(FLAGS_l2) >= 0 ? absl::GetFlag(FLAGS_l2)
-                                                                 : defaults->l2);
-  }
-  job.mutable_optimizer()->set_kind(kind);
-  job.mutable_optimizer()->set_learning_rate(learning_rate);
-  job.mutable_optimizer()->set_momentum(absl::GetFlag(FLAGS_momentum));
-  const int batch_size = absl::GetFlag(FLAGS_batch_size);
-  const int epochs = absl::GetFlag(FLAGS_epochs) == 0 ? static_cast<int>(defaults->epochs)
-                                                      : absl::GetFlag(FLAGS_epochs);
-  const int num_workers = absl::GetFlag(FLAGS_num_workers);
-  const int partitions_per_worker = absl::GetFlag(FLAGS_partitions_per_worker);
   const double heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
   const double timeout = absl::GetFlag(FLAGS_worker_timeout);
-  if (batch_size <= 0 || epochs <= 0 || num_workers <= 0 || partitions_per_worker <= 0 ||
-      absl::GetFlag(FLAGS_stripe_elements) <= 0) {
-    std::fprintf(stderr,
-                 "ps_server: --batch_size, --epochs, --num_workers, "
-                 "--partitions_per_worker and --stripe_elements must be "
-                 "positive\n");
-    return 2;
-  }
   absl::Status every = ParseCheckpointEvery(absl::GetFlag(FLAGS_checkpoint_every), &options);
   if (!every.ok()) {
     std::fprintf(stderr, "ps_server: --checkpoint_every=%s: %s\n",
@@ -268,24 +361,6 @@ int Run() {
   }
   options.heartbeat_interval = absl::Seconds(heartbeat);
   options.worker_timeout = absl::Seconds(timeout);
-  job.set_batch_size(batch_size);
-  const std::string compression = absl::GetFlag(FLAGS_gradient_compression);
-  if (compression == "fp16") {
-    job.set_gradient_encoding(FLOAT16);
-  } else if (compression == "int8") {
-    job.set_gradient_encoding(INT8_BLOCK);
-  } else if (compression == "topk") {
-    job.set_gradient_encoding(INDEXED_NONZEROS);
-    job.set_topk_ratio(static_cast<float>(absl::GetFlag(FLAGS_topk_ratio)));
-  } else if (compression != "none") {
-    std::fprintf(stderr, "ps_server: --gradient_compression must be none, fp16, int8 or topk\n");
-    return 2;
-  }
-  job.set_overlap_communication(absl::GetFlag(FLAGS_overlap_communication));
-  job.set_epochs(epochs);
-  job.set_num_workers(num_workers);
-  job.set_partitions_per_epoch(partitions_per_worker * num_workers);
-  job.set_seed(absl::GetFlag(FLAGS_seed));
   options.store.stripe_elements = absl::GetFlag(FLAGS_stripe_elements);
   if (absl::GetFlag(FLAGS_num_shards) <= 0 || absl::GetFlag(FLAGS_shard_index) < 0 ||
       absl::GetFlag(FLAGS_shard_index) >= absl::GetFlag(FLAGS_num_shards)) {

@@ -4,8 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
-#include "common/model_spec.h"
-#include "server/optimizer.h"
+#include "server/job_spec.h"
 
 namespace fulcrum {
 
@@ -46,36 +45,12 @@ absl::Status ServerOptions::Validate() const {
   }
   if (service_threads < 0) return bad("service_threads must not be negative");
   if (max_pull_wait <= absl::ZeroDuration()) return bad("max_pull_wait must be positive");
+  if (shard_index == 0) FULCRUM_RETURN_IF_ERROR(ValidateJobSpec(job));
   if (shard_index == 0 && job.gradient_encoding() == INDEXED_NONZEROS &&
       !(job.topk_ratio() > 0 && job.topk_ratio() <= 1)) {
     return bad("topk_ratio (--topk_ratio) must be in (0, 1], not ", job.topk_ratio());
   }
   return absl::OkStatus();
-}
-
-absl::Status CompleteJobSpec(JobSpec* job) {
-  if (job->model().empty()) job->set_model("softmax");
-  if (job->mode() == CONSISTENCY_UNSPECIFIED) job->set_mode(SYNC);
-  if (job->optimizer().kind() == OPTIMIZER_UNSPECIFIED) {
-    job->mutable_optimizer()->set_kind(ADAM);
-  }
-  if (job->batch_size() == 0) job->set_batch_size(64);
-  if (job->epochs() == 0) job->set_epochs(1);
-  if (job->num_workers() == 0) job->set_num_workers(1);
-  if (job->partitions_per_epoch() == 0) {
-    job->set_partitions_per_epoch(4 * job->num_workers());
-  }
-  if (job->tensors().empty()) {
-    FULCRUM_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors, ModelTensors(job->model()));
-    for (TensorSpec& t : tensors) *job->add_tensors() = std::move(t);
-    if (job->sparse_tables().empty()) {
-      for (SparseTableSpec& t : ModelSparseTables(job->model())) {
-        *job->add_sparse_tables() = std::move(t);
-      }
-    }
-  }
-  // Validates the optimizer settings.
-  return CreateOptimizer(job->optimizer()).status();
 }
 
 }  // namespace fulcrum

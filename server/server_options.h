@@ -91,10 +91,6 @@ struct ServerOptions {
   absl::Status Validate() const;
 };
 
-// Fills unset fields of `job` with the documented defaults and its tensors
-// from the model; INVALID_ARGUMENT/NOT_FOUND for a bad model or settings.
-absl::Status CompleteJobSpec(JobSpec* job);
-
 }  // namespace fulcrum
 
 #endif  // FULCRUM_SERVER_SERVER_OPTIONS_H_

@@ -58,6 +58,44 @@ INSTANTIATE_TEST_SUITE_P(Modes, EndToEndTest, ::testing::Values("sync", "async",
                            return name == "ssp:2" ? std::string("ssp2") : name;
                          });
 
+// A job from a file: the shipped softmax job, with the flags that are
+// changed from their defaults (epochs, mode) overriding it.
+TEST(JobFileTest, ShippedSoftmaxJobWithFlagsOverridingIt_Trains) {
+  LocalCluster c("job_file");
+  ASSERT_TRUE(c.StartServer({"--job=" + RunfilePath("server/jobs/softmax.textproto"),
+                             "--mode=async", "--epochs=1", "--num_workers=2", "--exit_when_done"})
+                  .ok())
+      << c.ServerLog();
+  const int a = *c.StartWorker("a");
+  const int b = *c.StartWorker("b");
+  for (int i : {a, b}) {
+    absl::StatusOr<int> code = c.WaitWorker(i, kJobTimeout);
+    ASSERT_TRUE(code.ok());
+    EXPECT_EQ(*code, 0) << c.WorkerLog(i);
+  }
+  ASSERT_TRUE(c.server().Wait(absl::Seconds(30)).ok());
+  const std::string out = c.ServerOut();
+  EXPECT_GT(ResultAccuracy(out), 0.80) << out;
+  EXPECT_NE(out.find("mode=async"), std::string::npos) << out;         // the flag's
+  EXPECT_NE(c.ServerLog().find("adagrad(lr=0.01"), std::string::npos)  // the file's
+      << c.ServerLog();
+}
+
+TEST(JobFileTest, JobFileWithAMistake_ExitsTwoNamingTheField) {
+  const std::string dir = TestDir("bad_job");
+  const std::string job = dir + "/job.textproto";
+  std::ofstream(job) << "model: \"softmax\"\n"
+                     << "tensors { name: \"softmax/w\" shape: [784, 0] }\n";
+  Subprocess ps;
+  ASSERT_TRUE(ps.Start({RunfilePath("server/ps_server"), "--port=0", "--job=" + job}, dir + "/out",
+                       dir + "/err")
+                  .ok());
+  EXPECT_EQ(*ps.Wait(absl::Seconds(30)), 2);
+  const std::string err = ReadFileOrEmpty(dir + "/err");
+  EXPECT_NE(err.find("tensors[0].shape[1] is 0"), std::string::npos) << err;
+  EXPECT_NE(err.find(job), std::string::npos) << err;
+}
+
 class CompressedGradientsTest : public ::testing::TestWithParam<std::string> {};
 
 // Workers send compressed gradients (the job says how); the server decodes

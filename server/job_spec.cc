@@ -1,0 +1,124 @@
+#include "server/job_spec.h"
+
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/file_system.h"
+#include "common/base/status_macros.h"
+#include "common/model_spec.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/optimizer.h"
+
+namespace fulcrum {
+namespace {
+
+// Keeps the first error of a text-format parse, with its position.
+class FirstError : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (error_.empty())
+      error_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+  }
+  void AddWarning(int, google::protobuf::io::ColumnNumber, const std::string&) override {}
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+}  // namespace
+
+absl::StatusOr<JobSpec> ReadJobFile(const std::string& path) {
+  FULCRUM_ASSIGN_OR_RETURN(const std::string text, PosixFileSystem()->ReadFile(path));
+  JobSpec job;
+  if (absl::EndsWith(path, ".json")) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    const auto parsed = google::protobuf::util::JsonStringToMessage(text, &job, options);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.ToString()));
+    }
+  } else {
+    FirstError errors;
+    google::protobuf::TextFormat::Parser parser;
+    parser.RecordErrorsTo(&errors);
+    if (!parser.ParseFromString(text, &job)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", errors.error()));
+    }
+  }
+  if (absl::Status valid = ValidateJobSpec(job); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
+  }
+  return job;
+}
+
+absl::Status ValidateJobSpec(const JobSpec& job) {
+  absl::flat_hash_map<std::string, std::string> names;  // name -> the field that has it
+  auto claim = [&](const std::string& name, const std::string& field) -> absl::Status {
+    if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ".name is empty"));
+    auto [it, added] = names.emplace(name, field);
+    if (!added) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".name '", name, "' is already ", it->second, "'s"));
+    }
+    return absl::OkStatus();
+  };
+  for (int i = 0; i < job.tensors_size(); ++i) {
+    const TensorSpec& t = job.tensors(i);
+    const std::string field = absl::StrCat("tensors[", i, "]");
+    FULCRUM_RETURN_IF_ERROR(claim(t.name(), field));
+    if (t.shape().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".shape is empty ('", t.name(), "')"));
+    }
+    for (int d = 0; d < t.shape_size(); ++d) {
+      if (t.shape(d) <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ".shape[", d, "] is ", t.shape(d),
+                                                       ": every dimension must be positive ('",
+                                                       t.name(), "')"));
+      }
+    }
+  }
+  for (int i = 0; i < job.sparse_tables_size(); ++i) {
+    const SparseTableSpec& t = job.sparse_tables(i);
+    const std::string field = absl::StrCat("sparse_tables[", i, "]");
+    FULCRUM_RETURN_IF_ERROR(claim(t.name(), field));
+    if (t.dim() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".dim must be positive ('", t.name(), "')"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CompleteJobSpec(JobSpec* job) {
+  if (job->model().empty()) job->set_model("softmax");
+  if (job->mode() == CONSISTENCY_UNSPECIFIED) job->set_mode(SYNC);
+  if (job->optimizer().kind() == OPTIMIZER_UNSPECIFIED) {
+    job->mutable_optimizer()->set_kind(ADAM);
+  }
+  if (job->batch_size() == 0) job->set_batch_size(64);
+  if (job->epochs() == 0) job->set_epochs(1);
+  if (job->num_workers() == 0) job->set_num_workers(1);
+  if (job->partitions_per_epoch() == 0) {
+    job->set_partitions_per_epoch(4 * job->num_workers());
+  }
+  if (job->tensors().empty()) {
+    FULCRUM_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors, ModelTensors(job->model()));
+    for (TensorSpec& t : tensors) *job->add_tensors() = std::move(t);
+    if (job->sparse_tables().empty()) {
+      for (SparseTableSpec& t : ModelSparseTables(job->model())) {
+        *job->add_sparse_tables() = std::move(t);
+      }
+    }
+  }
+  FULCRUM_RETURN_IF_ERROR(ValidateJobSpec(*job));
+  // Validates the optimizer settings.
+  return CreateOptimizer(job->optimizer()).status();
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,34 @@
+// The job definition (JobSpec, proto/job.proto): reading it from a file,
+// checking it, and filling its defaults.
+#ifndef FULCRUM_SERVER_JOB_SPEC_H_
+#define FULCRUM_SERVER_JOB_SPEC_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/job.pb.h"
+
+namespace fulcrum {
+
+// Reads a JobSpec from `path`: protobuf text format, or protobuf's JSON
+// mapping when the name ends in ".json". INVALID_ARGUMENT naming the file and
+// the field (with the line and column in text format) for an unknown field, a
+// malformed value, an unknown enum name, or anything ValidateJobSpec refuses;
+// the read error (naming the file) if it cannot be read.
+absl::StatusOr<JobSpec> ReadJobFile(const std::string& path);
+
+// INVALID_ARGUMENT naming the first field that is wrong: a tensor or table
+// without a name, a name used twice (tensors and tables share one space), a
+// tensor without a shape or with a dimension that is not positive, a table of
+// dimension 0.
+absl::Status ValidateJobSpec(const JobSpec& job);
+
+// Fills unset fields of `job` with the documented defaults and, when it has
+// no tensors, its tensors from the built-in model it names;
+// INVALID_ARGUMENT/NOT_FOUND for a bad model or settings.
+absl::Status CompleteJobSpec(JobSpec* job);
+
+}  // namespace fulcrum
+
+#endif  // FULCRUM_SERVER_JOB_SPEC_H_

@@ -1,0 +1,101 @@
+#include "server/job_spec.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "common/model_spec.h"
+#include "gtest/gtest.h"
+
+namespace fulcrum {
+namespace {
+
+std::string Write(const std::string& name, const std::string& text) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+// The message of the error reading `text` as job file `name`.
+std::string ErrorOf(const std::string& name, const std::string& text) {
+  absl::StatusOr<JobSpec> job = ReadJobFile(Write(name, text));
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument) << text;
+  return std::string(job.status().message());
+}
+
+TEST(JobSpecTest, TextAndJson_Read) {
+  absl::StatusOr<JobSpec> text =
+      ReadJobFile(Write("a.textproto",
+                        "model: \"m\" mode: SSP staleness: 2\n"
+                        "tensors { name: \"w\" shape: [3, 4] initializer: GLOROT_UNIFORM }\n"
+                        "sparse_tables { name: \"emb\" dim: 8 }\n"
+                        "optimizer { kind: FTRL learning_rate: 0.5 l1: 0.1 }\n"));
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->mode(), SSP);
+  EXPECT_EQ(ElementCount(text->tensors(0)), 12);
+  EXPECT_EQ(text->sparse_tables(0).dim(), 8u);
+  EXPECT_EQ(text->optimizer().kind(), FTRL);
+  absl::StatusOr<JobSpec> json =
+      ReadJobFile(Write("a.json",
+                        R"({"model": "m", "tensors": [{"name": "w", "shape": ["3", "4"]}],
+                "optimizer": {"kind": "ADAM", "learningRate": 0.001}})"));
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_EQ(json->tensors(0).shape(1), 4);
+  EXPECT_EQ(json->optimizer().kind(), ADAM);
+}
+
+TEST(JobSpecTest, Mistakes_InvalidArgumentNamingTheFileAndField) {
+  std::string e = ErrorOf("unknown.textproto", "model: \"m\"\nlerning_rate: 0.1\n");
+  EXPECT_NE(e.find("unknown.textproto"), std::string::npos) << e;
+  EXPECT_NE(e.find("line 2"), std::string::npos) << e;
+  EXPECT_NE(e.find("lerning_rate"), std::string::npos) << e;
+
+  e = ErrorOf("zero.textproto", "tensors { name: \"w\" shape: [3, 0] }");
+  EXPECT_NE(e.find("tensors[0].shape[1] is 0"), std::string::npos) << e;
+
+  e = ErrorOf("optimizer.textproto", "optimizer { kind: ADAMW }");
+  EXPECT_NE(e.find("ADAMW"), std::string::npos) << e;
+
+  e = ErrorOf("duplicate.textproto",
+              "tensors { name: \"w\" shape: [1] }\nsparse_tables { name: \"w\" dim: 2 }");
+  EXPECT_NE(e.find("sparse_tables[0].name 'w' is already tensors[0]'s"), std::string::npos) << e;
+
+  e = ErrorOf("noshape.textproto", "tensors { name: \"w\" }");
+  EXPECT_NE(e.find("tensors[0].shape is empty"), std::string::npos) << e;
+
+  e = ErrorOf("dim.json", R"({"sparseTables": [{"name": "e"}]})");
+  EXPECT_NE(e.find("sparse_tables[0].dim"), std::string::npos) << e;
+
+  e = ErrorOf("unknown.json", R"({"modle": "m"})");
+  EXPECT_NE(e.find("modle"), std::string::npos) << e;
+
+  EXPECT_EQ(ReadJobFile("/no/such/job.textproto").status().code(), absl::StatusCode::kNotFound);
+}
+
+// The job files shipped for the built-in models hold exactly the tensors
+// and tables their workers compute with.
+TEST(JobSpecTest, ShippedJobFiles_MatchTheBuiltInModels) {
+  for (const char* model : {"softmax", "mlp", "sparse_lr"}) {
+    absl::StatusOr<JobSpec> job = ReadJobFile(absl::StrCat("server/jobs/", model, ".textproto"));
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->model(), model);
+    const std::vector<TensorSpec> tensors = *ModelTensors(model);
+    ASSERT_EQ(job->tensors_size(), static_cast<int>(tensors.size())) << model;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      EXPECT_EQ(job->tensors(i).SerializeAsString(), tensors[i].SerializeAsString())
+          << model << " " << tensors[i].name();
+    }
+    const std::vector<SparseTableSpec> tables = ModelSparseTables(model);
+    ASSERT_EQ(job->sparse_tables_size(), static_cast<int>(tables.size())) << model;
+    for (size_t i = 0; i < tables.size(); ++i) {
+      EXPECT_EQ(job->sparse_tables(i).SerializeAsString(), tables[i].SerializeAsString()) << model;
+    }
+    const TrainingDefaults defaults = *ModelTrainingDefaults(model);
+    EXPECT_EQ(job->optimizer().kind(), defaults.optimizer) << model;
+    EXPECT_FLOAT_EQ(job->optimizer().learning_rate(), defaults.learning_rate) << model;
+    EXPECT_EQ(job->epochs(), defaults.epochs) << model;
+  }
+}
+
+}  // namespace
+}  // namespace fulcrum
