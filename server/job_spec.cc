@@ -117,8 +117,29 @@ absl::Status CompleteJobSpec(JobSpec* job) {
     }
   }
   FULCRUM_RETURN_IF_ERROR(ValidateJobSpec(*job));
-  // Validates the optimizer settings.
-  return CreateOptimizer(job->optimizer()).status();
+  // Validates the optimizer settings, then resolves every override into the
+  // whole configuration its tensor or table is updated with.
+  FULCRUM_RETURN_IF_ERROR(CreateOptimizer(job->optimizer()).status());
+  auto resolve = [&](OptimizerConfig* own, const std::string& field) -> absl::Status {
+    OptimizerConfig resolved = job->optimizer();
+    resolved.MergeFrom(*own);  // the override's non-zero fields win
+    if (absl::Status s = CreateOptimizer(resolved).status(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".optimizer: ", s.message()));
+    }
+    *own = resolved;
+    return absl::OkStatus();
+  };
+  for (int i = 0; i < job->tensors_size(); ++i) {
+    if (!job->tensors(i).has_optimizer()) continue;
+    FULCRUM_RETURN_IF_ERROR(
+        resolve(job->mutable_tensors(i)->mutable_optimizer(), absl::StrCat("tensors[", i, "]")));
+  }
+  for (int i = 0; i < job->sparse_tables_size(); ++i) {
+    if (!job->sparse_tables(i).has_optimizer()) continue;
+    FULCRUM_RETURN_IF_ERROR(resolve(job->mutable_sparse_tables(i)->mutable_optimizer(),
+                                    absl::StrCat("sparse_tables[", i, "]")));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace fulcrum

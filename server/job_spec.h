@@ -25,8 +25,10 @@ absl::StatusOr<JobSpec> ReadJobFile(const std::string& path);
 absl::Status ValidateJobSpec(const JobSpec& job);
 
 // Fills unset fields of `job` with the documented defaults and, when it has
-// no tensors, its tensors from the built-in model it names;
-// INVALID_ARGUMENT/NOT_FOUND for a bad model or settings.
+// no tensors, its tensors from the built-in model it names; resolves each
+// tensor's and table's optimizer override into a whole configuration (the
+// job's, with the override's non-zero fields over it).
+// INVALID_ARGUMENT/NOT_FOUND for a bad model or settings (naming the field).
 absl::Status CompleteJobSpec(JobSpec* job);
 
 }  // namespace fulcrum

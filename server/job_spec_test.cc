@@ -72,6 +72,29 @@ TEST(JobSpecTest, Mistakes_InvalidArgumentNamingTheFileAndField) {
   EXPECT_EQ(ReadJobFile("/no/such/job.textproto").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(JobSpecTest, OptimizerOverrides_ResolvedOverTheJobsOptimizer) {
+  absl::StatusOr<JobSpec> job = ReadJobFile(
+      Write("overrides.textproto",
+            "model: \"m\" optimizer { kind: ADAM learning_rate: 0.001 }\n"
+            "tensors { name: \"dense\" shape: [4] }\n"
+            "tensors { name: \"slow\" shape: [4] optimizer { learning_rate: 0.0001 } }\n"
+            "sparse_tables { name: \"emb\" dim: 8 optimizer { kind: FTRL learning_rate: 0.5 l1: 1 "
+            "} }\n"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(CompleteJobSpec(&*job).ok());
+  EXPECT_FALSE(job->tensors(0).has_optimizer());  // the job's
+  EXPECT_EQ(job->tensors(1).optimizer().kind(), ADAM);
+  EXPECT_FLOAT_EQ(job->tensors(1).optimizer().learning_rate(), 0.0001f);
+  EXPECT_EQ(job->sparse_tables(0).optimizer().kind(), FTRL);
+  EXPECT_FLOAT_EQ(job->sparse_tables(0).optimizer().l1(), 1.0f);
+
+  JobSpec bad = *job;
+  bad.mutable_sparse_tables(0)->mutable_optimizer()->set_learning_rate(-1);
+  absl::Status s = CompleteJobSpec(&bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("sparse_tables[0].optimizer"), std::string::npos) << s;
+}
+
 // The job files shipped for the built-in models hold exactly the tensors
 // and tables their workers compute with.
 TEST(JobSpecTest, ShippedJobFiles_MatchTheBuiltInModels) {

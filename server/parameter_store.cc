@@ -37,6 +37,10 @@ struct ParameterStore::Tensor {
   uint64_t begin = 0;  // first element this shard owns
   uint64_t size = 0;   // elements this shard owns
   std::vector<std::unique_ptr<Stripe>> stripes;
+  // The optimizer updating it: its own (TensorSpec.optimizer), or the
+  // store's.
+  std::unique_ptr<Optimizer> own_optimizer;
+  const Optimizer* optimizer = nullptr;
 };
 
 ParameterStore::ParameterStore(const ParameterStoreOptions& options,
@@ -94,7 +98,18 @@ absl::StatusOr<std::unique_ptr<ParameterStore>> ParameterStore::Create(
     const ElementRange owned = shard_map.DenseRange(size, options.shard_index);
     tensor->begin = owned.begin;
     tensor->size = owned.size();
-    const Optimizer& opt = *store->optimizer_;
+    if (spec.has_optimizer()) {
+      absl::StatusOr<std::unique_ptr<Optimizer>> own = CreateOptimizer(spec.optimizer());
+      if (!own.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", spec.name(), "'s optimizer: ", own.status().message()));
+      }
+      if ((*own)->num_slots() > 4) return absl::InternalError("optimizers have at most 4 slots");
+      tensor->own_optimizer = *std::move(own);
+    }
+    tensor->optimizer =
+        tensor->own_optimizer != nullptr ? tensor->own_optimizer.get() : store->optimizer_.get();
+    const Optimizer& opt = *tensor->optimizer;
     for (uint64_t begin = 0; begin < tensor->size; begin += options.stripe_elements) {
       const uint64_t n = std::min<uint64_t>(options.stripe_elements, tensor->size - begin);
       auto stripe = std::make_unique<Stripe>();
@@ -185,7 +200,7 @@ absl::Status ParameterStore::ApplyGradient(const SliceRef& slice, absl::Span<con
   FULCRUM_ASSIGN_OR_RETURN(const Tensor* tensor, FindForUpdate(slice, grad));
   ForEachStripe(*tensor, slice, [&](Stripe& stripe, uint64_t begin, uint64_t at, uint64_t n) {
     absl::MutexLock lock(&stripe.mu);
-    stripe.ApplyLocked(*optimizer_, begin, &grad[at], n);
+    stripe.ApplyLocked(*tensor->optimizer, begin, &grad[at], n);
   });
   return absl::OkStatus();
 }
@@ -212,7 +227,7 @@ void ParameterStore::ApplyAccumulated(float scale) {
       absl::MutexLock lock(&stripe.mu);
       if (!stripe.has_pending) continue;
       for (float& g : stripe.pending) g *= scale;
-      stripe.ApplyLocked(*optimizer_, 0, stripe.pending.data(), stripe.pending.size());
+      stripe.ApplyLocked(*tensor.optimizer, 0, stripe.pending.data(), stripe.pending.size());
       std::fill(stripe.pending.begin(), stripe.pending.end(), 0.0f);
       stripe.has_pending = false;
     }
@@ -228,7 +243,7 @@ std::vector<TensorSnapshot> ParameterStore::Snapshot() const {
     snap.name = name;
     snap.shape.assign(tensor.spec.shape().begin(), tensor.spec.shape().end());
     snap.values.reserve(tensor.size);
-    snap.slots.resize(optimizer_->num_slots());
+    snap.slots.resize(tensor.optimizer->num_slots());
     for (auto& slot : snap.slots) slot.reserve(tensor.size);
     for (const auto& stripe_ptr : tensor.stripes) {
       const Stripe& stripe = *stripe_ptr;
@@ -262,10 +277,10 @@ absl::Status ParameterStore::Restore(const std::vector<TensorSnapshot>& tensors)
       return absl::FailedPreconditionError(
           absl::StrCat("checkpoint tensor ", snap.name, " has another shape than the model's"));
     }
-    if (snap.slots.size() != static_cast<size_t>(optimizer_->num_slots())) {
+    if (snap.slots.size() != static_cast<size_t>(tensor.optimizer->num_slots())) {
       return absl::FailedPreconditionError(absl::StrCat(
           "checkpoint tensor ", snap.name, " has ", snap.slots.size(), " optimizer slots; ",
-          optimizer_->Describe(), " needs ", optimizer_->num_slots()));
+          tensor.optimizer->Describe(), " needs ", tensor.optimizer->num_slots()));
     }
     for (const auto& slot : snap.slots) {
       if (slot.size() != tensor.size) {

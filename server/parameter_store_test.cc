@@ -38,6 +38,30 @@ std::vector<float> ReadAll(const ParameterStore& store, const std::string& name)
   return out;
 }
 
+TEST(ParameterStoreTest, TensorWithItsOwnOptimizer_UpdatedByIt) {
+  TensorSpec fast = Spec("fast", {4});
+  fast.mutable_optimizer()->set_kind(SGD);
+  fast.mutable_optimizer()->set_learning_rate(10.0f);
+  TensorSpec adagrad = Spec("adagrad", {4});
+  adagrad.mutable_optimizer()->set_kind(ADAGRAD);
+  adagrad.mutable_optimizer()->set_learning_rate(1.0f);
+  auto store = MakeStore({Spec("plain", {4}), fast, adagrad});  // the store's: SGD, rate 1
+  const std::vector<float> grad(4, 1.0f);
+  for (const char* name : {"plain", "fast", "adagrad"}) {
+    ASSERT_TRUE(store->ApplyGradient({name, 0, 4}, grad).ok()) << name;
+  }
+  EXPECT_EQ(ReadAll(*store, "plain"), std::vector<float>(4, -1.0f));
+  EXPECT_EQ(ReadAll(*store, "fast"), std::vector<float>(4, -10.0f));
+  // Adagrad's step: rate / sqrt(initial accumulator 0.1 + g^2) ~ 0.953.
+  EXPECT_NEAR(ReadAll(*store, "adagrad")[0], -1.0f / std::sqrt(1.1f), 1e-4);
+  // Its slots travel with it through a snapshot.
+  std::vector<TensorSnapshot> snapshot = store->Snapshot();
+  ASSERT_EQ(snapshot.size(), 3u);
+  EXPECT_EQ(snapshot[0].slots.size(), 0u);
+  EXPECT_EQ(snapshot[2].slots.size(), 1u);
+  EXPECT_TRUE(store->Restore(snapshot).ok());
+}
+
 TEST(ParameterStoreTest, Create_ZerosAndSizes) {
   auto store = MakeStore({Spec("a", {3, 5}), Spec("b", {7})});
   EXPECT_EQ(*store->TensorSize("a"), 15u);

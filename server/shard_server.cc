@@ -93,8 +93,10 @@ absl::Status ShardServer::BuildShard() {
     table_options.scale = spec.scale();
     table_options.seed = job.seed();
     table_options.max_rows = spec.max_rows() > 0 ? spec.max_rows() : options.max_sparse_rows;
-    FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> table_optimizer,
-                             CreateOptimizer(job.optimizer()));
+    // CompleteJobSpec resolved a table's own optimizer into a whole one.
+    FULCRUM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Optimizer> table_optimizer,
+        CreateOptimizer(spec.has_optimizer() ? spec.optimizer() : job.optimizer()));
     FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<SparseTable> table,
                              SparseTable::Create(table_options, std::move(table_optimizer)));
     tables.push_back(std::move(table));

@@ -67,14 +67,20 @@ class StepClocks {
     pull_ = rounds_;
   }
 
-  // Shards restarted from a checkpoint (their rounds start over): the step
-  // is redone from a fresh pull — at a restarted shard's current round, and
-  // on the others after the round this step's push went into (`pushed`).
+  // Shards restarted from a checkpoint (their rounds start over), as any
+  // call saw it (a step's, or an evaluation's): the step is redone from a
+  // fresh pull — at a restarted shard's current round, and on the others
+  // after the round this step's push went into (`pushed`); the next
+  // partition starts at the restarted shards' current rounds.
   void Restarted(const std::vector<int>& restarted_shards, bool pushed) {
     if (mode_ != SYNC) return;
-    std::vector<bool> restarted(pull_.size(), false);
-    for (int s : restarted_shards) restarted[s] = true;
-    for (size_t s = 0; s < pull_.size(); ++s) {
+    const size_t shards = last_pushed_.size();
+    pull_.resize(shards, -1);  // also outside a partition (an evaluation saw it)
+    std::vector<bool> restarted(shards, false);
+    for (int s : restarted_shards) {
+      if (s >= 0 && static_cast<size_t>(s) < shards) restarted[s] = true;
+    }
+    for (size_t s = 0; s < shards; ++s) {
       if (restarted[s]) {
         last_pushed_[s] = pull_[s] = -1;
       } else if (pushed && !rounds_.empty()) {

@@ -37,6 +37,21 @@ TEST(StepClocksTest, Sync_RestartedShard_PulledAtItsCurrentRoundOthersAfterThePu
   EXPECT_EQ(clocks.Push(), (Clocks{5, 2}));
 }
 
+// An evaluation between partitions is the first to see a shard restart: the
+// next partition must not wait for a round after the old last push there
+// (the restarted shard counts from its checkpoint's, far below: it would
+// wait forever).
+TEST(StepClocksTest, Sync_RestartSeenBetweenPartitions_NextPartitionStartsAtTheCurrentRound) {
+  StepClocks clocks;
+  clocks.Reset(SYNC, 2);
+  clocks.StartPartition(0);
+  clocks.Pulled({960, 960});
+  clocks.StepDone();  // pushed round 960 on both
+  clocks.Restarted({1}, /*pushed=*/false);
+  clocks.StartPartition(0);
+  EXPECT_EQ(clocks.Pull(), (Clocks{961, -1}));
+}
+
 TEST(StepClocksTest, Ssp_TheLeaseClockForEveryCall_Async_NoWaiting) {
   StepClocks ssp;
   ssp.Reset(SSP, 2);

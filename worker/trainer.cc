@@ -218,8 +218,12 @@ absl::StatusOr<ServerVersion> Trainer::PushWithRetry(absl::Span<const int64_t> c
 absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   absl::StatusOr<EvalResult> eval = workload_->Evaluate([this](ParameterBatch* batch) {
     absl::Status s = PullWithRetry({-1}, batch).status();
-    // A shard that restarted is read afresh.
-    if (absl::IsAborted(s)) s = PullWithRetry({-1}, batch).status();
+    if (absl::IsAborted(s)) {
+      // A shard that restarted is read afresh; its rounds start over, which
+      // the next partition must know (sync).
+      clocks_.Restarted(ps_->restarted_shards(), /*pushed=*/false);
+      s = PullWithRetry({-1}, batch).status();
+    }
     return s;
   });
   if (!eval.ok()) return eval.status();
