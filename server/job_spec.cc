@@ -5,12 +5,13 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/file_system.h"
 #include "common/base/status_macros.h"
-#include "common/model_spec.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/builtin_jobs_data.h"
 #include "server/optimizer.h"
 
 namespace fulcrum {
@@ -55,6 +56,24 @@ absl::StatusOr<JobSpec> ReadJobFile(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
   }
   return job;
+}
+
+absl::StatusOr<JobSpec> BuiltinJob(const std::string& name) {
+  std::vector<std::string> known;
+  for (const BuiltinJobText* job = kBuiltinJobTexts; job->name != nullptr; ++job) {
+    known.push_back(job->name);
+    if (name != job->name) continue;
+    JobSpec spec;
+    FirstError errors;
+    google::protobuf::TextFormat::Parser parser;
+    parser.RecordErrorsTo(&errors);
+    if (!parser.ParseFromString(job->text, &spec)) {
+      return absl::InternalError(absl::StrCat("built-in job ", name, ": ", errors.error()));
+    }
+    return spec;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("unknown model '", name, "'; known: ", absl::StrJoin(known, ", ")));
 }
 
 absl::Status ValidateJobSpec(const JobSpec& job) {
@@ -108,12 +127,12 @@ absl::Status CompleteJobSpec(JobSpec* job) {
     job->set_partitions_per_epoch(4 * job->num_workers());
   }
   if (job->tensors().empty()) {
-    FULCRUM_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors, ModelTensors(job->model()));
-    for (TensorSpec& t : tensors) *job->add_tensors() = std::move(t);
-    if (job->sparse_tables().empty()) {
-      for (SparseTableSpec& t : ModelSparseTables(job->model())) {
-        *job->add_sparse_tables() = std::move(t);
-      }
+    absl::StatusOr<JobSpec> builtin = BuiltinJob(job->model());
+    if (builtin.ok()) {
+      *job->mutable_tensors() = builtin->tensors();
+      if (job->sparse_tables().empty()) *job->mutable_sparse_tables() = builtin->sparse_tables();
+    } else if (job->sparse_tables().empty()) {
+      return builtin.status();  // a job of nothing
     }
   }
   FULCRUM_RETURN_IF_ERROR(ValidateJobSpec(*job));

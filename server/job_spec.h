@@ -18,14 +18,21 @@ namespace fulcrum {
 // the read error (naming the file) if it cannot be read.
 absl::StatusOr<JobSpec> ReadJobFile(const std::string& path);
 
+// The job file shipped for built-in model `name` (server/jobs/NAME.textproto,
+// built into the binary: softmax, mlp, sparse_lr, bench, bench_1m,
+// bench_100m); NOT_FOUND naming the known ones otherwise.
+absl::StatusOr<JobSpec> BuiltinJob(const std::string& name);
+
 // INVALID_ARGUMENT naming the first field that is wrong: a tensor or table
 // without a name, a name used twice (tensors and tables share one space), a
 // tensor without a shape or with a dimension that is not positive, a table of
 // dimension 0.
 absl::Status ValidateJobSpec(const JobSpec& job);
 
-// Fills unset fields of `job` with the documented defaults and, when it has
-// no tensors, its tensors from the built-in model it names; resolves each
+// Fills unset fields of `job` with the documented defaults and, when it
+// declares no dense tensors and its model names a built-in job (BuiltinJob),
+// that job's tensors (and its tables, if `job` has none; a job of neither is
+// NOT_FOUND); resolves each
 // tensor's and table's optimizer override into a whole configuration (the
 // job's, with the override's non-zero fields over it).
 // INVALID_ARGUMENT/NOT_FOUND for a bad model or settings (naming the field).

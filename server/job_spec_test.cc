@@ -95,12 +95,32 @@ TEST(JobSpecTest, OptimizerOverrides_ResolvedOverTheJobsOptimizer) {
   EXPECT_NE(s.message().find("sparse_tables[0].optimizer"), std::string::npos) << s;
 }
 
+TEST(JobSpecTest, UnknownBuiltinJob_NotFoundNamingTheKnownOnes) {
+  absl::Status s = BuiltinJob("resnet").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("softmax"), std::string::npos) << s;
+}
+
+TEST(JobSpecTest, JobWithoutTensors_TakesTheBuiltinModelsOrFails) {
+  JobSpec job;
+  job.set_model("mlp");
+  ASSERT_TRUE(CompleteJobSpec(&job).ok());
+  EXPECT_EQ(job.tensors_size(), 4);
+  job = JobSpec();
+  job.set_model("my_model");
+  EXPECT_EQ(CompleteJobSpec(&job).code(), absl::StatusCode::kNotFound);
+}
+
 // The job files shipped for the built-in models hold exactly the tensors
 // and tables their workers compute with.
 TEST(JobSpecTest, ShippedJobFiles_MatchTheBuiltInModels) {
   for (const char* model : {"softmax", "mlp", "sparse_lr"}) {
     absl::StatusOr<JobSpec> job = ReadJobFile(absl::StrCat("server/jobs/", model, ".textproto"));
     ASSERT_TRUE(job.ok()) << job.status();
+    // The binary carries the same file (--model=NAME).
+    absl::StatusOr<JobSpec> builtin = BuiltinJob(model);
+    ASSERT_TRUE(builtin.ok()) << builtin.status();
+    EXPECT_EQ(builtin->SerializeAsString(), job->SerializeAsString()) << model;
     EXPECT_EQ(job->model(), model);
     const std::vector<TensorSpec> tensors = *ModelTensors(model);
     ASSERT_EQ(job->tensors_size(), static_cast<int>(tensors.size())) << model;

@@ -190,17 +190,10 @@ bool Changed(absl::string_view name) {
 // over it, or from --model and every job flag. INVALID_ARGUMENT naming the
 // flag (or the file and its field).
 absl::StatusOr<JobSpec> JobFromFlags() {
-  const std::string job_file = absl::GetFlag(FLAGS_job);
-  const bool from_file = !job_file.empty();
-  // Without a file every flag applies (defaults included); with one, a flag
-  // changed from its default overrides the file, and a field the file
-  // leaves unset takes the flag's default.
-  auto apply = [&](absl::string_view name, bool file_sets) {
-    return !from_file || Changed(name) || !file_sets;
-  };
+  // The job file: --job's, or the one shipped for --model.
   JobSpec job;
-  TrainingDefaults defaults{};
-  if (from_file) {
+  const std::string job_file = absl::GetFlag(FLAGS_job);
+  if (!job_file.empty()) {
     if (Changed("model")) {
       return absl::InvalidArgumentError("--model and --job: the job file names its model");
     }
@@ -210,14 +203,14 @@ absl::StatusOr<JobSpec> JobFromFlags() {
     }
     job = *std::move(read);
   } else {
-    job.set_model(absl::GetFlag(FLAGS_model));
-    absl::StatusOr<TrainingDefaults> model_defaults = ModelTrainingDefaults(job.model());
-    if (!model_defaults.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--model: ", model_defaults.status().message()));
-    }
-    defaults = *model_defaults;
+    absl::StatusOr<JobSpec> builtin = BuiltinJob(absl::GetFlag(FLAGS_model));
+    if (!builtin.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--model: ", builtin.status().message()));
+    job = *std::move(builtin);
   }
+  // A flag changed from its default overrides the file; a field the file
+  // leaves unset takes the flag's default.
+  auto apply = [&](absl::string_view name, bool file_sets) { return Changed(name) || !file_sets; };
   auto bad = [](absl::string_view flag, auto&&... why) {
     return absl::InvalidArgumentError(absl::StrCat(flag, ": ", why...));
   };
@@ -233,33 +226,22 @@ absl::StatusOr<JobSpec> JobFromFlags() {
   }
 
   OptimizerConfig& optimizer = *job.mutable_optimizer();
-  if (apply("optimizer", optimizer.kind() != OPTIMIZER_UNSPECIFIED)) {
-    OptimizerKind kind = defaults.optimizer;
-    if (!absl::GetFlag(FLAGS_optimizer).empty()) {
-      absl::StatusOr<OptimizerKind> parsed = ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
-      if (!parsed.ok()) return bad("--optimizer", parsed.status().message());
-      kind = *parsed;
-    }
-    optimizer.set_kind(kind);
+  const OptimizerKind file_kind = optimizer.kind();
+  if (Changed("optimizer")) {
+    absl::StatusOr<OptimizerKind> parsed = ParseOptimizerKind(absl::GetFlag(FLAGS_optimizer));
+    if (!parsed.ok()) return bad("--optimizer", parsed.status().message());
+    optimizer.set_kind(*parsed);
   }
-  if (apply("learning_rate", optimizer.learning_rate() != 0)) {
-    float learning_rate = absl::GetFlag(FLAGS_learning_rate);
-    // The model's rate goes with the model's optimizer only.
-    if (learning_rate == 0 && !from_file && optimizer.kind() == defaults.optimizer) {
-      learning_rate = defaults.learning_rate;
-    }
-    optimizer.set_learning_rate(learning_rate);
+  if (Changed("learning_rate")) {
+    optimizer.set_learning_rate(absl::GetFlag(FLAGS_learning_rate));
+  } else if (optimizer.kind() != file_kind) {
+    optimizer.clear_learning_rate();  // the file's rate went with its optimizer
   }
-  if (apply("momentum", optimizer.momentum() != 0))
+  if (apply("momentum", optimizer.momentum() != 0)) {
     optimizer.set_momentum(absl::GetFlag(FLAGS_momentum));
-  if (optimizer.kind() == FTRL) {
-    if (apply("l1", optimizer.l1() != 0)) {
-      optimizer.set_l1(absl::GetFlag(FLAGS_l1) >= 0 ? absl::GetFlag(FLAGS_l1) : defaults.l1);
-    }
-    if (apply("l2", optimizer.l2() != 0)) {
-      optimizer.set_l2(absl::GetFlag(FLAGS_l2) >= 0 ? absl::GetFlag(FLAGS_l2) : defaults.l2);
-    }
   }
+  if (Changed("l1")) optimizer.set_l1(static_cast<float>(std::max(0.0, absl::GetFlag(FLAGS_l1))));
+  if (Changed("l2")) optimizer.set_l2(static_cast<float>(std::max(0.0, absl::GetFlag(FLAGS_l2))));
 
   if (apply("batch_size", job.batch_size() != 0)) {
     if (absl::GetFlag(FLAGS_batch_size) <= 0) return bad("--batch_size", "must be positive");
@@ -268,7 +250,7 @@ absl::StatusOr<JobSpec> JobFromFlags() {
   if (apply("epochs", job.epochs() != 0)) {
     const int epochs = absl::GetFlag(FLAGS_epochs);
     if (epochs < 0) return bad("--epochs", "must not be negative");
-    job.set_epochs(epochs == 0 ? defaults.epochs : epochs);
+    job.set_epochs(epochs);  // 0: CompleteJobSpec's default
   }
   if (apply("num_workers", job.num_workers() != 0)) {
     if (absl::GetFlag(FLAGS_num_workers) <= 0) return bad("--num_workers", "must be positive");
