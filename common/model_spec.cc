@@ -63,24 +63,6 @@ std::vector<SparseTableSpec> ModelSparseTables(absl::string_view model) {
   return {w};
 }
 
-absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model) {
-  // Softmax regression is convex; Adagrad's shrinking steps settle it near the
-  // optimum (~0.842 test accuracy, the model's ceiling). A rate of 0.01 over
-  // 15 epochs lands there on every seed tried, sync or async (0.05 is
-  // faster but ends 0.820-0.842 in sync, depending on how the last rounds
-  // pair up). The MLP needs Adam's per-parameter scaling; 0.001 reaches 0.88
-  // sooner but its sync runs end anywhere from 0.860 to 0.881.
-  if (model == "softmax") return TrainingDefaults{ADAGRAD, 0.01f, 15};
-  if (model == "mlp") return TrainingDefaults{ADAM, 0.0003f, 10};
-  // FTRL-proximal, the click-prediction workhorse; L1 keeps rare features at
-  // exactly zero.
-  if (model == "sparse_lr") return TrainingDefaults{FTRL, 1.0f, 5, 0.1f, 0.1f};
-  if (model == "bench" || model == "bench_1m" || model == "bench_100m") {
-    return TrainingDefaults{SGD, 0.01f, 1000};
-  }
-  return ModelTensors(model).status();
-}
-
 std::string ConsistencyModeName(ConsistencyMode mode) {
   switch (mode) {
     case SYNC:

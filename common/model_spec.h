@@ -1,6 +1,5 @@
-// What a job is made of: the parameter tensors of each model Fulcrum trains
-// (shared by ps_server, which creates them, and the worker, whose model reads
-// them), their recommended training settings, and consistency-mode names.
+// The parameter tensors of the models the worker has code for (the server
+// learns them from job files: server/jobs/), and consistency-mode names.
 #ifndef FULCRUM_COMMON_MODEL_SPEC_H_
 #define FULCRUM_COMMON_MODEL_SPEC_H_
 
@@ -31,18 +30,6 @@ absl::StatusOr<std::vector<TensorSpec>> ModelTensors(absl::string_view model);
 // The sparse tables of `model` ("sparse_lr": "lr/w", one weight per feature
 // id; "bench": "bench/emb" of dim 8); none for the others.
 std::vector<SparseTableSpec> ModelSparseTables(absl::string_view model);
-
-// Training settings that reach each model's usual accuracy on Fashion-MNIST
-// with 2 workers (softmax >= 0.84 after 15 epochs, mlp >= 0.87 after 10), used
-// by ps_server when its flags leave them unset.
-struct TrainingDefaults {
-  OptimizerKind optimizer;
-  float learning_rate;
-  uint32_t epochs;
-  float l1 = 0;  // FTRL
-  float l2 = 0;  // FTRL
-};
-absl::StatusOr<TrainingDefaults> ModelTrainingDefaults(absl::string_view model);
 
 // "sync", "async" or "ssp" for a mode; "unspecified" otherwise.
 std::string ConsistencyModeName(ConsistencyMode mode);

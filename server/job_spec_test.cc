@@ -133,10 +133,6 @@ TEST(JobSpecTest, ShippedJobFiles_MatchTheBuiltInModels) {
     for (size_t i = 0; i < tables.size(); ++i) {
       EXPECT_EQ(job->sparse_tables(i).SerializeAsString(), tables[i].SerializeAsString()) << model;
     }
-    const TrainingDefaults defaults = *ModelTrainingDefaults(model);
-    EXPECT_EQ(job->optimizer().kind(), defaults.optimizer) << model;
-    EXPECT_FLOAT_EQ(job->optimizer().learning_rate(), defaults.learning_rate) << model;
-    EXPECT_EQ(job->epochs(), defaults.epochs) << model;
   }
 }
 

@@ -71,15 +71,15 @@ ABSL_FLAG(std::string, mode, "sync",
           "(stale synchronous: at most S partitions ahead of the slowest "
           "training worker).");
 ABSL_FLAG(std::string, optimizer, "",
-          "Server-side optimizer: sgd, momentum, adagrad or adam. Default: "
-          "the model's recommended one (softmax: adagrad, mlp: adam).");
+          "Server-side optimizer: sgd, momentum, adagrad, adam or ftrl. Default: "
+          "the job file's (softmax: adagrad, mlp: adam, sparse_lr: ftrl).");
 ABSL_FLAG(double, learning_rate, 0,
-          "Learning rate; 0 = the model's recommended rate with its "
-          "recommended optimizer (softmax 0.01, mlp 0.0003), else the "
-          "optimizer's default (0.001 adam, 0.01 otherwise).");
+          "Learning rate; 0 = the job file's rate with its optimizer (softmax "
+          "0.01, mlp 0.0003), else the optimizer's default (0.001 adam, 0.01 "
+          "otherwise).");
 ABSL_FLAG(double, momentum, 0.9, "Momentum optimizer's velocity decay.");
-ABSL_FLAG(double, l1, -1, "FTRL L1 strength; -1: the model's default (sparse_lr 0.1).");
-ABSL_FLAG(double, l2, -1, "FTRL L2 strength; -1: the model's default (sparse_lr 0.1).");
+ABSL_FLAG(double, l1, -1, "FTRL L1 strength; -1: the job file's (sparse_lr 0.1).");
+ABSL_FLAG(double, l2, -1, "FTRL L2 strength; -1: the job file's (sparse_lr 0.1).");
 ABSL_FLAG(int, batch_size, 64, "Examples per worker mini-batch.");
 ABSL_FLAG(std::string, gradient_compression, "none",
           "How workers send dense gradients: none (float32), fp16 (IEEE half: "
@@ -95,8 +95,8 @@ ABSL_FLAG(bool, overlap_communication, false,
           "network, not the CPU, is the bottleneck: on a 2-core machine shared with "
           "the server it measured no faster (bench/FIGURES.md).");
 ABSL_FLAG(int, epochs, 0,
-          "Passes over the training set; 0 = the model's recommended count "
-          "(softmax 15, mlp 10).");
+          "Passes over the training set; 0 = the job file's (softmax 15, mlp 10, "
+          "sparse_lr 5).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for initialisation and shuffling.");
 ABSL_FLAG(int, num_workers, 2, "Workers the job waits for before it starts; more may join later.");
 ABSL_FLAG(int, partitions_per_worker, 4,
