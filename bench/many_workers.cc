@@ -74,8 +74,7 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
   }
   AcquirePartitionRequest acquire;
   const WorkerIdentity worker{registered->worker_id(), registered->incarnation()};
-  acquire.set_worker_id(worker.id);
-  acquire.set_coordinator_incarnation(worker.coordinator_incarnation);
+  SetSender(worker, &acquire);
   absl::StatusOr<AcquirePartitionResponse> lease;
   while (true) {
     lease = coordinator.AcquirePartition(acquire);

@@ -26,6 +26,20 @@ struct WorkerIdentity {
   friend bool operator!=(const WorkerIdentity& a, const WorkerIdentity& b) { return !(a == b); }
 };
 
+// Who sent `message`: any message with worker_id and coordinator_incarnation
+// fields (RequestHeader, the coordinator's worker requests).
+template <typename Message>
+WorkerIdentity SenderOf(const Message& message) {
+  return WorkerIdentity{message.worker_id(), message.coordinator_incarnation()};
+}
+
+// Names `worker` as the sender of `message` (as SenderOf reads it).
+template <typename Message>
+void SetSender(const WorkerIdentity& worker, Message* message) {
+  message->set_worker_id(worker.id);
+  message->set_coordinator_incarnation(worker.coordinator_incarnation);
+}
+
 // "worker 3 of coordinator 9f2c...".
 inline std::string DescribeWorker(const WorkerIdentity& worker) {
   return absl::StrFormat("worker %d of coordinator incarnation %016x", worker.id,

@@ -22,12 +22,6 @@ constexpr double kRetryAfterSeconds = 0.05;
 
 bool JobOver(JobState state) { return state == FINISHED || state == STOPPED; }
 
-// Who sent a worker's coordinator request.
-template <typename Request>
-WorkerIdentity SenderOf(const Request& request) {
-  return WorkerIdentity{request.worker_id(), request.coordinator_incarnation()};
-}
-
 }  // namespace
 
 JobCoordinator::JobCoordinator(const CoordinatorOptions& options, ShardGroup* shards)

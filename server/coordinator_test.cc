@@ -59,23 +59,20 @@ class CoordinatorTest : public ::testing::Test {
   // ... and of any worker.
   absl::StatusOr<AcquirePartitionResponse> Acquire(const WorkerIdentity& worker) {
     AcquirePartitionRequest request;
-    request.set_worker_id(worker.id);
-    request.set_coordinator_incarnation(worker.coordinator_incarnation);
+    SetSender(worker, &request);
     return coordinator_->AcquirePartition(request);
   }
 
   absl::Status Complete(const WorkerIdentity& worker, uint64_t lease) {
     CompletePartitionRequest request;
-    request.set_worker_id(worker.id);
-    request.set_coordinator_incarnation(worker.coordinator_incarnation);
+    SetSender(worker, &request);
     request.set_lease_id(lease);
     return coordinator_->CompletePartition(request);
   }
 
   absl::Status Eval(const WorkerIdentity& worker, uint64_t lease, double accuracy) {
     ReportEvalRequest request;
-    request.set_worker_id(worker.id);
-    request.set_coordinator_incarnation(worker.coordinator_incarnation);
+    SetSender(worker, &request);
     request.set_lease_id(lease);
     request.mutable_eval()->set_test_accuracy(accuracy);
     request.mutable_eval()->set_examples(10000);
@@ -84,8 +81,7 @@ class CoordinatorTest : public ::testing::Test {
 
   absl::StatusOr<HeartbeatResponse> Heartbeat(const WorkerIdentity& worker) {
     HeartbeatRequest request;
-    request.set_worker_id(worker.id);
-    request.set_coordinator_incarnation(worker.coordinator_incarnation);
+    SetSender(worker, &request);
     request.mutable_progress()->set_loss(0.5);
     request.mutable_progress()->set_steps(1);
     return coordinator_->Heartbeat(request);

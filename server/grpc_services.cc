@@ -25,11 +25,6 @@ SliceRef ToSliceRef(const DenseSlice& slice) {
   return ref;
 }
 
-// Who sent a ParameterService request.
-WorkerIdentity SenderOf(const RequestHeader& header) {
-  return WorkerIdentity{header.worker_id(), header.coordinator_incarnation()};
-}
-
 absl::Time PullDeadline(const grpc::ServerContextBase& context, absl::Duration max_wait) {
   const absl::Time cap = absl::Now() + max_wait;
   const absl::Time client = absl::FromChrono(context.deadline());

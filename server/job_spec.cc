@@ -32,6 +32,23 @@ class FirstError : public google::protobuf::io::ErrorCollector {
   std::string error_;
 };
 
+// Parses a JobSpec in text format; the error is the first one, with its line
+// and column.
+absl::StatusOr<JobSpec> ParseJobText(const std::string& text) {
+  JobSpec job;
+  FirstError errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &job)) return absl::InvalidArgumentError(errors.error());
+  return job;
+}
+
+// Upper bounds that keep a job file from asking for memory no machine has
+// (the checks run before anything is allocated).
+constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
+constexpr uint32_t kMaxTableDim = 1 << 16;
+constexpr uint32_t kMaxPartitionsPerEpoch = 1 << 20;
+
 }  // namespace
 
 absl::StatusOr<JobSpec> ReadJobFile(const std::string& path) {
@@ -45,12 +62,11 @@ absl::StatusOr<JobSpec> ReadJobFile(const std::string& path) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.ToString()));
     }
   } else {
-    FirstError errors;
-    google::protobuf::TextFormat::Parser parser;
-    parser.RecordErrorsTo(&errors);
-    if (!parser.ParseFromString(text, &job)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ", errors.error()));
+    absl::StatusOr<JobSpec> parsed = ParseJobText(text);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.status().message()));
     }
+    job = *std::move(parsed);
   }
   if (absl::Status valid = ValidateJobSpec(job); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
@@ -63,12 +79,10 @@ absl::StatusOr<JobSpec> BuiltinJob(const std::string& name) {
   for (const BuiltinJobText* job = kBuiltinJobTexts; job->name != nullptr; ++job) {
     known.push_back(job->name);
     if (name != job->name) continue;
-    JobSpec spec;
-    FirstError errors;
-    google::protobuf::TextFormat::Parser parser;
-    parser.RecordErrorsTo(&errors);
-    if (!parser.ParseFromString(job->text, &spec)) {
-      return absl::InternalError(absl::StrCat("built-in job ", name, ": ", errors.error()));
+    absl::StatusOr<JobSpec> spec = ParseJobText(job->text);
+    if (!spec.ok()) {
+      return absl::InternalError(
+          absl::StrCat("built-in job ", name, ": ", spec.status().message()));
     }
     return spec;
   }
@@ -94,22 +108,33 @@ absl::Status ValidateJobSpec(const JobSpec& job) {
     if (t.shape().empty()) {
       return absl::InvalidArgumentError(absl::StrCat(field, ".shape is empty ('", t.name(), "')"));
     }
+    int64_t elements = 1;
     for (int d = 0; d < t.shape_size(); ++d) {
       if (t.shape(d) <= 0) {
         return absl::InvalidArgumentError(absl::StrCat(field, ".shape[", d, "] is ", t.shape(d),
                                                        ": every dimension must be positive ('",
                                                        t.name(), "')"));
       }
+      // Checked before multiplying: the product must not overflow.
+      if (t.shape(d) > kMaxTensorElements / elements) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".shape: more than 2^40 elements ('", t.name(), "')"));
+      }
+      elements *= t.shape(d);
     }
   }
   for (int i = 0; i < job.sparse_tables_size(); ++i) {
     const SparseTableSpec& t = job.sparse_tables(i);
     const std::string field = absl::StrCat("sparse_tables[", i, "]");
     FULCRUM_RETURN_IF_ERROR(claim(t.name(), field));
-    if (t.dim() == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".dim must be positive ('", t.name(), "')"));
+    if (t.dim() == 0 || t.dim() > kMaxTableDim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".dim is ", t.dim(), ": it must be in [1, 65536] ('", t.name(), "')"));
     }
+  }
+  if (job.partitions_per_epoch() > kMaxPartitionsPerEpoch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partitions_per_epoch is ", job.partitions_per_epoch(), ": at most 2^20 (1048576)"));
   }
   return absl::OkStatus();
 }

@@ -25,8 +25,10 @@ absl::StatusOr<JobSpec> BuiltinJob(const std::string& name);
 
 // INVALID_ARGUMENT naming the first field that is wrong: a tensor or table
 // without a name, a name used twice (tensors and tables share one space), a
-// tensor without a shape or with a dimension that is not positive, a table of
-// dimension 0.
+// tensor without a shape, with a dimension that is not positive or more than
+// 2^40 elements, a table of dimension 0 or over 65536, more than 2^20
+// partitions per epoch (bounds that keep a file from asking for memory no
+// machine has).
 absl::Status ValidateJobSpec(const JobSpec& job);
 
 // Fills unset fields of `job` with the documented defaults and, when it

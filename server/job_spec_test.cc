@@ -66,6 +66,16 @@ TEST(JobSpecTest, Mistakes_InvalidArgumentNamingTheFileAndField) {
   e = ErrorOf("dim.json", R"({"sparseTables": [{"name": "e"}]})");
   EXPECT_NE(e.find("sparse_tables[0].dim"), std::string::npos) << e;
 
+  // Sizes no machine holds are refused before anything is allocated (and
+  // the element count is not computed by overflowing multiplication).
+  e = ErrorOf("huge.textproto",
+              "tensors { name: \"w\" shape: [4294967296, 4294967296, 4294967296] }");
+  EXPECT_NE(e.find("tensors[0].shape: more than 2^40 elements"), std::string::npos) << e;
+  e = ErrorOf("wide.textproto", "sparse_tables { name: \"e\" dim: 4000000000 }");
+  EXPECT_NE(e.find("sparse_tables[0].dim is 4000000000"), std::string::npos) << e;
+  e = ErrorOf("partitions.textproto", "partitions_per_epoch: 4000000000");
+  EXPECT_NE(e.find("partitions_per_epoch is 4000000000"), std::string::npos) << e;
+
   e = ErrorOf("unknown.json", R"({"modle": "m"})");
   EXPECT_NE(e.find("modle"), std::string::npos) << e;
 

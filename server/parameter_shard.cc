@@ -122,11 +122,6 @@ void ParameterShard::ApplySparseSums(float scale) {
   }
 }
 
-void ParameterShard::Start() {
-  absl::MutexLock lock(&mu_);
-  membership_.started = true;
-}
-
 bool ParameterShard::started() const {
   absl::ReaderMutexLock lock(&mu_);
   return membership_.started;

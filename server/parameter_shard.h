@@ -108,8 +108,8 @@ struct ShardRole {
 // worker activated while round r is being collected takes part in r (whose
 // parameters are those at its start: it joins at the round boundary). SSP
 // applies pushes at once, but a pull at clock c waits until every active
-// worker's clock is at least c - staleness. Before Start() pulls wait (the job
-// waits for its first workers).
+// worker's clock is at least c - staleness. Until the membership says the job started, pulls wait
+// (the job waits for its first workers).
 class ParameterShard {
  public:
   // `store` and `tables` are owned. `staleness` is used in SSP mode only.
@@ -122,12 +122,10 @@ class ParameterShard {
   ParameterShard(const ParameterShard&) = delete;
   ParameterShard& operator=(const ParameterShard&) = delete;
 
-  // Opens the shard for pulls and pushes.
-  void Start();
   // Fails waiting and future calls with UNAVAILABLE.
   void Shutdown();
 
-  // Whether the job has started here (Start was called).
+  // Whether the job has started here (its membership said so).
   bool started() const;
 
   // Takes the coordinator's membership (see WorkerMembership) unless it is

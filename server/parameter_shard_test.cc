@@ -59,6 +59,10 @@ class TestShard : public ParameterShard {
     members_.Remove(id);
     Apply();
   }
+  void StartJob() {
+    members_.started = true;
+    Apply();
+  }
 
  private:
   void Apply() {
@@ -76,7 +80,7 @@ std::unique_ptr<TestShard> MakeShard(ConsistencyMode mode, int64_t staleness = 0
     shard->AdmitWorker(id);
     shard->ActivateWorker(id, 0);
   }
-  shard->Start();
+  shard->StartJob();
   return shard;
 }
 
@@ -247,7 +251,7 @@ TEST(ParameterShardTest, PullReportsItsWait) {
     shard.AdmitWorker(id);
     shard.ActivateWorker(id, 0);
   }
-  shard.Start();
+  shard.StartJob();
   ASSERT_TRUE(PushAll(shard, kA, 0, 1.0f).ok());
   std::thread late([&] {
     ASSERT_TRUE(WaitUntil([&] { return shard.stats().waiting_pulls == 1; }));
@@ -308,7 +312,7 @@ TEST(ParameterShardTest, BeforeStart_PullWaitsThenDeadlineExceeded) {
   absl::StatusOr<std::vector<float>> v = PullAll(shard, kA, -1, absl::Milliseconds(50));
   EXPECT_EQ(v.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_NE(v.status().message().find("not started"), std::string::npos);
-  shard.Start();
+  shard.StartJob();
   EXPECT_TRUE(PullAll(shard, kA, -1).ok());
 }
 

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
-#include "server/job_spec.h"
 
 namespace fulcrum {
 
@@ -45,7 +44,6 @@ absl::Status ServerOptions::Validate() const {
   }
   if (service_threads < 0) return bad("service_threads must not be negative");
   if (max_pull_wait <= absl::ZeroDuration()) return bad("max_pull_wait must be positive");
-  if (shard_index == 0) FULCRUM_RETURN_IF_ERROR(ValidateJobSpec(job));
   if (shard_index == 0 && job.gradient_encoding() == INDEXED_NONZEROS &&
       !(job.topk_ratio() > 0 && job.topk_ratio() <= 1)) {
     return bad("topk_ratio (--topk_ratio) must be in (0, 1], not ", job.topk_ratio());

@@ -90,8 +90,14 @@ TEST_F(ShardGroupTest, MembershipReachesTheRemoteShardAndIsAcknowledged) {
   EXPECT_EQ(last.coordinator_incarnation, 7u);
   EXPECT_TRUE(last.Admits(WorkerIdentity{5, 7}));
   EXPECT_EQ(last.active.at(5), 3);
-  // The local shard has the same membership.
   EXPECT_EQ(group_->SlowestActiveClock(), 3);
+  // The local shard has the same membership: once the job starts it takes
+  // pushes from worker 5 of this coordinator, and no other.
+  EXPECT_FALSE(local_->ReadyFor(WorkerIdentity{5, 7}, /*push=*/true, -1));
+  group_->Start();
+  EXPECT_TRUE(local_->ReadyFor(WorkerIdentity{5, 7}, /*push=*/true, -1));
+  EXPECT_FALSE(local_->ReadyFor(WorkerIdentity{5, 6}, /*push=*/true, -1));
+  EXPECT_FALSE(local_->ReadyFor(WorkerIdentity{4, 7}, /*push=*/false, -1));
 }
 
 TEST_F(ShardGroupTest, RestartedShard_GetsTheMembershipAgain) {

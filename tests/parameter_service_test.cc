@@ -442,8 +442,7 @@ PushPullRequest MakePushPull(const WorkerIdentity& worker, const std::vector<flo
                              int64_t push_clock, int64_t pull_clock, uint64_t request_id) {
   PushPullRequest request;
   PushRequest* push = request.mutable_push();
-  push->mutable_header()->set_worker_id(worker.id);
-  push->mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
+  SetSender(worker, push->mutable_header());
   push->mutable_header()->set_clock(push_clock);
   push->mutable_header()->set_request_id(request_id);
   DenseValues* v = push->add_dense();
@@ -452,8 +451,7 @@ PushPullRequest MakePushPull(const WorkerIdentity& worker, const std::vector<flo
   v->set_encoding(FLOAT32);
   EncodeFloat32(gradient, v->mutable_data());
   PullRequest* pull = request.mutable_pull();
-  pull->mutable_header()->set_worker_id(worker.id);
-  pull->mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
+  SetSender(worker, pull->mutable_header());
   pull->mutable_header()->set_clock(pull_clock);
   DenseSlice* slice = pull->add_dense();
   slice->set_tensor("w");
@@ -615,12 +613,6 @@ class StaleWorkerServiceTest : public ParameterServiceTest {
     ASSERT_NE(server_->incarnation(), stale_.coordinator_incarnation);
   }
 
-  template <typename Request>
-  void StampStale(Request* request) {
-    request->set_worker_id(stale_.id);
-    request->set_coordinator_incarnation(stale_.coordinator_incarnation);
-  }
-
   grpc::ClientContext* Context() {
     context_ = std::make_unique<grpc::ClientContext>();
     context_->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -653,7 +645,7 @@ class StaleWorkerServiceTest : public ParameterServiceTest {
 
 TEST_F(StaleWorkerServiceTest, Pull) {
   PullRequest request;
-  StampStale(request.mutable_header());
+  SetSender(stale_, request.mutable_header());
   request.mutable_header()->set_clock(-1);
   request.add_dense()->set_tensor("w");
   request.mutable_dense(0)->set_length(kElements);
@@ -663,7 +655,7 @@ TEST_F(StaleWorkerServiceTest, Pull) {
 
 TEST_F(StaleWorkerServiceTest, Push) {
   PushRequest request;
-  StampStale(request.mutable_header());
+  SetSender(stale_, request.mutable_header());
   DenseValues* v = request.add_dense();
   v->mutable_slice()->set_tensor("w");
   v->mutable_slice()->set_length(kElements);
@@ -681,7 +673,7 @@ TEST_F(StaleWorkerServiceTest, PushPull) {
 
 TEST_F(StaleWorkerServiceTest, Heartbeat) {
   HeartbeatRequest request;
-  StampStale(&request);
+  SetSender(stale_, &request);
   request.mutable_progress()->set_steps(50);
   HeartbeatResponse response;
   ExpectRefusedAndNothingChanged(coordinator_->Heartbeat(Context(), request, &response));
@@ -689,14 +681,14 @@ TEST_F(StaleWorkerServiceTest, Heartbeat) {
 
 TEST_F(StaleWorkerServiceTest, AcquirePartition) {
   AcquirePartitionRequest request;
-  StampStale(&request);
+  SetSender(stale_, &request);
   AcquirePartitionResponse response;
   ExpectRefusedAndNothingChanged(coordinator_->AcquirePartition(Context(), request, &response));
 }
 
 TEST_F(StaleWorkerServiceTest, CompletePartition) {
   CompletePartitionRequest request;
-  StampStale(&request);
+  SetSender(stale_, &request);
   request.set_lease_id(lease_);
   CompletePartitionResponse response;
   ExpectRefusedAndNothingChanged(coordinator_->CompletePartition(Context(), request, &response));
@@ -704,7 +696,7 @@ TEST_F(StaleWorkerServiceTest, CompletePartition) {
 
 TEST_F(StaleWorkerServiceTest, ReportEval) {
   ReportEvalRequest request;
-  StampStale(&request);
+  SetSender(stale_, &request);
   request.set_lease_id(lease_);
   request.mutable_eval()->set_test_accuracy(0.5);
   ReportEvalResponse response;

@@ -34,8 +34,7 @@ uint64_t KeyOn(uint32_t shard, uint32_t n, uint64_t from = 1) {
 PushRequest SparsePush(const WorkerIdentity& worker, uint64_t request_id,
                        const std::vector<uint64_t>& keys) {
   PushRequest push;
-  push.mutable_header()->set_worker_id(worker.id);
-  push.mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
+  SetSender(worker, push.mutable_header());
   push.mutable_header()->set_request_id(request_id);
   push.mutable_header()->set_clock(-1);
   SparseValues* v = push.add_sparse();
@@ -50,8 +49,7 @@ PushRequest SparsePush(const WorkerIdentity& worker, uint64_t request_id,
 grpc::Status ReadRow(ParameterService::Stub* ps, const WorkerIdentity& worker, uint64_t key,
                      float* value) {
   PullRequest pull;
-  pull.mutable_header()->set_worker_id(worker.id);
-  pull.mutable_header()->set_coordinator_incarnation(worker.coordinator_incarnation);
+  SetSender(worker, pull.mutable_header());
   pull.mutable_header()->set_clock(-1);
   SparseKeys* k = pull.add_sparse();
   k->set_table("lr/w");
@@ -103,8 +101,7 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
     grpc::ClientContext ctx;
     ctx.set_deadline(In(10));
     AcquirePartitionRequest request;
-    request.set_worker_id(id.id);
-    request.set_coordinator_incarnation(id.coordinator_incarnation);
+    SetSender(id, &request);
     AcquirePartitionResponse lease;
     ASSERT_TRUE(coordinator->AcquirePartition(&ctx, request, &lease).ok());
     ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
@@ -113,8 +110,7 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
   // lr/bias has one element: shard 0 owns none of it, shard 1 all.
   {
     PushRequest push;
-    push.mutable_header()->set_worker_id(id.id);
-    push.mutable_header()->set_coordinator_incarnation(id.coordinator_incarnation);
+    SetSender(id, push.mutable_header());
     push.mutable_header()->set_clock(-1);
     DenseValues* d = push.add_dense();
     d->mutable_slice()->set_tensor("lr/bias");

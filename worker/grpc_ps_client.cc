@@ -63,8 +63,7 @@ int64_t ClockFor(absl::Span<const int64_t> clocks, size_t shard) {
 
 void FillHeader(const WorkerIdentity& worker, int64_t clock, uint64_t incarnation,
                 RequestHeader* header) {
-  header->set_worker_id(worker.id);
-  header->set_coordinator_incarnation(worker.coordinator_incarnation);
+  SetSender(worker, header);
   header->set_clock(clock);
   header->set_incarnation(incarnation);
 }

@@ -14,13 +14,6 @@
 namespace fulcrum {
 namespace {
 
-// Names the worker in a coordinator request.
-template <typename Request>
-void SetSender(const WorkerIdentity& worker, Request* request) {
-  request->set_worker_id(worker.id);
-  request->set_coordinator_incarnation(worker.coordinator_incarnation);
-}
-
 bool IsEvicted(const absl::Status& s) { return s.code() == absl::StatusCode::kFailedPrecondition; }
 
 // The examples of the mini-batch that starts at `pos` of `order`.
@@ -125,8 +118,7 @@ void Trainer::SendHeartbeat() {
   {
     absl::MutexLock lock(&mu_);
     sender = worker_;
-    request.set_worker_id(sender.id);
-    request.set_coordinator_incarnation(sender.coordinator_incarnation);
+    SetSender(sender, &request);
     if (loss_count_ > 0) progress_.set_loss(loss_sum_ / loss_count_);
     loss_sum_ = 0;
     loss_count_ = 0;
