@@ -11,12 +11,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "proto/job.pb.h"
+#include "worker/fulcrum_worker.h"
 
 namespace fulcrum {
-
-// One float vector per tensor, in the order of Model::tensors(); each holds
-// the tensor's elements row-major.
-using ParameterSet = std::vector<std::vector<float>>;
 
 // A mini-batch: `size` examples of `num_features` floats (row-major) and
 // their class labels. Not owned.

@@ -1,6 +1,6 @@
 // PsClient: how a worker reads parameters from and sends gradients to the
 // parameter servers, apart from the transport (worker/grpc_ps_client.h
-// talks gRPC), and the parameter batch a step reads and writes.
+// talks gRPC).
 #ifndef FULCRUM_WORKER_PS_CLIENT_H_
 #define FULCRUM_WORKER_PS_CLIENT_H_
 
@@ -13,7 +13,7 @@
 #include "absl/types/span.h"
 #include "common/worker_identity.h"
 #include "proto/job.pb.h"
-#include "worker/model.h"
+#include "worker/fulcrum_worker.h"
 
 namespace fulcrum {
 
@@ -26,25 +26,6 @@ struct ServerVersion {
   // Per shard, by index: the round each is collecting (sync workers follow
   // every shard's rounds; a restarted shard may count from another number).
   std::vector<int64_t> rounds;
-};
-
-// Rows of a sparse table, by key (keys need not be unique).
-struct SparseRows {
-  std::string table;
-  uint32_t dim = 0;
-  std::vector<uint64_t> keys;
-  std::vector<float> values;  // keys.size() * dim: rows (pull) or gradients (push)
-  // Pull only: do not create missing rows (read their initial values).
-  bool read_only = false;
-};
-
-// What a step reads or writes: whole dense tensors and sparse rows.
-struct ParameterBatch {
-  // Dense tensors, whole, in the order of `tensors`; `dense[i]` holds
-  // tensors[i]'s values (pull) or gradient (push).
-  std::vector<TensorSpec> tensors;
-  ParameterSet dense;
-  std::vector<SparseRows> sparse;
 };
 
 // Implementations must be safe to call from one thread at a time.

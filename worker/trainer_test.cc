@@ -12,6 +12,7 @@
 #include "server/coordinator.h"
 #include "server/parameter_shard.h"
 #include "tests/wait.h"
+#include "worker/workload.h"
 
 namespace fulcrum {
 namespace {
@@ -253,9 +254,9 @@ class TrainerTest : public ::testing::Test {
 
   TrainerOptions Options(const std::string& name) {
     TrainerOptions o;
-    o.worker_name = name;
-    o.retry.initial_backoff = absl::Milliseconds(1);
-    o.retry.max_backoff = absl::Milliseconds(2);
+    o.session.worker_name = name;
+    o.session.retry.initial_backoff = absl::Milliseconds(1);
+    o.session.retry.max_backoff = absl::Milliseconds(2);
     return o;
   }
 
@@ -272,9 +273,9 @@ class TrainerTest : public ::testing::Test {
 TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
   Init(ASYNC, 1, 2, 4);
   MetricsRegistry registry;
-  const TrainerMetrics metrics = TrainerMetrics::Register(&registry);
+  const WorkerMetrics metrics = WorkerMetrics::Register(&registry);
   TrainerOptions options = Options("a");
-  options.metrics = &metrics;
+  options.session.metrics = &metrics;
   Trainer trainer(options, ps_.get(), client_.get(), Images(&train_, &test_));
   ASSERT_TRUE(trainer.Run().ok());
   EXPECT_EQ(metrics.steps->value(), 80);
@@ -441,8 +442,8 @@ TEST_F(TrainerTest, PullsTimingOut_AskedAgainUntilTheStartTimeoutThenGivesUp) {
   ManualClock clock;
   ps_->pull_timeouts_advance = &clock;
   TrainerOptions options = Options("a");
-  options.clock = &clock;
-  options.start_timeout = absl::Minutes(10);
+  options.session.clock = &clock;
+  options.session.start_timeout = absl::Minutes(10);
   Trainer trainer(options, ps_.get(), client_.get(), Images(&train_, &test_));
   absl::Status s = trainer.Run();
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;

@@ -2,8 +2,7 @@
 // and exits when the job is done.
 //
 //   worker --coordinator=HOST:PORT [--data_dir=/usr/share/datasets/fashion-mnist]
-#include <unistd.h>
-
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -12,19 +11,11 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "common/base/log.h"
 #include "common/base/process.h"
-#include "common/base/retry.h"
 #include "common/data/idx_dataset.h"
 #include "common/data/libsvm.h"
-#include "common/metrics.h"
-#include "common/rpc/channel.h"
 #include "common/rpc/security.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "worker/grpc_coordinator_client.h"
-#include "worker/grpc_ps_client.h"
-#include "worker/trainer.h"
+#include "worker/fulcrum_worker.h"
 #include "worker/workload.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "host:port of the coordinating ps_server.");
@@ -71,48 +62,24 @@ int Fail(const std::string& what, const absl::Status& status) {
 }
 
 int Run() {
-  const absl::Duration rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
-  const std::string address = absl::GetFlag(FLAGS_coordinator);
-  ClientSecurityOptions security;
-  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
-  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  security.tls_key = absl::GetFlag(FLAGS_tls_key);
-  security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(address, security);
-  if (!channel.ok()) return Fail("TLS settings", channel.status());
-  std::string token;
+  WorkerOptions options;
+  ConnectionOptions& connection = options.connection;
+  connection.coordinator = absl::GetFlag(FLAGS_coordinator);
+  connection.worker_name = absl::GetFlag(FLAGS_worker_name);
+  connection.rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
+  connection.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  connection.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  connection.tls_key = absl::GetFlag(FLAGS_tls_key);
+  connection.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   if (!absl::GetFlag(FLAGS_auth_token_file).empty()) {
     absl::StatusOr<std::string> read = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
     if (!read.ok()) return Fail("--auth_token_file", read.status());
-    token = *read;
+    connection.auth_token = *read;
   }
-  // The coordinator's process serves shard 0 too: one channel for both. The
-  // other shards' addresses come with the registration.
-  GrpcCoordinatorClient coordinator(*channel, rpc_timeout, token);
-  GrpcPsClient ps(*channel, rpc_timeout, token, security);
-
-  char host[256] = "unknown";
-  gethostname(host, sizeof(host) - 1);
-  TrainerOptions options;
-  options.host = host;
-  options.worker_name = absl::GetFlag(FLAGS_worker_name).empty() ? absl::StrCat(host, ":", getpid())
-                                                                 : absl::GetFlag(FLAGS_worker_name);
-  options.retry.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_retries));
-  options.retry.max_backoff =
-      std::max(absl::Milliseconds(100), absl::Seconds(absl::GetFlag(FLAGS_max_backoff)));
+  connection.max_attempts = absl::GetFlag(FLAGS_max_retries);
+  connection.max_backoff = absl::Seconds(absl::GetFlag(FLAGS_max_backoff));
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.step_delay = absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_step_delay_ms)));
-
-  MetricsRegistry registry;
-  const TrainerMetrics metrics = TrainerMetrics::Register(&registry);
-  std::unique_ptr<MetricsHttpServer> metrics_server;
-  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started =
-        MetricsHttpServer::Start(&registry, "0.0.0.0", absl::GetFlag(FLAGS_metrics_port));
-    if (!started.ok()) return Fail("--metrics_port", started.status());
-    metrics_server = std::move(*started);
-    FULCRUM_LOG(INFO) << "metrics at http://0.0.0.0:" << metrics_server->port() << "/metrics";
-    options.metrics = &metrics;
-  }
 
   // Data problems stop the worker before it registers: a sparse_lr worker
   // (--train_file) checks its files, an image worker loads Fashion-MNIST.
@@ -152,10 +119,10 @@ int Run() {
     }
     return MakeImageWorkload(&*train, &*test);
   };
-  Trainer trainer(options, &ps, &coordinator, workloads);
-  absl::Status trained = trainer.Run();
+  absl::Status trained = RunWorker(options, workloads);
   if (!trained.ok()) {
-    return Fail(absl::StrCat("training against coordinator ", address, " failed"), trained);
+    return Fail(absl::StrCat("training against coordinator ", connection.coordinator, " failed"),
+                trained);
   }
   return 0;
 }

@@ -1,6 +1,6 @@
-// Workload: what a worker trains — its data, its model, and what one step
-// pulls and pushes. The Trainer drives leases, retries and clocks; a
-// Workload knows the data and the maths.
+// The workloads of Fulcrum's own `worker` binary: the shipped models,
+// written against the public worker API (worker/fulcrum_worker.h) like any
+// user's.
 #ifndef FULCRUM_WORKER_WORKLOAD_H_
 #define FULCRUM_WORKER_WORKLOAD_H_
 
@@ -15,43 +15,10 @@
 #include "common/data/idx_dataset.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
+#include "worker/fulcrum_worker.h"
 #include "worker/model.h"
-#include "worker/ps_client.h"
 
 namespace fulcrum {
-
-// Not thread-safe: one training thread.
-class Workload {
- public:
-  virtual ~Workload() = default;
-
-  // Adopts the job the coordinator sent (after each registration):
-  // FAILED_PRECONDITION if this workload cannot train it (another model,
-  // data that does not fit).
-  virtual absl::Status Configure(const JobSpec& job) = 0;
-
-  // Loads the partition's examples; returns how many. Steps then name
-  // examples by position in it.
-  virtual absl::StatusOr<int64_t> LoadPartition(const DataPartition& partition) = 0;
-
-  // What a step on `examples` reads: fills batch->tensors and the keys of
-  // batch->sparse.
-  virtual void PlanStep(absl::Span<const int64_t> examples, ParameterBatch* batch) = 0;
-
-  // From the pulled `params`, the mean loss over `examples`, with the
-  // gradient written to `grads` (shaped like `params`).
-  virtual double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
-                                  ParameterBatch* grads) = 0;
-
-  // Evaluates the current model on held-out data, reading parameters with
-  // `pull` (which fills the batch it is given). `epoch` and `final` are
-  // copied into the result.
-  using PullFn = std::function<absl::Status(ParameterBatch*)>;
-  virtual absl::StatusOr<EvalResult> Evaluate(const PullFn& pull) = 0;
-};
-
-// Builds the workload for the job's model ("softmax", "mlp", "sparse_lr").
-using WorkloadFactory = std::function<absl::StatusOr<std::unique_ptr<Workload>>(const JobSpec&)>;
 
 // Image classification on Fashion-MNIST-style data (models "softmax" and
 // "mlp"). The data sets are not owned; `test` may be null (then it cannot
