@@ -99,6 +99,24 @@ def _system_libs_impl(ctx):
     build.append("    defines = %s," % _list(defines))
     build.append(")")
     build.append("")
+
+    # Python's and pybind11's headers, for the Python package's native
+    # module (python/): Debian's python3-dev and pybind11-dev.
+    py_dirs = [f[2:] for f in _pkg_config(ctx, ["--cflags", "python3-embed"]) if f.startswith("-I")]
+    py_includes = []
+    for i, d in enumerate(py_dirs):
+        ctx.symlink(d, "python_include_%d" % i)
+        py_includes.append("python_include_%d" % i)
+    if not ctx.path("/usr/include/pybind11").exists:
+        fail("no /usr/include/pybind11 (run tools/install_deps.sh first)")
+    ctx.symlink("/usr/include/pybind11", "pybind11_include/pybind11")
+    build.append("cc_library(")
+    build.append('    name = "pybind11",')
+    build.append('    hdrs = glob(["pybind11_include/pybind11/**", %s]),' %
+                 ", ".join(['"%s/**/*.h"' % d for d in py_includes]))
+    build.append("    includes = %s," % _list(["pybind11_include"] + py_includes))
+    build.append(")")
+    build.append("")
     ctx.file("BUILD", "\n".join(build))
     ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)
 
