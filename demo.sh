@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Fulcrum demo: installs what is missing, builds, starts a local cluster on
 # 127.0.0.1 (a ps_server as coordinator and shard 0, --ps=N - 1 more shards,
-# N workers), trains on Fashion-MNIST (sparse_lr: generated click data) and
-# ends with a machine-readable "result:" line.
+# N workers), trains on Fashion-MNIST (sparse_lr: generated click data; cnn:
+# a PyTorch CNN trained by Python workers, python/examples/cnn.py) and ends
+# with a machine-readable "result:" line.
 #
-#   ./demo.sh [--model=softmax|mlp|sparse_lr] [--mode=sync|async|ssp:S] [--workers=N]
+#   ./demo.sh [--model=softmax|mlp|sparse_lr|cnn] [--mode=sync|async|ssp:S] [--workers=N]
 #             [--ps=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
@@ -30,7 +31,7 @@ done
 ./tools/install_deps.sh
 echo "demo: building (bazel, -c opt) ..."
 bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl \
-  //tools:gen_click_data
+  //tools:gen_click_data //python:_native.so
 
 extra=()
 if [[ " $* " == *" --model=sparse_lr "* ]]; then
@@ -42,5 +43,25 @@ if [[ " $* " == *" --model=sparse_lr "* ]]; then
   fi
   echo "demo: the true model's test AUC (the best any learner can do): $(cat "$data/true_auc.txt")"
   extra=(--train_file="$data/train.libsvm" --test_file="$data/test.libsvm")
+fi
+if [[ " $* " == *" --model=cnn "* ]]; then
+  # A PyTorch model: its job file is made from the module (fulcrum.torch),
+  # and the workers are Python processes. Async by default; 3 epochs.
+  mkdir -p .demo-data
+  args=(--mode=async --epochs=3)
+  workers=2
+  for arg in "$@"; do
+    case "$arg" in
+      --model=*) ;;
+      --workers=*) workers="${arg#*=}"; args+=("$arg") ;;
+      *) args+=("$arg") ;;
+    esac
+  done
+  epochs=3
+  for arg in "${args[@]}"; do [[ "$arg" == --epochs=* ]] && epochs="${arg#*=}"; done
+  /usr/bin/python3 python/examples/cnn.py --write_job=.demo-data/cnn.json \
+    --epochs="$epochs" --workers="$workers"
+  exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo --job=.demo-data/cnn.json \
+    --worker_cmd="/usr/bin/python3 python/examples/cnn.py" "${args[@]}"
 fi
 exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo "$@" "${extra[@]}"

@@ -7,9 +7,13 @@
 #   deploy/local_cluster.sh [--bin=DIR] [--run_dir=DIR] [--workers=N] [--ps=N]
 #       [--model=M] [--mode=sync|async|ssp:S] [--port=P]
 #       [--checkpoint_dir=DIR [--checkpoint_every=5s]]
-#       [--train_file=F --test_file=F (sparse_lr)] [other ps_server flags]
+#       [--train_file=F --test_file=F (sparse_lr)] [--job=FILE]
+#       [--worker_cmd="PROGRAM ARGS"] [other ps_server flags]
 #
 # --bin is where ps_server, worker and psctl were built (default bazel-bin).
+# --job runs a job file instead of the built-in --model; --worker_cmd starts
+# each worker with another program (a Python worker, say), given
+# --coordinator=ADDRESS and --worker_name=NAME after its own arguments.
 # With --checkpoint_dir, a ps_server that dies (kill -9 it to try) is
 # restarted on the same port and resumes from its newest checkpoint; the
 # workers reconnect by themselves. Shard i > 0 keeps its part of the
@@ -25,6 +29,8 @@ workers=2
 ps=1
 port=0
 checkpoint_dir=""
+job=""
+worker_cmd=""
 server_flags=()
 worker_flags=()
 for arg in "$@"; do
@@ -38,6 +44,8 @@ for arg in "$@"; do
     --port=*) port="${arg#*=}" ;;
     --checkpoint_dir=*) checkpoint_dir="${arg#*=}"; server_flags+=("$arg") ;;
     --train_file=*|--test_file=*) worker_flags+=("$arg") ;;
+    --job=*) job="${arg#*=}" ;;
+    --worker_cmd=*) worker_cmd="${arg#*=}" ;;
     --*=*) server_flags+=("$arg") ;;
     *) echo "local_cluster.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
@@ -64,10 +72,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "local_cluster: interrupted" >&2; exit 130' INT TERM
 
+job_flag=(--model="$model")
+if [[ -n "$job" ]]; then job_flag=(--job="$job"); fi
 start_ps_server() {  # $1: port
   rm -f "$run_dir/port"
   "$bin/server/ps_server" --host=127.0.0.1 --port="$1" \
-    --port_file="$run_dir/port" --model="$model" --mode="$mode" \
+    --port_file="$run_dir/port" "${job_flag[@]}" --mode="$mode" \
     --num_workers="$workers" --num_shards="$ps" --status_interval=1 --exit_when_done \
     "${server_flags[@]}" >>"$run_dir/ps_server.out" 2>>"$run_dir/ps_server.log" &
   ps_pid=$!
@@ -104,8 +114,9 @@ echo "local_cluster: watch it with: $bin/tools/psctl status --coordinator=$addre
 echo "local_cluster: logs in $run_dir/"
 
 worker_pids=()
+read -r -a worker_program <<<"${worker_cmd:-$bin/worker/worker}"
 for i in $(seq "$workers"); do
-  "$bin/worker/worker" --coordinator="$address" --worker_name="worker-$i" \
+  "${worker_program[@]}" --coordinator="$address" --worker_name="worker-$i" \
     "${worker_flags[@]}" >"$run_dir/worker-$i.log" 2>&1 &
   pids+=("$!")
   worker_pids+=("$!")
