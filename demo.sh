@@ -46,9 +46,9 @@ if [[ " $* " == *" --model=sparse_lr "* ]]; then
 fi
 if [[ " $* " == *" --model=cnn "* ]]; then
   # A PyTorch model: its job file is made from the module (fulcrum.torch),
-  # and the workers are Python processes. Async by default; 3 epochs.
+  # and the workers are Python processes. Async by default; 5 epochs.
   mkdir -p .demo-data
-  args=(--mode=async --epochs=3)
+  args=(--mode=async --epochs=5)
   workers=2
   for arg in "$@"; do
     case "$arg" in
@@ -57,7 +57,7 @@ if [[ " $* " == *" --model=cnn "* ]]; then
       *) args+=("$arg") ;;
     esac
   done
-  epochs=3
+  epochs=5
   for arg in "${args[@]}"; do [[ "$arg" == --epochs=* ]] && epochs="${arg#*=}"; done
   /usr/bin/python3 python/examples/cnn.py --write_job=.demo-data/cnn.json \
     --epochs="$epochs" --workers="$workers"

@@ -308,8 +308,16 @@ void JobCoordinator::AdvanceEpochsLocked() {
     lease_order_.erase(oldest_epoch_);
     ++oldest_epoch_;
     const bool final = oldest_epoch_ == options_.job.epochs();
-    eval_queue_.push_back(EvalTask{oldest_epoch_, final});
     FULCRUM_LOG(INFO) << "epoch " << oldest_epoch_ << "/" << options_.job.epochs() << " trained";
+    if (options_.job.skip_evaluation()) {
+      if (final && state_ == RUNNING) {
+        state_ = FINISHED;
+        finished_at_ = options_.clock->Now();
+        FULCRUM_LOG(INFO) << "every epoch trained; job finished (no evaluation)";
+      }
+      continue;
+    }
+    eval_queue_.push_back(EvalTask{oldest_epoch_, final});
     if (final && state_ == RUNNING) {
       state_ = EVALUATING;
       FULCRUM_LOG(INFO) << "every epoch trained; final evaluation";
@@ -629,9 +637,12 @@ std::string JobCoordinator::ResultLine() const {
   if (s.last_eval().test_auc() > 0) {
     auc = absl::StrFormat(" test_auc=%.4f", s.last_eval().test_auc());
   }
-  return absl::StrFormat(
-      "result: model=%s mode=%s epochs=%d test_accuracy=%.4f%s wall_seconds=%.1f", s.model(), mode,
-      s.epochs(), s.last_eval().test_accuracy(), auc, s.elapsed_seconds());
+  std::string accuracy;
+  if (s.last_eval().examples() > 0 || !s.evaluations().empty()) {
+    accuracy = absl::StrFormat(" test_accuracy=%.4f", s.last_eval().test_accuracy());
+  }
+  return absl::StrFormat("result: model=%s mode=%s epochs=%d%s%s wall_seconds=%.1f", s.model(),
+                         mode, s.epochs(), accuracy, auc, s.elapsed_seconds());
 }
 
 }  // namespace fulcrum

@@ -298,6 +298,21 @@ TEST_F(CoordinatorTest, Lifecycle_FinishedThenWorkersToldDone) {
             0u);
 }
 
+TEST_F(CoordinatorTest, SkipEvaluation_FinishedWhenTheLastEpochIsTrained) {
+  options_.job.set_skip_evaluation(true);
+  Init(ASYNC, 1, 2, 2, 0);
+  uint64_t a = Register("a");
+  EXPECT_EQ(TrainUntilOther(a).kind(), AcquirePartitionResponse::DONE);
+  EXPECT_EQ(coordinator_->state(), FINISHED);
+  JobStatus status = coordinator_->GetStatus();
+  EXPECT_EQ(status.completed_size(), 4);
+  EXPECT_EQ(status.evaluations_size(), 0);
+  EXPECT_EQ(coordinator_->ResultLine().rfind(
+                "result: model=softmax mode=async epochs=2 wall_seconds=", 0),
+            0u)
+      << coordinator_->ResultLine();
+}
+
 TEST_F(CoordinatorTest, Stop_EndsJobAndReleasesLeases) {
   Init(SYNC, 1, 5, 4);
   uint64_t a = Register("a");
