@@ -10,8 +10,8 @@ int main(int argc, char** argv) {
   if (!opened.ok()) return std::fprintf(stderr, "%s\n", opened.status().ToString().c_str()), 1;
   fulcrum::Session& session = **opened;
   float w[2], g[2];  // y = w[0] * x + w[1]; g: its gradient
-  const fulcrum::Buffers params{{{"line", absl::MakeSpan(w)}}},
-      grads{{{"line", absl::MakeSpan(g)}}};
+  const fulcrum::Buffers params{{{"line", absl::MakeSpan(w)}}};
+  const fulcrum::Buffers grads{{{"line", absl::MakeSpan(g)}}};
   for (auto task = session.NextTask(); task.ok(); task = session.NextTask()) {
     if (task->kind == fulcrum::Task::kDone) return std::printf("w=%.3f b=%.3f\n", w[0], w[1]), 0;
     if (task->kind == fulcrum::Task::kWait) absl::SleepFor(task->retry_after);

@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""PyTorch with no parameter server, on the same cores, for comparison with
+Fulcrum (bench/python_workers.sh runs these):
+
+  mlp   one process trains the 784-256-10 MLP (batch 64, Adam 3e-4, the
+        C++ worker's standardised features) for --epochs; prints examples/s.
+  ddp   --procs processes (torch.distributed, gloo) train the CNN of
+        python/examples/cnn.py (per-process batch 64, Adam 1e-3, each on its
+        1/procs of the data), rank 0 evaluating after every epoch; prints the
+        training seconds to the first epoch at --target test accuracy.
+
+Debian's PyTorch uses libopenblas0-pthread when it is installed
+(tools/install_deps.sh installs it); the reference BLAS is ~30x slower.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "python", "examples"))
+import fulcrum.datasets  # noqa: E402
+import fulcrum.torch  # noqa: E402
+from cnn import Cnn  # noqa: E402
+from image_workloads import flat_fashion_mnist  # noqa: E402
+
+
+def mlp(args):
+    torch.set_num_threads(args.threads)
+    x, y, xt, yt = (torch.from_numpy(a) for a in flat_fashion_mnist())
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    start = time.perf_counter()
+    steps = 0
+    for epoch in range(args.epochs):
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            index = order[i : i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(x[index]), y[index]).backward()
+            opt.step()
+            steps += 1
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        accuracy = fulcrum.torch.accuracy(model, xt, yt)["accuracy"]
+    print(f"pytorch_mlp: threads={args.threads} epochs={args.epochs} "
+          f"examples/s={args.epochs * len(x) / seconds:.0f} test_accuracy={accuracy:.4f}")
+
+
+def _ddp_worker(rank, args, result):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(args.port)
+    dist.init_process_group("gloo", rank=rank, world_size=args.procs)
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    x, y = (torch.from_numpy(a) for a in fulcrum.datasets.fashion_mnist("train"))
+    xt, yt = (torch.from_numpy(a) for a in fulcrum.datasets.fashion_mnist("t10k"))
+    n = len(x)
+    x, y = x[n * rank // args.procs : n * (rank + 1) // args.procs], y[n * rank // args.procs : n * (rank + 1) // args.procs]
+    model = torch.nn.parallel.DistributedDataParallel(Cnn())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    dist.barrier()
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        model.train()
+        for i in range(0, len(x) - 63, 64):  # equal step counts on every rank
+            index = order[i : i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(x[index]), y[index]).backward()
+            opt.step()
+        reached = torch.zeros(1)
+        if rank == 0:
+            model.eval()
+            with torch.no_grad():
+                accuracy = fulcrum.torch.accuracy(model.module, xt, yt)["accuracy"]
+            elapsed = time.perf_counter() - start
+            print(f"ddp: epoch {epoch} test_accuracy={accuracy:.4f} elapsed={elapsed:.1f}s", flush=True)
+            if accuracy >= args.target:
+                result.value = elapsed
+                reached[0] = 1
+        dist.broadcast(reached, 0)
+        if reached[0]:
+            break
+    dist.destroy_process_group()
+
+
+def ddp(args):
+    result = mp.Value("d", -1.0)
+    mp.spawn(_ddp_worker, args=(args, result), nprocs=args.procs)
+    print(f"ddp_cnn: procs={args.procs} to_{args.target}_s="
+          + (f"{result.value:.1f}" if result.value >= 0 else "not_reached"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["mlp", "ddp"])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--target", type=float, default=0.90)
+    parser.add_argument("--port", type=int, default=29517)
+    args = parser.parse_args()
+    mlp(args) if args.what == "mlp" else ddp(args)
+
+
+if __name__ == "__main__":
+    main()
