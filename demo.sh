@@ -46,9 +46,10 @@ if [[ " $* " == *" --model=sparse_lr "* ]]; then
 fi
 if [[ " $* " == *" --model=cnn "* ]]; then
   # A PyTorch model: its job file is made from the module (fulcrum.torch),
-  # and the workers are Python processes. Async by default; 5 epochs.
+  # and the workers are Python processes. Sync by default (steadier than
+  # async here); 5 epochs.
   mkdir -p .demo-data
-  args=(--mode=async --epochs=5)
+  args=(--mode=sync --epochs=5)
   workers=2
   for arg in "$@"; do
     case "$arg" in

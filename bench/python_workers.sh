@@ -13,20 +13,23 @@
 #     epoch at 0.90.
 #
 #   bazel build //server:ps_server //worker:worker //python:_native.so
-#   bench/python_workers.sh [--repeat=3] [--mlp_epochs=2] [--cnn_epochs=6] [--skip_cnn]
+#   bench/python_workers.sh [--repeat=3] [--mlp_epochs=2] [--cnn_epochs=5] [--skip_mlp]
+#                           [--skip_cnn]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 repeat=3
 mlp_epochs=2
-cnn_epochs=6
+cnn_epochs=5
 skip_cnn=0
+skip_mlp=0
 for arg in "$@"; do
   case "$arg" in
     --repeat=*) repeat="${arg#*=}" ;;
     --mlp_epochs=*) mlp_epochs="${arg#*=}" ;;
     --cnn_epochs=*) cnn_epochs="${arg#*=}" ;;
     --skip_cnn) skip_cnn=1 ;;
+    --skip_mlp) skip_mlp=1 ;;
     *) echo "python_workers.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -51,8 +54,9 @@ start_server() {
   echo "num_workers: 1"; echo "epochs: $mlp_epochs"; echo "skip_evaluation: true"; } >"$run/mlp.textproto"
 
 wall() { sed -n 's/^result: .*wall_seconds=\([0-9.]*\).*/\1/p' "$run/ps.out"; }
-echo "== MLP, one worker, async, $mlp_epochs epochs, batch 64 (examples/s; $repeat runs each, alternating)"
+((skip_mlp)) || echo "== MLP, one worker, async, $mlp_epochs epochs, batch 64 (examples/s; $repeat runs each, alternating)"
 for r in $(seq "$repeat"); do
+  ((skip_mlp)) && break
   start_server "$run/mlp.textproto"
   bazel-bin/worker/worker --coordinator="$address" 2>"$run/cpp.err"
   wait "$ps_pid"

@@ -28,6 +28,13 @@ absl::Status InitializeTensor(const TensorSpec& spec, uint64_t seed, absl::Span<
     case INITIALIZER_UNSPECIFIED:
       std::fill(values.begin(), values.end(), 0.0f);
       return absl::OkStatus();
+    case CONSTANT:
+      if (!std::isfinite(spec.scale())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", spec.name(), ": CONSTANT needs a finite scale"));
+      }
+      std::fill(values.begin(), values.end(), spec.scale());
+      return absl::OkStatus();
     case UNIFORM:
       if (!(spec.scale() > 0.0f)) {
         return absl::InvalidArgumentError(

@@ -86,6 +86,13 @@ TEST(ParameterStoreTest, GlorotInit_WithinLimitAndSeeded) {
   EXPECT_NE(va, ReadAll(*c, "w"));
 }
 
+TEST(ParameterStoreTest, ConstantInit_EveryElementTheScale) {
+  TensorSpec gain = Spec("gain", {5}, CONSTANT);
+  gain.set_scale(1.5f);
+  auto store = MakeStore({gain});
+  EXPECT_EQ(ReadAll(*store, "gain"), std::vector<float>(5, 1.5f));
+}
+
 TEST(ParameterStoreTest, ApplyGradient_AcrossStripeBoundaries) {
   auto store = MakeStore({Spec("t", {10})}, /*stripe=*/3);
   // Elements 2..8 span stripes [0,3) [3,6) [6,9).

@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/internal/parse.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -180,11 +180,10 @@ absl::Status ParseCheckpointEvery(absl::string_view text, ServerOptions* options
   return absl::InvalidArgumentError("expected a positive duration such as 30s or 5m, or <N>steps");
 }
 
-// Whether flag `name` was set to other than its default.
-bool Changed(absl::string_view name) {
-  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-  return flag != nullptr && flag->CurrentValue() != flag->DefaultValue();
-}
+// Whether flag `name` was given (on the command line or in a --flagfile),
+// even at its default value: `--job=F --mode=sync` must override a file
+// that says ASYNC. (Abseil's only way to ask is internal to its parser.)
+bool Changed(absl::string_view name) { return absl::flags_internal::WasPresentOnCommandLine(name); }
 
 // The job: from --job's file with the job flags that were changed applied
 // over it, or from --model and every job flag. INVALID_ARGUMENT naming the
@@ -208,7 +207,7 @@ absl::StatusOr<JobSpec> JobFromFlags() {
       return absl::InvalidArgumentError(absl::StrCat("--model: ", builtin.status().message()));
     job = *std::move(builtin);
   }
-  // A flag changed from its default overrides the file; a field the file
+  // A flag given on the command line overrides the file; a field the file
   // leaves unset takes the flag's default.
   auto apply = [&](absl::string_view name, bool file_sets) { return Changed(name) || !file_sets; };
   auto bad = [](absl::string_view flag, auto&&... why) {

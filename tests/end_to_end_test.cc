@@ -81,6 +81,19 @@ TEST(JobFileTest, ShippedSoftmaxJobWithFlagsOverridingIt_Trains) {
       << c.ServerLog();
 }
 
+TEST(JobFileTest, FlagAtItsDefaultValue_StillOverridesTheFile) {
+  const std::string dir = TestDir("job_mode_flag");
+  const std::string job = dir + "/job.textproto";
+  std::ofstream(job) << "model: \"m\"\nmode: ASYNC\n"
+                     << "tensors { name: \"w\" shape: [4] }\n";
+  LocalCluster c("job_mode_flag");
+  // --mode=sync is the flag's default: given, it still wins over the file.
+  ASSERT_TRUE(c.StartServer({"--job=" + job, "--mode=sync"}).ok()) << c.ServerLog();
+  absl::StatusOr<JobStatus> status = c.Status();
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->mode(), SYNC);
+}
+
 TEST(JobFileTest, JobFileWithAMistake_ExitsTwoNamingTheField) {
   const std::string dir = TestDir("bad_job");
   const std::string job = dir + "/job.textproto";

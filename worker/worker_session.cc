@@ -313,9 +313,11 @@ absl::StatusOr<ServerVersion> WorkerSession::PushPullNow(const ParameterBatch& g
                                                          uint32_t examples,
                                                          ParameterBatch* params) {
   const uint64_t request_id = next_request_id_++;
-  return CallWaiting(options_.metrics ? options_.metrics->pushpull_latency : nullptr, [&] {
-    return ps_->PushPull(worker(), Now(), request_id, grads, examples, Now(), params);
-  });
+  absl::StatusOr<ServerVersion> version = CallWaiting(
+      options_.metrics ? options_.metrics->pushpull_latency : nullptr,
+      [&] { return ps_->PushPull(worker(), Now(), request_id, grads, examples, Now(), params); });
+  if (!version.ok()) return StepFailed(version.status(), /*pushed=*/true);
+  return version;
 }
 
 void WorkerSession::RecordStep(int64_t examples, double loss, absl::Time step_start) {

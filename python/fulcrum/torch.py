@@ -24,13 +24,14 @@ import fulcrum
 
 def _initializer(param: torch.Tensor) -> dict:
     """The server-side initializer that draws values like the module's own:
-    zeros stay zeros; anything else becomes U(-m, m) with m the largest
-    magnitude PyTorch drew (its default Linear and Conv initialisations are
-    uniform)."""
-    magnitude = float(param.detach().abs().max()) if param.numel() else 0.0
-    if magnitude == 0.0:
-        return {"initializer": "ZEROS"}
-    return {"initializer": "UNIFORM", "scale": magnitude}
+    a constant stays that constant (zeros, a normalisation layer's ones);
+    anything else becomes U(-m, m) with m the largest magnitude PyTorch drew
+    (its default Linear and Conv initialisations are uniform)."""
+    values = param.detach()
+    if values.numel() == 0 or bool((values == values.flatten()[0]).all()):
+        first = float(values.flatten()[0]) if values.numel() else 0.0
+        return {"initializer": "ZEROS"} if first == 0.0 else {"initializer": "CONSTANT", "scale": first}
+    return {"initializer": "UNIFORM", "scale": float(values.abs().max())}
 
 
 def job_for(
