@@ -49,7 +49,7 @@ if [[ " $* " == *" --model=cnn "* ]]; then
   # and the workers are Python processes. Sync by default (steadier than
   # async here); 5 epochs.
   mkdir -p .demo-data
-  args=(--mode=sync --epochs=5)
+  args=(--mode=async --epochs=5)
   workers=2
   for arg in "$@"; do
     case "$arg" in
@@ -60,8 +60,10 @@ if [[ " $* " == *" --model=cnn "* ]]; then
   done
   epochs=5
   for arg in "${args[@]}"; do [[ "$arg" == --epochs=* ]] && epochs="${arg#*=}"; done
+  mode=async
+  for arg in "${args[@]}"; do [[ "$arg" == --mode=* ]] && mode="${arg#*=}"; done
   /usr/bin/python3 python/examples/cnn.py --write_job=.demo-data/cnn.json \
-    --epochs="$epochs" --workers="$workers"
+    --epochs="$epochs" --workers="$workers" --mode="${mode%%:*}"
   exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo --job=.demo-data/cnn.json \
     --worker_cmd="/usr/bin/python3 python/examples/cnn.py" "${args[@]}"
 fi

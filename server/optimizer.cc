@@ -12,66 +12,89 @@ namespace {
 using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 
-class Sgd final : public Optimizer {
+// A learning rate: constant, or decayed exponentially with the updates a
+// range has received (lr * rate^((step - 1) / steps), as TensorFlow's
+// exponential_decay without the staircase).
+class LearningRate {
  public:
-  explicit Sgd(float lr) : lr_(lr) {}
-  std::string Describe() const override { return absl::StrFormat("sgd(lr=%g)", lr_); }
-  int num_slots() const override { return 0; }
-  void Apply(float* values, const float* grad, absl::Span<float* const>, size_t n,
-             int64_t) const override {
-    ArrayMap w(values, n);
-    ConstArrayMap g(grad, n);
-    w -= lr_ * g;
+  LearningRate(float base, float decay_rate, uint64_t decay_steps)
+      : base_(base), decay_rate_(decay_rate), decay_steps_(static_cast<double>(decay_steps)) {}
+  float At(int64_t step) const {
+    if (decay_steps_ <= 0 || decay_rate_ == 1.0f) return base_;
+    return base_ *
+           static_cast<float>(std::pow(decay_rate_, (step < 1 ? 0 : step - 1) / decay_steps_));
+  }
+  std::string Describe() const {
+    if (decay_steps_ <= 0 || decay_rate_ == 1.0f) return absl::StrFormat("lr=%g", base_);
+    return absl::StrFormat("lr=%g x%g per %g updates", base_, decay_rate_, decay_steps_);
   }
 
  private:
-  const float lr_;
+  const float base_;
+  const float decay_rate_;
+  const double decay_steps_;
+};
+
+class Sgd final : public Optimizer {
+ public:
+  explicit Sgd(LearningRate lr) : lr_(lr) {}
+  std::string Describe() const override { return absl::StrCat("sgd(", lr_.Describe(), ")"); }
+  int num_slots() const override { return 0; }
+  void Apply(float* values, const float* grad, absl::Span<float* const>, size_t n,
+             int64_t step) const override {
+    ArrayMap w(values, n);
+    ConstArrayMap g(grad, n);
+    w -= lr_.At(step) * g;
+  }
+
+ private:
+  const LearningRate lr_;
 };
 
 // Classical momentum: v = mu * v + g; w -= lr * v.
 class Momentum final : public Optimizer {
  public:
-  Momentum(float lr, float mu) : lr_(lr), mu_(mu) {}
+  Momentum(LearningRate lr, float mu) : lr_(lr), mu_(mu) {}
   std::string Describe() const override {
-    return absl::StrFormat("momentum(lr=%g, momentum=%g)", lr_, mu_);
+    return absl::StrFormat("momentum(%s, momentum=%g)", lr_.Describe(), mu_);
   }
   int num_slots() const override { return 1; }
   void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
-             int64_t) const override {
+             int64_t step) const override {
     ArrayMap w(values, n);
     ConstArrayMap g(grad, n);
     ArrayMap v(slots[0], n);
     v = mu_ * v + g;
-    w -= lr_ * v;
+    w -= lr_.At(step) * v;
   }
 
  private:
-  const float lr_;
+  const LearningRate lr_;
   const float mu_;
 };
 
 // Adagrad: a += g^2; w -= lr * g / (sqrt(a) + eps).
 class Adagrad final : public Optimizer {
  public:
-  Adagrad(float lr, float eps, float initial) : lr_(lr), eps_(eps), initial_(initial) {}
+  Adagrad(LearningRate lr, float eps, float initial) : lr_(lr), eps_(eps), initial_(initial) {}
   std::string Describe() const override {
-    return absl::StrFormat("adagrad(lr=%g, initial_accumulator=%g)", lr_, initial_);
+    return absl::StrFormat("adagrad(%s, initial_accumulator=%g)", lr_.Describe(), initial_);
   }
   int num_slots() const override { return 1; }
   void InitSlots(absl::Span<float* const> slots, size_t n) const override {
     ArrayMap(slots[0], n).setConstant(initial_);
   }
   void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
-             int64_t) const override {
+             int64_t step) const override {
     ArrayMap w(values, n);
     ConstArrayMap g(grad, n);
     ArrayMap a(slots[0], n);
     a += g.square();
-    w -= lr_ * g / (a.sqrt() + eps_);
+    w -= lr_.At(step) * g / (a.sqrt() + eps_);
   }
 
  private:
-  const float lr_;
+  const LearningRate lr_;
   const float eps_;
   const float initial_;
 };
@@ -80,9 +103,10 @@ class Adagrad final : public Optimizer {
 // w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
 class Adam final : public Optimizer {
  public:
-  Adam(float lr, float b1, float b2, float eps) : lr_(lr), b1_(b1), b2_(b2), eps_(eps) {}
+  Adam(LearningRate lr, float b1, float b2, float eps) : lr_(lr), b1_(b1), b2_(b2), eps_(eps) {}
   std::string Describe() const override {
-    return absl::StrFormat("adam(lr=%g, beta1=%g, beta2=%g, epsilon=%g)", lr_, b1_, b2_, eps_);
+    return absl::StrFormat("adam(%s, beta1=%g, beta2=%g, epsilon=%g)", lr_.Describe(), b1_, b2_,
+                           eps_);
   }
   int num_slots() const override { return 2; }
   void Apply(float* values, const float* grad, absl::Span<float* const> slots, size_t n,
@@ -96,11 +120,11 @@ class Adam final : public Optimizer {
     const float v_correction = static_cast<float>(1.0 - std::pow(b2_, t));
     m = b1_ * m + (1.0f - b1_) * g;
     v = b2_ * v + (1.0f - b2_) * g.square();
-    w -= (lr_ / m_correction) * m / ((v / v_correction).sqrt() + eps_);
+    w -= (lr_.At(step) / m_correction) * m / ((v / v_correction).sqrt() + eps_);
   }
 
  private:
-  const float lr_;
+  const LearningRate lr_;
   const float b1_;
   const float b2_;
   const float eps_;
@@ -164,15 +188,27 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerConfig
     return absl::InvalidArgumentError(
         absl::StrCat("learning rate must be positive and finite, got ", lr));
   }
+  const bool decays = config.lr_decay_rate() != 0.0f || config.lr_decay_steps() != 0;
+  if (decays && (!(config.lr_decay_rate() > 0.0f && config.lr_decay_rate() <= 1.0f) ||
+                 config.lr_decay_steps() == 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a learning-rate decay needs lr_decay_rate in (0, 1] and lr_decay_steps > 0, got ",
+        config.lr_decay_rate(), " and ", config.lr_decay_steps()));
+  }
+  if (decays && config.kind() == FTRL) {
+    return absl::InvalidArgumentError(
+        "ftrl takes no learning-rate decay: its per-coordinate rates already decay");
+  }
+  const LearningRate rate(lr, decays ? config.lr_decay_rate() : 1.0f, config.lr_decay_steps());
   switch (config.kind()) {
     case SGD:
-      return std::unique_ptr<Optimizer>(new Sgd(lr));
+      return std::unique_ptr<Optimizer>(new Sgd(rate));
     case MOMENTUM: {
       const float mu = OrDefault(config.momentum(), 0.9f);
       if (!(mu >= 0.0f && mu < 1.0f)) {
         return absl::InvalidArgumentError(absl::StrCat("momentum must be in [0, 1), got ", mu));
       }
-      return std::unique_ptr<Optimizer>(new Momentum(lr, mu));
+      return std::unique_ptr<Optimizer>(new Momentum(rate, mu));
     }
     case ADAGRAD: {
       const float eps = OrDefault(config.epsilon(), 1e-10f);
@@ -180,7 +216,7 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerConfig
       if (!(initial >= 0.0f) || !(eps > 0.0f)) {
         return absl::InvalidArgumentError("adagrad needs initial_accumulator >= 0 and epsilon > 0");
       }
-      return std::unique_ptr<Optimizer>(new Adagrad(lr, eps, initial));
+      return std::unique_ptr<Optimizer>(new Adagrad(rate, eps, initial));
     }
     case ADAM: {
       const float b1 = OrDefault(config.beta1(), 0.9f);
@@ -189,7 +225,7 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerConfig
       if (!(b1 >= 0.0f && b1 < 1.0f) || !(b2 >= 0.0f && b2 < 1.0f) || !(eps > 0.0f)) {
         return absl::InvalidArgumentError("adam needs beta1, beta2 in [0, 1) and epsilon > 0");
       }
-      return std::unique_ptr<Optimizer>(new Adam(lr, b1, b2, eps));
+      return std::unique_ptr<Optimizer>(new Adam(rate, b1, b2, eps));
     }
     case FTRL: {
       const float beta = OrDefault(config.ftrl_beta(), 1.0f);

@@ -1,6 +1,7 @@
 #include "server/optimizer.h"
 
 #include <array>
+#include <cmath>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -132,6 +133,31 @@ TEST(OptimizerTest, SlotCounts) {
   EXPECT_EQ(Make(Config(FTRL, 1))->num_slots(), 2);
 }
 
+TEST(OptimizerTest, LearningRateDecay_HalvesEveryTwoUpdates) {
+  OptimizerConfig config = Config(SGD, 1.0f);
+  config.set_lr_decay_rate(0.5f);
+  config.set_lr_decay_steps(2);
+  auto sgd = Make(config);
+  EXPECT_EQ(sgd->Describe(), "sgd(lr=1 x0.5 per 2 updates)");
+  // Rates 1, 0.707, 0.5, 0.354 for updates 1-4: the sum of them.
+  std::vector<float> w = ApplySteps(*sgd, {0.0f, 0.0f}, {{1, 0}, {1, 0}, {1, 0}, {1, 0}});
+  EXPECT_NEAR(w[0], -(1 + std::sqrt(0.5) + 0.5 + 0.5 * std::sqrt(0.5)), 1e-5);
+  EXPECT_EQ(w[1], 0.0f);
+  // Adam's step scales the same way: at update 5 the rate is 1 * 0.5^2.
+  config.set_kind(ADAM);
+  auto adam = Make(config);
+  std::vector<float> one(2, 0.0f);
+  std::vector<float*> slots;
+  std::vector<std::vector<float>> storage(2, std::vector<float>(2));
+  for (auto& v : storage) slots.push_back(v.data());
+  const float g[2] = {1, -1};
+  adam->Apply(one.data(), g, slots, 2, /*step=*/5);
+  const double m = 0.1 / (1 - std::pow(0.9, 5));      // fresh moments, bias-corrected
+  const double v = 0.001 / (1 - std::pow(0.999, 5));  // at update 5
+  EXPECT_NEAR(one[0], -0.25 * m / std::sqrt(v), 1e-5);
+  EXPECT_NEAR(one[1], 0.25 * m / std::sqrt(v), 1e-5);
+}
+
 TEST(OptimizerTest, BadConfig_InvalidArgument) {
   EXPECT_EQ(CreateOptimizer(Config(OPTIMIZER_UNSPECIFIED, 0.1f)).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -142,6 +168,16 @@ TEST(OptimizerTest, BadConfig_InvalidArgument) {
   EXPECT_EQ(CreateOptimizer(c).status().code(), absl::StatusCode::kInvalidArgument);
   c = Config(ADAM, 0.1f);
   c.set_beta2(1.0f);
+  EXPECT_EQ(CreateOptimizer(c).status().code(), absl::StatusCode::kInvalidArgument);
+  c = Config(ADAM, 0.1f);
+  c.set_lr_decay_rate(0.5f);  // no steps
+  EXPECT_EQ(CreateOptimizer(c).status().code(), absl::StatusCode::kInvalidArgument);
+  c.set_lr_decay_steps(10);
+  c.set_lr_decay_rate(1.5f);
+  EXPECT_EQ(CreateOptimizer(c).status().code(), absl::StatusCode::kInvalidArgument);
+  c = Config(FTRL, 0.1f);
+  c.set_lr_decay_rate(0.5f);
+  c.set_lr_decay_steps(10);
   EXPECT_EQ(CreateOptimizer(c).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

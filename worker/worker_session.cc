@@ -179,13 +179,19 @@ absl::Status WorkerSession::Complete(const AcquirePartitionResponse& lease) {
   CompletePartitionRequest request;
   SetSender(worker(), &request);
   request.set_lease_id(lease.lease_id());
-  absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable,
-                                    [&] { return coordinator_->CompletePartition(request); });
-  if (!s.ok()) return StepFailed(s, /*pushed=*/false);
-  if (options_.metrics) options_.metrics->partitions->Increment();
+  return WorkDone(RetryWithBackoff(options_.retry, IsUnavailable,
+                                   [&] { return coordinator_->CompletePartition(request); }),
+                  options_.metrics ? options_.metrics->partitions : nullptr,
+                  &WorkerStats::partitions);
+}
+
+absl::Status WorkerSession::WorkDone(absl::Status reported, Counter* metric,
+                                     int64_t WorkerStats::*count) {
+  if (!reported.ok()) return StepFailed(reported, /*pushed=*/false);
+  if (metric != nullptr) metric->Increment();
   {
     absl::MutexLock lock(&mu_);
-    ++stats_.partitions;
+    ++(stats_.*count);
   }
   reregistrations_ = 0;
   SendHeartbeat();
@@ -200,17 +206,10 @@ absl::Status WorkerSession::ReportEval(const AcquirePartitionResponse& lease,
   *request.mutable_eval() = eval;
   request.mutable_eval()->set_epoch(lease.eval_epoch());
   request.mutable_eval()->set_final(lease.eval_final());
-  absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable,
-                                    [&] { return coordinator_->ReportEval(request); });
-  if (!s.ok()) return StepFailed(s, /*pushed=*/false);
-  if (options_.metrics) options_.metrics->evaluations->Increment();
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.evaluations;
-  }
-  reregistrations_ = 0;
-  SendHeartbeat();
-  return absl::OkStatus();
+  return WorkDone(RetryWithBackoff(options_.retry, IsUnavailable,
+                                   [&] { return coordinator_->ReportEval(request); }),
+                  options_.metrics ? options_.metrics->evaluations : nullptr,
+                  &WorkerStats::evaluations);
 }
 
 template <typename Call>

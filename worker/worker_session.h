@@ -148,6 +148,10 @@ class WorkerSession {
   // the push may have been taken), FAILED_PRECONDITION marks this worker
   // evicted.
   absl::Status StepFailed(absl::Status status, bool pushed);
+  // After Complete's or ReportEval's call: counts the piece of work (in
+  // `metric` and stats_.*count) and heartbeats the progress, or notes the
+  // error as StepFailed does.
+  absl::Status WorkDone(absl::Status reported, Counter* metric, int64_t WorkerStats::*count);
   void HeartbeatLoop();
   // Sends one heartbeat with the progress so far (also after each piece of
   // work, so status is exact at the end).

@@ -45,7 +45,9 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mode", default="ASYNC", help="ASYNC, SYNC or SSP")
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--lr_decay", type=float, default=0.6,
+                        help="learning rate multiplier per epoch (1: constant)")
     parser.add_argument("--data_dir", default=fulcrum.datasets.FASHION_MNIST_DIR)
     parser.add_argument("--train_examples", type=int, default=0, help="0: all 60,000")
     parser.add_argument("--worker_name", default="")
@@ -55,11 +57,18 @@ def main():
     model = Cnn()
 
     if args.write_job:
+        # The server counts updates: every push in async jobs, a round of
+        # every worker's push in sync ones.
+        batches = -(-60000 // args.batch_size)
+        updates_per_epoch = batches // args.workers if args.mode.upper() == "SYNC" else batches
+        optimizer = {"kind": "ADAM", "learning_rate": args.learning_rate}
+        if args.lr_decay != 1:
+            optimizer.update(lr_decay_rate=args.lr_decay, lr_decay_steps=str(updates_per_epoch))
         job = fulcrum.torch.job_for(
             model,
             model="cnn",
             mode=args.mode.upper(),
-            optimizer={"kind": "ADAM", "learning_rate": args.learning_rate},
+            optimizer=optimizer,
             epochs=args.epochs,
             batch_size=args.batch_size,
             partitions_per_epoch=4 * args.workers,
