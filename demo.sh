@@ -46,8 +46,7 @@ if [[ " $* " == *" --model=sparse_lr "* ]]; then
 fi
 if [[ " $* " == *" --model=cnn "* ]]; then
   # A PyTorch model: its job file is made from the module (fulcrum.torch),
-  # and the workers are Python processes. Sync by default (steadier than
-  # async here); 5 epochs.
+  # and the workers are Python processes. Async, 5 epochs by default.
   mkdir -p .demo-data
   args=(--mode=async --epochs=5)
   workers=2
