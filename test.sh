@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs every test
-# (bazel test //...), the source format check and, when a Docker engine
-# answers, the Compose deployment test; then prints "N passed, N failed":
-# GoogleTest cases summed over all test targets, plus one each for the
-# format check and the Compose test. A target that fails to build or dies
+# (bazel test //...), the source format check, the fuzzers (briefly) and,
+# when a Docker engine answers, the Compose deployment test; then prints
+# "N passed, N failed": test cases summed over all test targets (GoogleTest's
+# and pytest's reports), plus one each for the format check, each fuzzer and
+# the Compose test. A target that fails to build or dies
 # without a report counts as one failed case. Extra arguments go to
 # `bazel test`.
 set -uo pipefail
@@ -55,6 +56,15 @@ if tools/check_format.sh; then
 else
   failed=$((failed + 1))
 fi
+
+# The decoders fuzzed briefly (libFuzzer + AddressSanitizer, tools/fuzz.sh;
+# longer runs: tools/fuzz.sh --seconds=600): one check per fuzzer.
+fuzz_out="$(tools/fuzz.sh --seconds="${FUZZ_SECONDS:-20}")"
+echo "$fuzz_out"
+fuzz_ok=$(grep -c ': OK (' <<<"$fuzz_out")
+fuzz_bad=$((3 - fuzz_ok))
+passed=$((passed + fuzz_ok))
+failed=$((failed + fuzz_bad))
 
 # The Docker Compose deployment, on a real engine when one answers.
 if docker_error="$(docker info 2>&1 >/dev/null)"; then

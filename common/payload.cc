@@ -5,6 +5,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
 
@@ -49,15 +53,32 @@ size_t Int8BlockBytes(size_t n) {
   return n + 4 * ((n + kInt8BlockElements - 1) / kInt8BlockElements);
 }
 
+// IEEE half <-> float, rounding to nearest even (beyond the half range:
+// infinity). F16C where the target has it (x86-64-v3, the default build);
+// otherwise GCC's _Float16.
+#if defined(__F16C__)
+uint16_t FloatToHalfBits(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+float HalfBitsToFloat(uint16_t bits) { return _cvtsh_ss(bits); }
+#else
+uint16_t FloatToHalfBits(float f) {
+  const _Float16 h = static_cast<_Float16>(f);
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+float HalfBitsToFloat(uint16_t bits) {
+  _Float16 h;
+  std::memcpy(&h, &bits, 2);
+  return static_cast<float>(h);
+}
+#endif
+
 void EncodeFloat16(absl::Span<const float> values, std::string* out) {
   const size_t old_size = out->size();
   out->resize(old_size + 2 * values.size());
   char* dst = &(*out)[old_size];
   for (size_t i = 0; i < values.size(); ++i) {
-    // Round to nearest even; beyond the half range, infinity.
-    const _Float16 h = static_cast<_Float16>(values[i]);
-    uint16_t bits;
-    std::memcpy(&bits, &h, 2);
+    const uint16_t bits = FloatToHalfBits(values[i]);
     dst[2 * i] = static_cast<char>(bits & 0xff);
     dst[2 * i + 1] = static_cast<char>(bits >> 8);
   }
@@ -214,9 +235,7 @@ absl::Status DecodeFloat32(Encoding encoding, absl::string_view data, absl::Span
     for (size_t i = 0; i < out.size(); ++i) {
       const uint16_t bits = static_cast<uint8_t>(data[2 * i]) |
                             static_cast<uint16_t>(static_cast<uint8_t>(data[2 * i + 1])) << 8;
-      _Float16 h;
-      std::memcpy(&h, &bits, 2);
-      out[i] = static_cast<float>(h);
+      out[i] = HalfBitsToFloat(bits);
     }
   } else if (encoding == INT8_BLOCK) {
     const char* src = data.data();

@@ -81,6 +81,17 @@ class ParameterServiceImpl final {
   // the queues, joins the threads.
   void Shutdown();
 
+  // The RPCs' logic without the transport (the polling threads call these;
+  // so does tests/fuzz/parameter_service_fuzzer.cc): validate, size, apply
+  // or read, answer. A pull may block until its round or the context's
+  // deadline.
+  grpc::Status HandlePull(const grpc::ServerContextBase& context, const PullRequest& request,
+                          PullResponse* response);
+  grpc::Status HandlePush(const grpc::ServerContextBase& context, const PushRequest& request,
+                          PushResponse* response);
+  grpc::Status HandlePushPull(const grpc::ServerContextBase& context,
+                              const PushPullRequest& request, PushPullResponse* response);
+
  private:
   class Call;
   template <typename Request, typename Response>
@@ -89,12 +100,6 @@ class ParameterServiceImpl final {
   bool PullReady(const PullRequest& request) const;
   bool PushReady(const PushRequest& request) const;
   bool PushPullReady(const PushPullRequest& request) const;
-  grpc::Status HandlePull(const grpc::ServerContextBase& context, const PullRequest& request,
-                          PullResponse* response);
-  grpc::Status HandlePush(const grpc::ServerContextBase& context, const PushRequest& request,
-                          PushResponse* response);
-  grpc::Status HandlePushPull(const grpc::ServerContextBase& context,
-                              const PushPullRequest& request, PushPullResponse* response);
   // Runs `fn` on a pool thread (inline once FinishWaitingCalls ran); false if
   // the pool is full.
   bool Defer(std::function<void()> fn);

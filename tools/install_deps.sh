@@ -17,6 +17,8 @@ PACKAGES=(
   # worker library, numpy, PyTorch on OpenBLAS (the reference BLAS is ~30x
   # slower), pytest. They belong to /usr/bin/python3.
   python3-dev pybind11-dev python3-numpy python3-pytest python3-torch libopenblas0-pthread
+  # The fuzzers (tools/fuzz.sh): clang with libFuzzer and the sanitizers.
+  clang-14 libclang-rt-14-dev
 )
 # The Compose deployment needs docker-compose wherever a Docker engine is.
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
