@@ -14,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/internal/parse.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -180,10 +181,18 @@ absl::Status ParseCheckpointEvery(absl::string_view text, ServerOptions* options
   return absl::InvalidArgumentError("expected a positive duration such as 30s or 5m, or <N>steps");
 }
 
-// Whether flag `name` was given (on the command line or in a --flagfile),
-// even at its default value: `--job=F --mode=sync` must override a file
-// that says ASYNC. (Abseil's only way to ask is internal to its parser.)
-bool Changed(absl::string_view name) { return absl::flags_internal::WasPresentOnCommandLine(name); }
+// Whether flag `name` sets the job: given (on the command line or in a
+// --flagfile) even at its default value — `--job=F --mode=sync` overrides a
+// file saying ASYNC — unless that default is the "the job's own" sentinel
+// (0 or empty: `--epochs=0` keeps the file's epochs). Abseil's only way to
+// ask whether a flag was given is internal to its parser.
+bool Changed(absl::string_view name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  if (flag == nullptr || !absl::flags_internal::WasPresentOnCommandLine(name)) return false;
+  const std::string value = flag->CurrentValue();
+  const bool sentinel = value.empty() || value == "0";
+  return value != flag->DefaultValue() || !sentinel;
+}
 
 // The job: from --job's file with the job flags that were changed applied
 // over it, or from --model and every job flag. INVALID_ARGUMENT naming the

@@ -84,14 +84,16 @@ TEST(JobFileTest, ShippedSoftmaxJobWithFlagsOverridingIt_Trains) {
 TEST(JobFileTest, FlagAtItsDefaultValue_StillOverridesTheFile) {
   const std::string dir = TestDir("job_mode_flag");
   const std::string job = dir + "/job.textproto";
-  std::ofstream(job) << "model: \"m\"\nmode: ASYNC\n"
+  std::ofstream(job) << "model: \"m\"\nmode: ASYNC\nepochs: 3\n"
                      << "tensors { name: \"w\" shape: [4] }\n";
   LocalCluster c("job_mode_flag");
-  // --mode=sync is the flag's default: given, it still wins over the file.
-  ASSERT_TRUE(c.StartServer({"--job=" + job, "--mode=sync"}).ok()) << c.ServerLog();
+  // --mode=sync is the flag's default: given, it still wins over the file;
+  // --epochs=0 is the "the job's own" sentinel: the file's 3 stay.
+  ASSERT_TRUE(c.StartServer({"--job=" + job, "--mode=sync", "--epochs=0"}).ok()) << c.ServerLog();
   absl::StatusOr<JobStatus> status = c.Status();
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->mode(), SYNC);
+  EXPECT_EQ(status->epochs(), 3u);
 }
 
 TEST(JobFileTest, JobFileWithAMistake_ExitsTwoNamingTheField) {

@@ -23,20 +23,23 @@ def _binary(relative):
 
 
 class Server:
-    """ps_server started with a job file; `address` once it listens."""
+    """ps_server started with a job file (none: `flags` say the job, e.g.
+    --model); `address` once it listens."""
 
     def __init__(self, job_text, flags=(), suffix=".textproto"):
         self.dir = tempfile.mkdtemp(prefix="fulcrum_py_", dir=os.environ.get("TEST_TMPDIR"))
-        self.job_file = os.path.join(self.dir, "job" + suffix)
-        with open(self.job_file, "w") as f:
-            f.write(job_text)
+        job_flags = []
+        if job_text is not None:
+            self.job_file = os.path.join(self.dir, "job" + suffix)
+            with open(self.job_file, "w") as f:
+                f.write(job_text)
+            job_flags = ["--job=" + self.job_file]
         port_file = os.path.join(self.dir, "port")
         self.out = open(os.path.join(self.dir, "out"), "w")
         self.err = open(os.path.join(self.dir, "err"), "w")
         self.process = subprocess.Popen(
             [_binary("server/ps_server"), "--host=127.0.0.1", "--port=0",
-             "--port_file=" + port_file, "--status_interval=0", "--job=" + self.job_file,
-             *flags],
+             "--port_file=" + port_file, "--status_interval=0", *job_flags, *flags],
             stdout=self.out, stderr=self.err)
         deadline = time.time() + 30
         while not (os.path.exists(port_file) and open(port_file).read().strip()):

@@ -50,7 +50,7 @@ def test_cnn_two_python_workers_shortened(start_server, tmp_path):
 
 
 def test_mixed_cpp_and_python_workers_finish_one_job(start_server, tmp_path):
-    server = start_server("", ["--model=softmax", "--mode=sync", "--epochs=1", "--num_workers=2"])
+    server = start_server(None, ["--model=softmax", "--mode=sync", "--epochs=1", "--num_workers=2"])
     cpp_log = open(tmp_path / "cpp.log", "w")
     cpp = subprocess.Popen([_binary("worker/worker"), "--coordinator=" + server.address,
                             "--worker_name=cpp"], stdout=cpp_log, stderr=subprocess.STDOUT)
