@@ -182,6 +182,22 @@ std::string LocalCluster::WorkerLog(int i) const {
 std::string LocalCluster::ServerLog() const { return ReadFileOrEmpty(dir_ + "/ps.err"); }
 std::string LocalCluster::ServerOut() const { return ReadFileOrEmpty(dir_ + "/ps.out"); }
 
+absl::Status GenerateClickData(const std::string& out_dir, const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {RunfilePath("tools/gen_click_data"), "--out_dir=" + out_dir};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Subprocess gen;
+  if (absl::Status s = gen.Start(argv, out_dir + ".gen.out", out_dir + ".gen.err"); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<int> code = gen.Wait(absl::Minutes(2));
+  if (!code.ok()) return code.status();
+  if (*code != 0) {
+    return absl::InternalError(
+        absl::StrCat("gen_click_data exited ", *code, ": ", ReadFileOrEmpty(out_dir + ".gen.err")));
+  }
+  return absl::OkStatus();
+}
+
 double ResultAccuracy(const std::string& out) {
   for (absl::string_view line : absl::StrSplit(out, '\n')) {
     if (!absl::StartsWith(line, "result:")) continue;

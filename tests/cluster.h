@@ -81,6 +81,10 @@ class LocalCluster {
 // The test_accuracy of ps_server's "result:" line; -1 if there is none.
 double ResultAccuracy(const std::string& server_out);
 
+// Runs tools/gen_click_data into `out_dir` with `flags` (its logs beside
+// it); an error carries the generator's stderr.
+absl::Status GenerateClickData(const std::string& out_dir, const std::vector<std::string>& flags);
+
 // The last worker of `status` named `name` (with `live_only`, not DEAD or
 // LEFT); null if none.
 const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name,

@@ -32,12 +32,9 @@ double MajorityRate(const std::string& path) {
 TEST(LinearSvmExampleTest, TwoExampleWorkers_BeatTheMajorityClassByTwoPoints) {
   LocalCluster c("linear_svm");
   const std::string data = c.dir() + "/data";
-  Subprocess gen;
-  ASSERT_TRUE(gen.Start({RunfilePath("tools/gen_click_data"), "--out_dir=" + data,
-                         "--train_examples=60000", "--test_examples=20000", "--seed=3"},
-                        c.dir() + "/gen.out", c.dir() + "/gen.err")
-                  .ok());
-  ASSERT_EQ(*gen.Wait(absl::Minutes(2)), 0) << ReadFileOrEmpty(c.dir() + "/gen.err");
+  absl::Status generated =
+      GenerateClickData(data, {"--train_examples=60000", "--test_examples=20000", "--seed=3"});
+  ASSERT_TRUE(generated.ok()) << generated;
   const double majority = MajorityRate(data + "/test.libsvm");
 
   ASSERT_TRUE(

@@ -18,12 +18,9 @@ namespace {
 TEST(SparseLrTest, ThreeShardsTwoWorkersFtrl_AucWithinPoint01OfTrueModel) {
   LocalCluster c("sparse_lr");
   const std::string data = c.dir() + "/data";
-  Subprocess gen;
-  ASSERT_TRUE(gen.Start({RunfilePath("tools/gen_click_data"), "--out_dir=" + data,
-                         "--train_examples=200000", "--features_log2=20", "--seed=3"},
-                        c.dir() + "/gen.out", c.dir() + "/gen.err")
-                  .ok());
-  ASSERT_EQ(*gen.Wait(absl::Minutes(2)), 0) << ReadFileOrEmpty(c.dir() + "/gen.err");
+  absl::Status generated =
+      GenerateClickData(data, {"--train_examples=200000", "--features_log2=20", "--seed=3"});
+  ASSERT_TRUE(generated.ok()) << generated;
   double true_auc = 0;
   ASSERT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(ReadFileOrEmpty(data + "/true_auc.txt")),
                                &true_auc));
