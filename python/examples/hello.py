@@ -1,7 +1,8 @@
+#!/usr/bin/python3
 """Fits y = 2x + 1 with a PyTorch module whose parameters live on ps_server.
 
-    hello.py --write_job=hello.json     then  ps_server --job=hello.json
-    hello.py HOST:PORT                  (a worker; several may join)
+    /usr/bin/python3 hello.py --write_job=hello.json   then  ps_server --job=hello.json
+    /usr/bin/python3 hello.py HOST:PORT                (a worker; several may join)
 """
 import sys
 

@@ -1,8 +1,9 @@
+#!/usr/bin/python3
 """Fulcrum's built-in image models (server/jobs/softmax.textproto and
 mlp.textproto) as Python workloads: the same tensors, layouts and data as the
 C++ worker's, so Python and C++ workers can share one job.
 
-    python3 image_workloads.py --coordinator=HOST:PORT   # model from the job
+    /usr/bin/python3 image_workloads.py --coordinator=HOST:PORT   # model from the job
 """
 
 import argparse
