@@ -105,6 +105,16 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     started_at_ = now;
     shards_->Start();
     FULCRUM_LOG(INFO) << LiveWorkersLocked() << " workers registered; job running";
+    // Sync: every worker waiting gets its first partition now, so that all
+    // of them are active from the first round; whoever asked first would
+    // otherwise close rounds alone until the others' next ask, and the
+    // model would depend on that timing.
+    for (auto& [id, waiting] : workers_) {
+      const WorkerState s = waiting.status.state();
+      if (options_.job.mode() == SYNC && s != DEAD && s != LEFT && !waiting.lease_id.has_value()) {
+        NewLeaseLocked(waiting);
+      }
+    }
   }
   return response;
 }
@@ -218,7 +228,12 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
   response.set_kind(AcquirePartitionResponse::WAIT);
   response.set_retry_after_seconds(kRetryAfterSeconds);
   if (state_ == WAITING_FOR_WORKERS) return response;
+  const std::optional<Lease> lease = NewLeaseLocked(worker);
+  if (!lease.has_value()) return response;
+  return GrantLocked(worker, *lease);
+}
 
+std::optional<JobCoordinator::Lease> JobCoordinator::NewLeaseLocked(WorkerRecord& worker) {
   Lease lease;
   lease.worker_id = worker.status.worker_id();
   if (!eval_queue_.empty()) {
@@ -242,7 +257,7 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
         }
       }
     }
-    if (!found_partition) return response;  // WAIT
+    if (!found_partition) return std::nullopt;  // WAIT
     // SSP: a worker's clock counts the partitions it trained, but never
     // starts below the slowest active worker (a joiner must not hold the
     // others back).
@@ -256,7 +271,7 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::GrantWork(
   lease.id = next_lease_id_++;
   leases_.emplace(lease.id, lease);
   worker.lease_id = lease.id;
-  return GrantLocked(worker, lease);
+  return lease;
 }
 
 absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(WorkerRecord& worker,

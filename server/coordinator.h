@@ -179,6 +179,9 @@ class JobCoordinator {
   // FAILED_PRECONDITION (register again) for any other.
   absl::StatusOr<WorkerRecord*> LiveWorkerLocked(const WorkerIdentity& worker)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A lease on the next partition due (or an evaluation) for `worker`, made
+  // active; nullopt when nothing is due now (WAIT).
+  std::optional<Lease> NewLeaseLocked(WorkerRecord& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AcquirePartitionResponse GrantLocked(WorkerRecord& worker, const Lease& lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends `lease_id` if it is the worker's lease of that kind;

@@ -494,6 +494,24 @@ TEST_F(CoordinatorTest, RestartedCoordinator_WorkersOfTheDeadOneRegisterAgain) {
   EXPECT_EQ(coordinator_->GetStatus().live_workers(), 3u);
 }
 
+TEST_F(CoordinatorTest, SyncJobStart_EveryWaitingWorkerActiveBeforeItAsks) {
+  Init(SYNC, 2, 1, 4, 0);
+  uint64_t a = Register("a");
+  EXPECT_EQ(Acquire(a)->kind(), AcquirePartitionResponse::WAIT);  // not started yet
+  uint64_t b = Register("b");
+  // Both are in the first round, whichever asks first.
+  JobStatus s = coordinator_->GetStatus();
+  ASSERT_EQ(s.workers_size(), 2);
+  EXPECT_EQ(s.workers(0).state(), ACTIVE);
+  EXPECT_EQ(s.workers(1).state(), ACTIVE);
+  AcquirePartitionResponse rb = *Acquire(b);
+  AcquirePartitionResponse ra = *Acquire(a);
+  ASSERT_EQ(ra.kind(), AcquirePartitionResponse::TRAIN);
+  ASSERT_EQ(rb.kind(), AcquirePartitionResponse::TRAIN);
+  EXPECT_NE(ra.partition().index(), rb.partition().index());
+  EXPECT_EQ(ra.lease_id(), Acquire(a)->lease_id());  // asking again: the same lease
+}
+
 TEST_F(CoordinatorTest, Status_CountsPartitionsLeftAndWorkers) {
   Init(ASYNC, 2, 2, 4, 0);
   uint64_t a = Register("a");

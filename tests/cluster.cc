@@ -1,9 +1,11 @@
 #include "tests/cluster.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -21,11 +23,37 @@ namespace fulcrum {
 
 LocalCluster::LocalCluster(const std::string& name) : dir_(TestDir(name)) {}
 
-std::string LocalCluster::address() const { return absl::StrCat("127.0.0.1:", port_); }
+LocalCluster::~LocalCluster() {
+  if (!status_socket_.empty()) unlink(status_socket_.c_str());
+}
 
-absl::Status LocalCluster::StartServer(const std::vector<std::string>& flags) {
-  std::vector<std::string> argv = {RunfilePath("server/ps_server"), "--host=127.0.0.1", "--port=0",
-                                   "--port_file=" + dir_ + "/port", "--status_interval=0"};
+namespace {
+
+// `launcher` followed by `argv`.
+std::vector<std::string> Placed(const Placement& placement, std::vector<std::string> argv) {
+  argv.insert(argv.begin(), placement.launcher.begin(), placement.launcher.end());
+  return argv;
+}
+
+}  // namespace
+
+std::string LocalCluster::address() const {
+  return absl::StrCat(server_placement_.host, ":", port_);
+}
+
+absl::Status LocalCluster::StartServer(const std::vector<std::string>& flags,
+                                       const Placement& placement) {
+  server_placement_ = placement;
+  std::vector<std::string> argv =
+      Placed(placement, {RunfilePath("server/ps_server"), "--host=" + placement.host, "--port=0",
+                         "--port_file=" + dir_ + "/port", "--status_interval=0"});
+  unlink((dir_ + "/port").c_str());  // a port file of an earlier run in the folder
+  if (!placement.launcher.empty()) {
+    // sun_path holds 108 bytes: a short path, not one under TEST_TMPDIR.
+    std::random_device random;
+    status_socket_ = absl::StrCat("/tmp/fulcrum-", random(), ".sock");
+    argv.push_back("--unix_socket=" + status_socket_);
+  }
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::Status started = server_.Start(argv, dir_ + "/ps.out", dir_ + "/ps.err");
   if (!started.ok()) return started;
@@ -34,7 +62,9 @@ absl::Status LocalCluster::StartServer(const std::vector<std::string>& flags) {
     return absl::UnavailableError(absl::StrCat("ps_server did not start: ", ServerLog()));
   }
   port_ = *port;
-  stub_ = Coordinator::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  const std::string status_address = status_socket_.empty() ? address() : "unix:" + status_socket_;
+  stub_ =
+      Coordinator::NewStub(grpc::CreateChannel(status_address, grpc::InsecureChannelCredentials()));
   return absl::OkStatus();
 }
 
@@ -43,8 +73,10 @@ absl::Status LocalCluster::RestartServer(const std::vector<std::string>& flags) 
   absl::StatusOr<int> code = server_.Wait(absl::Seconds(10));
   if (!code.ok()) return code.status();
   ++restarts_;
-  std::vector<std::string> argv = {RunfilePath("server/ps_server"), "--host=127.0.0.1",
-                                   absl::StrCat("--port=", port_), "--status_interval=0"};
+  std::vector<std::string> argv = Placed(
+      server_placement_, {RunfilePath("server/ps_server"), "--host=" + server_placement_.host,
+                          absl::StrCat("--port=", port_), "--status_interval=0"});
+  if (!status_socket_.empty()) argv.push_back("--unix_socket=" + status_socket_);
   argv.insert(argv.end(), flags.begin(), flags.end());
   const std::string log = absl::StrCat(dir_, "/ps", restarts_);
   absl::Status started = server_.Start(argv, log + ".out", log + ".err");
@@ -59,7 +91,8 @@ absl::Status LocalCluster::RestartServer(const std::vector<std::string>& flags) 
 }
 
 std::string LocalCluster::shard_address(int index) const {
-  return absl::StrCat("127.0.0.1:", shards_.at(index).port);
+  const Shard& shard = shards_.at(index);
+  return absl::StrCat(shard.host, ":", shard.port);
 }
 
 std::string LocalCluster::ShardLog(int index) const {
@@ -69,14 +102,18 @@ std::string LocalCluster::ShardLog(int index) const {
 }
 
 absl::StatusOr<int> LocalCluster::StartShard(int index, int num_shards,
-                                             const std::vector<std::string>& flags) {
+                                             const std::vector<std::string>& flags,
+                                             const Placement& placement) {
   Shard& shard = shards_[index];
   shard.process = std::make_unique<Subprocess>();
-  shard.argv = {RunfilePath("server/ps_server"),       "--host=127.0.0.1",
-                absl::StrCat("--shard_index=", index), absl::StrCat("--num_shards=", num_shards),
-                "--coordinator=" + address(),          "--status_interval=0"};
+  shard.host = placement.host;
+  shard.argv = Placed(
+      placement, {RunfilePath("server/ps_server"), "--host=" + placement.host,
+                  absl::StrCat("--shard_index=", index), absl::StrCat("--num_shards=", num_shards),
+                  "--coordinator=" + address(), "--status_interval=0"});
   shard.argv.insert(shard.argv.end(), flags.begin(), flags.end());
   const std::string port_file = absl::StrCat(dir_, "/shard", index, ".port");
+  unlink(port_file.c_str());
   std::vector<std::string> argv = shard.argv;
   argv.push_back("--port=0");
   argv.push_back("--port_file=" + port_file);
@@ -114,9 +151,11 @@ absl::Status LocalCluster::RestartShard(int index, const std::vector<std::string
 }
 
 absl::StatusOr<int> LocalCluster::StartWorker(const std::string& name,
-                                              const std::vector<std::string>& flags) {
+                                              const std::vector<std::string>& flags,
+                                              const Placement& placement) {
   const int index = workers_.size();
-  std::vector<std::string> argv = {RunfilePath("worker/worker"), "--worker_name=" + name};
+  std::vector<std::string> argv =
+      Placed(placement, {RunfilePath("worker/worker"), "--worker_name=" + name});
   // The caller's --coordinator (say a unix: socket) replaces the TCP one.
   if (std::none_of(flags.begin(), flags.end(),
                    [](const std::string& f) { return absl::StartsWith(f, "--coordinator="); })) {

@@ -15,22 +15,35 @@
 
 namespace fulcrum {
 
+// Where a process of a LocalCluster runs: on this machine's loopback by
+// default, or on a Netlab host (tests/netlab.h).
+struct Placement {
+  // argv prefix that starts a program there ("ip netns exec NS"); empty: here.
+  std::vector<std::string> launcher;
+  // The address a server there listens on and is dialled at.
+  std::string host = "127.0.0.1";
+};
+
 // Not thread-safe. Processes still running are killed on destruction.
 class LocalCluster {
  public:
   // `name` names the folder (under TEST_TMPDIR) for logs.
   explicit LocalCluster(const std::string& name);
+  ~LocalCluster();
 
   // Starts ps_server on an ephemeral port with `flags` (plus --host,
   // --port=0, --port_file, --status_interval=0) and waits for the port.
-  absl::Status StartServer(const std::vector<std::string>& flags);
+  // Placed elsewhere than here, the server also serves a unix socket, which
+  // Status() uses: the test need not reach the host's network.
+  absl::Status StartServer(const std::vector<std::string>& flags, const Placement& placement = {});
   // SIGKILLs the server and starts it again on the same port with `flags`.
   absl::Status RestartServer(const std::vector<std::string>& flags);
   // Starts ps_server shard `index` (>= 1) of `num_shards`, registering with
   // the coordinator started by StartServer, on an ephemeral port with
   // `flags`; waits for its port. Returns `index`.
   absl::StatusOr<int> StartShard(int index, int num_shards,
-                                 const std::vector<std::string>& flags = {});
+                                 const std::vector<std::string>& flags = {},
+                                 const Placement& placement = {});
   // SIGKILLs shard `index` and starts it again on the same port with the
   // flags it was started with plus `extra_flags`.
   absl::Status RestartShard(int index, const std::vector<std::string>& extra_flags = {});
@@ -41,7 +54,8 @@ class LocalCluster {
   // Starts a worker named `name` (dialling the server's TCP port unless
   // `flags` hold a --coordinator of their own); returns its index.
   absl::StatusOr<int> StartWorker(const std::string& name,
-                                  const std::vector<std::string>& flags = {});
+                                  const std::vector<std::string>& flags = {},
+                                  const Placement& placement = {});
 
   absl::StatusOr<JobStatus> Status() const;
   // Polls Status until `done` holds for it, or the timeout.
@@ -65,10 +79,13 @@ class LocalCluster {
  private:
   std::string dir_;
   Subprocess server_;
+  Placement server_placement_;
+  std::string status_socket_;  // when the server is placed elsewhere
   std::vector<std::unique_ptr<Subprocess>> workers_;
   struct Shard {
     std::unique_ptr<Subprocess> process;
-    std::vector<std::string> argv;  // without the port flags
+    std::vector<std::string> argv;  // with the launcher, without the port flags
+    std::string host;
     int port = 0;
     int restarts = 0;
   };

@@ -19,6 +19,9 @@ PACKAGES=(
   python3-dev pybind11-dev python3-numpy python3-pytest python3-torch libopenblas0-pthread
   # The fuzzers (tools/fuzz.sh): clang with libFuzzer and the sanitizers.
   clang-14 libclang-rt-14-dev
+  # The network fault tests' hosts (tests/netlab.h): namespaces, veth,
+  # iptables, sysctl.
+  iproute2 iptables procps
 )
 # The Compose deployment needs docker-compose wherever a Docker engine is.
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then

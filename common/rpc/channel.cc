@@ -9,8 +9,11 @@ grpc::ChannelArguments DefaultChannelArguments() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(256 << 20);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // A peer gone silent (a half-open connection) fails the calls on it: gRPC
+  // sets TCP_USER_TIMEOUT to the keepalive timeout, so unacknowledged data
+  // gives up after it, and an idle-looking connection is pinged.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, absl::ToInt64Milliseconds(kKeepaliveTime));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, absl::ToInt64Milliseconds(kKeepaliveTimeout));
   // Reconnect to a restarted server within a second, not gRPC's default of
   // up to two minutes; the callers' own retries add backoff and jitter.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
@@ -20,6 +23,19 @@ grpc::ChannelArguments DefaultChannelArguments() {
   // many_workers benchmark, tests) behave like separate processes.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return args;
+}
+
+void AddServerKeepaliveArguments(grpc::ServerBuilder* builder) {
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                              absl::ToInt64Milliseconds(kKeepaliveTime));
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                              absl::ToInt64Milliseconds(kKeepaliveTimeout));
+  // Clients ping every kKeepaliveTime while a call waits (a sync pull can
+  // wait a minute with no data): gRPC's default policy, at most one ping per
+  // 5 minutes, would answer the third such ping with GOAWAY too_many_pings.
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                              absl::ToInt64Milliseconds(kKeepaliveTime) / 2);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
 }
 
 absl::StatusOr<ChannelOpener> ChannelOpener::Create(const ClientSecurityOptions& security) {

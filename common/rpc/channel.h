@@ -7,16 +7,31 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/rpc/security.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace fulcrum {
 
+// How long a connection may go without a sign of life from its peer (both
+// ends, every Fulcrum process): a connection with unacknowledged data fails
+// kKeepaliveTimeout after the peer went silent, any other one within
+// kKeepaliveTime + kKeepaliveTimeout (it is pinged). The calls on it fail
+// UNAVAILABLE, long before their deadlines, and the callers retry on a new
+// connection.
+inline constexpr absl::Duration kKeepaliveTime = absl::Seconds(10);
+inline constexpr absl::Duration kKeepaliveTimeout = absl::Seconds(5);
+
 // Channel arguments every Fulcrum client uses: message limits matching the
 // server's, keepalive pings, and reconnection within a second of a restart.
 grpc::ChannelArguments DefaultChannelArguments();
+
+// The server's side of the keepalive: it pings silent clients too, and lets
+// clients ping as often as DefaultChannelArguments makes them.
+void AddServerKeepaliveArguments(grpc::ServerBuilder* builder);
 
 // Opens channels under one client security setting (plaintext when it
 // names no CA), with DefaultChannelArguments: the certificates are read

@@ -1,0 +1,243 @@
+// Network faults, not only crashes: ps_server and workers on hosts of their
+// own (network namespaces, tests/netlab.h), with real TCP between them, and
+// the network between them cut, partitioned, made half-open, slow and lossy.
+// Skipped, with the reason, where the machine cannot make namespaces.
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/rpc/channel.h"
+#include "gtest/gtest.h"
+#include "tests/cluster.h"
+#include "tests/netlab.h"
+
+namespace fulcrum {
+namespace {
+
+constexpr absl::Duration kJobTimeout = absl::Minutes(4);
+
+// Two epochs of 8 partitions for 2 workers, liveness within seconds; a short
+// per-step delay stretches an epoch to a few seconds, leaving time to act.
+std::vector<std::string> ServerFlags(const std::string& mode) {
+  return {"--model=softmax",
+          "--mode=" + mode,
+          "--epochs=2",
+          "--num_workers=2",
+          "--partitions_per_worker=4",
+          "--heartbeat_interval=0.2",
+          "--worker_timeout=2"};
+}
+
+const std::vector<std::string> kSteady = {"--debug_step_delay_ms=3"};
+
+// The lab, or a skip with the machine's reason.
+#define MAKE_LAB_OR_SKIP(lab, ...)                                                         \
+  absl::StatusOr<std::unique_ptr<Netlab>> lab##_or = Netlab::Create(__VA_ARGS__);          \
+  if (absl::IsUnavailable(lab##_or.status())) GTEST_SKIP() << lab##_or.status().message(); \
+  ASSERT_TRUE(lab##_or.ok()) << lab##_or.status();                                         \
+  Netlab& lab = **lab##_or
+
+Placement On(const Netlab& lab, const std::string& host) {
+  return Placement{lab.Launcher(host), lab.Address(host)};
+}
+
+// True once worker `name` is live and has trained some steps.
+bool Training(const JobStatus& s, const std::string& name) {
+  const WorkerStatus* w = FindWorker(s, name, /*live_only=*/true);
+  return w != nullptr && w->steps() > 5;
+}
+
+bool IsDead(const JobStatus& s, const std::string& name) {
+  const WorkerStatus* w = FindWorker(s, name);
+  return w != nullptr && w->state() == DEAD;
+}
+
+// Polls the status for `period`: both workers must stay live throughout.
+// Returns the last status.
+JobStatus ExpectBothLiveFor(const LocalCluster& c, absl::Duration period) {
+  const absl::Time end = absl::Now() + period;
+  JobStatus last;
+  while (absl::Now() < end) {
+    absl::StatusOr<JobStatus> s = c.Status();
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) break;
+    last = *s;
+    for (const char* name : {"w0", "w1"}) {
+      EXPECT_FALSE(IsDead(last, name)) << name << " declared dead: " << last.ShortDebugString();
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return last;
+}
+
+// Shard `index` as the coordinator last heard of it.
+ShardStatus Shard(const JobStatus& s, uint32_t index) {
+  for (const ShardStatus& shard : s.shards()) {
+    if (shard.index() == index) return shard;
+  }
+  return ShardStatus();
+}
+
+TEST(NetworkFaultTest, WorkerCutOffPastTheTimeout_DeclaredDeadRejoinsAndNoPartitionTrainedTwice) {
+  MAKE_LAB_OR_SKIP(lab, {"ps", "w0", "w1"});
+  LocalCluster c("net_cut");
+  ASSERT_TRUE(c.StartServer(ServerFlags("async"), On(lab, "ps")).ok());
+  const int w0 = *c.StartWorker("w0", kSteady, On(lab, "w0"));
+  const int w1 = *c.StartWorker("w1", kSteady, On(lab, "w1"));
+  ASSERT_TRUE(
+      c.WaitFor([](const JobStatus& s) { return Training(s, "w1"); }, absl::Seconds(60)).ok())
+      << c.ServerLog();
+
+  ASSERT_TRUE(lab.Cut("w1").ok());
+  absl::StatusOr<JobStatus> dead =
+      c.WaitFor([](const JobStatus& s) { return IsDead(s, "w1"); }, absl::Seconds(20));
+  ASSERT_TRUE(dead.ok()) << dead.status();
+  absl::SleepFor(absl::Seconds(2));  // cut off well past the 2 s timeout
+  ASSERT_TRUE(lab.Reconnect("w1").ok());
+
+  absl::StatusOr<JobStatus> back = c.WaitFor(
+      [](const JobStatus& s) { return FindWorker(s, "w1", true) != nullptr; }, absl::Seconds(60));
+  // The job may have finished without it; otherwise it must have come back.
+  if (!back.ok()) {
+    absl::StatusOr<JobStatus> now = c.Status();
+    ASSERT_TRUE(now.ok() && now->state() == FINISHED) << back.status() << "\n" << c.WorkerLog(w1);
+  }
+  JobStatus status = c.FinishJob({w0, w1}, kJobTimeout);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+  EXPECT_TRUE(absl::StrContains(c.WorkerLog(w1), "registering again")) << c.WorkerLog(w1);
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.78);
+}
+
+// A worker whose packets vanish (a half-open connection: no FIN, no RST)
+// must learn it from gRPC keepalives, long before its 300 s deadline, and
+// come back once the path does.
+TEST(NetworkFaultTest, HalfOpenConnection_DetectedByKeepaliveWellBeforeTheDeadline) {
+  MAKE_LAB_OR_SKIP(lab, {"ps", "w0", "w1"});
+  LocalCluster c("net_halfopen");
+  ASSERT_TRUE(c.StartServer(ServerFlags("async"), On(lab, "ps")).ok());
+  std::vector<std::string> flags = kSteady;
+  flags.push_back("--rpc_timeout=300");
+  const int w0 = *c.StartWorker("w0", flags, On(lab, "w0"));
+  const int w1 = *c.StartWorker("w1", flags, On(lab, "w1"));
+  ASSERT_TRUE(
+      c.WaitFor([](const JobStatus& s) { return Training(s, "w0"); }, absl::Seconds(60)).ok());
+
+  ASSERT_TRUE(lab.Block("ps", "w0").ok());
+  const absl::Time blocked = absl::Now();
+  // Heartbeats keep data in flight: the keepalive timeout (5 s, README)
+  // ends the connection. Twice the keepalive time + timeout leaves room for
+  // a loaded machine and is still far from the 300 s deadline.
+  const absl::Duration bound = 2 * (kKeepaliveTime + kKeepaliveTimeout);
+  while (!absl::StrContains(c.WorkerLog(w0), "heartbeat failed") && absl::Now() - blocked < bound) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  const absl::Duration detected = absl::Now() - blocked;
+  EXPECT_LT(detected, bound) << c.WorkerLog(w0);
+  std::printf("half-open connection noticed by the worker after %.1f s\n",
+              absl::ToDoubleSeconds(detected));
+  ASSERT_TRUE(lab.Unblock("ps", "w0").ok());
+
+  JobStatus status = c.FinishJob({w0, w1}, kJobTimeout);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.78);
+}
+
+// Two shards, the coordinator's (ps0) and ps1, and workers w0 and w1, each on
+// its own host; returns once both workers train.
+void StartTwoShards(const Netlab& lab, const std::string& mode, LocalCluster* c, int* w0, int* w1) {
+  std::vector<std::string> flags = ServerFlags(mode);
+  flags.push_back("--num_shards=2");
+  ASSERT_TRUE(c->StartServer(flags, On(lab, "ps0")).ok());
+  ASSERT_TRUE(c->StartShard(1, 2, {}, On(lab, "ps1")).ok());
+  *w0 = *c->StartWorker("w0", kSteady, On(lab, "w0"));
+  *w1 = *c->StartWorker("w1", kSteady, On(lab, "w1"));
+  ASSERT_TRUE(c->WaitFor([](const JobStatus& s) { return Training(s, "w0") && Training(s, "w1"); },
+                         absl::Seconds(60))
+                  .ok());
+}
+
+class ShardPartitionTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ShardPartitionTest, ShardUnreachableFromTheWorkersOnly_JobFinishesNobodyDeclaredDead) {
+  const std::string mode = GetParam();
+  MAKE_LAB_OR_SKIP(lab, {"ps0", "ps1", "w0", "w1"});
+  LocalCluster c("net_shard_workers_" + mode);
+  int w0, w1;
+  ASSERT_NO_FATAL_FAILURE(StartTwoShards(lab, mode, &c, &w0, &w1));
+
+  ASSERT_TRUE(lab.Block("ps1", "w0").ok());
+  ASSERT_TRUE(lab.Block("ps1", "w1").ok());
+  // The workers still reach the coordinator: nobody is dead, they wait, and
+  // (once what was in flight has landed) no push reaches ps1.
+  const int64_t pushes = Shard(ExpectBothLiveFor(c, absl::Seconds(2.5)), 1).pushes();
+  EXPECT_GT(pushes, 0);  // it was training before
+  EXPECT_EQ(Shard(ExpectBothLiveFor(c, absl::Seconds(3.5)), 1).pushes(), pushes);
+  ASSERT_TRUE(lab.Unblock("ps1", "w0").ok());
+  ASSERT_TRUE(lab.Unblock("ps1", "w1").ok());
+
+  JobStatus status = c.FinishJob({w0, w1}, kJobTimeout);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.78);
+}
+
+TEST_P(ShardPartitionTest, ShardUnreachableFromTheCoordinatorOnly_JobFinishes) {
+  const std::string mode = GetParam();
+  MAKE_LAB_OR_SKIP(lab, {"ps0", "ps1", "w0", "w1"});
+  LocalCluster c("net_shard_coord_" + mode);
+  int w0, w1;
+  ASSERT_NO_FATAL_FAILURE(StartTwoShards(lab, mode, &c, &w0, &w1));
+
+  ASSERT_TRUE(lab.Block("ps0", "ps1").ok());
+  // The coordinator sees ps1 go quiet; the workers, which reach both, are
+  // not declared dead.
+  EXPECT_FALSE(Shard(ExpectBothLiveFor(c, absl::Seconds(6)), 1).up());
+  ASSERT_TRUE(lab.Unblock("ps0", "ps1").ok());
+  absl::StatusOr<JobStatus> back =
+      c.WaitFor([](const JobStatus& s) { return s.state() == FINISHED || Shard(s, 1).up(); },
+                absl::Seconds(30));
+  EXPECT_TRUE(back.ok()) << back.status();
+
+  JobStatus status = c.FinishJob({w0, w1}, kJobTimeout);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.78);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ShardPartitionTest, ::testing::Values("sync", "async"));
+
+// Every link at 100 ms each way and 5% loss: the same job as on a clean
+// network finishes with the same accuracy (sync: the rounds make the
+// arithmetic the same whatever the timing).
+TEST(NetworkFaultTest, SlowLossyLinks_JobFinishesWithTheUndisturbedAccuracy) {
+  MAKE_LAB_OR_SKIP(lab, {"ps", "w0", "w1"});
+  // One partition each and one epoch (no evaluation mid-job): each round
+  // sums the same two batches whatever the timing, so the runs compute the
+  // same model. 15 rounds of 2,000 examples.
+  std::vector<std::string> flags = {
+      "--model=softmax",           "--mode=sync",        "--epochs=1",
+      "--num_workers=2",           "--batch_size=2000",  "--learning_rate=0.2",
+      "--partitions_per_worker=1", "--worker_timeout=10"};
+  auto run = [&](const std::string& name) -> std::pair<double, double> {
+    LocalCluster c(name);
+    const absl::Time start = absl::Now();
+    EXPECT_TRUE(c.StartServer(flags, On(lab, "ps")).ok());
+    const int w0 = *c.StartWorker("w0", {}, On(lab, "w0"));
+    const int w1 = *c.StartWorker("w1", {}, On(lab, "w1"));
+    JobStatus status = c.FinishJob({w0, w1}, absl::Minutes(6));
+    EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+    return {status.last_eval().test_accuracy(), absl::ToDoubleSeconds(absl::Now() - start)};
+  };
+  const auto [clean_accuracy, clean_seconds] = run("net_clean");
+  ASSERT_TRUE(lab.Impair(absl::Milliseconds(100), 0.05, RunfilePath("tests/netem_relay")).ok());
+  const auto [slow_accuracy, slow_seconds] = run("net_slow");
+  std::printf("clean network: accuracy %.4f in %.1f s; 100 ms + 5%% loss: %.4f in %.1f s\n",
+              clean_accuracy, clean_seconds, slow_accuracy, slow_seconds);
+  EXPECT_GT(clean_accuracy, 0.70);
+  // 15 sync rounds at >= 200 ms each: the links really were slow.
+  EXPECT_GT(slow_seconds, clean_seconds + 3);
+  EXPECT_NEAR(slow_accuracy, clean_accuracy, 0.01);
+}
+
+}  // namespace
+}  // namespace fulcrum
