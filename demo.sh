@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Fulcrum demo: installs what is missing, builds, starts a local cluster on
 # 127.0.0.1 (a ps_server as coordinator and shard 0, --ps=N - 1 more shards,
-# N workers), trains on Fashion-MNIST (sparse_lr: generated click data; cnn:
-# a PyTorch CNN trained by Python workers, python/examples/cnn.py) and ends
+# N workers), trains on Fashion-MNIST (sparse_lr and linear_svm: generated
+# click data; cnn: a PyTorch CNN trained by Python workers,
+# python/examples/cnn.py; linear_svm and kmeans: worker/examples/) and ends
 # with a machine-readable "result:" line.
 #
-#   ./demo.sh [--model=softmax|mlp|sparse_lr|cnn] [--mode=sync|async|ssp:S] [--workers=N]
+#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|cnn] [--mode=sync|async|ssp:S]
+#             [--workers=N]
 #             [--ps=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 for arg in "$@"; do
   case "$arg" in
     --model=*|--mode=*|--workers=*|--ps=*|--port=*|--epochs=*|--optimizer=*|\
@@ -31,10 +33,11 @@ done
 ./tools/install_deps.sh
 echo "demo: building (bazel, -c opt) ..."
 bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl \
-  //tools:gen_click_data //python:_native.so
+  //tools:gen_click_data //python:_native.so //worker/examples/linear_svm:linear_svm_worker \
+  //worker/examples/kmeans:kmeans_worker
 
 extra=()
-if [[ " $* " == *" --model=sparse_lr "* ]]; then
+if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]; then
   # Synthetic click data (200,000 examples over 2^20 features), made once.
   data=".demo-data/click"
   if [[ ! -s "$data/true_auc.txt" ]]; then
@@ -44,6 +47,19 @@ if [[ " $* " == *" --model=sparse_lr "* ]]; then
   echo "demo: the true model's test AUC (the best any learner can do): $(cat "$data/true_auc.txt")"
   extra=(--train_file="$data/train.libsvm" --test_file="$data/test.libsvm")
 fi
+for learner in linear_svm kmeans; do
+  if [[ " $* " == *" --model=$learner "* ]]; then
+    # A learner Fulcrum does not build in: its own job file and worker
+    # program, in worker/examples/ (async, as the job files say, unless
+    # --mode says otherwise).
+    args=(--mode=async)
+    for arg in "$@"; do [[ "$arg" == --model=* ]] || args+=("$arg"); done
+    exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo \
+      --job="worker/examples/$learner/$learner.textproto" \
+      --worker_cmd="bazel-bin/worker/examples/$learner/${learner}_worker" "${args[@]}" \
+      "${extra[@]}"
+  fi
+done
 if [[ " $* " == *" --model=cnn "* ]]; then
   # A PyTorch model: its job file is made from the module (fulcrum.torch),
   # and the workers are Python processes. Async, 5 epochs by default.

@@ -5,7 +5,11 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/log.h"
@@ -340,6 +344,45 @@ void JobCoordinator::AdvanceEpochsLocked() {
   }
 }
 
+namespace {
+
+constexpr int kMaxMetrics = 16;
+
+absl::Status ValidateMetrics(const EvalResult& eval) {
+  if (eval.metrics_size() > kMaxMetrics) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", kMaxMetrics, " metrics, got ", eval.metrics_size()));
+  }
+  for (const auto& [name, value] : eval.metrics()) {
+    const bool named = !name.empty() && name.size() <= 64 && absl::ascii_islower(name[0]) &&
+                       std::all_of(name.begin(), name.end(), [](char c) {
+                         return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_';
+                       });
+    if (!named) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric name '", absl::CHexEscape(name.substr(0, 64)),
+                       "' is not [a-z][a-z0-9_]* (64 characters at most)"));
+    }
+    if (!std::isfinite(value)) {
+      return absl::InvalidArgumentError(absl::StrCat("metric ", name, " is not finite"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string FormatEval(const EvalResult& eval) {
+  std::string out;
+  if (eval.metrics().empty() || eval.test_accuracy() > 0) {
+    absl::StrAppendFormat(&out, " test_accuracy=%.4f", eval.test_accuracy());
+  }
+  std::vector<std::pair<std::string, double>> metrics(eval.metrics().begin(), eval.metrics().end());
+  std::sort(metrics.begin(), metrics.end());
+  for (const auto& [name, value] : metrics) absl::StrAppendFormat(&out, " %s=%.6g", name, value);
+  return out;
+}
+
 absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   const double acc = request.eval().test_accuracy();
   if (!(acc >= 0.0 && acc <= 1.0) || !std::isfinite(request.eval().test_loss())) {
@@ -347,6 +390,7 @@ absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
         absl::StrCat("test accuracy must be in [0, 1] and the loss finite, got ", acc, " and ",
                      request.eval().test_loss()));
   }
+  FULCRUM_RETURN_IF_ERROR(ValidateMetrics(request.eval()));
   absl::MutexLock lock(&mu_);
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
@@ -364,10 +408,10 @@ absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   if (lease.final || lease.epoch >= last_eval_.epoch()) {
     last_eval_ = eval;
   }
-  FULCRUM_LOG(INFO) << absl::StrFormat(
-      "%s epoch %d/%d: test_accuracy=%.4f test_loss=%.4f (worker %d)",
-      lease.final ? "final evaluation after" : "evaluation after", lease.epoch,
-      options_.job.epochs(), acc, request.eval().test_loss(), worker.status.worker_id());
+  FULCRUM_LOG(INFO) << absl::StrFormat("%s epoch %d/%d:%s test_loss=%.4f (worker %d)",
+                                       lease.final ? "final evaluation after" : "evaluation after",
+                                       lease.epoch, options_.job.epochs(), FormatEval(eval),
+                                       request.eval().test_loss(), worker.status.worker_id());
   if (lease.final && state_ == EVALUATING) {
     state_ = FINISHED;
     finished_at_ = options_.clock->Now();
@@ -638,9 +682,7 @@ std::string JobCoordinator::ProgressLine() const {
       JobState_Name(s.state()), s.round(), std::min(s.epoch() + 1, s.epochs()), s.epochs(),
       s.partitions_left_in_epoch(), s.live_workers(), s.examples_seen(), s.examples_per_second(),
       s.loss());
-  if (s.last_eval().examples() > 0) {
-    absl::StrAppendFormat(&line, " test_accuracy=%.4f", s.last_eval().test_accuracy());
-  }
+  if (s.last_eval().examples() > 0) line += FormatEval(s.last_eval());
   return line;
 }
 
@@ -654,7 +696,7 @@ std::string JobCoordinator::ResultLine() const {
   }
   std::string accuracy;
   if (s.last_eval().examples() > 0 || !s.evaluations().empty()) {
-    accuracy = absl::StrFormat(" test_accuracy=%.4f", s.last_eval().test_accuracy());
+    accuracy = FormatEval(s.last_eval());
   }
   return absl::StrFormat("result: model=%s mode=%s epochs=%d%s%s wall_seconds=%.1f", s.model(),
                          mode, s.epochs(), accuracy, auc, s.elapsed_seconds());

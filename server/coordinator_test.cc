@@ -1,5 +1,6 @@
 #include "server/coordinator.h"
 
+#include <cmath>
 #include <set>
 
 #include "common/model_spec.h"
@@ -510,6 +511,34 @@ TEST_F(CoordinatorTest, SyncJobStart_EveryWaitingWorkerActiveBeforeItAsks) {
   ASSERT_EQ(rb.kind(), AcquirePartitionResponse::TRAIN);
   EXPECT_NE(ra.partition().index(), rb.partition().index());
   EXPECT_EQ(ra.lease_id(), Acquire(a)->lease_id());  // asking again: the same lease
+}
+
+TEST_F(CoordinatorTest, EvalMetrics_InTheResultLineAndCheckedWhole) {
+  Init(ASYNC, 1, 1, 1, 0);
+  uint64_t a = Register("a");
+  AcquirePartitionResponse r = TrainUntilOther(a);
+  ASSERT_EQ(r.kind(), AcquirePartitionResponse::EVALUATE);
+  ReportEvalRequest request;
+  SetSender(Ours(a), &request);
+  request.set_lease_id(r.lease_id());
+  request.mutable_eval()->set_examples(60000);
+  (*request.mutable_eval()->mutable_metrics())["Inertia"] = 1.5e6;
+  absl::Status bad = coordinator_->ReportEval(request);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("Inertia"), std::string::npos) << bad;
+  request.mutable_eval()->mutable_metrics()->clear();
+  (*request.mutable_eval()->mutable_metrics())["inertia"] = std::nan("");
+  EXPECT_EQ(coordinator_->ReportEval(request).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_->state(), EVALUATING);  // nothing taken from the refused reports
+
+  request.mutable_eval()->mutable_metrics()->clear();
+  (*request.mutable_eval()->mutable_metrics())["inertia"] = 1.5e6;
+  (*request.mutable_eval()->mutable_metrics())["explained_variance"] = 0.25;
+  ASSERT_TRUE(coordinator_->ReportEval(request).ok());
+  EXPECT_EQ(coordinator_->state(), FINISHED);
+  const std::string line = coordinator_->ResultLine();
+  EXPECT_NE(line.find(" explained_variance=0.25 inertia=1.5e+06 "), std::string::npos) << line;
+  EXPECT_EQ(line.find("test_accuracy"), std::string::npos) << line;
 }
 
 TEST_F(CoordinatorTest, Status_CountsPartitionsLeftAndWorkers) {

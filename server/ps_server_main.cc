@@ -433,9 +433,9 @@ int Run() {
       // (bench/train.sh reads time-to-accuracy from these lines).
       for (; printed_evals < status.evaluations_size(); ++printed_evals) {
         const EvalResult& eval = status.evaluations(printed_evals);
-        std::printf("epoch %u/%u %s: test_accuracy=%.4f test_loss=%.4f elapsed=%.2fs\n",
-                    eval.epoch(), status.epochs(), eval.final() ? "final model" : "done",
-                    eval.test_accuracy(), eval.test_loss(), eval.elapsed_seconds());
+        std::printf("epoch %u/%u %s:%s test_loss=%.4f elapsed=%.2fs\n", eval.epoch(),
+                    status.epochs(), eval.final() ? "final model" : "done",
+                    FormatEval(eval).c_str(), eval.test_loss(), eval.elapsed_seconds());
       }
       if (interval > 0 && (status.state() == RUNNING || status.state() == EVALUATING)) {
         std::printf("%s\n", coordinator->ProgressLine().c_str());

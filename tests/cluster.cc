@@ -170,6 +170,46 @@ absl::StatusOr<int> LocalCluster::StartWorker(const std::string& name,
   return index;
 }
 
+absl::StatusOr<int> LocalCluster::StartWorkerProgram(const std::string& program,
+                                                     const std::vector<std::string>& flags) {
+  const int index = workers_.size();
+  std::vector<std::string> argv = {RunfilePath(program), "--coordinator=" + address()};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto worker = std::make_unique<Subprocess>();
+  const std::string log = absl::StrCat(dir_, "/worker", index);
+  FULCRUM_RETURN_IF_ERROR(worker->Start(argv, log + ".out", log + ".err"));
+  workers_.push_back(std::move(worker));
+  return index;
+}
+
+absl::StatusOr<std::string> LocalCluster::RunJob(const std::string& job_file,
+                                                 const std::vector<std::string>& server_flags,
+                                                 const std::string& program,
+                                                 const std::vector<std::string>& flags, int workers,
+                                                 absl::Duration timeout) {
+  std::vector<std::string> server = {"--job=" + RunfilePath(job_file), "--exit_when_done"};
+  server.insert(server.end(), server_flags.begin(), server_flags.end());
+  FULCRUM_RETURN_IF_ERROR(StartServer(server));
+  std::vector<int> started;
+  for (int i = 0; i < workers; ++i) {
+    FULCRUM_ASSIGN_OR_RETURN(const int w, StartWorkerProgram(program, flags));
+    started.push_back(w);
+  }
+  for (int w : started) {
+    absl::StatusOr<int> code = WaitWorker(w, timeout);
+    if (!code.ok() || *code != 0) {
+      return absl::InternalError(absl::StrCat(
+          "worker ", w, code.ok() ? absl::StrCat(" exited ", *code) : " did not finish", ":\n",
+          WorkerLog(w), "\nps_server:\n", ServerLog()));
+    }
+  }
+  absl::StatusOr<int> code = server_.Wait(absl::Seconds(60));
+  if (!code.ok() || *code != 0) {
+    return absl::InternalError(absl::StrCat("ps_server did not exit 0:\n", ServerLog()));
+  }
+  return ServerOut();
+}
+
 absl::StatusOr<JobStatus> LocalCluster::Status() const {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -237,18 +277,19 @@ absl::Status GenerateClickData(const std::string& out_dir, const std::vector<std
   return absl::OkStatus();
 }
 
-double ResultAccuracy(const std::string& out) {
+double ResultMetric(const std::string& out, const std::string& name) {
+  const std::string prefix = name + "=";
   for (absl::string_view line : absl::StrSplit(out, '\n')) {
     if (!absl::StartsWith(line, "result:")) continue;
     for (absl::string_view field : absl::StrSplit(line, ' ')) {
       double v;
-      if (absl::ConsumePrefix(&field, "test_accuracy=") && absl::SimpleAtod(field, &v)) {
-        return v;
-      }
+      if (absl::ConsumePrefix(&field, prefix) && absl::SimpleAtod(field, &v)) return v;
     }
   }
   return -1;
 }
+
+double ResultAccuracy(const std::string& out) { return ResultMetric(out, "test_accuracy"); }
 
 const WorkerStatus* FindWorker(const JobStatus& status, const std::string& name, bool live_only) {
   const WorkerStatus* found = nullptr;

@@ -57,6 +57,21 @@ class LocalCluster {
                                   const std::vector<std::string>& flags = {},
                                   const Placement& placement = {});
 
+  // Starts another worker program (a runfile path: "worker/examples/kmeans/
+  // kmeans_worker") with --coordinator and `flags`; returns its index.
+  absl::StatusOr<int> StartWorkerProgram(const std::string& program,
+                                         const std::vector<std::string>& flags = {});
+
+  // A whole job: ps_server --job=`job_file` (a runfile path) --exit_when_done
+  // plus `server_flags`, and `workers` copies of `program` with `flags`.
+  // Returns the server's stdout (its "result:" line) once every process
+  // exited 0; otherwise an error with the failing process's log.
+  absl::StatusOr<std::string> RunJob(const std::string& job_file,
+                                     const std::vector<std::string>& server_flags,
+                                     const std::string& program,
+                                     const std::vector<std::string>& flags, int workers,
+                                     absl::Duration timeout);
+
   absl::StatusOr<JobStatus> Status() const;
   // Polls Status until `done` holds for it, or the timeout.
   absl::StatusOr<JobStatus> WaitFor(const std::function<bool(const JobStatus&)>& done,
@@ -95,7 +110,9 @@ class LocalCluster {
   std::unique_ptr<Coordinator::Stub> stub_;
 };
 
-// The test_accuracy of ps_server's "result:" line; -1 if there is none.
+// Field `name` (test_accuracy, inertia, ...) of ps_server's "result:" line;
+// -1 if there is none.
+double ResultMetric(const std::string& server_out, const std::string& name);
 double ResultAccuracy(const std::string& server_out);
 
 // Runs tools/gen_click_data into `out_dir` with `flags` (its logs beside

@@ -90,6 +90,20 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return ss.str();
 }
 
+absl::StatusOr<std::string> RunToCompletion(const std::vector<std::string>& argv,
+                                            const std::string& log_prefix, absl::Duration timeout) {
+  Subprocess program;
+  absl::Status started = program.Start(argv, log_prefix + ".out", log_prefix + ".err");
+  if (!started.ok()) return started;
+  absl::StatusOr<int> code = program.Wait(timeout);
+  if (!code.ok()) return code.status();
+  if (*code != 0) {
+    return absl::InternalError(
+        absl::StrCat(argv[0], " exited ", *code, ": ", ReadFileOrEmpty(log_prefix + ".err")));
+  }
+  return ReadFileOrEmpty(log_prefix + ".out");
+}
+
 absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

@@ -48,6 +48,12 @@ std::string TestDir(const std::string& name);
 // The whole contents of a file ("" if unreadable).
 std::string ReadFileOrEmpty(const std::string& path);
 
+// Runs `argv` to its end (within `timeout`) and returns its stdout; its
+// output is kept in `log_prefix`.out and .err. An exit other than 0 is an
+// error carrying the program's stderr.
+absl::StatusOr<std::string> RunToCompletion(const std::vector<std::string>& argv,
+                                            const std::string& log_prefix, absl::Duration timeout);
+
 // Waits until `path` holds a port number, or the timeout.
 absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout);
 

@@ -19,6 +19,9 @@ PACKAGES=(
   python3-dev pybind11-dev python3-numpy python3-pytest python3-torch libopenblas0-pthread
   # The fuzzers (tools/fuzz.sh): clang with libFuzzer and the sanitizers.
   clang-14 libclang-rt-14-dev
+  # The classic learners' oracles (issue 16): liblinear for the linear SVM,
+  # scikit-learn for k-means, XGBoost for boosted trees.
+  liblinear-tools python3-sklearn python3-xgboost
   # The network fault tests' hosts (tests/netlab.h): namespaces, veth,
   # iptables, sysctl.
   iproute2 iptables procps

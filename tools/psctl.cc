@@ -5,6 +5,7 @@
 //   psctl stop   --coordinator=HOST:PORT
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,11 @@ std::string FormatTable(const JobStatus& s) {
     absl::StrAppendFormat(&out, "test       accuracy %.4f   loss %.4f   (%s epoch %d)\n",
                           s.last_eval().test_accuracy(), s.last_eval().test_loss(),
                           s.last_eval().final() ? "final, after" : "after", s.last_eval().epoch());
+    std::map<std::string, double> metrics(s.last_eval().metrics().begin(),
+                                          s.last_eval().metrics().end());
+    for (const auto& [name, value] : metrics) {
+      absl::StrAppendFormat(&out, "           %s %.6g\n", name, value);
+    }
   } else {
     absl::StrAppendFormat(&out, "test       no evaluation yet\n");
   }

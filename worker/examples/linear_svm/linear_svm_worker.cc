@@ -6,9 +6,11 @@
 //   linear_svm_worker --coordinator=HOST:PORT --train_file=T --test_file=E
 //
 // The job's sparse table "svm/w" holds a weight per feature id and tensor
-// "svm/b" the bias. A step's loss is the mean hinge loss over the batch
-// plus lambda/2 * |w|^2 over the features the batch touches (the L2 term is
-// applied lazily, where a feature occurs).
+// "svm/b" the bias. The objective is liblinear's L2-regularised L1-loss SVC,
+// |w|^2 / 2 + C * sum of hinge losses, divided by C * n: a step's loss is the
+// mean hinge loss over the batch plus lambda/2 * |w|^2 with
+// lambda = 1 / (C * n), the L2 term applied lazily (to the features the
+// batch touches).
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -26,7 +28,9 @@
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "host:port of the coordinating ps_server.");
 ABSL_FLAG(std::string, train_file, "", "Training set, libsvm format (labels 0/1 or -1/+1).");
 ABSL_FLAG(std::string, test_file, "", "Held-out set, libsvm format (for evaluation).");
-ABSL_FLAG(double, lambda, 1e-6, "L2 regularisation strength.");
+ABSL_FLAG(double, c, 0.01,
+          "Cost of a margin violation, as liblinear's -c: the L2 strength per example "
+          "is 1 / (C * training examples).");
 ABSL_FLAG(std::string, worker_name, "", "Name shown in status; default host:pid.");
 
 namespace {
@@ -228,7 +232,10 @@ int main(int argc, char** argv) {
   fulcrum::WorkerOptions options;
   options.connection.coordinator = absl::GetFlag(FLAGS_coordinator);
   options.connection.worker_name = absl::GetFlag(FLAGS_worker_name);
-  const double lambda = absl::GetFlag(FLAGS_lambda);
+  const double c = absl::GetFlag(FLAGS_c);
+  if (!(c > 0)) return Fail("--c", absl::InvalidArgumentError("must be > 0"));
+  if (train->empty()) return Fail("--train_file", absl::InvalidArgumentError("no examples"));
+  const double lambda = 1 / (c * static_cast<double>(train->size()));
   absl::Status trained = fulcrum::RunWorker(
       options, [&](const fulcrum::JobSpec&) -> absl::StatusOr<std::unique_ptr<fulcrum::Workload>> {
         return std::make_unique<LinearSvm>(*train, test, lambda);
