@@ -3,10 +3,10 @@
 # 127.0.0.1 (a ps_server as coordinator and shard 0, --ps=N - 1 more shards,
 # N workers), trains on Fashion-MNIST (sparse_lr and linear_svm: generated
 # click data; cnn: a PyTorch CNN trained by Python workers,
-# python/examples/cnn.py; linear_svm and kmeans: worker/examples/) and ends
+# python/examples/cnn.py; linear_svm, kmeans, pca: worker/examples/) and ends
 # with a machine-readable "result:" line.
 #
-#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|cnn] [--mode=sync|async|ssp:S]
+#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|pca|cnn] [--mode=sync|async|ssp:S]
 #             [--workers=N]
 #             [--ps=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
@@ -34,7 +34,7 @@ done
 echo "demo: building (bazel, -c opt) ..."
 bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl \
   //tools:gen_click_data //python:_native.so //worker/examples/linear_svm:linear_svm_worker \
-  //worker/examples/kmeans:kmeans_worker
+  //worker/examples/kmeans:kmeans_worker //worker/examples/pca:pca_worker
 
 extra=()
 if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]; then
@@ -47,7 +47,7 @@ if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]
   echo "demo: the true model's test AUC (the best any learner can do): $(cat "$data/true_auc.txt")"
   extra=(--train_file="$data/train.libsvm" --test_file="$data/test.libsvm")
 fi
-for learner in linear_svm kmeans; do
+for learner in linear_svm kmeans pca; do
   if [[ " $* " == *" --model=$learner "* ]]; then
     # A learner Fulcrum does not build in: its own job file and worker
     # program, in worker/examples/ (async, as the job files say, unless

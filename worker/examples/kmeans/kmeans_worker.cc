@@ -117,9 +117,9 @@ class MiniBatchKMeans : public fulcrum::Workload {
     if (offset == nullptr || count == nullptr || offset->shape_size() != 2 ||
         offset->shape(1) != train_->num_features || count->shape_size() != 1 ||
         count->shape(0) != offset->shape(0) || offset->shape(0) < 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "a k-means job needs tensors ", kOffset, " [k, ", train_->num_features, "] and ",
-          kCount, " [k]; job '", job.model(), "' has other ones"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("a k-means job needs tensors ", kOffset, " [k, ", train_->num_features,
+                       "] and ", kCount, " [k]; job '", job.model(), "' has other ones"));
     }
     if (offset->shape(0) != k_ || job.seed() != seed_) {
       k_ = offset->shape(0);
@@ -156,8 +156,7 @@ class MiniBatchKMeans : public fulcrum::Workload {
       epoch_start_count_ = pulled_count;
       restart_pending_ = false;
     }
-    const Eigen::VectorXf count =
-        (pulled_count - epoch_start_count_).cwiseMax(0.0f);
+    const Eigen::VectorXf count = (pulled_count - epoch_start_count_).cwiseMax(0.0f);
     batch_.resize(examples.size(), d);
     for (size_t i = 0; i < examples.size(); ++i) {
       batch_.row(i) = Data().row(begin_ + examples[i]);
