@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Fulcrum demo: installs what is missing, builds, starts a local cluster on
 # 127.0.0.1 (a ps_server as coordinator and shard 0, --ps=N - 1 more shards,
-# N workers), trains on Fashion-MNIST (sparse_lr and linear_svm: generated
-# click data; cnn: a PyTorch CNN trained by Python workers,
-# python/examples/cnn.py; linear_svm, kmeans, pca: worker/examples/) and ends
-# with a machine-readable "result:" line.
+# N workers), trains and ends with a machine-readable "result:" line.
+# Models: softmax and mlp on Fashion-MNIST; sparse_lr on generated click
+# data; the learners of worker/examples/: linear_svm (click data), kmeans
+# and pca (Fashion-MNIST), mf (generated ratings); cnn, a PyTorch CNN
+# trained by Python workers (python/examples/cnn.py).
 #
-#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|pca|cnn] [--mode=sync|async|ssp:S]
-#             [--workers=N]
-#             [--ps=N]
+#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|pca|mf|cnn]
+#             [--mode=sync|async|ssp:S] [--workers=N] [--ps=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
 #             [--checkpoint_dir=DIR] [--checkpoint_every=5s]
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 for arg in "$@"; do
   case "$arg" in
     --model=*|--mode=*|--workers=*|--ps=*|--port=*|--epochs=*|--optimizer=*|\
@@ -34,7 +34,8 @@ done
 echo "demo: building (bazel, -c opt) ..."
 bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl \
   //tools:gen_click_data //python:_native.so //worker/examples/linear_svm:linear_svm_worker \
-  //worker/examples/kmeans:kmeans_worker //worker/examples/pca:pca_worker
+  //worker/examples/kmeans:kmeans_worker //worker/examples/pca:pca_worker \
+  //worker/examples/mf:mf_worker //tools:gen_ratings
 
 extra=()
 if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]; then
@@ -47,7 +48,17 @@ if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]
   echo "demo: the true model's test AUC (the best any learner can do): $(cat "$data/true_auc.txt")"
   extra=(--train_file="$data/train.libsvm" --test_file="$data/test.libsvm")
 fi
-for learner in linear_svm kmeans pca; do
+if [[ " $* " == *" --model=mf "* ]]; then
+  # Low-rank ratings with known noise (1,000 users x 1,000 items), made once.
+  data=".demo-data/ratings"
+  if [[ ! -s "$data/noise_floor.txt" ]]; then
+    echo "demo: generating ratings in $data ..."
+    bazel-bin/tools/gen_ratings --out_dir="$data" >/dev/null
+  fi
+  echo "demo: the noise floor (the test RMSE of the true model): $(cat "$data/noise_floor.txt")"
+  extra=(--train_file="$data/train.tsv" --test_file="$data/test.tsv")
+fi
+for learner in linear_svm kmeans pca mf; do
   if [[ " $* " == *" --model=$learner "* ]]; then
     # A learner Fulcrum does not build in: its own job file and worker
     # program, in worker/examples/ (async, as the job files say, unless

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
+#include "common/eval_format.h"
 #include "common/model_spec.h"
 
 namespace fulcrum {
@@ -372,17 +373,6 @@ absl::Status ValidateMetrics(const EvalResult& eval) {
 
 }  // namespace
 
-std::string FormatEval(const EvalResult& eval) {
-  std::string out;
-  if (eval.metrics().empty() || eval.test_accuracy() > 0) {
-    absl::StrAppendFormat(&out, " test_accuracy=%.4f", eval.test_accuracy());
-  }
-  std::vector<std::pair<std::string, double>> metrics(eval.metrics().begin(), eval.metrics().end());
-  std::sort(metrics.begin(), metrics.end());
-  for (const auto& [name, value] : metrics) absl::StrAppendFormat(&out, " %s=%.6g", name, value);
-  return out;
-}
-
 absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   const double acc = request.eval().test_accuracy();
   if (!(acc >= 0.0 && acc <= 1.0) || !std::isfinite(request.eval().test_loss())) {
@@ -690,16 +680,10 @@ std::string JobCoordinator::ResultLine() const {
   JobStatus s = GetStatus();
   std::string mode = ConsistencyModeName(s.mode());
   if (s.mode() == SSP) mode = absl::StrCat("ssp:", s.staleness());
-  std::string auc;
-  if (s.last_eval().test_auc() > 0) {
-    auc = absl::StrFormat(" test_auc=%.4f", s.last_eval().test_auc());
-  }
-  std::string accuracy;
-  if (s.last_eval().examples() > 0 || !s.evaluations().empty()) {
-    accuracy = FormatEval(s.last_eval());
-  }
-  return absl::StrFormat("result: model=%s mode=%s epochs=%d%s%s wall_seconds=%.1f", s.model(),
-                         mode, s.epochs(), accuracy, auc, s.elapsed_seconds());
+  std::string eval;
+  if (s.last_eval().examples() > 0 || !s.evaluations().empty()) eval = FormatEval(s.last_eval());
+  return absl::StrFormat("result: model=%s mode=%s epochs=%d%s wall_seconds=%.1f", s.model(), mode,
+                         s.epochs(), eval, s.elapsed_seconds());
 }
 
 }  // namespace fulcrum

@@ -53,11 +53,6 @@ struct CoordinatorOptions {
   const Clock* clock = Clock::Real();
 };
 
-// " test_accuracy=0.8500 inertia=1.9e+06": an evaluation as the result and
-// progress lines print it (metrics sorted by name; no accuracy when there
-// are metrics and it is 0).
-std::string FormatEval(const EvalResult& eval);
-
 // Thread-safe. `shards` (the coordinator's own shard and any others) is not
 // owned and must outlive the coordinator. The coordinator admits registered
 // workers into every shard, activates a worker for the span of each training

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "common/base/log.h"
 #include "common/base/process.h"
+#include "common/eval_format.h"
 #include "common/model_spec.h"
 #include "common/rpc/security.h"
 #include "server/job_spec.h"

@@ -72,5 +72,29 @@ TEST(LearnersTest, Pca_ExplainedVarianceWithinOnePercentOfNumpysSvd) {
   EXPECT_LE(explained, svd + 1e-4) << *out;
 }
 
+TEST(LearnersTest, MatrixFactorization_TestRmseWithinFivePercentOfTheNoiseFloor) {
+  LocalCluster c("mf");
+  const std::string data = c.dir() + "/ratings";
+  absl::StatusOr<std::string> generated =
+      RunToCompletion({RunfilePath("tools/gen_ratings"), "--out_dir=" + data, "--users=1000",
+                       "--items=1000", "--rank=5", "--density=0.3", "--noise=0.3", "--seed=2"},
+                      data, absl::Minutes(2));
+  ASSERT_TRUE(generated.ok()) << generated.status();
+  double floor = 0;
+  ASSERT_TRUE(absl::SimpleAtod(ReadFileOrEmpty(data + "/noise_floor.txt"), &floor)) << *generated;
+  ASSERT_GT(floor, 0.25);  // the noise drawn: about --noise
+
+  absl::StatusOr<std::string> out =
+      c.RunJob("worker/examples/mf/mf.textproto", {}, "worker/examples/mf/mf_worker",
+               {"--train_file=" + data + "/train.tsv", "--test_file=" + data + "/test.tsv"}, 2,
+               absl::Minutes(5));
+  ASSERT_TRUE(out.ok()) << out.status();
+  const double rmse = ResultMetric(*out, "rmse");
+  std::printf("mf: test rmse=%.4f noise floor=%.4f (%+.2f%%)\n", rmse, floor,
+              100 * (rmse / floor - 1));
+  ASSERT_GT(rmse, 0) << *out;
+  EXPECT_LE(rmse, 1.05 * floor) << *out;
+}
+
 }  // namespace
 }  // namespace fulcrum

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
+#include "common/eval_format.h"
 #include "common/model_spec.h"
 
 namespace fulcrum {
@@ -48,11 +49,9 @@ absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   absl::StatusOr<EvalResult> eval = workload_->Evaluate(
       [this](ParameterBatch* batch) { return session_.PullLatest(batch).status(); });
   if (!eval.ok()) return eval.status();
-  FULCRUM_LOG(INFO) << absl::StrFormat(
-      "%s after epoch %d: test_accuracy=%.4f test_loss=%.4f%s",
-      lease.eval_final() ? "final evaluation" : "evaluation", lease.eval_epoch(),
-      eval->test_accuracy(), eval->test_loss(),
-      eval->test_auc() > 0 ? absl::StrFormat(" test_auc=%.4f", eval->test_auc()) : "");
+  FULCRUM_LOG(INFO) << absl::StrFormat("%s after epoch %d:%s test_loss=%.4f",
+                                       lease.eval_final() ? "final evaluation" : "evaluation",
+                                       lease.eval_epoch(), FormatEval(*eval), eval->test_loss());
   return session_.ReportEval(lease, *eval);
 }
 

@@ -91,9 +91,9 @@ class OjaPca : public fulcrum::Workload {
     batch_.resize(examples.size(), centred_.cols());
     for (size_t i = 0; i < examples.size(); ++i) batch_.row(i) = centred_.row(begin_ + examples[i]);
     const float b = examples.size();
-    const ColumnMatrix projected = batch_ * v;                        // b x k
-    const ColumnMatrix cv = batch_.transpose() * projected / b;       // C_b V, d x k
-    const ColumnMatrix vtcv = v.transpose() * cv;                     // V^T C_b V, k x k
+    const ColumnMatrix projected = batch_ * v;                   // b x k
+    const ColumnMatrix cv = batch_.transpose() * projected / b;  // C_b V, d x k
+    const ColumnMatrix vtcv = v.transpose() * cv;                // V^T C_b V, k x k
     grads->tensors = params.tensors;
     grads->sparse.clear();
     grads->dense.resize(1);
