@@ -3,11 +3,11 @@
 # 127.0.0.1 (a ps_server as coordinator and shard 0, --ps=N - 1 more shards,
 # N workers), trains and ends with a machine-readable "result:" line.
 # Models: softmax and mlp on Fashion-MNIST; sparse_lr on generated click
-# data; the learners of worker/examples/: linear_svm (click data), kmeans
-# and pca (Fashion-MNIST), mf (generated ratings); cnn, a PyTorch CNN
+# data; the learners of worker/examples/: linear_svm (click data), kmeans,
+# pca and gbdt (Fashion-MNIST), mf (generated ratings); cnn, a PyTorch CNN
 # trained by Python workers (python/examples/cnn.py).
 #
-#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|pca|mf|cnn]
+#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|pca|mf|gbdt|cnn]
 #             [--mode=sync|async|ssp:S] [--workers=N] [--ps=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
@@ -35,7 +35,7 @@ echo "demo: building (bazel, -c opt) ..."
 bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl \
   //tools:gen_click_data //python:_native.so //worker/examples/linear_svm:linear_svm_worker \
   //worker/examples/kmeans:kmeans_worker //worker/examples/pca:pca_worker \
-  //worker/examples/mf:mf_worker //tools:gen_ratings
+  //worker/examples/mf:mf_worker //worker/examples/gbdt:gbdt_worker //tools:gen_ratings
 
 extra=()
 if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]; then
@@ -58,7 +58,7 @@ if [[ " $* " == *" --model=mf "* ]]; then
   echo "demo: the noise floor (the test RMSE of the true model): $(cat "$data/noise_floor.txt")"
   extra=(--train_file="$data/train.tsv" --test_file="$data/test.tsv")
 fi
-for learner in linear_svm kmeans pca mf; do
+for learner in linear_svm kmeans pca mf gbdt; do
   if [[ " $* " == *" --model=$learner "* ]]; then
     # A learner Fulcrum does not build in: its own job file and worker
     # program, in worker/examples/ (async, as the job files say, unless

@@ -247,8 +247,9 @@ std::optional<JobCoordinator::Lease> JobCoordinator::NewLeaseLocked(WorkerRecord
     lease.final = eval_queue_.front().final;
     eval_queue_.pop_front();
   } else {
-    const uint32_t last_epoch =
-        std::min<uint32_t>(options_.job.epochs() - 1, oldest_epoch_ + options_.epoch_lookahead);
+    const uint32_t last_epoch = std::min<uint32_t>(
+        options_.job.epochs() - 1,
+        oldest_epoch_ + (options_.job.epoch_barrier() ? 0 : options_.epoch_lookahead));
     bool found_partition = false;
     for (uint32_t e = oldest_epoch_; e <= last_epoch && !found_partition; ++e) {
       std::vector<PartitionState>& parts = EpochLocked(e);

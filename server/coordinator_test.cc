@@ -180,6 +180,25 @@ TEST_F(CoordinatorTest, Lookahead_NextEpochLeasedBeforeStragglerFinishes) {
   EXPECT_EQ(r.eval_epoch(), 1u);
 }
 
+TEST_F(CoordinatorTest, EpochBarrier_NextEpochLeasedOnlyOnceThisOneIsComplete) {
+  options_.job.set_epoch_barrier(true);
+  Init(ASYNC, 2, 2, 2, /*lookahead=*/1);
+  uint64_t a = Register("a");
+  uint64_t b = Register("b");
+  AcquirePartitionResponse la = *Acquire(a);
+  AcquirePartitionResponse lb = *Acquire(b);
+  ASSERT_TRUE(Complete(a, la.lease_id()).ok());
+  // Without the barrier the lookahead would lease epoch 1 now.
+  EXPECT_EQ(Acquire(a)->kind(), AcquirePartitionResponse::WAIT);
+  ASSERT_TRUE(Complete(b, lb.lease_id()).ok());
+  AcquirePartitionResponse eval = *Acquire(a);
+  ASSERT_EQ(eval.kind(), AcquirePartitionResponse::EVALUATE);
+  ASSERT_TRUE(Eval(a, eval.lease_id(), 0.5).ok());
+  AcquirePartitionResponse next = *Acquire(a);
+  ASSERT_EQ(next.kind(), AcquirePartitionResponse::TRAIN);
+  EXPECT_EQ(next.partition().epoch(), 1u);
+}
+
 TEST_F(CoordinatorTest, CompleteUnderWrongLease_FailedPrecondition) {
   Init(ASYNC, 2, 1, 4);
   uint64_t a = Register("a");

@@ -96,5 +96,23 @@ TEST(LearnersTest, MatrixFactorization_TestRmseWithinFivePercentOfTheNoiseFloor)
   EXPECT_LE(rmse, 1.05 * floor) << *out;
 }
 
+TEST(LearnersTest, BoostedTrees_TestAucWithinPoint01OfXgboost) {
+  LocalCluster c("gbdt");
+  // XGBoost's hist method, the job's settings: 20 trees of depth 4, eta 0.3,
+  // lambda 1, 32 bins, Fashion-MNIST's class 6 against the rest.
+  const double xgboost_auc = Oracle(
+      c, "xgboost_hist.py",
+      {"--positive_class=6", "--trees=20", "--depth=4", "--eta=0.3", "--bins=32"}, "test_auc");
+  ASSERT_GT(xgboost_auc, 0.5);
+
+  absl::StatusOr<std::string> out =
+      c.RunJob("worker/examples/gbdt/gbdt.textproto", {}, "worker/examples/gbdt/gbdt_worker",
+               {"--positive_class=6"}, 2, absl::Minutes(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  const double auc = ResultMetric(*out, "test_auc");
+  std::printf("gbdt: test_auc=%.4f xgboost=%.4f\n", auc, xgboost_auc);
+  EXPECT_NEAR(auc, xgboost_auc, 0.01) << *out;
+}
+
 }  // namespace
 }  // namespace fulcrum

@@ -86,7 +86,8 @@ int Run() {
       const bool sure = i == u % items || (!item_seen[i] && u == users - 1);
       if (!sure && uniform(rng) >= density) continue;
       double truth = 0;
-      for (int k = 0; k < rank; ++k) truth += user_factors[u * rank + k] * item_factors[i * rank + k];
+      for (int k = 0; k < rank; ++k)
+        truth += user_factors[u * rank + k] * item_factors[i * rank + k];
       truth *= scale;
       const double error = noise * gaussian(rng);
       const std::string line = absl::StrFormat("%d\t%d\t%.6f\n", u, i, truth + error);

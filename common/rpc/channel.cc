@@ -17,8 +17,14 @@ grpc::ChannelArguments DefaultChannelArguments() {
   // Reconnect to a restarted server within a second, not gRPC's default of
   // up to two minutes; the callers' own retries add backoff and jitter.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Despite its name, gRPC's C core reads this as the least time one
+  // connection attempt (TCP, TLS and HTTP/2 handshakes) may take. At 100 ms
+  // (as it once was here) a link with 200 ms round trips and some loss
+  // never connected ("timed out before receiving SETTINGS frame"); 10 s
+  // covers two lost SYNs. A refused connection (a server restarting) still
+  // fails at once and is retried after the backoff above.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10000);
   // A connection of its own per channel: several clients in one process (the
   // many_workers benchmark, tests) behave like separate processes.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

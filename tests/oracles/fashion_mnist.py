@@ -21,3 +21,13 @@ def read_images(data_dir, split="train"):
     if pixels.size != n * rows * cols:
         sys.exit(f"{path} is truncated")
     return pixels.reshape(n, rows * cols).astype(np.float32) / 255
+
+
+def read_labels(data_dir, split="train"):
+    """The labels of `split`, one byte per image."""
+    path = os.path.join(data_dir, f"{split}-labels-idx1-ubyte.gz")
+    with gzip.open(path) as f:
+        data = f.read()
+    if int.from_bytes(data[0:4], "big") != 2049:
+        sys.exit(f"{path} is not an IDX1 label file")
+    return np.frombuffer(data, np.uint8, offset=8)
