@@ -22,6 +22,8 @@ PACKAGES=(
   # The classic learners' oracles (issue 16): liblinear for the linear SVM,
   # scikit-learn for k-means, XGBoost for boosted trees.
   liblinear-tools python3-sklearn python3-xgboost
+  # promtool, which checks the /metrics output and deploy/prometheus.
+  prometheus
   # The network fault tests' hosts (tests/netlab.h): namespaces, veth,
   # iptables, sysctl.
   iproute2 iptables procps

@@ -168,9 +168,9 @@ class BoostedTrees : public fulcrum::Workload {
       return absl::FailedPreconditionError(absl::StrCat(kTrees, "'s rows must be 3 * 2^depth - 1"));
     }
     if (job.epochs() != num_trees_ * (depth_ + 1) + 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "a boosted-trees job of ", num_trees_, " trees of depth ", depth_, " takes ",
-          num_trees_ * (depth_ + 1) + 1, " epochs, not ", job.epochs()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("a boosted-trees job of ", num_trees_, " trees of depth ", depth_, " takes ",
+                       num_trees_ * (depth_ + 1) + 1, " epochs, not ", job.epochs()));
     }
     trees_ = *trees;
     hists_.clear();
