@@ -181,12 +181,16 @@ class PySession {
     Call([&] { return session_->Complete(t); });
   }
 
-  void ReportEval(const py::dict& task, double accuracy, double loss, double auc) {
+  void ReportEval(const py::dict& task, double accuracy, double loss, double auc,
+                  const py::dict& metrics) {
     const Task t = TaskFromDict(task);
     EvalResult eval;
     eval.set_test_accuracy(accuracy);
     eval.set_test_loss(loss);
     eval.set_test_auc(auc);
+    for (const auto& [name, value] : metrics) {
+      (*eval.mutable_metrics())[py::cast<std::string>(name)] = py::cast<double>(value);
+    }
     Call([&] { return session_->ReportEval(t, eval); });
   }
 

@@ -215,8 +215,13 @@ class Session:
     def complete(self, task: Task) -> None:
         _call(self._session.complete, task._native)
 
-    def report_eval(self, task: Task, accuracy: float, loss: float = 0.0, auc: float = 0.0) -> None:
-        _call(self._session.report_eval, task._native, accuracy, loss, auc)
+    def report_eval(self, task: Task, accuracy: float = 0.0, loss: float = 0.0, auc: float = 0.0,
+                    metrics: Optional[Dict[str, float]] = None) -> None:
+        """Reports an evaluation task's figures. ``metrics`` are further
+        figures by name ([a-z][a-z0-9_]*, at most 16, finite), for models
+        without an accuracy (an RMSE, an inertia); the result line prints
+        them."""
+        _call(self._session.report_eval, task._native, accuracy, loss, auc, metrics or {})
 
     def close(self) -> None:
         """Stops heartbeats (the coordinator then declares this worker dead
@@ -267,7 +272,8 @@ class Workload:
 
     def evaluate(self, pull: Callable[[], None]) -> dict:
         """Evaluates after calling ``pull()`` (which refreshes
-        ``parameters()``): {"accuracy": ..., "loss": ..., "auc": ...}."""
+        ``parameters()``): {"accuracy": ..., "loss": ..., "auc": ...,
+        "metrics": {name: value}} (every key optional)."""
         raise NotImplementedError
 
 
@@ -346,6 +352,7 @@ def run_worker(workload: Workload, session: Optional[Session] = None, **connecti
                     accuracy=result.get("accuracy", 0.0),
                     loss=result.get("loss", 0.0),
                     auc=result.get("auc", 0.0),
+                    metrics=result.get("metrics"),
                 )
             else:
                 _train_partition(session, workload, task, int(job.get("batch_size", 64)))

@@ -52,6 +52,31 @@ def test_own_loop_trains_every_partition_evaluates_and_finishes(start_server):
     assert "test_accuracy=0.5000" in server.output()
 
 
+def test_eval_metrics_reach_the_result_line_and_bad_names_are_refused(start_server):
+    server = start_server(JOB.replace("epochs: 2", "epochs: 1"), ["--exit_when_done"])
+    session = fulcrum.Session(server.address, worker_name="py")
+    w = np.zeros((2, 3), np.float32)
+    while True:
+        task = session.next_task()
+        if task.kind == "done":
+            break
+        if task.kind == "wait":
+            continue
+        if task.kind == "evaluate":
+            with pytest.raises(fulcrum.FulcrumError) as refused:
+                session.report_eval(task, metrics={"RMSE": 0.5})
+            assert refused.value.code == "INVALID_ARGUMENT"
+            assert "RMSE" in refused.value.message
+            session.report_eval(task, loss=0.25, metrics={"rmse": 0.5})
+            continue
+        session.pull({"w": w})
+        session.push({"w": w}, 4)
+        session.complete(task)
+    assert server.process.wait(timeout=30) == 0
+    result = [line for line in server.output().splitlines() if line.startswith("result:")]
+    assert result and " rmse=0.5 " in result[0] and "test_accuracy" not in result[0], result
+
+
 def test_sparse_rows_pulled_pushed_and_read_back(start_server):
     server = start_server(JOB)
     session = fulcrum.Session(server.address)
