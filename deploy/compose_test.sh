@@ -61,10 +61,15 @@ before_examples="$(field examples_seen <<<"$json")"
 container="$("${compose[@]}" ps -q coordinator)"
 restarts_before="$(docker inspect -f '{{.RestartCount}}' "$container")"
 pid="$(docker inspect -f '{{.State.Pid}}' "$container")"
-# The image runs as nobody (65534), not root.
+# The image runs as nobody (65534), not root, on a read-only root file
+# system.
 uid="$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")"
 if [[ "$uid" != 65534 ]]; then
   echo "compose_test: FAIL: ps_server runs as uid $uid, not 65534" >&2
+  exit 1
+fi
+if [[ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$container")" != true ]]; then
+  echo "compose_test: FAIL: the ps_server's root file system is writable" >&2
   exit 1
 fi
 echo "compose_test: training ($before_examples examples seen); crashing ps_server (host pid $pid)"
