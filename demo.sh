@@ -61,9 +61,8 @@ fi
 for learner in linear_svm kmeans pca mf gbdt; do
   if [[ " $* " == *" --model=$learner "* ]]; then
     # A learner Fulcrum does not build in: its own job file and worker
-    # program, in worker/examples/ (async, as the job files say, unless
-    # --mode says otherwise).
-    args=(--mode=async)
+    # program, in worker/examples/.
+    args=()
     for arg in "$@"; do [[ "$arg" == --model=* ]] || args+=("$arg"); done
     exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo \
       --job="worker/examples/$learner/$learner.textproto" \

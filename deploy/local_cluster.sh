@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 bin="bazel-bin"
 run_dir=".demo"
 model=softmax
-mode=sync
+mode=""  # ps_server's own default (sync), or the job file's with --job
 workers=2
 ps=1
 port=0
@@ -77,7 +77,7 @@ if [[ -n "$job" ]]; then job_flag=(--job="$job"); fi
 start_ps_server() {  # $1: port
   rm -f "$run_dir/port"
   "$bin/server/ps_server" --host=127.0.0.1 --port="$1" \
-    --port_file="$run_dir/port" "${job_flag[@]}" --mode="$mode" \
+    --port_file="$run_dir/port" "${job_flag[@]}" ${mode:+--mode="$mode"} \
     --num_workers="$workers" --num_shards="$ps" --status_interval=1 --exit_when_done \
     "${server_flags[@]}" >>"$run_dir/ps_server.out" 2>>"$run_dir/ps_server.log" &
   ps_pid=$!
@@ -109,7 +109,9 @@ start_shard() {  # $1: shard index, $2: port
 }
 shard_pids=()
 for i in $(seq 1 $((ps - 1))); do start_shard "$i" 0; done
-echo "local_cluster: ps_server on $address ($ps shards); $workers workers; model=$model mode=$mode"
+what="model=$model"
+if [[ -n "$job" ]]; then what="job=$job"; fi
+echo "local_cluster: ps_server on $address ($ps shards); $workers workers; $what mode=${mode:-default}"
 echo "local_cluster: watch it with: $bin/tools/psctl status --coordinator=$address"
 echo "local_cluster: logs in $run_dir/"
 

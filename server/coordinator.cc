@@ -114,10 +114,10 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     // of them are active from the first round; whoever asked first would
     // otherwise close rounds alone until the others' next ask, and the
     // model would depend on that timing.
-    for (auto& [id, waiting] : workers_) {
-      const WorkerState s = waiting.status.state();
-      if (options_.job.mode() == SYNC && s != DEAD && s != LEFT && !waiting.lease_id.has_value()) {
-        NewLeaseLocked(waiting);
+    if (options_.job.mode() == SYNC) {
+      for (auto& [id, waiting] : workers_) {
+        const WorkerState s = waiting.status.state();
+        if (s != DEAD && s != LEFT && !waiting.lease_id.has_value()) NewLeaseLocked(waiting);
       }
     }
   }

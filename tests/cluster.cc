@@ -153,27 +153,21 @@ absl::Status LocalCluster::RestartShard(int index, const std::vector<std::string
 absl::StatusOr<int> LocalCluster::StartWorker(const std::string& name,
                                               const std::vector<std::string>& flags,
                                               const Placement& placement) {
+  std::vector<std::string> named = {"--worker_name=" + name};
+  named.insert(named.end(), flags.begin(), flags.end());
+  return StartWorkerProgram("worker/worker", named, placement);
+}
+
+absl::StatusOr<int> LocalCluster::StartWorkerProgram(const std::string& program,
+                                                     const std::vector<std::string>& flags,
+                                                     const Placement& placement) {
   const int index = workers_.size();
-  std::vector<std::string> argv =
-      Placed(placement, {RunfilePath("worker/worker"), "--worker_name=" + name});
+  std::vector<std::string> argv = Placed(placement, {RunfilePath(program)});
   // The caller's --coordinator (say a unix: socket) replaces the TCP one.
   if (std::none_of(flags.begin(), flags.end(),
                    [](const std::string& f) { return absl::StartsWith(f, "--coordinator="); })) {
     argv.push_back("--coordinator=" + address());
   }
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  auto worker = std::make_unique<Subprocess>();
-  const std::string log = absl::StrCat(dir_, "/worker", index);
-  absl::Status started = worker->Start(argv, log + ".out", log + ".err");
-  if (!started.ok()) return started;
-  workers_.push_back(std::move(worker));
-  return index;
-}
-
-absl::StatusOr<int> LocalCluster::StartWorkerProgram(const std::string& program,
-                                                     const std::vector<std::string>& flags) {
-  const int index = workers_.size();
-  std::vector<std::string> argv = {RunfilePath(program), "--coordinator=" + address()};
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto worker = std::make_unique<Subprocess>();
   const std::string log = absl::StrCat(dir_, "/worker", index);
@@ -264,17 +258,7 @@ std::string LocalCluster::ServerOut() const { return ReadFileOrEmpty(dir_ + "/ps
 absl::Status GenerateClickData(const std::string& out_dir, const std::vector<std::string>& flags) {
   std::vector<std::string> argv = {RunfilePath("tools/gen_click_data"), "--out_dir=" + out_dir};
   argv.insert(argv.end(), flags.begin(), flags.end());
-  Subprocess gen;
-  if (absl::Status s = gen.Start(argv, out_dir + ".gen.out", out_dir + ".gen.err"); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<int> code = gen.Wait(absl::Minutes(2));
-  if (!code.ok()) return code.status();
-  if (*code != 0) {
-    return absl::InternalError(
-        absl::StrCat("gen_click_data exited ", *code, ": ", ReadFileOrEmpty(out_dir + ".gen.err")));
-  }
-  return absl::OkStatus();
+  return RunToCompletion(argv, out_dir + ".gen", absl::Minutes(2)).status();
 }
 
 double ResultMetric(const std::string& out, const std::string& name) {

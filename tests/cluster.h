@@ -57,10 +57,12 @@ class LocalCluster {
                                   const std::vector<std::string>& flags = {},
                                   const Placement& placement = {});
 
-  // Starts another worker program (a runfile path: "worker/examples/kmeans/
-  // kmeans_worker") with --coordinator and `flags`; returns its index.
+  // The same for any worker program (a runfile path: "worker/examples/
+  // kmeans/kmeans_worker"); StartWorker runs "worker/worker" with
+  // --worker_name.
   absl::StatusOr<int> StartWorkerProgram(const std::string& program,
-                                         const std::vector<std::string>& flags = {});
+                                         const std::vector<std::string>& flags = {},
+                                         const Placement& placement = {});
 
   // A whole job: ps_server --job=`job_file` (a runfile path) --exit_when_done
   // plus `server_flags`, and `workers` copies of `program` with `flags`.

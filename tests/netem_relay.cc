@@ -18,6 +18,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <random>
@@ -126,10 +127,10 @@ int main(int argc, char** argv) {
       if (errno == EINTR) continue;
       std::fprintf(stderr, "netem_relay: reading %s: %s\n", absl::GetFlag(FLAGS_from).c_str(),
                    std::strerror(errno));
-      return 1;
+      // Not a return: the writer thread still runs and uses `line`.
+      std::_Exit(1);
     }
     if (loss > 0 && uniform(random) < loss) continue;
     line.Add(Packet{absl::Now() + delay, std::vector<char>(buffer.data(), buffer.data() + n)});
   }
-  writer.join();
 }

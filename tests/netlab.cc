@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <ctime>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -119,15 +120,10 @@ std::vector<std::string> Netlab::Launcher(const std::string& host) const {
 
 absl::Status Netlab::Run(const std::vector<std::string>& argv) const {
   static int count = 0;
-  const std::string err = absl::StrCat(dir_, "/cmd", ++count, ".err");
-  Subprocess command;
-  FULCRUM_RETURN_IF_ERROR(command.Start(argv, "/dev/null", err));
-  FULCRUM_ASSIGN_OR_RETURN(const int code, command.Wait(absl::Seconds(30)));
-  if (code != 0) {
-    return absl::InternalError(
-        absl::StrCat(absl::StrJoin(argv, " "), " exited ", code, ": ", ReadFileOrEmpty(err)));
-  }
-  return absl::OkStatus();
+  absl::Status done =
+      RunToCompletion(argv, absl::StrCat(dir_, "/cmd", ++count), absl::Seconds(30)).status();
+  if (done.ok()) return done;
+  return absl::Status(done.code(), absl::StrCat(absl::StrJoin(argv, " "), ": ", done.message()));
 }
 
 absl::Status Netlab::InRouter(std::vector<std::string> argv) const {
@@ -138,14 +134,16 @@ absl::Status Netlab::InRouter(std::vector<std::string> argv) const {
 absl::Status Netlab::Forwarding(const std::string& action, const std::string& source,
                                 const std::string& destination) {
   std::vector<std::string> argv = {kIptables, action, "FORWARD"};
-  if (!source.empty()) argv.insert(argv.end(), {"-s", Address(source)});
-  if (!destination.empty()) argv.insert(argv.end(), {"-d", Address(destination)});
+  for (const auto& [option, host] : {std::pair{"-s", source}, std::pair{"-d", destination}}) {
+    if (host.empty()) continue;
+    if (Index(host) < 0) return absl::NotFoundError("this lab has no host " + host);
+    argv.insert(argv.end(), {option, Address(host)});
+  }
   argv.insert(argv.end(), {"-j", "DROP"});
   return InRouter(argv);
 }
 
 absl::Status Netlab::Cut(const std::string& host) {
-  if (Index(host) < 0) return absl::NotFoundError("no host " + host);
   FULCRUM_RETURN_IF_ERROR(Forwarding("-I", host, ""));
   return Forwarding("-I", "", host);
 }
@@ -156,7 +154,6 @@ absl::Status Netlab::Reconnect(const std::string& host) {
 }
 
 absl::Status Netlab::Block(const std::string& a, const std::string& b) {
-  if (Index(a) < 0 || Index(b) < 0) return absl::NotFoundError("no host " + a + " or " + b);
   FULCRUM_RETURN_IF_ERROR(Forwarding("-I", a, b));
   return Forwarding("-I", b, a);
 }

@@ -42,7 +42,8 @@ class Netlab {
   // The argv prefix that runs a program on `host` (`ip netns exec NS`).
   std::vector<std::string> Launcher(const std::string& host) const;
 
-  // Every packet to or from `host` is dropped until Reconnect.
+  // Every packet to or from `host` is dropped until Reconnect. These four
+  // are NOT_FOUND for a host the lab was not made with.
   absl::Status Cut(const std::string& host);
   absl::Status Reconnect(const std::string& host);
   // Packets between `a` and `b`, both ways, are dropped until Unblock; the

@@ -296,20 +296,16 @@ class BoostedTrees : public fulcrum::Workload {
     return score;
   }
 
-  // Every partition's slot of the epoch before, summed in partition order.
+  // Every partition's slot of the epoch before, summed in partition order
+  // (the same order, so the same sums, on every worker).
   std::vector<double> SumPrevious(const ParameterBatch& params, int level) const {
     const int nodes = level < depth_ ? 1 << level : 1 << depth_;
     const size_t used = level < depth_ ? size_t(nodes) * data_.features * bins_ * 2 : nodes * 2;
     std::vector<double> sums(used, 0.0);
+    // PlanStep put the epoch before's slots after the trees and our own slot.
     for (int p = 0; p < partitions_; ++p) {
-      // This partition's own slot of the epoch before is the pulled tensor
-      // of its parity.
-      const std::string name = HistName((epoch_ - 1) % 2, p);
-      for (size_t t = 1; t < params.tensors.size(); ++t) {
-        if (params.tensors[t].name() != name) continue;
-        for (size_t i = 0; i < used; ++i) sums[i] += params.dense[t][i];
-        break;
-      }
+      const std::vector<float>& slot = params.dense[2 + p];
+      for (size_t i = 0; i < used; ++i) sums[i] += slot[i];
     }
     return sums;
   }

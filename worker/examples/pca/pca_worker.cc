@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "Eigen/Cholesky"
 #include "Eigen/Core"
 #include "Eigen/QR"
 #include "absl/flags/flag.h"
@@ -91,19 +92,20 @@ class OjaPca : public fulcrum::Workload {
     batch_.resize(examples.size(), centred_.cols());
     for (size_t i = 0; i < examples.size(); ++i) batch_.row(i) = centred_.row(begin_ + examples[i]);
     const float b = examples.size();
-    const ColumnMatrix projected = batch_ * v;                   // b x k
-    const ColumnMatrix cv = batch_.transpose() * projected / b;  // C_b V, d x k
-    const ColumnMatrix vtcv = v.transpose() * cv;                // V^T C_b V, k x k
+    const ColumnMatrix projected = batch_ * v;                        // b x k
+    const ColumnMatrix cv = batch_.transpose() * projected / b;       // C_b V, d x k
+    const ColumnMatrix vtcv = projected.transpose() * projected / b;  // V^T C_b V, k x k
     grads->tensors = params.tensors;
     grads->sparse.clear();
     grads->dense.resize(1);
     grads->dense[0].resize(v.size());
     // Oja's subspace rule: V += rate * (C_b V - V V^T C_b V); SGD subtracts.
     Eigen::Map<Matrix>(grads->dense[0].data(), d, k) = -(cv - v * vtcv);
-    // The loss: mean squared reconstruction error of the batch (orthonormal
-    // basis).
-    const ColumnMatrix q = Orthonormal(params);
-    return (batch_.squaredNorm() - (batch_ * q).squaredNorm()) / b;
+    // The loss: the batch's mean squared reconstruction error in the span of
+    // V, from the projections already made: sum_i p_i (V^T V)^-1 p_i^T / b
+    // = trace((V^T V)^-1 V^T C_b V).
+    const ColumnMatrix gram = v.transpose() * v;
+    return batch_.squaredNorm() / b - gram.ldlt().solve(vtcv).trace();
   }
 
   absl::StatusOr<fulcrum::EvalResult> Evaluate(const PullFn& pull) override {
