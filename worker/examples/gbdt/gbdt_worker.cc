@@ -163,9 +163,12 @@ class BoostedTrees : public fulcrum::Workload {
     }
     num_trees_ = trees->shape(0);
     depth_ = 0;
-    while (3 * (1 << depth_) - 1 < trees->shape(1)) ++depth_;
-    if (3 * (1 << depth_) - 1 != trees->shape(1) || depth_ < 1 || depth_ > 12) {
-      return absl::FailedPreconditionError(absl::StrCat(kTrees, "'s rows must be 3 * 2^depth - 1"));
+    constexpr int kMaxDepth = 12;
+    while (depth_ <= kMaxDepth && 3 * (int64_t{1} << depth_) - 1 < trees->shape(1)) ++depth_;
+    if (depth_ < 1 || depth_ > kMaxDepth || 3 * (int64_t{1} << depth_) - 1 != trees->shape(1)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kTrees, "'s rows must be 3 * 2^depth - 1 for a depth in [1, ", kMaxDepth,
+                       "], not ", trees->shape(1)));
     }
     if (job.epochs() != num_trees_ * (depth_ + 1) + 1) {
       return absl::FailedPreconditionError(
