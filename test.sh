@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs every test
-# (bazel test //...), the source format check, the fuzzers (briefly) and,
-# when a Docker engine answers, the Compose deployment test; then prints
-# "N passed, N failed": test cases summed over all test targets (GoogleTest's
-# and pytest's reports), plus one each for the format check, each fuzzer and
-# the Compose test. A target that fails to build or dies
+# (bazel test //...), the source format check, the fuzzers (briefly), the
+# Kubernetes manifest check (tools/k8s_check, Go) and, when a Docker engine
+# answers, the Compose and Swarm deployment tests; then prints
+# "N passed, N failed": test cases summed over all test targets (GoogleTest's,
+# pytest's and go test's reports), plus one each for the format check, each
+# fuzzer and each deployment test. A target that fails to build or dies
 # without a report counts as one failed case. Extra arguments go to
 # `bazel test`.
 set -uo pipefail
@@ -66,7 +67,29 @@ fuzz_bad=$((3 - fuzz_ok))
 passed=$((passed + fuzz_ok))
 failed=$((failed + fuzz_bad))
 
-# The Docker Compose deployment, on a real engine when one answers.
+# The Kubernetes manifests (deploy/k8s), checked offline with Kubernetes'
+# own code and against the built binaries' flags: one per go test case.
+go_bin="$(command -v go || echo /usr/local/go/bin/go)"
+if [[ -x "$go_bin" ]]; then
+  echo "test.sh: checking the Kubernetes manifests (tools/k8s_check)"
+  k8s_out="$(cd tools/k8s_check && FULCRUM_BIN_DIR="$(bazel info bazel-bin 2>/dev/null)" \
+    "$go_bin" test -count=1 -v . 2>&1)"
+  k8s_status=$?
+  grep -E -- '^\s*--- (FAIL|SKIP)|^(ok|FAIL)\s' <<<"$k8s_out"
+  k8s_ok=$(grep -cE -- '^\s*--- PASS' <<<"$k8s_out")
+  k8s_bad=$(grep -cE -- '^\s*--- FAIL' <<<"$k8s_out")
+  if ((k8s_status != 0 && k8s_bad == 0)); then
+    echo "$k8s_out" | tail -20
+    k8s_bad=1
+  fi
+  passed=$((passed + k8s_ok))
+  failed=$((failed + k8s_bad))
+else
+  echo "test.sh: SKIPPED the Kubernetes manifest check: no Go toolchain (go on PATH or /usr/local/go; Debian 12's golang-go is too old for k8s.io/kubernetes)"
+fi
+
+# The Docker Compose and Swarm deployments, on a real engine when one
+# answers.
 if docker_error="$(docker info 2>&1 >/dev/null)"; then
   echo "test.sh: running the Docker Compose test (deploy/compose_test.sh)"
   if deploy/compose_test.sh; then
@@ -74,8 +97,15 @@ if docker_error="$(docker info 2>&1 >/dev/null)"; then
   else
     failed=$((failed + 1))
   fi
+  echo "test.sh: running the Docker Swarm test (deploy/swarm_test.sh)"
+  deploy/swarm_test.sh
+  case $? in
+    0) passed=$((passed + 1)) ;;
+    2) ;;  # skipped; the script printed the engine's reason
+    *) failed=$((failed + 1)) ;;
+  esac
 else
-  echo "test.sh: SKIPPED the Docker Compose test: no Docker engine answers (docker info: ${docker_error:-docker not installed})"
+  echo "test.sh: SKIPPED the Docker Compose and Swarm tests: no Docker engine answers (docker info: ${docker_error:-docker not installed})"
 fi
 
 if ((bazel_status != 0 && failed == 0)); then

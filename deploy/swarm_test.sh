@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The Docker Swarm deployment (deploy/docker-stack.yml), tested on this
+# machine's engine as a single-node swarm: builds the image FROM scratch,
+# makes the engine a swarm manager if it is not in a swarm (docker swarm
+# init), labels the node for both ps_servers, deploys the stack, waits until
+# training progresses with a checkpoint on both shards, SIGKILLs the
+# process of the shard1 task and of one worker task, checks that Swarm
+# replaces both tasks and that the job finishes with the usual accuracy.
+# Removes the stack, its volumes and network, the labels and the swarm (if
+# it made it) however it ends.
+#
+# Prints "swarm_test: PASS", "swarm_test: FAIL: why" (exit 1) or
+# "swarm_test: SKIPPED: why" (exit 2: the engine cannot run a swarm; the
+# reason is the engine's own message).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+stack="fulcrumswarm$$"
+export FULCRUM_IMAGE="fulcrum:test"
+export FULCRUM_MODEL=softmax FULCRUM_MODE=sync FULCRUM_WORKERS=3
+export FULCRUM_CHECKPOINT_EVERY=1s FULCRUM_STEP_DELAY_MS=2
+min_accuracy=0.83
+made_swarm=false
+node=""
+
+# The running container of a service's task, if any.
+task_container() {
+  docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_$1" --filter status=running | head -1
+}
+status_json() {
+  local c
+  c="$(task_container coordinator)"
+  [[ -n "$c" ]] && docker exec "$c" /fulcrum/psctl status --json 2>/dev/null
+}
+# Value of a JSON field (first occurrence) in status; numbers may be quoted.
+field() { grep -o "\"$1\": \"*[^,\"]*" | head -1 | sed 's/.*: "*//'; }
+wait_for() {
+  local deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    json="$(status_json || true)"
+    if eval "$1"; then return 0; fi
+    sleep 0.5
+  done
+  return 1
+}
+# Tasks of a service that ever ran, the current one included.
+task_count() { docker service ps -q "${stack}_$1" 2>/dev/null | wc -l; }
+
+cleanup() {
+  docker stack rm "$stack" >/dev/null 2>&1
+  # Volumes and the network go once the tasks' containers are gone.
+  local deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)) &&
+    [[ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ]]; do
+    sleep 1
+  done
+  docker ps -aq --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker rm -f >/dev/null 2>&1
+  docker volume ls -q --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker volume rm >/dev/null 2>&1
+  docker network ls -q --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker network rm >/dev/null 2>&1
+  if [[ -n "$node" ]]; then
+    docker node update --label-rm fulcrum.coordinator --label-rm fulcrum.shard1 "$node" >/dev/null 2>&1
+  fi
+  if $made_swarm; then
+    docker swarm leave --force >/dev/null 2>&1
+    docker network rm docker_gwbridge >/dev/null 2>&1  # made by swarm init
+  fi
+}
+trap cleanup EXIT
+
+fail() {
+  echo "swarm_test: FAIL: $*"
+  echo "--- services:"
+  docker stack ps --no-trunc --format '{{.Name}} {{.CurrentState}} {{.Error}}' "$stack" 2>&1 | sed 's/^/    /'
+  echo "--- coordinator log (tail):"
+  docker service logs --no-task-ids --tail=30 "${stack}_coordinator" 2>&1 | sed 's/^/    /'
+  exit 1
+}
+
+case "$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" in
+  inactive)
+    if ! out="$(docker swarm init --advertise-addr 127.0.0.1 2>&1)"; then
+      echo "swarm_test: SKIPPED: docker swarm init: $out"
+      exit 2
+    fi
+    made_swarm=true
+    ;;
+  active)
+    if [[ "$(docker info --format '{{.Swarm.ControlAvailable}}')" != true ]]; then
+      echo "swarm_test: SKIPPED: this engine is a worker of another swarm; stacks are deployed from a manager"
+      exit 2
+    fi
+    ;;
+  *)
+    echo "swarm_test: SKIPPED: the engine's swarm state is $(docker info --format '{{.Swarm.LocalNodeState}}' 2>&1)"
+    exit 2
+    ;;
+esac
+node="$(docker info --format '{{.Swarm.NodeID}}')"
+docker node update --label-add fulcrum.coordinator=true --label-add fulcrum.shard1=true "$node" >/dev/null ||
+  fail "could not label node $node"
+
+build_log="$(mktemp)"
+deploy/build_image.sh "$FULCRUM_IMAGE" >"$build_log" 2>&1 || { cat "$build_log"; fail "image build failed"; }
+rm -f "$build_log"
+deploy_out="$(docker stack deploy --resolve-image=never -c deploy/docker-stack.yml "$stack" 2>&1)" ||
+  fail "docker stack deploy: $deploy_out"
+
+wait_for '[[ "$(field state <<<"$json")" == RUNNING && -n "$(field sequence <<<"$json")" ]]' 180 ||
+  fail "no training progress with a checkpoint within 180 s"
+grep -q '"address": "shard1:50051"' <<<"$json" || fail "status does not list shard 1 at shard1:50051"
+echo "swarm_test: training ($(field examples_seen <<<"$json") examples seen)"
+
+# The image runs as nobody on a read-only root file system here too.
+shard="$(task_container shard1)"
+worker="$(task_container worker)"
+[[ -n "$shard" && -n "$worker" ]] || fail "no running shard1 or worker task"
+[[ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$shard")" == true ]] ||
+  fail "the shard's root file system is writable"
+shard_pid="$(docker inspect -f '{{.State.Pid}}' "$shard")"
+worker_pid="$(docker inspect -f '{{.State.Pid}}' "$worker")"
+uid="$(awk '/^Uid:/ {print $2}' "/proc/$shard_pid/status")"
+[[ "$uid" == 65534 ]] || fail "ps_server runs as uid $uid, not 65534"
+shard_tasks="$(task_count shard1)"
+worker_tasks="$(task_count worker)"
+echo "swarm_test: crashing the shard1 task (host pid $shard_pid) and a worker task (host pid $worker_pid)"
+kill -9 "$shard_pid" "$worker_pid" || fail "could not kill $shard_pid $worker_pid"
+
+# Swarm replaces each failed task with a new one.
+deadline=$((SECONDS + 90))
+while ((SECONDS < deadline)); do
+  new_shard="$(task_container shard1)"
+  if (($(task_count shard1) > shard_tasks && $(task_count worker) > worker_tasks)) &&
+    [[ -n "$new_shard" && "$new_shard" != "$shard" ]]; then
+    break
+  fi
+  sleep 0.5
+done
+(($(task_count shard1) > shard_tasks)) || fail "Swarm did not replace the shard1 task"
+(($(task_count worker) > worker_tasks)) || fail "Swarm did not replace the worker task"
+echo "swarm_test: Swarm replaced both tasks"
+
+wait_for '[[ "$(field state <<<"$json")" == FINISHED ]]' 300 || fail "the job did not finish within 300 s"
+shard1="$(grep -A20 '"address": "shard1:50051"' <<<"$json")"
+[[ "$(field up <<<"$shard1")" == true && "$(field pushes <<<"$shard1")" -gt 0 ]] ||
+  fail "shard 1 is not up or took no pushes"
+accuracy="$(grep -A3 '"last_eval"' <<<"$json" | field test_accuracy)"
+echo "swarm_test: job finished, test_accuracy=$accuracy"
+awk -v a="$accuracy" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' ||
+  fail "test accuracy $accuracy below $min_accuracy"
+echo "swarm_test: PASS"
