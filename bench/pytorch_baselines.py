@@ -4,6 +4,13 @@ Fulcrum (bench/python_workers.sh runs these):
 
   mlp   one process trains the 784-256-10 MLP (batch 64, Adam 3e-4, the
         C++ worker's standardised features) for --epochs; prints examples/s.
+  to_target
+        one process trains --model (softmax: 784-10 with Adagrad 0.01; mlp:
+        as above), the optimizers and batch of server/jobs/*.textproto,
+        evaluating on the test set after every epoch as Fulcrum does, until
+        --target test accuracy; prints the seconds to it (evaluations
+        included) and examples/s. bench/train.sh --baseline runs it
+        alternately with Fulcrum.
   ddp   --procs processes (torch.distributed, gloo) train the CNN of
         python/examples/cnn.py with its optimizer (per-process batch 64, Adam
         2e-3 decayed continuously by 0.6 per epoch, each process on its
@@ -54,6 +61,38 @@ def mlp(args):
         accuracy = fulcrum.torch.accuracy(model, xt, yt)["accuracy"]
     print(f"pytorch_mlp: threads={args.threads} epochs={args.epochs} "
           f"examples/s={args.epochs * len(x) / seconds:.0f} test_accuracy={accuracy:.4f}")
+
+
+def to_target(args):
+    torch.set_num_threads(args.threads)
+    x, y, xt, yt = (torch.from_numpy(a) for a in flat_fashion_mnist())
+    torch.manual_seed(args.seed)
+    if args.model == "mlp":
+        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    else:
+        model = torch.nn.Linear(784, 10)
+        opt = torch.optim.Adagrad(model.parameters(), lr=0.01, initial_accumulator_value=0.1)
+    start = time.perf_counter()
+    examples = 0
+    for epoch in range(1, args.epochs + 1):
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            index = order[i : i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(x[index]), y[index]).backward()
+            opt.step()
+        examples += len(x)
+        with torch.no_grad():
+            accuracy = fulcrum.torch.accuracy(model, xt, yt)["accuracy"]
+        elapsed = time.perf_counter() - start
+        if accuracy >= args.target:
+            print(f"pytorch_to_target: model={args.model} threads={args.threads} "
+                  f"to_target_s={elapsed:.2f} epoch={epoch} examples/s={examples / elapsed:.0f} "
+                  f"test_accuracy={accuracy:.4f}")
+            return
+    print(f"pytorch_to_target: model={args.model} threads={args.threads} to_target_s=not_reached "
+          f"epochs={args.epochs} test_accuracy={accuracy:.4f}")
 
 
 def _ddp_worker(rank, args):
@@ -109,7 +148,9 @@ def ddp(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["mlp", "ddp"])
+    parser.add_argument("what", choices=["mlp", "ddp", "to_target"])
+    parser.add_argument("--model", choices=["softmax", "mlp"], default="mlp")
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--procs", type=int, default=2)
@@ -118,7 +159,7 @@ def main():
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--lr_decay", type=float, default=0.6, help="per epoch")
     args = parser.parse_args()
-    mlp(args) if args.what == "mlp" else ddp(args)
+    {"mlp": mlp, "ddp": ddp, "to_target": to_target}[args.what](args)
 
 
 if __name__ == "__main__":

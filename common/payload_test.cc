@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -70,6 +71,42 @@ TEST(PayloadTest, Decode_UnsupportedEncoding_InvalidArgument) {
     EXPECT_EQ(DecodeFloat32(e, std::string(4, '\0'), absl::MakeSpan(out), true).code(),
               absl::StatusCode::kInvalidArgument);
   }
+}
+
+// The finiteness check names the first bad element wherever it falls: in the
+// first or a later block of the vectorised scan, at a block's edge, last.
+TEST(PayloadTest, NonFiniteValuesAreFoundAtEveryPosition) {
+  const float kInf = std::numeric_limits<float>::infinity();
+  const float kNan = std::numeric_limits<float>::quiet_NaN();
+  const size_t n = 1000;
+  for (size_t at : {size_t{0}, size_t{1}, size_t{255}, size_t{256}, size_t{700}, n - 1}) {
+    for (float bad : {kInf, -kInf, kNan}) {
+      std::vector<float> values(n, 1.5f);
+      values[at] = bad;
+      if (at + 3 < n) values[at + 3] = kNan;  // a later one is not the one named
+      std::string data;
+      EncodeFloat32(values, &data);
+      std::vector<float> scratch;
+      absl::StatusOr<absl::Span<const float>> view =
+          Float32View(FLOAT32, data, n, /*require_finite=*/true, &scratch);
+      ASSERT_EQ(view.status().code(), absl::StatusCode::kInvalidArgument) << at;
+      EXPECT_NE(view.status().message().find("at element " + std::to_string(at)), std::string::npos)
+          << view.status();
+      std::vector<float> out(n);
+      absl::Status decoded = DecodeFloat32(FLOAT32, data, absl::MakeSpan(out), true);
+      EXPECT_NE(decoded.message().find("at element " + std::to_string(at)), std::string::npos)
+          << decoded;
+      // Unchecked, the same bytes are accepted.
+      EXPECT_TRUE(Float32View(FLOAT32, data, n, /*require_finite=*/false, &scratch).ok());
+    }
+  }
+  // The largest finite values and subnormals are finite.
+  std::vector<float> edge = {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                             std::numeric_limits<float>::denorm_min(), -0.0f};
+  std::string data;
+  EncodeFloat32(edge, &data);
+  std::vector<float> scratch;
+  EXPECT_TRUE(Float32View(FLOAT32, data, edge.size(), true, &scratch).ok());
 }
 
 TEST(PayloadTest, Float32View_InPlaceWhenAlignedCopiedOtherwise) {
