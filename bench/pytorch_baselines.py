@@ -40,22 +40,33 @@ from cnn import Cnn  # noqa: E402
 from image_workloads import flat_fashion_mnist  # noqa: E402
 
 
+def _model_and_optimizer(name):
+    """The model of server/jobs/<name>.textproto with its optimizer."""
+    if name == "mlp":
+        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+        return model, torch.optim.Adam(model.parameters(), lr=3e-4)
+    model = torch.nn.Linear(784, 10)
+    return model, torch.optim.Adagrad(model.parameters(), lr=0.01, initial_accumulator_value=0.1)
+
+
+def _train_epoch(model, opt, x, y):
+    """One pass over (x, y) in a fresh random order, batch 64."""
+    order = torch.randperm(len(x))
+    for i in range(0, len(x), 64):
+        index = order[i : i + 64]
+        opt.zero_grad()
+        F.cross_entropy(model(x[index]), y[index]).backward()
+        opt.step()
+
+
 def mlp(args):
     torch.set_num_threads(args.threads)
     x, y, xt, yt = (torch.from_numpy(a) for a in flat_fashion_mnist())
     torch.manual_seed(1)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    model, opt = _model_and_optimizer("mlp")
     start = time.perf_counter()
-    steps = 0
     for epoch in range(args.epochs):
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            index = order[i : i + 64]
-            opt.zero_grad()
-            F.cross_entropy(model(x[index]), y[index]).backward()
-            opt.step()
-            steps += 1
+        _train_epoch(model, opt, x, y)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         accuracy = fulcrum.torch.accuracy(model, xt, yt)["accuracy"]
@@ -67,21 +78,11 @@ def to_target(args):
     torch.set_num_threads(args.threads)
     x, y, xt, yt = (torch.from_numpy(a) for a in flat_fashion_mnist())
     torch.manual_seed(args.seed)
-    if args.model == "mlp":
-        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
-        opt = torch.optim.Adam(model.parameters(), lr=3e-4)
-    else:
-        model = torch.nn.Linear(784, 10)
-        opt = torch.optim.Adagrad(model.parameters(), lr=0.01, initial_accumulator_value=0.1)
+    model, opt = _model_and_optimizer(args.model)
     start = time.perf_counter()
     examples = 0
     for epoch in range(1, args.epochs + 1):
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            index = order[i : i + 64]
-            opt.zero_grad()
-            F.cross_entropy(model(x[index]), y[index]).backward()
-            opt.step()
+        _train_epoch(model, opt, x, y)
         examples += len(x)
         with torch.no_grad():
             accuracy = fulcrum.torch.accuracy(model, xt, yt)["accuracy"]

@@ -35,19 +35,8 @@ trap cleanup EXIT
 status_json() {
   "${compose[@]}" exec -T coordinator /fulcrum/psctl status --json 2>/dev/null
 }
-# Value of a JSON field (first occurrence) in status; numbers may be quoted.
-field() { grep -o "\"$1\": \"*[^,\"]*" | head -1 | sed 's/.*: "*//'; }
-
-# Waits until `$1` (a shell condition over $json) holds, at most $2 seconds.
-wait_for() {
-  local deadline=$((SECONDS + $2))
-  while ((SECONDS < deadline)); do
-    json="$(status_json || true)"
-    if eval "$1"; then return 0; fi
-    sleep 0.5
-  done
-  return 1
-}
+# field, wait_for
+source deploy/test_helpers.sh
 
 build_log="$(mktemp)"
 deploy/build_image.sh "$FULCRUM_IMAGE" >"$build_log" 2>&1 || { cat "$build_log"; fail "image build failed"; }

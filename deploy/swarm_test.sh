@@ -32,17 +32,8 @@ status_json() {
   c="$(task_container coordinator)"
   [[ -n "$c" ]] && docker exec "$c" /fulcrum/psctl status --json 2>/dev/null
 }
-# Value of a JSON field (first occurrence) in status; numbers may be quoted.
-field() { grep -o "\"$1\": \"*[^,\"]*" | head -1 | sed 's/.*: "*//'; }
-wait_for() {
-  local deadline=$((SECONDS + $2))
-  while ((SECONDS < deadline)); do
-    json="$(status_json || true)"
-    if eval "$1"; then return 0; fi
-    sleep 0.5
-  done
-  return 1
-}
+# field, wait_for
+source deploy/test_helpers.sh
 # Tasks of a service that ever ran, the current one included.
 task_count() { docker service ps -q "${stack}_$1" 2>/dev/null | wc -l; }
 

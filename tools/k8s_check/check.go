@@ -312,9 +312,10 @@ func checkBundle(objects []Object) []error {
 				cm, ok := find[*corev1.ConfigMap](objects, v.ConfigMap.Name)
 				if !ok {
 					bad(o, "volume %q: no ConfigMap %q in the manifests", v.Name, v.ConfigMap.Name)
+					break
 				}
 				for _, item := range v.ConfigMap.Items {
-					if _, has := cm.Data[item.Key]; ok && !has {
+					if _, has := cm.Data[item.Key]; !has {
 						bad(o, "volume %q: ConfigMap %q has no key %q", v.Name, v.ConfigMap.Name, item.Key)
 					}
 				}
@@ -322,11 +323,12 @@ func checkBundle(objects []Object) []error {
 				s, ok := find[*corev1.Secret](objects, v.Secret.SecretName)
 				if !ok {
 					bad(o, "volume %q: no Secret %q in the manifests", v.Name, v.Secret.SecretName)
+					break
 				}
 				for _, item := range v.Secret.Items {
 					_, inData := s.Data[item.Key]
 					_, inString := s.StringData[item.Key]
-					if ok && !inData && !inString {
+					if !inData && !inString {
 						bad(o, "volume %q: Secret %q has no key %q", v.Name, v.Secret.SecretName, item.Key)
 					}
 				}
