@@ -31,6 +31,8 @@ fail() {
 }
 cleanup() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+# Interrupted (a CI timeout, ^C): still clean up.
+trap 'exit 1' INT TERM
 
 status_json() {
   "${compose[@]}" exec -T coordinator /fulcrum/psctl status --json 2>/dev/null

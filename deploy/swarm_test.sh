@@ -57,6 +57,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# Interrupted (a CI timeout, ^C): still clean up.
+trap 'exit 1' INT TERM
 
 fail() {
   echo "swarm_test: FAIL: $*"

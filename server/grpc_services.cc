@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "absl/base/config.h"
@@ -9,6 +10,7 @@
 #include "common/payload.h"
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/server_context.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 
 namespace fulcrum {
 namespace {
@@ -60,12 +62,14 @@ class ParameterServiceImpl::Call {
   virtual void Proceed(bool ok) = 0;
 };
 
-template <typename Request, typename Response>
+// Request is the message the handler reads; WireRequest is what gRPC hands
+// over: the same message, or its bytes for a raw method (parsed here).
+template <typename Request, typename WireRequest, typename Response>
 class ParameterServiceImpl::UnaryCall final : public Call {
  public:
-  using RequestFn = void (ParameterService::AsyncService::*)(
-      grpc::ServerContext*, Request*, grpc::ServerAsyncResponseWriter<Response>*,
-      grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*);
+  using RequestFn = void (Service::*)(grpc::ServerContext*, WireRequest*,
+                                      grpc::ServerAsyncResponseWriter<Response>*,
+                                      grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*);
   using ReadyFn = bool (ParameterServiceImpl::*)(const Request&) const;
   using HandleFn = grpc::Status (ParameterServiceImpl::*)(const grpc::ServerContextBase&,
                                                           const Request&, Response*);
@@ -79,7 +83,7 @@ class ParameterServiceImpl::UnaryCall final : public Call {
         ready_(ready),
         handle_(handle),
         responder_(&context_) {
-    (service_->service_.*request_fn_)(&context_, &request_, &responder_, queue_, queue_, this);
+    (service_->service_.*request_fn_)(&context_, &wire_request_, &responder_, queue_, queue_, this);
   }
 
   void Proceed(bool ok) override {
@@ -90,7 +94,19 @@ class ParameterServiceImpl::UnaryCall final : public Call {
     // The next call of this method is read while this one is served.
     new UnaryCall(service_, queue_, request_fn_, ready_, handle_);
     answered_ = true;
-    if ((service_->*ready_)(request_)) {
+    if constexpr (!std::is_same_v<Request, WireRequest>) {
+      grpc::Status parsed =
+          grpc::SerializationTraits<Request>::Deserialize(&wire_request_, &parsed_);
+      if (!parsed.ok()) {
+        if (service_->metrics_ != nullptr) service_->metrics_->rejected->Increment();
+        responder_.FinishWithError(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "the request is not a valid message: " + parsed.error_message()),
+            this);
+        return;
+      }
+    }
+    if ((service_->*ready_)(request())) {
       Answer();
     } else if (!service_->Defer([this] { Answer(); })) {
       if (service_->metrics_ != nullptr) service_->metrics_->rejected->Increment();
@@ -103,8 +119,16 @@ class ParameterServiceImpl::UnaryCall final : public Call {
   }
 
  private:
+  const Request& request() const {
+    if constexpr (std::is_same_v<Request, WireRequest>) {
+      return wire_request_;
+    } else {
+      return parsed_;
+    }
+  }
+
   void Answer() {
-    const grpc::Status status = (service_->*handle_)(context_, request_, &response_);
+    const grpc::Status status = (service_->*handle_)(context_, request(), &response_);
     if (status.ok()) {
       responder_.Finish(response_, status, this);
     } else {
@@ -118,7 +142,8 @@ class ParameterServiceImpl::UnaryCall final : public Call {
   const ReadyFn ready_;
   const HandleFn handle_;
   grpc::ServerContext context_;
-  Request request_;
+  WireRequest wire_request_;
+  Request parsed_;  // raw methods: wire_request_ parsed
   Response response_;
   grpc::ServerAsyncResponseWriter<Response> responder_;
   bool answered_ = false;
@@ -146,16 +171,15 @@ void ParameterServiceImpl::Register(grpc::ServerBuilder* builder, int threads) {
 void ParameterServiceImpl::Start() {
   for (const auto& queue : queues_) {
     grpc::ServerCompletionQueue* q = queue.get();
-    using AsyncService = ParameterService::AsyncService;
-    new UnaryCall<PullRequest, PullResponse>(this, q, &AsyncService::RequestPull,
-                                             &ParameterServiceImpl::PullReady,
-                                             &ParameterServiceImpl::HandlePull);
-    new UnaryCall<PushRequest, PushResponse>(this, q, &AsyncService::RequestPush,
-                                             &ParameterServiceImpl::PushReady,
-                                             &ParameterServiceImpl::HandlePush);
-    new UnaryCall<PushPullRequest, PushPullResponse>(this, q, &AsyncService::RequestPushPull,
-                                                     &ParameterServiceImpl::PushPullReady,
-                                                     &ParameterServiceImpl::HandlePushPull);
+    new UnaryCall<PullRequest, grpc::ByteBuffer, grpc::ByteBuffer>(
+        this, q, &Service::RequestPull, &ParameterServiceImpl::PullReady,
+        &ParameterServiceImpl::HandlePull);
+    new UnaryCall<PushRequest, PushRequest, PushResponse>(this, q, &Service::RequestPush,
+                                                          &ParameterServiceImpl::PushReady,
+                                                          &ParameterServiceImpl::HandlePush);
+    new UnaryCall<PushPullRequest, grpc::ByteBuffer, grpc::ByteBuffer>(
+        this, q, &Service::RequestPushPull, &ParameterServiceImpl::PushPullReady,
+        &ParameterServiceImpl::HandlePushPull);
     threads_.emplace_back([q] {
       void* tag = nullptr;
       bool ok = false;
@@ -217,10 +241,13 @@ bool ParameterServiceImpl::PushPullReady(const PushPullRequest& request) const {
 }
 
 grpc::Status ParameterServiceImpl::HandlePull(const grpc::ServerContextBase& context,
-                                              const PullRequest& request, PullResponse* response) {
+                                              const PullRequest& request, grpc::ByteBuffer* reply) {
   const absl::Time start = absl::Now();
-  grpc::Status status = DoPull(context, &request, response);
-  RecordPull(start, status, *response);
+  PullResponse response;
+  std::vector<FloatPayload> values;
+  grpc::Status status = DoPull(context, &request, &response, &values);
+  RecordPull(start, status, response, values);
+  if (status.ok()) *reply = PullResponseBytes(&response, std::move(values));
   return status;
 }
 
@@ -234,8 +261,10 @@ grpc::Status ParameterServiceImpl::HandlePush(const grpc::ServerContextBase& con
 
 grpc::Status ParameterServiceImpl::HandlePushPull(const grpc::ServerContextBase& context,
                                                   const PushPullRequest& request,
-                                                  PushPullResponse* response) {
+                                                  grpc::ByteBuffer* reply) {
   const absl::Time start = absl::Now();
+  PushPullResponse response_message;
+  PushPullResponse* response = &response_message;
   grpc::Status status;
   if (SenderOf(request.push().header()) != SenderOf(request.pull().header())) {
     status = grpc::Status(
@@ -246,13 +275,16 @@ grpc::Status ParameterServiceImpl::HandlePushPull(const grpc::ServerContextBase&
   RecordPush(start, status, request.push());
   if (!status.ok()) return status;
   const absl::Time pull_start = absl::Now();
-  status = DoPull(context, &request.pull(), response->mutable_pull());
-  RecordPull(pull_start, status, response->pull());
+  std::vector<FloatPayload> values;
+  status = DoPull(context, &request.pull(), response->mutable_pull(), &values);
+  RecordPull(pull_start, status, response->pull(), values);
+  if (status.ok()) *reply = PushPullResponseBytes(response, std::move(values));
   return status;
 }
 
 void ParameterServiceImpl::RecordPull(absl::Time start, const grpc::Status& status,
-                                      const PullResponse& response) const {
+                                      const PullResponse& response,
+                                      const std::vector<FloatPayload>& values) const {
   if (metrics_ == nullptr) return;
   metrics_->pulls->Increment();
   metrics_->pull_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -262,7 +294,7 @@ void ParameterServiceImpl::RecordPull(absl::Time start, const grpc::Status& stat
   }
   metrics_->pull_wait->Observe(response.header().wait_seconds());
   double bytes = 0;
-  for (const DenseValues& v : response.dense()) bytes += v.data().size();
+  for (const FloatPayload& v : values) bytes += v.slice.size();
   for (const SparseValues& v : response.sparse()) bytes += v.data().size();
   metrics_->pull_bytes->Increment(bytes);
 }
@@ -297,7 +329,8 @@ grpc::Status ParameterServiceImpl::CheckIncarnation(const RequestHeader& header)
 }
 
 grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context,
-                                          const PullRequest* request, PullResponse* response) {
+                                          const PullRequest* request, PullResponse* response,
+                                          std::vector<FloatPayload>* values) {
   // Rounds a worker waits for were counted by an earlier process.
   if (grpc::Status s = CheckIncarnation(request->header()); !s.ok()) return s;
   if (request->encoding() != ENCODING_UNSPECIFIED && request->encoding() != FLOAT32) {
@@ -331,16 +364,16 @@ grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context
                      "-byte message limit (--max_message_mb); "
                      "pull fewer or smaller slices"));
   }
-  // Values are read straight into the response's byte buffers.
+  // Dense values are read straight into the reply's buffers.
   std::vector<absl::Span<float>> out;
   out.reserve(slices.size());
+  values->reserve(slices.size());
   for (const DenseSlice& slice : request->dense()) {
-    DenseValues* values = response->add_dense();
-    *values->mutable_slice() = slice;
-    values->set_encoding(FLOAT32);
-    std::string* data = values->mutable_data();
-    data->resize(slice.length() * sizeof(float));
-    out.emplace_back(reinterpret_cast<float*>(data->data()), slice.length());
+    DenseValues* entry = response->add_dense();
+    *entry->mutable_slice() = slice;
+    entry->set_encoding(FLOAT32);
+    values->push_back(FloatPayload::Allocate(slice.length()));
+    out.push_back(values->back().values);
   }
   std::vector<SparseRead> sparse;
   sparse.reserve(request->sparse_size());
@@ -363,6 +396,7 @@ grpc::Status ParameterServiceImpl::DoPull(const grpc::ServerContextBase& context
                    PullDeadline(context, max_wait_), sparse);
   if (!version.ok()) {
     response->Clear();
+    values->clear();
     return ToGrpcStatus(version.status());
   }
   FillHeader(*version, response->mutable_header());

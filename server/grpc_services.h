@@ -18,7 +18,9 @@
 #include "common/base/blocking_pool.h"
 #include "common/metrics.h"
 #include "common/rpc/security.h"
+#include "common/rpc/wire.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
@@ -84,17 +86,22 @@ class ParameterServiceImpl final {
   // The RPCs' logic without the transport (the polling threads call these;
   // so does tests/fuzz/parameter_service_fuzzer.cc): validate, size, apply
   // or read, answer. A pull may block until its round or the context's
-  // deadline.
+  // deadline. Replies carrying parameters are the bytes sent (a
+  // PullResponse / PushPullResponse on the wire): the values are read from
+  // the store straight into gRPC's buffers (common/rpc/wire.h).
   grpc::Status HandlePull(const grpc::ServerContextBase& context, const PullRequest& request,
-                          PullResponse* response);
+                          grpc::ByteBuffer* reply);
   grpc::Status HandlePush(const grpc::ServerContextBase& context, const PushRequest& request,
                           PushResponse* response);
   grpc::Status HandlePushPull(const grpc::ServerContextBase& context,
-                              const PushPullRequest& request, PushPullResponse* response);
+                              const PushPullRequest& request, grpc::ByteBuffer* reply);
 
  private:
+  // Pull and PushPull are served raw (their replies built by hand).
+  using Service = ParameterService::WithRawMethod_Pull<
+      ParameterService::WithRawMethod_PushPull<ParameterService::AsyncService>>;
   class Call;
-  template <typename Request, typename Response>
+  template <typename Request, typename WireRequest, typename Response>
   class UnaryCall;
 
   bool PullReady(const PullRequest& request) const;
@@ -106,10 +113,13 @@ class ParameterServiceImpl final {
 
   void FillHeader(const ShardVersion& version, ResponseHeader* header) const;
 
+  // Fills `response` but for its dense entries' data, which go to `values`
+  // (one per entry, FloatPayload::Allocate'd).
   grpc::Status DoPull(const grpc::ServerContextBase& context, const PullRequest* request,
-                      PullResponse* response);
+                      PullResponse* response, std::vector<FloatPayload>* values);
   grpc::Status DoPush(const PushRequest& request, ResponseHeader* header);
-  void RecordPull(absl::Time start, const grpc::Status& status, const PullResponse& response) const;
+  void RecordPull(absl::Time start, const grpc::Status& status, const PullResponse& response,
+                  const std::vector<FloatPayload>& values) const;
   void RecordPush(absl::Time start, const grpc::Status& status, const PushRequest& request) const;
   // ABORTED for a request carrying another process's incarnation.
   grpc::Status CheckIncarnation(const RequestHeader& header) const;
@@ -119,7 +129,7 @@ class ParameterServiceImpl final {
   const absl::Duration max_wait_;
   const uint64_t max_response_bytes_;
   const ServiceMetrics* const metrics_;
-  ParameterService::AsyncService service_;
+  Service service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
   absl::Mutex pool_mu_;

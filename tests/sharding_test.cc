@@ -1,6 +1,7 @@
 // Several ps_server processes: the shard map workers get, rejection of
 // slices and keys sent to a shard that does not own them, per-shard status,
 // and a shard killed mid-job coming back from its part of the checkpoint.
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -201,6 +202,32 @@ TEST(ShardingTest, TwoShardsSync_ShardKilledMidJob_RestoresItsPartAndTheJobFinis
   absl::StatusOr<JobStatus> final_status = c.Status();
   ASSERT_TRUE(final_status.ok());
   EXPECT_GE(final_status->last_checkpoint().sequence(), 2u);
+}
+
+// What the Swarm test does: a shard and a worker die at once, the shard
+// comes back (restoring an older checkpoint than the coordinator's rounds)
+// and a new worker takes the dead one's place.
+TEST(ShardingTest, TwoShardsSync_ShardAndWorkerKilledTogether_TheJobFinishes) {
+  LocalCluster c("shard_and_worker");
+  ASSERT_TRUE(
+      c.StartServer({"--model=softmax", "--mode=sync", "--num_workers=3", "--num_shards=2",
+                     "--epochs=4", "--checkpoint_dir=" + c.dir() + "/ck0", "--checkpoint_every=1s"})
+          .ok());
+  ASSERT_TRUE(c.StartShard(1, 2, {"--checkpoint_dir=" + c.dir() + "/ck1"}).ok());
+  const int a = *c.StartWorker("a", {"--debug_step_delay_ms=2"});
+  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2"});
+  const int doomed = *c.StartWorker("c", {"--debug_step_delay_ms=2"});
+
+  absl::StatusOr<JobStatus> before = c.WaitFor(
+      [](const JobStatus& s) { return s.last_checkpoint().sequence() >= 2; }, absl::Seconds(120));
+  ASSERT_TRUE(before.ok()) << before.status() << c.ServerLog();
+  c.worker(doomed).Signal(SIGKILL);
+  ASSERT_TRUE(c.RestartShard(1).ok()) << c.ShardLog(1);
+  const int d = *c.StartWorker("d", {"--debug_step_delay_ms=2"});
+
+  const JobStatus done = c.FinishJob({a, b, d}, absl::Minutes(2));
+  EXPECT_EQ(done.state(), FINISHED) << c.ServerLog() << c.ShardLog(1);
+  EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << c.ServerLog();
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/base/config.h"
+#include "grpc/slice.h"
 #include "grpcpp/support/slice.h"
 
 namespace fulcrum {
@@ -14,10 +15,9 @@ namespace {
 #endif
 
 // Protobuf wire tags (field number << 3 | 2, length-delimited).
-constexpr char kPushDenseTag = (2 << 3) | 2;     // PushRequest.dense
-constexpr char kDenseDataTag = (3 << 3) | 2;     // DenseValues.data
-constexpr char kPushPullPushTag = (1 << 3) | 2;  // PushPullRequest.push
-constexpr char kPushPullPullTag = (2 << 3) | 2;  // PushPullRequest.pull
+constexpr char kPushPullPushTag =
+    (1 << 3) | 2;  // PushPullRequest.push, PushPullResponse.push_header
+constexpr char kPushPullPullTag = (2 << 3) | 2;  // PushPullRequest.pull, PushPullResponse.pull
 
 void AppendVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -36,31 +36,33 @@ size_t VarintSize(uint64_t v) {
   return n;
 }
 
-// A serialised PushRequest as slices: the bytes of every field but the
-// zero-copy payloads, and those payloads by reference. Field order on the
-// wire does not matter to parsers (repeated fields keep their order).
-class PushPieces {
+// A serialised message with a repeated DenseValues field 2 (PushRequest,
+// PullResponse) as slices: the bytes of every field but the payloads, and
+// the payloads as given (referenced or owned). Field order on the wire does
+// not matter to parsers (repeated fields keep their order).
+class DensePieces {
  public:
-  PushPieces(PushRequest* request, absl::Span<const absl::Span<const float>> values) {
-    // Every field but the dense entries, then each entry around its view.
+  template <typename Message>
+  DensePieces(Message* message, std::vector<grpc::Slice> payloads) {
+    // Every field but the dense entries, then each entry around its payload.
     google::protobuf::RepeatedPtrField<DenseValues> dense;
-    dense.Swap(request->mutable_dense());
-    AddOwned(request->SerializeAsString());
-    request->mutable_dense()->Swap(&dense);
-    for (size_t i = 0; i < values.size(); ++i) {
-      const std::string meta = request->dense(i).SerializeAsString();
-      const size_t data_bytes = values[i].size() * sizeof(float);
+    dense.Swap(message->mutable_dense());
+    AddOwned(message->SerializeAsString());
+    message->mutable_dense()->Swap(&dense);
+    for (size_t i = 0; i < payloads.size(); ++i) {
+      const std::string meta = message->dense(i).SerializeAsString();
+      const size_t data_bytes = payloads[i].size();
       const size_t inner = meta.size() + 1 + VarintSize(data_bytes) + data_bytes;
       std::string head;
-      head.push_back(kPushDenseTag);
+      head.push_back(kDenseTag);
       AppendVarint(inner, &head);
       head += meta;
       head.push_back(kDenseDataTag);
       AppendVarint(data_bytes, &head);
       AddOwned(std::move(head));
       if (data_bytes > 0) {
-        slices_.emplace_back(values[i].data(), data_bytes, grpc::Slice::STATIC_SLICE);
         bytes_ += data_bytes;
+        slices_.push_back(std::move(payloads[i]));
       }
     }
   }
@@ -78,30 +80,85 @@ class PushPieces {
   grpc::ByteBuffer Buffer() { return grpc::ByteBuffer(slices_.data(), slices_.size()); }
 
  private:
+  // Protobuf wire tags (field number << 3 | 2, length-delimited).
+  static constexpr char kDenseTag = (2 << 3) | 2;      // PushRequest/PullResponse.dense
+  static constexpr char kDenseDataTag = (3 << 3) | 2;  // DenseValues.data
+
   std::vector<grpc::Slice> slices_;
   size_t bytes_ = 0;
 };
 
+// The float32 values by reference.
+std::vector<grpc::Slice> ReferTo(absl::Span<const absl::Span<const float>> values) {
+  std::vector<grpc::Slice> slices;
+  slices.reserve(values.size());
+  for (absl::Span<const float> v : values) {
+    slices.emplace_back(v.data(), v.size() * sizeof(float), grpc::Slice::STATIC_SLICE);
+  }
+  return slices;
+}
+
+// Wraps `pieces` as field `tag` of an enclosing message.
+void Enclose(char tag, DensePieces* pieces) {
+  std::string prefix;
+  prefix.push_back(tag);
+  AppendVarint(pieces->bytes(), &prefix);
+  pieces->Prepend(std::move(prefix));
+}
+
 }  // namespace
 
 grpc::ByteBuffer PushBytes(PushRequest* request, absl::Span<const absl::Span<const float>> values) {
-  PushPieces pieces(request, values);
+  DensePieces pieces(request, ReferTo(values));
   return pieces.Buffer();
 }
 
 grpc::ByteBuffer PushPullBytes(PushPullRequest* request,
                                absl::Span<const absl::Span<const float>> values) {
-  PushPieces pieces(request->mutable_push(), values);
-  std::string prefix;
-  prefix.push_back(kPushPullPushTag);
-  AppendVarint(pieces.bytes(), &prefix);
-  pieces.Prepend(std::move(prefix));
+  DensePieces pieces(request->mutable_push(), ReferTo(values));
+  Enclose(kPushPullPushTag, &pieces);
   std::string pull;
   pull.push_back(kPushPullPullTag);
   const std::string pull_bytes = request->pull().SerializeAsString();
   AppendVarint(pull_bytes.size(), &pull);
   pull += pull_bytes;
   pieces.AddOwned(std::move(pull));
+  return pieces.Buffer();
+}
+
+FloatPayload FloatPayload::Allocate(size_t count) {
+  FloatPayload payload;
+  // Uninitialised, and always on the heap: a small slice would otherwise
+  // keep its bytes inside the grpc_slice, which moves.
+  grpc_slice slice = grpc_slice_malloc_large(count * sizeof(float));
+  uint8_t* bytes = GRPC_SLICE_START_PTR(slice);
+  payload.slice = grpc::Slice(slice, grpc::Slice::STEAL_REF);
+  payload.values = absl::MakeSpan(reinterpret_cast<float*>(bytes), count);
+  return payload;
+}
+
+grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayload> values) {
+  std::vector<grpc::Slice> slices;
+  slices.reserve(values.size());
+  for (FloatPayload& v : values) slices.push_back(std::move(v.slice));
+  DensePieces pieces(response, std::move(slices));
+  return pieces.Buffer();
+}
+
+grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
+                                       std::vector<FloatPayload> values) {
+  std::vector<grpc::Slice> slices;
+  slices.reserve(values.size());
+  for (FloatPayload& v : values) slices.push_back(std::move(v.slice));
+  DensePieces pieces(response->mutable_pull(), std::move(slices));
+  Enclose(kPushPullPullTag, &pieces);  // PushPullResponse.pull
+  // PushPullResponse.push_header
+  std::string header;
+  header.push_back(kPushPullPushTag);
+  const std::string header_bytes = response->push_header().SerializeAsString();
+  AppendVarint(header_bytes.size(), &header);
+  header += header_bytes;
+  pieces.Prepend(std::move(header));
   return pieces.Buffer();
 }
 

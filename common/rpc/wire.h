@@ -1,15 +1,19 @@
-// Request bytes that leave dense float32 payloads in the caller's memory.
+// Message bytes that leave dense float32 payloads where they were written.
 //
-// A dense push holds megabytes of float32: encoding them into the protobuf
-// message and serialising the message into gRPC's buffers copies them twice.
-// These build the same wire bytes as a gRPC ByteBuffer whose payload slices
-// point at the caller's floats instead (little-endian hosts: FLOAT32 is the
-// in-memory layout).
+// A dense push or pull holds megabytes of float32: encoding them into the
+// protobuf message and serialising the message into gRPC's buffers copies
+// them twice (and zero-fills the message's bytes first). These build the
+// same wire bytes as a gRPC ByteBuffer whose payload slices are the floats
+// themselves: the caller's, for requests; slices the server filled, for
+// replies (little-endian hosts: FLOAT32 is the in-memory layout).
 #ifndef FULCRUM_COMMON_RPC_WIRE_H_
 #define FULCRUM_COMMON_RPC_WIRE_H_
 
+#include <vector>
+
 #include "absl/types/span.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
 #include "proto/job.pb.h"
 #include "proto/parameter_service.pb.h"
 
@@ -26,6 +30,24 @@ grpc::ByteBuffer PushBytes(PushRequest* request, absl::Span<const absl::Span<con
 // The same for a PushPullRequest: `values` fill its push's dense payloads.
 grpc::ByteBuffer PushPullBytes(PushPullRequest* request,
                                absl::Span<const absl::Span<const float>> values);
+
+// Uninitialised gRPC-owned memory for `count` float32 values, to be filled
+// and then sent by PullResponseBytes / PushPullResponseBytes.
+struct FloatPayload {
+  static FloatPayload Allocate(size_t count);
+
+  grpc::Slice slice;
+  absl::Span<float> values;  // into `slice`
+};
+
+// The bytes of `response` with response->dense(i).data() taken to be
+// values[i] (one per dense entry; the entries' own data must be empty and
+// their encoding FLOAT32). `response` is left as it was.
+grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayload> values);
+
+// The same for a PushPullResponse: `values` fill its pull's dense payloads.
+grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
+                                       std::vector<FloatPayload> values);
 
 }  // namespace fulcrum
 

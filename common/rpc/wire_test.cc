@@ -1,5 +1,7 @@
 #include "common/rpc/wire.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "common/payload.h"
@@ -85,6 +87,87 @@ TEST(WireTest, EmptyPayloadAndNoDense) {
   bare.set_batch_examples(3);
   grpc::ByteBuffer bare_bytes = PushBytes(&bare, {});
   EXPECT_EQ(Parse<PushRequest>(&bare_bytes).batch_examples(), 3u);
+}
+
+// A pull's reply: header, two dense entries (one large, one of 3 floats:
+// small slices must not live inside the moving grpc_slice) and a sparse one.
+PullResponse ReplySkeleton() {
+  PullResponse r;
+  r.mutable_header()->set_version(12);
+  r.mutable_header()->set_round(4);
+  r.mutable_header()->set_incarnation(77);
+  for (const auto& [name, length] : {std::pair<const char*, int>{"w", 70000}, {"b", 3}}) {
+    DenseValues* d = r.add_dense();
+    d->mutable_slice()->set_tensor(name);
+    d->mutable_slice()->set_length(length);
+    d->set_encoding(FLOAT32);
+  }
+  SparseValues* s = r.add_sparse();
+  s->set_table("emb");
+  s->add_keys(42);
+  s->set_encoding(FLOAT32);
+  EncodeFloat32(std::vector<float>{1, 2}, s->mutable_data());
+  return r;
+}
+
+// Payloads allocated and filled as the server does, with the values of w
+// and b.
+std::vector<FloatPayload> Filled(const std::vector<float>& w, const std::vector<float>& b) {
+  std::vector<FloatPayload> payloads;
+  for (const std::vector<float>* v : {&w, &b}) {
+    FloatPayload p = FloatPayload::Allocate(v->size());
+    EXPECT_EQ(p.values.size(), v->size());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p.values.data()) % alignof(float), 0u);
+    std::copy(v->begin(), v->end(), p.values.begin());
+    payloads.push_back(std::move(p));
+  }
+  return payloads;
+}
+
+TEST(WireTest, PullResponseBytes_ParseAsTheReplyWithThePayloadsFilledIn) {
+  std::vector<float> w(70000), b = {-1.5f, 0.0f, 3.25f};
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 0.5f * i;
+  PullResponse response = ReplySkeleton();
+  const PullResponse before = response;
+  grpc::ByteBuffer bytes = PullResponseBytes(&response, Filled(w, b));
+  EXPECT_EQ(response.SerializeAsString(), before.SerializeAsString());
+
+  PullResponse expected = ReplySkeleton();
+  EncodeFloat32(w, expected.mutable_dense(0)->mutable_data());
+  EncodeFloat32(b, expected.mutable_dense(1)->mutable_data());
+  EXPECT_EQ(bytes.Length(), expected.ByteSizeLong());
+  EXPECT_EQ(Parse<PullResponse>(&bytes).SerializeAsString(), expected.SerializeAsString());
+}
+
+TEST(WireTest, PushPullResponseBytes_PushHeaderThenThePullWithPayloads) {
+  std::vector<float> w(70000, -0.75f), b = {1, 2, 3};
+  PushPullResponse response;
+  response.mutable_push_header()->set_version(11);
+  response.mutable_push_header()->set_wait_seconds(0.25);
+  *response.mutable_pull() = ReplySkeleton();
+  grpc::ByteBuffer bytes = PushPullResponseBytes(&response, Filled(w, b));
+
+  PushPullResponse expected = response;
+  EncodeFloat32(w, expected.mutable_pull()->mutable_dense(0)->mutable_data());
+  EncodeFloat32(b, expected.mutable_pull()->mutable_dense(1)->mutable_data());
+  EXPECT_EQ(bytes.Length(), expected.ByteSizeLong());
+  EXPECT_EQ(Parse<PushPullResponse>(&bytes).SerializeAsString(), expected.SerializeAsString());
+}
+
+TEST(WireTest, EmptyPayloadsAndNoDenseEntries) {
+  PullResponse response;
+  response.mutable_header()->set_version(1);
+  DenseValues* d = response.add_dense();
+  d->mutable_slice()->set_tensor("empty");
+  d->set_encoding(FLOAT32);
+  std::vector<FloatPayload> payloads;
+  payloads.push_back(FloatPayload::Allocate(0));
+  grpc::ByteBuffer bytes = PullResponseBytes(&response, std::move(payloads));
+  EXPECT_EQ(Parse<PullResponse>(&bytes).SerializeAsString(), response.SerializeAsString());
+  PullResponse header_only;
+  header_only.mutable_header()->set_round(9);
+  grpc::ByteBuffer just_header = PullResponseBytes(&header_only, {});
+  EXPECT_EQ(Parse<PullResponse>(&just_header).SerializeAsString(), header_only.SerializeAsString());
 }
 
 }  // namespace
