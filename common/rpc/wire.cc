@@ -137,20 +137,25 @@ FloatPayload FloatPayload::Allocate(size_t count) {
   return payload;
 }
 
-grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayload> values) {
+namespace {
+
+std::vector<grpc::Slice> SlicesOf(std::vector<FloatPayload> values) {
   std::vector<grpc::Slice> slices;
   slices.reserve(values.size());
   for (FloatPayload& v : values) slices.push_back(std::move(v.slice));
-  DensePieces pieces(response, std::move(slices));
+  return slices;
+}
+
+}  // namespace
+
+grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayload> values) {
+  DensePieces pieces(response, SlicesOf(std::move(values)));
   return pieces.Buffer();
 }
 
 grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
                                        std::vector<FloatPayload> values) {
-  std::vector<grpc::Slice> slices;
-  slices.reserve(values.size());
-  for (FloatPayload& v : values) slices.push_back(std::move(v.slice));
-  DensePieces pieces(response->mutable_pull(), std::move(slices));
+  DensePieces pieces(response->mutable_pull(), SlicesOf(std::move(values)));
   Enclose(kPushPullPullTag, &pieces);  // PushPullResponse.pull
   // PushPullResponse.push_header
   std::string header;
