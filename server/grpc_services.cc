@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "absl/base/config.h"
@@ -10,7 +11,6 @@
 #include "common/payload.h"
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/server_context.h"
-#include "grpcpp/support/proto_buffer_reader.h"
 
 namespace fulcrum {
 namespace {
@@ -94,7 +94,7 @@ class ParameterServiceImpl::UnaryCall final : public Call {
     // The next call of this method is read while this one is served.
     new UnaryCall(service_, queue_, request_fn_, ready_, handle_);
     answered_ = true;
-    if constexpr (!std::is_same_v<Request, WireRequest>) {
+    if constexpr (kRaw) {
       grpc::Status parsed =
           grpc::SerializationTraits<Request>::Deserialize(&wire_request_, &parsed_);
       if (!parsed.ok()) {
@@ -120,10 +120,10 @@ class ParameterServiceImpl::UnaryCall final : public Call {
 
  private:
   const Request& request() const {
-    if constexpr (std::is_same_v<Request, WireRequest>) {
-      return wire_request_;
-    } else {
+    if constexpr (kRaw) {
       return parsed_;
+    } else {
+      return wire_request_;
     }
   }
 
@@ -142,8 +142,11 @@ class ParameterServiceImpl::UnaryCall final : public Call {
   const ReadyFn ready_;
   const HandleFn handle_;
   grpc::ServerContext context_;
+  static constexpr bool kRaw = !std::is_same_v<Request, WireRequest>;
+
   WireRequest wire_request_;
-  Request parsed_;  // raw methods: wire_request_ parsed
+  // Raw methods: wire_request_ parsed (nothing otherwise).
+  std::conditional_t<kRaw, Request, std::monostate> parsed_;
   Response response_;
   grpc::ServerAsyncResponseWriter<Response> responder_;
   bool answered_ = false;
@@ -263,22 +266,21 @@ grpc::Status ParameterServiceImpl::HandlePushPull(const grpc::ServerContextBase&
                                                   const PushPullRequest& request,
                                                   grpc::ByteBuffer* reply) {
   const absl::Time start = absl::Now();
-  PushPullResponse response_message;
-  PushPullResponse* response = &response_message;
+  PushPullResponse response;
   grpc::Status status;
   if (SenderOf(request.push().header()) != SenderOf(request.pull().header())) {
     status = grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
         "a push-pull's push and pull must carry the same worker id and coordinator incarnation");
   }
-  if (status.ok()) status = DoPush(request.push(), response->mutable_push_header());
+  if (status.ok()) status = DoPush(request.push(), response.mutable_push_header());
   RecordPush(start, status, request.push());
   if (!status.ok()) return status;
   const absl::Time pull_start = absl::Now();
   std::vector<FloatPayload> values;
-  status = DoPull(context, &request.pull(), response->mutable_pull(), &values);
-  RecordPull(pull_start, status, response->pull(), values);
-  if (status.ok()) *reply = PushPullResponseBytes(response, std::move(values));
+  status = DoPull(context, &request.pull(), response.mutable_pull(), &values);
+  RecordPull(pull_start, status, response.pull(), values);
+  if (status.ok()) *reply = PushPullResponseBytes(&response, std::move(values));
   return status;
 }
 

@@ -427,6 +427,23 @@ func checkBundle(objects []Object) []error {
 	return errs
 }
 
+// programArgs is what the program of a container is started with: its
+// command's arguments, then args.
+func programArgs(c corev1.Container) []string {
+	var out []string
+	if len(c.Command) > 1 {
+		out = append(out, c.Command[1:]...)
+	}
+	return append(out, c.Args...)
+}
+
+func firstOrEmpty(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	return values[0]
+}
+
 func selectedPods(templates []podTemplate, selector labels.Selector) []podTemplate {
 	var out []podTemplate
 	for _, t := range templates {
@@ -500,7 +517,7 @@ func checkFlags(objects []Object, binDir string) []error {
 				}
 				cache[built] = flags
 			}
-			for _, arg := range append(append([]string{}, c.Command[1:]...), c.Args...) {
+			for _, arg := range programArgs(c) {
 				if !strings.HasPrefix(arg, "--") {
 					continue
 				}
@@ -532,6 +549,10 @@ func checkCoordinatorStarts(objects []Object, binDir string) error {
 	}
 	c := set.Spec.Template.Spec.Containers[0]
 	id := fmt.Sprintf("StatefulSet/%s pod %s-0", set.Name, set.Name)
+	built, ok := imageBinaries[firstOrEmpty(c.Command)]
+	if !ok {
+		return fmt.Errorf("%s: container %q runs no binary of the image (command %q)", id, c.Name, c.Command)
+	}
 	root, err := os.MkdirTemp("", "k8s_check")
 	if err != nil {
 		return err
@@ -592,7 +613,7 @@ func checkCoordinatorStarts(objects []Object, binDir string) error {
 	}
 	portFile := filepath.Join(root, "port")
 	var args []string
-	for _, a := range append(append([]string{}, c.Command[1:]...), c.Args...) {
+	for _, a := range programArgs(c) {
 		a = varRef.ReplaceAllStringFunc(a, func(ref string) string { return vars[ref[2:len(ref)-1]] })
 		for _, p := range paths {
 			if i := strings.Index(a, "="+p); i >= 0 && (len(a) == i+1+len(p) || a[i+1+len(p)] == '/') {
@@ -609,7 +630,7 @@ func checkCoordinatorStarts(objects []Object, binDir string) error {
 		args = append(args, a)
 	}
 	args = append(args, "--host=127.0.0.1", "--port_file="+portFile)
-	binary := filepath.Join(binDir, imageBinaries[c.Command[0]])
+	binary := filepath.Join(binDir, built)
 	cmd := exec.Command(binary, args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
