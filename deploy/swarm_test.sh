@@ -64,8 +64,14 @@ fail() {
   echo "swarm_test: FAIL: $*"
   echo "--- services:"
   docker stack ps --no-trunc --format '{{.Name}} {{.CurrentState}} {{.Error}}' "$stack" 2>&1 | sed 's/^/    /'
-  echo "--- coordinator log (tail):"
-  docker service logs --no-task-ids --tail=30 "${stack}_coordinator" 2>&1 | sed 's/^/    /'
+  echo "--- status:"
+  status_json 2>&1 | sed 's/^/    /'
+  local service
+  for service in coordinator shard1 worker; do
+    echo "--- $service log (tail, status lines left out):"
+    docker service logs --no-task-ids --tail=60 "${stack}_$service" 2>&1 |
+      grep -v ' RUNNING round=' | tail -25 | sed 's/^/    /'
+  done
   exit 1
 }
 

@@ -54,6 +54,10 @@ class SyncPolicy final : public ConsistencyPolicy {
   bool PullReadyLocked(int64_t clock, const WorkerMembership&) const override {
     return round_ >= clock;
   }
+  bool PullWaitsOnPullerLocked(uint64_t id, int64_t clock,
+                               const WorkerMembership& members) const override {
+    return clock > round_ && members.IsActive(id) && !pushed_.contains(id);
+  }
   std::string PullNotReadyLocked(int64_t clock, const WorkerMembership&) const override {
     return absl::StrCat("round ", clock, " not complete before the deadline (shard at round ",
                         round_, ")");
@@ -62,8 +66,9 @@ class SyncPolicy final : public ConsistencyPolicy {
 
   absl::Status AdmitPushLocked(uint64_t id, int64_t clock) override {
     if (clock != round_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "push for round ", clock, " but the shard is collecting round ", round_, "; pull again"));
+      return absl::AbortedError(absl::StrCat("push for round ", clock,
+                                             " but the shard is collecting round ", round_,
+                                             "; pull again at its current round"));
     }
     if (!pushed_.insert(id).second) {
       return absl::FailedPreconditionError(

@@ -39,15 +39,25 @@ class ConsistencyPolicy {
   // be served now; and, for one that waited past its deadline, why not.
   virtual bool PullReadyLocked(int64_t clock, const WorkerMembership& members) const = 0;
   virtual std::string PullNotReadyLocked(int64_t clock, const WorkerMembership& members) const = 0;
+  // Whether a pull of worker `id` at `clock` could only be satisfied by that
+  // worker's own push (SYNC: an active worker asking for a round past the one
+  // it has not pushed yet, having lost track of the shard's rounds because a
+  // push went unanswered). The shard serves such a pull at once, at the
+  // current round, which the reply names: waiting would hang the round.
+  virtual bool PullWaitsOnPullerLocked(uint64_t id, int64_t clock,
+                                       const WorkerMembership& members) const {
+    return false;
+  }
 
   // True when pushes are summed into rounds rather than applied at once:
   // then reads and snapshots are taken under the shard's mutex (reader side),
   // so they always see whole rounds.
   virtual bool SumsRounds() const = 0;
 
-  // Accepts a push of worker `id` at `clock`, or refuses it with
-  // FAILED_PRECONDITION (SYNC: a clock other than the round being collected,
-  // or the worker's second push of the round). A SYNC push accepted is in
+  // Accepts a push of worker `id` at `clock`, or refuses it (SYNC: ABORTED
+  // for a clock other than the round being collected — the worker is out of
+  // step with this shard and pulls again at its current round — and
+  // FAILED_PRECONDITION for the worker's second push of the round). A SYNC push accepted is in
   // flight until PushSummedLocked.
   virtual absl::Status AdmitPushLocked(uint64_t id, int64_t clock) = 0;
   // SYNC: an accepted push has been added into the round's sums; the round

@@ -186,7 +186,9 @@ bool ParameterShard::ReadyFor(const WorkerIdentity& worker, bool push, int64_t c
   if (shutting_down_) return true;  // fails at once
   if (!membership_.Admits(worker) || !membership_.started) return false;
   if (push && !membership_.IsActive(worker.id)) return false;
-  return clock < 0 || policy_->PullReadyLocked(clock, membership_);
+  if (clock < 0 || policy_->PullReadyLocked(clock, membership_)) return true;
+  // After its own push (`push`) a worker's pull no longer waits on itself.
+  return !push && policy_->PullWaitsOnPullerLocked(worker.id, clock, membership_);
 }
 
 absl::Status ParameterShard::CheckKeysOwned(const std::string& table,
@@ -264,8 +266,9 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(const WorkerIdentity& worker, 
     absl::MutexLock lock(&mu_);
     FULCRUM_RETURN_IF_ERROR(CheckMemberLocked(worker, /*active=*/false, deadline));
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return shutting_down_ ||
-             (membership_.started && (clock < 0 || policy_->PullReadyLocked(clock, membership_)));
+      return shutting_down_ || (membership_.started &&
+                                (clock < 0 || policy_->PullReadyLocked(clock, membership_) ||
+                                 policy_->PullWaitsOnPullerLocked(worker.id, clock, membership_)));
     };
     const absl::Time wait_start = clock_->Now();
     ++waiting_pulls_;  // seen by others only while the wait releases mu_

@@ -137,8 +137,10 @@ class ParameterShard {
   uint64_t ApplyMembership(const WorkerMembership& membership);
 
   // Reads `slices` into `out` (one span per slice, sized like it). With
-  // clock >= 0, sync mode waits until round >= clock and ssp mode until the
-  // slowest active worker's clock >= clock - staleness. DEADLINE_EXCEEDED past
+  // clock >= 0, sync mode waits until round >= clock (but an active worker
+  // that has not pushed the current round gets it at once: the version says
+  // which round was read) and ssp mode until the slowest active worker's
+  // clock >= clock - staleness. DEADLINE_EXCEEDED past
   // `deadline`, FAILED_PRECONDITION for a worker not admitted (unknown, dead,
   // or registered with another coordinator incarnation than the one whose
   // membership this shard has), NOT_FOUND or INVALID_ARGUMENT for a bad slice or a slice or key
@@ -152,8 +154,9 @@ class ParameterShard {
 
   // Applies (async, ssp) or accumulates (sync) `gradients` as one update:
   // every slice is validated first and on any error nothing is applied.
-  // FAILED_PRECONDITION for a worker not active, or in sync mode a clock other
-  // than the current round or a second push for the round. A push whose
+  // FAILED_PRECONDITION for a worker not active or, in sync mode, a second
+  // push for the round; ABORTED in sync mode for a clock other than the
+  // current round (pull again at the current round). A push whose
   // non-zero request_id this worker already used is acknowledged and ignored.
   // Sparse gradients go with the dense ones; a table without room for the
   // rows they would create fails the whole push with RESOURCE_EXHAUSTED.

@@ -230,5 +230,41 @@ TEST(ShardingTest, TwoShardsSync_ShardAndWorkerKilledTogether_TheJobFinishes) {
   EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << c.ServerLog();
 }
 
+// The Swarm test's hang (issue 13): a shard restarted while shard 0's round
+// waited for a dead worker. Workers' pulls on shard 0 timed out (DEADLINE)
+// in the same calls that first reached the new shard-1 process (ABORTED);
+// the deadline error hid the restart, the worker then spoke to the new
+// process with the old process's rounds and either was taken for a dead
+// worker or waited for a round that shard would never reach. Here the
+// workers' calls time out after 1 s while the dead worker holds shard 0's
+// round for 6 s, so that happens on every try.
+TEST(ShardingTest, TwoShardsSync_ShardRestartsWhileARoundWaitsForADeadWorker_NoWorkerIsLost) {
+  LocalCluster c("restart_during_wait");
+  ASSERT_TRUE(
+      c.StartServer({"--model=softmax", "--mode=sync", "--num_workers=3", "--num_shards=2",
+                     "--epochs=3", "--checkpoint_dir=" + c.dir() + "/ck0", "--checkpoint_every=1s",
+                     "--heartbeat_interval=0.5", "--worker_timeout=6"})
+          .ok());
+  ASSERT_TRUE(c.StartShard(1, 2, {"--checkpoint_dir=" + c.dir() + "/ck1"}).ok());
+  const std::vector<std::string> flags = {"--debug_step_delay_ms=2", "--rpc_timeout=1"};
+  std::vector<int> survivors;
+  for (const char* name : {"a", "b"}) survivors.push_back(*c.StartWorker(name, flags));
+  const int doomed = *c.StartWorker("c", flags);
+
+  absl::StatusOr<JobStatus> before = c.WaitFor(
+      [](const JobStatus& s) { return s.last_checkpoint().sequence() >= 2; }, absl::Seconds(120));
+  ASSERT_TRUE(before.ok()) << before.status() << c.ServerLog();
+  c.worker(doomed).Signal(SIGKILL);
+  ASSERT_TRUE(c.RestartShard(1).ok()) << c.ShardLog(1);
+
+  const JobStatus done = c.FinishJob(survivors, absl::Minutes(2));
+  EXPECT_EQ(done.state(), FINISHED) << c.ServerLog() << c.ShardLog(1);
+  EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << c.ServerLog();
+  // Neither survivor was taken for a dead worker: each registered once.
+  for (int w : survivors) {
+    EXPECT_FALSE(absl::StrContains(c.WorkerLog(w), "registering again")) << c.WorkerLog(w);
+  }
+}
+
 }  // namespace
 }  // namespace fulcrum

@@ -18,8 +18,11 @@
 namespace fulcrum {
 // Starts every shard's call at once on cq_ and waits for all of them: the
 // calling thread polls the queue itself (no hop to a callback thread). The
-// first error (by shard), naming the shard when there are several. A shard
-// that restarted (ABORTED) is spoken to as a new one from now on.
+// first error (by shard), naming the shard when there are several — but
+// ABORTED before any other: a shard that restarted is spoken to as a new one
+// from now on (its incarnation forgotten), so this reply is the caller's only
+// news of it and another shard's error (a pull that timed out waiting for its
+// round, say) must not hide it. Restarted shards are kept until taken.
 template <typename Response, typename Request, typename Start>
 absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
                                    std::vector<Response>* responses, Start start) {
@@ -39,19 +42,22 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
     bool ok = false;
     if (!cq_->Next(&tag, &ok)) return absl::InternalError("completion queue shut down");
   }
-  restarted_.clear();
+  size_t first_error = n;
   for (size_t i = 0; i < n; ++i) {
     if (statuses[i].error_code() != grpc::StatusCode::ABORTED) continue;
     shards_[i].last_incarnation = 0;
-    restarted_.push_back(i);
+    if (std::find(restarted_.begin(), restarted_.end(), i) == restarted_.end()) {
+      restarted_.push_back(i);
+    }
+    if (first_error == n) first_error = i;
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (statuses[i].ok()) continue;
-    absl::Status s = FromGrpcStatus(statuses[i]);
-    if (n == 1) return s;
-    return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
+  for (size_t i = 0; i < n && first_error == n; ++i) {
+    if (!statuses[i].ok()) first_error = i;
   }
-  return absl::OkStatus();
+  if (first_error == n) return absl::OkStatus();
+  absl::Status s = FromGrpcStatus(statuses[first_error]);
+  if (n == 1) return s;
+  return absl::Status(s.code(), absl::StrCat("shard ", first_error, ": ", s.message()));
 }
 
 namespace {

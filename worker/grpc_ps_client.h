@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,7 +46,7 @@ class GrpcPsClient final : public PsClient {
                                          const ParameterBatch& gradients, uint32_t batch_examples,
                                          absl::Span<const int64_t> pull_clocks,
                                          ParameterBatch* params) override;
-  std::vector<int> restarted_shards() const override { return restarted_; }
+  std::vector<int> TakeRestartedShards() override { return std::exchange(restarted_, {}); }
   void set_gradient_encoding(Encoding encoding) override {
     gradient_encoding_ = encoding == ENCODING_UNSPECIFIED ? FLOAT32 : encoding;
   }
@@ -98,7 +99,7 @@ class GrpcPsClient final : public PsClient {
   const ClientSecurityOptions security_;
   std::vector<Shard> shards_;
   std::unique_ptr<grpc::CompletionQueue> cq_;
-  std::vector<int> restarted_;  // of the last call
+  std::vector<int> restarted_;  // not yet taken
   Encoding gradient_encoding_ = FLOAT32;
 };
 

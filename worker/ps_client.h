@@ -43,8 +43,10 @@ class PsClient {
   // incarnation); FAILED_PRECONDITION when a server no longer knows it (the
   // worker registers again).
   //
-  // ABORTED when a shard restarted since the last call (see RequestHeader):
-  // the caller pulls again at the current rounds.
+  // ABORTED when a shard restarted since the last call (see RequestHeader),
+  // or a sync push named another round than the shard's: the caller pulls
+  // again at those shards' current rounds (TakeRestartedShards). ABORTED
+  // wins over any other shard's error in the same call.
   //
   // Fills batch->dense (resized) and each batch->sparse[i].values from the
   // servers, reading every tensor in batch->tensors and every key. `clocks`
@@ -77,8 +79,9 @@ class PsClient {
     return Pull(worker, pull_clocks, params);
   }
 
-  // After an ABORTED call: the shards that restarted.
-  virtual std::vector<int> restarted_shards() const { return {}; }
+  // After an ABORTED call: the shards that restarted since the last time
+  // this was asked (so none is missed, whatever calls came between).
+  virtual std::vector<int> TakeRestartedShards() { return {}; }
 
   // How dense gradients travel (the job's gradient_encoding); FLOAT32 until
   // set.

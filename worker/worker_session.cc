@@ -243,7 +243,7 @@ absl::StatusOr<ServerVersion> WorkerSession::CallWaiting(Histogram* latency, Cal
 absl::Status WorkerSession::StepFailed(absl::Status status, bool pushed) {
   if (absl::IsAborted(status)) {
     // A shard restarted from its checkpoint: its rounds start over.
-    clocks_.Restarted(ps_->restarted_shards(), pushed);
+    clocks_.Restarted(ps_->TakeRestartedShards(), pushed);
   } else if (IsEvicted(status)) {
     evicted_ = true;
   }
@@ -301,7 +301,7 @@ absl::StatusOr<ServerVersion> WorkerSession::PullLatest(ParameterBatch* params) 
   if (absl::IsAborted(version.status())) {
     // A shard that restarted is read afresh; its rounds start over, which
     // the next partition must know (sync).
-    clocks_.Restarted(ps_->restarted_shards(), /*pushed=*/false);
+    clocks_.Restarted(ps_->TakeRestartedShards(), /*pushed=*/false);
     version = CallWaiting(latency, pull);
   }
   if (!version.ok()) return StepFailed(version.status(), /*pushed=*/false);

@@ -124,8 +124,6 @@ class WorkerSession {
   // PsClient meanwhile).
   absl::StatusOr<ServerVersion> PushPullNow(const ParameterBatch& grads, uint32_t examples,
                                             ParameterBatch* params);
-  // After ABORTED: the shards that restarted.
-  std::vector<int> restarted_shards() const { return ps_->restarted_shards(); }
   // Whether the job lets pushes be in flight while the next step computes.
   bool MayOverlap() const { return clocks_.MayOverlap(); }
 

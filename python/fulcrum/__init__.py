@@ -123,7 +123,8 @@ class Session:
     Errors (``FulcrumError.code``): INVALID_ARGUMENT for a name or size the
     job does not have (nothing sent); FAILED_PRECONDITION when the coordinator
     declared this worker dead (``next_task`` registers again); ABORTED when a
-    shard restarted (pull again and redo the step); UNAVAILABLE when retries
+    shard restarted or the session's sync rounds fell out of step with a
+    shard's (pull again and redo the step); UNAVAILABLE when retries
     ran out. Not thread-safe; heartbeats run on a thread of their own.
     """
 
