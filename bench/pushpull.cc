@@ -49,27 +49,63 @@ ABSL_FLAG(std::string, sizes, "1024,65536,1048576,4194304,16777216",
           "Dense message sizes in bytes.");
 ABSL_FLAG(std::string, sparse_keys, "1024,16384", "Keys per sparse push (dim 8).");
 ABSL_FLAG(double, seconds, 3, "Seconds per run.");
+ABSL_FLAG(std::string, read_replies, "in_place",
+          "How pulled values reach the client's tensor, as a worker reads them: "
+          "in_place (straight from gRPC's slices, common/rpc/wire.h) or "
+          "protobuf (parse the reply, then decode its payload).");
 
 namespace fulcrum {
 namespace {
 
 // A unary call with pre-built request bytes on `queue` (one per client),
-// waited for here; the reply parsed as Response.
-template <typename Response>
+// waited for here; the reply's bytes.
 bool RawCall(grpc::GenericStub* stub, grpc::CompletionQueue* queue, const std::string& method,
-             const grpc::ByteBuffer& request, Response* response) {
+             const grpc::ByteBuffer& request, grpc::ByteBuffer* reply) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   std::unique_ptr<grpc::ClientAsyncResponseReader<grpc::ByteBuffer>> call =
       stub->PrepareUnaryCall(&context, method, request, queue);
   call->StartCall();
-  grpc::ByteBuffer reply;
   grpc::Status status;
-  call->Finish(&reply, &status, nullptr);
+  call->Finish(reply, &status, nullptr);
   void* tag = nullptr;
   bool ok = false;
-  if (!queue->Next(&tag, &ok) || !status.ok()) return false;
-  return grpc::SerializationTraits<Response>::Deserialize(&reply, response).ok();
+  return queue->Next(&tag, &ok) && status.ok();
+}
+
+// The same, the reply parsed as Response.
+template <typename Response>
+bool RawCall(grpc::GenericStub* stub, grpc::CompletionQueue* queue, const std::string& method,
+             const grpc::ByteBuffer& request, Response* response) {
+  grpc::ByteBuffer reply;
+  return RawCall(stub, queue, method, request, &reply) &&
+         grpc::SerializationTraits<Response>::Deserialize(&reply, response).ok();
+}
+
+// A pull's (or push-pull's) values read into `values` as --read_replies says.
+template <typename Response>
+bool ReadValues(grpc::ByteBuffer* reply, bool in_place, std::vector<float>* values) {
+  Response response;
+  std::vector<bool> read_in_place;
+  const std::vector<absl::Span<float>> out = {absl::MakeSpan(*values)};
+  if (in_place) {
+    absl::Status s;
+    if constexpr (std::is_same_v<Response, PullResponse>) {
+      s = ReadPullResponse(reply, out, &response, &read_in_place);
+    } else {
+      s = ReadPushPullResponse(reply, out, &response, &read_in_place);
+    }
+    return s.ok() && read_in_place.size() == 1 && read_in_place[0];
+  }
+  if (!grpc::SerializationTraits<Response>::Deserialize(reply, &response).ok()) return false;
+  const PullResponse* pull;
+  if constexpr (std::is_same_v<Response, PullResponse>) {
+    pull = &response;
+  } else {
+    pull = &response.pull();
+  }
+  return pull->dense_size() == 1 &&
+         DecodeFloat32(pull->dense(0).encoding(), pull->dense(0).data(), out[0], false).ok();
 }
 
 double CpuSeconds(pid_t pid) {
@@ -127,6 +163,13 @@ int Main() {
     if (absl::SimpleAtoi(s, &v) && v > 0) key_runs.push_back(v);
   }
   const int max_clients = *std::max_element(clients_runs.begin(), clients_runs.end());
+  const std::string read_replies = absl::GetFlag(FLAGS_read_replies);
+  if (read_replies != "in_place" && read_replies != "protobuf") {
+    std::fprintf(stderr, "pushpull: --read_replies must be in_place or protobuf, not '%s'\n",
+                 read_replies.c_str());
+    return 2;
+  }
+  const bool in_place = read_replies == "in_place";
   Subprocess server_process;
   if (target.empty()) {
     absl::StatusOr<std::string> address = StartPsServer(
@@ -227,6 +270,8 @@ int Main() {
   for (int size : sizes) {
     const uint64_t n = size / 4;
     const std::vector<float> gradient(n, 1e-6f);
+    // Each client's tensor the pulled values land in.
+    std::vector<std::vector<float>> pulled(max_clients, std::vector<float>(n));
     for (int clients : clients_runs) {
       run(absl::StrCat("push ", size, "B"), clients, [&](int t) -> double {
         PushRequest req;
@@ -252,10 +297,15 @@ int Main() {
         s->set_tensor("bench/w");
         s->set_offset((uint64_t(t) * n) % ((1 << 22) - n + 1));
         s->set_length(n);
-        grpc::ClientContext c;
-        c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-        PullResponse resp;
-        return stubs[t]->Pull(&c, req, &resp).ok() ? double(size) : -1.0;
+        grpc::ByteBuffer reply;
+        bool own_buffer = false;
+        grpc::ByteBuffer request;
+        grpc::SerializationTraits<PullRequest>::Serialize(req, &request, &own_buffer).IgnoreError();
+        return RawCall(generic_stubs[t].get(), queues[t].get(), "/fulcrum.ParameterService/Pull",
+                       request, &reply) &&
+                       ReadValues<PullResponse>(&reply, in_place, &pulled[t])
+                   ? double(size)
+                   : -1.0;
       });
       // A worker's step: the gradient out and the fresh slice back in one
       // call; MB/s counts both directions.
@@ -278,10 +328,11 @@ int Main() {
         s->set_tensor("bench/w");
         s->set_offset(offset);
         s->set_length(n);
-        PushPullResponse resp;
+        grpc::ByteBuffer reply;
         return RawCall(generic_stubs[t].get(), queues[t].get(),
                        "/fulcrum.ParameterService/PushPull",
-                       PushPullBytes(&req, {absl::MakeConstSpan(gradient)}), &resp)
+                       PushPullBytes(&req, {absl::MakeConstSpan(gradient)}), &reply) &&
+                       ReadValues<PushPullResponse>(&reply, in_place, &pulled[t])
                    ? 2.0 * size
                    : -1.0;
       });

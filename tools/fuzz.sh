@@ -7,22 +7,29 @@
 # Prints one line per fuzzer, "fuzz: NAME: OK (N runs)" or "...: FAILED".
 #
 #   tools/fuzz.sh [--seconds=20] [--malloc_limit_mb=256] [--out=/tmp/fulcrum-fuzz]
+#   tools/fuzz.sh --list     # the fuzzers' names, one a line
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=20
 malloc_limit_mb=256
 out=/tmp/fulcrum-fuzz
+list=false
 for arg in "$@"; do
   case "$arg" in
     --seconds=*) seconds="${arg#*=}" ;;
     --malloc_limit_mb=*) malloc_limit_mb="${arg#*=}" ;;
     --out=*) out="${arg#*=}" ;;
+    --list) list=true ;;
     *) echo "fuzz.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
-fuzzers=(payload_fuzzer checkpoint_fuzzer parameter_service_fuzzer)
-corpus=(payload checkpoint parameter_service)
+fuzzers=(payload_fuzzer checkpoint_fuzzer parameter_service_fuzzer reply_fuzzer)
+corpus=(payload checkpoint parameter_service reply)
+if $list; then
+  printf '%s\n' "${fuzzers[@]}"
+  exit 0
+fi
 
 if ! command -v clang++-14 >/dev/null; then
   echo "fuzz.sh: clang++-14 is missing (tools/install_deps.sh installs clang-14 and libclang-rt-14-dev)" >&2

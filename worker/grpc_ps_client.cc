@@ -14,6 +14,7 @@
 #include "common/shard_map.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/completion_queue.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 
 namespace fulcrum {
 // Starts every shard's call at once on cq_ and waits for all of them: the
@@ -110,7 +111,6 @@ absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_address
     if (!address.empty()) {
       FULCRUM_ASSIGN_OR_RETURN(channel, OpenChannel(address, security_));
     }
-    shard.stub = ParameterService::NewStub(channel);
     shard.generic = std::make_unique<grpc::GenericStub>(channel);
   }
   shards_ = std::move(shards);
@@ -168,15 +168,31 @@ void GrpcPsClient::BuildPullRequests(const WorkerIdentity& worker, absl::Span<co
   }
 }
 
-absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
-    absl::Span<const PullRequest* const> requests, absl::Span<const PullResponse* const> responses,
-    const std::vector<KeyPlacement>& placements, ParameterBatch* batch) {
-  const size_t n = shards_.size();
+void GrpcPsClient::SizeOutputs(ParameterBatch* batch) {
   batch->dense.resize(batch->tensors.size());
   for (size_t i = 0; i < batch->tensors.size(); ++i) {
     batch->dense[i].resize(ElementCount(batch->tensors[i]));
   }
   for (SparseRows& rows : batch->sparse) rows.values.resize(rows.keys.size() * rows.dim);
+}
+
+std::vector<absl::Span<float>> GrpcPsClient::DenseTargets(const PullRequest& request,
+                                                          ParameterBatch* batch) {
+  std::vector<absl::Span<float>> targets;
+  // Slices were asked for tensor by tensor, skipping empty ranges.
+  size_t tensor = 0;
+  for (const DenseSlice& slice : request.dense()) {
+    while (batch->tensors[tensor].name() != slice.tensor()) ++tensor;
+    targets.push_back(absl::MakeSpan(batch->dense[tensor]).subspan(slice.offset(), slice.length()));
+  }
+  return targets;
+}
+
+absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
+    absl::Span<const PullRequest* const> requests, absl::Span<const PullResponse* const> responses,
+    const std::vector<std::vector<bool>>& in_place, const std::vector<KeyPlacement>& placements,
+    ParameterBatch* batch) {
+  const size_t n = shards_.size();
   ServerVersion version;
   version.rounds.resize(n);
   std::vector<float> scratch;
@@ -188,12 +204,11 @@ absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
       return absl::DataLossError(
           absl::StrCat("shard ", s, " returned other slices or tables than asked for"));
     }
-    // Slices were asked for tensor by tensor, skipping empty ranges.
-    for (int d = 0, tensor = 0; d < response.dense_size(); ++d, ++tensor) {
+    const std::vector<absl::Span<float>> targets = DenseTargets(request, batch);
+    for (int d = 0; d < response.dense_size(); ++d) {
+      if (in_place[s][d]) continue;
       const DenseSlice& slice = request.dense(d);
-      while (batch->tensors[tensor].name() != slice.tensor()) ++tensor;
-      absl::Span<float> dst =
-          absl::MakeSpan(batch->dense[tensor]).subspan(slice.offset(), slice.length());
+      absl::Span<float> dst = targets[d];
       absl::Status decoded =
           DecodeFloat32(response.dense(d).encoding(), response.dense(d).data(), dst,
                         /*require_finite=*/false);
@@ -316,6 +331,35 @@ absl::Status GrpcPsClient::BuildPushRequests(const WorkerIdentity& worker,
   return absl::OkStatus();
 }
 
+namespace {
+
+template <typename Message>
+grpc::ByteBuffer BytesOf(const Message& message) {
+  grpc::ByteBuffer bytes;
+  bool own_buffer = false;
+  grpc::SerializationTraits<Message>::Serialize(message, &bytes, &own_buffer).IgnoreError();
+  return bytes;
+}
+
+absl::Status FromShard(size_t shard, size_t shards, absl::Status status) {
+  if (status.ok() || shards == 1) return status;
+  return absl::Status(status.code(), absl::StrCat("shard ", shard, ": ", status.message()));
+}
+
+}  // namespace
+
+absl::Status GrpcPsClient::CallAllRaw(const std::string& method,
+                                      const std::vector<grpc::ByteBuffer>& requests,
+                                      std::vector<grpc::ByteBuffer>* replies) {
+  return CallAll(requests, replies,
+                 [this, &method](const Shard& shard, grpc::ClientContext* context,
+                                 const grpc::ByteBuffer& request) {
+                   auto call = shard.generic->PrepareUnaryCall(context, method, request, cq_.get());
+                   call->StartCall();
+                   return call;
+                 });
+}
+
 absl::StatusOr<ServerVersion> GrpcPsClient::Pull(const WorkerIdentity& worker,
                                                  absl::Span<const int64_t> clocks,
                                                  ParameterBatch* batch) {
@@ -323,41 +367,26 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(const WorkerIdentity& worker,
   PlaceKeys(*batch, &placements);
   std::vector<PullRequest> requests;
   BuildPullRequests(worker, clocks, *batch, placements, &requests);
-  std::vector<PullResponse> responses;
-  FULCRUM_RETURN_IF_ERROR(
-      CallAll(requests, &responses,
-              [this](const Shard& shard, grpc::ClientContext* context, const PullRequest& request) {
-                return shard.stub->AsyncPull(context, request, cq_.get());
-              }));
+  const size_t n = requests.size();
+  std::vector<grpc::ByteBuffer> bytes;
+  for (const PullRequest& request : requests) bytes.push_back(BytesOf(request));
+  std::vector<grpc::ByteBuffer> replies;
+  FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/Pull", bytes, &replies));
+  // Dense values go from the reply's bytes straight into the batch.
+  SizeOutputs(batch);
+  std::vector<PullResponse> responses(n);
+  std::vector<std::vector<bool>> in_place(n);
   std::vector<const PullRequest*> asked;
   std::vector<const PullResponse*> answered;
-  for (size_t s = 0; s < requests.size(); ++s) {
+  for (size_t s = 0; s < n; ++s) {
+    FULCRUM_RETURN_IF_ERROR(
+        FromShard(s, n,
+                  ReadPullResponse(&replies[s], DenseTargets(requests[s], batch), &responses[s],
+                                   &in_place[s])));
     asked.push_back(&requests[s]);
     answered.push_back(&responses[s]);
   }
-  return ReadPullResponses(asked, answered, placements, batch);
-}
-
-template <typename Response>
-absl::Status GrpcPsClient::CallAllRaw(const std::string& method,
-                                      const std::vector<grpc::ByteBuffer>& requests,
-                                      std::vector<Response>* responses) {
-  std::vector<grpc::ByteBuffer> replies;
-  FULCRUM_RETURN_IF_ERROR(CallAll(requests, &replies,
-                                  [this, &method](const Shard& shard, grpc::ClientContext* context,
-                                                  const grpc::ByteBuffer& request) {
-                                    auto call = shard.generic->PrepareUnaryCall(context, method,
-                                                                                request, cq_.get());
-                                    call->StartCall();
-                                    return call;
-                                  }));
-  responses->resize(replies.size());
-  for (size_t s = 0; s < replies.size(); ++s) {
-    if (!grpc::SerializationTraits<Response>::Deserialize(&replies[s], &(*responses)[s]).ok()) {
-      return absl::DataLossError(absl::StrCat("shard ", s, " sent an unreadable reply"));
-    }
-  }
-  return absl::OkStatus();
+  return ReadPullResponses(asked, answered, in_place, placements, batch);
 }
 
 absl::StatusOr<ServerVersion> GrpcPsClient::Push(const WorkerIdentity& worker,
@@ -368,31 +397,29 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(const WorkerIdentity& worker,
   std::vector<DenseViews> views;
   FULCRUM_RETURN_IF_ERROR(
       BuildPushRequests(worker, clocks, request_id, batch, batch_examples, &requests, &views));
-  std::vector<PushResponse> responses;
-  if (views.empty()) {
-    FULCRUM_RETURN_IF_ERROR(CallAll(
-        requests, &responses,
-        [this](const Shard& shard, grpc::ClientContext* context, const PushRequest& request) {
-          return shard.stub->AsyncPush(context, request, cq_.get());
-        }));
-  } else {
-    std::vector<grpc::ByteBuffer> bytes;
-    for (size_t s = 0; s < requests.size(); ++s) {
-      bytes.push_back(PushBytes(&requests[s], views[s]));
-    }
-    FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/Push", bytes, &responses));
+  const size_t n = requests.size();
+  std::vector<grpc::ByteBuffer> bytes;
+  for (size_t s = 0; s < n; ++s) {
+    bytes.push_back(views.empty() ? BytesOf(requests[s]) : PushBytes(&requests[s], views[s]));
   }
-  const size_t n = shards_.size();
+  std::vector<grpc::ByteBuffer> replies;
+  FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/Push", bytes, &replies));
   ServerVersion version;
   version.rounds.resize(n);
   for (size_t s = 0; s < n; ++s) {
-    const ResponseHeader& header = responses[s].header();
+    PushResponse response;
+    if (!grpc::SerializationTraits<PushResponse>::Deserialize(&replies[s], &response).ok()) {
+      return FromShard(s, n, absl::DataLossError("unreadable reply from the server"));
+    }
+    const ResponseHeader& header = response.header();
     shards_[s].last_incarnation = header.incarnation();
     version.rounds[s] = header.round();
+    if (s == 0) {
+      version.version = header.version();
+      version.round = header.round();
+      version.incarnation = header.incarnation();
+    }
   }
-  version.version = responses[0].header().version();
-  version.round = responses[0].header().round();
-  version.incarnation = responses[0].header().incarnation();
   return version;
 }
 
@@ -408,32 +435,30 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
   PlaceKeys(*params, &pull_placements);
   std::vector<PullRequest> pulls;
   BuildPullRequests(worker, pull_clocks, *params, pull_placements, &pulls);
-  std::vector<PushPullRequest> requests(shards_.size());
-  for (size_t s = 0; s < requests.size(); ++s) {
+  const size_t n = shards_.size();
+  std::vector<PushPullRequest> requests(n);
+  std::vector<grpc::ByteBuffer> bytes;
+  for (size_t s = 0; s < n; ++s) {
     requests[s].mutable_push()->Swap(&pushes[s]);
     requests[s].mutable_pull()->Swap(&pulls[s]);
+    bytes.push_back(views.empty() ? BytesOf(requests[s]) : PushPullBytes(&requests[s], views[s]));
   }
-  std::vector<PushPullResponse> responses;
-  if (views.empty()) {
-    FULCRUM_RETURN_IF_ERROR(CallAll(
-        requests, &responses,
-        [this](const Shard& shard, grpc::ClientContext* context, const PushPullRequest& request) {
-          return shard.stub->AsyncPushPull(context, request, cq_.get());
-        }));
-  } else {
-    std::vector<grpc::ByteBuffer> bytes;
-    for (size_t s = 0; s < requests.size(); ++s) {
-      bytes.push_back(PushPullBytes(&requests[s], views[s]));
-    }
-    FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &responses));
-  }
+  std::vector<grpc::ByteBuffer> replies;
+  FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &replies));
+  SizeOutputs(params);
+  std::vector<PushPullResponse> responses(n);
+  std::vector<std::vector<bool>> in_place(n);
   std::vector<const PullRequest*> asked;
   std::vector<const PullResponse*> answered;
-  for (size_t s = 0; s < requests.size(); ++s) {
+  for (size_t s = 0; s < n; ++s) {
+    FULCRUM_RETURN_IF_ERROR(
+        FromShard(s, n,
+                  ReadPushPullResponse(&replies[s], DenseTargets(requests[s].pull(), params),
+                                       &responses[s], &in_place[s])));
     asked.push_back(&requests[s].pull());
     answered.push_back(&responses[s].pull());
   }
-  return ReadPullResponses(asked, answered, pull_placements, params);
+  return ReadPullResponses(asked, answered, in_place, pull_placements, params);
 }
 
 }  // namespace fulcrum

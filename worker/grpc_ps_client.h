@@ -15,7 +15,7 @@
 #include "grpcpp/channel.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "proto/parameter_service.grpc.pb.h"
+#include "proto/parameter_service.pb.h"
 #include "worker/ps_client.h"
 
 namespace fulcrum {
@@ -54,8 +54,7 @@ class GrpcPsClient final : public PsClient {
  private:
   struct Shard {
     std::string address;  // "" for the coordinator's channel
-    std::unique_ptr<ParameterService::Stub> stub;
-    // The same channel for calls whose request bytes are built by hand.
+    // Request and reply bytes are built and read by hand (common/rpc/wire.h).
     std::unique_ptr<grpc::GenericStub> generic;
     uint64_t last_incarnation = 0;
   };
@@ -69,10 +68,17 @@ class GrpcPsClient final : public PsClient {
   void BuildPullRequests(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                          const ParameterBatch& batch, const std::vector<KeyPlacement>& placements,
                          std::vector<PullRequest>* requests) const;
-  // Fills `batch` from every shard's reply to requests[s]; notes each
-  // shard's incarnation.
+  // Sizes `batch`'s outputs for the values a pull reads.
+  static void SizeOutputs(ParameterBatch* batch);
+  // Where the values of each dense entry of `request` go in `batch` (sized).
+  static std::vector<absl::Span<float>> DenseTargets(const PullRequest& request,
+                                                     ParameterBatch* batch);
+  // Fills the rest of `batch` (sized) from every shard's reply to
+  // requests[s] (dense entries in_place[s][d] are there already); notes
+  // each shard's incarnation.
   absl::StatusOr<ServerVersion> ReadPullResponses(absl::Span<const PullRequest* const> requests,
                                                   absl::Span<const PullResponse* const> responses,
+                                                  const std::vector<std::vector<bool>>& in_place,
                                                   const std::vector<KeyPlacement>& placements,
                                                   ParameterBatch* batch);
   // Per shard, the float32 payloads of its push's dense entries, in order.
@@ -85,10 +91,9 @@ class GrpcPsClient final : public PsClient {
                                  uint64_t request_id, const ParameterBatch& batch,
                                  uint32_t batch_examples, std::vector<PushRequest>* requests,
                                  std::vector<DenseViews>* views) const;
-  // CallAll with request bytes built by hand, to `method`; replies parsed.
-  template <typename Response>
+  // CallAll with request bytes built by hand, to `method`; reply bytes.
   absl::Status CallAllRaw(const std::string& method, const std::vector<grpc::ByteBuffer>& requests,
-                          std::vector<Response>* responses);
+                          std::vector<grpc::ByteBuffer>* replies);
   template <typename Response, typename Request, typename Start>
   absl::Status CallAll(const std::vector<Request>& requests, std::vector<Response>* responses,
                        Start start);

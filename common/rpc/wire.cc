@@ -1,10 +1,15 @@
 #include "common/rpc/wire.h"
 
+#include <algorithm>
+#include <climits>
 #include <string>
 #include <vector>
 
 #include "absl/base/config.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "grpc/slice.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/slice.h"
 
 namespace fulcrum {
@@ -165,6 +170,162 @@ grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
   header += header_bytes;
   pieces.Prepend(std::move(header));
   return pieces.Buffer();
+}
+
+namespace {
+
+using google::protobuf::internal::WireFormatLite;
+using google::protobuf::io::CodedInputStream;
+
+constexpr uint32_t LengthDelimited(int field) {
+  return (field << 3) | WireFormatLite::WIRETYPE_LENGTH_DELIMITED;
+}
+constexpr uint32_t Varint(int field) { return (field << 3) | WireFormatLite::WIRETYPE_VARINT; }
+
+// Parses the length-delimited message at `in` into `message`.
+template <typename Message>
+bool ReadMessage(CodedInputStream* in, Message* message) {
+  uint32_t length = 0;
+  if (!in->ReadVarint32(&length)) return false;
+  const CodedInputStream::Limit limit = in->PushLimit(length);
+  // A stream that ends early also ends the message: the limit must be met.
+  const bool ok = message->MergePartialFromCodedStream(in) && in->ConsumedEntireMessage() &&
+                  in->BytesUntilLimit() == 0;
+  in->PopLimit(limit);
+  return ok;
+}
+
+// A DenseValues; its FLOAT32 data into `out` when sized like it.
+bool ReadDense(CodedInputStream* in, absl::Span<float> out, bool has_out, DenseValues* values,
+               bool* in_place) {
+  uint32_t length = 0;
+  if (!in->ReadVarint32(&length)) return false;
+  const CodedInputStream::Limit limit = in->PushLimit(length);
+  *in_place = false;
+  while (uint32_t tag = in->ReadTag()) {
+    switch (tag) {
+      case LengthDelimited(1):  // slice
+        if (!ReadMessage(in, values->mutable_slice())) return false;
+        break;
+      case Varint(2): {  // encoding
+        uint32_t encoding = 0;
+        if (!in->ReadVarint32(&encoding)) return false;
+        values->set_encoding(static_cast<Encoding>(encoding));
+        break;
+      }
+      case LengthDelimited(3): {  // data
+        uint32_t bytes = 0;
+        if (!in->ReadVarint32(&bytes)) return false;
+        if (has_out && values->encoding() == FLOAT32 && bytes == out.size() * sizeof(float)) {
+          if (!in->ReadRaw(out.data(), bytes)) return false;
+          values->clear_data();
+          *in_place = true;
+        } else {
+          if (!in->ReadString(values->mutable_data(), bytes)) return false;
+          *in_place = false;
+        }
+        break;
+      }
+      default:
+        if (!WireFormatLite::SkipField(in, tag)) return false;
+    }
+  }
+  if (*in_place && values->encoding() != FLOAT32) {
+    // The encoding changed after the payload was read as FLOAT32 (a field
+    // repeated): the payload goes back into the message, as protobuf has it.
+    values->set_data(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
+    *in_place = false;
+  }
+  const bool ok = in->ConsumedEntireMessage() && in->BytesUntilLimit() == 0;
+  in->PopLimit(limit);
+  return ok;
+}
+
+// The fields of a PullResponse up to the current limit (or the end).
+bool ReadPullFields(CodedInputStream* in, absl::Span<const absl::Span<float>> dense_out,
+                    PullResponse* response, std::vector<bool>* in_place) {
+  while (uint32_t tag = in->ReadTag()) {
+    switch (tag) {
+      case LengthDelimited(1):  // header
+        if (!ReadMessage(in, response->mutable_header())) return false;
+        break;
+      case LengthDelimited(2): {  // dense
+        const size_t i = response->dense_size();
+        const bool has_out = i < dense_out.size();
+        bool read_in_place = false;
+        if (!ReadDense(in, has_out ? dense_out[i] : absl::Span<float>(), has_out,
+                       response->add_dense(), &read_in_place)) {
+          return false;
+        }
+        in_place->push_back(read_in_place);
+        break;
+      }
+      case LengthDelimited(3):  // sparse
+        if (!ReadMessage(in, response->add_sparse())) return false;
+        break;
+      default:
+        if (!WireFormatLite::SkipField(in, tag)) return false;
+    }
+  }
+  return in->ConsumedEntireMessage();
+}
+
+absl::Status Unreadable() { return absl::DataLossError("unreadable reply from the server"); }
+
+// Whatever length a field claims, no more than the reply holds is read (or
+// allocated for: protobuf reserves a string's claimed length below this
+// limit). One past the end: ending exactly at the limit is an error to
+// protobuf.
+void LimitToReply(const grpc::ByteBuffer& reply, CodedInputStream* in) {
+  in->SetTotalBytesLimit(static_cast<int>(std::min<size_t>(reply.Length() + 1, INT_MAX)));
+}
+
+}  // namespace
+
+absl::Status ReadPullResponse(grpc::ByteBuffer* reply,
+                              absl::Span<const absl::Span<float>> dense_out, PullResponse* response,
+                              std::vector<bool>* in_place) {
+  response->Clear();
+  in_place->clear();
+  grpc::ProtoBufferReader reader(reply);
+  if (!reader.status().ok()) return Unreadable();
+  CodedInputStream in(&reader);
+  LimitToReply(*reply, &in);
+  if (!ReadPullFields(&in, dense_out, response, in_place)) return Unreadable();
+  return absl::OkStatus();
+}
+
+absl::Status ReadPushPullResponse(grpc::ByteBuffer* reply,
+                                  absl::Span<const absl::Span<float>> dense_out,
+                                  PushPullResponse* response, std::vector<bool>* in_place) {
+  response->Clear();
+  in_place->clear();
+  grpc::ProtoBufferReader reader(reply);
+  if (!reader.status().ok()) return Unreadable();
+  CodedInputStream in(&reader);
+  LimitToReply(*reply, &in);
+  while (uint32_t tag = in.ReadTag()) {
+    switch (tag) {
+      case LengthDelimited(1):  // push_header
+        if (!ReadMessage(&in, response->mutable_push_header())) return Unreadable();
+        break;
+      case LengthDelimited(2): {  // pull (a repeated one merges into it, as in protobuf)
+        uint32_t length = 0;
+        if (!in.ReadVarint32(&length)) return Unreadable();
+        const CodedInputStream::Limit limit = in.PushLimit(length);
+        if (!ReadPullFields(&in, dense_out, response->mutable_pull(), in_place) ||
+            in.BytesUntilLimit() != 0) {
+          return Unreadable();
+        }
+        in.PopLimit(limit);
+        break;
+      }
+      default:
+        if (!WireFormatLite::SkipField(&in, tag)) return Unreadable();
+    }
+  }
+  if (!in.ConsumedEntireMessage()) return Unreadable();
+  return absl::OkStatus();
 }
 
 }  // namespace fulcrum

@@ -1,16 +1,20 @@
-// Message bytes that leave dense float32 payloads where they were written.
+// Message bytes that leave dense float32 payloads where they were written,
+// and replies read with their payloads copied once, to where they belong.
 //
 // A dense push or pull holds megabytes of float32: encoding them into the
 // protobuf message and serialising the message into gRPC's buffers copies
-// them twice (and zero-fills the message's bytes first). These build the
-// same wire bytes as a gRPC ByteBuffer whose payload slices are the floats
-// themselves: the caller's, for requests; slices the server filled, for
-// replies (little-endian hosts: FLOAT32 is the in-memory layout).
+// them twice (and zero-fills the message's bytes first), and parsing a reply
+// copies them into a string before they are decoded into place. These build
+// the same wire bytes as a gRPC ByteBuffer whose payload slices are the
+// floats themselves (the caller's, for requests; slices the server filled,
+// for replies), and read replies' payloads straight from gRPC's slices into
+// the caller's memory (little-endian hosts: FLOAT32 is the in-memory layout).
 #ifndef FULCRUM_COMMON_RPC_WIRE_H_
 #define FULCRUM_COMMON_RPC_WIRE_H_
 
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
@@ -48,6 +52,22 @@ grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayl
 // The same for a PushPullResponse: `values` fill its pull's dense payloads.
 grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
                                        std::vector<FloatPayload> values);
+
+// Parses a PullResponse from `reply` (consumed), except that a dense entry's
+// FLOAT32 payload of exactly dense_out[i].size() values (entry i, in order)
+// is copied from gRPC's slices straight into dense_out[i] and left out of
+// `response` ((*in_place)[i] is set). Other payloads (another encoding or
+// size, entries past dense_out) stay in `response` for the caller to decode.
+// DATA_LOSS for bytes that do not parse; dense_out may then be partly
+// written.
+absl::Status ReadPullResponse(grpc::ByteBuffer* reply,
+                              absl::Span<const absl::Span<float>> dense_out, PullResponse* response,
+                              std::vector<bool>* in_place);
+
+// The same for a PushPullResponse: dense_out are its pull's entries.
+absl::Status ReadPushPullResponse(grpc::ByteBuffer* reply,
+                                  absl::Span<const absl::Span<float>> dense_out,
+                                  PushPullResponse* response, std::vector<bool>* in_place);
 
 }  // namespace fulcrum
 

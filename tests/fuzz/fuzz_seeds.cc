@@ -1,7 +1,7 @@
 // Writes the fuzzers' seed corpora: valid inputs of each kind, from which
 // libFuzzer mutates.
 //
-//   fuzz_seeds OUT_DIR   -> OUT_DIR/{payload,checkpoint,parameter_service}/
+//   fuzz_seeds OUT_DIR   -> OUT_DIR/{payload,checkpoint,parameter_service,reply}/
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string out = argv[1];
-  for (const char* sub : {"", "/payload", "/checkpoint", "/parameter_service"}) {
+  for (const char* sub : {"", "/payload", "/checkpoint", "/parameter_service", "/reply"}) {
     mkdir((out + sub).c_str(), 0755);
   }
   std::vector<float> values(300);
@@ -104,5 +104,28 @@ int main(int argc, char** argv) {
     Write(out + "/parameter_service", "pushpull" + std::to_string(n++),
           std::string(1, 2) + both.SerializeAsString());
   }
+
+  // Replies for reply_fuzzer, read into tensors of 64 and 8 floats: byte 0
+  // is the type (bit 0: push-pull) and the slice size less one (bits 1-7).
+  PullResponse reply;
+  reply.mutable_header()->set_round(5);
+  reply.mutable_header()->set_incarnation(77);
+  for (int length : {64, 8}) {
+    DenseValues* dense = reply.add_dense();
+    dense->set_encoding(FLOAT32);
+    AddFloats(std::vector<float>(values.begin(), values.begin() + length), FLOAT32,
+              dense->mutable_data());
+  }
+  SparseValues* rows = reply.add_sparse();
+  rows->set_table("emb");
+  rows->set_encoding(FLOAT32);
+  AddFloats(std::vector<float>(values.begin(), values.begin() + 4), FLOAT32, rows->mutable_data());
+  PushPullResponse reply_both;
+  reply_both.mutable_push_header()->set_version(9);
+  *reply_both.mutable_pull() = reply;
+  const std::string sizes = {64, 8};
+  Write(out + "/reply", "pull", std::string(1, 15 << 1) + sizes + reply.SerializeAsString());
+  Write(out + "/reply", "pushpull",
+        std::string(1, (100 << 1) | 1) + sizes + reply_both.SerializeAsString());
   return 0;
 }
