@@ -10,7 +10,7 @@
 #
 #   bazel build -c opt //server:ps_server //worker:worker //tools:psctl [//python:_native.so]
 #   bench/train.sh [--models=softmax,mlp] [--workers=1,2] [--modes=sync,async] [--ps=1]
-#                  [--repeat=N] [--baseline]
+#                  [--repeat=N] [--baseline] [--bin=bazel-bin]
 #                  [other ps_server flags, e.g. --learning_rate=0.001 --batch_size=128]
 #
 # --repeat=N runs each configuration N times and prints every run, then the
@@ -20,6 +20,8 @@
 # alternately, and summarises it the same way. It runs on one thread
 # (--baseline_threads=N to change): Debian's PyTorch defaults to one here,
 # and two were 2.5x slower on this model (36.5 s to 0.88 against 14.7 s).
+# --bin is where ps_server, worker and psctl were built (another build's
+# binaries, to compare two builds in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,7 @@ ps=1
 repeat=1
 baseline=false
 threads=1
+bin=bazel-bin
 server_flags=()
 for arg in "$@"; do
   case "$arg" in
@@ -40,6 +43,7 @@ for arg in "$@"; do
     --repeat=*) repeat="${arg#*=}" ;;
     --baseline) baseline=true ;;
     --baseline_threads=*) threads="${arg#*=}" ;;
+    --bin=*) bin="${arg#*=}" ;;
     --*=*) server_flags+=("$arg") ;;
     *) echo "train.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
@@ -94,7 +98,7 @@ for model in "${model_list[@]}"; do
       pytorch_times=()
       for ((run = 1; run <= repeat; run++)); do
         run_dir=".bench-train/$model-$mode-$workers"
-        if out="$(deploy/local_cluster.sh --bin=bazel-bin --run_dir="$run_dir" --model="$model" \
+        if out="$(deploy/local_cluster.sh --bin="$bin" --run_dir="$run_dir" --model="$model" \
                    --mode="$mode" --workers="$workers" --ps="$ps" "${server_flags[@]}" 2>/dev/null)"; then
           # First evaluation at or above the target: its training time and epoch.
           hit="$(grep -E '^epoch [0-9]+/[0-9]+ (done|final model): ' <<<"$out" |
