@@ -69,8 +69,19 @@ failed=$((failed + fuzz_bad))
 
 # The Kubernetes manifests (deploy/k8s), checked offline with Kubernetes'
 # own code and against the built binaries' flags: one per go test case.
-go_bin="$(command -v go || echo /usr/local/go/bin/go)"
-if [[ -x "$go_bin" ]]; then
+# The first Go (on PATH, then /usr/local/go) at least as new as go.mod asks.
+go_needed="$(awk '$1 == "go" {print $2; exit}' tools/k8s_check/go.mod)"
+go_bin=""
+for candidate in "$(command -v go)" /usr/local/go/bin/go; do
+  [[ -n "$candidate" && -x "$candidate" ]] || continue
+  have="$("$candidate" env GOVERSION 2>/dev/null)"
+  have="${have#go}"
+  if [[ -n "$have" && "$(printf '%s\n%s\n' "$go_needed" "$have" | sort -V | head -1)" == "$go_needed" ]]; then
+    go_bin="$candidate"
+    break
+  fi
+done
+if [[ -n "$go_bin" ]]; then
   echo "test.sh: checking the Kubernetes manifests (tools/k8s_check)"
   k8s_out="$(cd tools/k8s_check && FULCRUM_BIN_DIR="$(bazel info bazel-bin 2>/dev/null)" \
     "$go_bin" test -count=1 -v . 2>&1)"
@@ -85,7 +96,7 @@ if [[ -x "$go_bin" ]]; then
   passed=$((passed + k8s_ok))
   failed=$((failed + k8s_bad))
 else
-  echo "test.sh: SKIPPED the Kubernetes manifest check: no Go toolchain (go on PATH or /usr/local/go; Debian 12's golang-go is too old for k8s.io/kubernetes)"
+  echo "test.sh: SKIPPED the Kubernetes manifest check: no Go toolchain of version $go_needed or later (go on PATH or /usr/local/go; Debian 12's golang-go 1.19 is too old for k8s.io/kubernetes)"
 fi
 
 # The Docker Compose and Swarm deployments, on a real engine when one

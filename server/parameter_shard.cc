@@ -161,6 +161,14 @@ absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, boo
     --waiting_for_membership_;
   }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
+  if (membership_.coordinator_incarnation == 0) {
+    // A shard that has not heard from the coordinator yet (just started, or
+    // the coordinator cannot reach it): the worker is not stale, this shard
+    // is. It retries; re-registering would not help.
+    return absl::UnavailableError(
+        "this parameter-server shard has not received the job's membership from the "
+        "coordinator yet; retry");
+  }
   if (worker.coordinator_incarnation != membership_.coordinator_incarnation) {
     return absl::FailedPreconditionError(
         absl::StrFormat("%s is not known here: this shard follows coordinator incarnation %016x "

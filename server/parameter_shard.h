@@ -143,10 +143,11 @@ class ParameterShard {
   // clock >= clock - staleness. DEADLINE_EXCEEDED past
   // `deadline`, FAILED_PRECONDITION for a worker not admitted (unknown, dead,
   // or registered with another coordinator incarnation than the one whose
-  // membership this shard has), NOT_FOUND or INVALID_ARGUMENT for a bad slice or a slice or key
-  // another shard owns (then nothing is read).
-  // Sparse rows are read with the slices (and created on first read);
-  // NOT_FOUND for an unknown table, RESOURCE_EXHAUSTED if a table is full.
+  // membership this shard has), UNAVAILABLE while the shard has no
+  // membership at all (the worker retries; it is not stale), NOT_FOUND or INVALID_ARGUMENT for a
+  // bad slice or a slice or key another shard owns (then nothing is read). Sparse rows are read
+  // with the slices (and created on first read); NOT_FOUND for an unknown table, RESOURCE_EXHAUSTED
+  // if a table is full.
   absl::StatusOr<ShardVersion> Pull(const WorkerIdentity& worker, int64_t clock,
                                     const std::vector<SliceRef>& slices,
                                     absl::Span<const absl::Span<float>> out, absl::Time deadline,

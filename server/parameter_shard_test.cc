@@ -472,6 +472,19 @@ TEST(ParameterShardTest, WorkerOfAnotherCoordinatorIncarnation_Refused) {
   }
 }
 
+TEST(ParameterShardMembershipTest, NoMembershipYet_UnavailableNotAnEviction) {
+  // A shard the coordinator has not reached yet cannot tell a stale worker
+  // from a live one: the worker retries instead of registering again.
+  std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::Milliseconds(20));
+  EXPECT_EQ(PushAll(*shard, Of(kA, 1), 0, 1.0f).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(PullAll(*shard, Of(kA, 1), -1).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(shard->stats().pushes, 0);
+  shard->ApplyMembership(MakeMembership(1, 1, {kA}, {kA}));
+  EXPECT_TRUE(PushAll(*shard, Of(kA, 1), 0, 1.0f).ok());
+  // Once it has one, a worker it does not know is refused.
+  EXPECT_EQ(PullAll(*shard, Of(kB, 1), -1).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(ParameterShardMembershipTest, UnknownWorkerWaitsOutTheGraceForItsMembership) {
   std::unique_ptr<ParameterShard> shard = MakeRemoteShard(absl::Seconds(30));
   absl::StatusOr<ShardVersion> pushed;
