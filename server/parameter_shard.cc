@@ -134,6 +134,7 @@ void ParameterShard::Shutdown() {
 
 uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   absl::MutexLock lock(&mu_);
+  has_membership_ = true;
   const bool renumbered = membership.coordinator_incarnation != membership_.coordinator_incarnation;
   if (!renumbered && membership.version <= membership_.version) return membership_.version;
   // A new coordinator numbers workers from scratch: what this shard
@@ -161,7 +162,7 @@ absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, boo
     --waiting_for_membership_;
   }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
-  if (membership_.coordinator_incarnation == 0) {
+  if (!has_membership_) {
     // A shard that has not heard from the coordinator yet (just started, or
     // the coordinator cannot reach it): the worker is not stale, this shard
     // is. It retries; re-registering would not help.

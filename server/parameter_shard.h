@@ -239,6 +239,9 @@ class ParameterShard {
   // Worker ids in it and in recent_requests_ (and the policy's) are its
   // coordinator incarnation's.
   WorkerMembership membership_ ABSL_GUARDED_BY(mu_);
+  // Whether any coordinator's membership was applied (the coordinator's own
+  // shard: from the start; another: once the coordinator reached it).
+  bool has_membership_ ABSL_GUARDED_BY(mu_) = false;
   double pull_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_pulls_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_for_membership_ ABSL_GUARDED_BY(mu_) = 0;
