@@ -17,6 +17,16 @@
 #include "grpcpp/impl/codegen/proto_utils.h"
 
 namespace fulcrum {
+namespace {
+
+// `status`, naming the shard it came from when there are several.
+absl::Status FromShard(size_t shard, size_t shards, absl::Status status) {
+  if (status.ok() || shards == 1) return status;
+  return absl::Status(status.code(), absl::StrCat("shard ", shard, ": ", status.message()));
+}
+
+}  // namespace
+
 // Starts every shard's call at once on cq_ and waits for all of them: the
 // calling thread polls the queue itself (no hop to a callback thread). The
 // first error (by shard), naming the shard when there are several — but
@@ -56,9 +66,7 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
     if (!statuses[i].ok()) first_error = i;
   }
   if (first_error == n) return absl::OkStatus();
-  absl::Status s = FromGrpcStatus(statuses[first_error]);
-  if (n == 1) return s;
-  return absl::Status(s.code(), absl::StrCat("shard ", first_error, ": ", s.message()));
+  return FromShard(first_error, n, FromGrpcStatus(statuses[first_error]));
 }
 
 namespace {
@@ -189,32 +197,27 @@ std::vector<absl::Span<float>> GrpcPsClient::DenseTargets(const PullRequest& req
 }
 
 absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
-    absl::Span<const PullRequest* const> requests, absl::Span<const PullResponse* const> responses,
-    const std::vector<std::vector<bool>>& in_place, const std::vector<KeyPlacement>& placements,
+    const std::vector<PullReply>& replies, const std::vector<KeyPlacement>& placements,
     ParameterBatch* batch) {
   const size_t n = shards_.size();
   ServerVersion version;
   version.rounds.resize(n);
   std::vector<float> scratch;
   for (size_t s = 0; s < n; ++s) {
-    const PullRequest& request = *requests[s];
-    const PullResponse& response = *responses[s];
+    const PullRequest& request = *replies[s].request;
+    const PullResponse& response = replies[s].response;
     if (response.dense_size() != request.dense_size() ||
         response.sparse_size() != static_cast<int>(batch->sparse.size())) {
       return absl::DataLossError(
           absl::StrCat("shard ", s, " returned other slices or tables than asked for"));
     }
-    const std::vector<absl::Span<float>> targets = DenseTargets(request, batch);
     for (int d = 0; d < response.dense_size(); ++d) {
-      if (in_place[s][d]) continue;
-      const DenseSlice& slice = request.dense(d);
-      absl::Span<float> dst = targets[d];
-      absl::Status decoded =
-          DecodeFloat32(response.dense(d).encoding(), response.dense(d).data(), dst,
-                        /*require_finite=*/false);
+      if (replies[s].in_place[d]) continue;
+      absl::Status decoded = DecodeFloat32(response.dense(d).encoding(), response.dense(d).data(),
+                                           replies[s].targets[d], /*require_finite=*/false);
       if (!decoded.ok()) {
         return absl::DataLossError(
-            absl::StrCat("pull of ", slice.tensor(), ": ", decoded.message()));
+            absl::StrCat("pull of ", request.dense(d).tensor(), ": ", decoded.message()));
       }
     }
     for (size_t t = 0; t < batch->sparse.size(); ++t) {
@@ -248,9 +251,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::ReadPullResponses(
     version.rounds[s] = header.round();
     version.wait_seconds = std::max(version.wait_seconds, header.wait_seconds());
   }
-  version.version = responses[0]->header().version();
-  version.round = responses[0]->header().round();
-  version.incarnation = responses[0]->header().incarnation();
+  version.version = replies[0].response.header().version();
+  version.round = replies[0].response.header().round();
+  version.incarnation = replies[0].response.header().incarnation();
   return version;
 }
 
@@ -341,11 +344,6 @@ grpc::ByteBuffer BytesOf(const Message& message) {
   return bytes;
 }
 
-absl::Status FromShard(size_t shard, size_t shards, absl::Status status) {
-  if (status.ok() || shards == 1) return status;
-  return absl::Status(status.code(), absl::StrCat("shard ", shard, ": ", status.message()));
-}
-
 }  // namespace
 
 absl::Status GrpcPsClient::CallAllRaw(const std::string& method,
@@ -374,19 +372,15 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Pull(const WorkerIdentity& worker,
   FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/Pull", bytes, &replies));
   // Dense values go from the reply's bytes straight into the batch.
   SizeOutputs(batch);
-  std::vector<PullResponse> responses(n);
-  std::vector<std::vector<bool>> in_place(n);
-  std::vector<const PullRequest*> asked;
-  std::vector<const PullResponse*> answered;
+  std::vector<PullReply> read(n);
   for (size_t s = 0; s < n; ++s) {
+    PullReply& r = read[s];
+    r.request = &requests[s];
+    r.targets = DenseTargets(requests[s], batch);
     FULCRUM_RETURN_IF_ERROR(
-        FromShard(s, n,
-                  ReadPullResponse(&replies[s], DenseTargets(requests[s], batch), &responses[s],
-                                   &in_place[s])));
-    asked.push_back(&requests[s]);
-    answered.push_back(&responses[s]);
+        FromShard(s, n, ReadPullResponse(&replies[s], r.targets, &r.response, &r.in_place)));
   }
-  return ReadPullResponses(asked, answered, in_place, placements, batch);
+  return ReadPullResponses(read, placements, batch);
 }
 
 absl::StatusOr<ServerVersion> GrpcPsClient::Push(const WorkerIdentity& worker,
@@ -446,19 +440,17 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
   std::vector<grpc::ByteBuffer> replies;
   FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &replies));
   SizeOutputs(params);
-  std::vector<PushPullResponse> responses(n);
-  std::vector<std::vector<bool>> in_place(n);
-  std::vector<const PullRequest*> asked;
-  std::vector<const PullResponse*> answered;
+  std::vector<PullReply> read(n);
   for (size_t s = 0; s < n; ++s) {
+    PullReply& r = read[s];
+    r.request = &requests[s].pull();
+    r.targets = DenseTargets(requests[s].pull(), params);
+    PushPullResponse response;
     FULCRUM_RETURN_IF_ERROR(
-        FromShard(s, n,
-                  ReadPushPullResponse(&replies[s], DenseTargets(requests[s].pull(), params),
-                                       &responses[s], &in_place[s])));
-    asked.push_back(&requests[s].pull());
-    answered.push_back(&responses[s].pull());
+        FromShard(s, n, ReadPushPullResponse(&replies[s], r.targets, &response, &r.in_place)));
+    r.response.Swap(response.mutable_pull());
   }
-  return ReadPullResponses(asked, answered, in_place, pull_placements, params);
+  return ReadPullResponses(read, pull_placements, params);
 }
 
 }  // namespace fulcrum

@@ -73,12 +73,17 @@ class GrpcPsClient final : public PsClient {
   // Where the values of each dense entry of `request` go in `batch` (sized).
   static std::vector<absl::Span<float>> DenseTargets(const PullRequest& request,
                                                      ParameterBatch* batch);
-  // Fills the rest of `batch` (sized) from every shard's reply to
-  // requests[s] (dense entries in_place[s][d] are there already); notes
-  // each shard's incarnation.
-  absl::StatusOr<ServerVersion> ReadPullResponses(absl::Span<const PullRequest* const> requests,
-                                                  absl::Span<const PullResponse* const> responses,
-                                                  const std::vector<std::vector<bool>>& in_place,
+  // One shard's answer to a pull: what was asked, where its dense values go,
+  // the reply as read (common/rpc/wire.h) and which values are in place.
+  struct PullReply {
+    const PullRequest* request = nullptr;
+    std::vector<absl::Span<float>> targets;
+    PullResponse response;
+    std::vector<bool> in_place;
+  };
+  // Fills the rest of `batch` (sized) from every shard's reply (dense
+  // values not read in place, sparse rows); notes each shard's incarnation.
+  absl::StatusOr<ServerVersion> ReadPullResponses(const std::vector<PullReply>& replies,
                                                   const std::vector<KeyPlacement>& placements,
                                                   ParameterBatch* batch);
   // Per shard, the float32 payloads of its push's dense entries, in order.

@@ -41,6 +41,14 @@ size_t VarintSize(uint64_t v) {
   return n;
 }
 
+// The tag and length of a length-delimited field of `bytes` bytes.
+std::string FieldHead(char tag, size_t bytes) {
+  std::string head;
+  head.push_back(tag);
+  AppendVarint(bytes, &head);
+  return head;
+}
+
 // A serialised message with a repeated DenseValues field 2 (PushRequest,
 // PullResponse) as slices: the bytes of every field but the payloads, and
 // the payloads as given (referenced or owned). Field order on the wire does
@@ -58,13 +66,7 @@ class DensePieces {
       const std::string meta = message->dense(i).SerializeAsString();
       const size_t data_bytes = payloads[i].size();
       const size_t inner = meta.size() + 1 + VarintSize(data_bytes) + data_bytes;
-      std::string head;
-      head.push_back(kDenseTag);
-      AppendVarint(inner, &head);
-      head += meta;
-      head.push_back(kDenseDataTag);
-      AppendVarint(data_bytes, &head);
-      AddOwned(std::move(head));
+      AddOwned(FieldHead(kDenseTag, inner) + meta + FieldHead(kDenseDataTag, data_bytes));
       if (data_bytes > 0) {
         bytes_ += data_bytes;
         slices_.push_back(std::move(payloads[i]));
@@ -103,13 +105,15 @@ std::vector<grpc::Slice> ReferTo(absl::Span<const absl::Span<const float>> value
   return slices;
 }
 
-// Wraps `pieces` as field `tag` of an enclosing message.
-void Enclose(char tag, DensePieces* pieces) {
-  std::string prefix;
-  prefix.push_back(tag);
-  AppendVarint(pieces->bytes(), &prefix);
-  pieces->Prepend(std::move(prefix));
+// `message` serialised as field `tag` of an enclosing message.
+template <typename Message>
+std::string Field(char tag, const Message& message) {
+  const std::string bytes = message.SerializeAsString();
+  return FieldHead(tag, bytes.size()) + bytes;
 }
+
+// Wraps `pieces` as field `tag` of an enclosing message.
+void Enclose(char tag, DensePieces* pieces) { pieces->Prepend(FieldHead(tag, pieces->bytes())); }
 
 }  // namespace
 
@@ -122,12 +126,7 @@ grpc::ByteBuffer PushPullBytes(PushPullRequest* request,
                                absl::Span<const absl::Span<const float>> values) {
   DensePieces pieces(request->mutable_push(), ReferTo(values));
   Enclose(kPushPullPushTag, &pieces);
-  std::string pull;
-  pull.push_back(kPushPullPullTag);
-  const std::string pull_bytes = request->pull().SerializeAsString();
-  AppendVarint(pull_bytes.size(), &pull);
-  pull += pull_bytes;
-  pieces.AddOwned(std::move(pull));
+  pieces.AddOwned(Field(kPushPullPullTag, request->pull()));
   return pieces.Buffer();
 }
 
@@ -161,14 +160,8 @@ grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayl
 grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
                                        std::vector<FloatPayload> values) {
   DensePieces pieces(response->mutable_pull(), SlicesOf(std::move(values)));
-  Enclose(kPushPullPullTag, &pieces);  // PushPullResponse.pull
-  // PushPullResponse.push_header
-  std::string header;
-  header.push_back(kPushPullPushTag);
-  const std::string header_bytes = response->push_header().SerializeAsString();
-  AppendVarint(header_bytes.size(), &header);
-  header += header_bytes;
-  pieces.Prepend(std::move(header));
+  Enclose(kPushPullPullTag, &pieces);                                // PushPullResponse.pull
+  pieces.Prepend(Field(kPushPullPushTag, response->push_header()));  // .push_header
   return pieces.Buffer();
 }
 

@@ -19,6 +19,25 @@ Message Parse(grpc::ByteBuffer* buffer) {
   return m;
 }
 
+// Dense entries "w" (70000 values from `offset`: its length takes a
+// multi-byte varint) and "b" (`b_length`), data left out, and a sparse
+// table's row.
+template <typename Message>
+void AddEntries(uint64_t offset, int b_length, Message* m) {
+  for (const auto& [name, length] : {std::pair<const char*, int>{"w", 70000}, {"b", b_length}}) {
+    DenseValues* d = m->add_dense();
+    d->mutable_slice()->set_tensor(name);
+    d->mutable_slice()->set_offset(offset);
+    d->mutable_slice()->set_length(length);
+    d->set_encoding(FLOAT32);
+  }
+  SparseValues* s = m->add_sparse();
+  s->set_table("emb");
+  s->add_keys(42);
+  s->set_encoding(FLOAT32);
+  EncodeFloat32(std::vector<float>{1, 2}, s->mutable_data());
+}
+
 // A push of two dense slices (one large: its length takes a multi-byte
 // varint) and a sparse table, with the dense data left out.
 PushRequest Skeleton() {
@@ -27,18 +46,7 @@ PushRequest Skeleton() {
   r.mutable_header()->set_request_id(99);
   r.mutable_header()->set_clock(3);
   r.set_batch_examples(64);
-  for (const auto& [name, length] : {std::pair<const char*, int>{"w", 70000}, {"b", 10}}) {
-    DenseValues* d = r.add_dense();
-    d->mutable_slice()->set_tensor(name);
-    d->mutable_slice()->set_offset(5);
-    d->mutable_slice()->set_length(length);
-    d->set_encoding(FLOAT32);
-  }
-  SparseValues* s = r.add_sparse();
-  s->set_table("emb");
-  s->add_keys(42);
-  s->set_encoding(FLOAT32);
-  EncodeFloat32(std::vector<float>{1, 2}, s->mutable_data());
+  AddEntries(5, 10, &r);
   return r;
 }
 
@@ -96,17 +104,7 @@ PullResponse ReplySkeleton() {
   r.mutable_header()->set_version(12);
   r.mutable_header()->set_round(4);
   r.mutable_header()->set_incarnation(77);
-  for (const auto& [name, length] : {std::pair<const char*, int>{"w", 70000}, {"b", 3}}) {
-    DenseValues* d = r.add_dense();
-    d->mutable_slice()->set_tensor(name);
-    d->mutable_slice()->set_length(length);
-    d->set_encoding(FLOAT32);
-  }
-  SparseValues* s = r.add_sparse();
-  s->set_table("emb");
-  s->add_keys(42);
-  s->set_encoding(FLOAT32);
-  EncodeFloat32(std::vector<float>{1, 2}, s->mutable_data());
+  AddEntries(0, 3, &r);
   return r;
 }
 
