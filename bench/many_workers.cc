@@ -67,7 +67,8 @@ void RunWorker(const std::string& coordinator_address, int index, ConsistencyMod
     return;
   }
   absl::Status connected =
-      ps.Connect({registered->shard_addresses().begin(), registered->shard_addresses().end()});
+      ps.Connect({registered->shard_addresses().begin(), registered->shard_addresses().end()},
+                 {registered->backup_addresses().begin(), registered->backup_addresses().end()});
   if (!connected.ok()) {
     out->error = connected.ToString();
     return;

@@ -89,6 +89,7 @@ class SyncPolicy final : public ConsistencyPolicy {
     MaybeCompleteRound(members);
   }
 
+  bool RoundInProgressLocked() const override { return !pushed_.empty(); }
   int64_t Version() const override { return round_; }
   void RestoreLocked(int64_t version) override {
     pushed_.clear();

@@ -72,6 +72,10 @@ class ConsistencyPolicy {
   // has and the next starts empty.
   virtual void MembershipChangedLocked(const WorkerMembership& members, bool renumbered) {}
 
+  // SYNC: whether the round being collected has any push in it (admitted or
+  // summed): a snapshot taken now would miss part of it.
+  virtual bool RoundInProgressLocked() const { return false; }
+
   // Updates applied: rounds (SYNC; mutex held) or pushes.
   virtual int64_t Version() const = 0;
   // After a restore: the version the restored state had; the round being

@@ -93,6 +93,9 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
   for (const std::string& address : shards_->WorkerAddresses()) {
     response.add_shard_addresses(address);
   }
+  for (const std::string& address : shards_->BackupAddresses()) {
+    response.add_backup_addresses(address);
+  }
   response.set_incarnation(options_.incarnation);
   response.set_heartbeat_interval_seconds(absl::ToDoubleSeconds(options_.heartbeat_interval));
   response.set_worker_timeout_seconds(absl::ToDoubleSeconds(options_.worker_timeout));
@@ -141,6 +144,7 @@ absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(const HeartbeatReque
   status.set_steps(p.steps());
   if (p.loss() > 0) status.set_loss(p.loss());
   status.set_wait_seconds(p.wait_seconds());
+  *status.mutable_pushes_acknowledged() = p.pushes_acknowledged();
   if (p.examples_seen() < record.rate_examples) {
     record.rate_examples = p.examples_seen();  // not cumulative: restart
     record.rate_since = now;
@@ -153,6 +157,12 @@ absl::StatusOr<HeartbeatResponse> JobCoordinator::Heartbeat(const HeartbeatReque
   status.set_examples_seen(p.examples_seen());
   HeartbeatResponse response;
   response.set_job_state(state_);
+  for (const std::string& address : shards_->WorkerAddresses()) {
+    response.add_shard_addresses(address);
+  }
+  for (const std::string& address : shards_->BackupAddresses()) {
+    response.add_backup_addresses(address);
+  }
   return response;
 }
 

@@ -106,6 +106,13 @@ class JobCoordinator {
     return response;
   }
 
+  // A shard's backup taking over, a primary dropping its backup (see
+  // ShardGroup).
+  absl::Status PromoteBackup(const PromoteBackupRequest& request) {
+    return shards_->PromoteBackup(request);
+  }
+  absl::Status DropBackup(const DropBackupRequest& request) { return shards_->DropBackup(request); }
+
   // Ends the job (STOPPED) unless it has finished; workers are told DONE.
   void Stop();
 

@@ -316,12 +316,16 @@ void ParameterServiceImpl::RecordPush(absl::Time start, const grpc::Status& stat
 void ParameterServiceImpl::FillHeader(const ShardVersion& version, ResponseHeader* header) const {
   header->set_version(version.version);
   header->set_round(version.round);
-  header->set_incarnation(incarnation_);
+  header->set_incarnation(incarnation_.load(std::memory_order_relaxed));
   header->set_wait_seconds(version.wait_seconds);
 }
 
 grpc::Status ParameterServiceImpl::CheckIncarnation(const RequestHeader& header) const {
-  if (header.incarnation() == 0 || header.incarnation() == incarnation_) {
+  // A backup answers "not serving" whatever the incarnation: it has not
+  // taken over the one workers know yet.
+  if (absl::Status serving = shard_->CheckServing(); !serving.ok()) return ToGrpcStatus(serving);
+  if (header.incarnation() == 0 ||
+      header.incarnation() == incarnation_.load(std::memory_order_relaxed)) {
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::ABORTED,
@@ -565,6 +569,18 @@ grpc::Status ShardRegistryServiceImpl::RegisterShard(grpc::ServerContext* contex
                                                      const RegisterShardRequest* request,
                                                      RegisterShardResponse* response) {
   return Answer(response, [&] { return coordinator_->RegisterShard(*request); });
+}
+
+grpc::Status ShardRegistryServiceImpl::PromoteBackup(grpc::ServerContext* context,
+                                                     const PromoteBackupRequest* request,
+                                                     PromoteBackupResponse*) {
+  return ToGrpcStatus(coordinator_->PromoteBackup(*request));
+}
+
+grpc::Status ShardRegistryServiceImpl::DropBackup(grpc::ServerContext* context,
+                                                  const DropBackupRequest* request,
+                                                  DropBackupResponse*) {
+  return ToGrpcStatus(coordinator_->DropBackup(*request));
 }
 
 grpc::Status CoordinatorServiceImpl::Stop(grpc::ServerContext* context, const StopRequest*,

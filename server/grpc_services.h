@@ -83,6 +83,10 @@ class ParameterServiceImpl final {
   // the queues, joins the threads.
   void Shutdown();
 
+  // The incarnation replies carry and requests are checked against: a backup
+  // that takes over serves under its primary's, so workers see no restart.
+  void set_incarnation(uint64_t incarnation) { incarnation_.store(incarnation); }
+
   // The RPCs' logic without the transport (the polling threads call these;
   // so does tests/fuzz/parameter_service_fuzzer.cc): validate, size, apply
   // or read, answer. A pull may block until its round or the context's
@@ -125,7 +129,8 @@ class ParameterServiceImpl final {
   grpc::Status CheckIncarnation(const RequestHeader& header) const;
 
   ParameterShard* const shard_;
-  const uint64_t incarnation_;
+  // Changes once, when a backup takes over its primary's incarnation.
+  std::atomic<uint64_t> incarnation_;
   const absl::Duration max_wait_;
   const uint64_t max_response_bytes_;
   const ServiceMetrics* const metrics_;
@@ -183,6 +188,10 @@ class ShardRegistryServiceImpl final : public ShardRegistry::Service {
 
   grpc::Status RegisterShard(grpc::ServerContext* context, const RegisterShardRequest* request,
                              RegisterShardResponse* response) override;
+  grpc::Status PromoteBackup(grpc::ServerContext* context, const PromoteBackupRequest* request,
+                             PromoteBackupResponse* response) override;
+  grpc::Status DropBackup(grpc::ServerContext* context, const DropBackupRequest* request,
+                          DropBackupResponse* response) override;
 
  private:
   JobCoordinator* const coordinator_;

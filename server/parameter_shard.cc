@@ -7,6 +7,8 @@
 #include "absl/strings/str_format.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
+#include "common/payload.h"
+#include "common/replica.h"
 #include "common/shard_map.h"
 
 namespace fulcrum {
@@ -28,7 +30,45 @@ class ABSL_SCOPED_LOCKABLE ReaderLockIf {
   absl::Mutex* const mu_;
 };
 
+// A push as its primary admitted it, for the backup (float32 payloads).
+ReplicaOp PushOp(const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
+                 const std::vector<SliceGradient>& gradients,
+                 absl::Span<const SparseGradient> sparse) {
+  ReplicaOp op;
+  ReplicaPush* push = op.mutable_push();
+  push->set_worker_id(worker.id);
+  push->set_coordinator_incarnation(worker.coordinator_incarnation);
+  push->set_request_id(request_id);
+  push->set_clock(clock);
+  for (const SliceGradient& g : gradients) {
+    DenseValues* values = push->add_dense();
+    values->mutable_slice()->set_tensor(g.slice.tensor);
+    values->mutable_slice()->set_offset(g.slice.offset);
+    values->mutable_slice()->set_length(g.slice.length);
+    values->set_encoding(FLOAT32);
+    values->set_data(reinterpret_cast<const char*>(g.values.data()),
+                     g.values.size() * sizeof(float));
+  }
+  for (const SparseGradient& g : sparse) {
+    SparseValues* values = push->add_sparse();
+    values->set_table(g.table);
+    values->mutable_keys()->Add(g.keys.begin(), g.keys.end());
+    values->set_encoding(FLOAT32);
+    values->set_data(reinterpret_cast<const char*>(g.values.data()),
+                     g.values.size() * sizeof(float));
+  }
+  return op;
+}
+
 }  // namespace
+
+std::vector<std::pair<uint64_t, std::vector<uint64_t>>> ParameterShard::RecentRequests::Export()
+    const {
+  std::vector<std::pair<uint64_t, std::vector<uint64_t>>> out;
+  for (const auto& [worker, ids] : ids_)
+    out.emplace_back(worker, std::vector(ids.begin(), ids.end()));
+  return out;
+}
 
 bool ParameterShard::RecentRequests::Contains(uint64_t worker_id, uint64_t request_id) const {
   auto it = ids_.find(worker_id);
@@ -134,6 +174,21 @@ void ParameterShard::Shutdown() {
 
 uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   absl::MutexLock lock(&mu_);
+  // A backup follows its primary's membership, in the primary's order.
+  if (serving_ == ShardServing::kBackup) return membership_.version;
+  const uint64_t before = membership_.version;
+  const uint64_t before_incarnation = membership_.coordinator_incarnation;
+  const uint64_t version = ApplyMembershipLocked(membership);
+  if (replication_ != nullptr &&
+      (version != before || membership_.coordinator_incarnation != before_incarnation)) {
+    ReplicaOp op;
+    *op.mutable_membership() = membership_.ToProto();
+    replication_->Fill(replication_->Reserve(), std::move(op));
+  }
+  return version;
+}
+
+uint64_t ParameterShard::ApplyMembershipLocked(const WorkerMembership& membership) {
   has_membership_ = true;
   const bool renumbered = membership.coordinator_incarnation != membership_.coordinator_incarnation;
   if (!renumbered && membership.version <= membership_.version) return membership_.version;
@@ -146,6 +201,22 @@ uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   membership_.started = started || membership.started;  // a job never un-starts
   policy_->MembershipChangedLocked(membership_, renumbered);
   return membership_.version;
+}
+
+absl::Status ParameterShard::CheckServingLocked() const {
+  switch (serving_) {
+    case ShardServing::kServing:
+      return absl::OkStatus();
+    case ShardServing::kBackup:
+      return absl::UnavailableError(absl::StrCat(
+          kBackupNotServing, "this process is the backup of shard ", role_.index,
+          "; it serves workers only once it takes over from the primary: retry at the primary"));
+    case ShardServing::kReplaced:
+      return absl::UnavailableError(absl::StrCat("this process no longer serves shard ",
+                                                 role_.index,
+                                                 ": its backup took over; retry there"));
+  }
+  return absl::InternalError("unknown serving state");
 }
 
 absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, bool active,
@@ -162,6 +233,7 @@ absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, boo
     --waiting_for_membership_;
   }
   if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
+  FULCRUM_RETURN_IF_ERROR(CheckServingLocked());
   if (!has_membership_) {
     // A shard that has not heard from the coordinator yet (just started, or
     // the coordinator cannot reach it): the worker is not stale, this shard
@@ -192,7 +264,7 @@ absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, boo
 
 bool ParameterShard::ReadyFor(const WorkerIdentity& worker, bool push, int64_t clock) const {
   absl::ReaderMutexLock lock(&mu_);
-  if (shutting_down_) return true;  // fails at once
+  if (shutting_down_ || serving_ != ShardServing::kServing) return true;  // fails at once
   if (!membership_.Admits(worker) || !membership_.started) return false;
   if (push && !membership_.IsActive(worker.id)) return false;
   if (clock < 0 || policy_->PullReadyLocked(clock, membership_)) return true;
@@ -317,61 +389,105 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(const WorkerIdentity& worker, 
                                                   int64_t clock,
                                                   const std::vector<SliceGradient>& gradients,
                                                   absl::Span<const SparseGradient> sparse) {
+  return PushInternal(worker, request_id, clock, gradients, sparse, /*replayed=*/false);
+}
+
+void ParameterShard::PushAppliedForReplica() {
+  if (replication_ == nullptr) return;
+  absl::MutexLock lock(&mu_);
+  --unapplied_pushes_;
+}
+
+absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
+    const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
+    const std::vector<SliceGradient>& gradients, absl::Span<const SparseGradient> sparse,
+    bool replayed) {
   FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients, sparse));
+  // With a backup: this push's operation, answered once the backup has it.
+  uint64_t sequence = 0;
   {
     absl::MutexLock lock(&mu_);
-    FULCRUM_RETURN_IF_ERROR(
-        CheckMemberLocked(worker, /*active=*/true, absl::Now() + role_.membership_grace));
+    if (!replayed) {
+      FULCRUM_RETURN_IF_ERROR(
+          CheckMemberLocked(worker, /*active=*/true, absl::Now() + role_.membership_grace));
+    }
     if (request_id != 0 && recent_requests_.Contains(worker.id, request_id)) {
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
       ShardVersion v;
       v.version = v.round = policy_->Version();
+      // Acknowledged only once the first copy's operation (at most the newest)
+      // is replicated.
+      const uint64_t first_copy =
+          replication_ != nullptr && !replayed ? replication_->last_reserved() : 0;
+      mu_.Unlock();
+      absl::Status replicated =
+          replication_ == nullptr
+              ? absl::OkStatus()
+              : replication_->AwaitReplicated(first_copy, absl::Now() + replication_timeout_);
+      mu_.Lock();
+      if (!replicated.ok()) return replicated;
       return v;
     }
     FULCRUM_RETURN_IF_ERROR(policy_->AdmitPushLocked(worker.id, clock));
     if (request_id != 0) recent_requests_.Insert(worker.id, request_id);
+    if (replication_ != nullptr) {
+      ++unapplied_pushes_;
+      if (!replayed) sequence = replication_->Reserve();
+    }
+  }
+  if (sequence != 0) {
+    replication_->Fill(sequence, PushOp(worker, request_id, clock, gradients, sparse));
   }
 
+  ShardVersion v;
   if (policy_->SumsRounds()) {
     // Sum outside the round lock so workers add in parallel (stripe locks).
-    for (const SliceGradient& g : gradients) {
-      absl::Status s = store_->Accumulate(g.slice, g.values);
-      if (!s.ok()) return absl::InternalError(s.ToString());  // validated above
-    }
+    // Validated above: Accumulate cannot fail.
+    for (const SliceGradient& g : gradients) store_->Accumulate(g.slice, g.values).IgnoreError();
     AccumulateSparse(sparse);
     absl::MutexLock lock(&mu_);
     pushes_.fetch_add(1, std::memory_order_relaxed);
+    if (replication_ != nullptr) --unapplied_pushes_;
     policy_->PushSummedLocked(membership_);
-    ShardVersion v;
     v.version = v.round = policy_->Version();
-    return v;
+  } else {
+    // Sparse first: a table that filled up since the check fails the push
+    // before any dense part is applied.
+    absl::Status applied = absl::OkStatus();
+    for (const SparseGradient& g : sparse) {
+      applied = tables_.at(g.table)->Push(g.keys, g.values);
+      if (!applied.ok()) break;
+    }
+    if (applied.ok()) {
+      // Validated above: ApplyGradient cannot fail.
+      for (const SliceGradient& g : gradients) {
+        store_->ApplyGradient(g.slice, g.values).IgnoreError();
+      }
+      pushes_.fetch_add(1, std::memory_order_relaxed);
+      v.version = v.round = policy_->PushApplied();
+    }
+    PushAppliedForReplica();
+    if (!applied.ok()) return applied;
   }
-
-  // Sparse first: a table that filled up since the check fails the push
-  // before any dense part is applied.
-  for (const SparseGradient& g : sparse) {
-    FULCRUM_RETURN_IF_ERROR(tables_.at(g.table)->Push(g.keys, g.values));
+  if (sequence != 0) {
+    FULCRUM_RETURN_IF_ERROR(
+        replication_->AwaitReplicated(sequence, absl::Now() + replication_timeout_));
   }
-  for (const SliceGradient& g : gradients) {
-    absl::Status s = store_->ApplyGradient(g.slice, g.values);
-    if (!s.ok()) return absl::InternalError(s.ToString());  // validated above
-  }
-  pushes_.fetch_add(1, std::memory_order_relaxed);
-  ShardVersion v;
-  v.version = v.round = policy_->PushApplied();
   return v;
 }
 
 ShardSnapshot ParameterShard::Snapshot() const {
+  // Summed rounds: no round applies while we copy, so the snapshot sits
+  // at a round boundary. Otherwise the version is read first (the snapshot
+  // holds at least those pushes).
+  ReaderLockIf lock(policy_->SumsRounds() ? &mu_ : nullptr);
+  return SnapshotLocked();
+}
+
+ShardSnapshot ParameterShard::SnapshotLocked() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ShardSnapshot snapshot;
-  {
-    // Summed rounds: no round applies while we copy, so the snapshot sits
-    // at a round boundary. Otherwise the version is read first (the snapshot
-    // holds at least those pushes).
-    ReaderLockIf lock(policy_->SumsRounds() ? &mu_ : nullptr);
-    snapshot.version = policy_->Version();
-    snapshot.tensors = store_->Snapshot();
-  }
+  snapshot.version = policy_->Version();
+  snapshot.tensors = store_->Snapshot();
   for (const auto& [name, table] : tables_) {
     SparseTableSnapshot t;
     t.name = name;
@@ -405,6 +521,150 @@ absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {
   }
   policy_->RestoreLocked(snapshot.version);
   return absl::OkStatus();
+}
+
+void ParameterShard::EnableReplication(ReplicationLog* log, absl::Duration timeout) {
+  replication_ = log;
+  replication_timeout_ = timeout;
+}
+
+absl::Status ParameterShard::CheckServing() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return CheckServingLocked();
+}
+
+ShardServing ParameterShard::serving() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return serving_;
+}
+
+absl::StatusOr<ReplicaState> ParameterShard::StartReplica(absl::Time deadline) {
+  if (replication_ == nullptr) return absl::InternalError("replication is not enabled");
+  absl::MutexLock lock(&mu_);
+  // Pushes admitted but not applied would be in neither the snapshot nor
+  // the operations after it; a SYNC round's partial sums are not in a
+  // snapshot. Holding mu_ from here on admits nothing new.
+  auto quiet = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return shutting_down_ || (unapplied_pushes_ == 0 && !policy_->RoundInProgressLocked());
+  };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&quiet), deadline)) {
+    return absl::DeadlineExceededError(
+        "the shard was never between updates (a sync round always in progress) before the "
+        "deadline; retrying");
+  }
+  if (shutting_down_) return absl::UnavailableError("parameter server is shutting down");
+  FULCRUM_RETURN_IF_ERROR(CheckServingLocked());
+  ReplicaState state;
+  state.snapshot = SnapshotLocked();
+  state.membership = membership_;
+  state.recent_requests = recent_requests_.Export();
+  state.pushes = pushes_.load();
+  state.sequence = replication_->Attach();
+  return state;
+}
+
+void ParameterShard::BecomeBackup() {
+  absl::MutexLock lock(&mu_);
+  serving_ = ShardServing::kBackup;
+}
+
+absl::Status ParameterShard::InstallReplica(const ReplicaState& state) {
+  absl::MutexLock replay(&replay_mu_);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (serving_ != ShardServing::kBackup) {
+      return absl::FailedPreconditionError("only a backup takes its primary's state");
+    }
+  }
+  FULCRUM_RETURN_IF_ERROR(Restore(state.snapshot));
+  absl::MutexLock lock(&mu_);
+  membership_ = state.membership;
+  has_membership_ = true;
+  recent_requests_ = RecentRequests();
+  for (const auto& [worker, ids] : state.recent_requests) {
+    for (uint64_t id : ids) recent_requests_.Insert(worker, id);
+  }
+  replica_applied_ = state.sequence;
+  pushes_.store(state.pushes);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ParameterShard::ApplyReplicaOp(const ReplicaOp& op) {
+  absl::MutexLock replay(&replay_mu_);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (serving_ != ShardServing::kBackup) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", role_.index, " is not a backup here (it took over, or never was one)"));
+    }
+  }
+  if (op.sequence() <= replica_applied_) return replica_applied_;  // a resend
+  if (op.sequence() != replica_applied_ + 1) {
+    return absl::FailedPreconditionError(absl::StrCat("replicated operation ", op.sequence(),
+                                                      " follows ", replica_applied_,
+                                                      " here: a gap; send a snapshot"));
+  }
+  if (op.has_membership()) {
+    absl::MutexLock lock(&mu_);
+    ApplyMembershipLocked(WorkerMembership::FromProto(op.membership()));
+  } else if (op.has_push()) {
+    const ReplicaPush& push = op.push();
+    std::vector<std::vector<float>> buffers(push.dense_size() + push.sparse_size());
+    std::vector<SliceGradient> gradients(push.dense_size());
+    std::vector<SparseGradient> sparse(push.sparse_size());
+    absl::Status decoded = absl::OkStatus();
+    for (int i = 0; i < push.dense_size() && decoded.ok(); ++i) {
+      const DenseValues& values = push.dense(i);
+      gradients[i].slice =
+          SliceRef{values.slice().tensor(), values.slice().offset(), values.slice().length()};
+      absl::StatusOr<absl::Span<const float>> view =
+          Float32View(FLOAT32, values.data(), values.slice().length(), false, &buffers[i]);
+      if (view.ok()) gradients[i].values = *view;
+      decoded = view.status();
+    }
+    for (int i = 0; i < push.sparse_size() && decoded.ok(); ++i) {
+      const SparseValues& values = push.sparse(i);
+      SparseTable* table = sparse_table(values.table());
+      if (table == nullptr) {
+        decoded = absl::NotFoundError(absl::StrCat("unknown sparse table ", values.table()));
+        break;
+      }
+      absl::StatusOr<absl::Span<const float>> view =
+          Float32View(FLOAT32, values.data(), size_t(values.keys_size()) * table->dim(), false,
+                      &buffers[push.dense_size() + i]);
+      if (view.ok()) {
+        sparse[i] = SparseGradient{
+            values.table(), absl::MakeConstSpan(values.keys().data(), values.keys_size()), *view};
+      }
+      decoded = view.status();
+    }
+    if (!decoded.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("replicated push ", op.sequence(), " does not decode: ", decoded.message()));
+    }
+    const WorkerIdentity worker{push.worker_id(), push.coordinator_incarnation()};
+    absl::StatusOr<ShardVersion> applied =
+        PushInternal(worker, push.request_id(), push.clock(), gradients, sparse,
+                     /*replayed=*/true);
+    // The primary admitted it against the same state; a refusal here means
+    // the copies differ (the primary failed it too, e.g. a full table).
+    if (!applied.ok()) {
+      FULCRUM_LOG(WARNING) << "replicated push " << op.sequence() << " of "
+                           << DescribeWorker(worker) << " refused here: " << applied.status();
+    }
+  }
+  replica_applied_ = op.sequence();
+  return replica_applied_;
+}
+
+void ParameterShard::Promote() {
+  absl::MutexLock lock(&mu_);
+  if (serving_ == ShardServing::kBackup) serving_ = ShardServing::kServing;
+}
+
+void ParameterShard::StepDown() {
+  absl::MutexLock lock(&mu_);
+  serving_ = ShardServing::kReplaced;
 }
 
 ShardVersion ParameterShard::version() const {

@@ -22,6 +22,7 @@
 #include "server/consistency_policy.h"
 #include "server/membership.h"
 #include "server/parameter_store.h"
+#include "server/replication_log.h"
 #include "server/sparse_table.h"
 
 namespace fulcrum {
@@ -67,6 +68,28 @@ struct ShardSnapshot {
   int64_t version = 0;  // rounds (sync) or pushes (async, ssp)
   std::vector<TensorSnapshot> tensors;
   std::vector<SparseTableSnapshot> tables;
+};
+
+// What a backup starts from: the primary's whole state as of operation
+// `sequence` of its ReplicationLog (operations after it follow).
+struct ReplicaState {
+  uint64_t sequence = 0;
+  // SYNC: at a round boundary (no push of the round being collected in it).
+  ShardSnapshot snapshot;
+  WorkerMembership membership;
+  // Each worker's recent push request ids, oldest first: a push retried at
+  // the backup once it took over is applied once.
+  std::vector<std::pair<uint64_t, std::vector<uint64_t>>> recent_requests;
+  // Pushes accepted so far (ShardStats::pushes), which the backup goes on
+  // counting from.
+  int64_t pushes = 0;
+};
+
+// Whether a shard serves workers.
+enum class ShardServing {
+  kServing,   // a primary (or an unreplicated shard)
+  kBackup,    // mirrors its primary through ApplyReplicaOp; workers get UNAVAILABLE
+  kReplaced,  // its backup took over; workers get UNAVAILABLE
 };
 
 // Counters for status and metrics.
@@ -125,6 +148,34 @@ class ParameterShard {
   // Fails waiting and future calls with UNAVAILABLE.
   void Shutdown();
 
+  // Replication (a shard with a backup). Call before serving; `log` is not
+  // owned and must outlive the shard. Every admitted update is numbered in
+  // `log` in admission order, and a push is answered only once the backup
+  // has it (UNAVAILABLE past `timeout`: the worker retries, and the retry is
+  // answered when the backup has it).
+  void EnableReplication(ReplicationLog* log, absl::Duration timeout);
+  // A primary: its state for a new backup, once no admitted update is half
+  // applied (SYNC: at a round boundary; pushes wait meanwhile), with the log
+  // attached from that point. DEADLINE_EXCEEDED if that takes past
+  // `deadline`; UNAVAILABLE when shutting down or not serving.
+  absl::StatusOr<ReplicaState> StartReplica(absl::Time deadline);
+  // Serving -> backup (a process the coordinator made the backup). Workers
+  // get UNAVAILABLE; membership comes only through the replicated operations.
+  void BecomeBackup();
+  // A backup: replaces its state with the primary's.
+  absl::Status InstallReplica(const ReplicaState& state);
+  // A backup: applies the primary's operation `op` (the next in sequence;
+  // one already applied is ignored). FAILED_PRECONDITION for a gap or when not
+  // a backup; returns the last sequence applied.
+  absl::StatusOr<uint64_t> ApplyReplicaOp(const ReplicaOp& op);
+  // A backup takes over: it serves workers from now on.
+  void Promote();
+  // A primary whose backup took over: workers get UNAVAILABLE from now on.
+  void StepDown();
+  ShardServing serving() const;
+  // UNAVAILABLE (saying why) unless the shard serves workers.
+  absl::Status CheckServing() const;
+
   // Whether the job has started here (its membership said so).
   bool started() const;
 
@@ -177,6 +228,8 @@ class ParameterShard {
   // taken while pushes go on; each stripe is consistent, and the version is
   // the one read at the start (the snapshot holds at least those pushes).
   ShardSnapshot Snapshot() const;
+  // The same with the shard's lock held (either side).
+  ShardSnapshot SnapshotLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Replaces values, slots and version (see ParameterStore::Restore). The
   // round being collected starts empty.
   absl::Status Restore(const ShardSnapshot& snapshot);
@@ -197,12 +250,26 @@ class ParameterShard {
    public:
     bool Contains(uint64_t worker_id, uint64_t request_id) const;
     void Insert(uint64_t worker_id, uint64_t request_id);
+    std::vector<std::pair<uint64_t, std::vector<uint64_t>>> Export() const;
 
    private:
     static constexpr size_t kPerWorker = 64;
     absl::flat_hash_map<uint64_t, std::deque<uint64_t>> ids_;
   };
 
+  // The push behind Push and ApplyReplicaOp (`replayed`: a backup applying
+  // its primary's admitted push: no membership check, nothing replicated).
+  absl::StatusOr<ShardVersion> PushInternal(const WorkerIdentity& worker, uint64_t request_id,
+                                            int64_t clock,
+                                            const std::vector<SliceGradient>& gradients,
+                                            absl::Span<const SparseGradient> sparse, bool replayed);
+  // Takes `membership` (see ApplyMembership).
+  uint64_t ApplyMembershipLocked(const WorkerMembership& membership)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // UNAVAILABLE unless the shard serves workers.
+  absl::Status CheckServingLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // An admitted push has been applied (or summed): StartReplica may go on.
+  void PushAppliedForReplica();
   // Waits up to the membership grace for the worker to be admitted by the
   // coordinator incarnation this shard follows (and, with `active`, to be
   // active in a started job). FAILED_PRECONDITION otherwise.
@@ -245,6 +312,16 @@ class ParameterShard {
   double pull_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_pulls_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_for_membership_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Replication: not owned; null without a backup ever.
+  ReplicationLog* replication_ = nullptr;
+  absl::Duration replication_timeout_ = absl::Seconds(10);
+  ShardServing serving_ ABSL_GUARDED_BY(mu_) = ShardServing::kServing;
+  // Admitted pushes not yet applied or summed (counted with replication only).
+  int unapplied_pushes_ ABSL_GUARDED_BY(mu_) = 0;
+  // A backup: the last replicated operation applied (ops apply one at a time).
+  absl::Mutex replay_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  uint64_t replica_applied_ ABSL_GUARDED_BY(replay_mu_) = 0;
 
   // Counters; updated without mu_.
   std::atomic<int64_t> pushes_{0};

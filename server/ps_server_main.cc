@@ -42,6 +42,10 @@ ABSL_FLAG(int, shard_index, 0,
           "optimizer flags are the coordinator's).");
 ABSL_FLAG(std::string, coordinator, "",
           "Shards other than 0: host:port of shard 0, the coordinator.");
+ABSL_FLAG(int, failover_after_ms, 500,
+          "Replicated shards: starting a second ps_server for the same --shard_index makes it "
+          "that shard's backup, which takes over when its primary has been silent this long "
+          "(and the coordinator cannot reach it either).");
 ABSL_FLAG(std::string, advertise, "",
           "Shards other than 0: host:port where workers and the coordinator "
           "reach this shard. Default: --host:<port>, or this machine's "
@@ -123,6 +127,9 @@ ABSL_FLAG(std::string, restore, "",
           "--checkpoint_dir that verifies (falling back to older ones), or "
           "start fresh if there is none. \"none\": start fresh. A path: "
           "that checkpoint folder.");
+ABSL_FLAG(int, debug_replication_delay_ms, 0,
+          "Test hook: a backup shard waits this long before applying each batch of its "
+          "primary's updates.");
 ABSL_FLAG(int, debug_checkpoint_delay_ms, 0,
           "Test hook: pause this long halfway through writing each "
           "checkpoint file.");
@@ -319,6 +326,8 @@ int Run() {
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   options.restore = absl::GetFlag(FLAGS_restore);
+  options.debug_replication_delay =
+      absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_replication_delay_ms)));
   options.debug_checkpoint_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_checkpoint_delay_ms)));
   options.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
@@ -362,6 +371,7 @@ int Run() {
   options.shard_index = absl::GetFlag(FLAGS_shard_index);
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
   options.advertise_address = absl::GetFlag(FLAGS_advertise);
+  options.failover_after = absl::Milliseconds(absl::GetFlag(FLAGS_failover_after_ms));
   if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
     options.peer_security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
     options.peer_security.tls_cert = options.security.tls_cert;

@@ -31,6 +31,11 @@ absl::Status ServerOptions::Validate() const {
   if (checkpoint_every < absl::ZeroDuration() || checkpoint_every_steps < 0) {
     return bad("checkpoint_every (--checkpoint_every) must not be negative");
   }
+  if (failover_after < absl::Milliseconds(50) || replication_timeout <= absl::ZeroDuration()) {
+    return bad(
+        "failover_after (--failover_after_ms) must be at least 50 ms and replication_timeout "
+        "positive");
+  }
   if (keep_checkpoints < 1) return bad("keep_checkpoints (--keep_checkpoints) must be at least 1");
   if (max_message_bytes <= 0 || max_message_bytes > (2047 << 20)) {
     return bad("max_message_bytes (--max_message_mb) must be positive, at most 2047 MiB");

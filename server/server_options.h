@@ -53,6 +53,12 @@ struct ServerOptions {
   absl::Duration coordinator_wait = absl::Minutes(2);
   // Largest gRPC message accepted or sent. 256 MiB holds a 64M-float slice.
   int max_message_bytes = 256 << 20;
+  // Replicated shards (a second process started for a shard index becomes
+  // its backup): a backup whose primary has been silent this long asks the
+  // coordinator to take over; a push waits at most replication_timeout for
+  // the backup to have it (then UNAVAILABLE: the worker retries).
+  absl::Duration failover_after = absl::Milliseconds(500);
+  absl::Duration replication_timeout = absl::Seconds(5);
   // Threads serving push and pull calls, each polling a completion queue of
   // its own; 0: one per core, at least 2.
   int service_threads = 0;
@@ -73,6 +79,9 @@ struct ServerOptions {
   std::string restore;
   // Test hook: pause halfway through writing each checkpoint.
   absl::Duration debug_checkpoint_delay = absl::ZeroDuration();
+  // Test hook: a backup waits this long before applying each batch of its
+  // primary's updates (a slow backup or link).
+  absl::Duration debug_replication_delay = absl::ZeroDuration();
 
   // Prometheus metrics at http://metrics_host:metrics_port/metrics; a
   // negative port serves none, 0 picks a free one (see metrics_port()).

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/log.h"
+#include "common/base/status_macros.h"
 
 namespace fulcrum {
 
@@ -140,12 +141,30 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
     return absl::InvalidArgumentError("a serving shard must say where workers reach it");
   }
   const uint32_t index = request.shard_index();
+  const uint64_t process =
+      request.process_incarnation() != 0 ? request.process_incarnation() : request.incarnation();
+  if (request.backup() && request.ready()) return BackupReport(request, process);
+  if (!request.ready()) {
+    FULCRUM_ASSIGN_OR_RETURN(ReplicaRole role, AssignRole(index, process, request.address(),
+                                                          /*backup_only=*/request.backup()));
+    if (role == BACKUP) return BackupReport(request, process);
+  }
   const absl::Time now = options_.clock->Now();
   absl::MutexLock lock(&mu_);
   std::unique_ptr<Remote>& remote = remotes_[index];
   if (remote == nullptr) {
     remote = std::make_unique<Remote>();
     FULCRUM_LOG(INFO) << "shard " << index << " registered at " << request.address();
+  }
+  if (!request.ready()) {
+    remote->primary_process = process;
+  } else if (remote->primary_process == 0) {
+    remote->primary_process = process;  // serving since before this coordinator
+  } else if (remote->primary_process != process) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this process no longer serves shard ", index, ": ",
+        remote->failovers > 0 ? "its backup took over" : "another process took its place", " (at ",
+        remote->status.address(), ")"));
   }
   if (remote->status.incarnation() != request.incarnation() && remote->status.incarnation() != 0) {
     FULCRUM_LOG(INFO) << "shard " << index << " restarted (at " << request.address() << ")";
@@ -176,7 +195,159 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
     // A shard starting now restores the newest committed checkpoint.
     if (!request.ready()) *response.mutable_restore() = committed_;
   }
+  response.set_role(PRIMARY);
+  response.set_backup_address(remote->backup_address);
+  response.set_backup_process_incarnation(remote->backup_process);
   return response;
+}
+
+bool ShardGroup::PrimaryAnswers(uint32_t index) {
+  std::shared_ptr<RemoteShard> connection;
+  WorkerMembership membership;
+  {
+    absl::MutexLock lock(&mu_);
+    const Remote* remote = remotes_[index].get();
+    if (remote == nullptr || remote->connection == nullptr) return false;
+    connection = remote->connection;
+    membership = membership_;
+  }
+  // Any call would do; the membership is one the shard takes harmlessly.
+  return connection->SetMembership(membership, options_.probe_timeout).ok();
+}
+
+absl::StatusOr<ReplicaRole> ShardGroup::AssignRole(uint32_t index, uint64_t process,
+                                                   const std::string& address, bool backup_only) {
+  const absl::Status no_primary = absl::FailedPreconditionError(
+      absl::StrCat("shard ", index, " has no live primary for this process to back up"));
+  {
+    absl::MutexLock lock(&mu_);
+    const Remote* remote = remotes_[index].get();
+    if (remote == nullptr || remote->primary_process == 0 || remote->primary_process == process) {
+      if (backup_only) return no_primary;
+      return PRIMARY;
+    }
+  }
+  const bool primary_answers = PrimaryAnswers(index);
+  const absl::Time now = options_.clock->Now();
+  absl::MutexLock lock(&mu_);
+  Remote* remote = remotes_[index].get();
+  const bool backup_up =
+      remote->backup_process != 0 && now - remote->backup_last_report <= options_.report_timeout;
+  if (primary_answers) {
+    if (backup_up && remote->backup_process != process) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard ", index, " has a primary (", remote->status.address(),
+                       ") and a backup (", remote->backup_address, ") already"));
+    }
+    remote->backup_address = address;  // "" until it serves and reports
+    remote->backup_process = process;
+    remote->backup_last_report = now;
+    FULCRUM_LOG(INFO) << "shard " << index << ": a backup joins (primary at "
+                      << remote->status.address() << ")";
+    return BACKUP;
+  }
+  if (backup_up) {
+    return absl::UnavailableError(absl::StrCat("shard ", index,
+                                               "'s primary does not answer and its backup (",
+                                               remote->backup_address, ") is taking over; retry"));
+  }
+  if (backup_only) return no_primary;
+  remote->backup_address.clear();
+  remote->backup_process = 0;
+  return PRIMARY;
+}
+
+absl::StatusOr<RegisterShardResponse> ShardGroup::BackupReport(const RegisterShardRequest& request,
+                                                               uint64_t process) {
+  const uint32_t index = request.shard_index();
+  absl::MutexLock lock(&mu_);
+  Remote* remote = remotes_[index].get();
+  if (remote == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("shard ", index, "'s primary has not registered with this coordinator yet"));
+  }
+  // Not this shard's backup (any more, or not known to this coordinator,
+  // which may have restarted): it registers again, and its primary sends it
+  // its state afresh.
+  if (remote->backup_process != process) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("this process is no longer the backup of shard ", index,
+                     " (its primary dropped it, or another took its place); restart it to join "
+                     "again"));
+  }
+  if (request.ready()) remote->backup_address = request.address();
+  remote->backup_last_report = options_.clock->Now();
+  RegisterShardResponse response;
+  *response.mutable_job() = options_.job;
+  response.set_coordinator_incarnation(options_.incarnation);
+  response.set_role(BACKUP);
+  return response;
+}
+
+absl::Status ShardGroup::PromoteBackup(const PromoteBackupRequest& request) {
+  const uint32_t index = request.shard_index();
+  if (index == 0 || index >= options_.num_shards) {
+    return absl::FailedPreconditionError(absl::StrCat("no shard ", index, " has backups"));
+  }
+  auto is_backup = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const Remote* remote = remotes_[index].get();
+    return remote != nullptr && remote->backup_process != 0 &&
+           remote->backup_process == request.process_incarnation();
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    if (!is_backup()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the caller is not shard ", index, "'s backup"));
+    }
+  }
+  if (PrimaryAnswers(index)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", index, "'s primary answers; it stays the primary"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!is_backup()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the caller is not shard ", index, "'s backup any more"));
+  }
+  Remote* remote = remotes_[index].get();
+  FULCRUM_LOG(WARNING) << "shard " << index << ": primary at " << remote->status.address()
+                       << " does not answer; its backup at " << remote->backup_address
+                       << " takes over";
+  const std::string address =
+      request.address().empty() ? remote->backup_address : request.address();
+  remote->primary_process = request.process_incarnation();
+  remote->status.set_address(address);
+  if (options_.connect) remote->connection = options_.connect(address);
+  remote->connection_address = address;
+  remote->acked = 0;  // sent the membership afresh
+  remote->ready = true;
+  remote->last_report = options_.clock->Now();
+  remote->backup_address.clear();
+  remote->backup_process = 0;
+  ++remote->failovers;
+  return absl::OkStatus();
+}
+
+absl::Status ShardGroup::DropBackup(const DropBackupRequest& request) {
+  const uint32_t index = request.shard_index();
+  if (index == 0 || index >= options_.num_shards) {
+    return absl::FailedPreconditionError(absl::StrCat("no shard ", index, " has backups"));
+  }
+  absl::MutexLock lock(&mu_);
+  Remote* remote = remotes_[index].get();
+  if (remote == nullptr || remote->primary_process != request.process_incarnation()) {
+    return absl::FailedPreconditionError(absl::StrCat("the caller is not shard ", index,
+                                                      "'s primary any more: its backup took over"));
+  }
+  if (remote->backup_process != 0 &&
+      remote->backup_process == request.backup_process_incarnation()) {
+    FULCRUM_LOG(WARNING) << "shard " << index << ": primary cannot reach its backup at "
+                         << remote->backup_address << "; it goes on alone";
+    remote->backup_address.clear();
+    remote->backup_process = 0;
+  }
+  return absl::OkStatus();
 }
 
 void ShardGroup::SendLoop(uint32_t index) {
@@ -244,6 +415,16 @@ std::vector<std::string> ShardGroup::WorkerAddresses() const {
   return out;
 }
 
+std::vector<std::string> ShardGroup::BackupAddresses() const {
+  if (options_.num_shards <= 1) return {};
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out(options_.num_shards);
+  for (uint32_t i = 1; i < options_.num_shards; ++i) {
+    if (remotes_[i] != nullptr) out[i] = remotes_[i]->backup_address;
+  }
+  return out;
+}
+
 ShardStatus ShardGroup::Describe(const ParameterShard& shard) {
   ShardStatus s;
   s.set_index(shard.role().index);
@@ -287,6 +468,10 @@ std::vector<ShardStatus> ShardGroup::Status() const {
       s.set_up(r.ready && silence <= options_.report_timeout);
       s.set_pushes_per_second(r.rate.pushes_per_second);
       s.set_pulls_per_second(r.rate.pulls_per_second);
+      s.set_backup_address(r.backup_address);
+      s.set_backup_up(r.backup_process != 0 &&
+                      now - r.backup_last_report <= options_.report_timeout);
+      s.set_failovers(r.failovers);
     }
     out.push_back(s);
   }

@@ -51,6 +51,9 @@ struct ShardGroupOptions {
   JobSpec job;
   // A shard silent this long is shown down.
   absl::Duration report_timeout = absl::Seconds(5);
+  // How long a shard's primary gets to answer before its backup takes over
+  // (or a new process takes its place).
+  absl::Duration probe_timeout = absl::Milliseconds(500);
   // Deadline of each call to a remote shard (membership) — checkpoint writes
   // get checkpoint_timeout.
   absl::Duration rpc_timeout = absl::Seconds(2);
@@ -95,7 +98,24 @@ class ShardGroup {
 
   // A remote shard's start or heartbeat. FAILED_PRECONDITION for an index or
   // count that does not fit the job (or index 0, the coordinator's own).
+  //
+  // Replicas: a process starting for an index whose primary answers (a probe
+  // within probe_timeout) becomes its backup (role BACKUP; one at a time),
+  // otherwise the primary (restoring the committed checkpoint), unless a live
+  // backup is about to take over (UNAVAILABLE: retry). A primary's reports
+  // are answered with its backup's address. A report from a process that no
+  // longer holds its role (replaced primary, dropped backup) is refused with
+  // FAILED_PRECONDITION: it must stop serving. Such a process may register
+  // again (ready false, backup true) to become the backup of a live primary.
   absl::StatusOr<RegisterShardResponse> RegisterShard(const RegisterShardRequest& request);
+  // The backup of a shard whose primary went silent asks to take over: OK
+  // when it is that shard's backup and the primary does not answer; then
+  // workers and membership go to it. FAILED_PRECONDITION otherwise.
+  absl::Status PromoteBackup(const PromoteBackupRequest& request);
+  // The primary of a shard cannot reach its backup: OK when the caller is the
+  // primary (the backup is dropped, the primary goes on alone);
+  // FAILED_PRECONDITION when its backup took over.
+  absl::Status DropBackup(const DropBackupRequest& request);
 
   // The newest committed checkpoint (written, or restored from): shards
   // record it, and a shard starting up restores its part of it.
@@ -107,6 +127,9 @@ class ShardGroup {
   // Where workers reach each shard, by index; empty for the coordinator's
   // own (workers use the coordinator's address) and when there is one shard.
   std::vector<std::string> WorkerAddresses() const;
+  // Where workers reach each shard's backup, by index ("": none); empty when
+  // there is one shard.
+  std::vector<std::string> BackupAddresses() const;
   // Waits until every registered remote shard has reported after `since`
   // (and so heard the job state of then); false at the deadline.
   bool WaitUntilReportedSince(absl::Time since, absl::Time deadline) const;
@@ -145,7 +168,24 @@ class ShardGroup {
     // (0: none yet).
     uint64_t acked = 0;
     std::thread sender;
+    // The primary's own process id (RegisterShardRequest.process_incarnation;
+    // 0: not known yet).
+    uint64_t primary_process = 0;
+    // Its backup; empty address: none.
+    std::string backup_address;
+    uint64_t backup_process = 0;
+    absl::Time backup_last_report;
+    uint64_t failovers = 0;
   };
+  // Whether the primary of shard `index` answers a call now.
+  bool PrimaryAnswers(uint32_t index);
+  // Which role a process starting for shard `index` takes (see RegisterShard).
+  // `backup_only`: a process that holds stale state (a replaced primary)
+  // may only become a backup.
+  absl::StatusOr<ReplicaRole> AssignRole(uint32_t index, uint64_t process,
+                                         const std::string& address, bool backup_only);
+  absl::StatusOr<RegisterShardResponse> BackupReport(const RegisterShardRequest& request,
+                                                     uint64_t process);
 
   // Records a change: bumps the version, applies it to the local shard and
   // wakes the senders.

@@ -1,5 +1,6 @@
 #include "server/shard_group.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@ class FakeShard : public RemoteShard {
  public:
   absl::StatusOr<uint64_t> SetMembership(const WorkerMembership& membership,
                                          absl::Duration) override {
+    if (down) return absl::UnavailableError("connection refused");
     absl::MutexLock lock(&mu_);
     received_.push_back(membership);
     return membership.version;
@@ -33,6 +35,7 @@ class FakeShard : public RemoteShard {
     return received_;
   }
   bool fail_writes = false;
+  std::atomic<bool> down{false};  // the process is dead: calls fail
 
  private:
   absl::Mutex mu_;
@@ -61,13 +64,38 @@ class ShardGroupTest : public ::testing::Test {
   }
 
   absl::Status Register(uint64_t incarnation, bool ready = true) {
+    return Report(incarnation, ready, /*backup=*/false, "shard1:50051").status();
+  }
+
+  // A shard process's registration (ready false) or report, as process
+  // `process`; a promoted backup serves under `serving` (0: its own).
+  absl::StatusOr<RegisterShardResponse> Report(uint64_t process, bool ready, bool backup,
+                                               const std::string& address, uint64_t serving = 0) {
     RegisterShardRequest request;
     request.set_shard_index(1);
     request.set_num_shards(2);
-    request.set_address("shard1:50051");
-    request.set_incarnation(incarnation);
+    request.set_address(address);
+    request.set_incarnation(serving != 0 ? serving : process);
+    request.set_process_incarnation(process);
     request.set_ready(ready);
-    return group_->RegisterShard(request).status();
+    request.set_backup(backup);
+    return group_->RegisterShard(request);
+  }
+
+  absl::Status Promote(uint64_t process, const std::string& address) {
+    PromoteBackupRequest request;
+    request.set_shard_index(1);
+    request.set_process_incarnation(process);
+    request.set_address(address);
+    return group_->PromoteBackup(request);
+  }
+
+  absl::Status Drop(uint64_t primary, uint64_t backup) {
+    DropBackupRequest request;
+    request.set_shard_index(1);
+    request.set_process_incarnation(primary);
+    request.set_backup_process_incarnation(backup);
+    return group_->DropBackup(request);
   }
 
   std::shared_ptr<FakeShard> fake_ = std::make_shared<FakeShard>();
@@ -105,9 +133,80 @@ TEST_F(ShardGroupTest, RestartedShard_GetsTheMembershipAgain) {
   group_->AdmitWorker(5);
   ASSERT_TRUE(group_->AwaitAcknowledged(absl::Seconds(30)).ok());
   const size_t before = fake_->received().size();
-  ASSERT_TRUE(Register(101).ok());  // a new process at the same address
+  // A new process at the same address, the old one dead: it is the primary.
+  fake_->down = true;
+  absl::StatusOr<RegisterShardResponse> joined = Report(101, /*ready=*/false, false, "");
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->role(), PRIMARY);
+  fake_->down = false;
+  ASSERT_TRUE(Register(101).ok());
   ASSERT_TRUE(group_->AwaitAcknowledged(absl::Seconds(30)).ok());
   EXPECT_GT(fake_->received().size(), before);
+}
+
+TEST_F(ShardGroupTest, SecondProcessOfALiveShard_IsItsBackup_AThirdIsRefused) {
+  ASSERT_TRUE(Register(100).ok());
+  absl::StatusOr<RegisterShardResponse> joined = Report(200, /*ready=*/false, false, "");
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->role(), BACKUP);
+  ASSERT_TRUE(Report(200, /*ready=*/true, /*backup=*/true, "backup1:50051").ok());
+  // The primary hears where its backup is; workers where both are.
+  absl::StatusOr<RegisterShardResponse> primary = Report(100, true, false, "shard1:50051");
+  ASSERT_TRUE(primary.ok());
+  EXPECT_EQ(primary->backup_address(), "backup1:50051");
+  EXPECT_EQ(primary->backup_process_incarnation(), 200u);
+  EXPECT_EQ(group_->WorkerAddresses(), (std::vector<std::string>{"", "shard1:50051"}));
+  EXPECT_EQ(group_->BackupAddresses(), (std::vector<std::string>{"", "backup1:50051"}));
+  EXPECT_TRUE(group_->Status()[1].backup_up());
+  absl::StatusOr<RegisterShardResponse> third = Report(300, false, false, "");
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kFailedPrecondition) << third.status();
+  // A replaced primary can only come back as a backup: no live primary, none.
+  fake_->down = true;
+  third = Report(300, false, /*backup=*/true, "");
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kUnavailable) << third.status();
+}
+
+TEST_F(ShardGroupTest, Promotion_OnlyOfTheBackupOfADeadPrimary_ThenTheOldPrimaryIsRefused) {
+  ASSERT_TRUE(Register(100).ok());
+  ASSERT_TRUE(Report(200, false, false, "").ok());
+  ASSERT_TRUE(Report(200, true, true, "backup1:50051").ok());
+  // The primary answers: it stays; and only the backup may ask.
+  EXPECT_EQ(Promote(200, "backup1:50051").code(), absl::StatusCode::kFailedPrecondition);
+  fake_->down = true;
+  EXPECT_EQ(Promote(999, "backup1:50051").code(), absl::StatusCode::kFailedPrecondition);
+  // A new process for the shard meanwhile waits for the takeover.
+  EXPECT_EQ(Report(300, false, false, "").status().code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(Promote(200, "backup1:50051").ok());
+  fake_->down = false;
+  const std::vector<ShardStatus> status = group_->Status();
+  EXPECT_EQ(status[1].address(), "backup1:50051");
+  EXPECT_EQ(status[1].failovers(), 1u);
+  EXPECT_EQ(status[1].backup_address(), "");
+  EXPECT_EQ(group_->WorkerAddresses(), (std::vector<std::string>{"", "backup1:50051"}));
+  EXPECT_EQ(dialled_.back(), "backup1:50051");  // membership goes to the new primary
+  // It reports as the primary now, under the incarnation workers know.
+  EXPECT_TRUE(Report(200, true, false, "backup1:50051", /*serving=*/100).ok());
+  // The old primary, were it alive, is told it was replaced, and may not
+  // drop "its" backup.
+  EXPECT_EQ(Register(100).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Drop(100, 200).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ShardGroupTest, DroppedBackup_IsRefusedAndMayJoinAgain) {
+  ASSERT_TRUE(Register(100).ok());
+  ASSERT_TRUE(Report(200, false, false, "").ok());
+  ASSERT_TRUE(Report(200, true, true, "backup1:50051").ok());
+  ASSERT_TRUE(Drop(100, 200).ok());
+  EXPECT_EQ(group_->BackupAddresses(), (std::vector<std::string>{"", ""}));
+  EXPECT_EQ(Report(200, true, true, "backup1:50051").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A dropped backup cannot take over.
+  fake_->down = true;
+  EXPECT_EQ(Promote(200, "backup1:50051").code(), absl::StatusCode::kFailedPrecondition);
+  fake_->down = false;
+  absl::StatusOr<RegisterShardResponse> again = Report(200, false, true, "");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->role(), BACKUP);
 }
 
 TEST_F(ShardGroupTest, CheckpointParts_WrittenByEveryShardOrTheErrorNamesIt) {

@@ -17,11 +17,20 @@ namespace fulcrum {
 
 ShardServer::ShardServer(const ServerOptions& options, uint64_t incarnation,
                          MetricsRegistry* metrics, CheckpointStore* checkpoints)
-    : options_(options), incarnation_(incarnation), metrics_(metrics), checkpoints_(checkpoints) {}
+    : options_(options),
+      incarnation_(incarnation),
+      metrics_(metrics),
+      checkpoints_(checkpoints),
+      serving_incarnation_(incarnation) {}
 
 ShardServer::~ShardServer() {
   StopReporting();
   if (shard_) shard_->Shutdown();
+}
+
+bool ShardServer::is_backup() const {
+  absl::MutexLock lock(&role_mu_);
+  return backup_;
 }
 
 absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(const ServerOptions& options,
@@ -46,6 +55,8 @@ absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(const ServerOptio
   server->shard_control_service_ = std::make_unique<ShardControlServiceImpl>(
       server->shard_.get(),
       [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); });
+  server->replica_service_ =
+      std::make_unique<ShardReplicaService>(server->shard_.get(), options.debug_replication_delay);
   server->BuildService();
   return server;
 }
@@ -60,7 +71,7 @@ void ShardServer::BuildService() {
   metrics_->AddCallbackGauge("fulcrum_shard_pulls", "Pulls this shard served.",
                              [shard] { return double(shard->stats().pulls); });
   parameter_service_ = std::make_unique<ParameterServiceImpl>(
-      shard_.get(), incarnation_, options_.max_pull_wait,
+      shard_.get(), serving_incarnation_, options_.max_pull_wait,
       static_cast<uint64_t>(options_.max_message_bytes), &service_metrics_);
 }
 
@@ -116,8 +127,13 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
   RegisterShardRequest request;
   request.set_shard_index(options_.shard_index);
   request.set_num_shards(options_.num_shards);
-  request.set_address(advertise_address_);
-  request.set_incarnation(incarnation_);
+  request.set_address(advertise_address_.empty() ? options_.advertise_address : advertise_address_);
+  {
+    absl::MutexLock lock(&role_mu_);
+    request.set_incarnation(serving_incarnation_);
+    request.set_backup(backup_);
+  }
+  request.set_process_incarnation(incarnation_);
   request.set_ready(ready);
   if (shard_ != nullptr) *request.mutable_status() = ShardGroup::Describe(*shard_);
   grpc::ClientContext context;
@@ -159,6 +175,16 @@ absl::Status ShardServer::JoinCoordinator() {
   }
   job_ = joined->job();
   FULCRUM_RETURN_IF_ERROR(BuildShard());
+  shard_->EnableReplication(&replication_log_, options_.replication_timeout);
+  if (joined->role() == BACKUP) {
+    // The primary sends its state once this process serves.
+    shard_->BecomeBackup();
+    absl::MutexLock lock(&role_mu_);
+    backup_ = true;
+    FULCRUM_LOG(INFO) << "shard " << options_.shard_index
+                      << " has a live primary: this process is its backup";
+    return absl::OkStatus();
+  }
   if (joined->has_restore() && joined->restore().sequence() > 0) {
     const CheckpointManifest& manifest = joined->restore();
     if (checkpoints_ == nullptr) {
@@ -182,6 +208,7 @@ absl::Status ShardServer::JoinCoordinator() {
 void ShardServer::RegisterServices(grpc::ServerBuilder* builder, int threads) {
   parameter_service_->Register(builder, threads);
   if (shard_control_service_) builder->RegisterService(shard_control_service_.get());
+  if (replica_service_) builder->RegisterService(replica_service_.get());
 }
 
 void ShardServer::Start(int bound_port) {
@@ -197,12 +224,119 @@ void ShardServer::Start(int bound_port) {
     }
     advertise_address_ = absl::StrCat(host, ":", bound_port);
   }
+  {
+    absl::MutexLock lock(&role_mu_);
+    if (!backup_) StartReplicatorLocked();
+  }
   reporter_ = std::thread([this] { ReportLoop(); });
+  watcher_ = std::thread([this] { WatchPrimary(); });
 }
 
 void ShardServer::StopReporting() {
   if (!stop_reporting_.HasBeenNotified()) stop_reporting_.Notify();
   if (reporter_.joinable()) reporter_.join();
+  if (watcher_.joinable()) watcher_.join();
+  std::unique_ptr<ShardReplicator> replicator;
+  {
+    absl::MutexLock lock(&role_mu_);
+    replicator = std::move(replicator_);
+  }
+  replicator.reset();  // joins its thread
+}
+
+void ShardServer::StartReplicatorLocked() {
+  ShardReplicatorOptions options;
+  options.shard_index = options_.shard_index;
+  options.num_shards = options_.num_shards;
+  options.incarnation = serving_incarnation_;
+  options.process_incarnation = incarnation_;
+  options.security = options_.peer_security;
+  options.auth_token = options_.auth_token;
+  options.drop_backup = [this](uint64_t process) -> absl::Status {
+    DropBackupRequest request;
+    request.set_shard_index(options_.shard_index);
+    request.set_process_incarnation(incarnation_);
+    request.set_backup_process_incarnation(process);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    AttachToken(options_.auth_token, &context);
+    DropBackupResponse response;
+    return FromGrpcStatus(registry_->DropBackup(&context, request, &response));
+  };
+  options.step_down = [this] { shard_->StepDown(); };
+  replicator_ = std::make_unique<ShardReplicator>(shard_.get(), &replication_log_, options);
+}
+
+void ShardServer::WatchPrimary() {
+  const absl::Duration tick = std::min(options_.failover_after / 5, absl::Milliseconds(100));
+  absl::Time refused_at = absl::InfinitePast();
+  while (!stop_reporting_.WaitForNotificationWithTimeout(tick)) {
+    if (!is_backup() || !replica_service_->installed()) continue;
+    const absl::Time last_contact = replica_service_->last_contact();
+    const absl::Duration silence = absl::Now() - last_contact;
+    // Asked already during this silence and refused: ask again a while later.
+    if (silence < options_.failover_after || absl::Now() - refused_at < options_.failover_after) {
+      continue;
+    }
+    PromoteBackupRequest request;
+    request.set_shard_index(options_.shard_index);
+    request.set_process_incarnation(incarnation_);
+    request.set_address(advertise_address_);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    AttachToken(options_.auth_token, &context);
+    PromoteBackupResponse response;
+    const absl::Status promoted =
+        FromGrpcStatus(registry_->PromoteBackup(&context, request, &response));
+    if (!promoted.ok()) {
+      FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": primary silent for " << silence
+                           << ", but cannot take over: " << promoted;
+      refused_at = absl::Now();
+      continue;
+    }
+    FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": primary silent for " << silence
+                         << "; this backup took over at version " << shard_->version().version;
+    TakeOver();
+  }
+}
+
+void ShardServer::TakeOver() {
+  absl::MutexLock lock(&role_mu_);
+  serving_incarnation_ = replica_service_->incarnation();
+  parameter_service_->set_incarnation(serving_incarnation_);
+  backup_ = false;
+  replication_log_.Reset();
+  shard_->Promote();
+  replicator_.reset();
+  StartReplicatorLocked();
+}
+
+void ShardServer::Rejoin(const absl::Status& refused) {
+  FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": " << refused.message()
+                       << "; this process joins again as a backup";
+  std::unique_ptr<ShardReplicator> replicator;
+  {
+    absl::MutexLock lock(&role_mu_);
+    if (!backup_) {
+      shard_->StepDown();
+      replication_log_.StepDown();
+    }
+    replicator = std::move(replicator_);
+    backup_ = true;  // registers as a backup only: its state may be stale
+  }
+  replicator.reset();
+  // Its state is stale until the primary sends its own.
+  replica_service_->Forget();
+  absl::StatusOr<RegisterShardResponse> joined =
+      ReportToCoordinator(/*ready=*/false, absl::Seconds(5));
+  if (!joined.ok()) {
+    FULCRUM_LOG(WARNING) << "shard " << options_.shard_index
+                         << ": cannot join again as a backup yet: " << joined.status();
+    return;  // the next report is refused again, and this is tried again
+  }
+  shard_->BecomeBackup();
+  replication_log_.Reset();
+  FULCRUM_LOG(INFO) << "shard " << options_.shard_index << ": this process is its backup now";
 }
 
 void ShardServer::ShutdownShard() { shard_->Shutdown(); }
@@ -230,6 +364,16 @@ void ShardServer::ReportLoop() {
     if (response.ok() && over_since == absl::InfiniteFuture() &&
         (response->job_state() == FINISHED || response->job_state() == STOPPED)) {
       over_since = absl::Now();
+    }
+    if (absl::IsFailedPrecondition(response.status()) && over_since == absl::InfiniteFuture()) {
+      Rejoin(response.status());
+      continue;
+    }
+    {
+      absl::MutexLock lock(&role_mu_);
+      if (response.ok() && replicator_ != nullptr) {
+        replicator_->SetBackup(response->backup_address(), response->backup_process_incarnation());
+      }
     }
     if (!response.ok()) {
       if (!warned) {

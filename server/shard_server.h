@@ -3,6 +3,14 @@
 // also the registration with the coordinator (which gives it the job and the
 // checkpoint part to restore), the ShardControl service the coordinator
 // drives it by (membership, checkpoint parts) and the report loop.
+//
+// Replicas (shards other than the coordinator's): the coordinator makes a
+// process its shard's primary or, when that shard's primary is alive, its
+// backup. A primary replicates every update to its backup
+// (server/shard_replica.h); a backup whose primary falls silent for
+// failover_after asks the coordinator to take over, and then serves workers
+// under the primary's incarnation. A primary told it was replaced (or a
+// backup told it was dropped) registers again as a backup.
 #ifndef FULCRUM_SERVER_SHARD_SERVER_H_
 #define FULCRUM_SERVER_SHARD_SERVER_H_
 
@@ -23,7 +31,9 @@
 #include "server/checkpoint.h"
 #include "server/grpc_services.h"
 #include "server/parameter_shard.h"
+#include "server/replication_log.h"
 #include "server/server_options.h"
+#include "server/shard_replica.h"
 
 namespace fulcrum {
 
@@ -75,6 +85,8 @@ class ShardServer {
   bool WaitUntilJobOver(absl::Time deadline);
 
   ParameterShard* shard() { return shard_.get(); }
+  // Whether this process is its shard's backup now.
+  bool is_backup() const;
   const JobSpec& job() const { return job_; }
   // Where workers and the coordinator reach another shard (after Start).
   const std::string& advertise_address() const { return advertise_address_; }
@@ -88,6 +100,15 @@ class ShardServer {
   // One registration (with counters) at the coordinator.
   absl::StatusOr<RegisterShardResponse> ReportToCoordinator(bool ready, absl::Duration timeout);
   void ReportLoop();
+  // After a report refused: this process no longer holds its role. Stops
+  // serving and registers again as a backup.
+  void Rejoin(const absl::Status& refused);
+  // A backup: asks to take over once the primary has been silent long
+  // enough; then serves.
+  void WatchPrimary();
+  void TakeOver();
+  // A primary: starts keeping its backup in step.
+  void StartReplicatorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_mu_);
   absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpointPart(uint64_t sequence);
   // The service (and its metrics) over the built shard.
   void BuildService();
@@ -108,6 +129,17 @@ class ShardServer {
   absl::Notification job_over_;
   absl::Notification stop_reporting_;
   std::thread reporter_;
+
+  // Replication (other shards only).
+  ReplicationLog replication_log_;
+  std::unique_ptr<ShardReplicaService> replica_service_;
+  mutable absl::Mutex role_mu_;
+  bool backup_ ABSL_GUARDED_BY(role_mu_) = false;
+  // The incarnation workers see: this process's own, or the one a backup
+  // took over with.
+  uint64_t serving_incarnation_ ABSL_GUARDED_BY(role_mu_);
+  std::unique_ptr<ShardReplicator> replicator_ ABSL_GUARDED_BY(role_mu_);
+  std::thread watcher_;
 };
 
 }  // namespace fulcrum

@@ -104,7 +104,19 @@ std::string LocalCluster::ShardLog(int index) const {
 absl::StatusOr<int> LocalCluster::StartShard(int index, int num_shards,
                                              const std::vector<std::string>& flags,
                                              const Placement& placement) {
-  Shard& shard = shards_[index];
+  return StartShardProcess(index, index, num_shards, flags, placement);
+}
+
+absl::StatusOr<int> LocalCluster::StartBackup(int index, int num_shards,
+                                              const std::vector<std::string>& flags,
+                                              const Placement& placement) {
+  return StartShardProcess(kBackupId + index, index, num_shards, flags, placement);
+}
+
+absl::StatusOr<int> LocalCluster::StartShardProcess(int id, int index, int num_shards,
+                                                    const std::vector<std::string>& flags,
+                                                    const Placement& placement) {
+  Shard& shard = shards_[id];
   shard.process = std::make_unique<Subprocess>();
   shard.host = placement.host;
   shard.argv = Placed(
@@ -112,21 +124,21 @@ absl::StatusOr<int> LocalCluster::StartShard(int index, int num_shards,
                   absl::StrCat("--shard_index=", index), absl::StrCat("--num_shards=", num_shards),
                   "--coordinator=" + address(), "--status_interval=0"});
   shard.argv.insert(shard.argv.end(), flags.begin(), flags.end());
-  const std::string port_file = absl::StrCat(dir_, "/shard", index, ".port");
+  const std::string port_file = absl::StrCat(dir_, "/shard", id, ".port");
   unlink(port_file.c_str());
   std::vector<std::string> argv = shard.argv;
   argv.push_back("--port=0");
   argv.push_back("--port_file=" + port_file);
-  const std::string log = absl::StrCat(dir_, "/shard", index);
+  const std::string log = absl::StrCat(dir_, "/shard", id);
   absl::Status started = shard.process->Start(argv, log + ".out", log + ".err");
   if (!started.ok()) return started;
   absl::StatusOr<int> port = WaitForPortFile(port_file, absl::Seconds(30));
   if (!port.ok()) {
     return absl::UnavailableError(
-        absl::StrCat("shard ", index, " did not start: ", ShardLog(index)));
+        absl::StrCat("shard process ", id, " (index ", index, ") did not start: ", ShardLog(id)));
   }
   shard.port = *port;
-  return index;
+  return id;
 }
 
 absl::Status LocalCluster::RestartShard(int index, const std::vector<std::string>& extra_flags) {

@@ -44,9 +44,17 @@ class LocalCluster {
   absl::StatusOr<int> StartShard(int index, int num_shards,
                                  const std::vector<std::string>& flags = {},
                                  const Placement& placement = {});
+  // Starts a second ps_server for shard `index` (>= 1) once its primary
+  // serves: it becomes that shard's backup. Returns the process's id for
+  // shard(), ShardLog() and shard_address(): kBackupId + index.
+  static constexpr int kBackupId = 100;
+  absl::StatusOr<int> StartBackup(int index, int num_shards,
+                                  const std::vector<std::string>& flags = {},
+                                  const Placement& placement = {});
   // SIGKILLs shard `index` and starts it again on the same port with the
   // flags it was started with plus `extra_flags`.
   absl::Status RestartShard(int index, const std::vector<std::string>& extra_flags = {});
+  // A shard process by id (its index, or what StartBackup returned).
   Subprocess& shard(int index) { return *shards_.at(index).process; }
   std::string ShardLog(int index) const;
   std::string shard_address(int index) const;
@@ -94,6 +102,10 @@ class LocalCluster {
   const std::string& dir() const { return dir_; }
 
  private:
+  absl::StatusOr<int> StartShardProcess(int id, int index, int num_shards,
+                                        const std::vector<std::string>& flags,
+                                        const Placement& placement);
+
   std::string dir_;
   Subprocess server_;
   Placement server_placement_;

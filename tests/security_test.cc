@@ -242,7 +242,7 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
       {coordinator_address,
        {"fulcrum.Coordinator", "fulcrum.ParameterService", "fulcrum.ShardRegistry"}},
       {absl::StrCat("127.0.0.1:", (*shard)->bound_port()),
-       {"fulcrum.ParameterService", "fulcrum.ShardControl"}},
+       {"fulcrum.ParameterService", "fulcrum.ShardControl", "fulcrum.ShardReplica"}},
   };
   int methods = 0;
   for (const Server& server : servers) {
@@ -265,8 +265,8 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
     // The standard health service needs no token.
     EXPECT_TRUE(CheckServing(channel, absl::Seconds(10)).ok()) << server.address;
   }
-  EXPECT_EQ(methods,
-            9 + 3 + 1 + 3 + 2);  // Coordinator, ParameterService x2, ShardRegistry, ShardControl
+  // Coordinator, ParameterService x2, ShardRegistry, ShardControl, ShardReplica.
+  EXPECT_EQ(methods, 9 + 3 + 3 + 3 + 2 + 2);
   // No handler ran: nobody registered, nothing was pushed, nobody stopped
   // the job.
   JobStatus status = (*coordinator)->coordinator()->GetStatus();

@@ -4,9 +4,11 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/model_spec.h"
 #include "common/payload.h"
+#include "common/replica.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/security.h"
@@ -62,6 +64,10 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
     }
     if (first_error == n) first_error = i;
   }
+  for (size_t i = 0; i < n; ++i) {
+    shards_[i].last_call_ok = statuses[i].ok();
+    MoveIfUnavailable(i, statuses[i]);
+  }
   for (size_t i = 0; i < n && first_error == n; ++i) {
     if (!statuses[i].ok()) first_error = i;
   }
@@ -92,7 +98,7 @@ GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator, absl::Dur
       auth_token_(std::move(auth_token)),
       security_(std::move(security)),
       cq_(std::make_unique<grpc::CompletionQueue>()) {
-  Connect({}).IgnoreError();  // the coordinator alone cannot fail
+  Connect({}, {}).IgnoreError();  // the coordinator alone cannot fail
 }
 
 GrpcPsClient::~GrpcPsClient() {
@@ -103,26 +109,74 @@ GrpcPsClient::~GrpcPsClient() {
   }
 }
 
-absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_addresses) {
+absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_addresses,
+                                   const std::vector<std::string>& backup_addresses) {
   const size_t n = std::max<size_t>(1, shard_addresses.size());
   std::vector<Shard> shards(n);
   for (size_t i = 0; i < n; ++i) {
     const std::string address = i < shard_addresses.size() ? shard_addresses[i] : "";
+    const std::string backup = i < backup_addresses.size() ? backup_addresses[i] : "";
     Shard& shard = shards[i];
-    shard.address = address;
-    // Keep the connection (and the incarnation seen) of a shard that stays.
-    if (i < shards_.size() && shards_[i].address == address) {
+    // Keep the connections (and the incarnation seen) of a shard that stays.
+    if (i < shards_.size() && shards_[i].address == address && shards_[i].other_address == backup) {
       shard = std::move(shards_[i]);
       continue;
+    }
+    shard.address = address;
+    // The same process (or the backup calls had moved to, now the primary)
+    // under a new map: its incarnation stays known.
+    if (i < shards_.size()) {
+      if (shards_[i].address == address || shards_[i].other_address == address) {
+        shard.last_incarnation = shards_[i].last_incarnation;
+      }
+      shard.pushes_acknowledged = shards_[i].pushes_acknowledged;
+      shard.last_acknowledged_request = shards_[i].last_acknowledged_request;
     }
     std::shared_ptr<grpc::Channel> channel = coordinator_;
     if (!address.empty()) {
       FULCRUM_ASSIGN_OR_RETURN(channel, OpenChannel(address, security_));
     }
     shard.generic = std::make_unique<grpc::GenericStub>(channel);
+    if (!backup.empty()) {
+      FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> other,
+                               OpenChannel(backup, security_));
+      shard.other_address = backup;
+      shard.other = std::make_unique<grpc::GenericStub>(other);
+    }
   }
   shards_ = std::move(shards);
   return absl::OkStatus();
+}
+
+std::vector<uint64_t> GrpcPsClient::PushesAcknowledged() const {
+  std::vector<uint64_t> out;
+  for (const Shard& shard : shards_) out.push_back(shard.pushes_acknowledged);
+  return out;
+}
+
+void GrpcPsClient::CountAcknowledged(uint64_t request_id) {
+  for (Shard& shard : shards_) {
+    // Request ids grow: a retry of one already counted is not counted again.
+    if (!shard.last_call_ok || request_id <= shard.last_acknowledged_request) continue;
+    ++shard.pushes_acknowledged;
+    shard.last_acknowledged_request = request_id;
+  }
+}
+
+void GrpcPsClient::MoveIfUnavailable(size_t index, const grpc::Status& status) {
+  Shard& shard = shards_[index];
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE || shard.other == nullptr) return;
+  // A backup takes over within about a second of its primary's death: stay
+  // with it that long before trying the primary again.
+  constexpr absl::Duration kTakeover = absl::Seconds(2);
+  const absl::Time now = absl::Now();
+  if (IsBackupNotServing(status.error_message()) && now - shard.moved_at < kTakeover) return;
+  std::swap(shard.generic, shard.other);
+  std::swap(shard.address, shard.other_address);
+  shard.moved_at = now;
+  FULCRUM_LOG(INFO) << "shard " << index << " unavailable (" << status.error_message()
+                    << "); calling its other process at "
+                    << (shard.address.empty() ? "the coordinator" : shard.address);
 }
 
 void GrpcPsClient::PlaceKeys(const ParameterBatch& batch,
@@ -397,7 +451,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::Push(const WorkerIdentity& worker,
     bytes.push_back(views.empty() ? BytesOf(requests[s]) : PushBytes(&requests[s], views[s]));
   }
   std::vector<grpc::ByteBuffer> replies;
-  FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/Push", bytes, &replies));
+  const absl::Status called = CallAllRaw("/fulcrum.ParameterService/Push", bytes, &replies);
+  CountAcknowledged(request_id);
+  FULCRUM_RETURN_IF_ERROR(called);
   ServerVersion version;
   version.rounds.resize(n);
   for (size_t s = 0; s < n; ++s) {
@@ -438,7 +494,9 @@ absl::StatusOr<ServerVersion> GrpcPsClient::PushPull(
     bytes.push_back(views.empty() ? BytesOf(requests[s]) : PushPullBytes(&requests[s], views[s]));
   }
   std::vector<grpc::ByteBuffer> replies;
-  FULCRUM_RETURN_IF_ERROR(CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &replies));
+  const absl::Status called = CallAllRaw("/fulcrum.ParameterService/PushPull", bytes, &replies);
+  CountAcknowledged(request_id);
+  FULCRUM_RETURN_IF_ERROR(called);
   SizeOutputs(params);
   std::vector<PullReply> read(n);
   for (size_t s = 0; s < n; ++s) {

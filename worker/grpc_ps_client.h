@@ -34,7 +34,8 @@ class GrpcPsClient final : public PsClient {
                std::string auth_token = "", ClientSecurityOptions security = {});
   ~GrpcPsClient() override;
 
-  absl::Status Connect(const std::vector<std::string>& shard_addresses) override;
+  absl::Status Connect(const std::vector<std::string>& shard_addresses,
+                       const std::vector<std::string>& backup_addresses) override;
   int num_shards() const override { return static_cast<int>(shards_.size()); }
   absl::StatusOr<ServerVersion> Pull(const WorkerIdentity& worker, absl::Span<const int64_t> clocks,
                                      ParameterBatch* batch) override;
@@ -47,6 +48,7 @@ class GrpcPsClient final : public PsClient {
                                          absl::Span<const int64_t> pull_clocks,
                                          ParameterBatch* params) override;
   std::vector<int> TakeRestartedShards() override { return std::exchange(restarted_, {}); }
+  std::vector<uint64_t> PushesAcknowledged() const override;
   void set_gradient_encoding(Encoding encoding) override {
     gradient_encoding_ = encoding == ENCODING_UNSPECIFIED ? FLOAT32 : encoding;
   }
@@ -57,7 +59,24 @@ class GrpcPsClient final : public PsClient {
     // Request and reply bytes are built and read by hand (common/rpc/wire.h).
     std::unique_ptr<grpc::GenericStub> generic;
     uint64_t last_incarnation = 0;
+    // The shard's other process (its backup, or the primary once calls
+    // moved to the backup); null: none. Calls move to it when the current
+    // one is unavailable (see MoveIfUnavailable).
+    std::string other_address;
+    std::unique_ptr<grpc::GenericStub> other;
+    absl::Time moved_at = absl::InfinitePast();
+    // Whether the shard answered the latest call OK.
+    bool last_call_ok = false;
+    // Pushes it acknowledged, and the newest request id counted.
+    uint64_t pushes_acknowledged = 0;
+    uint64_t last_acknowledged_request = 0;
   };
+  // After a push's call: counts it on every shard that answered OK.
+  void CountAcknowledged(uint64_t request_id);
+  // After a call to shard `index` failed with `status`: moves the shard's
+  // calls to its other process when the current one is unreachable, or is a
+  // backup that has not taken over for longer than a takeover takes.
+  void MoveIfUnavailable(size_t index, const grpc::Status& status);
   // Where each sparse key of one table went: (shard, position there).
   struct KeyPlacement {
     std::vector<uint32_t> shard;

@@ -34,8 +34,11 @@ class PsClient {
   virtual ~PsClient() = default;
 
   // Takes the shard map a registration returned: shard addresses by index,
-  // an empty one (or an empty list) meaning the coordinator's own process.
-  virtual absl::Status Connect(const std::vector<std::string>& shard_addresses) = 0;
+  // an empty one (or an empty list) meaning the coordinator's own process;
+  // and each shard's backup address ("" or missing: none), which a call that
+  // finds its shard unavailable moves to.
+  virtual absl::Status Connect(const std::vector<std::string>& shard_addresses,
+                               const std::vector<std::string>& backup_addresses) = 0;
   // Shards the client talks to; clocks and rounds are per shard.
   virtual int num_shards() const = 0;
 
@@ -82,6 +85,11 @@ class PsClient {
   // After an ABORTED call: the shards that restarted since the last time
   // this was asked (so none is missed, whatever calls came between).
   virtual std::vector<int> TakeRestartedShards() { return {}; }
+
+  // Per shard, the pushes it acknowledged (Push and PushPull calls answered
+  // OK there), each request id counted once however often it was sent.
+  // Empty when the client does not count.
+  virtual std::vector<uint64_t> PushesAcknowledged() const { return {}; }
 
   // How dense gradients travel (the job's gradient_encoding); FLOAT32 until
   // set.

@@ -40,7 +40,8 @@ class LocalPsClient : public PsClient {
  public:
   explicit LocalPsClient(ParameterShard* shard) : shard_(shard) {}
 
-  absl::Status Connect(const std::vector<std::string>& shards) override {
+  absl::Status Connect(const std::vector<std::string>& shards,
+                       const std::vector<std::string>& backups) override {
     return shards.size() <= 1 ? absl::OkStatus()
                               : absl::InvalidArgumentError("one local shard only");
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/model_spec.h"
@@ -75,7 +76,16 @@ absl::Status WorkerSession::Register() {
   }));
   const JobSpec& job = response->job();
   FULCRUM_RETURN_IF_ERROR(
-      ps_->Connect({response->shard_addresses().begin(), response->shard_addresses().end()}));
+      ps_->Connect({response->shard_addresses().begin(), response->shard_addresses().end()},
+                   {response->backup_addresses().begin(), response->backup_addresses().end()}));
+  {
+    absl::MutexLock lock(&mu_);
+    shard_map_.assign(response->shard_addresses().begin(), response->shard_addresses().end());
+    shard_map_.insert(shard_map_.end(), response->backup_addresses().begin(),
+                      response->backup_addresses().end());
+    new_shard_map_.reset();
+  }
+  acknowledged_base_ = ps_->PushesAcknowledged();
   ps_->set_gradient_encoding(job.gradient_encoding());
   job_ = job;
   if (response->heartbeat_interval_seconds() > 0) {
@@ -119,6 +129,13 @@ void WorkerSession::SendHeartbeat() {
   if (response.ok()) {
     heartbeat_warned_ = false;
     if (response->job_state() == STOPPED) stopped_ = true;
+    std::vector<std::string> map(response->shard_addresses().begin(),
+                                 response->shard_addresses().end());
+    map.insert(map.end(), response->backup_addresses().begin(), response->backup_addresses().end());
+    absl::MutexLock lock(&mu_);
+    if (worker_ == sender && !response->shard_addresses().empty() && map != shard_map_) {
+      new_shard_map_ = std::move(map);
+    }
   } else if (IsEvicted(response.status())) {
     // Only if the id is still ours: a re-registration may have raced this.
     if (worker() == sender && !evicted_) {
@@ -130,6 +147,38 @@ void WorkerSession::SendHeartbeat() {
     heartbeat_warned_ = true;
     FULCRUM_LOG(WARNING) << "heartbeat failed: " << response.status();
   }
+}
+
+void WorkerSession::NoteAcknowledged() {
+  const std::vector<uint64_t> acknowledged = ps_->PushesAcknowledged();
+  absl::MutexLock lock(&mu_);
+  progress_.clear_pushes_acknowledged();
+  for (size_t i = 0; i < acknowledged.size(); ++i) {
+    const uint64_t base = i < acknowledged_base_.size() ? acknowledged_base_[i] : 0;
+    progress_.add_pushes_acknowledged(acknowledged[i] - base);
+  }
+}
+
+void WorkerSession::RefreshShards() {
+  std::vector<std::string> map;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!new_shard_map_.has_value()) return;
+    map = std::move(*new_shard_map_);
+    new_shard_map_.reset();
+    shard_map_ = map;
+  }
+  const size_t n = static_cast<size_t>(ps_->num_shards());
+  if (map.size() != 2 * n) return;  // another job's map; registration sorts that out
+  const std::vector<std::string> primaries(map.begin(), map.begin() + n);
+  const std::vector<std::string> backups(map.begin() + n, map.end());
+  absl::Status connected = ps_->Connect(primaries, backups);
+  if (!connected.ok()) {
+    FULCRUM_LOG(WARNING) << "cannot connect to the new shard map: " << connected;
+    return;
+  }
+  FULCRUM_LOG(INFO) << "shard map changed: shards at " << absl::StrJoin(primaries, ", ")
+                    << "; backups at " << absl::StrJoin(backups, ", ");
 }
 
 void WorkerSession::HeartbeatLoop() {
@@ -219,6 +268,7 @@ absl::StatusOr<ServerVersion> WorkerSession::CallWaiting(Histogram* latency, Cal
     absl::StatusOr<ServerVersion> version;
     const absl::Time start = options_.clock->Now();
     absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+      RefreshShards();
       version = call();
       return version.status();
     });
@@ -270,8 +320,10 @@ absl::StatusOr<ServerVersion> WorkerSession::PushPull(const ParameterBatch& grad
   const uint64_t request_id = next_request_id_++;
   absl::StatusOr<ServerVersion> version =
       CallWaiting(options_.metrics ? options_.metrics->pushpull_latency : nullptr, [&] {
-        return ps_->PushPull(worker(), push_clocks, request_id, grads, examples, pull_clocks,
-                             params);
+        absl::StatusOr<ServerVersion> v =
+            ps_->PushPull(worker(), push_clocks, request_id, grads, examples, pull_clocks, params);
+        NoteAcknowledged();
+        return v;
       });
   if (!version.ok()) return StepFailed(version.status(), /*pushed=*/true);
   clocks_.StepDone();
@@ -283,7 +335,9 @@ absl::StatusOr<ServerVersion> WorkerSession::Push(const ParameterBatch& grads, u
   absl::StatusOr<ServerVersion> version;
   const absl::Time start = options_.clock->Now();
   absl::Status s = RetryWithBackoff(options_.retry, IsUnavailable, [&] {
+    RefreshShards();
     version = ps_->Push(worker(), clocks_.Push(), request_id, grads, examples);
+    NoteAcknowledged();
     return version.status();
   });
   if (!s.ok()) return StepFailed(s, /*pushed=*/true);
@@ -296,7 +350,10 @@ absl::StatusOr<ServerVersion> WorkerSession::Push(const ParameterBatch& grads, u
 
 absl::StatusOr<ServerVersion> WorkerSession::PullLatest(ParameterBatch* params) {
   Histogram* latency = options_.metrics ? options_.metrics->pull_latency : nullptr;
-  auto pull = [&] { return ps_->Pull(worker(), Now(), params); };
+  auto pull = [&] {
+    RefreshShards();
+    return ps_->Pull(worker(), Now(), params);
+  };
   absl::StatusOr<ServerVersion> version = CallWaiting(latency, pull);
   if (absl::IsAborted(version.status())) {
     // A shard that restarted is read afresh; its rounds start over, which
@@ -312,9 +369,14 @@ absl::StatusOr<ServerVersion> WorkerSession::PushPullNow(const ParameterBatch& g
                                                          uint32_t examples,
                                                          ParameterBatch* params) {
   const uint64_t request_id = next_request_id_++;
-  absl::StatusOr<ServerVersion> version = CallWaiting(
-      options_.metrics ? options_.metrics->pushpull_latency : nullptr,
-      [&] { return ps_->PushPull(worker(), Now(), request_id, grads, examples, Now(), params); });
+  absl::StatusOr<ServerVersion> version =
+      CallWaiting(options_.metrics ? options_.metrics->pushpull_latency : nullptr, [&] {
+        RefreshShards();
+        absl::StatusOr<ServerVersion> v =
+            ps_->PushPull(worker(), Now(), request_id, grads, examples, Now(), params);
+        NoteAcknowledged();
+        return v;
+      });
   if (!version.ok()) return StepFailed(version.status(), /*pushed=*/true);
   return version;
 }

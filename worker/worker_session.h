@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -151,6 +152,13 @@ class WorkerSession {
   // error as StepFailed does.
   absl::Status WorkDone(absl::Status reported, Counter* metric, int64_t WorkerStats::*count);
   void HeartbeatLoop();
+  // Connects to the shard map a heartbeat brought, if it changed (the
+  // calling thread's, before each call to the shards: the PsClient is not
+  // thread-safe).
+  void RefreshShards();
+  // Copies the pushes each shard acknowledged (since this registration) into
+  // the progress heartbeats report. The calling thread's.
+  void NoteAcknowledged();
   // Sends one heartbeat with the progress so far (also after each piece of
   // work, so status is exact at the end).
   void SendHeartbeat();
@@ -162,6 +170,8 @@ class WorkerSession {
   JobSpec job_;
   int reregistrations_ = 0;  // in a row, without work done between them
   uint64_t next_request_id_ = 1;
+  // PsClient::PushesAcknowledged at registration.
+  std::vector<uint64_t> acknowledged_base_;
   StepClocks clocks_;  // the calls' clocks under the job's mode
   absl::Duration heartbeat_interval_ = absl::Seconds(1);
 
@@ -181,6 +191,10 @@ class WorkerSession {
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // since the last heartbeat
   int64_t loss_count_ ABSL_GUARDED_BY(mu_) = 0;
   WorkerStats stats_ ABSL_GUARDED_BY(mu_);
+  // The shard map connected to (addresses, then backups), and a newer one a
+  // heartbeat brought that RefreshShards has not connected to yet.
+  std::vector<std::string> shard_map_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::vector<std::string>> new_shard_map_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fulcrum

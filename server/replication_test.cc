@@ -1,0 +1,225 @@
+// A primary ParameterShard replicating through its ReplicationLog to a backup
+// ParameterShard, in one process: the backup ends with the primary's state,
+// a push is answered only once the backup has it, and the states around a
+// takeover (detached, stepped down, promoted).
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/parameter_shard.h"
+#include "server/replication_log.h"
+
+namespace fulcrum {
+namespace {
+
+constexpr uint64_t kCoordinator = 77;
+constexpr uint64_t kA = 1;
+constexpr uint64_t kB = 2;
+
+// Tensor "t" of 4 elements (stripes of 2) with momentum, so optimizer slots
+// must be replicated too.
+std::unique_ptr<ParameterStore> MakeStore() {
+  TensorSpec spec;
+  spec.set_name("t");
+  spec.add_shape(4);
+  OptimizerConfig config;
+  config.set_kind(MOMENTUM);
+  config.set_learning_rate(0.5f);
+  config.set_momentum(0.9f);
+  ParameterStoreOptions options;
+  options.stripe_elements = 2;
+  auto store = ParameterStore::Create(options, *CreateOptimizer(config), {spec});
+  EXPECT_TRUE(store.ok()) << store.status();
+  return std::move(*store);
+}
+
+WorkerMembership Members(uint64_t version, std::vector<uint64_t> active) {
+  WorkerMembership m;
+  m.coordinator_incarnation = kCoordinator;
+  m.version = version;
+  m.started = true;
+  for (uint64_t id : {kA, kB}) m.Admit(id);
+  for (uint64_t id : active) m.Activate(id, 0);
+  return m;
+}
+
+std::vector<float> Values(const ParameterShard& shard) {
+  std::vector<float> out(4);
+  EXPECT_TRUE(shard.store().Read(SliceRef{"t", 0, 4}, absl::MakeSpan(out)).ok());
+  return out;
+}
+
+std::vector<std::vector<float>> Slots(const ParameterShard& shard) {
+  ShardSnapshot snapshot = shard.Snapshot();
+  EXPECT_EQ(snapshot.tensors.size(), 1u);
+  return snapshot.tensors[0].slots;
+}
+
+// A primary and its backup, with the operations carried by a pump thread
+// while `pumping` is set (the replicator's part, without the network).
+class ReplicationTest : public ::testing::TestWithParam<ConsistencyMode> {
+ protected:
+  void SetUp() override {
+    primary_ = std::make_unique<ParameterShard>(MakeStore(), GetParam());
+    backup_ = std::make_unique<ParameterShard>(MakeStore(), GetParam());
+    primary_->EnableReplication(&log_, absl::Milliseconds(300));
+    primary_->ApplyMembership(Members(1, {kA, kB}));
+    backup_->BecomeBackup();
+  }
+  void TearDown() override { StopPump(); }
+
+  // Starts the backup from the primary's state, then carries operations.
+  void Attach() {
+    absl::StatusOr<ReplicaState> state = primary_->StartReplica(absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_TRUE(backup_->InstallReplica(*state).ok());
+    log_.Acknowledge(state->sequence);
+    StartPump();
+  }
+  void StartPump() {
+    pumping_ = true;
+    pump_ = std::thread([this] {
+      while (pumping_) {
+        for (const ReplicaOp& op : log_.Take(1 << 20, absl::Milliseconds(10))) {
+          absl::StatusOr<uint64_t> applied = backup_->ApplyReplicaOp(op);
+          ASSERT_TRUE(applied.ok()) << applied.status();
+          log_.Acknowledge(*applied);
+        }
+      }
+    });
+  }
+  void StopPump() {
+    pumping_ = false;
+    if (pump_.joinable()) pump_.join();
+  }
+
+  absl::StatusOr<ShardVersion> Push(uint64_t worker, uint64_t request_id, int64_t clock,
+                                    std::vector<float> gradient) {
+    std::vector<SliceGradient> g = {{SliceRef{"t", 0, 4}, gradient}};
+    return primary_->Push(WorkerIdentity{worker, kCoordinator}, request_id, clock, g);
+  }
+
+  ReplicationLog log_;
+  std::unique_ptr<ParameterShard> primary_;
+  std::unique_ptr<ParameterShard> backup_;
+  std::atomic<bool> pumping_{false};
+  std::thread pump_;
+};
+
+TEST_P(ReplicationTest, BackupEndsWithThePrimarysValuesSlotsAndVersion) {
+  // Updates before the backup attached reach it in the snapshot.
+  const bool sync = GetParam() == SYNC;
+  ASSERT_TRUE(Push(kA, 1, 0, {1, 2, 3, 4}).ok());
+  ASSERT_TRUE(Push(kB, 1, 0, {1, 1, 1, 1}).ok());
+  Attach();
+  for (int step = 1; step <= 5; ++step) {
+    const int64_t clock = sync ? step : 0;
+    ASSERT_TRUE(Push(kA, 1 + step, clock, {0.1f * step, 0, -1, 2}).ok());
+    ASSERT_TRUE(Push(kB, 1 + step, clock, {0, 0.5f, 0.25f, -2}).ok());
+  }
+  // Worker B leaves; A's pushes alone complete rounds from here (sync), on
+  // both copies alike.
+  primary_->ApplyMembership(Members(2, {kA}));
+  ASSERT_TRUE(Push(kA, 20, sync ? 6 : 0, {3, 3, 3, 3}).ok());
+  // Every push was answered, so the backup has every one already.
+  EXPECT_EQ(backup_->version().version, primary_->version().version);
+  EXPECT_EQ(primary_->version().version, sync ? 7 : 13);
+  EXPECT_EQ(Values(*backup_), Values(*primary_));
+  EXPECT_EQ(Slots(*backup_), Slots(*primary_));
+}
+
+TEST_P(ReplicationTest, ConcurrentPushesAllReachTheBackup) {
+  Attach();
+  constexpr int kSteps = 200;
+  std::vector<std::thread> workers;
+  for (uint64_t worker : {kA, kB}) {
+    workers.emplace_back([&, worker] {
+      for (int step = 0; step < kSteps; ++step) {
+        const int64_t clock = GetParam() == SYNC ? step : 0;
+        absl::StatusOr<ShardVersion> v = Push(worker, step + 1, clock, {0.001f, 0, 0, 0});
+        ASSERT_TRUE(v.ok()) << v.status();
+        if (GetParam() == SYNC) {  // the next round opens once both pushed
+          std::vector<float> out(4);
+          std::vector<absl::Span<float>> outs = {absl::MakeSpan(out)};
+          ASSERT_TRUE(primary_
+                          ->Pull(WorkerIdentity{worker, kCoordinator}, step + 1,
+                                 {SliceRef{"t", 0, 4}}, outs, absl::Now() + absl::Seconds(10))
+                          .ok());
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  const int64_t expected = GetParam() == SYNC ? kSteps : 2 * kSteps;
+  EXPECT_EQ(primary_->version().version, expected);
+  EXPECT_EQ(backup_->version().version, expected);
+  const std::vector<float> p = Values(*primary_), b = Values(*backup_);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(b[i], p[i], 1e-4) << i;
+}
+
+TEST_P(ReplicationTest, PushIsAnsweredOnlyOnceTheBackupHasIt_RetryAppliesOnce) {
+  Attach();
+  StopPump();  // the backup is not reached
+  absl::StatusOr<ShardVersion> v = Push(kA, 7, 0, {1, 0, 0, 0});
+  EXPECT_TRUE(absl::IsUnavailable(v.status())) << v.status();
+  // The primary applied it; the retry (same request id) is not applied again
+  // and is answered once the backup has the first copy.
+  absl::StatusOr<ShardVersion> retry = Push(kA, 7, 0, {1, 0, 0, 0});
+  EXPECT_TRUE(absl::IsUnavailable(retry.status())) << retry.status();
+  StartPump();
+  retry = Push(kA, 7, 0, {1, 0, 0, 0});
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(primary_->stats().pushes, 1);
+  EXPECT_EQ(backup_->stats().pushes, 1);
+  EXPECT_EQ(Values(*backup_), Values(*primary_));
+}
+
+TEST_P(ReplicationTest, DetachedPrimaryAnswersAloneSteppedDownPrimaryServesNoOne) {
+  Attach();
+  StopPump();
+  log_.Detach();  // the coordinator dropped the backup
+  ASSERT_TRUE(Push(kA, 1, 0, {1, 0, 0, 0}).ok());
+  log_.StepDown();
+  primary_->StepDown();
+  absl::StatusOr<ShardVersion> v = Push(kB, 1, 0, {1, 0, 0, 0});
+  EXPECT_TRUE(absl::IsUnavailable(v.status())) << v.status();
+  EXPECT_NE(v.status().message().find("backup took over"), std::string::npos) << v.status();
+}
+
+TEST_P(ReplicationTest, BackupServesNoWorkerUntilPromoted_ThenServesThePrimarysValues) {
+  Attach();
+  ASSERT_TRUE(Push(kA, 1, 0, {1, 2, 3, 4}).ok());
+  std::vector<float> out(4);
+  std::vector<absl::Span<float>> outs = {absl::MakeSpan(out)};
+  const WorkerIdentity a{kA, kCoordinator};
+  absl::StatusOr<ShardVersion> pulled =
+      backup_->Pull(a, -1, {SliceRef{"t", 0, 4}}, outs, absl::Now() + absl::Seconds(1));
+  EXPECT_TRUE(absl::IsUnavailable(pulled.status())) << pulled.status();
+  StopPump();
+  backup_->Promote();
+  pulled = backup_->Pull(a, -1, {SliceRef{"t", 0, 4}}, outs, absl::Now() + absl::Seconds(1));
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(out, Values(*primary_));
+  // The promoted copy knows A's request 1: a retry there is not applied twice.
+  std::vector<SliceGradient> g = {{SliceRef{"t", 0, 4}, std::vector<float>{1, 2, 3, 4}}};
+  ASSERT_TRUE(backup_->Push(a, 1, 0, g).ok());
+  EXPECT_EQ(backup_->stats().duplicate_pushes, 1);
+  EXPECT_EQ(Values(*backup_), Values(*primary_));
+}
+
+TEST_P(ReplicationTest, GapIsRefused) {
+  Attach();
+  StopPump();
+  ReplicaOp op;
+  op.set_sequence(log_.last_reserved() + 5);
+  *op.mutable_membership() = Members(9, {kA}).ToProto();
+  absl::StatusOr<uint64_t> applied = backup_->ApplyReplicaOp(op);
+  EXPECT_TRUE(absl::IsFailedPrecondition(applied.status())) << applied.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ReplicationTest, ::testing::Values(ASYNC, SYNC, SSP),
+                         [](const auto& info) { return ConsistencyMode_Name(info.param); });
+
+}  // namespace
+}  // namespace fulcrum

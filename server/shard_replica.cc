@@ -1,0 +1,254 @@
+#include "server/shard_replica.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/rpc/channel.h"
+#include "common/rpc/grpc_status.h"
+#include "grpcpp/client_context.h"
+#include "server/checkpoint.h"
+
+namespace fulcrum {
+namespace {
+
+// Batches of operations stay well under the default message limits.
+constexpr size_t kMaxBatchBytes = 8 << 20;
+
+}  // namespace
+
+ReplicaSnapshot EncodeReplicaState(const ReplicaState& state, uint32_t shard_index,
+                                   uint32_t num_shards, uint64_t incarnation,
+                                   uint64_t primary_process) {
+  ReplicaSnapshot out;
+  out.set_incarnation(incarnation);
+  out.set_primary_process_incarnation(primary_process);
+  out.set_sequence(state.sequence);
+  out.set_shard(EncodeShardFile(state.snapshot, shard_index, num_shards));
+  *out.mutable_membership() = state.membership.ToProto();
+  for (const auto& [worker, ids] : state.recent_requests) {
+    ReplicaSnapshot::Requests* requests = out.add_recent_requests();
+    requests->set_worker_id(worker);
+    requests->mutable_request_ids()->Add(ids.begin(), ids.end());
+  }
+  out.set_pushes(state.pushes);
+  return out;
+}
+
+absl::StatusOr<ReplicaState> DecodeReplicaState(const ReplicaSnapshot& snapshot) {
+  ReplicaState state;
+  state.sequence = snapshot.sequence();
+  absl::StatusOr<ShardSnapshot> shard = DecodeShardFile(snapshot.shard(), "replica snapshot");
+  if (!shard.ok()) return shard.status();
+  state.snapshot = std::move(*shard);
+  state.membership = WorkerMembership::FromProto(snapshot.membership());
+  state.pushes = snapshot.pushes();
+  for (const ReplicaSnapshot::Requests& r : snapshot.recent_requests()) {
+    state.recent_requests.emplace_back(
+        r.worker_id(), std::vector<uint64_t>(r.request_ids().begin(), r.request_ids().end()));
+  }
+  return state;
+}
+
+ShardReplicaService::ShardReplicaService(ParameterShard* shard, absl::Duration debug_delay)
+    : shard_(shard), debug_delay_(debug_delay), last_contact_(absl::Now()) {}
+
+grpc::Status ShardReplicaService::InstallSnapshot(grpc::ServerContext* context,
+                                                  const ReplicaSnapshot* request,
+                                                  InstallSnapshotResponse* response) {
+  absl::StatusOr<ReplicaState> state = DecodeReplicaState(*request);
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  if (absl::Status s = shard_->InstallReplica(*state); !s.ok()) return ToGrpcStatus(s);
+  absl::MutexLock lock(&mu_);
+  installed_ = true;
+  incarnation_ = request->incarnation();
+  primary_process_ = request->primary_process_incarnation();
+  last_contact_ = absl::Now();
+  FULCRUM_LOG(INFO) << "backup of shard " << shard_->role().index
+                    << ": took the primary's state at "
+                    << "operation " << state->sequence << " (version " << state->snapshot.version
+                    << ")";
+  return grpc::Status::OK;
+}
+
+grpc::Status ShardReplicaService::Replicate(grpc::ServerContext* context,
+                                            const ReplicateRequest* request,
+                                            ReplicateResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!installed_ || request->primary_process_incarnation() != primary_process_) {
+      return ToGrpcStatus(absl::FailedPreconditionError(
+          "this backup has no snapshot from that primary; install one first"));
+    }
+    last_contact_ = absl::Now();
+  }
+  if (debug_delay_ > absl::ZeroDuration() && request->ops_size() > 0) {
+    absl::SleepFor(debug_delay_);
+  }
+  for (const ReplicaOp& op : request->ops()) {
+    absl::StatusOr<uint64_t> applied = shard_->ApplyReplicaOp(op);
+    if (!applied.ok()) return ToGrpcStatus(applied.status());
+    response->set_applied(*applied);
+  }
+  return grpc::Status::OK;
+}
+
+bool ShardReplicaService::installed() const {
+  absl::MutexLock lock(&mu_);
+  return installed_;
+}
+
+void ShardReplicaService::Forget() {
+  absl::MutexLock lock(&mu_);
+  installed_ = false;
+}
+
+uint64_t ShardReplicaService::incarnation() const {
+  absl::MutexLock lock(&mu_);
+  return incarnation_;
+}
+
+absl::Time ShardReplicaService::last_contact() const {
+  absl::MutexLock lock(&mu_);
+  return last_contact_;
+}
+
+ShardReplicator::ShardReplicator(ParameterShard* shard, ReplicationLog* log,
+                                 ShardReplicatorOptions options)
+    : shard_(shard), log_(log), options_(std::move(options)) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+ShardReplicator::~ShardReplicator() { Stop(); }
+
+void ShardReplicator::SetBackup(const std::string& address, uint64_t process) {
+  absl::MutexLock lock(&mu_);
+  address_ = address;
+  process_ = address.empty() ? 0 : process;
+}
+
+void ShardReplicator::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  log_->Detach();  // nothing waits on a backup any more (a no-op once stepped down)
+}
+
+void ShardReplicator::Loop() {
+  int resyncs = 0;
+  while (true) {
+    std::string address;
+    uint64_t process = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !address_.empty(); };
+      if (!wake()) log_->Detach();  // no backup: pushes are answered alone
+      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Seconds(1));
+      if (stopping_) return;
+      if (address_.empty()) continue;
+      address = address_;
+      process = process_;
+    }
+    const absl::Status failed = Follow(address, process);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      if (address_ != address || process_ != process) continue;  // another backup now
+    }
+    // The backup wants a snapshot (it joined again, or missed operations):
+    // send it one, a few times, before giving up on it.
+    if (absl::IsFailedPrecondition(failed) && ++resyncs <= 3) {
+      FULCRUM_LOG(INFO) << "shard " << options_.shard_index << ": backup at " << address
+                        << " needs this shard's state again (" << failed.message() << ")";
+      continue;
+    }
+    resyncs = 0;
+    if (!Drop(process, failed)) return;
+  }
+}
+
+absl::Status ShardReplicator::Follow(const std::string& address, uint64_t process) {
+  auto still_current = [&] {
+    absl::MutexLock lock(&mu_);
+    return !stopping_ && address_ == address && process_ == process;
+  };
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(address, options_.security);
+  if (!channel.ok()) return channel.status();
+  std::unique_ptr<ShardReplica::Stub> stub = ShardReplica::NewStub(*channel);
+  // A sync round may be in progress: wait for a boundary, for as long as
+  // this backup is wanted.
+  absl::StatusOr<ReplicaState> state;
+  do {
+    state = shard_->StartReplica(absl::Now() + options_.rpc_timeout);
+  } while (absl::IsDeadlineExceeded(state.status()) && still_current());
+  if (!still_current()) return absl::OkStatus();
+  if (!state.ok()) return state.status();
+  const absl::Time started = absl::Now();
+  {
+    const ReplicaSnapshot snapshot =
+        EncodeReplicaState(*state, options_.shard_index, options_.num_shards, options_.incarnation,
+                           options_.process_incarnation);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.install_timeout));
+    AttachToken(options_.auth_token, &context);
+    InstallSnapshotResponse response;
+    if (grpc::Status s = stub->InstallSnapshot(&context, snapshot, &response); !s.ok()) {
+      return FromGrpcStatus(s);
+    }
+  }
+  log_->Acknowledge(state->sequence);
+  FULCRUM_LOG(INFO) << "shard " << options_.shard_index << ": backup at " << address
+                    << " has this shard's state (version " << state->snapshot.version << ", "
+                    << absl::ToDoubleMilliseconds(absl::Now() - started)
+                    << " ms); replicating every update to it";
+  while (still_current()) {
+    ReplicateRequest request;
+    request.set_primary_process_incarnation(options_.process_incarnation);
+    for (ReplicaOp& op : log_->Take(kMaxBatchBytes, options_.keepalive)) {
+      *request.add_ops() = std::move(op);
+    }
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    AttachToken(options_.auth_token, &context);
+    ReplicateResponse response;
+    if (grpc::Status s = stub->Replicate(&context, request, &response); !s.ok()) {
+      return FromGrpcStatus(s);
+    }
+    log_->Acknowledge(response.applied());
+  }
+  return absl::OkStatus();
+}
+
+bool ShardReplicator::Drop(uint64_t process, const absl::Status& why) {
+  FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": backup does not follow (" << why
+                       << "); asking the coordinator to drop it";
+  while (true) {
+    const absl::Status dropped = options_.drop_backup(process);
+    if (dropped.ok()) {
+      log_->Detach();
+      absl::MutexLock lock(&mu_);
+      if (process_ == process) {
+        address_.clear();
+        process_ = 0;
+      }
+      return true;
+    }
+    if (absl::IsFailedPrecondition(dropped)) {
+      FULCRUM_LOG(WARNING) << "shard " << options_.shard_index
+                           << ": the backup took over; this process stops serving ("
+                           << dropped.message() << ")";
+      log_->StepDown();
+      options_.step_down();
+      return false;
+    }
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(200));
+    if (stopping_) return false;
+  }
+}
+
+}  // namespace fulcrum
