@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The Docker Compose deployment, tested on a real engine: builds the image
-# FROM scratch, brings the stack up (coordinator, a second shard, 3 workers),
-# waits until training progresses over both shards and a checkpoint is on
-# the volumes, crashes the coordinator's
-# ps_server, checks that the restart policy brings it back and that it
-# restores from the checkpoint volume, and that the job finishes with the
-# usual accuracy. Tears everything down (down -v) however it ends.
+# FROM scratch, brings the stack up (coordinator, a second shard with its
+# backup, 3 workers), waits until training progresses over both shards and a
+# checkpoint is on the volumes, crashes the coordinator's ps_server, checks
+# that the restart policy brings it back and that it restores from the
+# checkpoint volume; then crashes shard 1's primary and checks that its
+# backup takes over (workers move to it, nothing restarted by hand) and that
+# the job finishes with the usual accuracy. Tears everything down (down -v)
+# however it ends.
 #
 # Prints "compose_test: PASS" or "compose_test: FAIL: why"; exit status 0/1.
 #
@@ -79,11 +81,26 @@ json="$(status_json)"
 grep -q '"restored_from"' <<<"$json" || fail "the restarted ps_server did not restore a checkpoint"
 echo "compose_test: restarted ($restarts restart(s)); restored from $(grep -A2 '"restored_from"' <<<"$json" | field path)"
 
+# Shard 1's primary crashes: its backup (paired again with the restarted
+# coordinator) has every update and takes over; workers move to it.
+backup_state() { "${compose[@]}" logs --no-color shard1-backup 2>&1 | grep -c "took the primary's state"; }
+wait_for 'grep -q "\"backup_address\": \"shard1-backup:50051\"" <<<"$json" &&
+          grep -q "\"backup_up\": true" <<<"$json" && (( $(backup_state) > 0 ))' 90 ||
+  fail "shard1-backup did not become shard 1's backup"
+container="$("${compose[@]}" ps -q shard1)"
+pid="$(docker inspect -f '{{.State.Pid}}' "$container")"
+echo "compose_test: crashing shard 1's primary (host pid $pid)"
+kill -9 "$pid" || fail "could not kill pid $pid"
+wait_for 'grep -A20 "\"address\": \"shard1-backup:50051\"" <<<"$json" | grep -q "\"failovers\": \"1\""' 30 ||
+  fail "shard1-backup did not take over from the crashed primary within 30 s"
+echo "compose_test: shard1-backup took over"
+
 wait_for '[[ "$(field state <<<"$json")" == FINISHED ]]' 300 || fail "the job did not finish within 300 s"
-# Shard 1 served the whole job and took pushes from the workers.
-shard1="$(grep -A20 '"address": "shard1:50051"' <<<"$json")"
+# Shard 1 served the whole job (at its backup since the crash) and took
+# pushes from the workers.
+shard1="$(grep -A20 '"address": "shard1-backup:50051"' <<<"$json")"
 [[ "$(field up <<<"$shard1")" == true && "$(field pushes <<<"$shard1")" -gt 0 ]] ||
-  fail "shard 1 is not up or took no pushes"
+  fail "shard 1 is not up at its backup or took no pushes"
 accuracy="$(grep -A3 '"last_eval"' <<<"$json" | field test_accuracy)"
 echo "compose_test: job finished, test_accuracy=$accuracy"
 awk -v a="$accuracy" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' ||

@@ -473,6 +473,10 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     FULCRUM_RETURN_IF_ERROR(
         replication_->AwaitReplicated(sequence, absl::Now() + replication_timeout_));
   }
+  if (!replayed && log_first_push_.exchange(false)) {
+    FULCRUM_LOG(INFO) << "shard " << role_.index
+                      << ": first update applied since taking over (version " << v.version << ")";
+  }
   return v;
 }
 
@@ -659,7 +663,9 @@ absl::StatusOr<uint64_t> ParameterShard::ApplyReplicaOp(const ReplicaOp& op) {
 
 void ParameterShard::Promote() {
   absl::MutexLock lock(&mu_);
-  if (serving_ == ShardServing::kBackup) serving_ = ShardServing::kServing;
+  if (serving_ != ShardServing::kBackup) return;
+  serving_ = ShardServing::kServing;
+  log_first_push_ = true;
 }
 
 void ParameterShard::StepDown() {

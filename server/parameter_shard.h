@@ -133,6 +133,14 @@ struct ShardRole {
 // applies pushes at once, but a pull at clock c waits until every active
 // worker's clock is at least c - staleness. Until the membership says the job started, pulls wait
 // (the job waits for its first workers).
+//
+// Replicated (EnableReplication): the shard numbers every update it admits —
+// a push, a membership change — in a ReplicationLog, in admission order, and
+// answers a push only once its backup has it. The backup, another
+// ParameterShard in another process, starts from StartReplica's state and
+// applies the operations in that order (ApplyReplicaOp), so it holds the same
+// values, optimizer slots, rounds and retried-request ids; it serves no
+// worker until Promote.
 class ParameterShard {
  public:
   // `store` and `tables` are owned. `staleness` is used in SSP mode only.
@@ -317,6 +325,9 @@ class ParameterShard {
   ReplicationLog* replication_ = nullptr;
   absl::Duration replication_timeout_ = absl::Seconds(10);
   ShardServing serving_ ABSL_GUARDED_BY(mu_) = ShardServing::kServing;
+  // Set by Promote: the first push applied after is logged (bench/failover.sh
+  // times a takeover by it).
+  std::atomic<bool> log_first_push_{false};
   // Admitted pushes not yet applied or summed (counted with replication only).
   int unapplied_pushes_ ABSL_GUARDED_BY(mu_) = 0;
   // A backup: the last replicated operation applied (ops apply one at a time).

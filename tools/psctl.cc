@@ -128,15 +128,20 @@ std::string FormatTable(const JobStatus& s) {
                           s.restored_from().round());
   }
   out += "\n";
-  absl::StrAppendFormat(&out, "%-5s %-22s %-5s %-8s %-10s %-6s %-10s %-11s %-10s %-9s %-9s\n",
+  absl::StrAppendFormat(&out, "%-5s %-22s %-5s %-8s %-10s %-6s %-10s %-11s %-10s %-9s %-9s %s\n",
                         "SHARD", "ADDRESS", "UP", "TENSORS", "ELEMENTS", "TABLES", "ROWS", "BYTES",
-                        "VERSION", "PUSHES/S", "PULLS/S");
+                        "VERSION", "PUSHES/S", "PULLS/S", "BACKUP");
   for (const ShardStatus& sh : s.shards()) {
-    absl::StrAppendFormat(&out, "%-5d %-22s %-5s %-8d %-10d %-6d %-10d %-11d %-10d %-9.0f %-9.0f\n",
-                          sh.index(), sh.address().empty() ? "(coordinator)" : sh.address(),
-                          sh.up() ? "yes" : "NO", sh.tensors(), sh.elements(), sh.tables(),
-                          sh.rows(), sh.bytes(), sh.version(), sh.pushes_per_second(),
-                          sh.pulls_per_second());
+    std::string backup = sh.backup_address().empty() && sh.backup_up() ? "(joining)"
+                         : sh.backup_address().empty()                 ? "-"
+                                                                       : sh.backup_address();
+    if (!sh.backup_address().empty() && !sh.backup_up()) backup += " (DOWN)";
+    if (sh.failovers() > 0) absl::StrAppend(&backup, ", ", sh.failovers(), " failover(s)");
+    absl::StrAppendFormat(
+        &out, "%-5d %-22s %-5s %-8d %-10d %-6d %-10d %-11d %-10d %-9.0f %-9.0f %s\n", sh.index(),
+        sh.address().empty() ? "(coordinator)" : sh.address(), sh.up() ? "yes" : "NO", sh.tensors(),
+        sh.elements(), sh.tables(), sh.rows(), sh.bytes(), sh.version(), sh.pushes_per_second(),
+        sh.pulls_per_second(), backup);
   }
   out += "\n";
   absl::StrAppendFormat(&out, "%-4s %-20s %-10s %-10s %-6s %-8s %-9s %-8s %-8s %-8s %s\n", "ID",

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Failover time of a replicated parameter shard: from the SIGKILL of a shard's
+# primary to the first update its backup applied as the new primary.
+#
+#   bazel build -c opt //server:ps_server //worker:worker
+#   bench/failover.sh [--kills=10] [--mode=async] [--bin=bazel-bin]
+#
+# Runs a coordinator (shard 0), shard 1 with a backup, and 2 workers training
+# softmax (a long job) on 127.0.0.1. Each round: waits until the backup has
+# the primary's state and training has gone on for a second, SIGKILLs the
+# primary, and reads from the backup's log when it took over ("this backup
+# took over") and when it applied its first update ("first update applied
+# since taking over"); then starts the killed slot again, which joins as the
+# new backup. Prints each kill's times and, at the end, the median and the
+# largest of the time to the first update (the issue's figure; target < 1 s).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+kills=10
+mode=async
+bin=bazel-bin
+for arg in "$@"; do
+  case "$arg" in
+    --kills=*) kills="${arg#*=}" ;;
+    --mode=*) mode="${arg#*=}" ;;
+    --bin=*) bin="${arg#*=}" ;;
+    *) echo "failover.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+for b in server/ps_server worker/worker; do
+  [[ -x "$bin/$b" ]] || { echo "failover.sh: $bin/$b not built (bazel build -c opt //$b)" >&2; exit 2; }
+done
+
+dir="$(mktemp -d /tmp/fulcrum-failover.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {  # $1: port file, $2: pid
+  for _ in $(seq 300); do
+    [[ -s "$1" ]] && { cat "$1"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# Seconds since midnight of a glog-style line's time ("I1128 05:10:13.535").
+log_time() { awk '{ split($2, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3]; exit }'; }
+
+"$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/c.port" --model=softmax \
+  --mode="$mode" --num_workers=2 --num_shards=2 --epochs=100000 --status_interval=0 \
+  >"$dir/coordinator.out" 2>"$dir/coordinator.log" &
+pids+=($!)
+coordinator="127.0.0.1:$(wait_port "$dir/c.port" $!)" || { echo "coordinator did not start" >&2; exit 1; }
+
+declare -A slot_pid slot_log
+start_slot() {  # $1: slot name, $2: generation
+  local log="$dir/shard1-$1-$2.log"
+  "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/$1.port" \
+    --num_shards=2 --shard_index=1 --coordinator="$coordinator" --status_interval=0 \
+    >/dev/null 2>"$log" &
+  pids+=($!)
+  slot_pid[$1]=$!
+  slot_log[$1]="$log"
+  rm -f "$dir/$1.port"
+  wait_port "$dir/$1.port" $! >/dev/null || { echo "shard 1 slot $1 did not start: $(tail -3 "$log")" >&2; exit 1; }
+}
+start_slot a 0
+for i in 1 2; do
+  "$bin/worker/worker" --coordinator="$coordinator" --worker_name="w$i" --max_retries=30 \
+    >"$dir/worker$i.log" 2>&1 &
+  pids+=($!)
+done
+start_slot b 0
+primary=a backup=b
+echo "failover.sh: mode $mode, $kills kills, logs in $dir"
+
+firsts=()
+for k in $(seq "$kills"); do
+  for _ in $(seq 600); do
+    grep -q "took the primary's state" "${slot_log[$backup]}" && break
+    sleep 0.1
+  done
+  grep -q "took the primary's state" "${slot_log[$backup]}" ||
+    { echo "failover.sh: the backup never got the primary's state" >&2; exit 1; }
+  sleep 1
+  kill_time="$(date +%H:%M:%S.%N | awk '{ split($1, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }')"
+  kill -9 "${slot_pid[$primary]}"
+  wait "${slot_pid[$primary]}" 2>/dev/null
+  for _ in $(seq 300); do
+    grep -q "first update applied since taking over" "${slot_log[$backup]}" && break
+    sleep 0.1
+  done
+  took="$(grep "this backup took over" "${slot_log[$backup]}" | tail -1 | log_time)"
+  first="$(grep "first update applied since taking over" "${slot_log[$backup]}" | tail -1 | log_time)"
+  if [[ -z "$first" ]]; then echo "failover.sh: kill $k: no update within 30 s" >&2; exit 1; fi
+  takeover_s="$(awk -v a="$took" -v b="$kill_time" 'BEGIN { printf "%.3f", a - b }')"
+  first_s="$(awk -v a="$first" -v b="$kill_time" 'BEGIN { printf "%.3f", a - b }')"
+  echo "kill $k: took over after ${takeover_s} s, first update after ${first_s} s"
+  firsts+=("$first_s")
+  start_slot "$primary" "$k"  # the killed slot comes back as the backup
+  tmp=$primary primary=$backup backup=$tmp
+done
+printf '%s\n' "${firsts[@]}" | sort -n | awk '{ v[NR] = $1 } END {
+  m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+  printf "failover.sh: kill to first update applied by the new primary: median %.3f s, max %.3f s over %d kills\n", m, v[NR], NR }'
