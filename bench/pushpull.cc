@@ -32,6 +32,7 @@
 #include "common/payload.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/wire.h"
+#include "common/shard_map.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -49,6 +50,11 @@ ABSL_FLAG(std::string, sizes, "1024,65536,1048576,4194304,16777216",
           "Dense message sizes in bytes.");
 ABSL_FLAG(std::string, sparse_keys, "1024,16384", "Keys per sparse push (dim 8).");
 ABSL_FLAG(double, seconds, 3, "Seconds per run.");
+ABSL_FLAG(std::string, replication, "none",
+          "none: one ps_server (the coordinator) serves the calls. off: a coordinator and "
+          "shard 1, the dense calls going to shard 1's half of the tensor. on: the same with a "
+          "backup of shard 1, so every push is replicated before it is answered. Without "
+          "--target only.");
 ABSL_FLAG(std::string, read_replies, "in_place",
           "How pulled values reach the client's tensor, as a worker reads them: "
           "in_place (straight from gRPC's slices, common/rpc/wire.h) or "
@@ -129,6 +135,7 @@ struct Run {
   double seconds, bytes;
   std::vector<double> latencies;  // seconds
   double server_cpu;
+  double backup_cpu = -1;  // --replication=on: the backup's
 };
 
 void Print(const Run& r) {
@@ -144,6 +151,8 @@ void Print(const Run& r) {
       pct(0.99) * 1e6, pct(0.999) * 1e6,
       r.server_cpu >= 0 ? absl::StrFormat("%.2fs/GB", r.server_cpu / (r.bytes / 1e9)).c_str()
                         : "-");
+  if (r.backup_cpu >= 0)
+    std::printf("%62s backup_cpu=%.2fs/GB\n", "", r.backup_cpu / (r.bytes / 1e9));
   std::fflush(stdout);
 }
 
@@ -170,18 +179,59 @@ int Main() {
     return 2;
   }
   const bool in_place = read_replies == "in_place";
-  Subprocess server_process;
+  const std::string replication = absl::GetFlag(FLAGS_replication);
+  if (replication != "none" && replication != "off" && replication != "on") {
+    std::fprintf(stderr, "pushpull: --replication must be none, off or on, not '%s'\n",
+                 replication.c_str());
+    return 2;
+  }
+  const bool sharded = replication != "none";
+  // The process the dense calls go to (its CPU is measured), and where.
+  Subprocess coordinator_process, shard_process, backup_process;
+  Subprocess& server_process = sharded ? shard_process : coordinator_process;
+  std::string data_target;
+  // The part of bench/w the calls touch: all of it, or shard 1's half.
+  ElementRange range{0, uint64_t{1} << 22};
   if (target.empty()) {
-    absl::StatusOr<std::string> address = StartPsServer(
-        absl::GetFlag(FLAGS_ps_server),
-        {"--model=bench", "--mode=async", absl::StrCat("--num_workers=", max_clients),
-         "--worker_timeout=100000", "--heartbeat_interval=1000", "--partitions_per_worker=4"},
-        &server_process);
+    std::vector<std::string> flags = {"--model=bench",
+                                      "--mode=async",
+                                      absl::StrCat("--num_workers=", max_clients),
+                                      "--worker_timeout=100000",
+                                      "--heartbeat_interval=1000",
+                                      "--partitions_per_worker=4"};
+    if (sharded) flags.push_back("--num_shards=2");
+    absl::StatusOr<std::string> address =
+        StartPsServer(absl::GetFlag(FLAGS_ps_server), flags, &coordinator_process);
     if (!address.ok()) {
       std::fprintf(stderr, "pushpull: %s\n", address.status().ToString().c_str());
       return 1;
     }
     target = *address;
+    data_target = target;
+    if (sharded) {
+      const std::vector<std::string> shard_flags = {"--num_shards=2", "--shard_index=1",
+                                                    "--coordinator=" + target};
+      absl::StatusOr<std::string> shard =
+          StartPsServer(absl::GetFlag(FLAGS_ps_server), shard_flags, &shard_process);
+      // The same command again: the coordinator makes it shard 1's backup.
+      absl::Status backup = absl::OkStatus();
+      if (shard.ok() && replication == "on") {
+        backup =
+            StartPsServer(absl::GetFlag(FLAGS_ps_server), shard_flags, &backup_process).status();
+      }
+      if (!shard.ok() || !backup.ok()) {
+        std::fprintf(stderr, "pushpull: %s\n",
+                     (shard.ok() ? backup : shard.status()).ToString().c_str());
+        return 1;
+      }
+      data_target = *shard;
+      range = ShardMap(2).DenseRange(range.end, 1);
+    }
+  } else if (sharded) {
+    std::fprintf(stderr, "pushpull: --replication needs the ps_servers started here\n");
+    return 2;
+  } else {
+    data_target = target;
   }
   // One channel per client, each a worker holding a training lease.
   std::vector<std::unique_ptr<ParameterService::Stub>> stubs;
@@ -192,9 +242,10 @@ int Main() {
   std::vector<uint64_t> ids;
   uint64_t incarnation = 0;  // the coordinator's, which issued the ids
   for (int i = 0; i < max_clients; ++i) {
-    auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+    auto channel = grpc::CreateCustomChannel(data_target, grpc::InsecureChannelCredentials(),
                                              DefaultChannelArguments());
-    auto coordinator = Coordinator::NewStub(channel);
+    auto coordinator =
+        Coordinator::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     RegisterWorkerRequest r;
@@ -230,14 +281,35 @@ int Main() {
       return 1;
     }
   }
-  std::printf("pushpull against %s (%s)\n", target.c_str(),
-              server_process.running() ? "ps_server started here" : "external ps_server");
+  if (replication == "on") {
+    // Calls start once shard 1 has its backup, holding the primary's state.
+    auto coordinator =
+        Coordinator::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    bool paired = false;
+    for (int i = 0; i < 300 && !paired; ++i) {
+      grpc::ClientContext c;
+      c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      JobStatus status;
+      paired = coordinator->GetStatus(&c, GetStatusRequest(), &status).ok() &&
+               status.shards_size() == 2 && status.shards(1).backup_up();
+      if (!paired) absl::SleepFor(absl::Milliseconds(100));
+    }
+    if (!paired) {
+      std::fprintf(stderr, "pushpull: shard 1's backup did not join\n");
+      return 1;
+    }
+    absl::SleepFor(absl::Seconds(2));  // the snapshot's transfer (8 MB)
+  }
+  std::printf("pushpull against %s (%s; replication %s)\n", data_target.c_str(),
+              server_process.running() ? "ps_server started here" : "external ps_server",
+              replication.c_str());
 
   auto run = [&](const std::string& what, int clients, auto call) {
     std::vector<std::vector<double>> lat(clients);
     std::vector<double> bytes(clients, 0);
     std::atomic<bool> stop{false};
     const double cpu0 = server_process.running() ? CpuSeconds(server_process.pid()) : -1;
+    const double backup_cpu0 = backup_process.running() ? CpuSeconds(backup_process.pid()) : -1;
     const absl::Time start = absl::Now();
     std::vector<std::thread> threads;
     for (int t = 0; t < clients; ++t) {
@@ -264,11 +336,13 @@ int Main() {
       r.latencies.insert(r.latencies.end(), lat[t].begin(), lat[t].end());
     }
     r.server_cpu = server_process.running() ? CpuSeconds(server_process.pid()) - cpu0 : -1;
+    if (backup_process.running()) r.backup_cpu = CpuSeconds(backup_process.pid()) - backup_cpu0;
     Print(r);
   };
 
   for (int size : sizes) {
     const uint64_t n = size / 4;
+    if (n > range.size()) continue;  // larger than shard 1's half
     const std::vector<float> gradient(n, 1e-6f);
     // Each client's tensor the pulled values land in.
     std::vector<std::vector<float>> pulled(max_clients, std::vector<float>(n));
@@ -279,7 +353,7 @@ int Main() {
         req.mutable_header()->set_coordinator_incarnation(incarnation);
         DenseValues* v = req.add_dense();
         v->mutable_slice()->set_tensor("bench/w");
-        v->mutable_slice()->set_offset((uint64_t(t) * n) % ((1 << 22) - n + 1));
+        v->mutable_slice()->set_offset(range.begin + (uint64_t(t) * n) % (range.size() - n + 1));
         v->mutable_slice()->set_length(n);
         v->set_encoding(FLOAT32);
         PushResponse resp;
@@ -295,7 +369,7 @@ int Main() {
         req.mutable_header()->set_clock(-1);
         DenseSlice* s = req.add_dense();
         s->set_tensor("bench/w");
-        s->set_offset((uint64_t(t) * n) % ((1 << 22) - n + 1));
+        s->set_offset(range.begin + (uint64_t(t) * n) % (range.size() - n + 1));
         s->set_length(n);
         grpc::ByteBuffer reply;
         bool own_buffer = false;
@@ -311,7 +385,7 @@ int Main() {
       // call; MB/s counts both directions.
       run(absl::StrCat("pushpull ", size, "B"), clients, [&](int t) -> double {
         PushPullRequest req;
-        const uint64_t offset = (uint64_t(t) * n) % ((1 << 22) - n + 1);
+        const uint64_t offset = range.begin + (uint64_t(t) * n) % (range.size() - n + 1);
         PushRequest* push = req.mutable_push();
         push->mutable_header()->set_worker_id(ids[t]);
         push->mutable_header()->set_coordinator_incarnation(incarnation);
@@ -338,6 +412,8 @@ int Main() {
       });
     }
   }
+  // Sparse keys spread over every shard: measured against one ps_server only.
+  if (sharded) key_runs.clear();
   for (int k : key_runs) {
     for (int clients : clients_runs) {
       std::vector<std::mt19937_64> rngs;
@@ -360,8 +436,11 @@ int Main() {
       });
     }
   }
-  server_process.Signal(SIGTERM);
-  server_process.Wait(absl::Seconds(30)).IgnoreError();  // else killed on destruction
+  for (Subprocess* p : {&backup_process, &shard_process, &coordinator_process}) {
+    if (!p->running()) continue;
+    p->Signal(SIGTERM);
+    p->Wait(absl::Seconds(30)).IgnoreError();  // else killed on destruction
+  }
   return 0;
 }
 

@@ -8,7 +8,7 @@
 #       [--model=M] [--mode=sync|async|ssp:S] [--port=P]
 #       [--checkpoint_dir=DIR [--checkpoint_every=5s]]
 #       [--train_file=F --test_file=F (sparse_lr)] [--job=FILE]
-#       [--worker_cmd="PROGRAM ARGS"] [other ps_server flags]
+#       [--worker_cmd="PROGRAM ARGS"] [--backups=1] [other ps_server flags]
 #
 # --bin is where ps_server, worker and psctl were built (default bazel-bin).
 # --job runs a job file instead of the built-in --model; --worker_cmd starts
@@ -17,7 +17,9 @@
 # With --checkpoint_dir, a ps_server that dies (kill -9 it to try) is
 # restarted on the same port and resumes from its newest checkpoint; the
 # workers reconnect by themselves. Shard i > 0 keeps its part of the
-# checkpoints in DIR/shard-i (the coordinator's are in DIR).
+# checkpoints in DIR/shard-i (the coordinator's are in DIR). --backups=1
+# starts a backup for every shard but the coordinator's (a second ps_server
+# for the same index): kill -9 a shard's process and its backup takes over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,7 @@ port=0
 checkpoint_dir=""
 job=""
 worker_cmd=""
+backups=0
 server_flags=()
 worker_flags=()
 for arg in "$@"; do
@@ -46,6 +49,7 @@ for arg in "$@"; do
     --train_file=*|--test_file=*) worker_flags+=("$arg") ;;
     --job=*) job="${arg#*=}" ;;
     --worker_cmd=*) worker_cmd="${arg#*=}" ;;
+    --backups=*) backups="${arg#*=}" ;;
     --*=*) server_flags+=("$arg") ;;
     *) echo "local_cluster.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
@@ -109,6 +113,19 @@ start_shard() {  # $1: shard index, $2: port
 }
 shard_pids=()
 for i in $(seq 1 $((ps - 1))); do start_shard "$i" 0; done
+# A second process for a shard index becomes that shard's backup once the
+# first serves.
+start_backup() {  # $1: shard index
+  for _ in $(seq 100); do [[ -s "$run_dir/shard-$1.port" ]] && break; sleep 0.1; done
+  rm -f "$run_dir/backup-$1.port"
+  "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$run_dir/backup-$1.port" \
+    --num_shards="$ps" --shard_index="$1" --coordinator="$address" --exit_when_done \
+    >>"$run_dir/backup-$1.out" 2>>"$run_dir/backup-$1.log" &
+  pids+=("$!")
+}
+if [[ "$backups" == 1 ]]; then
+  for i in $(seq 1 $((ps - 1))); do start_backup "$i"; done
+fi
 what="model=$model"
 if [[ -n "$job" ]]; then what="job=$job"; fi
 echo "local_cluster: ps_server on $address ($ps shards); $workers workers; $what mode=${mode:-default}"

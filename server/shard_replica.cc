@@ -51,17 +51,40 @@ absl::StatusOr<ReplicaState> DecodeReplicaState(const ReplicaSnapshot& snapshot)
   return state;
 }
 
+// Operations received but not yet applied stay under this many bytes (the
+// primary waits for its acknowledgements meanwhile).
+constexpr size_t kMaxQueuedBytes = size_t{256} << 20;
+
 ShardReplicaService::ShardReplicaService(ParameterShard* shard, absl::Duration debug_delay)
-    : shard_(shard), debug_delay_(debug_delay), last_contact_(absl::Now()) {}
+    : shard_(shard), debug_delay_(debug_delay), last_contact_(absl::Now()) {
+  applier_ = std::thread([this] { ApplyLoop(); });
+}
+
+ShardReplicaService::~ShardReplicaService() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  applier_.join();
+}
 
 grpc::Status ShardReplicaService::InstallSnapshot(grpc::ServerContext* context,
                                                   const ReplicaSnapshot* request,
                                                   InstallSnapshotResponse* response) {
   absl::StatusOr<ReplicaState> state = DecodeReplicaState(*request);
   if (!state.ok()) return ToGrpcStatus(state.status());
+  // The operations of an earlier stream are in the snapshot, or moot.
+  absl::MutexLock apply(&apply_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    queue_.clear();
+    queued_bytes_ = 0;
+  }
   if (absl::Status s = shard_->InstallReplica(*state); !s.ok()) return ToGrpcStatus(s);
   absl::MutexLock lock(&mu_);
   installed_ = true;
+  diverged_ = false;
+  received_ = state->sequence;
   incarnation_ = request->incarnation();
   primary_process_ = request->primary_process_incarnation();
   last_contact_ = absl::Now();
@@ -75,23 +98,76 @@ grpc::Status ShardReplicaService::InstallSnapshot(grpc::ServerContext* context,
 grpc::Status ShardReplicaService::Replicate(grpc::ServerContext* context,
                                             const ReplicateRequest* request,
                                             ReplicateResponse* response) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!installed_ || request->primary_process_incarnation() != primary_process_) {
-      return ToGrpcStatus(absl::FailedPreconditionError(
-          "this backup has no snapshot from that primary; install one first"));
-    }
-    last_contact_ = absl::Now();
-  }
   if (debug_delay_ > absl::ZeroDuration() && request->ops_size() > 0) {
     absl::SleepFor(debug_delay_);
   }
-  for (const ReplicaOp& op : request->ops()) {
-    absl::StatusOr<uint64_t> applied = shard_->ApplyReplicaOp(op);
-    if (!applied.ok()) return ToGrpcStatus(applied.status());
-    response->set_applied(*applied);
+  absl::MutexLock lock(&mu_);
+  if (!installed_ || diverged_ || request->primary_process_incarnation() != primary_process_) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        "this backup has no current state from that primary; send a snapshot"));
   }
+  last_contact_ = absl::Now();
+  auto room = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return stopping_ || queued_bytes_ < kMaxQueuedBytes;
+  };
+  mu_.Await(absl::Condition(&room));
+  for (const ReplicaOp& op : request->ops()) {
+    if (op.sequence() <= received_) continue;  // a resend
+    if (op.sequence() != received_ + 1) {
+      return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+          "replicated operation ", op.sequence(), " follows ", received_, " here: a gap")));
+    }
+    queued_bytes_ += op.ByteSizeLong();
+    queue_.push_back(op);
+    received_ = op.sequence();
+  }
+  response->set_applied(received_);
   return grpc::Status::OK;
+}
+
+void ShardReplicaService::ApplyLoop() {
+  while (true) {
+    ReplicaOp op;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]()
+                       ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      applying_ = true;
+    }
+    absl::MutexLock apply(&apply_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.empty()) {  // a snapshot replaced them meanwhile
+        applying_ = false;
+        continue;
+      }
+      op = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const size_t bytes = op.ByteSizeLong();
+    absl::StatusOr<uint64_t> applied = shard_->ApplyReplicaOp(op);
+    absl::MutexLock lock(&mu_);
+    queued_bytes_ -= std::min(queued_bytes_, bytes);
+    applying_ = false;
+    if (!applied.ok()) {
+      FULCRUM_LOG(WARNING) << "backup of shard " << shard_->role().index << ": operation "
+                           << op.sequence() << " not applied (" << applied.status()
+                           << "); asking the primary for its state again";
+      diverged_ = true;
+      queue_.clear();
+      queued_bytes_ = 0;
+    }
+  }
+}
+
+void ShardReplicaService::Drain() {
+  absl::MutexLock lock(&mu_);
+  auto drained = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return stopping_ || (queue_.empty() && !applying_);
+  };
+  mu_.Await(absl::Condition(&drained));
 }
 
 bool ShardReplicaService::installed() const {
@@ -102,6 +178,8 @@ bool ShardReplicaService::installed() const {
 void ShardReplicaService::Forget() {
   absl::MutexLock lock(&mu_);
   installed_ = false;
+  queue_.clear();
+  queued_bytes_ = 0;
 }
 
 uint64_t ShardReplicaService::incarnation() const {

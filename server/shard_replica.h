@@ -15,6 +15,7 @@
 #define FULCRUM_SERVER_SHARD_REPLICA_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,12 +42,16 @@ absl::StatusOr<ReplicaState> DecodeReplicaState(const ReplicaSnapshot& snapshot)
 
 // The backup's side: installs the primary's snapshot and applies its
 // operations to `shard` (not owned), and tells how long the primary has been
-// silent. Thread-safe.
+// silent. Operations are acknowledged once received in order (the backup has
+// them) and applied, in that order, by a thread of their own; Drain waits for
+// them before the backup takes over. Thread-safe.
 class ShardReplicaService final : public ShardReplica::Service {
  public:
-  // `debug_delay`: a test hook, slept before applying each batch.
+  // `debug_delay`: a test hook, slept before acknowledging each batch.
   explicit ShardReplicaService(ParameterShard* shard,
                                absl::Duration debug_delay = absl::ZeroDuration());
+  // Stops the applying thread (operations not applied yet are dropped).
+  ~ShardReplicaService() override;
 
   grpc::Status InstallSnapshot(grpc::ServerContext* context, const ReplicaSnapshot* request,
                                InstallSnapshotResponse* response) override;
@@ -63,15 +68,30 @@ class ShardReplicaService final : public ShardReplica::Service {
   // When the primary last reached this service (the construction time
   // before it ever did).
   absl::Time last_contact() const;
+  // Waits until every operation received is applied.
+  void Drain();
 
  private:
+  void ApplyLoop();
+
   ParameterShard* const shard_;
   const absl::Duration debug_delay_;
+  // Held while an operation or a snapshot is applied to the shard.
+  absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
+  // Received in order, not yet applied; the last sequence received.
+  std::deque<ReplicaOp> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  bool applying_ ABSL_GUARDED_BY(mu_) = false;
+  // An operation failed to apply: the primary must send a snapshot again.
+  bool diverged_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool installed_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t primary_process_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_contact_ ABSL_GUARDED_BY(mu_);
+  std::thread applier_;
 };
 
 struct ShardReplicatorOptions {

@@ -301,6 +301,9 @@ void ShardServer::WatchPrimary() {
 }
 
 void ShardServer::TakeOver() {
+  // Every update the primary had acknowledged is applied before a worker
+  // is served.
+  replica_service_->Drain();
   absl::MutexLock lock(&role_mu_);
   serving_incarnation_ = replica_service_->incarnation();
   parameter_service_->set_incarnation(serving_incarnation_);
