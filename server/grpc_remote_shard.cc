@@ -39,8 +39,7 @@ class GrpcRemoteShard final : public RemoteShard {
 
  private:
   void Prepare(absl::Duration timeout, grpc::ClientContext* context) const {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    AttachToken(auth_token_, context);
+    PrepareCall(auth_token_, timeout, context);
   }
 
   const std::unique_ptr<ShardControl::Stub> stub_;

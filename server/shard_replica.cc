@@ -271,8 +271,7 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
         EncodeReplicaState(*state, options_.shard_index, options_.num_shards, options_.incarnation,
                            options_.process_incarnation);
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.install_timeout));
-    AttachToken(options_.auth_token, &context);
+    PrepareCall(options_.auth_token, options_.install_timeout, &context);
     InstallSnapshotResponse response;
     if (grpc::Status s = stub->InstallSnapshot(&context, snapshot, &response); !s.ok()) {
       return FromGrpcStatus(s);
@@ -290,8 +289,7 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
       *request.add_ops() = std::move(op);
     }
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-    AttachToken(options_.auth_token, &context);
+    PrepareCall(options_.auth_token, options_.rpc_timeout, &context);
     ReplicateResponse response;
     if (grpc::Status s = stub->Replicate(&context, request, &response); !s.ok()) {
       return FromGrpcStatus(s);

@@ -137,8 +137,7 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
   request.set_ready(ready);
   if (shard_ != nullptr) *request.mutable_status() = ShardGroup::Describe(*shard_);
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  AttachToken(options_.auth_token, &context);
+  PrepareCall(options_.auth_token, timeout, &context);
   RegisterShardResponse response;
   FULCRUM_RETURN_IF_ERROR(FromGrpcStatus(registry_->RegisterShard(&context, request, &response)));
   return response;
@@ -258,8 +257,7 @@ void ShardServer::StartReplicatorLocked() {
     request.set_process_incarnation(incarnation_);
     request.set_backup_process_incarnation(process);
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-    AttachToken(options_.auth_token, &context);
+    PrepareCall(options_.auth_token, absl::Seconds(2), &context);
     DropBackupResponse response;
     return FromGrpcStatus(registry_->DropBackup(&context, request, &response));
   };
@@ -283,8 +281,7 @@ void ShardServer::WatchPrimary() {
     request.set_process_incarnation(incarnation_);
     request.set_address(advertise_address_);
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-    AttachToken(options_.auth_token, &context);
+    PrepareCall(options_.auth_token, absl::Seconds(2), &context);
     PromoteBackupResponse response;
     const absl::Status promoted =
         FromGrpcStatus(registry_->PromoteBackup(&context, request, &response));

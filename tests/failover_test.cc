@@ -21,6 +21,38 @@ struct ModeCase {
   std::vector<std::string> flags;
 };
 
+// Counts the pushes: every push shard 1 acknowledged to a worker (before a
+// kill of its primary or after) is in its counter, which a backup carries on
+// from its primary's; and beyond those, at most one per worker (in flight at
+// the kill, applied but never answered) was taken. Shard 1's counter is as
+// of its last report.
+void ExpectEveryAcknowledgedPushCounted(LocalCluster& c, const std::vector<int>& workers,
+                                        int shard_process) {
+  auto acknowledged = [](const JobStatus& s) {
+    uint64_t sum = 0;
+    for (const WorkerStatus& w : s.workers()) {
+      if (w.pushes_acknowledged_size() == 2) sum += w.pushes_acknowledged(1);
+    }
+    return sum;
+  };
+  absl::StatusOr<JobStatus> counted = c.WaitFor(
+      [&](const JobStatus& s) {
+        return s.shards_size() == 2 && uint64_t(s.shards(1).pushes()) >= acknowledged(s);
+      },
+      absl::Seconds(10));
+  absl::StatusOr<JobStatus> last = c.Status();
+  ASSERT_TRUE(last.ok());
+  const uint64_t acked = acknowledged(*last);
+  const uint64_t applied = last->shards(1).pushes();
+  EXPECT_GT(acked, 1000u);
+  std::string logs = c.ShardLog(shard_process);
+  for (int w : workers) logs += c.WorkerLog(w);
+  EXPECT_TRUE(counted.ok()) << "workers were answered for " << acked << " pushes by shard 1, "
+                            << "which counts " << applied << "\n"
+                            << logs;
+  EXPECT_LE(applied, acked + workers.size());
+}
+
 class FailoverTest : public ::testing::TestWithParam<ModeCase> {};
 
 TEST_P(FailoverTest, ShardPrimaryKilledMidJob_BackupTakesOver_NoAcknowledgedUpdateLost) {
@@ -70,32 +102,73 @@ TEST_P(FailoverTest, ShardPrimaryKilledMidJob_BackupTakesOver_NoAcknowledgedUpda
   EXPECT_EQ(done.shards(1).incarnation(), incarnation);
   EXPECT_TRUE(absl::StrContains(c.ShardLog(*backup), "this backup took over"))
       << c.ShardLog(*backup);
-  // Count the pushes: every push shard 1 acknowledged to a worker (before the
-  // kill or after) is in its counter, which the backup carried on from its
-  // primary's; and beyond those, at most one per worker (in flight at the
-  // kill, applied but never answered) was taken. Shard 1's counter is as of
-  // its last report.
-  auto acknowledged = [](const JobStatus& s) {
-    uint64_t sum = 0;
-    for (const WorkerStatus& w : s.workers()) {
-      if (w.pushes_acknowledged_size() == 2) sum += w.pushes_acknowledged(1);
-    }
-    return sum;
+  ExpectEveryAcknowledgedPushCounted(c, {a, b}, *backup);
+}
+
+// The backup dies: the primary drops it (with the coordinator's consent) and
+// answers pushes alone; a new backup joins the running job and catches up;
+// then the primary dies and that backup takes over, found by workers that
+// registered before it existed.
+TEST(BackupLossTest, BackupKilled_PrimaryGoesOnAlone_ANewBackupJoinsAndTakesOver) {
+  LocalCluster c("failover_backup_killed");
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--num_workers=2", "--num_shards=2",
+                             "--epochs=6", "--partitions_per_worker=4"})
+                  .ok());
+  ASSERT_TRUE(c.StartShard(1, 2).ok());
+  absl::StatusOr<int> first = c.StartBackup(1, 2);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto has_backup = [](const JobStatus& s) {
+    return s.shards_size() == 2 && s.shards(1).backup_up();
   };
-  absl::StatusOr<JobStatus> counted = c.WaitFor(
-      [&](const JobStatus& s) {
-        return s.shards_size() == 2 && uint64_t(s.shards(1).pushes()) >= acknowledged(s);
+  ASSERT_TRUE(c.WaitFor(has_backup, absl::Seconds(30)).ok()) << c.ShardLog(*first);
+  const int a = *c.StartWorker("a", {"--debug_step_delay_ms=2"});
+  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2"});
+  ASSERT_TRUE(
+      c.WaitFor([](const JobStatus& s) { return s.epoch() >= 1; }, absl::Seconds(120)).ok());
+
+  c.shard(*first).Signal(SIGKILL);
+  // Dropped as soon as a push finds it gone; the shard is not down meanwhile.
+  for (int i = 0; i < 100 && !absl::StrContains(c.ServerLog(), "goes on alone"); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(absl::StrContains(c.ServerLog(), "goes on alone")) << c.ServerLog();
+  absl::StatusOr<JobStatus> alone = c.WaitFor(
+      [](const JobStatus& s) {
+        return s.shards_size() == 2 && s.shards(1).backup_address().empty();
       },
-      absl::Seconds(10));
-  absl::StatusOr<JobStatus> last = c.Status();
-  ASSERT_TRUE(last.ok());
-  const uint64_t acked = acknowledged(*last);
-  const uint64_t applied = last->shards(1).pushes();
-  EXPECT_GT(acked, 1000u);
-  EXPECT_TRUE(counted.ok()) << "workers were answered for " << acked << " pushes by shard 1, "
-                            << "which counts " << applied << "\n"
-                            << c.ShardLog(*backup) << c.WorkerLog(a) << c.WorkerLog(b);
-  EXPECT_LE(applied, acked + 2);
+      absl::Seconds(15));
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  const int64_t pushes_alone = alone->shards(1).pushes();
+  ASSERT_TRUE(c.WaitFor(
+                   [&](const JobStatus& s) {
+                     return s.shards_size() == 2 && s.shards(1).pushes() > pushes_alone + 100;
+                   },
+                   absl::Seconds(30))
+                  .ok())
+      << "shard 1 took no pushes without its backup\n"
+      << c.ShardLog(1);
+
+  // A new backup (in the dead one's slot) joins and takes the state.
+  absl::StatusOr<int> second = c.StartBackup(1, 2);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(c.WaitFor(has_backup, absl::Seconds(30)).ok()) << c.ShardLog(*second);
+  for (int i = 0; i < 100 && !absl::StrContains(c.ShardLog(*second), "took the primary's state");
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(absl::StrContains(c.ShardLog(*second), "took the primary's state"))
+      << c.ShardLog(*second);
+  // Workers hear of it with their heartbeats; then the primary dies.
+  absl::SleepFor(absl::Seconds(2));
+  c.shard(1).Signal(SIGKILL);
+
+  const JobStatus done = c.FinishJob({a, b}, absl::Minutes(2));
+  EXPECT_EQ(done.state(), FINISHED) << c.ServerLog() << c.ShardLog(*second);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(done), "");
+  ASSERT_EQ(done.shards_size(), 2);
+  EXPECT_EQ(done.shards(1).failovers(), 1u);
+  EXPECT_EQ(done.shards(1).address(), c.shard_address(*second));
+  ExpectEveryAcknowledgedPushCounted(c, {a, b}, *second);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, FailoverTest,

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -59,6 +60,10 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Adds the token to an outgoing call (nothing if the token is empty).
 void AttachToken(const std::string& token, grpc::ClientContext* context);
+
+// Prepares an outgoing call between Fulcrum's processes: its deadline
+// `timeout` from now, and the token.
+void PrepareCall(const std::string& token, absl::Duration timeout, grpc::ClientContext* context);
 
 }  // namespace fulcrum
 
