@@ -71,7 +71,7 @@ class SyncPolicy final : public ConsistencyPolicy {
                                              "; pull again at its current round"));
     }
     if (!pushed_.insert(id).second) {
-      return absl::FailedPreconditionError(
+      return absl::AlreadyExistsError(
           absl::StrCat("worker ", id, " already pushed round ", round_));
     }
     ++in_flight_;

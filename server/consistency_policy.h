@@ -57,8 +57,9 @@ class ConsistencyPolicy {
   // Accepts a push of worker `id` at `clock`, or refuses it (SYNC: ABORTED
   // for a clock other than the round being collected — the worker is out of
   // step with this shard and pulls again at its current round — and
-  // FAILED_PRECONDITION for the worker's second push of the round). A SYNC push accepted is in
-  // flight until PushSummedLocked.
+  // ALREADY_EXISTS for the worker's second push of the round, which the
+  // shard acknowledges and ignores). A SYNC push accepted is in flight until
+  // PushSummedLocked.
   virtual absl::Status AdmitPushLocked(uint64_t id, int64_t clock) = 0;
   // SYNC: an accepted push has been added into the round's sums; the round
   // completes if every active worker has pushed.

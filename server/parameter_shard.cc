@@ -428,7 +428,17 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
       if (!replicated.ok()) return replicated;
       return v;
     }
-    FULCRUM_RETURN_IF_ERROR(policy_->AdmitPushLocked(worker.id, clock));
+    if (absl::Status admitted = policy_->AdmitPushLocked(worker.id, clock);
+        absl::IsAlreadyExists(admitted)) {
+      // SYNC: the worker's round again (it redid a step after another shard
+      // restarted): its first push stands; this one is acknowledged, unused.
+      duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
+      ShardVersion v;
+      v.version = v.round = policy_->Version();
+      return v;
+    } else if (!admitted.ok()) {
+      return admitted;
+    }
     if (request_id != 0) recent_requests_.Insert(worker.id, request_id);
     if (replication_ != nullptr) {
       ++unapplied_pushes_;

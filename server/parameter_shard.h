@@ -214,9 +214,11 @@ class ParameterShard {
 
   // Applies (async, ssp) or accumulates (sync) `gradients` as one update:
   // every slice is validated first and on any error nothing is applied.
-  // FAILED_PRECONDITION for a worker not active or, in sync mode, a second
-  // push for the round; ABORTED in sync mode for a clock other than the
-  // current round (pull again at the current round). A push whose
+  // FAILED_PRECONDITION for a worker not active; ABORTED in sync mode for a
+  // clock other than the current round (pull again at the current round). In
+  // sync mode a worker's second push for the round is acknowledged and
+  // ignored (its first stands): a worker redoing a step after another shard
+  // restarted pushes every shard's current round again. A push whose
   // non-zero request_id this worker already used is acknowledged and ignored.
   // Sparse gradients go with the dense ones; a table without room for the
   // rows they would create fails the whole push with RESOURCE_EXHAUSTED.

@@ -53,14 +53,31 @@ void ExpectEveryAcknowledgedPushCounted(LocalCluster& c, const std::vector<int>&
   EXPECT_LE(applied, acked + workers.size());
 }
 
-class FailoverTest : public ::testing::TestWithParam<ModeCase> {};
+class FailoverTest : public ::testing::TestWithParam<ModeCase> {
+ protected:
+  std::vector<std::string> ServerFlags() const {
+    std::vector<std::string> flags = {"--model=softmax", "--num_workers=2", "--num_shards=2",
+                                      "--epochs=5", "--partitions_per_worker=4"};
+    flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
+    return flags;
+  }
+  // The final accuracy of the same job with no backup and nothing killed.
+  double UndisturbedAccuracy() const {
+    LocalCluster c("undisturbed_" + GetParam().name);
+    EXPECT_TRUE(c.StartServer(ServerFlags()).ok());
+    EXPECT_TRUE(c.StartShard(1, 2).ok());
+    const int a = *c.StartWorker("a", {"--debug_step_delay_ms=2"});
+    const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2"});
+    const JobStatus done = c.FinishJob({a, b}, absl::Minutes(2));
+    EXPECT_EQ(done.state(), FINISHED) << c.ServerLog();
+    return done.last_eval().test_accuracy();
+  }
+};
 
 TEST_P(FailoverTest, ShardPrimaryKilledMidJob_BackupTakesOver_NoAcknowledgedUpdateLost) {
+  const double undisturbed = UndisturbedAccuracy();
   LocalCluster c("failover_" + GetParam().name);
-  std::vector<std::string> flags = {"--model=softmax", "--num_workers=2", "--num_shards=2",
-                                    "--epochs=5", "--partitions_per_worker=4"};
-  flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
-  ASSERT_TRUE(c.StartServer(flags).ok());
+  ASSERT_TRUE(c.StartServer(ServerFlags()).ok());
   ASSERT_TRUE(c.StartShard(1, 2).ok());
   const int a = *c.StartWorker("a", {"--debug_step_delay_ms=2"});
   const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2"});
@@ -94,6 +111,7 @@ TEST_P(FailoverTest, ShardPrimaryKilledMidJob_BackupTakesOver_NoAcknowledgedUpda
   EXPECT_EQ(done.state(), FINISHED) << c.ServerLog() << c.ShardLog(*backup);
   EXPECT_EQ(CheckEachPartitionOncePerEpoch(done), "");
   EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << c.ServerLog();
+  EXPECT_NEAR(done.last_eval().test_accuracy(), undisturbed, 0.01) << c.ServerLog();
   ASSERT_EQ(done.shards_size(), 2);
   EXPECT_EQ(done.shards(1).failovers(), 1u);
   EXPECT_EQ(done.shards(1).address(), c.shard_address(*backup));

@@ -66,6 +66,7 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
   }
   for (size_t i = 0; i < n; ++i) {
     shards_[i].last_call_ok = statuses[i].ok();
+    RedialIfNotConnected(i, statuses[i]);
     MoveIfUnavailable(i, statuses[i]);
   }
   for (size_t i = 0; i < n && first_error == n; ++i) {
@@ -136,12 +137,12 @@ absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_address
     if (!address.empty()) {
       FULCRUM_ASSIGN_OR_RETURN(channel, OpenChannel(address, security_));
     }
+    shard.channel = channel;
     shard.generic = std::make_unique<grpc::GenericStub>(channel);
     if (!backup.empty()) {
-      FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> other,
-                               OpenChannel(backup, security_));
+      FULCRUM_ASSIGN_OR_RETURN(shard.other_channel, OpenChannel(backup, security_));
       shard.other_address = backup;
-      shard.other = std::make_unique<grpc::GenericStub>(other);
+      shard.other = std::make_unique<grpc::GenericStub>(shard.other_channel);
     }
   }
   shards_ = std::move(shards);
@@ -163,6 +164,23 @@ void GrpcPsClient::CountAcknowledged(uint64_t request_id) {
   }
 }
 
+void GrpcPsClient::RedialIfNotConnected(size_t index, const grpc::Status& status) {
+  Shard& shard = shards_[index];
+  if ((status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+       status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) ||
+      shard.address.empty()) {
+    return;
+  }
+  const grpc_connectivity_state state = shard.channel->GetState(/*try_to_connect=*/false);
+  if (state == GRPC_CHANNEL_READY || state == GRPC_CHANNEL_IDLE) return;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(shard.address, security_);
+  if (!channel.ok()) return;
+  FULCRUM_LOG(INFO) << "shard " << index << " at " << shard.address
+                    << " not connected; dialling it afresh";
+  shard.channel = *channel;
+  shard.generic = std::make_unique<grpc::GenericStub>(shard.channel);
+}
+
 void GrpcPsClient::MoveIfUnavailable(size_t index, const grpc::Status& status) {
   Shard& shard = shards_[index];
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE || shard.other == nullptr) return;
@@ -171,6 +189,7 @@ void GrpcPsClient::MoveIfUnavailable(size_t index, const grpc::Status& status) {
   constexpr absl::Duration kTakeover = absl::Seconds(2);
   const absl::Time now = absl::Now();
   if (IsBackupNotServing(status.error_message()) && now - shard.moved_at < kTakeover) return;
+  std::swap(shard.channel, shard.other_channel);
   std::swap(shard.generic, shard.other);
   std::swap(shard.address, shard.other_address);
   shard.moved_at = now;

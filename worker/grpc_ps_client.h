@@ -57,12 +57,14 @@ class GrpcPsClient final : public PsClient {
   struct Shard {
     std::string address;  // "" for the coordinator's channel
     // Request and reply bytes are built and read by hand (common/rpc/wire.h).
+    std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<grpc::GenericStub> generic;
     uint64_t last_incarnation = 0;
     // The shard's other process (its backup, or the primary once calls
     // moved to the backup); null: none. Calls move to it when the current
     // one is unavailable (see MoveIfUnavailable).
     std::string other_address;
+    std::shared_ptr<grpc::Channel> other_channel;
     std::unique_ptr<grpc::GenericStub> other;
     absl::Time moved_at = absl::InfinitePast();
     // Whether the shard answered the latest call OK.
@@ -77,6 +79,11 @@ class GrpcPsClient final : public PsClient {
   // calls to its other process when the current one is unreachable, or is a
   // backup that has not taken over for longer than a takeover takes.
   void MoveIfUnavailable(size_t index, const grpc::Status& status);
+  // After a call to shard `index` failed with `status` (unavailable, or past
+  // its deadline) while its channel is not connected: dials the address
+  // afresh, so its name is looked up again (a process replaced under the
+  // same name may have a new address, and the old one may swallow packets).
+  void RedialIfNotConnected(size_t index, const grpc::Status& status);
   // Where each sparse key of one table went: (shard, position there).
   struct KeyPlacement {
     std::vector<uint32_t> shard;

@@ -69,8 +69,11 @@ class StepClocks {
 
   // Shards restarted from a checkpoint (their rounds start over), as any
   // call saw it (a step's, or an evaluation's): the step is redone from a
-  // fresh pull — at a restarted shard's current round, and on the others
-  // after the round this step's push went into (`pushed`); the next
+  // fresh pull that waits for nothing, at every shard's current round, and
+  // pushes each of them that round (a shard this step's push already reached,
+  // `pushed`, acknowledges and ignores the second push of its round). Waiting
+  // there for the round after this step's push instead would wait on workers
+  // who in turn wait for this worker's push to the restarted shard. The next
   // partition starts at the restarted shards' current rounds.
   void Restarted(const std::vector<int>& restarted_shards, bool pushed) {
     if (mode_ != SYNC) return;
@@ -82,11 +85,11 @@ class StepClocks {
     }
     for (size_t s = 0; s < shards; ++s) {
       if (restarted[s]) {
-        last_pushed_[s] = pull_[s] = -1;
+        last_pushed_[s] = -1;
       } else if (pushed && !rounds_.empty()) {
         last_pushed_[s] = rounds_[s];
-        pull_[s] = rounds_[s] + 1;
       }
+      pull_[s] = -1;
     }
     rounds_.clear();
   }
