@@ -321,13 +321,13 @@ void ParameterServiceImpl::FillHeader(const ShardVersion& version, ResponseHeade
 }
 
 grpc::Status ParameterServiceImpl::CheckIncarnation(const RequestHeader& header) const {
-  // A backup answers "not serving" whatever the incarnation: it has not
-  // taken over the one workers know yet.
-  if (absl::Status serving = shard_->CheckServing(); !serving.ok()) return ToGrpcStatus(serving);
   if (header.incarnation() == 0 ||
       header.incarnation() == incarnation_.load(std::memory_order_relaxed)) {
-    return grpc::Status::OK;
+    return grpc::Status::OK;  // the shard says whether it serves
   }
+  // A backup answers "not serving", not "restarted": it has not taken over
+  // the incarnation workers know yet.
+  if (absl::Status serving = shard_->CheckServing(); !serving.ok()) return ToGrpcStatus(serving);
   return grpc::Status(grpc::StatusCode::ABORTED,
                       "this parameter server restarted (and restored a checkpoint) since the "
                       "worker last heard from it: its rounds and values start over; pull "

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -176,22 +177,18 @@ uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   absl::MutexLock lock(&mu_);
   // A backup follows its primary's membership, in the primary's order.
   if (serving_ == ShardServing::kBackup) return membership_.version;
-  const uint64_t before = membership_.version;
-  const uint64_t before_incarnation = membership_.coordinator_incarnation;
-  const uint64_t version = ApplyMembershipLocked(membership);
-  if (replication_ != nullptr &&
-      (version != before || membership_.coordinator_incarnation != before_incarnation)) {
+  if (ApplyMembershipLocked(membership) && replication_ != nullptr) {
     ReplicaOp op;
     *op.mutable_membership() = membership_.ToProto();
     replication_->Fill(replication_->Reserve(), std::move(op));
   }
-  return version;
+  return membership_.version;
 }
 
-uint64_t ParameterShard::ApplyMembershipLocked(const WorkerMembership& membership) {
+bool ParameterShard::ApplyMembershipLocked(const WorkerMembership& membership) {
   has_membership_ = true;
   const bool renumbered = membership.coordinator_incarnation != membership_.coordinator_incarnation;
-  if (!renumbered && membership.version <= membership_.version) return membership_.version;
+  if (!renumbered && membership.version <= membership_.version) return false;
   // A new coordinator numbers workers from scratch: what this shard
   // remembers of ids (retried request ids, who pushed the round) belongs to
   // other workers now.
@@ -200,7 +197,7 @@ uint64_t ParameterShard::ApplyMembershipLocked(const WorkerMembership& membershi
   membership_ = membership;
   membership_.started = started || membership.started;  // a job never un-starts
   policy_->MembershipChangedLocked(membership_, renumbered);
-  return membership_.version;
+  return true;
 }
 
 absl::Status ParameterShard::CheckServingLocked() const {
@@ -392,58 +389,53 @@ absl::StatusOr<ShardVersion> ParameterShard::Push(const WorkerIdentity& worker, 
   return PushInternal(worker, request_id, clock, gradients, sparse, /*replayed=*/false);
 }
 
-void ParameterShard::PushAppliedForReplica() {
-  if (replication_ == nullptr) return;
-  absl::MutexLock lock(&mu_);
-  --unapplied_pushes_;
-}
-
 absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
     const std::vector<SliceGradient>& gradients, absl::Span<const SparseGradient> sparse,
     bool replayed) {
   FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients, sparse));
-  // With a backup: this push's operation, answered once the backup has it.
+  // With a backup, the operation whose replication answers this push: its
+  // own, or for a push answered without applying it, the newest (its first
+  // copy's is at most that).
   uint64_t sequence = 0;
+  std::optional<ShardVersion> duplicate;  // a copy of a push already taken
   {
     absl::MutexLock lock(&mu_);
     if (!replayed) {
       FULCRUM_RETURN_IF_ERROR(
           CheckMemberLocked(worker, /*active=*/true, absl::Now() + role_.membership_grace));
     }
+    absl::Status admitted = absl::OkStatus();
     if (request_id != 0 && recent_requests_.Contains(worker.id, request_id)) {
-      duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
-      ShardVersion v;
-      v.version = v.round = policy_->Version();
-      // Acknowledged only once the first copy's operation (at most the newest)
-      // is replicated.
-      const uint64_t first_copy =
-          replication_ != nullptr && !replayed ? replication_->last_reserved() : 0;
-      mu_.Unlock();
-      absl::Status replicated =
-          replication_ == nullptr
-              ? absl::OkStatus()
-              : replication_->AwaitReplicated(first_copy, absl::Now() + replication_timeout_);
-      mu_.Lock();
-      if (!replicated.ok()) return replicated;
-      return v;
+      admitted = absl::AlreadyExistsError("a retried push");
+    } else {
+      // SYNC: ALREADY_EXISTS for the worker's round again (it redid a step
+      // after another shard restarted): its first push stands.
+      admitted = policy_->AdmitPushLocked(worker.id, clock);
     }
-    if (absl::Status admitted = policy_->AdmitPushLocked(worker.id, clock);
-        absl::IsAlreadyExists(admitted)) {
-      // SYNC: the worker's round again (it redid a step after another shard
-      // restarted): its first push stands; this one is acknowledged, unused.
+    if (absl::IsAlreadyExists(admitted)) {
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
-      ShardVersion v;
-      v.version = v.round = policy_->Version();
-      return v;
+      duplicate.emplace();
+      duplicate->version = duplicate->round = policy_->Version();
+      if (replication_ != nullptr && !replayed) sequence = replication_->last_reserved();
     } else if (!admitted.ok()) {
       return admitted;
+    } else {
+      if (request_id != 0) recent_requests_.Insert(worker.id, request_id);
+      if (replication_ != nullptr) {
+        // SYNC's in-flight pushes hold the round open, which StartReplica
+        // waits out; others are counted.
+        if (!policy_->SumsRounds()) unapplied_pushes_.fetch_add(1, std::memory_order_relaxed);
+        if (!replayed) sequence = replication_->Reserve();
+      }
     }
-    if (request_id != 0) recent_requests_.Insert(worker.id, request_id);
-    if (replication_ != nullptr) {
-      ++unapplied_pushes_;
-      if (!replayed) sequence = replication_->Reserve();
+  }
+  if (duplicate.has_value()) {
+    if (sequence != 0) {
+      FULCRUM_RETURN_IF_ERROR(
+          replication_->AwaitReplicated(sequence, absl::Now() + replication_timeout_));
     }
+    return *duplicate;
   }
   if (sequence != 0) {
     replication_->Fill(sequence, PushOp(worker, request_id, clock, gradients, sparse));
@@ -457,7 +449,6 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     AccumulateSparse(sparse);
     absl::MutexLock lock(&mu_);
     pushes_.fetch_add(1, std::memory_order_relaxed);
-    if (replication_ != nullptr) --unapplied_pushes_;
     policy_->PushSummedLocked(membership_);
     v.version = v.round = policy_->Version();
   } else {
@@ -476,7 +467,7 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
       pushes_.fetch_add(1, std::memory_order_relaxed);
       v.version = v.round = policy_->PushApplied();
     }
-    PushAppliedForReplica();
+    if (replication_ != nullptr) unapplied_pushes_.fetch_sub(1, std::memory_order_release);
     if (!applied.ok()) return applied;
   }
   if (sequence != 0) {
@@ -558,10 +549,16 @@ absl::StatusOr<ReplicaState> ParameterShard::StartReplica(absl::Time deadline) {
   // Pushes admitted but not applied would be in neither the snapshot nor
   // the operations after it; a SYNC round's partial sums are not in a
   // snapshot. Holding mu_ from here on admits nothing new.
-  auto quiet = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return shutting_down_ || (unapplied_pushes_ == 0 && !policy_->RoundInProgressLocked());
+  auto between_rounds = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return shutting_down_ || !policy_->RoundInProgressLocked();
   };
-  if (!mu_.AwaitWithDeadline(absl::Condition(&quiet), deadline)) {
+  bool quiet = mu_.AwaitWithDeadline(absl::Condition(&between_rounds), deadline);
+  // ASYNC/SSP pushes admitted before apply without mu_: a moment each.
+  while (quiet && unapplied_pushes_.load(std::memory_order_acquire) > 0) {
+    quiet = absl::Now() < deadline;
+    absl::SleepFor(absl::Microseconds(50));
+  }
+  if (!quiet) {
     return absl::DeadlineExceededError(
         "the shard was never between updates (a sync round always in progress) before the "
         "deadline; retrying");
@@ -631,6 +628,10 @@ absl::StatusOr<uint64_t> ParameterShard::ApplyReplicaOp(const ReplicaOp& op) {
       const DenseValues& values = push.dense(i);
       gradients[i].slice =
           SliceRef{values.slice().tensor(), values.slice().offset(), values.slice().length()};
+      // The slice first: an unaligned payload is copied into memory of its
+      // size.
+      decoded = store_->Validate(gradients[i].slice);
+      if (!decoded.ok()) break;
       absl::StatusOr<absl::Span<const float>> view =
           Float32View(FLOAT32, values.data(), values.slice().length(), false, &buffers[i]);
       if (view.ok()) gradients[i].values = *view;

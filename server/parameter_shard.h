@@ -273,13 +273,10 @@ class ParameterShard {
                                             int64_t clock,
                                             const std::vector<SliceGradient>& gradients,
                                             absl::Span<const SparseGradient> sparse, bool replayed);
-  // Takes `membership` (see ApplyMembership).
-  uint64_t ApplyMembershipLocked(const WorkerMembership& membership)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes `membership` (see ApplyMembership); false if it was not newer.
+  bool ApplyMembershipLocked(const WorkerMembership& membership) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE unless the shard serves workers.
   absl::Status CheckServingLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // An admitted push has been applied (or summed): StartReplica may go on.
-  void PushAppliedForReplica();
   // Waits up to the membership grace for the worker to be admitted by the
   // coordinator incarnation this shard follows (and, with `active`, to be
   // active in a started job). FAILED_PRECONDITION otherwise.
@@ -330,8 +327,9 @@ class ParameterShard {
   // Set by Promote: the first push applied after is logged (bench/failover.sh
   // times a takeover by it).
   std::atomic<bool> log_first_push_{false};
-  // Admitted pushes not yet applied or summed (counted with replication only).
-  int unapplied_pushes_ ABSL_GUARDED_BY(mu_) = 0;
+  // ASYNC/SSP with replication: pushes admitted (under mu_) and not yet
+  // applied (which happens without it).
+  std::atomic<int> unapplied_pushes_{0};
   // A backup: the last replicated operation applied (ops apply one at a time).
   absl::Mutex replay_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t replica_applied_ ABSL_GUARDED_BY(replay_mu_) = 0;

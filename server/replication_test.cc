@@ -218,6 +218,26 @@ TEST_P(ReplicationTest, GapIsRefused) {
   EXPECT_TRUE(absl::IsFailedPrecondition(applied.status())) << applied.status();
 }
 
+TEST_P(ReplicationTest, OperationThatDoesNotDecode_InvalidArgumentNothingApplied) {
+  Attach();
+  StopPump();
+  ReplicaOp op;
+  op.set_sequence(log_.last_reserved() + 1);
+  ReplicaPush* push = op.mutable_push();
+  push->set_worker_id(kA);
+  push->set_coordinator_incarnation(kCoordinator);
+  DenseValues* values = push->add_dense();
+  values->mutable_slice()->set_tensor("t");
+  values->mutable_slice()->set_length(uint64_t{1} << 40);  // past the tensor
+  values->set_data(std::string(8, '\0'));
+  absl::StatusOr<uint64_t> applied = backup_->ApplyReplicaOp(op);
+  EXPECT_FALSE(applied.ok());
+  values->mutable_slice()->set_length(4);  // 4 elements, 2 sent
+  applied = backup_->ApplyReplicaOp(op);
+  EXPECT_TRUE(absl::IsInvalidArgument(applied.status())) << applied.status();
+  EXPECT_EQ(backup_->stats().pushes, primary_->stats().pushes);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, ReplicationTest, ::testing::Values(ASYNC, SYNC, SSP),
                          [](const auto& info) { return ConsistencyMode_Name(info.param); });
 

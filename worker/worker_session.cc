@@ -75,14 +75,11 @@ absl::Status WorkerSession::Register() {
     return response.status();
   }));
   const JobSpec& job = response->job();
-  FULCRUM_RETURN_IF_ERROR(
-      ps_->Connect({response->shard_addresses().begin(), response->shard_addresses().end()},
-                   {response->backup_addresses().begin(), response->backup_addresses().end()}));
+  const ShardMap map = ShardMap::Of(*response);
+  FULCRUM_RETURN_IF_ERROR(ps_->Connect(map.shards, map.backups));
   {
     absl::MutexLock lock(&mu_);
-    shard_map_.assign(response->shard_addresses().begin(), response->shard_addresses().end());
-    shard_map_.insert(shard_map_.end(), response->backup_addresses().begin(),
-                      response->backup_addresses().end());
+    shard_map_ = map;
     new_shard_map_.reset();
   }
   acknowledged_base_ = ps_->PushesAcknowledged();
@@ -129,12 +126,12 @@ void WorkerSession::SendHeartbeat() {
   if (response.ok()) {
     heartbeat_warned_ = false;
     if (response->job_state() == STOPPED) stopped_ = true;
-    std::vector<std::string> map(response->shard_addresses().begin(),
-                                 response->shard_addresses().end());
-    map.insert(map.end(), response->backup_addresses().begin(), response->backup_addresses().end());
+    ShardMap map = ShardMap::Of(*response);
     absl::MutexLock lock(&mu_);
-    if (worker_ == sender && !response->shard_addresses().empty() && map != shard_map_) {
+    // Another job's number of shards: registration sorts that out.
+    if (worker_ == sender && map.shards.size() == shard_map_.shards.size() && map != shard_map_) {
       new_shard_map_ = std::move(map);
+      shard_map_changed_ = true;
     }
   } else if (IsEvicted(response.status())) {
     // Only if the id is still ours: a re-registration may have raced this.
@@ -160,7 +157,8 @@ void WorkerSession::NoteAcknowledged() {
 }
 
 void WorkerSession::RefreshShards() {
-  std::vector<std::string> map;
+  if (!shard_map_changed_.exchange(false)) return;  // the usual case: no lock
+  ShardMap map;
   {
     absl::MutexLock lock(&mu_);
     if (!new_shard_map_.has_value()) return;
@@ -168,17 +166,13 @@ void WorkerSession::RefreshShards() {
     new_shard_map_.reset();
     shard_map_ = map;
   }
-  const size_t n = static_cast<size_t>(ps_->num_shards());
-  if (map.size() != 2 * n) return;  // another job's map; registration sorts that out
-  const std::vector<std::string> primaries(map.begin(), map.begin() + n);
-  const std::vector<std::string> backups(map.begin() + n, map.end());
-  absl::Status connected = ps_->Connect(primaries, backups);
+  absl::Status connected = ps_->Connect(map.shards, map.backups);
   if (!connected.ok()) {
     FULCRUM_LOG(WARNING) << "cannot connect to the new shard map: " << connected;
     return;
   }
-  FULCRUM_LOG(INFO) << "shard map changed: shards at " << absl::StrJoin(primaries, ", ")
-                    << "; backups at " << absl::StrJoin(backups, ", ");
+  FULCRUM_LOG(INFO) << "shard map changed: shards at " << absl::StrJoin(map.shards, ", ")
+                    << "; backups at " << absl::StrJoin(map.backups, ", ");
 }
 
 void WorkerSession::HeartbeatLoop() {

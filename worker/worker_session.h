@@ -191,10 +191,24 @@ class WorkerSession {
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // since the last heartbeat
   int64_t loss_count_ ABSL_GUARDED_BY(mu_) = 0;
   WorkerStats stats_ ABSL_GUARDED_BY(mu_);
-  // The shard map connected to (addresses, then backups), and a newer one a
-  // heartbeat brought that RefreshShards has not connected to yet.
-  std::vector<std::string> shard_map_ ABSL_GUARDED_BY(mu_);
-  std::optional<std::vector<std::string>> new_shard_map_ ABSL_GUARDED_BY(mu_);
+  // Where the shards and their backups are, by shard index, as the
+  // coordinator said (at registration, in a heartbeat).
+  struct ShardMap {
+    std::vector<std::string> shards;
+    std::vector<std::string> backups;
+    bool operator!=(const ShardMap& o) const { return shards != o.shards || backups != o.backups; }
+    template <typename Response>
+    static ShardMap Of(const Response& r) {
+      return {{r.shard_addresses().begin(), r.shard_addresses().end()},
+              {r.backup_addresses().begin(), r.backup_addresses().end()}};
+    }
+  };
+  // The shard map connected to, and a newer one a heartbeat brought that
+  // RefreshShards has not connected to yet.
+  ShardMap shard_map_ ABSL_GUARDED_BY(mu_);
+  std::optional<ShardMap> new_shard_map_ ABSL_GUARDED_BY(mu_);
+  // Set with new_shard_map_, so calls check it without the lock.
+  std::atomic<bool> shard_map_changed_{false};
 };
 
 }  // namespace fulcrum
