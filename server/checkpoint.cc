@@ -315,7 +315,7 @@ absl::StatusOr<uint64_t> CheckpointStore::NextSequence() {
   FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
   int64_t last = 0;
   for (const std::string& name : names) last = std::max(last, SequenceOf(name));
-  return static_cast<uint64_t>(last + 1);
+  return std::max(static_cast<uint64_t>(last + 1), start_after_ + 1);
 }
 
 absl::StatusOr<CheckpointManifest::ShardFile> CheckpointStore::WritePart(uint64_t sequence,

@@ -42,6 +42,7 @@
 #ifndef FULCRUM_SERVER_CHECKPOINT_H_
 #define FULCRUM_SERVER_CHECKPOINT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -94,8 +95,12 @@ class CheckpointStore {
   absl::StatusOr<CheckpointInfo> Write(const ShardSnapshot& shard,
                                        const CoordinatorCheckpoint& progress, absl::Time started);
 
-  // The sequence number after the newest folder here.
+  // The sequence number after the newest folder here, and at least the one
+  // StartAfter named.
   absl::StatusOr<uint64_t> NextSequence();
+  // Later checkpoints are numbered after `sequence` (a coordinator that took
+  // over from another, whose checkpoints the shards' folders hold).
+  void StartAfter(uint64_t sequence) { start_after_ = std::max(start_after_, sequence); }
 
   // Writes shard `index` of `count`'s part of checkpoint `sequence` durably
   // (replacing a leftover folder of that number) and says what it wrote.
@@ -145,6 +150,7 @@ class CheckpointStore {
 
   const CheckpointStoreOptions options_;
   FileSystem* const fs_;
+  uint64_t start_after_ = 0;
 };
 
 }  // namespace fulcrum

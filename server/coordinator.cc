@@ -305,6 +305,12 @@ absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(WorkerReco
 }
 
 absl::Status JobCoordinator::CompletePartition(const CompletePartitionRequest& request) {
+  FULCRUM_RETURN_IF_ERROR(CompletePartitionImpl(request));
+  if (options_.progress_changed) options_.progress_changed();
+  return absl::OkStatus();
+}
+
+absl::Status JobCoordinator::CompletePartitionImpl(const CompletePartitionRequest& request) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
@@ -385,6 +391,12 @@ absl::Status ValidateMetrics(const EvalResult& eval) {
 }  // namespace
 
 absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
+  FULCRUM_RETURN_IF_ERROR(ReportEvalImpl(request));
+  if (options_.progress_changed) options_.progress_changed();
+  return absl::OkStatus();
+}
+
+absl::Status JobCoordinator::ReportEvalImpl(const ReportEvalRequest& request) {
   const double acc = request.eval().test_accuracy();
   if (!(acc >= 0.0 && acc <= 1.0) || !std::isfinite(request.eval().test_loss())) {
     return absl::InvalidArgumentError(
@@ -555,8 +567,11 @@ absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progre
 }
 
 void JobCoordinator::RecordCheckpoint(const CheckpointInfo& info) {
-  absl::MutexLock lock(&mu_);
-  last_checkpoint_ = info;
+  {
+    absl::MutexLock lock(&mu_);
+    last_checkpoint_ = info;
+  }
+  if (options_.progress_changed) options_.progress_changed();
 }
 
 void JobCoordinator::RecordCheckpointFailure(const absl::Status& error) {

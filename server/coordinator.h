@@ -51,6 +51,11 @@ struct CoordinatorOptions {
   uint32_t max_workers = 1024;
   // The time source (tests substitute a ManualClock). Not owned.
   const Clock* clock = Clock::Real();
+  // Called after a partition completed or an evaluation was reported (a
+  // change SaveProgress shows), outside the coordinator's lock and before
+  // the worker is answered: a replicated coordinator sends its progress to
+  // its backup there and waits for it. Null: nothing.
+  std::function<void()> progress_changed;
 };
 
 // Thread-safe. `shards` (the coordinator's own shard and any others) is not
@@ -158,6 +163,8 @@ class JobCoordinator {
   // Training time of the job: since it started running, plus what a
   // restored checkpoint had.
   double ElapsedSecondsLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status CompletePartitionImpl(const CompletePartitionRequest& request);
+  absl::Status ReportEvalImpl(const ReportEvalRequest& request);
   // AcquirePartition, before the shards have heard of an activation.
   absl::StatusOr<AcquirePartitionResponse> GrantWork(const AcquirePartitionRequest& request);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/security.h"
@@ -11,9 +12,12 @@ namespace fulcrum {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
     const ServerOptions& options, const JobSpec& job, uint64_t incarnation, ParameterShard* local,
-    CheckpointStore* checkpoints, MetricsRegistry* metrics) {
+    ReplicationLog* log, CheckpointStore* checkpoints, MetricsRegistry* metrics,
+    const CoordinatorReplica* took_over) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  CoordinatorServer* self = server.get();
   server->options_ = options;
+  server->log_ = log;
   ShardGroupOptions group;
   group.num_shards = options.num_shards;
   group.incarnation = incarnation;
@@ -21,7 +25,29 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   group.report_timeout = options.worker_timeout;
   FULCRUM_ASSIGN_OR_RETURN(ChannelOpener opener, ChannelOpener::Create(options.peer_security));
   group.connect = GrpcRemoteShards(opener, options.auth_token);
+  group.coordinator_backup = [self](const std::string& address, uint64_t process) {
+    self->replicator_->SetBackup(address, process);
+  };
   server->shards_ = std::make_unique<ShardGroup>(group, local);
+
+  // The coordinator's own shard, with the job state, to its backup.
+  ShardReplicatorOptions replicator;
+  replicator.shard_index = 0;
+  replicator.num_shards = options.num_shards;
+  replicator.incarnation = incarnation;
+  replicator.process_incarnation = incarnation;
+  replicator.security = options.peer_security;
+  replicator.auth_token = options.auth_token;
+  replicator.drop_backup = [self, incarnation](uint64_t process) {
+    DropBackupRequest request;
+    request.set_shard_index(0);
+    request.set_process_incarnation(incarnation);
+    request.set_backup_process_incarnation(process);
+    return self->shards_->DropBackup(request);
+  };
+  replicator.step_down = [] {};  // never asked: the coordinator drops its backup itself
+  replicator.coordinator_state = [self] { return self->ReplicaState(); };
+  server->replicator_ = std::make_unique<ShardReplicator>(local, log, replicator);
 
   CoordinatorOptions coordinator_options;
   coordinator_options.job = job;
@@ -29,6 +55,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   coordinator_options.heartbeat_interval = options.heartbeat_interval;
   coordinator_options.worker_timeout = options.worker_timeout;
   coordinator_options.max_workers = options.max_workers;
+  coordinator_options.progress_changed = [self] { self->ReplicateProgress(); };
   server->coordinator_ =
       std::make_unique<JobCoordinator>(coordinator_options, server->shards_.get());
 
@@ -38,9 +65,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   server->checkpointer_ =
       std::make_unique<JobCheckpointer>(checkpointer_options, checkpoints,
                                         server->coordinator_.get(), server->shards_.get(), metrics);
-  FULCRUM_RETURN_IF_ERROR(server->checkpointer_->Restore(options.restore));
-
-  CoordinatorServer* self = server.get();
+  if (took_over == nullptr) {
+    FULCRUM_RETURN_IF_ERROR(server->checkpointer_->Restore(options.restore));
+  } else {
+    FULCRUM_RETURN_IF_ERROR(server->coordinator_->RestoreProgress(took_over->progress()));
+    if (took_over->committed().sequence() > 0) {
+      server->shards_->SetCommitted(took_over->committed());
+      // The shards' folders hold the old coordinator's checkpoints.
+      if (checkpoints != nullptr) checkpoints->StartAfter(took_over->committed().sequence());
+    }
+  }
   server->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
       server->coordinator_.get(), [self] { return self->Checkpoint(); });
   server->shard_registry_service_ =
@@ -53,6 +87,32 @@ CoordinatorServer::~CoordinatorServer() {
   StopLoops();
   EndWatches();
   StopSenders();
+}
+
+CoordinatorReplica CoordinatorServer::ReplicaState() const {
+  CoordinatorReplica state;
+  *state.mutable_progress() = coordinator_->SaveProgress();
+  *state.mutable_committed() = shards_->committed();
+  return state;
+}
+
+void CoordinatorServer::ReplicateProgress() {
+  uint64_t sequence = 0;
+  {
+    absl::MutexLock lock(&replicate_mu_);
+    sequence = log_->Reserve();
+    if (sequence == 0) return;  // no backup
+    ReplicaOp op;
+    *op.mutable_coordinator() = ReplicaState();
+    log_->Fill(sequence, std::move(op));
+  }
+  // A backup that does not answer is dropped within the replicator's
+  // deadline (the wait then ends): the change stands here either way.
+  const absl::Status replicated =
+      log_->AwaitReplicated(sequence, absl::Now() + options_.replication_timeout);
+  if (!replicated.ok()) {
+    FULCRUM_LOG(WARNING) << "job state not replicated to the coordinator's backup: " << replicated;
+  }
 }
 
 void CoordinatorServer::RegisterMetrics(MetricsRegistry* metrics) {
@@ -105,6 +165,7 @@ void CoordinatorServer::EndWatches() {
 }
 
 void CoordinatorServer::StopSenders() {
+  if (replicator_) replicator_->Stop();
   if (shards_) shards_->Stop();
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -21,23 +22,39 @@
 #include "server/grpc_services.h"
 #include "server/job_checkpointer.h"
 #include "server/parameter_shard.h"
+#include "server/replication_log.h"
 #include "server/server_options.h"
 #include "server/shard_group.h"
+#include "server/shard_replica.h"
 
 namespace fulcrum {
 
-// Lifecycle: Create (restores the job from a checkpoint) -> RegisterServices
-// -> (the gRPC server starts) -> Start -> StopLoops -> EndWatches ->
-// StopSenders -> (the gRPC server stops). Thread-safe between those steps.
-// `local` (this process's shard), `checkpoints` (may be null) and
+// Replication: a second process started for shard 0 registers here as the
+// coordinator's backup (ShardGroup). The coordinator then streams its own
+// shard to it (ShardReplicator over `log`) and, with it, its job state
+// (CoordinatorReplica: progress and the committed checkpoint) after every
+// completed partition, evaluation and checkpoint — answering the worker
+// only once the backup has it. The backup takes over when this process
+// falls silent (server/ps_server.h): a new coordinator incarnation that
+// starts from that state (workers register again, nothing completed is
+// lost, leased partitions are trained again as after a worker's death).
+//
+// Lifecycle: Create (restores the job from a checkpoint, or from the state a
+// backup took over with) -> RegisterServices -> (the gRPC server starts) ->
+// Start -> StopLoops -> EndWatches -> StopSenders -> (the gRPC server
+// stops). Thread-safe between those steps. `local` (this process's shard,
+// replicating through `log`), `log`, `checkpoints` (may be null) and
 // `metrics` are not owned and must outlive it.
 class CoordinatorServer {
  public:
   // `job` is complete (CompleteJobSpec). FAILED_PRECONDITION / NOT_FOUND when
   // the checkpoint to restore cannot be (see JobCheckpointer::Restore).
+  // `took_over`: this process was the coordinator's backup and resumes from
+  // the state it holds (no checkpoint is restored).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
       const ServerOptions& options, const JobSpec& job, uint64_t incarnation, ParameterShard* local,
-      CheckpointStore* checkpoints, MetricsRegistry* metrics);
+      ReplicationLog* log, CheckpointStore* checkpoints, MetricsRegistry* metrics,
+      const CoordinatorReplica* took_over = nullptr);
   ~CoordinatorServer();
   CoordinatorServer(const CoordinatorServer&) = delete;
   CoordinatorServer& operator=(const CoordinatorServer&) = delete;
@@ -55,12 +72,22 @@ class CoordinatorServer {
   // A checkpoint now (see JobCheckpointer::Checkpoint).
   absl::StatusOr<CheckpointInfo> Checkpoint() { return checkpointer_->Checkpoint(); }
   JobCoordinator* coordinator() { return coordinator_.get(); }
+  // Where workers reach this coordinator (see ShardGroup::NameCoordinator).
+  void NameSelf(const std::string& address, bool now) { shards_->NameCoordinator(address, now); }
+  // The job state as the backup gets it.
+  CoordinatorReplica ReplicaState() const;
 
  private:
   CoordinatorServer() = default;
   void RegisterMetrics(MetricsRegistry* metrics);
+  // Sends the job state to the backup (if any) and waits until it has it.
+  void ReplicateProgress();
 
   ServerOptions options_;
+  ReplicationLog* log_ = nullptr;
+  // One job state numbered at a time: the backup's newest is the newest.
+  absl::Mutex replicate_mu_;
+  std::unique_ptr<ShardReplicator> replicator_;
   std::unique_ptr<ShardGroup> shards_;
   std::unique_ptr<JobCoordinator> coordinator_;
   std::unique_ptr<JobCheckpointer> checkpointer_;

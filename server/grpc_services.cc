@@ -485,7 +485,19 @@ grpc::Status ParameterServiceImpl::DoPush(const PushRequest& push, ResponseHeade
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(
     JobCoordinator* coordinator, std::function<absl::StatusOr<CheckpointInfo>()> checkpoint)
-    : coordinator_(coordinator), checkpoint_(std::move(checkpoint)) {}
+    : checkpoint_(std::move(checkpoint)), coordinator_(coordinator) {}
+
+void CoordinatorServiceImpl::Serve(JobCoordinator* coordinator,
+                                   std::function<absl::StatusOr<CheckpointInfo>()> checkpoint) {
+  checkpoint_ = std::move(checkpoint);
+  coordinator_.store(coordinator, std::memory_order_release);
+}
+
+grpc::Status StandbyCoordinatorStatus() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "this process is the coordinator's backup; it serves the job only once it "
+                      "takes over: call the coordinator");
+}
 
 namespace {
 
@@ -503,42 +515,56 @@ grpc::Status Answer(T* response, Call call) {
 grpc::Status CoordinatorServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                     const RegisterWorkerRequest* request,
                                                     RegisterWorkerResponse* response) {
-  return Answer(response, [&] { return coordinator_->RegisterWorker(*request); });
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return Answer(response, [&] { return c->RegisterWorker(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::Heartbeat(grpc::ServerContext* context,
                                                const HeartbeatRequest* request,
                                                HeartbeatResponse* response) {
-  return Answer(response, [&] { return coordinator_->Heartbeat(*request); });
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return Answer(response, [&] { return c->Heartbeat(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::AcquirePartition(grpc::ServerContext* context,
                                                       const AcquirePartitionRequest* request,
                                                       AcquirePartitionResponse* response) {
-  return Answer(response, [&] { return coordinator_->AcquirePartition(*request); });
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return Answer(response, [&] { return c->AcquirePartition(*request); });
 }
 
 grpc::Status CoordinatorServiceImpl::CompletePartition(grpc::ServerContext* context,
                                                        const CompletePartitionRequest* request,
                                                        CompletePartitionResponse*) {
-  return ToGrpcStatus(coordinator_->CompletePartition(*request));
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return ToGrpcStatus(c->CompletePartition(*request));
 }
 
 grpc::Status CoordinatorServiceImpl::ReportEval(grpc::ServerContext* context,
                                                 const ReportEvalRequest* request,
                                                 ReportEvalResponse*) {
-  return ToGrpcStatus(coordinator_->ReportEval(*request));
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return ToGrpcStatus(c->ReportEval(*request));
 }
 
 grpc::Status CoordinatorServiceImpl::GetStatus(grpc::ServerContext* context,
                                                const GetStatusRequest*, JobStatus* response) {
-  *response = coordinator_->GetStatus();
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  *response = c->GetStatus();
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorServiceImpl::WatchStatus(grpc::ServerContext* context,
                                                  const WatchStatusRequest* request,
                                                  grpc::ServerWriter<JobStatus>* writer) {
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
   const double seconds = request->interval_seconds();
   if (!std::isfinite(seconds) || seconds < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -547,7 +573,7 @@ grpc::Status CoordinatorServiceImpl::WatchStatus(grpc::ServerContext* context,
   const absl::Duration interval =
       seconds == 0 ? absl::Seconds(1) : std::max(absl::Seconds(seconds), absl::Milliseconds(50));
   while (!context->IsCancelled() && !shutting_down_) {
-    const JobStatus status = coordinator_->GetStatus();
+    const JobStatus status = c->GetStatus();
     if (!writer->Write(status)) break;  // the client went away
     if (status.state() == FINISHED || status.state() == STOPPED) break;
     // Sleep in short steps so cancellation and shutdown end the stream soon.
@@ -562,30 +588,40 @@ grpc::Status CoordinatorServiceImpl::WatchStatus(grpc::ServerContext* context,
 grpc::Status CoordinatorServiceImpl::Checkpoint(grpc::ServerContext* context,
                                                 const CheckpointRequest*,
                                                 CheckpointInfo* response) {
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
   return Answer(response, [&] { return checkpoint_(); });
 }
 
 grpc::Status ShardRegistryServiceImpl::RegisterShard(grpc::ServerContext* context,
                                                      const RegisterShardRequest* request,
                                                      RegisterShardResponse* response) {
-  return Answer(response, [&] { return coordinator_->RegisterShard(*request); });
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return Answer(response, [&] { return c->RegisterShard(*request); });
 }
 
 grpc::Status ShardRegistryServiceImpl::PromoteBackup(grpc::ServerContext* context,
                                                      const PromoteBackupRequest* request,
                                                      PromoteBackupResponse*) {
-  return ToGrpcStatus(coordinator_->PromoteBackup(*request));
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return ToGrpcStatus(c->PromoteBackup(*request));
 }
 
 grpc::Status ShardRegistryServiceImpl::DropBackup(grpc::ServerContext* context,
                                                   const DropBackupRequest* request,
                                                   DropBackupResponse*) {
-  return ToGrpcStatus(coordinator_->DropBackup(*request));
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  return ToGrpcStatus(c->DropBackup(*request));
 }
 
 grpc::Status CoordinatorServiceImpl::Stop(grpc::ServerContext* context, const StopRequest*,
                                           StopResponse*) {
-  coordinator_->Stop();
+  JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
+  if (c == nullptr) return Standby();
+  c->Stop();
   return grpc::Status::OK;
 }
 

@@ -145,10 +145,19 @@ class ParameterServiceImpl final {
 
 // Thread-safe; `coordinator` is not owned and must outlive the service.
 // `checkpoint` writes a checkpoint on demand (the Checkpoint RPC).
+// UNAVAILABLE from a coordinator's backup that has not taken over.
+grpc::Status StandbyCoordinatorStatus();
+
 class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
  public:
+  // A null `coordinator`: a standby (the coordinator's backup) answering
+  // UNAVAILABLE until Serve.
   CoordinatorServiceImpl(JobCoordinator* coordinator,
                          std::function<absl::StatusOr<CheckpointInfo>()> checkpoint);
+  // The standby took over: serves `coordinator` (not owned) from now on.
+  // Once only.
+  void Serve(JobCoordinator* coordinator,
+             std::function<absl::StatusOr<CheckpointInfo>()> checkpoint);
 
   // Ends open WatchStatus streams (before the server shuts down).
   void Shutdown() { shutting_down_ = true; }
@@ -175,8 +184,11 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
                           CheckpointInfo* response) override;
 
  private:
-  JobCoordinator* const coordinator_;
-  const std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
+  static grpc::Status Standby() { return StandbyCoordinatorStatus(); }
+
+  // Written before coordinator_ is published, read after it is seen.
+  std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
+  std::atomic<JobCoordinator*> coordinator_;
   std::atomic<bool> shutting_down_{false};
 };
 
@@ -184,7 +196,11 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
 // Thread-safe; `coordinator` is not owned and must outlive the service.
 class ShardRegistryServiceImpl final : public ShardRegistry::Service {
  public:
+  // A null `coordinator`: a standby, as for CoordinatorServiceImpl.
   explicit ShardRegistryServiceImpl(JobCoordinator* coordinator) : coordinator_(coordinator) {}
+  void Serve(JobCoordinator* coordinator) {
+    coordinator_.store(coordinator, std::memory_order_release);
+  }
 
   grpc::Status RegisterShard(grpc::ServerContext* context, const RegisterShardRequest* request,
                              RegisterShardResponse* response) override;
@@ -194,7 +210,9 @@ class ShardRegistryServiceImpl final : public ShardRegistry::Service {
                           DropBackupResponse* response) override;
 
  private:
-  JobCoordinator* const coordinator_;
+  static grpc::Status Standby() { return StandbyCoordinatorStatus(); }
+
+  std::atomic<JobCoordinator*> coordinator_;
 };
 
 // ShardControl on a shard other than the coordinator's: membership from the

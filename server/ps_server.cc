@@ -7,13 +7,16 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "proto/coordinator.grpc.pb.h"
 #include "server/job_spec.h"
 
 namespace fulcrum {
@@ -38,6 +41,28 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
                                                server->checkpoints_.get()));
     return server;
   }
+  if (server->options_.coordinator_address.empty() && !options.coordinator_backup_address.empty() &&
+      CoordinatorAnswers(options.coordinator_backup_address, options)) {
+    // The backup took over while this process was away: it is the
+    // coordinator now, and this process becomes its backup.
+    FULCRUM_LOG(INFO) << "the coordinator's backup at " << options.coordinator_backup_address
+                      << " serves the job: this process joins it as its backup";
+    server->options_.coordinator_address = options.coordinator_backup_address;
+  }
+  if (!server->options_.coordinator_address.empty()) {
+    // The coordinator's backup: its shard follows the coordinator's, and its
+    // Coordinator and ShardRegistry services answer UNAVAILABLE until it
+    // takes over.
+    FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
+                             ShardServer::Join(server->options_, server->incarnation_,
+                                               &server->metrics_, server->checkpoints_.get()));
+    server->standby_coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
+        nullptr, [] { return absl::StatusOr<CheckpointInfo>(); });
+    server->standby_registry_service_ = std::make_unique<ShardRegistryServiceImpl>(nullptr);
+    ParameterServer* self = server.get();
+    server->shard_server_->OnCoordinatorSilent([self] { self->TakeOverCoordinator(); });
+    return server;
+  }
   JobSpec job = options.job;
   FULCRUM_RETURN_IF_ERROR(CompleteJobSpec(&job));
   FULCRUM_ASSIGN_OR_RETURN(
@@ -48,8 +73,48 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   FULCRUM_ASSIGN_OR_RETURN(
       server->coordinator_server_,
       CoordinatorServer::Create(options, job, server->incarnation_, server->shard_server_->shard(),
+                                server->shard_server_->replication_log(),
                                 server->checkpoints_.get(), &server->metrics_));
   return server;
+}
+
+bool ParameterServer::CoordinatorAnswers(const std::string& address, const ServerOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      OpenChannel(address, options.peer_security);
+  if (!channel.ok()) return false;
+  std::unique_ptr<Coordinator::Stub> stub = Coordinator::NewStub(*channel);
+  grpc::ClientContext context;
+  PrepareCall(options.auth_token, absl::Seconds(1), &context);
+  GetStatusRequest request;
+  JobStatus status;
+  return stub->GetStatus(&context, request, &status).ok();
+}
+
+void ParameterServer::TakeOverCoordinator() {
+  absl::StatusOr<CoordinatorReplica> state = shard_server_->TakeOverCoordinator();
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> created =
+      state.ok() ? CoordinatorServer::Create(
+                       options_, shard_server_->job(), incarnation_, shard_server_->shard(),
+                       shard_server_->replication_log(), checkpoints_.get(), &metrics_, &*state)
+                 : state.status();
+  if (!created.ok()) {
+    FULCRUM_LOG(ERROR) << "the coordinator's backup cannot take over: " << created.status();
+    return;
+  }
+  CoordinatorServer* coordinator = created->get();
+  coordinator->NameSelf(AdvertisedAddress(options_, bound_port_), /*now=*/true);
+  {
+    absl::MutexLock lock(&coordinator_mu_);
+    coordinator_server_ = *std::move(created);
+  }
+  standby_coordinator_service_->Serve(coordinator->coordinator(),
+                                      [coordinator] { return coordinator->Checkpoint(); });
+  standby_registry_service_->Serve(coordinator->coordinator());
+  coordinator->Start();
+  FULCRUM_LOG(WARNING) << "this process is the coordinator now (incarnation "
+                       << absl::StrFormat("%016x", incarnation_) << "), resuming from "
+                       << state->progress().completed_size()
+                       << " completed partitions; workers register again";
 }
 
 ParameterServer::~ParameterServer() { Shutdown(); }
@@ -73,6 +138,10 @@ absl::Status ParameterServer::Start() {
                     ? options_.service_threads
                     : std::max(2, static_cast<int>(std::thread::hardware_concurrency())));
   if (coordinator_server_) coordinator_server_->RegisterServices(&builder);
+  if (standby_coordinator_service_) {
+    builder.RegisterService(standby_coordinator_service_.get());
+    builder.RegisterService(standby_registry_service_.get());
+  }
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || bound_port_ == 0) {
     if (server_ != nullptr) server_->Shutdown();
@@ -110,7 +179,11 @@ absl::Status ParameterServer::Start() {
     FULCRUM_LOG(INFO) << "metrics at http://" << options_.metrics_host << ":"
                       << metrics_server_->port() << "/metrics";
   }
-  if (coordinator_server_) coordinator_server_->Start();
+  if (coordinator_server_) {
+    coordinator_server_->NameSelf(AdvertisedAddress(options_, bound_port_),
+                                  /*now=*/!options_.coordinator_backup_address.empty());
+    coordinator_server_->Start();
+  }
   return absl::OkStatus();
 }
 
@@ -127,8 +200,9 @@ void ParameterServer::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  if (coordinator_server_) coordinator_server_->StopLoops();
+  // A backup taking over finishes first (its watcher is joined here).
   if (shard_server_) shard_server_->StopReporting();
+  if (coordinator_server_) coordinator_server_->StopLoops();
   if (coordinator_server_) coordinator_server_->EndWatches();
   if (metrics_server_) metrics_server_->Stop();
   if (shard_server_) shard_server_->ShutdownShard();  // wakes pulls waiting for a round

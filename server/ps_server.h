@@ -5,6 +5,13 @@
 // other shard registers with the coordinator, takes the job from it and
 // serves ShardControl to it.
 //
+// A replicated coordinator: a second process for shard 0, started with
+// --coordinator naming the first, is its backup (CoordinatorServer). It
+// takes over when the coordinator falls silent for failover_after, as a new
+// coordinator incarnation resuming from the job state it holds. The first
+// process, started again with coordinator_backup_address naming the second,
+// finds it serving and becomes its backup in turn.
+//
 // Lifecycle:
 //
 //   Create() --> created --Start()--> serving --Shutdown()--> stopped
@@ -68,14 +75,20 @@ class ParameterServer {
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : -1; }
   uint64_t incarnation() const { return incarnation_; }
   const JobSpec& job() const { return shard_server_->job(); }
-  // Null on shards but 0.
+  // Null on shards but 0, and on the coordinator's backup until it takes
+  // over.
   JobCoordinator* coordinator() {
+    absl::MutexLock lock(&coordinator_mu_);
     return coordinator_server_ ? coordinator_server_->coordinator() : nullptr;
   }
   ParameterShard* shard() { return shard_server_->shard(); }
 
  private:
   ParameterServer() = default;
+  // Whether a coordinator serves at `address` (answers within a second).
+  static bool CoordinatorAnswers(const std::string& address, const ServerOptions& options);
+  // The coordinator's backup: its coordinator fell silent.
+  void TakeOverCoordinator();
 
   ServerOptions options_;
   uint64_t incarnation_ = 0;
@@ -83,8 +96,12 @@ class ParameterServer {
   std::unique_ptr<MetricsHttpServer> metrics_server_;
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<ShardServer> shard_server_;
-  // The coordinator (shard 0) only.
+  // The coordinator (shard 0) only; on its backup, set when it takes over.
+  absl::Mutex coordinator_mu_;
   std::unique_ptr<CoordinatorServer> coordinator_server_;
+  // The coordinator's backup: its services until it takes over.
+  std::unique_ptr<CoordinatorServiceImpl> standby_coordinator_service_;
+  std::unique_ptr<ShardRegistryServiceImpl> standby_registry_service_;
   std::unique_ptr<grpc::Server> server_;
   int bound_port_ = 0;
   absl::Mutex shutdown_mu_;

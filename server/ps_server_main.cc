@@ -41,7 +41,13 @@ ABSL_FLAG(int, shard_index, 0,
           "with --coordinator and take the job from it (model, mode and "
           "optimizer flags are the coordinator's).");
 ABSL_FLAG(std::string, coordinator, "",
-          "Shards other than 0: host:port of shard 0, the coordinator.");
+          "Shards other than 0: host:port of shard 0, the coordinator (comma-separated: the "
+          "coordinator and its backup). Shard 0: makes this process the backup of the "
+          "coordinator at that address.");
+ABSL_FLAG(std::string, coordinator_backup, "",
+          "Shard 0 (the coordinator): host:port of its backup. Workers are told it; and if that "
+          "backup serves the job when this process starts (it took over), this process becomes "
+          "its backup.");
 ABSL_FLAG(int, failover_after_ms, 500,
           "Replicated shards: starting a second ps_server for the same --shard_index makes it "
           "that shard's backup, which takes over when its primary has been silent this long "
@@ -370,6 +376,7 @@ int Run() {
   options.num_shards = absl::GetFlag(FLAGS_num_shards);
   options.shard_index = absl::GetFlag(FLAGS_shard_index);
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
+  options.coordinator_backup_address = absl::GetFlag(FLAGS_coordinator_backup);
   options.advertise_address = absl::GetFlag(FLAGS_advertise);
   options.failover_after = absl::Milliseconds(absl::GetFlag(FLAGS_failover_after_ms));
   if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
@@ -420,18 +427,19 @@ int Run() {
   const double worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
   std::thread monitor([&] {
+    // Another shard serves until told to stop; the coordinator's backup
+    // until then too, unless it takes over.
     JobCoordinator* coordinator = ps.coordinator();
-    if (coordinator == nullptr) {  // another shard: serves until told to stop
-      if (!exit_when_done) return;
-      while (!stopping.HasBeenNotified()) {
-        if (ps.WaitUntilJobOver(absl::Now() + absl::Milliseconds(500))) {
-          FULCRUM_LOG(INFO) << "the job is over; shard exits";
-          stopping.Notify();
-          kill(getpid(), SIGTERM);  // releases the signal thread
-          return;
-        }
+    while (coordinator == nullptr) {
+      if (stopping.HasBeenNotified()) return;
+      if (ps.WaitUntilJobOver(absl::Now() + absl::Milliseconds(500))) {
+        if (!exit_when_done) return;
+        FULCRUM_LOG(INFO) << "the job is over; shard exits";
+        stopping.Notify();
+        kill(getpid(), SIGTERM);  // releases the signal thread
+        return;
       }
-      return;
+      coordinator = ps.coordinator();
     }
     bool reported = false;
     int printed_evals = 0;

@@ -41,7 +41,14 @@ struct ServerOptions {
   // (`job` is then unused).
   uint32_t num_shards = 1;
   uint32_t shard_index = 0;
+  // Comma-separated: the coordinator's processes (a replicated coordinator's
+  // two; calls move to the next when one is unreachable). Shard 0: set on
+  // the coordinator's backup, naming the coordinator.
   std::string coordinator_address;
+  // Shard 0, the coordinator: where its backup runs. Named in the shard
+  // lists workers get; and a coordinator started while that backup serves
+  // the job (it took over) becomes its backup instead.
+  std::string coordinator_backup_address;
   // Shards but 0: where workers and the coordinator reach this one. Empty:
   // "<listen host>:<bound port>", or "<hostname>:<bound port>" when
   // listening on every address.

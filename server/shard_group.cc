@@ -132,10 +132,10 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
                                                       " shards (--num_shards), the shard says ",
                                                       request.num_shards()));
   }
-  if (request.shard_index() == 0 || request.shard_index() >= options_.num_shards) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard index ", request.shard_index(), " does not fit a job of ",
-                     options_.num_shards, " shards (0 is the coordinator's own)"));
+  if (request.shard_index() >= options_.num_shards) {
+    return absl::FailedPreconditionError(absl::StrCat("shard index ", request.shard_index(),
+                                                      " does not fit a job of ",
+                                                      options_.num_shards, " shards"));
   }
   if (request.ready() && request.address().empty()) {
     return absl::InvalidArgumentError("a serving shard must say where workers reach it");
@@ -143,6 +143,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
   const uint32_t index = request.shard_index();
   const uint64_t process =
       request.process_incarnation() != 0 ? request.process_incarnation() : request.incarnation();
+  if (index == 0) return CoordinatorBackupReport(request, process);
   if (request.backup() && request.ready()) return BackupReport(request, process);
   if (!request.ready()) {
     FULCRUM_ASSIGN_OR_RETURN(ReplicaRole role, AssignRole(index, process, request.address(),
@@ -198,6 +199,42 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
   response.set_role(PRIMARY);
   response.set_backup_address(remote->backup_address);
   response.set_backup_process_incarnation(remote->backup_process);
+  return response;
+}
+
+absl::StatusOr<RegisterShardResponse> ShardGroup::CoordinatorBackupReport(
+    const RegisterShardRequest& request, uint64_t process) {
+  const absl::Time now = options_.clock->Now();
+  RegisterShardResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    if (coordinator_backup_process_ != process) {
+      if (coordinator_backup_process_ != 0 &&
+          now - coordinator_backup_last_report_ <= options_.report_timeout) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the coordinator has a backup already (at ", coordinator_backup_address_,
+                         "); a third process for shard 0 is refused"));
+      }
+      if (request.ready()) {
+        // Dropped (unreachable for a while): its state is stale.
+        return absl::FailedPreconditionError(
+            "this process is no longer the coordinator's backup (dropped); it joins again");
+      }
+      FULCRUM_LOG(INFO) << "the coordinator's backup registered at " << request.address();
+    }
+    coordinator_backup_address_ = request.address();
+    coordinator_backup_process_ = process;
+    coordinator_named_ = true;
+    coordinator_backup_last_report_ = now;
+    *response.mutable_job() = options_.job;
+    response.set_coordinator_incarnation(options_.incarnation);
+    if (committed_.sequence() > 0) *response.mutable_committed() = committed_;
+    response.set_role(BACKUP);
+  }
+  // Its address is known once it serves (its first report has none).
+  if (options_.coordinator_backup && !request.address().empty()) {
+    options_.coordinator_backup(request.address(), process);
+  }
   return response;
 }
 
@@ -331,7 +368,22 @@ absl::Status ShardGroup::PromoteBackup(const PromoteBackupRequest& request) {
 
 absl::Status ShardGroup::DropBackup(const DropBackupRequest& request) {
   const uint32_t index = request.shard_index();
-  if (index == 0 || index >= options_.num_shards) {
+  if (index == 0) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (coordinator_backup_process_ == 0 ||
+          coordinator_backup_process_ != request.backup_process_incarnation()) {
+        return absl::OkStatus();
+      }
+      FULCRUM_LOG(WARNING) << "the coordinator cannot reach its backup at "
+                           << coordinator_backup_address_ << "; it goes on alone";
+      coordinator_backup_address_.clear();
+      coordinator_backup_process_ = 0;
+    }
+    if (options_.coordinator_backup) options_.coordinator_backup("", 0);
+    return absl::OkStatus();
+  }
+  if (index >= options_.num_shards) {
     return absl::FailedPreconditionError(absl::StrCat("no shard ", index, " has backups"));
   }
   absl::MutexLock lock(&mu_);
@@ -405,10 +457,22 @@ bool ShardGroup::WaitUntilReportedSince(absl::Time since, absl::Time deadline) c
   return mu_.AwaitWithDeadline(absl::Condition(&reported), deadline);
 }
 
-std::vector<std::string> ShardGroup::WorkerAddresses() const {
-  if (options_.num_shards <= 1) return {};
+CheckpointManifest ShardGroup::committed() const {
   absl::MutexLock lock(&mu_);
+  return committed_;
+}
+
+void ShardGroup::NameCoordinator(const std::string& address, bool now) {
+  absl::MutexLock lock(&mu_);
+  coordinator_address_ = address;
+  coordinator_named_ = coordinator_named_ || now;
+}
+
+std::vector<std::string> ShardGroup::WorkerAddresses() const {
+  absl::MutexLock lock(&mu_);
+  if (options_.num_shards <= 1 && !coordinator_named_) return {};
   std::vector<std::string> out(options_.num_shards);
+  if (coordinator_named_) out[0] = coordinator_address_;
   for (uint32_t i = 1; i < options_.num_shards; ++i) {
     if (remotes_[i] != nullptr) out[i] = remotes_[i]->status.address();
   }
@@ -416,9 +480,10 @@ std::vector<std::string> ShardGroup::WorkerAddresses() const {
 }
 
 std::vector<std::string> ShardGroup::BackupAddresses() const {
-  if (options_.num_shards <= 1) return {};
   absl::MutexLock lock(&mu_);
+  if (options_.num_shards <= 1 && !coordinator_named_) return {};
   std::vector<std::string> out(options_.num_shards);
+  out[0] = coordinator_backup_address_;
   for (uint32_t i = 1; i < options_.num_shards; ++i) {
     if (remotes_[i] != nullptr) out[i] = remotes_[i]->backup_address;
   }
@@ -456,6 +521,10 @@ std::vector<ShardStatus> ShardGroup::Status() const {
   own.set_up(true);
   own.set_pushes_per_second(local_rate_.pushes_per_second);
   own.set_pulls_per_second(local_rate_.pulls_per_second);
+  own.set_address(coordinator_address_);
+  own.set_backup_address(coordinator_backup_address_);
+  own.set_backup_up(coordinator_backup_process_ != 0 &&
+                    now - coordinator_backup_last_report_ <= options_.report_timeout);
   std::vector<ShardStatus> out{own};
   for (uint32_t i = 1; i < options_.num_shards; ++i) {
     ShardStatus s;

@@ -63,6 +63,10 @@ struct ShardGroupOptions {
   RemoteShardFactory connect;
   // The time source. Not owned.
   const Clock* clock = Clock::Real();
+  // A process for shard 0 (the coordinator's backup) registered or reported
+  // (address, process id; "" and 0 when dropped): the coordinator's own
+  // replicator follows it.
+  std::function<void(const std::string& address, uint64_t process)> coordinator_backup;
 };
 
 class ShardGroup {
@@ -97,7 +101,12 @@ class ShardGroup {
   absl::Status AwaitAcknowledged(absl::Duration timeout);
 
   // A remote shard's start or heartbeat. FAILED_PRECONDITION for an index or
-  // count that does not fit the job (or index 0, the coordinator's own).
+  // count that does not fit the job.
+  //
+  // Index 0 is the coordinator's own shard: another process for it becomes
+  // the coordinator's backup (one at a time; a second is refused while the
+  // first reports), which takes the coordinator's shard and job state from
+  // it and takes over when it falls silent (server/ps_server.h).
   //
   // Replicas: a process starting for an index whose primary answers (a probe
   // within probe_timeout) becomes its backup (role BACKUP; one at a time),
@@ -114,7 +123,8 @@ class ShardGroup {
   absl::Status PromoteBackup(const PromoteBackupRequest& request);
   // The primary of a shard cannot reach its backup: OK when the caller is the
   // primary (the backup is dropped, the primary goes on alone);
-  // FAILED_PRECONDITION when its backup took over.
+  // FAILED_PRECONDITION when its backup took over. Shard 0 (the coordinator's
+  // own replicator): always OK.
   absl::Status DropBackup(const DropBackupRequest& request);
 
   // The newest committed checkpoint (written, or restored from): shards
@@ -124,12 +134,20 @@ class ShardGroup {
   // OK once every remote shard has registered ready; UNAVAILABLE naming the
   // missing ones otherwise (workers cannot train yet).
   absl::Status CheckAllReady() const;
-  // Where workers reach each shard, by index; empty for the coordinator's
-  // own (workers use the coordinator's address) and when there is one shard.
+  // Where workers reach each shard, by index; "" for the coordinator's own
+  // unless options.coordinator_address names it (workers use the address
+  // they registered at). Empty when there is one shard and no name.
   std::vector<std::string> WorkerAddresses() const;
-  // Where workers reach each shard's backup, by index ("": none); empty when
-  // there is one shard.
+  // Where workers reach each shard's backup, by index ("": none); the same
+  // length as WorkerAddresses.
   std::vector<std::string> BackupAddresses() const;
+  // The newest committed checkpoint (sequence 0: none).
+  CheckpointManifest committed() const;
+  // Where workers reach the coordinator's own shard. The lists workers get
+  // name it ("" otherwise: the address they registered at) once the
+  // coordinator is replicated — a backup registered, or `now` (a backup
+  // that took over: workers must leave the old address).
+  void NameCoordinator(const std::string& address, bool now);
   // Waits until every registered remote shard has reported after `since`
   // (and so heard the job state of then); false at the deadline.
   bool WaitUntilReportedSince(absl::Time since, absl::Time deadline) const;
@@ -186,6 +204,9 @@ class ShardGroup {
                                          const std::string& address, bool backup_only);
   absl::StatusOr<RegisterShardResponse> BackupReport(const RegisterShardRequest& request,
                                                      uint64_t process);
+  // Shard 0's second process: the coordinator's backup.
+  absl::StatusOr<RegisterShardResponse> CoordinatorBackupReport(const RegisterShardRequest& request,
+                                                                uint64_t process);
 
   // Records a change: bumps the version, applies it to the local shard and
   // wakes the senders.
@@ -202,6 +223,12 @@ class ShardGroup {
   std::vector<std::unique_ptr<Remote>> remotes_ ABSL_GUARDED_BY(mu_);
   mutable Rate local_rate_ ABSL_GUARDED_BY(mu_);
   CheckpointManifest committed_ ABSL_GUARDED_BY(mu_);
+  std::string coordinator_address_ ABSL_GUARDED_BY(mu_);
+  bool coordinator_named_ ABSL_GUARDED_BY(mu_) = false;
+  // The coordinator's backup ("" and 0: none).
+  std::string coordinator_backup_address_ ABSL_GUARDED_BY(mu_);
+  uint64_t coordinator_backup_process_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time coordinator_backup_last_report_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fulcrum

@@ -85,6 +85,7 @@ grpc::Status ShardReplicaService::InstallSnapshot(grpc::ServerContext* context,
   installed_ = true;
   diverged_ = false;
   received_ = state->sequence;
+  if (request->has_coordinator()) coordinator_ = request->coordinator();
   incarnation_ = request->incarnation();
   primary_process_ = request->primary_process_incarnation();
   last_contact_ = absl::Now();
@@ -151,6 +152,7 @@ void ShardReplicaService::ApplyLoop() {
     absl::MutexLock lock(&mu_);
     queued_bytes_ -= std::min(queued_bytes_, bytes);
     applying_ = false;
+    if (applied.ok() && op.has_coordinator()) coordinator_ = std::move(*op.mutable_coordinator());
     if (!applied.ok()) {
       FULCRUM_LOG(WARNING) << "backup of shard " << shard_->role().index << ": operation "
                            << op.sequence() << " not applied (" << applied.status()
@@ -168,6 +170,11 @@ void ShardReplicaService::Drain() {
     return stopping_ || (queue_.empty() && !applying_);
   };
   mu_.Await(absl::Condition(&drained));
+}
+
+std::optional<CoordinatorReplica> ShardReplicaService::coordinator() const {
+  absl::MutexLock lock(&mu_);
+  return coordinator_;
 }
 
 bool ShardReplicaService::installed() const {
@@ -267,9 +274,12 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
   if (!state.ok()) return state.status();
   const absl::Time started = absl::Now();
   {
-    const ReplicaSnapshot snapshot =
+    ReplicaSnapshot snapshot =
         EncodeReplicaState(*state, options_.shard_index, options_.num_shards, options_.incarnation,
                            options_.process_incarnation);
+    // Taken after the state: it holds every change whose operation the
+    // state dropped (later ones follow as operations).
+    if (options_.coordinator_state) *snapshot.mutable_coordinator() = options_.coordinator_state();
     grpc::ClientContext context;
     PrepareCall(options_.auth_token, options_.install_timeout, &context);
     InstallSnapshotResponse response;

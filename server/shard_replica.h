@@ -18,6 +18,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -70,6 +71,9 @@ class ShardReplicaService final : public ShardReplica::Service {
   absl::Time last_contact() const;
   // Waits until every operation received is applied.
   void Drain();
+  // The coordinator's backup (shard 0): the newest job state applied
+  // (nullopt: none yet).
+  std::optional<CoordinatorReplica> coordinator() const;
 
  private:
   void ApplyLoop();
@@ -91,6 +95,7 @@ class ShardReplicaService final : public ShardReplica::Service {
   uint64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t primary_process_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_contact_ ABSL_GUARDED_BY(mu_);
+  std::optional<CoordinatorReplica> coordinator_ ABSL_GUARDED_BY(mu_);
   std::thread applier_;
 };
 
@@ -115,6 +120,8 @@ struct ShardReplicatorOptions {
   std::function<absl::Status(uint64_t process)> drop_backup;
   // This process's backup took over: it must stop serving.
   std::function<void()> step_down;
+  // The coordinator's shard: the job state a snapshot carries (null: none).
+  std::function<CoordinatorReplica()> coordinator_state;
 };
 
 // The primary's side: one thread that keeps the backup the coordinator names

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
@@ -41,6 +42,7 @@ absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(const ServerOpt
       new ShardServer(options, incarnation, metrics, /*checkpoints=*/nullptr));
   server->job_ = job;
   FULCRUM_RETURN_IF_ERROR(server->BuildShard());
+  server->shard_->EnableReplication(&server->replication_log_, options.replication_timeout);
   server->BuildService();
   return server;
 }
@@ -139,14 +141,31 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
   grpc::ClientContext context;
   PrepareCall(options_.auth_token, timeout, &context);
   RegisterShardResponse response;
-  FULCRUM_RETURN_IF_ERROR(FromGrpcStatus(registry_->RegisterShard(&context, request, &response)));
+  ShardRegistry::Stub* registry = Registry();
+  const absl::Status s = FromGrpcStatus(registry->RegisterShard(&context, request, &response));
+  // The coordinator's other process (a replicated coordinator) is tried next.
+  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) NextRegistry(registry);
+  FULCRUM_RETURN_IF_ERROR(s);
   return response;
 }
 
+ShardRegistry::Stub* ShardServer::Registry() {
+  absl::MutexLock lock(&registry_mu_);
+  return registries_[current_registry_].get();
+}
+
+void ShardServer::NextRegistry(ShardRegistry::Stub* failed) {
+  absl::MutexLock lock(&registry_mu_);
+  if (registries_[current_registry_].get() != failed) return;  // moved on already
+  current_registry_ = (current_registry_ + 1) % registries_.size();
+}
+
 absl::Status ShardServer::JoinCoordinator() {
-  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                           OpenChannel(options_.coordinator_address, options_.peer_security));
-  registry_ = ShardRegistry::NewStub(channel);
+  for (absl::string_view address : absl::StrSplit(options_.coordinator_address, ',')) {
+    FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                             OpenChannel(std::string(address), options_.peer_security));
+    registries_.push_back(ShardRegistry::NewStub(channel));
+  }
   const absl::Time give_up = absl::Now() + options_.coordinator_wait;
   absl::StatusOr<RegisterShardResponse> joined;
   bool logged = false;
@@ -210,19 +229,21 @@ void ShardServer::RegisterServices(grpc::ServerBuilder* builder, int threads) {
   if (replica_service_) builder->RegisterService(replica_service_.get());
 }
 
+std::string AdvertisedAddress(const ServerOptions& options, int bound_port) {
+  if (!options.advertise_address.empty()) return options.advertise_address;
+  std::string host = options.listen_address.substr(0, options.listen_address.rfind(':'));
+  if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
+    char name[256] = "localhost";
+    gethostname(name, sizeof(name) - 1);
+    host = name;
+  }
+  return absl::StrCat(host, ":", bound_port);
+}
+
 void ShardServer::Start(int bound_port) {
   parameter_service_->Start();
-  if (options_.shard_index == 0) return;
-  advertise_address_ = options_.advertise_address;
-  if (advertise_address_.empty()) {
-    std::string host = options_.listen_address.substr(0, options_.listen_address.rfind(':'));
-    if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
-      char name[256] = "localhost";
-      gethostname(name, sizeof(name) - 1);
-      host = name;
-    }
-    advertise_address_ = absl::StrCat(host, ":", bound_port);
-  }
+  advertise_address_ = AdvertisedAddress(options_, bound_port);
+  if (registries_.empty()) return;  // the coordinator's own shard
   {
     absl::MutexLock lock(&role_mu_);
     if (!backup_) StartReplicatorLocked();
@@ -259,7 +280,7 @@ void ShardServer::StartReplicatorLocked() {
     grpc::ClientContext context;
     PrepareCall(options_.auth_token, absl::Seconds(2), &context);
     DropBackupResponse response;
-    return FromGrpcStatus(registry_->DropBackup(&context, request, &response));
+    return FromGrpcStatus(Registry()->DropBackup(&context, request, &response));
   };
   options.step_down = [this] { shard_->StepDown(); };
   replicator_ = std::make_unique<ShardReplicator>(shard_.get(), &replication_log_, options);
@@ -276,6 +297,14 @@ void ShardServer::WatchPrimary() {
     if (silence < options_.failover_after || absl::Now() - refused_at < options_.failover_after) {
       continue;
     }
+    if (options_.shard_index == 0) {
+      // The coordinator's backup: nobody above it to ask.
+      FULCRUM_LOG(WARNING) << "the coordinator has been silent for " << silence
+                           << "; its backup takes over";
+      took_over_coordinator_.Notify();
+      if (on_coordinator_silent_) on_coordinator_silent_();
+      return;
+    }
     PromoteBackupRequest request;
     request.set_shard_index(options_.shard_index);
     request.set_process_incarnation(incarnation_);
@@ -284,7 +313,7 @@ void ShardServer::WatchPrimary() {
     PrepareCall(options_.auth_token, absl::Seconds(2), &context);
     PromoteBackupResponse response;
     const absl::Status promoted =
-        FromGrpcStatus(registry_->PromoteBackup(&context, request, &response));
+        FromGrpcStatus(Registry()->PromoteBackup(&context, request, &response));
     if (!promoted.ok()) {
       FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": primary silent for " << silence
                            << ", but cannot take over: " << promoted;
@@ -309,6 +338,22 @@ void ShardServer::TakeOver() {
   shard_->Promote();
   replicator_.reset();
   StartReplicatorLocked();
+}
+
+absl::StatusOr<CoordinatorReplica> ShardServer::TakeOverCoordinator() {
+  replica_service_->Drain();
+  std::optional<CoordinatorReplica> state = replica_service_->coordinator();
+  if (!state.has_value()) {
+    return absl::FailedPreconditionError(
+        "the coordinator's backup never received the job state; it cannot take over");
+  }
+  absl::MutexLock lock(&role_mu_);
+  serving_incarnation_ = incarnation_;
+  parameter_service_->set_incarnation(serving_incarnation_);
+  backup_ = false;
+  replication_log_.Reset();
+  shard_->Promote();
+  return *state;
 }
 
 void ShardServer::Rejoin(const absl::Status& refused) {
@@ -354,6 +399,7 @@ void ShardServer::ReportLoop() {
   uint64_t recorded = 0;
   absl::Time over_since = absl::InfiniteFuture();
   do {
+    if (took_over_coordinator_.HasBeenNotified()) return;  // it is the coordinator now
     absl::StatusOr<RegisterShardResponse> response = ReportToCoordinator(
         /*ready=*/true, std::max(absl::Seconds(1), options_.heartbeat_interval));
     if (over_since != absl::InfiniteFuture() &&

@@ -15,9 +15,11 @@
 #define FULCRUM_SERVER_SHARD_SERVER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -36,6 +38,10 @@
 #include "server/shard_replica.h"
 
 namespace fulcrum {
+
+// Where workers reach a process serving on `bound_port` (see
+// ServerOptions::advertise_address).
+std::string AdvertisedAddress(const ServerOptions& options, int bound_port);
 
 // Lifecycle: Create or Join -> RegisterServices -> (the gRPC server starts)
 // -> Start -> StopReporting -> ShutdownShard -> FinishWaitingCalls -> (the
@@ -87,6 +93,19 @@ class ShardServer {
   ParameterShard* shard() { return shard_.get(); }
   // Whether this process is its shard's backup now.
   bool is_backup() const;
+
+  // The coordinator's backup (shard 0 joined as a backup): `on_silent` runs
+  // (on a thread of this server) once the coordinator has been silent for
+  // failover_after. Set before Start.
+  void OnCoordinatorSilent(std::function<void()> on_silent) {
+    on_coordinator_silent_ = std::move(on_silent);
+  }
+  // Then: serves workers under this process's own incarnation, once every
+  // update received is applied; the job state to resume from.
+  // FAILED_PRECONDITION if the coordinator never sent one.
+  absl::StatusOr<CoordinatorReplica> TakeOverCoordinator();
+  // The log the shard's updates are numbered in for a backup.
+  ReplicationLog* replication_log() { return &replication_log_; }
   const JobSpec& job() const { return job_; }
   // Where workers and the coordinator reach another shard (after Start).
   const std::string& advertise_address() const { return advertise_address_; }
@@ -97,6 +116,10 @@ class ShardServer {
   // Builds the shard this process serves, for `job_`.
   absl::Status BuildShard();
   absl::Status JoinCoordinator();
+  // The coordinator's ShardRegistry now; after a call to it failed
+  // unreachable, the next of --coordinator's addresses.
+  ShardRegistry::Stub* Registry();
+  void NextRegistry(ShardRegistry::Stub* failed);
   // One registration (with counters) at the coordinator.
   absl::StatusOr<RegisterShardResponse> ReportToCoordinator(bool ready, absl::Duration timeout);
   void ReportLoop();
@@ -121,8 +144,12 @@ class ShardServer {
   ServiceMetrics service_metrics_;
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<ParameterServiceImpl> parameter_service_;
-  // Other shards only.
-  std::unique_ptr<ShardRegistry::Stub> registry_;
+  // Other shards (and the coordinator's backup) only: one per address.
+  std::vector<std::unique_ptr<ShardRegistry::Stub>> registries_;
+  absl::Mutex registry_mu_;
+  size_t current_registry_ ABSL_GUARDED_BY(registry_mu_) = 0;
+  std::function<void()> on_coordinator_silent_;
+  absl::Notification took_over_coordinator_;
   std::unique_ptr<ShardControlServiceImpl> shard_control_service_;
   std::string advertise_address_;
   absl::Mutex checkpoint_mu_;  // one part written or recorded at a time

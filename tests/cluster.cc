@@ -216,11 +216,24 @@ absl::StatusOr<std::string> LocalCluster::RunJob(const std::string& job_file,
   return ServerOut();
 }
 
+absl::StatusOr<int> LocalCluster::StartCoordinatorBackup(int num_shards,
+                                                         const std::vector<std::string>& flags) {
+  FULCRUM_ASSIGN_OR_RETURN(const int id, StartShardProcess(kBackupId, 0, num_shards, flags, {}));
+  backup_stub_ = Coordinator::NewStub(
+      grpc::CreateChannel(shard_address(id), grpc::InsecureChannelCredentials()));
+  return id;
+}
+
 absl::StatusOr<JobStatus> LocalCluster::Status() const {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   JobStatus status;
   grpc::Status s = stub_->GetStatus(&context, GetStatusRequest(), &status);
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE && backup_stub_ != nullptr) {
+    grpc::ClientContext retry;
+    retry.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    s = backup_stub_->GetStatus(&retry, GetStatusRequest(), &status);
+  }
   if (!s.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   }

@@ -51,6 +51,11 @@ class LocalCluster {
   absl::StatusOr<int> StartBackup(int index, int num_shards,
                                   const std::vector<std::string>& flags = {},
                                   const Placement& placement = {});
+  // Starts a second ps_server for shard 0 (--coordinator naming the
+  // server): the coordinator's backup. Status() asks it when the server does
+  // not answer. Returns its id for shard(), ShardLog() and shard_address():
+  // kBackupId.
+  absl::StatusOr<int> StartCoordinatorBackup(int num_shards, const std::vector<std::string>& flags);
   // SIGKILLs shard `index` and starts it again on the same port with the
   // flags it was started with plus `extra_flags`.
   absl::Status RestartShard(int index, const std::vector<std::string>& extra_flags = {});
@@ -122,6 +127,8 @@ class LocalCluster {
   int port_ = 0;
   int restarts_ = 0;
   std::unique_ptr<Coordinator::Stub> stub_;
+  // The coordinator's backup, asked for status when the server is not.
+  std::unique_ptr<Coordinator::Stub> backup_stub_;
 };
 
 // Field `name` (test_accuracy, inertia, ...) of ps_server's "result:" line;

@@ -28,27 +28,28 @@ struct ModeCase {
 // of its last report.
 void ExpectEveryAcknowledgedPushCounted(LocalCluster& c, const std::vector<int>& workers,
                                         int shard_process) {
-  auto acknowledged = [](const JobStatus& s) {
+  const int shard = 1;
+  auto acknowledged = [shard](const JobStatus& s) {
     uint64_t sum = 0;
     for (const WorkerStatus& w : s.workers()) {
-      if (w.pushes_acknowledged_size() == 2) sum += w.pushes_acknowledged(1);
+      if (w.pushes_acknowledged_size() == 2) sum += w.pushes_acknowledged(shard);
     }
     return sum;
   };
   absl::StatusOr<JobStatus> counted = c.WaitFor(
       [&](const JobStatus& s) {
-        return s.shards_size() == 2 && uint64_t(s.shards(1).pushes()) >= acknowledged(s);
+        return s.shards_size() == 2 && uint64_t(s.shards(shard).pushes()) >= acknowledged(s);
       },
       absl::Seconds(10));
   absl::StatusOr<JobStatus> last = c.Status();
   ASSERT_TRUE(last.ok());
   const uint64_t acked = acknowledged(*last);
-  const uint64_t applied = last->shards(1).pushes();
+  const uint64_t applied = last->shards(shard).pushes();
   EXPECT_GT(acked, 1000u);
   std::string logs = c.ShardLog(shard_process);
   for (int w : workers) logs += c.WorkerLog(w);
-  EXPECT_TRUE(counted.ok()) << "workers were answered for " << acked << " pushes by shard 1, "
-                            << "which counts " << applied << "\n"
+  EXPECT_TRUE(counted.ok()) << "workers were answered for " << acked << " pushes by shard " << shard
+                            << ", which counts " << applied << "\n"
                             << logs;
   EXPECT_LE(applied, acked + workers.size());
 }
@@ -121,6 +122,70 @@ TEST_P(FailoverTest, ShardPrimaryKilledMidJob_BackupTakesOver_NoAcknowledgedUpda
   EXPECT_TRUE(absl::StrContains(c.ShardLog(*backup), "this backup took over"))
       << c.ShardLog(*backup);
   ExpectEveryAcknowledgedPushCounted(c, {a, b}, *backup);
+}
+
+// The coordinator (shard 0 and the job) is replicated too: its backup takes
+// the coordinator's shard and its progress; SIGKILLed mid-job, the
+// coordinator is replaced by its backup as a new coordinator incarnation
+// (workers and shards find it through their --coordinator lists and register
+// again), every partition completed before the kill stays completed, and
+// every push shard 0 acknowledged is in its model.
+TEST_P(FailoverTest, CoordinatorKilledMidJob_BackupTakesOver_NothingAcknowledgedLost) {
+  const double undisturbed = UndisturbedAccuracy();
+  LocalCluster c("coordinator_failover_" + GetParam().name);
+  ASSERT_TRUE(c.StartServer(ServerFlags()).ok());
+  absl::StatusOr<int> backup = c.StartCoordinatorBackup(2, {"--debug_replication_delay_ms=2"});
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  const std::string coordinators =
+      absl::StrCat("--coordinator=", c.address(), ",", c.shard_address(*backup));
+  ASSERT_TRUE(c.StartShard(1, 2, {coordinators}).ok());
+  const int a = *c.StartWorker("a", {"--debug_step_delay_ms=2", coordinators});
+  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2", coordinators});
+  absl::StatusOr<JobStatus> paired =
+      c.WaitFor([](const JobStatus& s) { return s.shards_size() == 2 && s.shards(0).backup_up(); },
+                absl::Seconds(30));
+  ASSERT_TRUE(paired.ok()) << paired.status() << c.ShardLog(*backup);
+
+  absl::StatusOr<JobStatus> before =
+      c.WaitFor([](const JobStatus& s) { return s.epoch() >= 3; }, absl::Seconds(120));
+  ASSERT_TRUE(before.ok()) << before.status() << c.ServerLog();
+  ASSERT_TRUE(absl::StrContains(c.ServerLog(), "has this shard's state")) << c.ServerLog();
+  // Pushes shard 0 acknowledged so far (workers report them per
+  // registration; they register again with the new coordinator).
+  auto acknowledged_by_shard0 = [](const JobStatus& s) {
+    uint64_t sum = 0;
+    for (const WorkerStatus& w : s.workers()) {
+      if (w.pushes_acknowledged_size() == 2) sum += w.pushes_acknowledged(0);
+    }
+    return sum;
+  };
+  absl::StatusOr<JobStatus> last = c.Status();
+  ASSERT_TRUE(last.ok());
+  c.server().Signal(SIGKILL);
+  const uint64_t acknowledged_before = acknowledged_by_shard0(*last);
+  EXPECT_GT(acknowledged_before, 500u);
+  // What the coordinator had acknowledged when it died (at least).
+  const int completed_before = last->completed_size();
+
+  const JobStatus done = c.FinishJob({a, b}, absl::Minutes(2));
+  EXPECT_EQ(done.state(), FINISHED) << c.ShardLog(*backup);
+  EXPECT_TRUE(absl::StrContains(c.ShardLog(*backup), "this process is the coordinator now"))
+      << c.ShardLog(*backup);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(done), "");
+  for (int i = 0; i < completed_before && i < done.completed_size(); ++i) {
+    EXPECT_EQ(done.completed(i).epoch(), before->completed(i).epoch()) << i;
+    EXPECT_EQ(done.completed(i).index(), before->completed(i).index()) << i;
+  }
+  EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << c.ShardLog(*backup);
+  EXPECT_NEAR(done.last_eval().test_accuracy(), undisturbed, 0.01) << c.ShardLog(*backup);
+  ASSERT_EQ(done.shards_size(), 2);
+  EXPECT_EQ(done.shards(0).address(), c.shard_address(*backup));
+  // Every push the old coordinator's shard acknowledged, and every one the
+  // new one did, is in the new one's counter (carried on from the old one's).
+  const uint64_t acknowledged_after = acknowledged_by_shard0(done);
+  EXPECT_GT(acknowledged_after, 0u);
+  EXPECT_GE(uint64_t(done.shards(0).pushes()), acknowledged_before + acknowledged_after)
+      << c.ShardLog(*backup);
 }
 
 // The backup dies: the primary drops it (with the coordinator's consent) and

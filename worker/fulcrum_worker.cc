@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/metrics.h"
@@ -36,13 +37,18 @@ absl::StatusOr<Clients> Connect(const ConnectionOptions& options) {
   security.tls_cert = options.tls_cert;
   security.tls_key = options.tls_key;
   security.tls_server_name = options.tls_server_name;
-  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                           OpenChannel(options.coordinator, security));
+  // A replicated coordinator: "coordinator,backup".
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (absl::string_view address : absl::StrSplit(options.coordinator, ',')) {
+    FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                             OpenChannel(std::string(address), security));
+    channels.push_back(std::move(channel));
+  }
   Clients clients;
   clients.coordinator =
-      std::make_unique<GrpcCoordinatorClient>(channel, options.rpc_timeout, options.auth_token);
-  clients.ps =
-      std::make_unique<GrpcPsClient>(channel, options.rpc_timeout, options.auth_token, security);
+      std::make_unique<GrpcCoordinatorClient>(channels, options.rpc_timeout, options.auth_token);
+  clients.ps = std::make_unique<GrpcPsClient>(channels[0], options.rpc_timeout, options.auth_token,
+                                              security);
   return clients;
 }
 

@@ -5,8 +5,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "proto/coordinator.grpc.pb.h"
@@ -14,12 +16,17 @@
 
 namespace fulcrum {
 
-// Thread-safe.
+// Thread-safe. A replicated coordinator has two processes (one serving, its
+// backup answering UNAVAILABLE until it takes over): a call that finds one
+// unavailable fails, and the next call goes to the next channel.
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
   // `auth_token` (may be empty) goes with every call as a bearer token.
   GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout,
                         std::string auth_token = "");
+  // `channels` (at least one): the coordinator's processes.
+  GrpcCoordinatorClient(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                        absl::Duration rpc_timeout, std::string auth_token = "");
 
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) override;
@@ -33,7 +40,9 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   template <typename Request, typename Response, typename Method>
   absl::StatusOr<Response> Call(Method method, const Request& request);
 
-  std::unique_ptr<Coordinator::Stub> stub_;
+  std::vector<std::unique_ptr<Coordinator::Stub>> stubs_;
+  absl::Mutex mu_;
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;
   const absl::Duration rpc_timeout_;
   const std::string auth_token_;
 };

@@ -18,7 +18,9 @@
 #include "worker/fulcrum_worker.h"
 #include "worker/workload.h"
 
-ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "host:port of the coordinating ps_server.");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
+          "host:port of the coordinating ps_server (comma-separated: the coordinator and its "
+          "backup).");
 ABSL_FLAG(std::string, data_dir, std::string(fulcrum::kDefaultFashionMnistDir),
           "Folder with the Fashion-MNIST IDX files "
           "({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz).");
