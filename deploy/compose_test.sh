@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The Docker Compose deployment, tested on a real engine: builds the image
-# FROM scratch, brings the stack up (coordinator, a second shard with its
-# backup, 3 workers), waits until training progresses over both shards and a
-# checkpoint is on the volumes, crashes the coordinator's ps_server, checks
-# that the restart policy brings it back and that it restores from the
-# checkpoint volume; then crashes shard 1's primary and checks that its
-# backup takes over (workers move to it, nothing restarted by hand) and that
-# the job finishes with the usual accuracy. Tears everything down (down -v)
-# however it ends.
+# FROM scratch, brings the stack up (the coordinator with its backup, a
+# second shard with its backup, 3 workers), waits until training progresses
+# over both shards with a checkpoint on the volumes, crashes the
+# coordinator's ps_server and checks that its backup takes over as the job's
+# coordinator, and that the restart policy brings the coordinator back as
+# the new coordinator's backup; then crashes shard 1's primary and checks
+# that its backup takes over (workers move to it, nothing restarted by hand)
+# and that the job finishes with the usual accuracy. Tears everything down
+# (down -v) however it ends.
 #
 # Prints "compose_test: PASS" or "compose_test: FAIL: why"; exit status 0/1.
 #
@@ -27,8 +28,10 @@ min_accuracy=0.83
 
 fail() {
   echo "compose_test: FAIL: $*"
-  echo "--- coordinator log (tail):"
-  "${compose[@]}" logs --no-color --tail=30 coordinator 2>&1 | sed 's/^/    /'
+  for service in coordinator coordinator-backup; do
+    echo "--- $service log (tail):"
+    "${compose[@]}" logs --no-color --tail=30 "$service" 2>&1 | sed 's/^/    /'
+  done
   exit 1
 }
 cleanup() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
@@ -36,8 +39,10 @@ trap cleanup EXIT
 # Interrupted (a CI timeout, ^C): still clean up.
 trap 'exit 1' INT TERM
 
+# From whichever of the two coordinator processes serves the job.
 status_json() {
-  "${compose[@]}" exec -T coordinator /fulcrum/psctl status --json 2>/dev/null
+  "${compose[@]}" exec -T coordinator /fulcrum/psctl status --json 2>/dev/null ||
+    "${compose[@]}" exec -T coordinator-backup /fulcrum/psctl status --json 2>/dev/null
 }
 # field, wait_for
 source deploy/test_helpers.sh
@@ -65,9 +70,20 @@ if [[ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$container")" != tr
   echo "compose_test: FAIL: the ps_server's root file system is writable" >&2
   exit 1
 fi
-echo "compose_test: training ($before_examples examples seen); crashing ps_server (host pid $pid)"
+wait_for 'grep -A1 "\"backup_address\": \"coordinator-backup:50051\"" <<<"$json" |
+          grep -q "\"backup_up\": true"' 90 ||
+  fail "coordinator-backup did not become the coordinator's backup"
+echo "compose_test: training ($before_examples examples seen); crashing the coordinator (host pid $pid)"
 kill -9 "$pid" || fail "could not kill pid $pid"
 
+# Its backup takes over (shard 0 is then listed at its address) ...
+wait_for 'grep -q "\"address\": \"coordinator-backup:50051\"" <<<"$json" &&
+          [[ "$(field state <<<"$json")" == RUNNING ]]' 60 ||
+  fail "coordinator-backup did not take over from the crashed coordinator within 60 s"
+"${compose[@]}" logs --no-color coordinator-backup 2>&1 | grep -q "this process is the coordinator now" ||
+  fail "coordinator-backup does not say it took over"
+echo "compose_test: coordinator-backup took over"
+# ... and the restarted coordinator becomes its backup.
 deadline=$((SECONDS + 60))
 while ((SECONDS < deadline)); do
   restarts="$(docker inspect -f '{{.RestartCount}}' "$container" 2>/dev/null || echo 0)"
@@ -77,11 +93,12 @@ while ((SECONDS < deadline)); do
 done
 ((restarts > restarts_before)) || fail "the coordinator was not restarted by its restart policy"
 [[ "$health" == healthy ]] || fail "the restarted coordinator is not healthy ($health)"
-json="$(status_json)"
-grep -q '"restored_from"' <<<"$json" || fail "the restarted ps_server did not restore a checkpoint"
-echo "compose_test: restarted ($restarts restart(s)); restored from $(grep -A2 '"restored_from"' <<<"$json" | field path)"
+wait_for 'grep -A1 "\"backup_address\": \"coordinator:50051\"" <<<"$json" |
+          grep -q "\"backup_up\": true"' 60 ||
+  fail "the restarted coordinator did not become the new coordinator's backup"
+echo "compose_test: the restarted coordinator ($restarts restart(s)) is the new coordinator's backup"
 
-# Shard 1's primary crashes: its backup (paired again with the restarted
+# Shard 1's primary crashes: its backup (paired again with the new
 # coordinator) has every update and takes over; workers move to it.
 backup_state() { "${compose[@]}" logs --no-color shard1-backup 2>&1 | grep -c "took the primary's state"; }
 wait_for 'grep -q "\"backup_address\": \"shard1-backup:50051\"" <<<"$json" &&

@@ -177,9 +177,14 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
     remote->connection = options_.connect(request.address());
     remote->connection_address = request.address();
   }
+  // A process registering before it serves has no address yet: workers
+  // keep the one they have (a restarted shard's is usually the same). Listed
+  // as "" they would take shard `index` for the coordinator's.
+  const std::string address =
+      request.address().empty() ? remote->status.address() : request.address();
   remote->status = request.status();
   remote->status.set_index(index);
-  remote->status.set_address(request.address());
+  remote->status.set_address(address);
   remote->status.set_incarnation(request.incarnation());
   remote->ready = request.ready();
   remote->last_report = now;
@@ -199,7 +204,15 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
   response.set_role(PRIMARY);
   response.set_backup_address(remote->backup_address);
   response.set_backup_process_incarnation(remote->backup_process);
+  AddCoordinatorAddressesLocked(&response);
   return response;
+}
+
+void ShardGroup::AddCoordinatorAddressesLocked(RegisterShardResponse* response) const {
+  if (!coordinator_named_) return;
+  for (const std::string* address : {&coordinator_address_, &coordinator_backup_address_}) {
+    if (!address->empty()) response->add_coordinator_addresses(*address);
+  }
 }
 
 absl::StatusOr<RegisterShardResponse> ShardGroup::CoordinatorBackupReport(
@@ -318,6 +331,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::BackupReport(const RegisterSha
   *response.mutable_job() = options_.job;
   response.set_coordinator_incarnation(options_.incarnation);
   response.set_role(BACKUP);
+  AddCoordinatorAddressesLocked(&response);
   return response;
 }
 

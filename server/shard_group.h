@@ -204,6 +204,9 @@ class ShardGroup {
                                          const std::string& address, bool backup_only);
   absl::StatusOr<RegisterShardResponse> BackupReport(const RegisterShardRequest& request,
                                                      uint64_t process);
+  // The coordinator's processes, once it is named (see NameCoordinator).
+  void AddCoordinatorAddressesLocked(RegisterShardResponse* response) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Shard 0's second process: the coordinator's backup.
   absl::StatusOr<RegisterShardResponse> CoordinatorBackupReport(const RegisterShardRequest& request,
                                                                 uint64_t process);

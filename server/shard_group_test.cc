@@ -144,6 +144,21 @@ TEST_F(ShardGroupTest, RestartedShard_GetsTheMembershipAgain) {
   EXPECT_GT(fake_->received().size(), before);
 }
 
+// The flaky hang in tests/sharding_test: a restarted shard's first
+// registration (before it serves, with no address) listed the shard at "",
+// which workers take for the coordinator's address; back at its address
+// they had forgotten its incarnation and never heard it restarted.
+TEST_F(ShardGroupTest, RestartedShard_RegisteringWithoutAnAddress_KeepsItsAddressListed) {
+  ASSERT_TRUE(Register(100).ok());
+  EXPECT_EQ(group_->WorkerAddresses(), (std::vector<std::string>{"", "shard1:50051"}));
+  fake_->down = true;  // the old process died
+  absl::StatusOr<RegisterShardResponse> joined = Report(101, /*ready=*/false, false, "");
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->role(), PRIMARY);
+  EXPECT_EQ(group_->WorkerAddresses(), (std::vector<std::string>{"", "shard1:50051"}));
+  EXPECT_EQ(group_->Status()[1].address(), "shard1:50051");
+}
+
 TEST_F(ShardGroupTest, SecondProcessOfALiveShard_IsItsBackup_AThirdIsRefused) {
   ASSERT_TRUE(Register(100).ok());
   absl::StatusOr<RegisterShardResponse> joined = Report(200, /*ready=*/false, false, "");

@@ -151,7 +151,7 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
 
 ShardRegistry::Stub* ShardServer::Registry() {
   absl::MutexLock lock(&registry_mu_);
-  return registries_[current_registry_].get();
+  return registries_[current_registry_].get();  // stubs are never removed
 }
 
 void ShardServer::NextRegistry(ShardRegistry::Stub* failed) {
@@ -160,10 +160,30 @@ void ShardServer::NextRegistry(ShardRegistry::Stub* failed) {
   current_registry_ = (current_registry_ + 1) % registries_.size();
 }
 
+void ShardServer::LearnCoordinators(const RegisterShardResponse& response) {
+  for (const std::string& address : response.coordinator_addresses()) {
+    {
+      absl::MutexLock lock(&registry_mu_);
+      if (std::find(registry_addresses_.begin(), registry_addresses_.end(), address) !=
+          registry_addresses_.end()) {
+        continue;
+      }
+    }
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        OpenChannel(address, options_.peer_security);
+    if (!channel.ok()) continue;
+    absl::MutexLock lock(&registry_mu_);
+    registry_addresses_.push_back(address);
+    registries_.push_back(ShardRegistry::NewStub(*channel));
+  }
+}
+
 absl::Status ShardServer::JoinCoordinator() {
   for (absl::string_view address : absl::StrSplit(options_.coordinator_address, ',')) {
     FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
                              OpenChannel(std::string(address), options_.peer_security));
+    absl::MutexLock lock(&registry_mu_);
+    registry_addresses_.emplace_back(address);
     registries_.push_back(ShardRegistry::NewStub(channel));
   }
   const absl::Time give_up = absl::Now() + options_.coordinator_wait;
@@ -243,7 +263,10 @@ std::string AdvertisedAddress(const ServerOptions& options, int bound_port) {
 void ShardServer::Start(int bound_port) {
   parameter_service_->Start();
   advertise_address_ = AdvertisedAddress(options_, bound_port);
-  if (registries_.empty()) return;  // the coordinator's own shard
+  {
+    absl::MutexLock lock(&registry_mu_);
+    if (registries_.empty()) return;  // the coordinator's own shard
+  }
   {
     absl::MutexLock lock(&role_mu_);
     if (!backup_) StartReplicatorLocked();
@@ -411,6 +434,7 @@ void ShardServer::ReportLoop() {
         (response->job_state() == FINISHED || response->job_state() == STOPPED)) {
       over_since = absl::Now();
     }
+    if (response.ok()) LearnCoordinators(*response);
     if (absl::IsFailedPrecondition(response.status()) && over_since == absl::InfiniteFuture()) {
       Rejoin(response.status());
       continue;

@@ -120,6 +120,8 @@ class ShardServer {
   // unreachable, the next of --coordinator's addresses.
   ShardRegistry::Stub* Registry();
   void NextRegistry(ShardRegistry::Stub* failed);
+  // Adds the coordinator processes a report's response names.
+  void LearnCoordinators(const RegisterShardResponse& response);
   // One registration (with counters) at the coordinator.
   absl::StatusOr<RegisterShardResponse> ReportToCoordinator(bool ready, absl::Duration timeout);
   void ReportLoop();
@@ -145,8 +147,9 @@ class ShardServer {
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<ParameterServiceImpl> parameter_service_;
   // Other shards (and the coordinator's backup) only: one per address.
-  std::vector<std::unique_ptr<ShardRegistry::Stub>> registries_;
   absl::Mutex registry_mu_;
+  std::vector<std::string> registry_addresses_ ABSL_GUARDED_BY(registry_mu_);
+  std::vector<std::unique_ptr<ShardRegistry::Stub>> registries_ ABSL_GUARDED_BY(registry_mu_);
   size_t current_registry_ ABSL_GUARDED_BY(registry_mu_) = 0;
   std::function<void()> on_coordinator_silent_;
   absl::Notification took_over_coordinator_;

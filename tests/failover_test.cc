@@ -127,20 +127,22 @@ TEST_P(FailoverTest, ShardPrimaryKilledMidJob_BackupTakesOver_NoAcknowledgedUpda
 // The coordinator (shard 0 and the job) is replicated too: its backup takes
 // the coordinator's shard and its progress; SIGKILLed mid-job, the
 // coordinator is replaced by its backup as a new coordinator incarnation
-// (workers and shards find it through their --coordinator lists and register
-// again), every partition completed before the kill stays completed, and
-// every push shard 0 acknowledged is in its model.
+// (workers and shards find it through their --coordinator lists, or having
+// learnt of it from the coordinator, and register again), every partition completed before the kill
+// stays completed, and every push shard 0 acknowledged is in its model.
 TEST_P(FailoverTest, CoordinatorKilledMidJob_BackupTakesOver_NothingAcknowledgedLost) {
   const double undisturbed = UndisturbedAccuracy();
   LocalCluster c("coordinator_failover_" + GetParam().name);
   ASSERT_TRUE(c.StartServer(ServerFlags()).ok());
   absl::StatusOr<int> backup = c.StartCoordinatorBackup(2, {"--debug_replication_delay_ms=2"});
   ASSERT_TRUE(backup.ok()) << backup.status();
+  // Worker a is given both coordinator processes; worker b and shard 1 only
+  // the coordinator, and learn of its backup from it.
   const std::string coordinators =
       absl::StrCat("--coordinator=", c.address(), ",", c.shard_address(*backup));
-  ASSERT_TRUE(c.StartShard(1, 2, {coordinators}).ok());
+  ASSERT_TRUE(c.StartShard(1, 2).ok());
   const int a = *c.StartWorker("a", {"--debug_step_delay_ms=2", coordinators});
-  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2", coordinators});
+  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2"});
   absl::StatusOr<JobStatus> paired =
       c.WaitFor([](const JobStatus& s) { return s.shards_size() == 2 && s.shards(0).backup_up(); },
                 absl::Seconds(30));

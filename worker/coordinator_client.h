@@ -4,6 +4,8 @@
 #define FULCRUM_WORKER_COORDINATOR_CLIENT_H_
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "proto/coordinator.pb.h"
@@ -22,6 +24,11 @@ class CoordinatorClient {
       const AcquirePartitionRequest& request) = 0;
   virtual absl::Status CompletePartition(const CompletePartitionRequest& request) = 0;
   virtual absl::Status ReportEval(const ReportEvalRequest& request) = 0;
+  // Where the coordinator's processes are, as the coordinator named them (a
+  // replicated coordinator: its own address and its backup's): a client
+  // that can dial them adds those it does not know, to move to when the one
+  // it calls is unavailable. The default ignores them.
+  virtual void LearnAddresses(const std::vector<std::string>& addresses) {}
 };
 
 }  // namespace fulcrum

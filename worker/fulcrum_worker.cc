@@ -38,17 +38,18 @@ absl::StatusOr<Clients> Connect(const ConnectionOptions& options) {
   security.tls_key = options.tls_key;
   security.tls_server_name = options.tls_server_name;
   // A replicated coordinator: "coordinator,backup".
-  std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (absl::string_view address : absl::StrSplit(options.coordinator, ',')) {
-    FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                             OpenChannel(std::string(address), security));
-    channels.push_back(std::move(channel));
-  }
+  const std::vector<std::string> addresses = absl::StrSplit(options.coordinator, ',');
+  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                           OpenChannel(addresses[0], security));
   Clients clients;
-  clients.coordinator =
-      std::make_unique<GrpcCoordinatorClient>(channels, options.rpc_timeout, options.auth_token);
-  clients.ps = std::make_unique<GrpcPsClient>(channels[0], options.rpc_timeout, options.auth_token,
-                                              security);
+  FULCRUM_ASSIGN_OR_RETURN(clients.coordinator, GrpcCoordinatorClient::Create(
+                                                    addresses,
+                                                    [security](const std::string& address) {
+                                                      return OpenChannel(address, security);
+                                                    },
+                                                    options.rpc_timeout, options.auth_token));
+  clients.ps =
+      std::make_unique<GrpcPsClient>(channel, options.rpc_timeout, options.auth_token, security);
   return clients;
 }
 

@@ -8,15 +8,45 @@ namespace fulcrum {
 
 GrpcCoordinatorClient::GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel,
                                              absl::Duration rpc_timeout, std::string auth_token)
-    : GrpcCoordinatorClient(std::vector<std::shared_ptr<grpc::Channel>>{std::move(channel)},
-                            rpc_timeout, std::move(auth_token)) {}
-
-GrpcCoordinatorClient::GrpcCoordinatorClient(
-    const std::vector<std::shared_ptr<grpc::Channel>>& channels, absl::Duration rpc_timeout,
-    std::string auth_token)
     : rpc_timeout_(rpc_timeout), auth_token_(std::move(auth_token)) {
-  for (const std::shared_ptr<grpc::Channel>& channel : channels) {
-    stubs_.push_back(Coordinator::NewStub(channel));
+  stubs_.emplace_back("", Coordinator::NewStub(channel));
+}
+
+absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> GrpcCoordinatorClient::Create(
+    const std::vector<std::string>& addresses, Dial dial, absl::Duration rpc_timeout,
+    std::string auth_token) {
+  if (addresses.empty()) return absl::InvalidArgumentError("no coordinator address");
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> first = dial(addresses[0]);
+  if (!first.ok()) return first.status();
+  std::unique_ptr<GrpcCoordinatorClient> client(
+      new GrpcCoordinatorClient(*first, rpc_timeout, std::move(auth_token)));
+  client->dial_ = std::move(dial);
+  {
+    absl::MutexLock lock(&client->mu_);
+    client->stubs_[0].first = addresses[0];
+  }
+  client->LearnAddresses({addresses.begin() + 1, addresses.end()});
+  absl::MutexLock lock(&client->mu_);
+  if (client->stubs_.size() != addresses.size()) {
+    return absl::InvalidArgumentError("a coordinator address cannot be dialled");
+  }
+  return client;
+}
+
+void GrpcCoordinatorClient::LearnAddresses(const std::vector<std::string>& addresses) {
+  if (!dial_) return;
+  for (const std::string& address : addresses) {
+    if (address.empty()) continue;
+    {
+      absl::MutexLock lock(&mu_);
+      bool known = false;
+      for (const auto& [known_address, stub] : stubs_) known = known || known_address == address;
+      if (known) continue;
+    }
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = dial_(address);
+    if (!channel.ok()) continue;
+    absl::MutexLock lock(&mu_);
+    stubs_.emplace_back(address, Coordinator::NewStub(*channel));
   }
 }
 
@@ -29,13 +59,13 @@ absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method, const Reques
   Coordinator::Stub* stub = nullptr;
   {
     absl::MutexLock lock(&mu_);
-    stub = stubs_[current_].get();
+    stub = stubs_[current_].second.get();  // stubs are never removed
   }
   Response response;
   absl::Status s = FromGrpcStatus((stub->*method)(&context, request, &response));
-  if (absl::IsUnavailable(s) && stubs_.size() > 1) {
+  if (absl::IsUnavailable(s)) {
     absl::MutexLock lock(&mu_);
-    if (stubs_[current_].get() == stub) current_ = (current_ + 1) % stubs_.size();
+    if (stubs_[current_].second.get() == stub) current_ = (current_ + 1) % stubs_.size();
   }
   if (!s.ok()) return s;
   return response;

@@ -115,7 +115,10 @@ absl::Status GrpcPsClient::Connect(const std::vector<std::string>& shard_address
   const size_t n = std::max<size_t>(1, shard_addresses.size());
   std::vector<Shard> shards(n);
   for (size_t i = 0; i < n; ++i) {
-    const std::string address = i < shard_addresses.size() ? shard_addresses[i] : "";
+    std::string address = i < shard_addresses.size() ? shard_addresses[i] : "";
+    // Only shard 0 may be the coordinator's channel (""): a shard listed
+    // without an address (not serving yet) stays where it was.
+    if (address.empty() && i > 0 && i < shards_.size()) address = shards_[i].address;
     const std::string backup = i < backup_addresses.size() ? backup_addresses[i] : "";
     Shard& shard = shards[i];
     // Keep the connections (and the incarnation seen) of a shard that stays.

@@ -76,6 +76,7 @@ absl::Status WorkerSession::Register() {
   }));
   const JobSpec& job = response->job();
   const ShardMap map = ShardMap::Of(*response);
+  LearnCoordinator(map);
   FULCRUM_RETURN_IF_ERROR(ps_->Connect(map.shards, map.backups));
   {
     absl::MutexLock lock(&mu_);
@@ -109,6 +110,13 @@ absl::Status WorkerSession::Register() {
   return absl::OkStatus();
 }
 
+void WorkerSession::LearnCoordinator(const ShardMap& map) {
+  std::vector<std::string> addresses;
+  if (!map.shards.empty()) addresses.push_back(map.shards[0]);
+  if (!map.backups.empty()) addresses.push_back(map.backups[0]);
+  coordinator_->LearnAddresses(addresses);
+}
+
 void WorkerSession::SendHeartbeat() {
   absl::MutexLock heartbeat_lock(&heartbeat_mu_);
   HeartbeatRequest request;
@@ -127,6 +135,7 @@ void WorkerSession::SendHeartbeat() {
     heartbeat_warned_ = false;
     if (response->job_state() == STOPPED) stopped_ = true;
     ShardMap map = ShardMap::Of(*response);
+    LearnCoordinator(map);
     absl::MutexLock lock(&mu_);
     // Another job's number of shards: registration sorts that out.
     if (worker_ == sender && map.shards.size() == shard_map_.shards.size() && map != shard_map_) {

@@ -203,6 +203,9 @@ class WorkerSession {
               {r.backup_addresses().begin(), r.backup_addresses().end()}};
     }
   };
+  // Shard 0's processes in `map` are the coordinator's: the coordinator
+  // client learns them.
+  void LearnCoordinator(const ShardMap& map);
   // The shard map connected to, and a newer one a heartbeat brought that
   // RefreshShards has not connected to yet.
   ShardMap shard_map_ ABSL_GUARDED_BY(mu_);
