@@ -3,7 +3,13 @@
 # primary to the first update its backup applied as the new primary.
 #
 #   bazel build -c opt //server:ps_server //worker:worker
-#   bench/failover.sh [--kills=10] [--mode=async] [--bin=bazel-bin]
+#   bench/failover.sh [--kills=10] [--mode=async] [--target=shard1|coordinator] [--bin=bazel-bin]
+#
+# --target=coordinator kills the coordinator (shard 0 and the job) instead:
+# its backup takes over as a new coordinator, workers and shard 1 find it and
+# register again; the figure is the same (kill to the first update applied
+# by the new coordinator's shard), and the killed process comes back with
+# --coordinator naming the new one, as its backup.
 #
 # Runs a coordinator (shard 0), shard 1 with a backup, and 2 workers training
 # softmax (a long job) on 127.0.0.1. Each round: waits until the backup has
@@ -18,12 +24,14 @@ cd "$(dirname "$0")/.."
 
 kills=10
 mode=async
+target=shard1
 bin=bazel-bin
 for arg in "$@"; do
   case "$arg" in
     --kills=*) kills="${arg#*=}" ;;
     --mode=*) mode="${arg#*=}" ;;
     --bin=*) bin="${arg#*=}" ;;
+    --target=shard1 | --target=coordinator) target="${arg#*=}" ;;
     *) echo "failover.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -51,33 +59,56 @@ wait_port() {  # $1: port file, $2: pid
 # Seconds since midnight of a glog-style line's time ("I1128 05:10:13.535").
 log_time() { awk '{ split($2, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3]; exit }'; }
 
-"$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/c.port" --model=softmax \
-  --mode="$mode" --num_workers=2 --num_shards=2 --epochs=100000 --status_interval=0 \
-  >"$dir/coordinator.out" 2>"$dir/coordinator.log" &
-pids+=($!)
-coordinator="127.0.0.1:$(wait_port "$dir/c.port" $!)" || { echo "coordinator did not start" >&2; exit 1; }
-
-declare -A slot_pid slot_log
-start_slot() {  # $1: slot name, $2: generation
-  local log="$dir/shard1-$1-$2.log"
-  "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/$1.port" \
-    --num_shards=2 --shard_index=1 --coordinator="$coordinator" --status_interval=0 \
-    >/dev/null 2>"$log" &
+job_flags=(--model=softmax --mode="$mode" --num_workers=2 --num_shards=2 --epochs=100000)
+declare -A slot_pid slot_log slot_address
+# $1: slot name, $2: generation, then the process's own flags.
+start_process() {
+  local slot=$1 generation=$2
+  shift 2
+  local log="$dir/$target-$slot-$generation.log"
+  rm -f "$dir/$slot.port"
+  "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/$slot.port" \
+    --status_interval=0 "$@" >/dev/null 2>"$log" &
   pids+=($!)
-  slot_pid[$1]=$!
-  slot_log[$1]="$log"
-  rm -f "$dir/$1.port"
-  wait_port "$dir/$1.port" $! >/dev/null || { echo "shard 1 slot $1 did not start: $(tail -3 "$log")" >&2; exit 1; }
+  slot_pid[$slot]=$!
+  slot_log[$slot]="$log"
+  local port
+  port="$(wait_port "$dir/$slot.port" $!)" || { echo "slot $slot did not start: $(tail -3 "$log")" >&2; exit 1; }
+  slot_address[$slot]="127.0.0.1:$port"
 }
-start_slot a 0
+if [[ "$target" == coordinator ]]; then
+  start_process a 0 "${job_flags[@]}"
+  coordinator="${slot_address[a]}"
+  "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/s1.port" --num_shards=2 \
+    --shard_index=1 --coordinator="$coordinator" --status_interval=0 >/dev/null 2>"$dir/shard1.log" &
+  pids+=($!)
+  wait_port "$dir/s1.port" $! >/dev/null || { echo "shard 1 did not start" >&2; exit 1; }
+  # The new coordinator's backup: a second process for shard 0.
+  start_slot() { start_process "$1" "$2" --num_shards=2 --shard_index=0 --coordinator="$coordinator"; }
+  took_over_line="this process is the coordinator now"
+else
+  start_process c 0 "${job_flags[@]}"
+  coordinator="${slot_address[c]}"
+  start_slot() { start_process "$1" "$2" --num_shards=2 --shard_index=1 --coordinator="$coordinator"; }
+  start_slot a 0
+  took_over_line="this backup took over"
+fi
+start_slot b 0
+primary=a backup=b
+# Workers know both processes of the replicated one (and learn of the ones
+# restarted later from the coordinator).
+workers_coordinator="$coordinator"
+[[ "$target" == coordinator ]] && workers_coordinator="$coordinator,${slot_address[b]}"
 for i in 1 2; do
-  "$bin/worker/worker" --coordinator="$coordinator" --worker_name="w$i" --max_retries=30 \
+  "$bin/worker/worker" --coordinator="$workers_coordinator" --worker_name="w$i" --max_retries=30 \
     >"$dir/worker$i.log" 2>&1 &
   pids+=($!)
 done
-start_slot b 0
-primary=a backup=b
-echo "failover.sh: mode $mode, $kills kills, logs in $dir"
+for _ in $(seq 300); do
+  (($(cat "$dir"/worker*.log | grep -c "registered as worker") >= 2)) && break
+  sleep 0.1
+done
+echo "failover.sh: $target, mode $mode, $kills kills, logs in $dir"
 
 firsts=()
 for k in $(seq "$kills"); do
@@ -95,13 +126,14 @@ for k in $(seq "$kills"); do
     grep -q "first update applied since taking over" "${slot_log[$backup]}" && break
     sleep 0.1
   done
-  took="$(grep "this backup took over" "${slot_log[$backup]}" | tail -1 | log_time)"
+  took="$(grep "$took_over_line" "${slot_log[$backup]}" | tail -1 | log_time)"
   first="$(grep "first update applied since taking over" "${slot_log[$backup]}" | tail -1 | log_time)"
   if [[ -z "$first" ]]; then echo "failover.sh: kill $k: no update within 30 s" >&2; exit 1; fi
   takeover_s="$(awk -v a="$took" -v b="$kill_time" 'BEGIN { printf "%.3f", a - b }')"
   first_s="$(awk -v a="$first" -v b="$kill_time" 'BEGIN { printf "%.3f", a - b }')"
   echo "kill $k: took over after ${takeover_s} s, first update after ${first_s} s"
   firsts+=("$first_s")
+  [[ "$target" == coordinator ]] && coordinator="${slot_address[$backup]}"
   start_slot "$primary" "$k"  # the killed slot comes back as the backup
   tmp=$primary primary=$backup backup=$tmp
 done

@@ -9,6 +9,7 @@
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
 #include "common/payload.h"
+#include "common/replica.h"
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/server_context.h"
 
@@ -495,8 +496,9 @@ void CoordinatorServiceImpl::Serve(JobCoordinator* coordinator,
 
 grpc::Status StandbyCoordinatorStatus() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      "this process is the coordinator's backup; it serves the job only once it "
-                      "takes over: call the coordinator");
+                      absl::StrCat(kBackupNotServing,
+                                   "this process is the coordinator's backup; it serves the job "
+                                   "only once it takes over: call the coordinator"));
 }
 
 namespace {

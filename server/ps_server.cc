@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
+#include "common/replica.h"
 #include "common/rpc/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -42,7 +43,7 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     return server;
   }
   if (server->options_.coordinator_address.empty() && !options.coordinator_backup_address.empty() &&
-      CoordinatorAnswers(options.coordinator_backup_address, options)) {
+      BackupServesTheJob(options)) {
     // The backup took over while this process was away: it is the
     // coordinator now, and this process becomes its backup.
     FULCRUM_LOG(INFO) << "the coordinator's backup at " << options.coordinator_backup_address
@@ -78,16 +79,37 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   return server;
 }
 
-bool ParameterServer::CoordinatorAnswers(const std::string& address, const ServerOptions& options) {
+bool ParameterServer::BackupServesTheJob(const ServerOptions& options) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      OpenChannel(address, options.peer_security);
+      OpenChannel(options.coordinator_backup_address, options.peer_security);
   if (!channel.ok()) return false;
   std::unique_ptr<Coordinator::Stub> stub = Coordinator::NewStub(*channel);
-  grpc::ClientContext context;
-  PrepareCall(options.auth_token, absl::Seconds(1), &context);
-  GetStatusRequest request;
-  JobStatus status;
-  return stub->GetStatus(&context, request, &status).ok();
+  // Alive as a backup that has not taken over: it is about to (this process
+  // is the coordinator it lost, restarted sooner than failover_after).
+  // Serving then would make two coordinators.
+  const absl::Time give_up = absl::Now() + std::max(absl::Seconds(5), 10 * options.failover_after);
+  bool logged = false;
+  while (true) {
+    grpc::ClientContext context;
+    PrepareCall(options.auth_token, absl::Seconds(1), &context);
+    JobStatus status;
+    const grpc::Status s = stub->GetStatus(&context, GetStatusRequest(), &status);
+    if (s.ok()) return true;
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || !IsBackupNotServing(s.error_message())) {
+      return false;  // not there: this process is the coordinator
+    }
+    if (absl::Now() >= give_up) {
+      FULCRUM_LOG(WARNING) << "the coordinator's backup at " << options.coordinator_backup_address
+                           << " did not take over; this process is the coordinator";
+      return false;
+    }
+    if (!logged) {
+      FULCRUM_LOG(INFO) << "the coordinator's backup at " << options.coordinator_backup_address
+                        << " is alive and has not taken over yet: waiting for it";
+      logged = true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
 }
 
 void ParameterServer::TakeOverCoordinator() {

@@ -85,8 +85,10 @@ class ParameterServer {
 
  private:
   ParameterServer() = default;
-  // Whether a coordinator serves at `address` (answers within a second).
-  static bool CoordinatorAnswers(const std::string& address, const ServerOptions& options);
+  // Whether the coordinator's backup (options.coordinator_backup_address)
+  // serves the job: yes once it has taken over; no when it cannot be
+  // reached; while it is alive but has not taken over, waits (for it to).
+  static bool BackupServesTheJob(const ServerOptions& options);
   // The coordinator's backup: its coordinator fell silent.
   void TakeOverCoordinator();
 

@@ -138,15 +138,25 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
   request.set_process_incarnation(incarnation_);
   request.set_ready(ready);
   if (shard_ != nullptr) *request.mutable_status() = ShardGroup::Describe(*shard_);
-  grpc::ClientContext context;
-  PrepareCall(options_.auth_token, timeout, &context);
-  RegisterShardResponse response;
-  ShardRegistry::Stub* registry = Registry();
-  const absl::Status s = FromGrpcStatus(registry->RegisterShard(&context, request, &response));
-  // The coordinator's other process (a replicated coordinator) is tried next.
-  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) NextRegistry(registry);
-  FULCRUM_RETURN_IF_ERROR(s);
-  return response;
+  // A replicated coordinator: when the process called last is unreachable,
+  // each other once (its backup may have taken over).
+  size_t registries = 0;
+  {
+    absl::MutexLock lock(&registry_mu_);
+    registries = registries_.size();
+  }
+  absl::Status s;
+  for (size_t attempt = 0; attempt < registries; ++attempt) {
+    grpc::ClientContext context;
+    PrepareCall(options_.auth_token, timeout, &context);
+    RegisterShardResponse response;
+    ShardRegistry::Stub* registry = Registry();
+    s = FromGrpcStatus(registry->RegisterShard(&context, request, &response));
+    if (s.ok()) return response;
+    if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) return s;
+    NextRegistry(registry);
+  }
+  return s;
 }
 
 ShardRegistry::Stub* ShardServer::Registry() {

@@ -169,6 +169,20 @@ TEST_P(FailoverTest, CoordinatorKilledMidJob_BackupTakesOver_NothingAcknowledged
   // What the coordinator had acknowledged when it died (at least).
   const int completed_before = last->completed_size();
 
+  // The old coordinator, started again (same port) with --coordinator_backup
+  // naming its backup, finds the backup serving the job and becomes its
+  // backup in turn.
+  std::vector<std::string> again = ServerFlags();
+  again.push_back("--coordinator_backup=" + c.shard_address(*backup));
+  ASSERT_TRUE(c.RestartServer(again).ok()) << c.ServerLog();
+  absl::StatusOr<JobStatus> paired_again = c.WaitFor(
+      [&](const JobStatus& s) {
+        return s.shards_size() == 2 && s.shards(0).address() == c.shard_address(*backup) &&
+               s.shards(0).backup_address() == c.address() && s.shards(0).backup_up();
+      },
+      absl::Seconds(60));
+  EXPECT_TRUE(paired_again.ok()) << paired_again.status() << c.ServerLog();
+
   const JobStatus done = c.FinishJob({a, b}, absl::Minutes(2));
   EXPECT_EQ(done.state(), FINISHED) << c.ShardLog(*backup);
   EXPECT_TRUE(absl::StrContains(c.ShardLog(*backup), "this process is the coordinator now"))

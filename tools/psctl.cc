@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/model_spec.h"
 #include "common/rpc/channel.h"
@@ -26,7 +27,9 @@
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/job.pb.h"
 
-ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "host:port of the coordinating ps_server.");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
+          "host:port of the coordinating ps_server (comma-separated: the coordinator and its "
+          "backup; the one serving the job is used).");
 ABSL_FLAG(bool, json, false, "status: print JSON instead of a table.");
 ABSL_FLAG(double, interval, 1.0, "watch: seconds between updates.");
 ABSL_FLAG(double, timeout, 5, "Deadline of a call, seconds.");
@@ -162,20 +165,36 @@ std::string FormatTable(const JobStatus& s) {
   return out;
 }
 
+void SetDeadline(grpc::ClientContext* context);
+
 // The channel to the coordinator with the TLS flags, or exits with a message.
+// A replicated coordinator ("HOST:PORT,HOST:PORT"): the first process that
+// serves the job (its backup answers UNAVAILABLE until it takes over), or
+// the first one if none does.
 std::shared_ptr<grpc::Channel> Channel() {
   ClientSecurityOptions security;
   security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
   security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   security.tls_key = absl::GetFlag(FLAGS_tls_key);
   security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      OpenChannel(absl::GetFlag(FLAGS_coordinator), security);
-  if (!channel.ok()) {
-    std::fprintf(stderr, "psctl: %s\n", std::string(channel.status().message()).c_str());
-    std::exit(2);
+  const std::vector<std::string> addresses = absl::StrSplit(absl::GetFlag(FLAGS_coordinator), ',');
+  std::shared_ptr<grpc::Channel> first;
+  for (const std::string& address : addresses) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(address, security);
+    if (!channel.ok()) {
+      std::fprintf(stderr, "psctl: %s\n", std::string(channel.status().message()).c_str());
+      std::exit(2);
+    }
+    if (addresses.size() == 1) return *channel;
+    if (first == nullptr) first = *channel;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    JobStatus status;
+    if (Coordinator::NewStub(*channel)->GetStatus(&context, GetStatusRequest(), &status).ok()) {
+      return *channel;
+    }
   }
-  return *channel;
+  return first;
 }
 
 std::unique_ptr<Coordinator::Stub> Connect() { return Coordinator::NewStub(Channel()); }

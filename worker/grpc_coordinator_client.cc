@@ -50,25 +50,39 @@ void GrpcCoordinatorClient::LearnAddresses(const std::vector<std::string>& addre
   }
 }
 
-// One unary call with the deadline and the token.
+// One unary call with the deadline and the token, to the coordinator process
+// called last; if that one is unavailable, to each other once (the backup
+// may have taken over), and the next call starts at the one that answered.
 template <typename Request, typename Response, typename Method>
 absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method, const Request& request) {
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
-  AttachToken(auth_token_, &context);
-  Coordinator::Stub* stub = nullptr;
+  size_t first = 0;
+  size_t count = 0;
   {
     absl::MutexLock lock(&mu_);
-    stub = stubs_[current_].second.get();  // stubs are never removed
+    first = current_;
+    count = stubs_.size();
   }
-  Response response;
-  absl::Status s = FromGrpcStatus((stub->*method)(&context, request, &response));
-  if (absl::IsUnavailable(s)) {
-    absl::MutexLock lock(&mu_);
-    if (stubs_[current_].second.get() == stub) current_ = (current_ + 1) % stubs_.size();
+  absl::Status s;
+  for (size_t attempt = 0; attempt < count; ++attempt) {
+    const size_t index = (first + attempt) % count;
+    Coordinator::Stub* stub = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = stubs_[index].second.get();  // stubs are never removed
+    }
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
+    AttachToken(auth_token_, &context);
+    Response response;
+    s = FromGrpcStatus((stub->*method)(&context, request, &response));
+    if (!absl::IsUnavailable(s)) {
+      absl::MutexLock lock(&mu_);
+      current_ = index;
+      if (!s.ok()) return s;
+      return response;
+    }
   }
-  if (!s.ok()) return s;
-  return response;
+  return s;
 }
 
 absl::StatusOr<RegisterWorkerResponse> GrpcCoordinatorClient::RegisterWorker(
