@@ -80,7 +80,8 @@ kill -9 "$pid" || fail "could not kill pid $pid"
 wait_for 'grep -q "\"address\": \"coordinator-backup:50051\"" <<<"$json" &&
           [[ "$(field state <<<"$json")" == RUNNING ]]' 60 ||
   fail "coordinator-backup did not take over from the crashed coordinator within 60 s"
-"${compose[@]}" logs --no-color coordinator-backup 2>&1 | grep -q "this process is the coordinator now" ||
+# (grep -c, not -q: with pipefail, grep -q quitting early fails the pipe.)
+(($("${compose[@]}" logs --no-color coordinator-backup 2>&1 | grep -c "this process is the coordinator now") > 0)) ||
   fail "coordinator-backup does not say it took over"
 echo "compose_test: coordinator-backup took over"
 # ... and the restarted coordinator becomes its backup.

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/replica.h"
@@ -41,6 +43,19 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
                              ShardServer::Join(options, server->incarnation_, &server->metrics_,
                                                server->checkpoints_.get()));
     return server;
+  }
+  // Shard 0's --coordinator names the coordinator this process backs up;
+  // its own address there (one command for every pod of a StatefulSet)
+  // names nobody else.
+  if (options.shard_index == 0) {
+    std::vector<std::string> others;
+    for (absl::string_view address : absl::StrSplit(options.coordinator_address, ',')) {
+      if (!address.empty() && address != options.advertise_address &&
+          address != options.listen_address) {
+        others.emplace_back(address);
+      }
+    }
+    server->options_.coordinator_address = absl::StrJoin(others, ",");
   }
   if (server->options_.coordinator_address.empty() && !options.coordinator_backup_address.empty() &&
       BackupServesTheJob(options)) {
