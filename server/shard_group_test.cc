@@ -60,6 +60,9 @@ class ShardGroupTest : public ::testing::Test {
       dialled_.push_back(address);
       return fake_;
     };
+    options.coordinator_backup = [this](const std::string& address, uint64_t process) {
+      coordinator_backups_.push_back({address, process});
+    };
     group_ = std::make_unique<ShardGroup>(options, local_.get());
   }
 
@@ -70,9 +73,10 @@ class ShardGroupTest : public ::testing::Test {
   // A shard process's registration (ready false) or report, as process
   // `process`; a promoted backup serves under `serving` (0: its own).
   absl::StatusOr<RegisterShardResponse> Report(uint64_t process, bool ready, bool backup,
-                                               const std::string& address, uint64_t serving = 0) {
+                                               const std::string& address, uint64_t serving = 0,
+                                               uint32_t index = 1) {
     RegisterShardRequest request;
-    request.set_shard_index(1);
+    request.set_shard_index(index);
     request.set_num_shards(2);
     request.set_address(address);
     request.set_incarnation(serving != 0 ? serving : process);
@@ -98,8 +102,15 @@ class ShardGroupTest : public ::testing::Test {
     return group_->DropBackup(request);
   }
 
+  // A second process for shard 0: the coordinator's backup.
+  absl::StatusOr<RegisterShardResponse> CoordinatorBackup(uint64_t process, bool ready,
+                                                          const std::string& address) {
+    return Report(process, ready, /*backup=*/ready, address, 0, /*index=*/0);
+  }
+
   std::shared_ptr<FakeShard> fake_ = std::make_shared<FakeShard>();
   std::vector<std::string> dialled_;
+  std::vector<std::pair<std::string, uint64_t>> coordinator_backups_;
   std::unique_ptr<ParameterShard> local_;
   std::unique_ptr<ShardGroup> group_;
 };
@@ -157,6 +168,53 @@ TEST_F(ShardGroupTest, RestartedShard_RegisteringWithoutAnAddress_KeepsItsAddres
   EXPECT_EQ(joined->role(), PRIMARY);
   EXPECT_EQ(group_->WorkerAddresses(), (std::vector<std::string>{"", "shard1:50051"}));
   EXPECT_EQ(group_->Status()[1].address(), "shard1:50051");
+}
+
+TEST_F(ShardGroupTest,
+       CoordinatorBackup_RegistersAndIsFollowed_AThirdIsRefused_ADroppedOneJoinsAgain) {
+  ASSERT_TRUE(Register(100).ok());
+  group_->NameCoordinator("coordinator:50051", /*now=*/false);
+  // Not replicated yet: workers use the address they registered at.
+  EXPECT_EQ(group_->WorkerAddresses(), (std::vector<std::string>{"", "shard1:50051"}));
+
+  // Its first registration (before it serves) has no address to follow.
+  absl::StatusOr<RegisterShardResponse> joined = CoordinatorBackup(500, false, "");
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->role(), BACKUP);
+  EXPECT_TRUE(coordinator_backups_.empty());
+  ASSERT_TRUE(CoordinatorBackup(500, true, "backup0:50051").ok());
+  ASSERT_EQ(coordinator_backups_.size(), 1u);
+  EXPECT_EQ(coordinator_backups_[0], std::make_pair(std::string("backup0:50051"), uint64_t{500}));
+  // Replicated: workers are told both of the coordinator's processes, and
+  // the other shards where the coordinator's processes are.
+  EXPECT_EQ(group_->WorkerAddresses(),
+            (std::vector<std::string>{"coordinator:50051", "shard1:50051"}));
+  EXPECT_EQ(group_->BackupAddresses(), (std::vector<std::string>{"backup0:50051", ""}));
+  absl::StatusOr<RegisterShardResponse> shard = Report(100, true, false, "shard1:50051");
+  ASSERT_TRUE(shard.ok());
+  EXPECT_EQ(std::vector<std::string>(shard->coordinator_addresses().begin(),
+                                     shard->coordinator_addresses().end()),
+            (std::vector<std::string>{"coordinator:50051", "backup0:50051"}));
+  EXPECT_EQ(group_->Status()[0].backup_address(), "backup0:50051");
+  EXPECT_TRUE(group_->Status()[0].backup_up());
+
+  // One backup at a time.
+  EXPECT_EQ(CoordinatorBackup(600, false, "").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // The coordinator's replicator cannot reach it: dropped (always agreed).
+  DropBackupRequest drop;
+  drop.set_shard_index(0);
+  drop.set_backup_process_incarnation(500);
+  ASSERT_TRUE(group_->DropBackup(drop).ok());
+  EXPECT_EQ(coordinator_backups_.back(), std::make_pair(std::string(""), uint64_t{0}));
+  EXPECT_EQ(group_->BackupAddresses(), (std::vector<std::string>{"", ""}));
+  // Its next report is refused (its state is stale); it registers again.
+  EXPECT_EQ(CoordinatorBackup(500, true, "backup0:50051").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(CoordinatorBackup(500, false, "").ok());
+  ASSERT_TRUE(CoordinatorBackup(500, true, "backup0:50051").ok());
+  EXPECT_EQ(coordinator_backups_.back(),
+            std::make_pair(std::string("backup0:50051"), uint64_t{500}));
 }
 
 TEST_F(ShardGroupTest, SecondProcessOfALiveShard_IsItsBackup_AThirdIsRefused) {

@@ -431,10 +431,15 @@ void ShardServer::ReportLoop() {
   bool warned = false;
   uint64_t recorded = 0;
   absl::Time over_since = absl::InfiniteFuture();
+  // After a failed report the next comes sooner: a coordinator's backup that
+  // took over needs every shard's report before workers may register again.
+  absl::Duration next = options_.heartbeat_interval;
   do {
     if (took_over_coordinator_.HasBeenNotified()) return;  // it is the coordinator now
     absl::StatusOr<RegisterShardResponse> response = ReportToCoordinator(
         /*ready=*/true, std::max(absl::Seconds(1), options_.heartbeat_interval));
+    next = response.ok() ? options_.heartbeat_interval
+                         : std::min(options_.heartbeat_interval, absl::Milliseconds(100));
     if (over_since != absl::InfiniteFuture() &&
         (!response.ok() || absl::Now() - over_since > absl::Minutes(1)) &&
         !job_over_.HasBeenNotified()) {
@@ -476,7 +481,7 @@ void ShardServer::ReportLoop() {
         FULCRUM_LOG(WARNING) << "recording checkpoint " << committed.sequence() << ": " << s;
       }
     }
-  } while (!stop_reporting_.WaitForNotificationWithTimeout(options_.heartbeat_interval));
+  } while (!stop_reporting_.WaitForNotificationWithTimeout(next));
 }
 
 absl::StatusOr<CheckpointManifest::ShardFile> ShardServer::WriteCheckpointPart(uint64_t sequence) {
