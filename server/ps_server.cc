@@ -72,8 +72,8 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
                              ShardServer::Join(server->options_, server->incarnation_,
                                                &server->metrics_, server->checkpoints_.get()));
-    server->standby_coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(
-        nullptr, [] { return absl::StatusOr<CheckpointInfo>(); });
+    server->standby_coordinator_service_ =
+        std::make_unique<CoordinatorServiceImpl>(nullptr, nullptr);
     server->standby_registry_service_ = std::make_unique<ShardRegistryServiceImpl>(nullptr);
     ParameterServer* self = server.get();
     server->shard_server_->OnCoordinatorSilent([self] { self->TakeOverCoordinator(); });

@@ -168,7 +168,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
         remote->status.address(), ")"));
   }
   if (remote->status.incarnation() != request.incarnation() && remote->status.incarnation() != 0) {
-    FULCRUM_LOG(INFO) << "shard " << index << " restarted (at " << request.address() << ")";
+    FULCRUM_LOG(INFO) << "shard " << index << " restarted (process " << process << ")";
     remote->acked = 0;  // a new process: it knows no membership yet
     remote->rate = Rate();
   }

@@ -22,6 +22,9 @@ ShardServer::ShardServer(const ServerOptions& options, uint64_t incarnation,
       incarnation_(incarnation),
       metrics_(metrics),
       checkpoints_(checkpoints),
+      registries_([security = options.peer_security](
+                      const std::string& address) { return OpenChannel(address, security); },
+                  /*also_on_deadline=*/true),
       serving_incarnation_(incarnation) {}
 
 ShardServer::~ShardServer() {
@@ -140,62 +143,18 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
   if (shard_ != nullptr) *request.mutable_status() = ShardGroup::Describe(*shard_);
   // A replicated coordinator: when the process called last is unreachable,
   // each other once (its backup may have taken over).
-  size_t registries = 0;
-  {
-    absl::MutexLock lock(&registry_mu_);
-    registries = registries_.size();
-  }
-  absl::Status s;
-  for (size_t attempt = 0; attempt < registries; ++attempt) {
+  RegisterShardResponse response;
+  FULCRUM_RETURN_IF_ERROR(registries_.Call([&](ShardRegistry::Stub* registry) {
     grpc::ClientContext context;
     PrepareCall(options_.auth_token, timeout, &context);
-    RegisterShardResponse response;
-    ShardRegistry::Stub* registry = Registry();
-    s = FromGrpcStatus(registry->RegisterShard(&context, request, &response));
-    if (s.ok()) return response;
-    if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) return s;
-    NextRegistry(registry);
-  }
-  return s;
-}
-
-ShardRegistry::Stub* ShardServer::Registry() {
-  absl::MutexLock lock(&registry_mu_);
-  return registries_[current_registry_].get();  // stubs are never removed
-}
-
-void ShardServer::NextRegistry(ShardRegistry::Stub* failed) {
-  absl::MutexLock lock(&registry_mu_);
-  if (registries_[current_registry_].get() != failed) return;  // moved on already
-  current_registry_ = (current_registry_ + 1) % registries_.size();
-}
-
-void ShardServer::LearnCoordinators(const RegisterShardResponse& response) {
-  for (const std::string& address : response.coordinator_addresses()) {
-    {
-      absl::MutexLock lock(&registry_mu_);
-      if (std::find(registry_addresses_.begin(), registry_addresses_.end(), address) !=
-          registry_addresses_.end()) {
-        continue;
-      }
-    }
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-        OpenChannel(address, options_.peer_security);
-    if (!channel.ok()) continue;
-    absl::MutexLock lock(&registry_mu_);
-    registry_addresses_.push_back(address);
-    registries_.push_back(ShardRegistry::NewStub(*channel));
-  }
+    response.Clear();
+    return FromGrpcStatus(registry->RegisterShard(&context, request, &response));
+  }));
+  return response;
 }
 
 absl::Status ShardServer::JoinCoordinator() {
-  for (absl::string_view address : absl::StrSplit(options_.coordinator_address, ',')) {
-    FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                             OpenChannel(std::string(address), options_.peer_security));
-    absl::MutexLock lock(&registry_mu_);
-    registry_addresses_.emplace_back(address);
-    registries_.push_back(ShardRegistry::NewStub(channel));
-  }
+  FULCRUM_RETURN_IF_ERROR(registries_.Learn(absl::StrSplit(options_.coordinator_address, ',')));
   const absl::Time give_up = absl::Now() + options_.coordinator_wait;
   absl::StatusOr<RegisterShardResponse> joined;
   bool logged = false;
@@ -273,10 +232,7 @@ std::string AdvertisedAddress(const ServerOptions& options, int bound_port) {
 void ShardServer::Start(int bound_port) {
   parameter_service_->Start();
   advertise_address_ = AdvertisedAddress(options_, bound_port);
-  {
-    absl::MutexLock lock(&registry_mu_);
-    if (registries_.empty()) return;  // the coordinator's own shard
-  }
+  if (registries_.empty()) return;  // the coordinator's own shard
   {
     absl::MutexLock lock(&role_mu_);
     if (!backup_) StartReplicatorLocked();
@@ -313,7 +269,7 @@ void ShardServer::StartReplicatorLocked() {
     grpc::ClientContext context;
     PrepareCall(options_.auth_token, absl::Seconds(2), &context);
     DropBackupResponse response;
-    return FromGrpcStatus(Registry()->DropBackup(&context, request, &response));
+    return FromGrpcStatus(registries_.Current()->DropBackup(&context, request, &response));
   };
   options.step_down = [this] { shard_->StepDown(); };
   replicator_ = std::make_unique<ShardReplicator>(shard_.get(), &replication_log_, options);
@@ -346,7 +302,7 @@ void ShardServer::WatchPrimary() {
     PrepareCall(options_.auth_token, absl::Seconds(2), &context);
     PromoteBackupResponse response;
     const absl::Status promoted =
-        FromGrpcStatus(Registry()->PromoteBackup(&context, request, &response));
+        FromGrpcStatus(registries_.Current()->PromoteBackup(&context, request, &response));
     if (!promoted.ok()) {
       FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": primary silent for " << silence
                            << ", but cannot take over: " << promoted;
@@ -449,7 +405,12 @@ void ShardServer::ReportLoop() {
         (response->job_state() == FINISHED || response->job_state() == STOPPED)) {
       over_since = absl::Now();
     }
-    if (response.ok()) LearnCoordinators(*response);
+    if (response.ok()) {
+      registries_
+          .Learn(
+              {response->coordinator_addresses().begin(), response->coordinator_addresses().end()})
+          .IgnoreError();  // one that cannot be dialled is not called
+    }
     if (absl::IsFailedPrecondition(response.status()) && over_since == absl::InfiniteFuture()) {
       Rejoin(response.status());
       continue;

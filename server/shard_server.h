@@ -26,6 +26,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
+#include "common/rpc/failover_stubs.h"
 #include "common/rpc/security.h"
 #include "grpcpp/server_builder.h"
 #include "proto/job.pb.h"
@@ -116,12 +117,7 @@ class ShardServer {
   // Builds the shard this process serves, for `job_`.
   absl::Status BuildShard();
   absl::Status JoinCoordinator();
-  // The coordinator's ShardRegistry now; after a call to it failed
-  // unreachable, the next of --coordinator's addresses.
-  ShardRegistry::Stub* Registry();
-  void NextRegistry(ShardRegistry::Stub* failed);
-  // Adds the coordinator processes a report's response names.
-  void LearnCoordinators(const RegisterShardResponse& response);
+
   // One registration (with counters) at the coordinator.
   absl::StatusOr<RegisterShardResponse> ReportToCoordinator(bool ready, absl::Duration timeout);
   void ReportLoop();
@@ -146,11 +142,9 @@ class ShardServer {
   ServiceMetrics service_metrics_;
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<ParameterServiceImpl> parameter_service_;
-  // Other shards (and the coordinator's backup) only: one per address.
-  absl::Mutex registry_mu_;
-  std::vector<std::string> registry_addresses_ ABSL_GUARDED_BY(registry_mu_);
-  std::vector<std::unique_ptr<ShardRegistry::Stub>> registries_ ABSL_GUARDED_BY(registry_mu_);
-  size_t current_registry_ ABSL_GUARDED_BY(registry_mu_) = 0;
+  // The coordinator's processes (--coordinator's addresses and those it
+  // names); none on the coordinator's own shard.
+  FailoverStubs<ShardRegistry> registries_;
   std::function<void()> on_coordinator_silent_;
   absl::Notification took_over_coordinator_;
   std::unique_ptr<ShardControlServiceImpl> shard_control_service_;

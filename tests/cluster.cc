@@ -257,9 +257,20 @@ absl::StatusOr<JobStatus> LocalCluster::WaitFor(const std::function<bool(const J
 JobStatus LocalCluster::FinishJob(const std::vector<int>& workers, absl::Duration timeout) {
   for (int i : workers) {
     absl::StatusOr<int> code = WaitWorker(i, timeout);
-    EXPECT_TRUE(code.ok()) << "worker " << i << " still running\n"
-                           << ServerLog() << "\nworker " << i << ":\n"
-                           << WorkerLog(i);
+    if (!code.ok()) {
+      // A hang: everything the processes said, and where the job stands.
+      std::string logs;
+      for (size_t w = 0; w < workers_.size(); ++w) {
+        absl::StrAppend(&logs, "\nworker ", w, ":\n", WorkerLog(w));
+      }
+      for (const auto& [id, shard] : shards_) {
+        absl::StrAppend(&logs, "\nshard process ", id, ":\n", ShardLog(id));
+      }
+      absl::StatusOr<JobStatus> now = Status();
+      ADD_FAILURE() << "worker " << i << " still running\n"
+                    << ServerLog() << logs << "\nstatus: "
+                    << (now.ok() ? now->ShortDebugString() : now.status().ToString());
+    }
     if (code.ok()) {
       EXPECT_EQ(*code, 0) << WorkerLog(i);
     }

@@ -43,7 +43,7 @@ absl::StatusOr<Clients> Connect(const ConnectionOptions& options) {
                            OpenChannel(addresses[0], security));
   Clients clients;
   FULCRUM_ASSIGN_OR_RETURN(clients.coordinator, GrpcCoordinatorClient::Create(
-                                                    addresses,
+                                                    channel, addresses,
                                                     [security](const std::string& address) {
                                                       return OpenChannel(address, security);
                                                     },

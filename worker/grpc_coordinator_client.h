@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/rpc/failover_stubs.h"
 #include "grpcpp/channel.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "worker/coordinator_client.h"
@@ -19,19 +19,19 @@
 namespace fulcrum {
 
 // Thread-safe. A replicated coordinator has two processes (one serving, its
-// backup answering UNAVAILABLE until it takes over): a call that finds one
-// unavailable fails, and the next call goes to the next channel.
+// backup answering UNAVAILABLE until it takes over): a call that finds the
+// one it calls unavailable goes to the other (common/rpc/failover_stubs.h).
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
+  using Dial = FailoverStubs<Coordinator>::Dial;
   // `auth_token` (may be empty) goes with every call as a bearer token.
   GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout,
                         std::string auth_token = "");
-  using Dial = std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(const std::string&)>;
-  // `addresses` (at least one): the coordinator's processes, dialled with
-  // `dial`, which also dials the addresses LearnAddresses adds.
+  // `channel` reaches addresses[0]; the other addresses (the coordinator's
+  // other process), and those LearnAddresses adds, are dialled with `dial`.
   static absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> Create(
-      const std::vector<std::string>& addresses, Dial dial, absl::Duration rpc_timeout,
-      std::string auth_token = "");
+      std::shared_ptr<grpc::Channel> channel, const std::vector<std::string>& addresses, Dial dial,
+      absl::Duration rpc_timeout, std::string auth_token = "");
 
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) override;
@@ -40,18 +40,17 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
       const AcquirePartitionRequest& request) override;
   absl::Status CompletePartition(const CompletePartitionRequest& request) override;
   absl::Status ReportEval(const ReportEvalRequest& request) override;
-  void LearnAddresses(const std::vector<std::string>& addresses) override;
+  void LearnAddresses(const std::vector<std::string>& addresses) override {
+    stubs_.Learn(addresses).IgnoreError();  // one that cannot be dialled is not called
+  }
 
  private:
+  GrpcCoordinatorClient(Dial dial, absl::Duration rpc_timeout, std::string auth_token)
+      : stubs_(std::move(dial)), rpc_timeout_(rpc_timeout), auth_token_(std::move(auth_token)) {}
   template <typename Request, typename Response, typename Method>
   absl::StatusOr<Response> Call(Method method, const Request& request);
 
-  Dial dial_;  // null: addresses are not learned
-  absl::Mutex mu_;
-  // By address ("" for a channel given without one); the one called now.
-  std::vector<std::pair<std::string, std::unique_ptr<Coordinator::Stub>>> stubs_
-      ABSL_GUARDED_BY(mu_);
-  size_t current_ ABSL_GUARDED_BY(mu_) = 0;
+  FailoverStubs<Coordinator> stubs_;
   const absl::Duration rpc_timeout_;
   const std::string auth_token_;
 };
