@@ -6,10 +6,10 @@
 #   bench/failover.sh [--kills=10] [--mode=async] [--target=shard1|coordinator] [--bin=bazel-bin]
 #
 # --target=coordinator kills the coordinator (shard 0 and the job) instead:
-# its backup takes over as a new coordinator, workers and shard 1 find it and
-# register again; the figure is the same (kill to the first update applied
-# by the new coordinator's shard), and the killed process comes back with
-# --coordinator naming the new one, as its backup.
+# its backup takes over as the same coordinator incarnation, workers and
+# shard 1 find it and go on under their ids; the figure is the same (kill to
+# the first update applied by the new coordinator's shard), and the killed
+# process comes back with --coordinator naming the new one, as its backup.
 #
 # Runs a coordinator (shard 0), shard 1 with a backup, and 2 workers training
 # softmax (a long job) on 127.0.0.1. Each round: waits until the backup has

@@ -60,6 +60,13 @@ absl::StatusOr<JobCoordinator::WorkerRecord*> JobCoordinator::LiveWorkerLocked(
 absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     const RegisterWorkerRequest& request) {
   FULCRUM_RETURN_IF_ERROR(shards_->CheckAllReady());
+  absl::StatusOr<RegisterWorkerResponse> response = RegisterWorkerImpl(request);
+  if (response.ok()) StateChanged();
+  return response;
+}
+
+absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorkerImpl(
+    const RegisterWorkerRequest& request) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
   // A worker coming back under its name replaces itself: not one more.
@@ -214,6 +221,9 @@ AcquirePartitionResponse JobCoordinator::GrantLocked(WorkerRecord& worker, const
 absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
     const AcquirePartitionRequest& request) {
   absl::StatusOr<AcquirePartitionResponse> response = GrantWork(request);
+  // A lease granted (or the job's end told) is replicated before the worker
+  // hears of it; a retry replicates the same state again.
+  if (response.ok() && response->kind() != AcquirePartitionResponse::WAIT) StateChanged();
   // A training lease is handed out once every shard knows the worker is
   // active: a sync round another shard closed without it could not be
   // pushed to any more.
@@ -301,12 +311,13 @@ absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(WorkerReco
   const Lease lease = leases_.at(lease_id);
   leases_.erase(lease_id);
   worker.lease_id.reset();
+  worker.last_finished_lease = lease_id;
   return lease;
 }
 
 absl::Status JobCoordinator::CompletePartition(const CompletePartitionRequest& request) {
   FULCRUM_RETURN_IF_ERROR(CompletePartitionImpl(request));
-  if (options_.progress_changed) options_.progress_changed();
+  StateChanged();
   return absl::OkStatus();
 }
 
@@ -315,6 +326,9 @@ absl::Status JobCoordinator::CompletePartitionImpl(const CompletePartitionReques
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
+  if (request.lease_id() != 0 && request.lease_id() == worker.last_finished_lease) {
+    return absl::OkStatus();  // a retry
+  }
   absl::StatusOr<Lease> taken = TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/false);
   if (!taken.ok()) return taken.status();
   const Lease lease = *taken;
@@ -392,7 +406,7 @@ absl::Status ValidateMetrics(const EvalResult& eval) {
 
 absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   FULCRUM_RETURN_IF_ERROR(ReportEvalImpl(request));
-  if (options_.progress_changed) options_.progress_changed();
+  StateChanged();
   return absl::OkStatus();
 }
 
@@ -408,6 +422,9 @@ absl::Status JobCoordinator::ReportEvalImpl(const ReportEvalRequest& request) {
   absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
   if (!found.ok()) return found.status();
   WorkerRecord& worker = **found;
+  if (request.lease_id() != 0 && request.lease_id() == worker.last_finished_lease) {
+    return absl::OkStatus();  // a retry
+  }
   absl::StatusOr<Lease> taken = TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/true);
   if (!taken.ok()) return taken.status();
   const Lease lease = *taken;
@@ -434,16 +451,19 @@ absl::Status JobCoordinator::ReportEvalImpl(const ReportEvalRequest& request) {
 }
 
 void JobCoordinator::Stop() {
-  absl::MutexLock lock(&mu_);
-  if (JobOver(state_)) return;
-  state_ = STOPPED;
-  finished_at_ = options_.clock->Now();
-  // Release every lease so no round or clock waits for a worker that is
-  // about to exit.
-  for (auto& [id, worker] : workers_) {
-    if (worker.lease_id.has_value()) RevokeLeaseLocked(worker);
+  {
+    absl::MutexLock lock(&mu_);
+    if (JobOver(state_)) return;
+    state_ = STOPPED;
+    finished_at_ = options_.clock->Now();
+    // Release every lease so no round or clock waits for a worker that is
+    // about to exit.
+    for (auto& [id, worker] : workers_) {
+      if (worker.lease_id.has_value()) RevokeLeaseLocked(worker);
+    }
+    FULCRUM_LOG(INFO) << "job stopped by an operator";
   }
-  FULCRUM_LOG(INFO) << "job stopped by an operator";
+  StateChanged();
 }
 
 void JobCoordinator::RevokeLeaseLocked(WorkerRecord& worker) {
@@ -482,6 +502,12 @@ void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker, const std::string& 
 }
 
 int JobCoordinator::ReapSilentWorkers() {
+  const int reaped = ReapSilentWorkersImpl();
+  if (reaped > 0) StateChanged();
+  return reaped;
+}
+
+int JobCoordinator::ReapSilentWorkersImpl() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
   int reaped = 0;
@@ -504,6 +530,10 @@ int JobCoordinator::ReapSilentWorkers() {
 
 CoordinatorCheckpoint JobCoordinator::SaveProgress() const {
   absl::MutexLock lock(&mu_);
+  return SaveProgressLocked();
+}
+
+CoordinatorCheckpoint JobCoordinator::SaveProgressLocked() const {
   CoordinatorCheckpoint progress;
   progress.set_state(state_);
   progress.set_oldest_epoch(oldest_epoch_);
@@ -566,12 +596,108 @@ absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progre
   return absl::OkStatus();
 }
 
+CoordinatorReplica JobCoordinator::SaveReplica() const {
+  absl::MutexLock lock(&mu_);
+  CoordinatorReplica replica;
+  *replica.mutable_progress() = SaveProgressLocked();
+  CoordinatorWorkers& out = *replica.mutable_workers();
+  out.set_incarnation(options_.incarnation);
+  out.set_next_worker_id(next_worker_id_);
+  out.set_next_lease_id(next_lease_id_);
+  for (const auto& [id, record] : workers_) {
+    CoordinatorWorkers::Worker* worker = out.add_workers();
+    *worker->mutable_status() = record.status;
+    worker->set_lease_id(record.lease_id.value_or(0));
+    worker->set_last_finished_lease(record.last_finished_lease);
+  }
+  for (const auto& [id, lease] : leases_) {
+    CoordinatorWorkers::Lease* l = out.add_leases();
+    l->set_id(lease.id);
+    l->set_worker_id(lease.worker_id);
+    l->set_evaluate(lease.evaluate);
+    l->set_epoch(lease.epoch);
+    l->set_partition(lease.partition);
+    l->set_final(lease.final);
+  }
+  for (const EvalResult& eval : evaluations_) *out.add_evaluations() = eval;
+  // Membership changes are made under mu_ (lock order: this, then the group).
+  *out.mutable_membership() = shards_->MembershipNow();
+  out.set_resumed(restored_);
+  return replica;
+}
+
+absl::Status JobCoordinator::RestoreReplica(const CoordinatorReplica& replica) {
+  const CoordinatorWorkers& in = replica.workers();
+  if (in.incarnation() != options_.incarnation) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the replicated job state is of coordinator incarnation %016x, this one is %016x",
+        in.incarnation(), options_.incarnation));
+  }
+  FULCRUM_RETURN_IF_ERROR(RestoreProgress(replica.progress()));
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.clock->Now();
+  next_worker_id_ = std::max(next_worker_id_, in.next_worker_id());
+  next_lease_id_ = std::max(next_lease_id_, in.next_lease_id());
+  uint64_t workers_examples = 0;
+  for (const CoordinatorWorkers::Worker& w : in.workers()) {
+    WorkerRecord record;
+    record.status = w.status();
+    record.last_heartbeat = record.rate_since = now;  // heard from just now
+    record.rate_examples = w.status().examples_seen();
+    if (w.lease_id() != 0) record.lease_id = w.lease_id();
+    record.last_finished_lease = w.last_finished_lease();
+    const uint64_t id = w.status().worker_id();
+    const WorkerState state = w.status().state();
+    if (state != DEAD && state != LEFT) live_by_name_[w.status().name()] = id;
+    workers_examples += w.status().examples_seen();
+    workers_[id] = std::move(record);
+  }
+  // The progress counts the workers' examples; they count on from here.
+  restored_examples_ -= std::min(restored_examples_, workers_examples);
+  for (const CoordinatorWorkers::Lease& l : in.leases()) {
+    auto worker = workers_.find(l.worker_id());
+    if (worker == workers_.end() || worker->second.lease_id != l.id()) {
+      return absl::FailedPreconditionError(absl::StrCat("replicated lease ", l.id(), " of worker ",
+                                                        l.worker_id(), " is not that worker's"));
+    }
+    Lease lease;
+    lease.id = l.id();
+    lease.worker_id = l.worker_id();
+    lease.evaluate = l.evaluate();
+    lease.epoch = l.epoch();
+    lease.partition = l.partition();
+    lease.final = l.final();
+    leases_[lease.id] = lease;
+    if (lease.evaluate) {
+      // The progress lists running evaluations as pending: this one runs.
+      auto queued = std::find_if(eval_queue_.begin(), eval_queue_.end(),
+                                 [&](const EvalTask& t) { return t.epoch == lease.epoch; });
+      if (queued != eval_queue_.end()) eval_queue_.erase(queued);
+    } else if (lease.epoch >= oldest_epoch_ && lease.epoch < options_.job.epochs() &&
+               lease.partition < partitions_) {
+      EpochLocked(lease.epoch)[lease.partition] = PartitionState::kLeased;
+    }
+  }
+  for (auto& [id, record] : workers_) {
+    if (record.lease_id.has_value() && !leases_.contains(*record.lease_id)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker ", id, " holds lease ", *record.lease_id, ", not replicated"));
+    }
+  }
+  evaluations_.assign(in.evaluations().begin(), in.evaluations().end());
+  restored_ = in.resumed();
+  state_ = replica.progress().state();
+  if (!JobOver(state_) && state_ != WAITING_FOR_WORKERS) started_at_ = now;
+  shards_->TakeOverMembership(in.membership());
+  return absl::OkStatus();
+}
+
 void JobCoordinator::RecordCheckpoint(const CheckpointInfo& info) {
   {
     absl::MutexLock lock(&mu_);
     last_checkpoint_ = info;
   }
-  if (options_.progress_changed) options_.progress_changed();
+  StateChanged();
 }
 
 void JobCoordinator::RecordCheckpointFailure(const absl::Status& error) {

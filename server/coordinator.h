@@ -51,11 +51,13 @@ struct CoordinatorOptions {
   uint32_t max_workers = 1024;
   // The time source (tests substitute a ManualClock). Not owned.
   const Clock* clock = Clock::Real();
-  // Called after a partition completed or an evaluation was reported (a
-  // change SaveProgress shows), outside the coordinator's lock and before
-  // the worker is answered: a replicated coordinator sends its progress to
-  // its backup there and waits for it. Null: nothing.
-  std::function<void()> progress_changed;
+  // Called after every change SaveReplica shows but a heartbeat's (a worker
+  // registered, took or gave back a lease, completed a partition, reported
+  // an evaluation, died; a checkpoint; the job stopped), outside the
+  // coordinator's lock and before the worker is answered: a replicated
+  // coordinator sends its state to its backup there and waits for it.
+  // Null: nothing.
+  std::function<void()> state_changed;
 };
 
 // Thread-safe. `shards` (the coordinator's own shard and any others) is not
@@ -97,11 +99,12 @@ class JobCoordinator {
   absl::StatusOr<AcquirePartitionResponse> AcquirePartition(const AcquirePartitionRequest& request);
 
   // FAILED_PRECONDITION unless `lease_id` is a training lease this live
-  // worker holds.
+  // worker holds (or the one it completed last: a retry is OK).
   absl::Status CompletePartition(const CompletePartitionRequest& request);
 
   // FAILED_PRECONDITION unless `lease_id` is an evaluation lease this live
-  // worker holds; INVALID_ARGUMENT for an accuracy outside [0, 1].
+  // worker holds (or the one it reported on last: a retry is OK);
+  // INVALID_ARGUMENT for an accuracy outside [0, 1].
   absl::Status ReportEval(const ReportEvalRequest& request);
 
   // A shard's start or heartbeat (see ShardGroup::RegisterShard).
@@ -133,6 +136,16 @@ class JobCoordinator {
   // FAILED_PRECONDITION if it is of another job (model, epochs or partitions
   // differ) or workers have registered already.
   absl::Status RestoreProgress(const CoordinatorCheckpoint& progress);
+  // What a backup needs to take over from this coordinator, taken in one
+  // step: the progress, the workers with their leases, the membership
+  // (`committed` is left to the caller). Heartbeat figures may be stale.
+  CoordinatorReplica SaveReplica() const;
+  // Takes over a coordinator's replicated state, in place of RestoreProgress
+  // and before serving: the same workers under the same ids (this
+  // coordinator's incarnation must be the replica's), their leases standing,
+  // the membership on every shard. Live workers count as just heard from.
+  // FAILED_PRECONDITION as RestoreProgress, or for another incarnation.
+  absl::Status RestoreReplica(const CoordinatorReplica& replica);
   // Checkpoint outcomes, for status.
   void RecordCheckpoint(const CheckpointInfo& info);
   void RecordCheckpointFailure(const absl::Status& error);
@@ -160,10 +173,16 @@ class JobCoordinator {
   std::string ResultLine() const;
 
  private:
+  CoordinatorCheckpoint SaveProgressLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void StateChanged() const {
+    if (options_.state_changed) options_.state_changed();
+  }
   // Training time of the job: since it started running, plus what a
   // restored checkpoint had.
   double ElapsedSecondsLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<RegisterWorkerResponse> RegisterWorkerImpl(const RegisterWorkerRequest& request);
   absl::Status CompletePartitionImpl(const CompletePartitionRequest& request);
+  int ReapSilentWorkersImpl();
   absl::Status ReportEvalImpl(const ReportEvalRequest& request);
   // AcquirePartition, before the shards have heard of an activation.
   absl::StatusOr<AcquirePartitionResponse> GrantWork(const AcquirePartitionRequest& request);
@@ -187,6 +206,10 @@ class JobCoordinator {
     absl::Time rate_since;
     uint64_t rate_examples = 0;
     std::optional<uint64_t> lease_id;
+    // The last lease completed or reported on (0: none): the same call
+    // again (a retry whose answer was lost, perhaps with the coordinator that
+    // took it) is answered OK and changes nothing.
+    uint64_t last_finished_lease = 0;
   };
 
   // The record of a live worker this coordinator incarnation registered;

@@ -18,9 +18,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   CoordinatorServer* self = server.get();
   server->options_ = options;
   server->log_ = log;
+  // Worker ids, the membership and shard 0's replica set are the
+  // coordinator incarnation's: a backup that took over keeps the dead
+  // coordinator's, so workers go on as they were.
+  const uint64_t coordinator_incarnation =
+      took_over != nullptr ? took_over->workers().incarnation() : incarnation;
   ShardGroupOptions group;
   group.num_shards = options.num_shards;
-  group.incarnation = incarnation;
+  group.incarnation = coordinator_incarnation;
   group.job = job;
   group.report_timeout = options.worker_timeout;
   FULCRUM_ASSIGN_OR_RETURN(ChannelOpener opener, ChannelOpener::Create(options.peer_security));
@@ -34,7 +39,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   ShardReplicatorOptions replicator;
   replicator.shard_index = 0;
   replicator.num_shards = options.num_shards;
-  replicator.incarnation = incarnation;
+  replicator.incarnation = coordinator_incarnation;
   replicator.process_incarnation = incarnation;
   replicator.security = options.peer_security;
   replicator.auth_token = options.auth_token;
@@ -51,11 +56,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
 
   CoordinatorOptions coordinator_options;
   coordinator_options.job = job;
-  coordinator_options.incarnation = incarnation;
+  coordinator_options.incarnation = coordinator_incarnation;
   coordinator_options.heartbeat_interval = options.heartbeat_interval;
   coordinator_options.worker_timeout = options.worker_timeout;
   coordinator_options.max_workers = options.max_workers;
-  coordinator_options.progress_changed = [self] { self->ReplicateProgress(); };
+  coordinator_options.state_changed = [self] { self->ReplicateState(); };
   server->coordinator_ =
       std::make_unique<JobCoordinator>(coordinator_options, server->shards_.get());
 
@@ -68,7 +73,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   if (took_over == nullptr) {
     FULCRUM_RETURN_IF_ERROR(server->checkpointer_->Restore(options.restore));
   } else {
-    FULCRUM_RETURN_IF_ERROR(server->coordinator_->RestoreProgress(took_over->progress()));
+    FULCRUM_RETURN_IF_ERROR(server->coordinator_->RestoreReplica(*took_over));
     if (took_over->committed().sequence() > 0) {
       server->shards_->SetCommitted(took_over->committed());
       // The shards' folders hold the old coordinator's checkpoints.
@@ -90,13 +95,12 @@ CoordinatorServer::~CoordinatorServer() {
 }
 
 CoordinatorReplica CoordinatorServer::ReplicaState() const {
-  CoordinatorReplica state;
-  *state.mutable_progress() = coordinator_->SaveProgress();
+  CoordinatorReplica state = coordinator_->SaveReplica();
   *state.mutable_committed() = shards_->committed();
   return state;
 }
 
-void CoordinatorServer::ReplicateProgress() {
+void CoordinatorServer::ReplicateState() {
   uint64_t sequence = 0;
   {
     absl::MutexLock lock(&replicate_mu_);

@@ -32,12 +32,12 @@ namespace fulcrum {
 // Replication: a second process started for shard 0 registers here as the
 // coordinator's backup (ShardGroup). The coordinator then streams its own
 // shard to it (ShardReplicator over `log`) and, with it, its job state
-// (CoordinatorReplica: progress and the committed checkpoint) after every
-// completed partition, evaluation and checkpoint — answering the worker
-// only once the backup has it. The backup takes over when this process
-// falls silent (server/ps_server.h): a new coordinator incarnation that
-// starts from that state (workers register again, nothing completed is
-// lost, leased partitions are trained again as after a worker's death).
+// (CoordinatorReplica: progress, the committed checkpoint, the workers with
+// their leases and the membership) after every change but a heartbeat —
+// answering the worker only once the backup has it. The backup takes over
+// when this process falls silent (server/ps_server.h) as the same
+// coordinator incarnation: workers go on under their ids and leases, and
+// nothing completed is lost.
 //
 // Lifecycle: Create (restores the job from a checkpoint, or from the state a
 // backup took over with) -> RegisterServices -> (the gRPC server starts) ->
@@ -49,8 +49,9 @@ class CoordinatorServer {
  public:
   // `job` is complete (CompleteJobSpec). FAILED_PRECONDITION / NOT_FOUND when
   // the checkpoint to restore cannot be (see JobCheckpointer::Restore).
-  // `took_over`: this process was the coordinator's backup and resumes from
-  // the state it holds (no checkpoint is restored).
+  // `incarnation` is this process's. `took_over`: this process was the
+  // coordinator's backup and resumes from the state it holds, as that
+  // state's coordinator incarnation (no checkpoint is restored).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
       const ServerOptions& options, const JobSpec& job, uint64_t incarnation, ParameterShard* local,
       ReplicationLog* log, CheckpointStore* checkpoints, MetricsRegistry* metrics,
@@ -81,7 +82,7 @@ class CoordinatorServer {
   CoordinatorServer() = default;
   void RegisterMetrics(MetricsRegistry* metrics);
   // Sends the job state to the backup (if any) and waits until it has it.
-  void ReplicateProgress();
+  void ReplicateState();
 
   ServerOptions options_;
   ReplicationLog* log_ = nullptr;

@@ -208,7 +208,83 @@ TEST_F(CoordinatorTest, CompleteUnderWrongLease_FailedPrecondition) {
   EXPECT_EQ(Complete(a, la.lease_id() + 100).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Eval(a, la.lease_id(), 0.5).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Complete(a, la.lease_id()).ok());
-  EXPECT_EQ(Complete(a, la.lease_id()).code(), absl::StatusCode::kFailedPrecondition);
+  // The same completion again (a retry whose answer was lost) is OK and
+  // completes nothing more; the lease is not this worker's to end twice.
+  EXPECT_TRUE(Complete(a, la.lease_id()).ok());
+  EXPECT_EQ(coordinator_->GetStatus().completed_size(), 1);
+  EXPECT_EQ(Complete(b, la.lease_id()).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// The coordinator's backup takes over from the replicated state: the same
+// workers under the same ids, their leases standing, completions retried
+// across the takeover answered once, the membership on the shards.
+TEST_F(CoordinatorTest, SaveReplicaThenRestoreReplica_WorkersGoOnUnderTheirIdsAndLeases) {
+  Init(SYNC, 2, 2, 4);
+  const uint64_t a = Register("a");
+  const uint64_t b = Register("b");
+  const AcquirePartitionResponse first_a = *Acquire(a);  // leased at the start (sync)
+  const AcquirePartitionResponse lease_b = *Acquire(b);
+  ASSERT_EQ(first_a.kind(), AcquirePartitionResponse::TRAIN);
+  ASSERT_EQ(lease_b.kind(), AcquirePartitionResponse::TRAIN);
+  ASSERT_TRUE(Complete(a, first_a.lease_id()).ok());
+  const AcquirePartitionResponse second_a = *Acquire(a);
+  ASSERT_EQ(second_a.kind(), AcquirePartitionResponse::TRAIN);
+  const Membership membership = group_->MembershipNow();
+  const CoordinatorReplica replica = coordinator_->SaveReplica();
+  EXPECT_EQ(replica.workers().incarnation(), 77u);
+  EXPECT_EQ(replica.workers().workers_size(), 2);
+  EXPECT_EQ(replica.workers().leases_size(), 2);
+
+  // The backup's process: its own shard and group, the same incarnation.
+  coordinator_.reset();
+  group_.reset();
+  shard_ = std::make_unique<ParameterShard>(
+      std::move(*ParameterStore::Create({}, *CreateOptimizer(options_.job.optimizer()),
+                                        *ModelTensors("softmax"))),
+      SYNC, 1);
+  ShardGroupOptions group;
+  group.incarnation = 77;
+  group_ = std::make_unique<ShardGroup>(group, shard_.get());
+  coordinator_ = std::make_unique<JobCoordinator>(options_, group_.get());
+  ASSERT_TRUE(coordinator_->RestoreReplica(replica).ok());
+
+  EXPECT_EQ(coordinator_->state(), RUNNING);
+  EXPECT_TRUE(Heartbeat(a).ok());
+  EXPECT_TRUE(Heartbeat(b).ok());
+  // A new worker gets an id no one had, and the one partition of epoch 1
+  // neither trained nor leased.
+  const uint64_t c = Register("c");
+  EXPECT_EQ(c, 3u);
+  const AcquirePartitionResponse lease_c = *Acquire(c);
+  ASSERT_EQ(lease_c.kind(), AcquirePartitionResponse::TRAIN);
+  EXPECT_EQ(lease_c.partition().epoch(), 0u);
+  for (uint32_t taken :
+       {first_a.partition().index(), second_a.partition().index(), lease_b.partition().index()}) {
+    EXPECT_NE(lease_c.partition().index(), taken);
+  }
+  // A's first completion, retried, changes nothing; its second lease and
+  // b's stand.
+  EXPECT_TRUE(Complete(a, first_a.lease_id()).ok());
+  EXPECT_EQ(coordinator_->GetStatus().completed_size(), 1);
+  const AcquirePartitionResponse again = *Acquire(a);
+  EXPECT_EQ(again.lease_id(), second_a.lease_id());
+  EXPECT_EQ(again.partition().index(), second_a.partition().index());
+  EXPECT_TRUE(Complete(b, lease_b.lease_id()).ok());
+  EXPECT_TRUE(Complete(a, second_a.lease_id()).ok());
+  EXPECT_EQ(coordinator_->GetStatus().completed_size(), 3);
+  // The membership, under a version past the dead coordinator's.
+  const Membership taken_over = group_->MembershipNow();
+  EXPECT_EQ(taken_over.coordinator_incarnation(), 77u);
+  EXPECT_GT(taken_over.version(), membership.version() + (uint64_t{1} << 32));
+  EXPECT_TRUE(taken_over.started());
+  EXPECT_EQ(taken_over.admitted_size(), 3);
+  EXPECT_EQ(coordinator_->GetStatus().workers_size(), 3);
+
+  // Another incarnation's state is refused.
+  JobCoordinator other(options_, group_.get());
+  CoordinatorReplica foreign = replica;
+  foreign.mutable_workers()->set_incarnation(78);
+  EXPECT_EQ(other.RestoreReplica(foreign).code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(CoordinatorTest, SilentWorker_DeclaredDeadAndPartitionRetrained) {

@@ -149,9 +149,10 @@ void ParameterServer::TakeOverCoordinator() {
   standby_registry_service_->Serve(coordinator->coordinator());
   coordinator->Start();
   FULCRUM_LOG(WARNING) << "this process is the coordinator now (incarnation "
-                       << absl::StrFormat("%016x", incarnation_) << "), resuming from "
-                       << state->progress().completed_size()
-                       << " completed partitions; workers register again";
+                       << absl::StrFormat("%016x", state->workers().incarnation())
+                       << "), resuming from " << state->progress().completed_size()
+                       << " completed partitions and " << state->workers().leases_size()
+                       << " leases; workers go on under their ids";
 }
 
 ParameterServer::~ParameterServer() { Shutdown(); }

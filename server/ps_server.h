@@ -7,8 +7,9 @@
 //
 // A replicated coordinator: a second process for shard 0, started with
 // --coordinator naming the first, is its backup (CoordinatorServer). It
-// takes over when the coordinator falls silent for failover_after, as a new
-// coordinator incarnation resuming from the job state it holds. The first
+// takes over when the coordinator falls silent for failover_after, as the
+// same coordinator incarnation, from the job state it holds (workers go on
+// under their ids and leases). The first
 // process, started again with coordinator_backup_address naming the second,
 // finds it serving and becomes its backup in turn.
 //

@@ -94,6 +94,22 @@ void ShardGroup::RemoveWorker(uint64_t worker_id) {
   ChangedLocked();
 }
 
+Membership ShardGroup::MembershipNow() const {
+  absl::MutexLock lock(&mu_);
+  return membership_.ToProto();
+}
+
+void ShardGroup::TakeOverMembership(const Membership& membership) {
+  // Changes the dead coordinator sent to shards after its last replicated
+  // state were at most one per call it answered since: far fewer than this.
+  constexpr uint64_t kVersionsPassed = uint64_t{1} << 32;
+  absl::MutexLock lock(&mu_);
+  membership_ = WorkerMembership::FromProto(membership);
+  membership_.coordinator_incarnation = options_.incarnation;
+  membership_.version += kVersionsPassed;
+  ChangedLocked();
+}
+
 int64_t ShardGroup::SlowestActiveClock() const {
   absl::MutexLock lock(&mu_);
   return membership_.SlowestActiveClock();
@@ -107,7 +123,9 @@ absl::Status ShardGroup::AwaitAcknowledged(absl::Duration timeout) {
     if (stopping_) return true;
     for (uint32_t i = 1; i < remotes_.size(); ++i) {
       const Remote* r = remotes_[i].get();
-      if (r != nullptr && r->ready && r->acked < version) {
+      // Every remote registered before workers could: one missing has not
+      // reported to this coordinator, which took over from another, yet.
+      if (r == nullptr || (r->ready && r->acked < version)) {
         behind_shard = i;
         return false;
       }

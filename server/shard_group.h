@@ -94,10 +94,17 @@ class ShardGroup {
   void RemoveWorker(uint64_t worker_id);
   // The slowest active worker's ssp clock (the largest int64 when none).
   int64_t SlowestActiveClock() const;
+  // The membership as it is now (replicated to the coordinator's backup).
+  Membership MembershipNow() const;
+  // A backup taking over as this coordinator incarnation: the replicated
+  // membership, under a version past any the dead coordinator may have sent
+  // without replicating, made current on every shard.
+  void TakeOverMembership(const Membership& membership);
 
-  // Waits until every registered remote shard has acknowledged the
-  // membership as it is now; UNAVAILABLE naming a shard that did not within
-  // `timeout` (a dead shard: the worker retries).
+  // Waits until every remote shard has acknowledged the membership as it is
+  // now; UNAVAILABLE naming a shard that did not within `timeout` (a dead
+  // shard, or one that has not reported to a coordinator that just took
+  // over: the worker retries).
   absl::Status AwaitAcknowledged(absl::Duration timeout);
 
   // A remote shard's start or heartbeat. FAILED_PRECONDITION for an index or

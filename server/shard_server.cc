@@ -337,7 +337,7 @@ absl::StatusOr<CoordinatorReplica> ShardServer::TakeOverCoordinator() {
         "the coordinator's backup never received the job state; it cannot take over");
   }
   absl::MutexLock lock(&role_mu_);
-  serving_incarnation_ = incarnation_;
+  serving_incarnation_ = replica_service_->incarnation();
   parameter_service_->set_incarnation(serving_incarnation_);
   backup_ = false;
   replication_log_.Reset();

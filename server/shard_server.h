@@ -101,8 +101,9 @@ class ShardServer {
   void OnCoordinatorSilent(std::function<void()> on_silent) {
     on_coordinator_silent_ = std::move(on_silent);
   }
-  // Then: serves workers under this process's own incarnation, once every
-  // update received is applied; the job state to resume from.
+  // Then: serves workers under the coordinator's incarnation (as any backup
+  // that takes over), once every update received is applied; the job state
+  // to resume from.
   // FAILED_PRECONDITION if the coordinator never sent one.
   absl::StatusOr<CoordinatorReplica> TakeOverCoordinator();
   // The log the shard's updates are numbered in for a backup.
