@@ -78,15 +78,27 @@ class SyncPolicy final : public ConsistencyPolicy {
     return absl::OkStatus();
   }
 
-  void PushSummedLocked(const WorkerMembership& members) override {
+  void PushSummedLocked(const WorkerMembership& members, bool decide) override {
     --in_flight_;
-    MaybeCompleteRound(members);
+    if (decide) MaybeCompleteRound(members);
   }
 
-  void MembershipChangedLocked(const WorkerMembership& members, bool renumbered) override {
+  void MembershipChangedLocked(const WorkerMembership& members, bool renumbered,
+                               bool decide) override {
+    if (!decide) return;
     if (renumbered && !pushed_.empty() && in_flight_ == 0) CompleteRound();
     // A gradient already summed into the round stays in it.
     MaybeCompleteRound(members);
+  }
+
+  absl::Status CloseRoundLocked(int64_t round) override {
+    if (round != round_ || in_flight_ > 0 || pushed_.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the primary closed round ", round, "; this copy is collecting round ",
+                       round_, in_flight_ > 0 ? " with pushes still being summed" : ""));
+    }
+    CompleteRound();
+    return absl::OkStatus();
   }
 
   bool RoundInProgressLocked() const override { return !pushed_.empty(); }

@@ -62,16 +62,27 @@ class ConsistencyPolicy {
   // PushSummedLocked.
   virtual absl::Status AdmitPushLocked(uint64_t id, int64_t clock) = 0;
   // SYNC: an accepted push has been added into the round's sums; the round
-  // completes if every active worker has pushed.
-  virtual void PushSummedLocked(const WorkerMembership& members) {}
+  // completes if every active worker has pushed — when `decide`. A backup
+  // replaying its primary's operations passes false: the primary decides
+  // when its pushes have all been summed, possibly after membership changes
+  // that come later in its order of operations, and its decision reaches
+  // the backup in that order (CloseRoundLocked).
+  virtual void PushSummedLocked(const WorkerMembership& members, bool decide) {}
   // Counts a push applied at once (ASYNC, SSP) and returns the new version.
   virtual int64_t PushApplied() { return 0; }
 
   // The membership changed. SYNC: the round completes if the workers it
   // still waits for are gone; with `renumbered` (a new coordinator, whose
   // ids mean other workers) the round in progress is applied with what it
-  // has and the next starts empty.
-  virtual void MembershipChangedLocked(const WorkerMembership& members, bool renumbered) {}
+  // has and the next starts empty. Only when `decide` (see PushSummedLocked).
+  virtual void MembershipChangedLocked(const WorkerMembership& members, bool renumbered,
+                                       bool decide) {}
+  // SYNC, on a backup: its primary closed round `round` at this point of its
+  // operations. FAILED_PRECONDITION when this copy is not collecting that
+  // round with every push summed (the copies differ).
+  virtual absl::Status CloseRoundLocked(int64_t round) {
+    return absl::FailedPreconditionError("no rounds in this consistency mode");
+  }
 
   // SYNC: whether the round being collected has any push in it (admitted or
   // summed): a snapshot taken now would miss part of it.

@@ -87,12 +87,19 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, Consistenc
                                int64_t staleness, std::vector<std::unique_ptr<SparseTable>> tables,
                                const ShardRole& role, const Clock* clock)
     : store_(std::move(store)),
-      // Called under mu_ when a sync round completes.
-      policy_(ConsistencyPolicy::Create(mode, staleness,
-                                        [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                          store_->ApplyAccumulated(scale);
-                                          ApplySparseSums(scale);
-                                        })),
+      // Called under mu_ when a sync round completes: a primary's backup
+      // closes it at the same point of the operations.
+      policy_(ConsistencyPolicy::Create(
+          mode, staleness,
+          [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            store_->ApplyAccumulated(scale);
+            ApplySparseSums(scale);
+            if (replication_ != nullptr && serving_ == ShardServing::kServing) {
+              ReplicaOp op;
+              op.set_round_closed(policy_->Version());
+              replication_->Fill(replication_->Reserve(), std::move(op));
+            }
+          })),
       role_(role),
       clock_(clock) {
   for (auto& table : tables) {
@@ -196,7 +203,8 @@ bool ParameterShard::ApplyMembershipLocked(const WorkerMembership& membership) {
   const bool started = membership_.started;
   membership_ = membership;
   membership_.started = started || membership.started;  // a job never un-starts
-  policy_->MembershipChangedLocked(membership_, renumbered);
+  policy_->MembershipChangedLocked(membership_, renumbered,
+                                   /*decide=*/serving_ != ShardServing::kBackup);
   return true;
 }
 
@@ -449,8 +457,11 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     AccumulateSparse(sparse);
     absl::MutexLock lock(&mu_);
     pushes_.fetch_add(1, std::memory_order_relaxed);
-    policy_->PushSummedLocked(membership_);
+    policy_->PushSummedLocked(membership_, /*decide=*/!replayed);
     v.version = v.round = policy_->Version();
+    // The round this push closed, if it did, reaches the backup before the
+    // worker hears of it.
+    if (sequence != 0) sequence = replication_->last_reserved();
   } else {
     // Sparse first: a table that filled up since the check fails the push
     // before any dense part is applied.
@@ -618,6 +629,9 @@ absl::StatusOr<uint64_t> ParameterShard::ApplyReplicaOp(const ReplicaOp& op) {
   if (op.has_membership()) {
     absl::MutexLock lock(&mu_);
     ApplyMembershipLocked(WorkerMembership::FromProto(op.membership()));
+  } else if (op.op_case() == ReplicaOp::kRoundClosed) {
+    absl::MutexLock lock(&mu_);
+    FULCRUM_RETURN_IF_ERROR(policy_->CloseRoundLocked(op.round_closed()));
   } else if (op.has_push()) {
     const ReplicaPush& push = op.push();
     std::vector<std::vector<float>> buffers(push.dense_size() + push.sparse_size());
@@ -677,6 +691,9 @@ void ParameterShard::Promote() {
   if (serving_ != ShardServing::kBackup) return;
   serving_ = ShardServing::kServing;
   log_first_push_ = true;
+  // Its primary may have closed a sync round whose close never came: decide
+  // here, with what the copy holds.
+  policy_->MembershipChangedLocked(membership_, /*renumbered=*/false, /*decide=*/true);
 }
 
 void ParameterShard::StepDown() {

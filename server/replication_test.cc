@@ -238,6 +238,67 @@ TEST_P(ReplicationTest, OperationThatDoesNotDecode_InvalidArgumentNothingApplied
   EXPECT_EQ(backup_->stats().pushes, primary_->stats().pushes);
 }
 
+// SYNC: a backup closes a round only where its primary did, in the
+// primary's order of operations — never by itself when every active worker
+// has pushed. (The primary sums a push after admitting it, and decides
+// then: a worker activated in between, later in the operations, holds the
+// round open there; a backup deciding at the push's place would close it a
+// round early and refuse every push after.)
+TEST(SyncReplicationTest, BackupClosesARoundOnlyWhereItsPrimaryDid) {
+  ParameterShard backup(MakeStore(), SYNC);
+  backup.BecomeBackup();
+  ReplicaState state;
+  state.snapshot = ParameterShard(MakeStore(), SYNC).Snapshot();
+  state.membership = Members(1, {kA, kB});
+  ASSERT_TRUE(backup.InstallReplica(state).ok());
+  uint64_t sequence = 0;
+  auto push = [&](uint64_t worker, int64_t round) {
+    ReplicaOp op;
+    op.set_sequence(++sequence);
+    ReplicaPush* p = op.mutable_push();
+    p->set_worker_id(worker);
+    p->set_coordinator_incarnation(kCoordinator);
+    p->set_request_id(sequence);
+    p->set_clock(round);
+    DenseValues* values = p->add_dense();
+    values->mutable_slice()->set_tensor("t");
+    values->mutable_slice()->set_length(4);
+    values->set_encoding(FLOAT32);
+    const std::vector<float> g = {1, 1, 1, 1};
+    values->set_data(reinterpret_cast<const char*>(g.data()), g.size() * sizeof(float));
+    return backup.ApplyReplicaOp(op);
+  };
+  auto close = [&](int64_t round) {
+    ReplicaOp op;
+    op.set_sequence(++sequence);
+    op.set_round_closed(round);
+    return backup.ApplyReplicaOp(op);
+  };
+  ASSERT_TRUE(push(kA, 0).ok());
+  ASSERT_TRUE(push(kB, 0).ok());
+  EXPECT_EQ(backup.version().round, 0);  // both pushed: still open here
+  const std::vector<float> before = Values(backup);
+  ASSERT_TRUE(close(0).ok());
+  EXPECT_EQ(backup.version().round, 1);
+  EXPECT_NE(Values(backup), before);
+  // Closing a round this copy is not collecting, or an empty one, is a
+  // divergence: refused (the replicator then sends a snapshot).
+  EXPECT_TRUE(absl::IsFailedPrecondition(close(1).status()));
+  sequence -= 1;
+  EXPECT_TRUE(absl::IsFailedPrecondition(close(7).status()));
+  sequence -= 1;
+  ASSERT_TRUE(push(kA, 1).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(close(0).status()));
+  sequence -= 1;
+  EXPECT_EQ(backup.version().round, 1);
+
+  // Promoted with every active worker's push in, it decides by itself.
+  ASSERT_TRUE(push(kB, 1).ok());
+  EXPECT_EQ(backup.version().round, 1);
+  backup.Promote();
+  EXPECT_EQ(backup.version().round, 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, ReplicationTest, ::testing::Values(ASYNC, SYNC, SSP),
                          [](const auto& info) { return ConsistencyMode_Name(info.param); });
 

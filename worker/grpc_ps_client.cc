@@ -50,11 +50,30 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
     calls[s] = start(shards_[s], &contexts[s], requests[s]);
     calls[s]->Finish(&(*responses)[s], &statuses[s], reinterpret_cast<void*>(s));
   }
+  // One shard's failure fails the call: the others' calls are cancelled, not
+  // waited for. (In sync mode the other shard may be holding a pull for a
+  // round that waits on a worker that in turn waits on this worker's retry
+  // of the failed part — a dead primary's, say: waiting would stall them all
+  // until the pull's deadline.) A cancelled push may have been applied; its
+  // retry carries the same request id.
+  bool cancelled = false;
   for (size_t done = 0; done < n; ++done) {
     void* tag = nullptr;
     bool ok = false;
     if (!cq_->Next(&tag, &ok)) return absl::InternalError("completion queue shut down");
+    const size_t s = reinterpret_cast<size_t>(tag);
+    if (!cancelled && s < n && !statuses[s].ok()) {
+      cancelled = true;
+      for (size_t i = 0; i < n; ++i) {
+        if (i != s) contexts[i].TryCancel();
+      }
+    }
   }
+  // The errors that caused the cancelling speak for the call, not the
+  // cancellations.
+  auto cancelled_here = [&](size_t i) {
+    return cancelled && statuses[i].error_code() == grpc::StatusCode::CANCELLED;
+  };
   size_t first_error = n;
   for (size_t i = 0; i < n; ++i) {
     if (statuses[i].error_code() != grpc::StatusCode::ABORTED) continue;
@@ -68,6 +87,9 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
     shards_[i].last_call_ok = statuses[i].ok();
     RedialIfNotConnected(i, statuses[i]);
     MoveIfUnavailable(i, statuses[i]);
+  }
+  for (size_t i = 0; i < n && first_error == n; ++i) {
+    if (!statuses[i].ok() && !cancelled_here(i)) first_error = i;
   }
   for (size_t i = 0; i < n && first_error == n; ++i) {
     if (!statuses[i].ok()) first_error = i;
