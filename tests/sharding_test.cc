@@ -17,6 +17,7 @@
 #include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
 #include "tests/cluster.h"
+#include "worker/grpc_ps_client.h"
 
 namespace fulcrum {
 namespace {
@@ -65,6 +66,78 @@ grpc::Status ReadRow(ParameterService::Stub* ps, const WorkerIdentity& worker, u
         DecodeFloat32(FLOAT32, response.sparse(0).data(), absl::MakeSpan(value, 1), false).ok());
   }
   return s;
+}
+
+// A step's call goes to every shard at once. When one shard fails (its
+// process is dead), the calls to the others are cancelled, not waited for:
+// in sync mode the other shard's pull may wait for a round that waits on
+// another worker, who may in turn wait for this worker's retry of the failed
+// part — both stalled until the pull's deadline (60 s), the sync stall seen
+// after failovers. Here worker a's pull on shard 0 waits for worker b's push
+// (which never comes); shard 1 is dead: the call fails at once, naming
+// shard 1, instead of timing out on shard 0.
+TEST(ShardingTest, SyncStep_OneShardDead_TheCallFailsWithItsErrorAtOnce) {
+  LocalCluster c("fanout_cancel");
+  // Workers this test speaks for send no heartbeats: none is declared dead
+  // (which would close the round) before the client's deadline.
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=sync", "--num_workers=2", "--num_shards=2",
+                             "--epochs=1", "--worker_timeout=120"})
+                  .ok())
+      << c.ServerLog();
+  ASSERT_TRUE(c.StartShard(1, 2).ok());
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(c.address(), grpc::InsecureChannelCredentials());
+  auto coordinator = Coordinator::NewStub(channel);
+  std::vector<WorkerIdentity> workers;
+  RegisterWorkerResponse registered;
+  for (const char* name : {"a", "b"}) {
+    grpc::Status s;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(5));
+      RegisterWorkerRequest request;
+      request.set_worker_name(name);
+      s = coordinator->RegisterWorker(&ctx, request, &registered);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    workers.push_back(WorkerIdentity{registered.worker_id(), registered.incarnation()});
+  }
+  for (const WorkerIdentity& worker : workers) {  // both training (sync: leased at the start)
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10));
+    AcquirePartitionRequest request;
+    SetSender(worker, &request);
+    AcquirePartitionResponse lease;
+    ASSERT_TRUE(coordinator->AcquirePartition(&ctx, request, &lease).ok());
+    ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
+  }
+  // The client's own deadline (20 s) would end a call that waited.
+  GrpcPsClient ps(channel, absl::Seconds(20));
+  ASSERT_TRUE(
+      ps.Connect({registered.shard_addresses().begin(), registered.shard_addresses().end()}, {})
+          .ok());
+  ParameterBatch params;
+  for (const TensorSpec& t : registered.job().tensors()) {
+    params.tensors.push_back(t);
+    int64_t elements = 1;
+    for (int64_t d : t.shape()) elements *= d;
+    params.dense.emplace_back(elements, 0.0f);
+  }
+  const ParameterBatch gradients = params;
+  absl::StatusOr<ServerVersion> read = ps.Pull(workers[0], {-1, -1}, &params);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->rounds.size(), 2u);
+
+  c.shard(1).Signal(SIGKILL);
+  ASSERT_TRUE(c.shard(1).Wait(absl::Seconds(10)).ok());
+  const std::vector<int64_t> push = read->rounds;
+  const std::vector<int64_t> next = {push[0] + 1, push[1] + 1};
+  absl::StatusOr<ServerVersion> step =
+      ps.PushPull(workers[0], push, 1, gradients, 1, next, &params);
+  EXPECT_TRUE(absl::IsUnavailable(step.status())) << step.status();
+  EXPECT_TRUE(absl::StrContains(step.status().message(), "shard 1")) << step.status();
 }
 
 TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
