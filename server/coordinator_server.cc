@@ -97,6 +97,10 @@ CoordinatorServer::~CoordinatorServer() {
 CoordinatorReplica CoordinatorServer::ReplicaState() const {
   CoordinatorReplica state = coordinator_->SaveReplica();
   *state.mutable_committed() = shards_->committed();
+  state.set_coordinator_address(shards_->coordinator_address());
+  for (std::string& address : shards_->OtherShardAddresses()) {
+    state.add_witness_addresses(std::move(address));
+  }
   return state;
 }
 

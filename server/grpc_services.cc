@@ -628,8 +628,23 @@ grpc::Status CoordinatorServiceImpl::Stop(grpc::ServerContext* context, const St
 }
 
 ShardControlServiceImpl::ShardControlServiceImpl(ParameterShard* shard,
-                                                 WriteCheckpointFn write_checkpoint)
-    : shard_(shard), write_checkpoint_(std::move(write_checkpoint)) {}
+                                                 WriteCheckpointFn write_checkpoint,
+                                                 ReachFn reach_coordinator)
+    : shard_(shard),
+      write_checkpoint_(std::move(write_checkpoint)),
+      reach_coordinator_(std::move(reach_coordinator)) {}
+
+grpc::Status ShardControlServiceImpl::ReachCoordinator(grpc::ServerContext* context,
+                                                       const ReachCoordinatorRequest* request,
+                                                       ReachCoordinatorResponse* response) {
+  if (request->address().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("no coordinator address to call"));
+  }
+  const absl::Status reached = reach_coordinator_(request->address());
+  response->set_reached(reached.ok());
+  if (!reached.ok()) response->set_detail(reached.ToString());
+  return grpc::Status::OK;
+}
 
 grpc::Status ShardControlServiceImpl::SetMembership(grpc::ServerContext* context,
                                                     const Membership* request,

@@ -223,17 +223,24 @@ class ShardControlServiceImpl final : public ShardControl::Service {
  public:
   using WriteCheckpointFn =
       std::function<absl::StatusOr<CheckpointManifest::ShardFile>(uint64_t sequence)>;
-  ShardControlServiceImpl(ParameterShard* shard, WriteCheckpointFn write_checkpoint);
+  // OK when the coordinator process at the address answers a call.
+  using ReachFn = std::function<absl::Status(const std::string& address)>;
+  ShardControlServiceImpl(ParameterShard* shard, WriteCheckpointFn write_checkpoint,
+                          ReachFn reach_coordinator);
 
   grpc::Status SetMembership(grpc::ServerContext* context, const Membership* request,
                              MembershipAck* response) override;
   grpc::Status WriteCheckpoint(grpc::ServerContext* context,
                                const WriteShardCheckpointRequest* request,
                                CheckpointManifest::ShardFile* response) override;
+  grpc::Status ReachCoordinator(grpc::ServerContext* context,
+                                const ReachCoordinatorRequest* request,
+                                ReachCoordinatorResponse* response) override;
 
  private:
   ParameterShard* const shard_;
   const WriteCheckpointFn write_checkpoint_;
+  const ReachFn reach_coordinator_;
 };
 
 }  // namespace fulcrum

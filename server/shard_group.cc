@@ -500,6 +500,23 @@ void ShardGroup::NameCoordinator(const std::string& address, bool now) {
   coordinator_named_ = coordinator_named_ || now;
 }
 
+std::string ShardGroup::coordinator_address() const {
+  absl::MutexLock lock(&mu_);
+  return coordinator_address_;
+}
+
+std::vector<std::string> ShardGroup::OtherShardAddresses() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (uint32_t i = 1; i < remotes_.size(); ++i) {
+    if (remotes_[i] == nullptr) continue;
+    const Remote& remote = *remotes_[i];
+    if (!remote.status.address().empty()) out.push_back(remote.status.address());
+    if (!remote.backup_address.empty()) out.push_back(remote.backup_address);
+  }
+  return out;
+}
+
 std::vector<std::string> ShardGroup::WorkerAddresses() const {
   absl::MutexLock lock(&mu_);
   if (options_.num_shards <= 1 && !coordinator_named_) return {};

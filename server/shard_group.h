@@ -155,6 +155,11 @@ class ShardGroup {
   // coordinator is replicated — a backup registered, or `now` (a backup
   // that took over: workers must leave the old address).
   void NameCoordinator(const std::string& address, bool now);
+  // Where the coordinator serves, once named ("" before).
+  std::string coordinator_address() const;
+  // Every other shard's processes (primaries and backups) that have
+  // registered.
+  std::vector<std::string> OtherShardAddresses() const;
   // Waits until every registered remote shard has reported after `since`
   // (and so heard the job state of then); false at the deadline.
   bool WaitUntilReportedSince(absl::Time since, absl::Time deadline) const;

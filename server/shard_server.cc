@@ -12,6 +12,7 @@
 #include "common/rpc/channel.h"
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/client_context.h"
+#include "proto/coordinator.grpc.pb.h"
 #include "server/shard_group.h"
 
 namespace fulcrum {
@@ -59,7 +60,8 @@ absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(const ServerOptio
   ShardServer* self = server.get();
   server->shard_control_service_ = std::make_unique<ShardControlServiceImpl>(
       server->shard_.get(),
-      [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); });
+      [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); },
+      [self](const std::string& address) { return self->CallCoordinatorAt(address); });
   server->replica_service_ =
       std::make_unique<ShardReplicaService>(server->shard_.get(), options.debug_replication_delay);
   server->BuildService();
@@ -275,6 +277,38 @@ void ShardServer::StartReplicatorLocked() {
   replicator_ = std::make_unique<ShardReplicator>(shard_.get(), &replication_log_, options);
 }
 
+absl::Status ShardServer::CallCoordinatorAt(const std::string& address) {
+  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                           OpenChannel(address, options_.peer_security));
+  std::unique_ptr<Coordinator::Stub> stub = Coordinator::NewStub(channel);
+  grpc::ClientContext context;
+  PrepareCall(options_.auth_token, kReachTimeout, &context);
+  JobStatus status;
+  return FromGrpcStatus(stub->GetStatus(&context, GetStatusRequest(), &status));
+}
+
+absl::Status ShardServer::OthersReachTheCoordinator() {
+  const std::optional<CoordinatorReplica> state = replica_service_->coordinator();
+  if (!state.has_value() || state->coordinator_address().empty()) return absl::OkStatus();
+  ReachCoordinatorRequest request;
+  request.set_address(state->coordinator_address());
+  for (const std::string& witness : state->witness_addresses()) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        OpenChannel(witness, options_.peer_security);
+    if (!channel.ok()) continue;
+    std::unique_ptr<ShardControl::Stub> stub = ShardControl::NewStub(*channel);
+    grpc::ClientContext context;
+    // Its own call to the coordinator, then the answer.
+    PrepareCall(options_.auth_token, 2 * kReachTimeout, &context);
+    ReachCoordinatorResponse response;
+    if (stub->ReachCoordinator(&context, request, &response).ok() && response.reached()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the shard process at ", witness, " still reaches it at ", state->coordinator_address()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void ShardServer::WatchPrimary() {
   const absl::Duration tick = std::min(options_.failover_after / 5, absl::Milliseconds(100));
   absl::Time refused_at = absl::InfinitePast();
@@ -287,7 +321,15 @@ void ShardServer::WatchPrimary() {
       continue;
     }
     if (options_.shard_index == 0) {
-      // The coordinator's backup: nobody above it to ask.
+      // The coordinator's backup: nobody above it to ask, but the other
+      // shards can say whether the coordinator is dead or only cut off from
+      // here (two coordinators would each take workers).
+      if (absl::Status vetoed = OthersReachTheCoordinator(); !vetoed.ok()) {
+        FULCRUM_LOG(WARNING) << "the coordinator has been silent here for " << silence << ", but "
+                             << vetoed.message() << ": not taking over";
+        refused_at = absl::Now();
+        continue;
+      }
       FULCRUM_LOG(WARNING) << "the coordinator has been silent for " << silence
                            << "; its backup takes over";
       took_over_coordinator_.Notify();

@@ -128,6 +128,16 @@ class ShardServer {
   // A backup: asks to take over once the primary has been silent long
   // enough; then serves.
   void WatchPrimary();
+  // How long a call to the coordinator that says it is alive may take.
+  static constexpr absl::Duration kReachTimeout = absl::Milliseconds(300);
+  // OK when the coordinator process at `address` answers within
+  // kReachTimeout (ShardControl.ReachCoordinator).
+  absl::Status CallCoordinatorAt(const std::string& address);
+  // The coordinator's backup, its coordinator silent: FAILED_PRECONDITION
+  // naming another shard's process that still reaches the coordinator (a
+  // partition between the two, not a death); OK when none does or none is
+  // known.
+  absl::Status OthersReachTheCoordinator();
   void TakeOver();
   // A primary: starts keeping its backup in step.
   void StartReplicatorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_mu_);

@@ -217,8 +217,10 @@ absl::StatusOr<std::string> LocalCluster::RunJob(const std::string& job_file,
 }
 
 absl::StatusOr<int> LocalCluster::StartCoordinatorBackup(int num_shards,
-                                                         const std::vector<std::string>& flags) {
-  FULCRUM_ASSIGN_OR_RETURN(const int id, StartShardProcess(kBackupId, 0, num_shards, flags, {}));
+                                                         const std::vector<std::string>& flags,
+                                                         const Placement& placement) {
+  FULCRUM_ASSIGN_OR_RETURN(const int id,
+                           StartShardProcess(kBackupId, 0, num_shards, flags, placement));
   backup_stub_ = Coordinator::NewStub(
       grpc::CreateChannel(shard_address(id), grpc::InsecureChannelCredentials()));
   return id;

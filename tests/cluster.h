@@ -55,7 +55,8 @@ class LocalCluster {
   // server): the coordinator's backup. Status() asks it when the server does
   // not answer. Returns its id for shard(), ShardLog() and shard_address():
   // kBackupId.
-  absl::StatusOr<int> StartCoordinatorBackup(int num_shards, const std::vector<std::string>& flags);
+  absl::StatusOr<int> StartCoordinatorBackup(int num_shards, const std::vector<std::string>& flags,
+                                             const Placement& placement = {});
   // SIGKILLs shard `index` and starts it again on the same port with the
   // flags it was started with plus `extra_flags`.
   absl::Status RestartShard(int index, const std::vector<std::string>& extra_flags = {});

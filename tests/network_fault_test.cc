@@ -206,6 +206,49 @@ TEST_P(ShardPartitionTest, ShardUnreachableFromTheCoordinatorOnly_JobFinishes) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, ShardPartitionTest, ::testing::Values("sync", "async"));
 
+// The coordinator and its backup cut off from each other only: the backup
+// hears nothing from the coordinator, asks the other shard whether it still
+// reaches it, and does not take over (two coordinators would each take
+// workers). The job goes on and finishes under the coordinator, and the
+// backup pairs with it again once the link is back.
+TEST(NetworkFaultTest, CoordinatorAndItsBackupPartitioned_TheBackupDoesNotTakeOver) {
+  MAKE_LAB_OR_SKIP(lab, {"ps0", "ps0b", "ps1", "w0", "w1"});
+  LocalCluster c("net_coordinator_pair");
+  std::vector<std::string> flags = ServerFlags("async");
+  flags.push_back("--num_shards=2");
+  ASSERT_TRUE(c.StartServer(flags, On(lab, "ps0")).ok());
+  absl::StatusOr<int> backup = c.StartCoordinatorBackup(2, {}, On(lab, "ps0b"));
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  ASSERT_TRUE(c.StartShard(1, 2, {}, On(lab, "ps1")).ok());
+  const int w0 = *c.StartWorker("w0", kSteady, On(lab, "w0"));
+  const int w1 = *c.StartWorker("w1", kSteady, On(lab, "w1"));
+  ASSERT_TRUE(c.WaitFor(
+                   [](const JobStatus& s) {
+                     return Training(s, "w0") && Training(s, "w1") && Shard(s, 0).backup_up();
+                   },
+                   absl::Seconds(60))
+                  .ok())
+      << c.ShardLog(*backup);
+
+  ASSERT_TRUE(lab.Block("ps0", "ps0b").ok());
+  // Many times the backup's silence limit (500 ms): the workers train on
+  // with the coordinator, which nobody replaces.
+  const int64_t steps_before = FindWorker(*c.Status(), "w0")->steps();
+  const JobStatus during = ExpectBothLiveFor(c, absl::Seconds(4));
+  EXPECT_GT(FindWorker(during, "w0")->steps(), steps_before);
+  const std::string backup_log = c.ShardLog(*backup);
+  EXPECT_TRUE(absl::StrContains(backup_log, "not taking over")) << backup_log;
+  EXPECT_FALSE(absl::StrContains(backup_log, "this process is the coordinator now")) << backup_log;
+  ASSERT_TRUE(lab.Unblock("ps0", "ps0b").ok());
+
+  JobStatus status = c.FinishJob({w0, w1}, kJobTimeout);
+  EXPECT_EQ(status.state(), FINISHED);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.78);
+  EXPECT_FALSE(absl::StrContains(c.ShardLog(*backup), "this process is the coordinator now"))
+      << c.ShardLog(*backup);
+}
+
 // Every link at 100 ms each way and 5% loss: the same job as on a clean
 // network finishes with the same accuracy (sync: the rounds make the
 // arithmetic the same whatever the timing).
