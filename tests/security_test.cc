@@ -266,7 +266,7 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
     EXPECT_TRUE(CheckServing(channel, absl::Seconds(10)).ok()) << server.address;
   }
   // Coordinator, ParameterService x2, ShardRegistry, ShardControl, ShardReplica.
-  EXPECT_EQ(methods, 9 + 3 + 3 + 3 + 2 + 2);
+  EXPECT_EQ(methods, 9 + 3 + 3 + 3 + 3 + 2);
   // No handler ran: nobody registered, nothing was pushed, nobody stopped
   // the job.
   JobStatus status = (*coordinator)->coordinator()->GetStatus();

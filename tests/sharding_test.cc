@@ -68,6 +68,34 @@ grpc::Status ReadRow(ParameterService::Stub* ps, const WorkerIdentity& worker, u
   return s;
 }
 
+// Registers worker `name`, waiting (UNAVAILABLE) until every shard has
+// registered with the coordinator.
+grpc::Status RegisterWhenShardsAre(Coordinator::Stub* coordinator, const std::string& name,
+                                   RegisterWorkerResponse* registered) {
+  grpc::Status s;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(5));
+    RegisterWorkerRequest request;
+    request.set_worker_name(name);
+    s = coordinator->RegisterWorker(&ctx, request, registered);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return s;
+}
+
+// Worker `worker`'s lease, which must be a training one.
+void ExpectTrainingLease(Coordinator::Stub* coordinator, const WorkerIdentity& worker) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(10));
+  AcquirePartitionRequest request;
+  SetSender(worker, &request);
+  AcquirePartitionResponse lease;
+  ASSERT_TRUE(coordinator->AcquirePartition(&ctx, request, &lease).ok());
+  ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
+}
+
 // A step's call goes to every shard at once. When one shard fails (its
 // process is dead), the calls to the others are cancelled, not waited for:
 // in sync mode the other shard's pull may wait for a round that waits on
@@ -91,27 +119,12 @@ TEST(ShardingTest, SyncStep_OneShardDead_TheCallFailsWithItsErrorAtOnce) {
   std::vector<WorkerIdentity> workers;
   RegisterWorkerResponse registered;
   for (const char* name : {"a", "b"}) {
-    grpc::Status s;
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(In(5));
-      RegisterWorkerRequest request;
-      request.set_worker_name(name);
-      s = coordinator->RegisterWorker(&ctx, request, &registered);
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    const grpc::Status s = RegisterWhenShardsAre(coordinator.get(), name, &registered);
     ASSERT_TRUE(s.ok()) << s.error_message();
     workers.push_back(WorkerIdentity{registered.worker_id(), registered.incarnation()});
   }
   for (const WorkerIdentity& worker : workers) {  // both training (sync: leased at the start)
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(10));
-    AcquirePartitionRequest request;
-    SetSender(worker, &request);
-    AcquirePartitionResponse lease;
-    ASSERT_TRUE(coordinator->AcquirePartition(&ctx, request, &lease).ok());
-    ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
+    ASSERT_NO_FATAL_FAILURE(ExpectTrainingLease(coordinator.get(), worker));
   }
   // The client's own deadline (20 s) would end a call that waited.
   GrpcPsClient ps(channel, absl::Seconds(20));
@@ -156,30 +169,13 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
 
   // Registration waits (UNAVAILABLE) until shard 1 has registered.
   RegisterWorkerResponse registered;
-  grpc::Status s;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(5));
-    RegisterWorkerRequest request;
-    request.set_worker_name("probe");
-    s = coordinator->RegisterWorker(&ctx, request, &registered);
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  grpc::Status s = RegisterWhenShardsAre(coordinator.get(), "probe", &registered);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(registered.shard_addresses_size(), 2);
   EXPECT_EQ(registered.shard_addresses(0), "");  // the coordinator's own
   EXPECT_EQ(registered.shard_addresses(1), c.shard_address(1));
   const WorkerIdentity id{registered.worker_id(), registered.incarnation()};
-  {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(10));
-    AcquirePartitionRequest request;
-    SetSender(id, &request);
-    AcquirePartitionResponse lease;
-    ASSERT_TRUE(coordinator->AcquirePartition(&ctx, request, &lease).ok());
-    ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectTrainingLease(coordinator.get(), id));
 
   // lr/bias has one element: shard 0 owns none of it, shard 1 all.
   {
