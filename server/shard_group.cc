@@ -319,6 +319,14 @@ absl::StatusOr<ReplicaRole> ShardGroup::AssignRole(uint32_t index, uint64_t proc
                                                "'s primary does not answer and its backup (",
                                                remote->backup_address, ") is taking over; retry"));
   }
+  // A backup promoted moments ago may not answer yet (a new connection to
+  // it, the operations it still applies): a process starting now must not
+  // take its place with an older checkpoint.
+  if (remote->failovers > 0 && now - remote->promoted_at < options_.report_timeout) {
+    return absl::UnavailableError(absl::StrCat("shard ", index, "'s backup took over ",
+                                               absl::FormatDuration(now - remote->promoted_at),
+                                               " ago and does not answer yet; retry"));
+  }
   if (backup_only) return no_primary;
   remote->backup_address.clear();
   remote->backup_process = 0;
@@ -395,6 +403,7 @@ absl::Status ShardGroup::PromoteBackup(const PromoteBackupRequest& request) {
   remote->backup_address.clear();
   remote->backup_process = 0;
   ++remote->failovers;
+  remote->promoted_at = options_.clock->Now();
   return absl::OkStatus();
 }
 

@@ -206,6 +206,8 @@ class ShardGroup {
     uint64_t backup_process = 0;
     absl::Time backup_last_report;
     uint64_t failovers = 0;
+    // When its backup last took over.
+    absl::Time promoted_at;
   };
   // Whether the primary of shard `index` answers a call now.
   bool PrimaryAnswers(uint32_t index);

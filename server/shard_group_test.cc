@@ -250,6 +250,11 @@ TEST_F(ShardGroupTest, Promotion_OnlyOfTheBackupOfADeadPrimary_ThenTheOldPrimary
   // A new process for the shard meanwhile waits for the takeover.
   EXPECT_EQ(Report(300, false, false, "").status().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(Promote(200, "backup1:50051").ok());
+  // The new primary does not answer yet (a new connection, operations still
+  // applied): a process starting now waits instead of taking its place
+  // with an older checkpoint (the Compose test's restart policy did).
+  absl::StatusOr<RegisterShardResponse> early = Report(300, false, false, "");
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kUnavailable) << early.status();
   fake_->down = false;
   const std::vector<ShardStatus> status = group_->Status();
   EXPECT_EQ(status[1].address(), "backup1:50051");
