@@ -459,9 +459,10 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     pushes_.fetch_add(1, std::memory_order_relaxed);
     policy_->PushSummedLocked(membership_, /*decide=*/!replayed);
     v.version = v.round = policy_->Version();
-    // The round this push closed, if it did, reaches the backup before the
-    // worker hears of it.
-    if (sequence != 0) sequence = replication_->last_reserved();
+    // The round this push closed, if it did (its close is the newest
+    // operation: reserved under mu_, held here), reaches the backup before
+    // the worker hears of it.
+    if (sequence != 0 && v.round > clock) sequence = replication_->last_reserved();
   } else {
     // Sparse first: a table that filled up since the check fails the push
     // before any dense part is applied.
