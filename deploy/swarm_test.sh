@@ -2,10 +2,13 @@
 # The Docker Swarm deployment (deploy/docker-stack.yml), tested on this
 # machine's engine as a single-node swarm: builds the image FROM scratch,
 # makes the engine a swarm manager if it is not in a swarm (docker swarm
-# init), labels the node for both ps_servers, deploys the stack, waits until
-# training progresses with a checkpoint on both shards, SIGKILLs the
-# process of the shard1 task and of one worker task, checks that Swarm
-# replaces both tasks and that the job finishes with the usual accuracy.
+# init), labels the node for all four ps_servers (each shard and its
+# backup), deploys the stack, waits until training progresses with a
+# checkpoint and both shards have their backups, SIGKILLs the process of
+# shard 1's primary task (shard1 or shard1-backup, whichever registered
+# first) and of one worker task, checks that the backup takes over, that
+# Swarm replaces both tasks, that the replaced ps_server joins as the new
+# backup and that the job finishes with the usual accuracy.
 # Removes the stack, its volumes and network, the labels and the swarm (if
 # it made it) however it ends.
 #
@@ -49,7 +52,8 @@ cleanup() {
   docker volume ls -q --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker volume rm >/dev/null 2>&1
   docker network ls -q --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker network rm >/dev/null 2>&1
   if [[ -n "$node" ]]; then
-    docker node update --label-rm fulcrum.coordinator --label-rm fulcrum.shard1 "$node" >/dev/null 2>&1
+    docker node update --label-rm fulcrum.coordinator --label-rm fulcrum.coordinator-backup \
+      --label-rm fulcrum.shard1 --label-rm fulcrum.shard1-backup "$node" >/dev/null 2>&1
   fi
   if $made_swarm; then
     docker swarm leave --force >/dev/null 2>&1
@@ -67,7 +71,7 @@ fail() {
   echo "--- status:"
   status_json 2>&1 | sed 's/^/    /'
   local service
-  for service in coordinator shard1 worker; do
+  for service in coordinator coordinator-backup shard1 shard1-backup worker; do
     echo "--- $service log (tail, status lines left out):"
     docker service logs --no-task-ids --tail=60 "${stack}_$service" 2>&1 |
       grep -v ' RUNNING round=' | tail -25 | sed 's/^/    /'
@@ -95,7 +99,8 @@ case "$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" in
     ;;
 esac
 node="$(docker info --format '{{.Swarm.NodeID}}')"
-docker node update --label-add fulcrum.coordinator=true --label-add fulcrum.shard1=true "$node" >/dev/null ||
+docker node update --label-add fulcrum.coordinator=true --label-add fulcrum.coordinator-backup=true \
+  --label-add fulcrum.shard1=true --label-add fulcrum.shard1-backup=true "$node" >/dev/null ||
   fail "could not label node $node"
 
 build_log="$(mktemp)"
@@ -104,44 +109,62 @@ rm -f "$build_log"
 deploy_out="$(docker stack deploy --resolve-image=never -c deploy/docker-stack.yml "$stack" 2>&1)" ||
   fail "docker stack deploy: $deploy_out"
 
-wait_for '[[ "$(field state <<<"$json")" == RUNNING && -n "$(field sequence <<<"$json")" ]]' 180 ||
-  fail "no training progress with a checkpoint within 180 s"
-grep -q '"address": "shard1:50051"' <<<"$json" || fail "status does not list shard 1 at shard1:50051"
-echo "swarm_test: training ($(field examples_seen <<<"$json") examples seen)"
+# Shard 1's primary: the one of its two services that registered first.
+shard1_primary() { grep -o '"address": "shard1[-a-z]*:50051"' <<<"$json" | head -1 | sed 's/.*"\(shard1[-a-z]*\):.*/\1/'; }
+wait_for '[[ "$(field state <<<"$json")" == RUNNING && -n "$(field sequence <<<"$json")" ]] &&
+          grep -q "\"backup_address\": \"coordinator-backup:50051\"" <<<"$json" &&
+          [[ -n "$(shard1_primary)" ]] && (( $(grep -c "\"backup_up\": true" <<<"$json") == 2 ))' 180 ||
+  fail "no training progress with a checkpoint and both backups up within 180 s"
+primary="$(shard1_primary)"
+backup=shard1-backup
+[[ "$primary" == shard1-backup ]] && backup=shard1
+grep -q "\"backup_address\": \"$backup:50051\"" <<<"$json" ||
+  fail "shard 1's primary is $primary but its backup is not $backup"
+echo "swarm_test: training ($(field examples_seen <<<"$json") examples seen); shard 1 at $primary, backed up at $backup"
 
 # The image runs as nobody on a read-only root file system here too.
-shard="$(task_container shard1)"
+shard="$(task_container "$primary")"
 worker="$(task_container worker)"
-[[ -n "$shard" && -n "$worker" ]] || fail "no running shard1 or worker task"
+[[ -n "$shard" && -n "$worker" ]] || fail "no running $primary or worker task"
 [[ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$shard")" == true ]] ||
   fail "the shard's root file system is writable"
 shard_pid="$(docker inspect -f '{{.State.Pid}}' "$shard")"
 worker_pid="$(docker inspect -f '{{.State.Pid}}' "$worker")"
 uid="$(awk '/^Uid:/ {print $2}' "/proc/$shard_pid/status")"
 [[ "$uid" == 65534 ]] || fail "ps_server runs as uid $uid, not 65534"
-shard_tasks="$(task_count shard1)"
+shard_tasks="$(task_count "$primary")"
 worker_tasks="$(task_count worker)"
-echo "swarm_test: crashing the shard1 task (host pid $shard_pid) and a worker task (host pid $worker_pid)"
+echo "swarm_test: crashing shard 1's primary task $primary (host pid $shard_pid) and a worker task (host pid $worker_pid)"
 kill -9 "$shard_pid" "$worker_pid" || fail "could not kill $shard_pid $worker_pid"
 
-# Swarm replaces each failed task with a new one.
+wait_for 'grep -A20 "\"address\": \"$backup:50051\"" <<<"$json" | grep -q "\"failovers\": \"1\""' 30 ||
+  fail "$backup did not take over from the crashed primary within 30 s"
+echo "swarm_test: $backup took over"
+
+# Swarm replaces each failed task with a new one; the new ps_server finds
+# the shard served and becomes its backup.
 deadline=$((SECONDS + 90))
 while ((SECONDS < deadline)); do
-  new_shard="$(task_container shard1)"
-  if (($(task_count shard1) > shard_tasks && $(task_count worker) > worker_tasks)) &&
+  new_shard="$(task_container "$primary")"
+  if (($(task_count "$primary") > shard_tasks && $(task_count worker) > worker_tasks)) &&
     [[ -n "$new_shard" && "$new_shard" != "$shard" ]]; then
     break
   fi
   sleep 0.5
 done
-(($(task_count shard1) > shard_tasks)) || fail "Swarm did not replace the shard1 task"
+(($(task_count "$primary") > shard_tasks)) || fail "Swarm did not replace the $primary task"
 (($(task_count worker) > worker_tasks)) || fail "Swarm did not replace the worker task"
 echo "swarm_test: Swarm replaced both tasks"
+wait_for '[[ "$(field state <<<"$json")" == FINISHED ]] ||
+          grep -A20 "\"address\": \"$backup:50051\"" <<<"$json" |
+            grep -q "\"backup_address\": \"$primary:50051\""' 90 ||
+  fail "the replaced $primary task did not become $backup's backup"
+[[ "$(field state <<<"$json")" == FINISHED ]] || echo "swarm_test: the replaced $primary task is $backup's backup"
 
 wait_for '[[ "$(field state <<<"$json")" == FINISHED ]]' 300 || fail "the job did not finish within 300 s"
-shard1="$(grep -A20 '"address": "shard1:50051"' <<<"$json")"
+shard1="$(grep -A20 "\"address\": \"$backup:50051\"" <<<"$json")"
 [[ "$(field up <<<"$shard1")" == true && "$(field pushes <<<"$shard1")" -gt 0 ]] ||
-  fail "shard 1 is not up or took no pushes"
+  fail "shard 1 is not up at $backup or took no pushes"
 accuracy="$(grep -A3 '"last_eval"' <<<"$json" | field test_accuracy)"
 echo "swarm_test: job finished, test_accuracy=$accuracy"
 awk -v a="$accuracy" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' ||
