@@ -112,7 +112,7 @@ void CoordinatorServer::ReplicateState() {
     if (sequence == 0) return;  // no backup
     ReplicaOp op;
     *op.mutable_coordinator() = ReplicaState();
-    log_->Fill(sequence, std::move(op));
+    log_->Fill(sequence, op);
   }
   // A backup that does not answer is dropped within the replicator's
   // deadline (the wait then ends): the change stands here either way.

@@ -10,6 +10,7 @@
 #include "common/base/status_macros.h"
 #include "common/payload.h"
 #include "common/replica.h"
+#include "common/rpc/wire.h"
 #include "common/shard_map.h"
 
 namespace fulcrum {
@@ -31,33 +32,46 @@ class ABSL_SCOPED_LOCKABLE ReaderLockIf {
   absl::Mutex* const mu_;
 };
 
-// A push as its primary admitted it, for the backup (float32 payloads).
-ReplicaOp PushOp(const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
-                 const std::vector<SliceGradient>& gradients,
-                 absl::Span<const SparseGradient> sparse) {
-  ReplicaOp op;
-  ReplicaPush* push = op.mutable_push();
-  push->set_worker_id(worker.id);
-  push->set_coordinator_incarnation(worker.coordinator_incarnation);
-  push->set_request_id(request_id);
-  push->set_clock(clock);
-  for (const SliceGradient& g : gradients) {
-    DenseValues* values = push->add_dense();
-    values->mutable_slice()->set_tensor(g.slice.tensor);
-    values->mutable_slice()->set_offset(g.slice.offset);
-    values->mutable_slice()->set_length(g.slice.length);
-    values->set_encoding(FLOAT32);
-    values->set_data(reinterpret_cast<const char*>(g.values.data()),
-                     g.values.size() * sizeof(float));
-  }
+// A push as its primary admitted it, for the backup: a serialised ReplicaOp
+// (its sequence left to the log) whose dense gradients are float32 payload
+// slices, copied once from the push and sent from there.
+WireSlices PushOp(const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
+                  const std::vector<SliceGradient>& gradients,
+                  absl::Span<const SparseGradient> sparse) {
+  constexpr int kReplicaOpPushField = 2;
+  constexpr int kReplicaPushDenseField = 5;
+  constexpr int kDenseValuesDataField = 3;
+  ReplicaPush push;
+  push.set_worker_id(worker.id);
+  push.set_coordinator_incarnation(worker.coordinator_incarnation);
+  push.set_request_id(request_id);
+  push.set_clock(clock);
   for (const SparseGradient& g : sparse) {
-    SparseValues* values = push->add_sparse();
+    SparseValues* values = push.add_sparse();
     values->set_table(g.table);
     values->mutable_keys()->Add(g.keys.begin(), g.keys.end());
     values->set_encoding(FLOAT32);
     values->set_data(reinterpret_cast<const char*>(g.values.data()),
                      g.values.size() * sizeof(float));
   }
+  WireSlices op = WireSlices::Of(push);
+  for (const SliceGradient& g : gradients) {
+    DenseValues meta;
+    meta.mutable_slice()->set_tensor(g.slice.tensor);
+    meta.mutable_slice()->set_offset(g.slice.offset);
+    meta.mutable_slice()->set_length(g.slice.length);
+    meta.set_encoding(FLOAT32);
+    WireSlices entry = WireSlices::Of(meta);
+    if (!g.values.empty()) {
+      FloatPayload payload = FloatPayload::Allocate(g.values.size());
+      std::copy(g.values.begin(), g.values.end(), payload.values.begin());
+      entry.Add(LengthDelimitedHead(kDenseValuesDataField, payload.slice.size()));
+      entry.Add(std::move(payload.slice));
+    }
+    entry.Enclose(kReplicaPushDenseField);
+    op.Append(std::move(entry));
+  }
+  op.Enclose(kReplicaOpPushField);
   return op;
 }
 
@@ -89,17 +103,17 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, Consistenc
     : store_(std::move(store)),
       // Called under mu_ when a sync round completes: a primary's backup
       // closes it at the same point of the operations.
-      policy_(ConsistencyPolicy::Create(
-          mode, staleness,
-          [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            store_->ApplyAccumulated(scale);
-            ApplySparseSums(scale);
-            if (replication_ != nullptr && serving_ == ShardServing::kServing) {
-              ReplicaOp op;
-              op.set_round_closed(policy_->Version());
-              replication_->Fill(replication_->Reserve(), std::move(op));
-            }
-          })),
+      policy_(ConsistencyPolicy::Create(mode, staleness,
+                                        [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                          store_->ApplyAccumulated(scale);
+                                          ApplySparseSums(scale);
+                                          if (replication_ != nullptr &&
+                                              serving_ == ShardServing::kServing) {
+                                            ReplicaOp op;
+                                            op.set_round_closed(policy_->Version());
+                                            replication_->Fill(replication_->Reserve(), op);
+                                          }
+                                        })),
       role_(role),
       clock_(clock) {
   for (auto& table : tables) {
@@ -187,7 +201,7 @@ uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   if (ApplyMembershipLocked(membership) && replication_ != nullptr) {
     ReplicaOp op;
     *op.mutable_membership() = membership_.ToProto();
-    replication_->Fill(replication_->Reserve(), std::move(op));
+    replication_->Fill(replication_->Reserve(), op);
   }
   return membership_.version;
 }

@@ -12,12 +12,18 @@ uint64_t ReplicationLog::Reserve() {
   return sequence;
 }
 
-void ReplicationLog::Fill(uint64_t sequence, ReplicaOp op) {
+void ReplicationLog::Fill(uint64_t sequence, const ReplicaOp& op) {
   if (sequence == 0) return;
+  Fill(sequence, WireSlices::Of(op));
+}
+
+void ReplicationLog::Fill(uint64_t sequence, WireSlices op) {
+  if (sequence == 0) return;
+  // ReplicaOp.sequence (field 1); fields may come in any order.
+  op.Prepend(VarintFieldBytes(1, sequence));
   absl::MutexLock lock(&mu_);
   auto it = pending_.find(sequence);
   if (it == pending_.end()) return;  // dropped by an Attach since
-  op.set_sequence(sequence);
   it->second = std::move(op);
 }
 
@@ -53,19 +59,19 @@ uint64_t ReplicationLog::Attach() {
   return last_reserved_;
 }
 
-std::vector<ReplicaOp> ReplicationLog::Take(size_t max_bytes, absl::Duration wait) {
+std::vector<WireSlices> ReplicationLog::Take(size_t max_bytes, absl::Duration wait) {
   absl::MutexLock lock(&mu_);
   auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     auto it = pending_.find(last_taken_ + 1);
     return state_ != State::kAttached || (it != pending_.end() && it->second.has_value());
   };
   mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
-  std::vector<ReplicaOp> ops;
+  std::vector<WireSlices> ops;
   size_t bytes = 0;
   while (state_ == State::kAttached && bytes < max_bytes) {
     auto it = pending_.find(last_taken_ + 1);
     if (it == pending_.end() || !it->second.has_value()) break;
-    bytes += it->second->ByteSizeLong();
+    bytes += it->second->size();
     ops.push_back(std::move(*it->second));
     pending_.erase(it);
     ++last_taken_;

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/rpc/wire.h"
 #include "proto/shard_control.pb.h"
 
 namespace fulcrum {
@@ -39,7 +40,11 @@ class ReplicationLog {
   uint64_t Reserve();
   // The content of reserved operation `sequence` (its sequence field is set
   // here). Every reserved sequence must be filled, or the stream stalls.
-  void Fill(uint64_t sequence, ReplicaOp op);
+  void Fill(uint64_t sequence, const ReplicaOp& op);
+  // The same with the operation already serialised (a push's, whose
+  // gradients are slices of their own: sent without another copy), its
+  // sequence field unset.
+  void Fill(uint64_t sequence, WireSlices op);
   // The newest sequence reserved (0: none).
   uint64_t last_reserved() const;
 
@@ -55,8 +60,9 @@ class ReplicationLog {
   // acknowledges the returned sequence.
   uint64_t Attach();
   // Up to `max_bytes` of consecutive filled operations after the last taken
-  // (at least one if any), waiting up to `wait` for the first.
-  std::vector<ReplicaOp> Take(size_t max_bytes, absl::Duration wait);
+  // (at least one if any), waiting up to `wait` for the first: each a
+  // serialised ReplicaOp.
+  std::vector<WireSlices> Take(size_t max_bytes, absl::Duration wait);
   // The backup has applied every operation up to `sequence`.
   void Acknowledge(uint64_t sequence);
   // No backup any more (the coordinator agreed): waits end OK; nothing is
@@ -79,7 +85,7 @@ class ReplicationLog {
   uint64_t last_taken_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acknowledged_ ABSL_GUARDED_BY(mu_) = 0;
   // Reserved and not yet taken; empty optionals are not filled yet.
-  std::map<uint64_t, std::optional<ReplicaOp>> pending_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::optional<WireSlices>> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fulcrum

@@ -81,7 +81,9 @@ class ReplicationTest : public ::testing::TestWithParam<ConsistencyMode> {
     pumping_ = true;
     pump_ = std::thread([this] {
       while (pumping_) {
-        for (const ReplicaOp& op : log_.Take(1 << 20, absl::Milliseconds(10))) {
+        for (const WireSlices& bytes : log_.Take(1 << 20, absl::Milliseconds(10))) {
+          ReplicaOp op;
+          ASSERT_TRUE(bytes.ParseTo(&op).ok());
           absl::StatusOr<uint64_t> applied = backup_->ApplyReplicaOp(op);
           ASSERT_TRUE(applied.ok()) << applied.status();
           log_.Acknowledge(*applied);

@@ -7,7 +7,10 @@
 #include "common/base/log.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/wire.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "server/checkpoint.h"
 
 namespace fulcrum {
@@ -15,6 +18,9 @@ namespace {
 
 // Batches of operations stay well under the default message limits.
 constexpr size_t kMaxBatchBytes = 8 << 20;
+constexpr char kReplicateMethod[] = "/fulcrum.ShardReplica/Replicate";
+constexpr int kReplicateRequestIncarnationField = 1;  // primary_process_incarnation
+constexpr int kReplicateRequestOpsField = 2;
 
 }  // namespace
 
@@ -112,15 +118,19 @@ grpc::Status ShardReplicaService::Replicate(grpc::ServerContext* context,
     return stopping_ || queued_bytes_ < kMaxQueuedBytes;
   };
   mu_.Await(absl::Condition(&room));
-  for (const ReplicaOp& op : request->ops()) {
+  // The operations are moved out of the request, not copied (a push holds
+  // its whole gradient): gRPC's sync API hands the request over as const,
+  // but it belongs to this call and is not read after the handler returns.
+  auto* ops = const_cast<ReplicateRequest*>(request)->mutable_ops();
+  for (ReplicaOp& op : *ops) {
     if (op.sequence() <= received_) continue;  // a resend
     if (op.sequence() != received_ + 1) {
       return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
           "replicated operation ", op.sequence(), " follows ", received_, " here: a gap")));
     }
     queued_bytes_ += op.ByteSizeLong();
-    queue_.push_back(op);
     received_ = op.sequence();
+    queue_.push_back(std::move(op));
   }
   response->set_applied(received_);
   return grpc::Status::OK;
@@ -292,17 +302,33 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
                     << " has this shard's state (version " << state->snapshot.version << ", "
                     << absl::ToDoubleMilliseconds(absl::Now() - started)
                     << " ms); replicating every update to it";
+  // Batches go out as the operations' own bytes (a ReplicateRequest built
+  // of slices: the pushes' gradients are not copied again), hence the
+  // generic stub.
+  grpc::GenericStub generic(*channel);
   while (still_current()) {
-    ReplicateRequest request;
-    request.set_primary_process_incarnation(options_.process_incarnation);
-    for (ReplicaOp& op : log_->Take(kMaxBatchBytes, options_.keepalive)) {
-      *request.add_ops() = std::move(op);
+    WireSlices request;
+    request.Add(VarintFieldBytes(kReplicateRequestIncarnationField, options_.process_incarnation));
+    for (WireSlices& op : log_->Take(kMaxBatchBytes, options_.keepalive)) {
+      op.Enclose(kReplicateRequestOpsField);
+      request.Append(std::move(op));
     }
     grpc::ClientContext context;
     PrepareCall(options_.auth_token, options_.rpc_timeout, &context);
+    const grpc::ByteBuffer request_bytes = request.Buffer();
+    grpc::ByteBuffer reply;
+    grpc::Status status;
+    absl::Notification done;
+    generic.UnaryCall(&context, kReplicateMethod, grpc::StubOptions(), &request_bytes, &reply,
+                      [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    if (!status.ok()) return FromGrpcStatus(status);
     ReplicateResponse response;
-    if (grpc::Status s = stub->Replicate(&context, request, &response); !s.ok()) {
-      return FromGrpcStatus(s);
+    if (!grpc::SerializationTraits<ReplicateResponse>::Deserialize(&reply, &response).ok()) {
+      return absl::DataLossError("the backup's reply to Replicate does not parse");
     }
     log_->Acknowledge(response.applied());
   }

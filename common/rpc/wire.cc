@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/base/config.h"
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
 #include "grpc/slice.h"
@@ -19,10 +20,12 @@ namespace {
 #error "wire.cc sends float32 payloads from memory as little-endian bytes; port it."
 #endif
 
-// Protobuf wire tags (field number << 3 | 2, length-delimited).
-constexpr char kPushPullPushTag =
-    (1 << 3) | 2;  // PushPullRequest.push, PushPullResponse.push_header
-constexpr char kPushPullPullTag = (2 << 3) | 2;  // PushPullRequest.pull, PushPullResponse.pull
+// Field numbers: PushPullRequest.push and PushPullResponse.push_header;
+// .pull of both; PushRequest/PullResponse.dense; DenseValues.data.
+constexpr int kPushPullPushField = 1;
+constexpr int kPushPullPullField = 2;
+constexpr int kDenseField = 2;
+constexpr int kDenseDataField = 3;
 
 void AppendVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -32,68 +35,29 @@ void AppendVarint(uint64_t v, std::string* out) {
   out->push_back(static_cast<char>(v));
 }
 
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-// The tag and length of a length-delimited field of `bytes` bytes.
-std::string FieldHead(char tag, size_t bytes) {
-  std::string head;
-  head.push_back(tag);
-  AppendVarint(bytes, &head);
-  return head;
-}
-
 // A serialised message with a repeated DenseValues field 2 (PushRequest,
 // PullResponse) as slices: the bytes of every field but the payloads, and
 // the payloads as given (referenced or owned). Field order on the wire does
 // not matter to parsers (repeated fields keep their order).
-class DensePieces {
- public:
-  template <typename Message>
-  DensePieces(Message* message, std::vector<grpc::Slice> payloads) {
-    // Every field but the dense entries, then each entry around its payload.
-    google::protobuf::RepeatedPtrField<DenseValues> dense;
-    dense.Swap(message->mutable_dense());
-    AddOwned(message->SerializeAsString());
-    message->mutable_dense()->Swap(&dense);
-    for (size_t i = 0; i < payloads.size(); ++i) {
-      const std::string meta = message->dense(i).SerializeAsString();
-      const size_t data_bytes = payloads[i].size();
-      const size_t inner = meta.size() + 1 + VarintSize(data_bytes) + data_bytes;
-      AddOwned(FieldHead(kDenseTag, inner) + meta + FieldHead(kDenseDataTag, data_bytes));
-      if (data_bytes > 0) {
-        bytes_ += data_bytes;
-        slices_.push_back(std::move(payloads[i]));
-      }
-    }
+template <typename Message>
+WireSlices DensePieces(Message* message, std::vector<grpc::Slice> payloads) {
+  WireSlices pieces;
+  // Every field but the dense entries, then each entry around its payload.
+  google::protobuf::RepeatedPtrField<DenseValues> dense;
+  dense.Swap(message->mutable_dense());
+  pieces.Add(message->SerializeAsString());
+  message->mutable_dense()->Swap(&dense);
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    const std::string meta = message->dense(i).SerializeAsString();
+    const size_t data_bytes = payloads[i].size();
+    const size_t inner =
+        meta.size() + LengthDelimitedHead(kDenseDataField, data_bytes).size() + data_bytes;
+    pieces.Add(LengthDelimitedHead(kDenseField, inner) + meta +
+               LengthDelimitedHead(kDenseDataField, data_bytes));
+    if (data_bytes > 0) pieces.Add(std::move(payloads[i]));
   }
-
-  void AddOwned(std::string bytes) {
-    bytes_ += bytes.size();
-    slices_.emplace_back(std::move(bytes));
-  }
-  // Puts `prefix` before the slices so far.
-  void Prepend(std::string prefix) {
-    bytes_ += prefix.size();
-    slices_.insert(slices_.begin(), grpc::Slice(std::move(prefix)));
-  }
-  size_t bytes() const { return bytes_; }
-  grpc::ByteBuffer Buffer() { return grpc::ByteBuffer(slices_.data(), slices_.size()); }
-
- private:
-  // Protobuf wire tags (field number << 3 | 2, length-delimited).
-  static constexpr char kDenseTag = (2 << 3) | 2;      // PushRequest/PullResponse.dense
-  static constexpr char kDenseDataTag = (3 << 3) | 2;  // DenseValues.data
-
-  std::vector<grpc::Slice> slices_;
-  size_t bytes_ = 0;
-};
+  return pieces;
+}
 
 // The float32 values by reference.
 std::vector<grpc::Slice> ReferTo(absl::Span<const absl::Span<const float>> values) {
@@ -105,28 +69,84 @@ std::vector<grpc::Slice> ReferTo(absl::Span<const absl::Span<const float>> value
   return slices;
 }
 
-// `message` serialised as field `tag` of an enclosing message.
+// `message` serialised as field `field` of an enclosing message.
 template <typename Message>
-std::string Field(char tag, const Message& message) {
+std::string Field(int field, const Message& message) {
   const std::string bytes = message.SerializeAsString();
-  return FieldHead(tag, bytes.size()) + bytes;
+  return LengthDelimitedHead(field, bytes.size()) + bytes;
 }
-
-// Wraps `pieces` as field `tag` of an enclosing message.
-void Enclose(char tag, DensePieces* pieces) { pieces->Prepend(FieldHead(tag, pieces->bytes())); }
 
 }  // namespace
 
+WireSlices WireSlices::Of(const google::protobuf::MessageLite& message) {
+  WireSlices bytes;
+  bytes.Add(message.SerializeAsString());
+  return bytes;
+}
+
+void WireSlices::Add(std::string bytes) {
+  if (bytes.empty()) return;
+  size_ += bytes.size();
+  slices_.emplace_back(std::move(bytes));
+}
+
+void WireSlices::Add(grpc::Slice slice) {
+  size_ += slice.size();
+  slices_.push_back(std::move(slice));
+}
+
+void WireSlices::Append(WireSlices other) {
+  size_ += other.size_;
+  for (grpc::Slice& slice : other.slices_) slices_.push_back(std::move(slice));
+}
+
+void WireSlices::Prepend(std::string bytes) {
+  size_ += bytes.size();
+  slices_.insert(slices_.begin(), grpc::Slice(std::move(bytes)));
+}
+
+void WireSlices::Enclose(int field) { Prepend(LengthDelimitedHead(field, size_)); }
+
+grpc::ByteBuffer WireSlices::Buffer() const {
+  return grpc::ByteBuffer(slices_.data(), slices_.size());
+}
+
+absl::Status WireSlices::ParseTo(google::protobuf::MessageLite* message) const {
+  std::string bytes;
+  bytes.reserve(size_);
+  for (const grpc::Slice& slice : slices_) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  if (!message->ParseFromString(bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("the bytes do not parse as a ", message->GetTypeName()));
+  }
+  return absl::OkStatus();
+}
+
+std::string VarintFieldBytes(int field, uint64_t value) {
+  std::string bytes;
+  AppendVarint(static_cast<uint64_t>(field) << 3, &bytes);  // wire type 0
+  AppendVarint(value, &bytes);
+  return bytes;
+}
+
+std::string LengthDelimitedHead(int field, size_t size) {
+  std::string head;
+  AppendVarint((static_cast<uint64_t>(field) << 3) | 2, &head);
+  AppendVarint(size, &head);
+  return head;
+}
+
 grpc::ByteBuffer PushBytes(PushRequest* request, absl::Span<const absl::Span<const float>> values) {
-  DensePieces pieces(request, ReferTo(values));
-  return pieces.Buffer();
+  return DensePieces(request, ReferTo(values)).Buffer();
 }
 
 grpc::ByteBuffer PushPullBytes(PushPullRequest* request,
                                absl::Span<const absl::Span<const float>> values) {
-  DensePieces pieces(request->mutable_push(), ReferTo(values));
-  Enclose(kPushPullPushTag, &pieces);
-  pieces.AddOwned(Field(kPushPullPullTag, request->pull()));
+  WireSlices pieces = DensePieces(request->mutable_push(), ReferTo(values));
+  pieces.Enclose(kPushPullPushField);
+  pieces.Add(Field(kPushPullPullField, request->pull()));
   return pieces.Buffer();
 }
 
@@ -153,15 +173,14 @@ std::vector<grpc::Slice> SlicesOf(std::vector<FloatPayload> values) {
 }  // namespace
 
 grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayload> values) {
-  DensePieces pieces(response, SlicesOf(std::move(values)));
-  return pieces.Buffer();
+  return DensePieces(response, SlicesOf(std::move(values))).Buffer();
 }
 
 grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
                                        std::vector<FloatPayload> values) {
-  DensePieces pieces(response->mutable_pull(), SlicesOf(std::move(values)));
-  Enclose(kPushPullPullTag, &pieces);                                // PushPullResponse.pull
-  pieces.Prepend(Field(kPushPullPushTag, response->push_header()));  // .push_header
+  WireSlices pieces = DensePieces(response->mutable_pull(), SlicesOf(std::move(values)));
+  pieces.Enclose(kPushPullPullField);
+  pieces.Prepend(Field(kPushPullPushField, response->push_header()));
   return pieces.Buffer();
 }
 

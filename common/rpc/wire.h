@@ -16,12 +16,47 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "proto/job.pb.h"
 #include "proto/parameter_service.pb.h"
 
 namespace fulcrum {
+
+// A protobuf message's wire bytes as a list of slices: fields serialised into
+// owned bytes, large payloads as slices of their own (owned by gRPC, or
+// referenced). Concatenated they parse as the message; nothing is copied to
+// join them, and a ByteBuffer of them is sent as is. Not thread-safe.
+class WireSlices {
+ public:
+  WireSlices() = default;
+  // `message` serialised, as one slice.
+  static WireSlices Of(const google::protobuf::MessageLite& message);
+
+  void Add(std::string bytes);
+  void Add(grpc::Slice slice);
+  void Append(WireSlices other);
+  // Puts `bytes` before everything added so far.
+  void Prepend(std::string bytes);
+  // Makes everything added so far field `field` (length-delimited) of an
+  // enclosing message.
+  void Enclose(int field);
+
+  size_t size() const { return size_; }
+  grpc::ByteBuffer Buffer() const;
+  // Parses the bytes as `message`: DATA_LOSS if they do not parse.
+  absl::Status ParseTo(google::protobuf::MessageLite* message) const;
+
+ private:
+  std::vector<grpc::Slice> slices_;
+  size_t size_ = 0;
+};
+
+// Wire bytes of one field: `field` as a varint; the tag and length of a
+// length-delimited field of `size` bytes.
+std::string VarintFieldBytes(int field, uint64_t value);
+std::string LengthDelimitedHead(int field, size_t size);
 
 // The bytes of `request` with request->dense(i).data() taken to be the
 // float32 values `values[i]` (one per dense entry; the entries' own data must

@@ -276,5 +276,64 @@ TEST(WireTest, ReadPullResponse_TruncatedOrGarbage_DataLoss) {
   }
 }
 
+// A PushPullRequest put together from pieces: its push enclosed as field 1
+// (a payload of 70,000 floats as a slice of its own: a multi-byte length),
+// a varint field, the pull enclosed as field 2.
+TEST(WireSlicesTest, PiecesEnclosedAndAppended_ParseAsTheWholeMessage) {
+  std::vector<float> w(70000);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 0.25f * i;
+  PushRequest push = Skeleton();
+  push.clear_dense();
+  WireSlices push_bytes = WireSlices::Of(push);
+  DenseValues meta;
+  meta.mutable_slice()->set_tensor("w");
+  meta.mutable_slice()->set_length(w.size());
+  meta.set_encoding(FLOAT32);
+  WireSlices entry = WireSlices::Of(meta);
+  FloatPayload payload = FloatPayload::Allocate(w.size());
+  std::copy(w.begin(), w.end(), payload.values.begin());
+  entry.Add(LengthDelimitedHead(3, payload.slice.size()));  // DenseValues.data
+  entry.Add(std::move(payload.slice));
+  entry.Enclose(2);  // PushRequest.dense
+  push_bytes.Append(std::move(entry));
+  push_bytes.Enclose(1);  // PushPullRequest.push
+  PullRequest pull;
+  pull.mutable_header()->set_clock(8);
+  pull.add_dense()->set_tensor("w");
+  WireSlices pull_bytes = WireSlices::Of(pull);
+  pull_bytes.Enclose(2);  // PushPullRequest.pull
+  push_bytes.Append(std::move(pull_bytes));
+
+  PushPullRequest expected;
+  *expected.mutable_push() = push;
+  DenseValues* dense = expected.mutable_push()->add_dense();
+  *dense = meta;
+  EncodeFloat32(w, dense->mutable_data());
+  *expected.mutable_pull() = pull;
+  EXPECT_EQ(push_bytes.size(), expected.ByteSizeLong());
+  PushPullRequest parsed;
+  ASSERT_TRUE(push_bytes.ParseTo(&parsed).ok());
+  EXPECT_EQ(parsed.SerializeAsString(), expected.SerializeAsString());
+  grpc::ByteBuffer buffer = push_bytes.Buffer();
+  EXPECT_EQ(buffer.Length(), expected.ByteSizeLong());
+  EXPECT_EQ(Parse<PushPullRequest>(&buffer).SerializeAsString(), expected.SerializeAsString());
+}
+
+TEST(WireSlicesTest, VarintFieldPrepended_ParsesAsThatField_TruncatedBytesDataLoss) {
+  DenseValues values;
+  values.mutable_slice()->set_tensor("w");
+  WireSlices bytes = WireSlices::Of(values);
+  bytes.Prepend(VarintFieldBytes(2, FLOAT16));  // DenseValues.encoding
+  DenseValues parsed;
+  ASSERT_TRUE(bytes.ParseTo(&parsed).ok());
+  EXPECT_EQ(parsed.encoding(), FLOAT16);
+  EXPECT_EQ(parsed.slice().tensor(), "w");
+  EXPECT_EQ(bytes.size(), parsed.ByteSizeLong());
+
+  WireSlices truncated;
+  truncated.Add(LengthDelimitedHead(1, 1000));  // claims 1000 bytes, has none
+  EXPECT_TRUE(absl::IsDataLoss(truncated.ParseTo(&parsed)));
+}
+
 }  // namespace
 }  // namespace fulcrum
