@@ -838,4 +838,25 @@ std::string JobCoordinator::ResultLine() const {
                          s.epochs(), eval, s.elapsed_seconds());
 }
 
+absl::Status WorkersWitnessCoordinatorLoss(const CoordinatorWorkers& workers,
+                                           const absl::flat_hash_set<uint64_t>& came) {
+  size_t live = 0;
+  size_t live_came = 0;
+  for (const CoordinatorWorkers::Worker& w : workers.workers()) {
+    const WorkerState state = w.status().state();
+    if (state == DEAD || state == LEFT) continue;
+    ++live;
+    if (came.contains(w.status().worker_id())) ++live_came;
+  }
+  if (live == 0) {
+    if (!came.empty()) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        "there is no other shard to ask and no worker has come here since");
+  }
+  if (2 * live_came > live) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "there is no other shard to ask and only ", live_came, " of the job's ", live,
+      " live workers have come here since (a majority must: the others still reach it)"));
+}
+
 }  // namespace fulcrum

@@ -15,6 +15,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -272,6 +273,16 @@ class JobCoordinator {
   uint64_t checkpoint_failures_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_checkpoint_error_ ABSL_GUARDED_BY(mu_);
 };
+
+// Whether the workers that came to the coordinator's backup while the
+// coordinator was silent (`came`: worker ids, 0 for a registration) witness
+// that it is gone for them too, in a job with no other shard to ask: a
+// majority of the live (not dead, not departed) workers in the replicated
+// `workers`, or, with none live, any worker at all. FAILED_PRECONDITION
+// saying how many came otherwise (the coordinator is then more likely cut
+// off from its backup alone: two coordinators would each take workers).
+absl::Status WorkersWitnessCoordinatorLoss(const CoordinatorWorkers& workers,
+                                           const absl::flat_hash_set<uint64_t>& came);
 
 }  // namespace fulcrum
 

@@ -653,5 +653,45 @@ TEST_F(CoordinatorTest, Status_CountsPartitionsLeftAndWorkers) {
   EXPECT_EQ(s.live_workers(), 2u);
 }
 
+// A one-shard job's coordinator backup takes over on the word of a majority
+// of the live workers (those that came to it while the coordinator was
+// silent); dead and departed workers do not count either way.
+TEST(WorkersWitnessTest, AMajorityOfTheLiveWorkersMustHaveCome) {
+  CoordinatorWorkers workers;
+  auto add = [&](uint64_t id, WorkerState state) {
+    WorkerStatus* status = workers.add_workers()->mutable_status();
+    status->set_worker_id(id);
+    status->set_state(state);
+  };
+  add(1, ACTIVE);
+  add(2, IDLE);
+  add(3, EVALUATING_MODEL);
+  add(4, DEAD);
+  add(5, LEFT);
+  EXPECT_TRUE(WorkersWitnessCoordinatorLoss(workers, {1, 3}).ok());
+  EXPECT_TRUE(WorkersWitnessCoordinatorLoss(workers, {1, 2, 3}).ok());
+  const absl::Status one = WorkersWitnessCoordinatorLoss(workers, {2});
+  EXPECT_TRUE(absl::IsFailedPrecondition(one)) << one;
+  EXPECT_NE(one.message().find("only 1 of the job's 3 live workers"), std::string::npos) << one;
+  // The dead, the departed, unknown ids and registrations are no majority.
+  EXPECT_TRUE(absl::IsFailedPrecondition(WorkersWitnessCoordinatorLoss(workers, {2, 4, 5, 9, 0})));
+  EXPECT_TRUE(absl::IsFailedPrecondition(WorkersWitnessCoordinatorLoss(workers, {})));
+
+  // Two live workers: both must come (one is not more than half).
+  CoordinatorWorkers two;
+  for (uint64_t id : {1, 2}) {
+    WorkerStatus* status = two.add_workers()->mutable_status();
+    status->set_worker_id(id);
+    status->set_state(ACTIVE);
+  }
+  EXPECT_TRUE(absl::IsFailedPrecondition(WorkersWitnessCoordinatorLoss(two, {1})));
+  EXPECT_TRUE(WorkersWitnessCoordinatorLoss(two, {1, 2}).ok());
+
+  // No live worker: any worker that came (a registration) is enough.
+  CoordinatorWorkers none;
+  EXPECT_TRUE(absl::IsFailedPrecondition(WorkersWitnessCoordinatorLoss(none, {})));
+  EXPECT_TRUE(WorkersWitnessCoordinatorLoss(none, {0}).ok());
+}
+
 }  // namespace
 }  // namespace fulcrum

@@ -501,6 +501,21 @@ grpc::Status StandbyCoordinatorStatus() {
                                    "only once it takes over: call the coordinator"));
 }
 
+grpc::Status CoordinatorServiceImpl::StandbyFor(uint64_t worker_id) {
+  absl::MutexLock lock(&standby_mu_);
+  standby_calls_[worker_id] = absl::Now();
+  return Standby();
+}
+
+absl::flat_hash_set<uint64_t> CoordinatorServiceImpl::WorkersCalledSince(absl::Time since) const {
+  absl::MutexLock lock(&standby_mu_);
+  absl::flat_hash_set<uint64_t> workers;
+  for (const auto& [worker, at] : standby_calls_) {
+    if (at >= since) workers.insert(worker);
+  }
+  return workers;
+}
+
 namespace {
 
 // Runs a coordinator call returning StatusOr<T> into `response`.
@@ -518,7 +533,7 @@ grpc::Status CoordinatorServiceImpl::RegisterWorker(grpc::ServerContext* context
                                                     const RegisterWorkerRequest* request,
                                                     RegisterWorkerResponse* response) {
   JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
-  if (c == nullptr) return Standby();
+  if (c == nullptr) return StandbyFor(0);
   return Answer(response, [&] { return c->RegisterWorker(*request); });
 }
 
@@ -526,7 +541,7 @@ grpc::Status CoordinatorServiceImpl::Heartbeat(grpc::ServerContext* context,
                                                const HeartbeatRequest* request,
                                                HeartbeatResponse* response) {
   JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
-  if (c == nullptr) return Standby();
+  if (c == nullptr) return StandbyFor(request->worker_id());
   return Answer(response, [&] { return c->Heartbeat(*request); });
 }
 
@@ -534,7 +549,7 @@ grpc::Status CoordinatorServiceImpl::AcquirePartition(grpc::ServerContext* conte
                                                       const AcquirePartitionRequest* request,
                                                       AcquirePartitionResponse* response) {
   JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
-  if (c == nullptr) return Standby();
+  if (c == nullptr) return StandbyFor(request->worker_id());
   return Answer(response, [&] { return c->AcquirePartition(*request); });
 }
 
@@ -542,7 +557,7 @@ grpc::Status CoordinatorServiceImpl::CompletePartition(grpc::ServerContext* cont
                                                        const CompletePartitionRequest* request,
                                                        CompletePartitionResponse*) {
   JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
-  if (c == nullptr) return Standby();
+  if (c == nullptr) return StandbyFor(request->worker_id());
   return ToGrpcStatus(c->CompletePartition(*request));
 }
 
@@ -550,7 +565,7 @@ grpc::Status CoordinatorServiceImpl::ReportEval(grpc::ServerContext* context,
                                                 const ReportEvalRequest* request,
                                                 ReportEvalResponse*) {
   JobCoordinator* c = coordinator_.load(std::memory_order_acquire);
-  if (c == nullptr) return Standby();
+  if (c == nullptr) return StandbyFor(request->worker_id());
   return ToGrpcStatus(c->ReportEval(*request));
 }
 

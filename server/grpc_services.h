@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/base/blocking_pool.h"
@@ -162,6 +164,12 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   // Ends open WatchStatus streams (before the server shuts down).
   void Shutdown() { shutting_down_ = true; }
 
+  // A standby's witnesses: the workers whose calls came here at or after
+  // `since` — workers that could not get an answer from the coordinator
+  // (their clients try the other addresses only then). By worker id; a
+  // registration, which has none yet, counts as id 0.
+  absl::flat_hash_set<uint64_t> WorkersCalledSince(absl::Time since) const;
+
   grpc::Status RegisterWorker(grpc::ServerContext* context, const RegisterWorkerRequest* request,
                               RegisterWorkerResponse* response) override;
   grpc::Status Heartbeat(grpc::ServerContext* context, const HeartbeatRequest* request,
@@ -185,7 +193,12 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
 
  private:
   static grpc::Status Standby() { return StandbyCoordinatorStatus(); }
+  // Standby() for a worker's call, which is noted (WorkersCalledSince).
+  grpc::Status StandbyFor(uint64_t worker_id);
 
+  mutable absl::Mutex standby_mu_;
+  // Worker id (0: a registration) -> its latest call to the standby.
+  absl::flat_hash_map<uint64_t, absl::Time> standby_calls_ ABSL_GUARDED_BY(standby_mu_);
   // Written before coordinator_ is published, read after it is seen.
   std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
   std::atomic<JobCoordinator*> coordinator_;

@@ -76,7 +76,13 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
         std::make_unique<CoordinatorServiceImpl>(nullptr, nullptr);
     server->standby_registry_service_ = std::make_unique<ShardRegistryServiceImpl>(nullptr);
     ParameterServer* self = server.get();
-    server->shard_server_->OnCoordinatorSilent([self] { self->TakeOverCoordinator(); });
+    CoordinatorServiceImpl* standby = server->standby_coordinator_service_.get();
+    server->shard_server_->OnCoordinatorSilent(
+        [self] { self->TakeOverCoordinator(); },
+        [standby](absl::Time silent_since, const CoordinatorReplica& state) {
+          return WorkersWitnessCoordinatorLoss(state.workers(),
+                                               standby->WorkersCalledSince(silent_since));
+        });
     return server;
   }
   JobSpec job = options.job;

@@ -287,9 +287,12 @@ absl::Status ShardServer::CallCoordinatorAt(const std::string& address) {
   return FromGrpcStatus(stub->GetStatus(&context, GetStatusRequest(), &status));
 }
 
-absl::Status ShardServer::OthersReachTheCoordinator() {
+absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since) {
   const std::optional<CoordinatorReplica> state = replica_service_->coordinator();
   if (!state.has_value() || state->coordinator_address().empty()) return absl::OkStatus();
+  if (state->witness_addresses().empty() && workers_witness_) {
+    return workers_witness_(silent_since, *state);
+  }
   ReachCoordinatorRequest request;
   request.set_address(state->coordinator_address());
   for (const std::string& witness : state->witness_addresses()) {
@@ -322,9 +325,10 @@ void ShardServer::WatchPrimary() {
     }
     if (options_.shard_index == 0) {
       // The coordinator's backup: nobody above it to ask, but the other
-      // shards can say whether the coordinator is dead or only cut off from
-      // here (two coordinators would each take workers).
-      if (absl::Status vetoed = OthersReachTheCoordinator(); !vetoed.ok()) {
+      // shards (or, with none, the workers) can say whether the coordinator
+      // is dead or only cut off from here (two coordinators would each take
+      // workers).
+      if (absl::Status vetoed = OthersReachTheCoordinator(last_contact); !vetoed.ok()) {
         FULCRUM_LOG(WARNING) << "the coordinator has been silent here for " << silence << ", but "
                              << vetoed.message() << ": not taking over";
         refused_at = absl::Now();

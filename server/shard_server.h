@@ -98,7 +98,18 @@ class ShardServer {
   // The coordinator's backup (shard 0 joined as a backup): `on_silent` runs
   // (on a thread of this server) once the coordinator has been silent for
   // failover_after. Set before Start.
-  void OnCoordinatorSilent(std::function<void()> on_silent) {
+  //
+  // Before that, the other shards' processes are asked whether they still
+  // reach the coordinator (any yes: a partition between the two, not a
+  // death). A job with no other shard asks `workers_witness` instead, with
+  // the time the coordinator went silent and the job's replicated state:
+  // OK when enough of the workers came here since (they could not reach it
+  // either), an error saying why not otherwise. Unset: no other witness.
+  void OnCoordinatorSilent(
+      std::function<void()> on_silent,
+      std::function<absl::Status(absl::Time silent_since, const CoordinatorReplica& state)>
+          workers_witness = nullptr) {
+    workers_witness_ = std::move(workers_witness);
     on_coordinator_silent_ = std::move(on_silent);
   }
   // Then: serves workers under the coordinator's incarnation (as any backup
@@ -137,7 +148,7 @@ class ShardServer {
   // naming another shard's process that still reaches the coordinator (a
   // partition between the two, not a death); OK when none does or none is
   // known.
-  absl::Status OthersReachTheCoordinator();
+  absl::Status OthersReachTheCoordinator(absl::Time silent_since);
   void TakeOver();
   // A primary: starts keeping its backup in step.
   void StartReplicatorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_mu_);
@@ -157,6 +168,7 @@ class ShardServer {
   // names); none on the coordinator's own shard.
   FailoverStubs<ShardRegistry> registries_;
   std::function<void()> on_coordinator_silent_;
+  std::function<absl::Status(absl::Time, const CoordinatorReplica&)> workers_witness_;
   absl::Notification took_over_coordinator_;
   std::unique_ptr<ShardControlServiceImpl> shard_control_service_;
   std::string advertise_address_;

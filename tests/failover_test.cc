@@ -227,6 +227,39 @@ TEST_P(FailoverTest, CoordinatorKilledMidJob_BackupTakesOver_NothingAcknowledged
   EXPECT_GE(uint64_t(done.shards(0).pushes()), acknowledged_in_all) << c.ShardLog(*backup);
 }
 
+// A one-shard job has no other shard to ask whether its coordinator is gone
+// or only cut off from the backup: the backup takes over once a majority of
+// the workers have come to it, their calls to the coordinator failing. Here
+// both come: worker a was given the backup's address, worker b learnt it
+// from the coordinator. (The partition that must not make it take over:
+// tests/network_fault_test, CoordinatorPairPartitionTest.)
+TEST(OneShardFailoverTest, CoordinatorKilled_TheBackupTakesOverOnTheWorkersWord) {
+  LocalCluster c("coordinator_failover_one_shard");
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--num_workers=2", "--num_shards=1",
+                             "--epochs=5", "--partitions_per_worker=4"})
+                  .ok());
+  absl::StatusOr<int> backup = c.StartCoordinatorBackup(1, {});
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  const int a = *c.StartWorker(
+      "a", {"--debug_step_delay_ms=2",
+            absl::StrCat("--coordinator=", c.address(), ",", c.shard_address(*backup))});
+  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2"});
+  absl::StatusOr<JobStatus> before =
+      c.WaitFor([](const JobStatus& s) { return s.epoch() >= 2 && s.shards(0).backup_up(); },
+                absl::Seconds(120));
+  ASSERT_TRUE(before.ok()) << before.status() << c.ServerLog() << c.ShardLog(*backup);
+
+  c.server().Signal(SIGKILL);
+  const JobStatus done = c.FinishJob({a, b}, absl::Minutes(2));
+  const std::string log = c.ShardLog(*backup);
+  EXPECT_EQ(done.state(), FINISHED) << log;
+  EXPECT_TRUE(absl::StrContains(log, "this process is the coordinator now")) << log;
+  EXPECT_EQ(done.incarnation(), before->incarnation());
+  EXPECT_EQ(done.dead_workers(), 0u) << log;
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(done), "");
+  EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << log;
+}
+
 // The backup dies: the primary drops it (with the coordinator's consent) and
 // answers pushes alone; a new backup joins the running job and catches up;
 // then the primary dies and that backup takes over, found by workers that
