@@ -223,7 +223,9 @@ TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBacku
   ASSERT_TRUE(c.StartServer(flags, On(lab, "ps0")).ok());
   absl::StatusOr<int> backup = c.StartCoordinatorBackup(shards, {}, On(lab, "ps0b"));
   ASSERT_TRUE(backup.ok()) << backup.status();
-  if (shards > 1) ASSERT_TRUE(c.StartShard(1, shards, {}, On(lab, "ps1")).ok());
+  if (shards > 1) {
+    ASSERT_TRUE(c.StartShard(1, shards, {}, On(lab, "ps1")).ok());
+  }
   const int w0 = *c.StartWorker("w0", kSteady, On(lab, "w0"));
   const int w1 = *c.StartWorker("w1", kSteady, On(lab, "w1"));
   ASSERT_TRUE(c.WaitFor(

@@ -15,8 +15,8 @@
 //     system with CPU and memory requests and limits, the shards probed on
 //     the gRPC health service;
 //  6. with the binaries at hand, every --flag a Fulcrum container is given
-//     is one that binary knows (its --helpfull), and the StatefulSet's pod
-//     0 (the coordinator) starts: its ps_server runs with the manifest's
+//     is one that binary knows (its --helpfull), and the coordinator's
+//     StatefulSet's pod 0 (the one given the job) starts: its ps_server runs with the manifest's
 //     arguments and the ConfigMap's and Secret's files where they would be
 //     mounted, and serves.
 //
@@ -537,11 +537,33 @@ func checkFlags(objects []Object, binDir string) []error {
 // mounts empty folders), listening on 127.0.0.1 port 0. It passes once the
 // server serves (writes its --port_file) and returns what ps_server said if
 // it exits first.
+// givesTheJob tells whether a ps_server's arguments name the job it holds
+// (only the coordinator's do).
+func givesTheJob(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "--job=") || strings.HasPrefix(a, "--model=") {
+			return true
+		}
+	}
+	return false
+}
+
 func checkCoordinatorStarts(objects []Object, binDir string) error {
+	// The coordinator's StatefulSet is the one given the job (--job or
+	// --model): its pod 0 starts alone. The others' pods (shard 0's backup,
+	// other shards) wait for a coordinator before they serve.
 	var set *appsv1.StatefulSet
 	for _, o := range objects {
-		if s, ok := o.Obj.(*appsv1.StatefulSet); ok {
+		s, ok := o.Obj.(*appsv1.StatefulSet)
+		if !ok {
+			continue
+		}
+		if set == nil {
 			set = s
+		}
+		if len(s.Spec.Template.Spec.Containers) > 0 && givesTheJob(programArgs(s.Spec.Template.Spec.Containers[0])) {
+			set = s
+			break
 		}
 	}
 	if set == nil || len(set.Spec.Template.Spec.Containers) == 0 {
