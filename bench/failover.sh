@@ -41,21 +41,9 @@ done
 
 dir="$(mktemp -d /tmp/fulcrum-failover.XXXXXX)"
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
+source bench/processes.sh
+trap kill_started EXIT
 trap 'exit 130' INT TERM
-
-wait_port() {  # $1: port file, $2: pid
-  for _ in $(seq 300); do
-    [[ -s "$1" ]] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 # Seconds since midnight of a glog-style line's time ("I1128 05:10:13.535").
 log_time() { awk '{ split($2, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3]; exit }'; }
 

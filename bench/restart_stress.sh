@@ -46,23 +46,10 @@ done
 
 dir="$(mktemp -d /tmp/fulcrum-restart.XXXXXX)"
 pids=()
-keep=false
-cleanup() {
-  $keep && return
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
+keep=false  # a stall leaves the processes running
+source bench/processes.sh
+trap '$keep || kill_started' EXIT
 trap 'exit 130' INT TERM
-
-wait_port() {  # $1: port file, $2: pid
-  for _ in $(seq 300); do
-    [[ -s "$1" ]] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 now() { date +%s.%N; }
 
 "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/coordinator.port" \
