@@ -850,13 +850,13 @@ absl::Status WorkersWitnessCoordinatorLoss(const CoordinatorWorkers& workers,
   }
   if (live == 0) {
     if (!came.empty()) return absl::OkStatus();
-    return absl::FailedPreconditionError(
-        "there is no other shard to ask and no worker has come here since");
+    return absl::FailedPreconditionError("no worker has come here since");
   }
   if (2 * live_came > live) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "there is no other shard to ask and only ", live_came, " of the job's ", live,
-      " live workers have come here since (a majority must: the others still reach it)"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("only ", live_came, " of the job's ", live,
+                   " live workers have come here since (a majority must: the others still "
+                   "reach it)"));
 }
 
 }  // namespace fulcrum

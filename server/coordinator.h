@@ -276,7 +276,8 @@ class JobCoordinator {
 
 // Whether the workers that came to the coordinator's backup while the
 // coordinator was silent (`came`: worker ids, 0 for a registration) witness
-// that it is gone for them too, in a job with no other shard to ask: a
+// that it is gone for them too, when no other shard can say (a one-shard
+// job, or none answers the backup): a
 // majority of the live (not dead, not departed) workers in the replicated
 // `workers`, or, with none live, any worker at all. FAILED_PRECONDITION
 // saying how many came otherwise (the coordinator is then more likely cut

@@ -290,11 +290,9 @@ absl::Status ShardServer::CallCoordinatorAt(const std::string& address) {
 absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since) {
   const std::optional<CoordinatorReplica> state = replica_service_->coordinator();
   if (!state.has_value() || state->coordinator_address().empty()) return absl::OkStatus();
-  if (state->witness_addresses().empty() && workers_witness_) {
-    return workers_witness_(silent_since, *state);
-  }
   ReachCoordinatorRequest request;
   request.set_address(state->coordinator_address());
+  bool answered = false;  // some witness said it does not reach it either
   for (const std::string& witness : state->witness_addresses()) {
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
         OpenChannel(witness, options_.peer_security);
@@ -304,10 +302,21 @@ absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since) {
     // Its own call to the coordinator, then the answer.
     PrepareCall(options_.auth_token, 2 * kReachTimeout, &context);
     ReachCoordinatorResponse response;
-    if (stub->ReachCoordinator(&context, request, &response).ok() && response.reached()) {
+    if (!stub->ReachCoordinator(&context, request, &response).ok()) continue;
+    if (response.reached()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the shard process at ", witness, " still reaches it at ", state->coordinator_address()));
     }
+    answered = true;
+  }
+  // No shard to ask (a one-shard job), or none answered (this process may
+  // be the one cut off): the workers decide.
+  if (answered || !workers_witness_) return absl::OkStatus();
+  if (absl::Status workers = workers_witness_(silent_since, *state); !workers.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(state->witness_addresses().empty()
+                                                          ? "there is no other shard to ask"
+                                                          : "no other shard process answered",
+                                                      ", and ", workers.message()));
   }
   return absl::OkStatus();
 }

@@ -101,10 +101,11 @@ class ShardServer {
   //
   // Before that, the other shards' processes are asked whether they still
   // reach the coordinator (any yes: a partition between the two, not a
-  // death). A job with no other shard asks `workers_witness` instead, with
-  // the time the coordinator went silent and the job's replicated state:
-  // OK when enough of the workers came here since (they could not reach it
-  // either), an error saying why not otherwise. Unset: no other witness.
+  // death). When no other shard answers (or the job has none),
+  // `workers_witness` decides, given the time the coordinator went silent
+  // and the job's replicated state: OK when enough of the workers came here
+  // since (they could not reach it either), an error saying why not
+  // otherwise. Unset: the backup takes over when no shard says no.
   void OnCoordinatorSilent(
       std::function<void()> on_silent,
       std::function<absl::Status(absl::Time silent_since, const CoordinatorReplica& state)>

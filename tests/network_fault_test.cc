@@ -206,18 +206,25 @@ TEST_P(ShardPartitionTest, ShardUnreachableFromTheCoordinatorOnly_JobFinishes) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, ShardPartitionTest, ::testing::Values("sync", "async"));
 
-// The coordinator and its backup cut off from each other only: the backup
-// hears nothing from the coordinator, asks the other shard whether it still
-// reaches it — or, in a one-shard job, finds that the workers have not come
-// to it (they still reach the coordinator) — and does not take over (two
-// coordinators would each take workers). The job goes on and finishes under
-// the coordinator, and the backup pairs with it again once the link is back.
-class CoordinatorPairPartitionTest : public ::testing::TestWithParam<int> {};
+// The coordinator and its backup cut off from each other: the backup hears
+// nothing from the coordinator, asks the other shard whether it still
+// reaches it — or, in a one-shard job or cut off from that shard too, finds
+// that the workers have not come to it (they still reach the coordinator) —
+// and does not take over (two coordinators would each take workers). The
+// job goes on and finishes under the coordinator, and the backup pairs with
+// it again once the links are back.
+struct PairPartition {
+  const char* name;
+  int shards;
+  bool backup_cut_off_from_shard1;
+};
+
+class CoordinatorPairPartitionTest : public ::testing::TestWithParam<PairPartition> {};
 
 TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBackupDoesNotTakeOver) {
-  const int shards = GetParam();
+  const int shards = GetParam().shards;
   MAKE_LAB_OR_SKIP(lab, {"ps0", "ps0b", "ps1", "w0", "w1"});
-  LocalCluster c(absl::StrCat("net_coordinator_pair", shards));
+  LocalCluster c(absl::StrCat("net_coordinator_pair_", GetParam().name));
   std::vector<std::string> flags = ServerFlags("async");
   flags.push_back(absl::StrCat("--num_shards=", shards));
   ASSERT_TRUE(c.StartServer(flags, On(lab, "ps0")).ok());
@@ -237,6 +244,9 @@ TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBacku
       << c.ShardLog(*backup);
 
   ASSERT_TRUE(lab.Block("ps0", "ps0b").ok());
+  if (GetParam().backup_cut_off_from_shard1) {
+    ASSERT_TRUE(lab.Block("ps1", "ps0b").ok());
+  }
   // Many times the backup's silence limit (500 ms): the workers train on
   // with the coordinator, which nobody replaces.
   const int64_t steps_before = FindWorker(*c.Status(), "w0")->steps();
@@ -246,6 +256,9 @@ TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBacku
   EXPECT_TRUE(absl::StrContains(backup_log, "not taking over")) << backup_log;
   EXPECT_FALSE(absl::StrContains(backup_log, "this process is the coordinator now")) << backup_log;
   ASSERT_TRUE(lab.Unblock("ps0", "ps0b").ok());
+  if (GetParam().backup_cut_off_from_shard1) {
+    ASSERT_TRUE(lab.Unblock("ps1", "ps0b").ok());
+  }
 
   JobStatus status = c.FinishJob({w0, w1}, kJobTimeout);
   EXPECT_EQ(status.state(), FINISHED);
@@ -255,7 +268,11 @@ TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBacku
       << c.ShardLog(*backup);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, CoordinatorPairPartitionTest, ::testing::Values(1, 2));
+INSTANTIATE_TEST_SUITE_P(
+    Cases, CoordinatorPairPartitionTest,
+    ::testing::Values(PairPartition{"one_shard", 1, false}, PairPartition{"two_shards", 2, false},
+                      PairPartition{"backup_cut_off_from_every_shard", 2, true}),
+    [](const ::testing::TestParamInfo<PairPartition>& info) { return info.param.name; });
 
 // Every link at 100 ms each way and 5% loss: the same job as on a clean
 // network finishes with the same accuracy (sync: the rounds make the
