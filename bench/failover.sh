@@ -3,13 +3,17 @@
 # primary to the first update its backup applied as the new primary.
 #
 #   bazel build -c opt //server:ps_server //worker:worker
-#   bench/failover.sh [--kills=10] [--mode=async] [--target=shard1|coordinator] [--bin=bazel-bin]
+#   bench/failover.sh [--kills=10] [--mode=async] [--target=shard1|coordinator] [--shards=2]
+#                     [--bin=bazel-bin]
 #
 # --target=coordinator kills the coordinator (shard 0 and the job) instead:
 # its backup takes over as the same coordinator incarnation, workers and
 # shard 1 find it and go on under their ids; the figure is the same (kill to
 # the first update applied by the new coordinator's shard), and the killed
 # process comes back with --coordinator naming the new one, as its backup.
+# --shards=1 (with --target=coordinator) runs no shard 1: the backup has no
+# other shard to ask and takes over on the workers' word (a majority of
+# them came to it).
 #
 # Runs a coordinator (shard 0), shard 1 with a backup, and 2 workers training
 # softmax (a long job) on 127.0.0.1. Each round: waits until the backup has
@@ -25,6 +29,7 @@ cd "$(dirname "$0")/.."
 kills=10
 mode=async
 target=shard1
+shards=2
 bin=bazel-bin
 for arg in "$@"; do
   case "$arg" in
@@ -32,6 +37,7 @@ for arg in "$@"; do
     --mode=*) mode="${arg#*=}" ;;
     --bin=*) bin="${arg#*=}" ;;
     --target=shard1 | --target=coordinator) target="${arg#*=}" ;;
+    --shards=1 | --shards=2) shards="${arg#*=}" ;;
     *) echo "failover.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -47,7 +53,8 @@ trap 'exit 130' INT TERM
 # Seconds since midnight of a glog-style line's time ("I1128 05:10:13.535").
 log_time() { awk '{ split($2, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3]; exit }'; }
 
-job_flags=(--model=softmax --mode="$mode" --num_workers=2 --num_shards=2 --epochs=100000)
+[[ "$target" == shard1 && "$shards" == 1 ]] && { echo "failover.sh: --target=shard1 needs --shards=2" >&2; exit 2; }
+job_flags=(--model=softmax --mode="$mode" --num_workers=2 --num_shards="$shards" --epochs=100000)
 declare -A slot_pid slot_log slot_address
 # $1: slot name, $2: generation, then the process's own flags.
 start_process() {
@@ -67,12 +74,14 @@ start_process() {
 if [[ "$target" == coordinator ]]; then
   start_process a 0 "${job_flags[@]}"
   coordinator="${slot_address[a]}"
-  "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/s1.port" --num_shards=2 \
-    --shard_index=1 --coordinator="$coordinator" --status_interval=0 >/dev/null 2>"$dir/shard1.log" &
-  pids+=($!)
-  wait_port "$dir/s1.port" $! >/dev/null || { echo "shard 1 did not start" >&2; exit 1; }
+  if ((shards == 2)); then
+    "$bin/server/ps_server" --host=127.0.0.1 --port=0 --port_file="$dir/s1.port" --num_shards=2 \
+      --shard_index=1 --coordinator="$coordinator" --status_interval=0 >/dev/null 2>"$dir/shard1.log" &
+    pids+=($!)
+    wait_port "$dir/s1.port" $! >/dev/null || { echo "shard 1 did not start" >&2; exit 1; }
+  fi
   # The new coordinator's backup: a second process for shard 0.
-  start_slot() { start_process "$1" "$2" --num_shards=2 --shard_index=0 --coordinator="$coordinator"; }
+  start_slot() { start_process "$1" "$2" --num_shards="$shards" --shard_index=0 --coordinator="$coordinator"; }
   took_over_line="this process is the coordinator now"
 else
   start_process c 0 "${job_flags[@]}"

@@ -502,18 +502,8 @@ grpc::Status StandbyCoordinatorStatus() {
 }
 
 grpc::Status CoordinatorServiceImpl::StandbyFor(uint64_t worker_id) {
-  absl::MutexLock lock(&standby_mu_);
-  standby_calls_[worker_id] = absl::Now();
+  standby_calls_.Note(worker_id);
   return Standby();
-}
-
-absl::flat_hash_set<uint64_t> CoordinatorServiceImpl::WorkersCalledSince(absl::Time since) const {
-  absl::MutexLock lock(&standby_mu_);
-  absl::flat_hash_set<uint64_t> workers;
-  for (const auto& [worker, at] : standby_calls_) {
-    if (at >= since) workers.insert(worker);
-  }
-  return workers;
 }
 
 namespace {

@@ -13,7 +13,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -168,7 +167,9 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   // `since` — workers that could not get an answer from the coordinator
   // (their clients try the other addresses only then). By worker id; a
   // registration, which has none yet, counts as id 0.
-  absl::flat_hash_set<uint64_t> WorkersCalledSince(absl::Time since) const;
+  absl::flat_hash_set<uint64_t> WorkersCalledSince(absl::Time since) const {
+    return standby_calls_.Since(since);
+  }
 
   grpc::Status RegisterWorker(grpc::ServerContext* context, const RegisterWorkerRequest* request,
                               RegisterWorkerResponse* response) override;
@@ -196,9 +197,7 @@ class CoordinatorServiceImpl final : public fulcrum::Coordinator::Service {
   // Standby() for a worker's call, which is noted (WorkersCalledSince).
   grpc::Status StandbyFor(uint64_t worker_id);
 
-  mutable absl::Mutex standby_mu_;
-  // Worker id (0: a registration) -> its latest call to the standby.
-  absl::flat_hash_map<uint64_t, absl::Time> standby_calls_ ABSL_GUARDED_BY(standby_mu_);
+  WorkerSightings standby_calls_;  // by worker id; 0: a registration
   // Written before coordinator_ is published, read after it is seen.
   std::function<absl::StatusOr<CheckpointInfo>()> checkpoint_;
   std::atomic<JobCoordinator*> coordinator_;

@@ -10,6 +10,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/worker_identity.h"
 #include "proto/shard_control.pb.h"
 
@@ -78,6 +80,30 @@ struct WorkerMembership {
     for (const Membership::Active& a : m.active()) out.Activate(a.worker_id(), a.clock());
     return out;
   }
+};
+
+// When each worker (by id) was last seen: a standby's record of the workers
+// whose calls it refused, which are the workers that could not get an
+// answer from the process it stands by for. Thread-safe.
+class WorkerSightings {
+ public:
+  void Note(uint64_t worker_id) {
+    absl::MutexLock lock(&mu_);
+    last_[worker_id] = absl::Now();
+  }
+  // The workers seen at or after `since`.
+  absl::flat_hash_set<uint64_t> Since(absl::Time since) const {
+    absl::MutexLock lock(&mu_);
+    absl::flat_hash_set<uint64_t> workers;
+    for (const auto& [worker, at] : last_) {
+      if (at >= since) workers.insert(worker);
+    }
+    return workers;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, absl::Time> last_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fulcrum

@@ -240,6 +240,7 @@ absl::Status ParameterShard::CheckServingLocked() const {
 
 absl::Status ParameterShard::CheckMemberLocked(const WorkerIdentity& worker, bool active,
                                                absl::Time deadline) {
+  if (serving_ == ShardServing::kBackup) refused_while_backup_.Note(worker.id);
   auto known = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return shutting_down_ ||
            (membership_.Admits(worker) &&

@@ -180,6 +180,12 @@ class ParameterShard {
   void Promote();
   // A primary whose backup took over: workers get UNAVAILABLE from now on.
   void StepDown();
+  // A backup: the workers whose calls it refused at or after `since` (their
+  // calls to the primary had failed): witnesses that the primary is gone
+  // for them too.
+  absl::flat_hash_set<uint64_t> WorkersRefusedSince(absl::Time since) const {
+    return refused_while_backup_.Since(since);
+  }
   ShardServing serving() const;
   // UNAVAILABLE (saying why) unless the shard serves workers.
   absl::Status CheckServing() const;
@@ -324,6 +330,7 @@ class ParameterShard {
   ReplicationLog* replication_ = nullptr;
   absl::Duration replication_timeout_ = absl::Seconds(10);
   ShardServing serving_ ABSL_GUARDED_BY(mu_) = ShardServing::kServing;
+  WorkerSightings refused_while_backup_;
   // Set by Promote: the first push applied after is logged (bench/failover.sh
   // times a takeover by it).
   std::atomic<bool> log_first_push_{false};

@@ -76,12 +76,16 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
         std::make_unique<CoordinatorServiceImpl>(nullptr, nullptr);
     server->standby_registry_service_ = std::make_unique<ShardRegistryServiceImpl>(nullptr);
     ParameterServer* self = server.get();
+    // Workers come here when their calls to the coordinator fail: to its
+    // Coordinator service, and to its shard's (a pull or push).
     CoordinatorServiceImpl* standby = server->standby_coordinator_service_.get();
+    ParameterShard* shard = server->shard_server_->shard();
     server->shard_server_->OnCoordinatorSilent(
         [self] { self->TakeOverCoordinator(); },
-        [standby](absl::Time silent_since, const CoordinatorReplica& state) {
-          return WorkersWitnessCoordinatorLoss(state.workers(),
-                                               standby->WorkersCalledSince(silent_since));
+        [standby, shard](absl::Time silent_since, const CoordinatorReplica& state) {
+          absl::flat_hash_set<uint64_t> came = standby->WorkersCalledSince(silent_since);
+          for (uint64_t worker : shard->WorkersRefusedSince(silent_since)) came.insert(worker);
+          return WorkersWitnessCoordinatorLoss(state.workers(), came);
         });
     return server;
   }

@@ -195,9 +195,15 @@ TEST_P(ReplicationTest, BackupServesNoWorkerUntilPromoted_ThenServesThePrimarysV
   std::vector<float> out(4);
   std::vector<absl::Span<float>> outs = {absl::MakeSpan(out)};
   const WorkerIdentity a{kA, kCoordinator};
+  const absl::Time before_pull = absl::Now();
+  EXPECT_TRUE(backup_->WorkersRefusedSince(before_pull).empty());
   absl::StatusOr<ShardVersion> pulled =
       backup_->Pull(a, -1, {SliceRef{"t", 0, 4}}, outs, absl::Now() + absl::Seconds(1));
   EXPECT_TRUE(absl::IsUnavailable(pulled.status())) << pulled.status();
+  // The refused worker is a witness that it could not reach the primary.
+  EXPECT_EQ(backup_->WorkersRefusedSince(before_pull), absl::flat_hash_set<uint64_t>{kA});
+  EXPECT_TRUE(backup_->WorkersRefusedSince(absl::Now() + absl::Seconds(1)).empty());
+  EXPECT_TRUE(primary_->WorkersRefusedSince(before_pull).empty());
   StopPump();
   backup_->Promote();
   pulled = backup_->Pull(a, -1, {SliceRef{"t", 0, 4}}, outs, absl::Now() + absl::Seconds(1));

@@ -287,7 +287,8 @@ absl::Status ShardServer::CallCoordinatorAt(const std::string& address) {
   return FromGrpcStatus(stub->GetStatus(&context, GetStatusRequest(), &status));
 }
 
-absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since) {
+absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since,
+                                                    absl::Duration* ask_again_after) {
   const std::optional<CoordinatorReplica> state = replica_service_->coordinator();
   if (!state.has_value() || state->coordinator_address().empty()) return absl::OkStatus();
   ReachCoordinatorRequest request;
@@ -310,8 +311,10 @@ absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since) {
     answered = true;
   }
   // No shard to ask (a one-shard job), or none answered (this process may
-  // be the one cut off): the workers decide.
+  // be the one cut off): the workers decide. With no shard to call, asking
+  // them again costs nothing: soon (they come as their calls fail).
   if (answered || !workers_witness_) return absl::OkStatus();
+  if (state->witness_addresses().empty()) *ask_again_after = absl::Milliseconds(100);
   if (absl::Status workers = workers_witness_(silent_since, *state); !workers.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(state->witness_addresses().empty()
                                                           ? "there is no other shard to ask"
@@ -324,22 +327,29 @@ absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since) {
 void ShardServer::WatchPrimary() {
   const absl::Duration tick = std::min(options_.failover_after / 5, absl::Milliseconds(100));
   absl::Time refused_at = absl::InfinitePast();
+  absl::Time logged_refusal_at = absl::InfinitePast();
+  absl::Duration ask_again_after = options_.failover_after;
   while (!stop_reporting_.WaitForNotificationWithTimeout(tick)) {
     if (!is_backup() || !replica_service_->installed()) continue;
     const absl::Time last_contact = replica_service_->last_contact();
     const absl::Duration silence = absl::Now() - last_contact;
     // Asked already during this silence and refused: ask again a while later.
-    if (silence < options_.failover_after || absl::Now() - refused_at < options_.failover_after) {
+    if (silence < options_.failover_after || absl::Now() - refused_at < ask_again_after) {
       continue;
     }
+    ask_again_after = options_.failover_after;
     if (options_.shard_index == 0) {
       // The coordinator's backup: nobody above it to ask, but the other
       // shards (or, with none, the workers) can say whether the coordinator
       // is dead or only cut off from here (two coordinators would each take
       // workers).
-      if (absl::Status vetoed = OthersReachTheCoordinator(last_contact); !vetoed.ok()) {
-        FULCRUM_LOG(WARNING) << "the coordinator has been silent here for " << silence << ", but "
-                             << vetoed.message() << ": not taking over";
+      if (absl::Status vetoed = OthersReachTheCoordinator(last_contact, &ask_again_after);
+          !vetoed.ok()) {
+        if (absl::Now() - logged_refusal_at >= options_.failover_after) {  // not every re-ask
+          FULCRUM_LOG(WARNING) << "the coordinator has been silent here for " << silence << ", but "
+                               << vetoed.message() << ": not taking over";
+          logged_refusal_at = absl::Now();
+        }
         refused_at = absl::Now();
         continue;
       }

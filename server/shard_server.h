@@ -149,7 +149,9 @@ class ShardServer {
   // naming another shard's process that still reaches the coordinator (a
   // partition between the two, not a death); OK when none does or none is
   // known.
-  absl::Status OthersReachTheCoordinator(absl::Time silent_since);
+  // OK when nobody says the coordinator is alive; otherwise why, and (set
+  // when it differs from failover_after) when to ask again.
+  absl::Status OthersReachTheCoordinator(absl::Time silent_since, absl::Duration* ask_again_after);
   void TakeOver();
   // A primary: starts keeping its backup in step.
   void StartReplicatorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_mu_);
