@@ -38,9 +38,6 @@ class ABSL_SCOPED_LOCKABLE ReaderLockIf {
 WireSlices PushOp(const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
                   const std::vector<SliceGradient>& gradients,
                   absl::Span<const SparseGradient> sparse) {
-  constexpr int kReplicaOpPushField = 2;
-  constexpr int kReplicaPushDenseField = 5;
-  constexpr int kDenseValuesDataField = 3;
   ReplicaPush push;
   push.set_worker_id(worker.id);
   push.set_coordinator_incarnation(worker.coordinator_incarnation);
@@ -61,17 +58,13 @@ WireSlices PushOp(const WorkerIdentity& worker, uint64_t request_id, int64_t clo
     meta.mutable_slice()->set_offset(g.slice.offset);
     meta.mutable_slice()->set_length(g.slice.length);
     meta.set_encoding(FLOAT32);
-    WireSlices entry = WireSlices::Of(meta);
-    if (!g.values.empty()) {
-      FloatPayload payload = FloatPayload::Allocate(g.values.size());
-      std::copy(g.values.begin(), g.values.end(), payload.values.begin());
-      entry.Add(LengthDelimitedHead(kDenseValuesDataField, payload.slice.size()));
-      entry.Add(std::move(payload.slice));
-    }
-    entry.Enclose(kReplicaPushDenseField);
-    op.Append(std::move(entry));
+    op.Add(DenseEntryHead(ReplicaPush::kDenseFieldNumber, meta, g.values.size() * sizeof(float)));
+    if (g.values.empty()) continue;
+    FloatPayload payload = FloatPayload::Allocate(g.values.size());
+    std::copy(g.values.begin(), g.values.end(), payload.values.begin());
+    op.Add(std::move(payload.slice));
   }
-  op.Enclose(kReplicaOpPushField);
+  op.Enclose(ReplicaOp::kPushFieldNumber);
   return op;
 }
 

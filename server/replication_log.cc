@@ -19,8 +19,8 @@ void ReplicationLog::Fill(uint64_t sequence, const ReplicaOp& op) {
 
 void ReplicationLog::Fill(uint64_t sequence, WireSlices op) {
   if (sequence == 0) return;
-  // ReplicaOp.sequence (field 1); fields may come in any order.
-  op.Prepend(VarintFieldBytes(1, sequence));
+  // Fields may come in any order.
+  op.Prepend(VarintFieldBytes(ReplicaOp::kSequenceFieldNumber, sequence));
   absl::MutexLock lock(&mu_);
   auto it = pending_.find(sequence);
   if (it == pending_.end()) return;  // dropped by an Attach since

@@ -19,8 +19,6 @@ namespace {
 // Batches of operations stay well under the default message limits.
 constexpr size_t kMaxBatchBytes = 8 << 20;
 constexpr char kReplicateMethod[] = "/fulcrum.ShardReplica/Replicate";
-constexpr int kReplicateRequestIncarnationField = 1;  // primary_process_incarnation
-constexpr int kReplicateRequestOpsField = 2;
 
 }  // namespace
 
@@ -308,9 +306,10 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
   grpc::GenericStub generic(*channel);
   while (still_current()) {
     WireSlices request;
-    request.Add(VarintFieldBytes(kReplicateRequestIncarnationField, options_.process_incarnation));
+    request.Add(VarintFieldBytes(ReplicateRequest::kPrimaryProcessIncarnationFieldNumber,
+                                 options_.process_incarnation));
     for (WireSlices& op : log_->Take(kMaxBatchBytes, options_.keepalive)) {
-      op.Enclose(kReplicateRequestOpsField);
+      op.Enclose(ReplicateRequest::kOpsFieldNumber);
       request.Append(std::move(op));
     }
     grpc::ClientContext context;

@@ -145,12 +145,12 @@ class ShardServer {
   // OK when the coordinator process at `address` answers within
   // kReachTimeout (ShardControl.ReachCoordinator).
   absl::Status CallCoordinatorAt(const std::string& address);
-  // The coordinator's backup, its coordinator silent: FAILED_PRECONDITION
-  // naming another shard's process that still reaches the coordinator (a
-  // partition between the two, not a death); OK when none does or none is
-  // known.
-  // OK when nobody says the coordinator is alive; otherwise why, and (set
-  // when it differs from failover_after) when to ask again.
+  // The coordinator's backup, its coordinator silent since `silent_since`:
+  // FAILED_PRECONDITION naming another shard's process that still reaches
+  // the coordinator (a partition between the two, not a death), or, when no
+  // other shard's process answers, saying too few workers came here
+  // (workers_witness_); OK otherwise. Sets `ask_again_after` when the next
+  // ask should come sooner than failover_after (only the workers to ask).
   absl::Status OthersReachTheCoordinator(absl::Time silent_since, absl::Duration* ask_again_after);
   void TakeOver();
   // A primary: starts keeping its backup in step.

@@ -20,13 +20,6 @@ namespace {
 #error "wire.cc sends float32 payloads from memory as little-endian bytes; port it."
 #endif
 
-// Field numbers: PushPullRequest.push and PushPullResponse.push_header;
-// .pull of both; PushRequest/PullResponse.dense; DenseValues.data.
-constexpr int kPushPullPushField = 1;
-constexpr int kPushPullPullField = 2;
-constexpr int kDenseField = 2;
-constexpr int kDenseDataField = 3;
-
 void AppendVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
     out->push_back(static_cast<char>(v | 0x80));
@@ -35,10 +28,10 @@ void AppendVarint(uint64_t v, std::string* out) {
   out->push_back(static_cast<char>(v));
 }
 
-// A serialised message with a repeated DenseValues field 2 (PushRequest,
-// PullResponse) as slices: the bytes of every field but the payloads, and
-// the payloads as given (referenced or owned). Field order on the wire does
-// not matter to parsers (repeated fields keep their order).
+// A serialised message with a repeated DenseValues field `dense`
+// (PushRequest, PullResponse) as slices: the bytes of every field but the
+// payloads, and the payloads as given (referenced or owned). Field order on
+// the wire does not matter to parsers (repeated fields keep their order).
 template <typename Message>
 WireSlices DensePieces(Message* message, std::vector<grpc::Slice> payloads) {
   WireSlices pieces;
@@ -48,13 +41,8 @@ WireSlices DensePieces(Message* message, std::vector<grpc::Slice> payloads) {
   pieces.Add(message->SerializeAsString());
   message->mutable_dense()->Swap(&dense);
   for (size_t i = 0; i < payloads.size(); ++i) {
-    const std::string meta = message->dense(i).SerializeAsString();
-    const size_t data_bytes = payloads[i].size();
-    const size_t inner =
-        meta.size() + LengthDelimitedHead(kDenseDataField, data_bytes).size() + data_bytes;
-    pieces.Add(LengthDelimitedHead(kDenseField, inner) + meta +
-               LengthDelimitedHead(kDenseDataField, data_bytes));
-    if (data_bytes > 0) pieces.Add(std::move(payloads[i]));
+    pieces.Add(DenseEntryHead(Message::kDenseFieldNumber, message->dense(i), payloads[i].size()));
+    if (payloads[i].size() > 0) pieces.Add(std::move(payloads[i]));
   }
   return pieces;
 }
@@ -131,6 +119,13 @@ std::string VarintFieldBytes(int field, uint64_t value) {
   return bytes;
 }
 
+std::string DenseEntryHead(int field, const DenseValues& meta, size_t data_bytes) {
+  const std::string data_head = LengthDelimitedHead(DenseValues::kDataFieldNumber, data_bytes);
+  std::string entry = meta.SerializeAsString();
+  const size_t inner = entry.size() + data_head.size() + data_bytes;
+  return LengthDelimitedHead(field, inner) + entry + data_head;
+}
+
 std::string LengthDelimitedHead(int field, size_t size) {
   std::string head;
   AppendVarint((static_cast<uint64_t>(field) << 3) | 2, &head);
@@ -145,8 +140,8 @@ grpc::ByteBuffer PushBytes(PushRequest* request, absl::Span<const absl::Span<con
 grpc::ByteBuffer PushPullBytes(PushPullRequest* request,
                                absl::Span<const absl::Span<const float>> values) {
   WireSlices pieces = DensePieces(request->mutable_push(), ReferTo(values));
-  pieces.Enclose(kPushPullPushField);
-  pieces.Add(Field(kPushPullPullField, request->pull()));
+  pieces.Enclose(PushPullRequest::kPushFieldNumber);
+  pieces.Add(Field(PushPullRequest::kPullFieldNumber, request->pull()));
   return pieces.Buffer();
 }
 
@@ -179,8 +174,8 @@ grpc::ByteBuffer PullResponseBytes(PullResponse* response, std::vector<FloatPayl
 grpc::ByteBuffer PushPullResponseBytes(PushPullResponse* response,
                                        std::vector<FloatPayload> values) {
   WireSlices pieces = DensePieces(response->mutable_pull(), SlicesOf(std::move(values)));
-  pieces.Enclose(kPushPullPullField);
-  pieces.Prepend(Field(kPushPullPushField, response->push_header()));
+  pieces.Enclose(PushPullResponse::kPullFieldNumber);
+  pieces.Prepend(Field(PushPullResponse::kPushHeaderFieldNumber, response->push_header()));
   return pieces.Buffer();
 }
 

@@ -57,6 +57,10 @@ class WireSlices {
 // length-delimited field of `size` bytes.
 std::string VarintFieldBytes(int field, uint64_t value);
 std::string LengthDelimitedHead(int field, size_t size);
+// A DenseValues entry as field `field` of its message, up to its payload:
+// the entry's head, `meta` (the entry without data) and the head of a data
+// field of `data_bytes` bytes; the payload's bytes follow.
+std::string DenseEntryHead(int field, const DenseValues& meta, size_t data_bytes);
 
 // The bytes of `request` with request->dense(i).data() taken to be the
 // float32 values `values[i]` (one per dense entry; the entries' own data must

@@ -292,16 +292,16 @@ TEST(WireSlicesTest, PiecesEnclosedAndAppended_ParseAsTheWholeMessage) {
   WireSlices entry = WireSlices::Of(meta);
   FloatPayload payload = FloatPayload::Allocate(w.size());
   std::copy(w.begin(), w.end(), payload.values.begin());
-  entry.Add(LengthDelimitedHead(3, payload.slice.size()));  // DenseValues.data
+  entry.Add(LengthDelimitedHead(DenseValues::kDataFieldNumber, payload.slice.size()));
   entry.Add(std::move(payload.slice));
-  entry.Enclose(2);  // PushRequest.dense
+  entry.Enclose(PushRequest::kDenseFieldNumber);
   push_bytes.Append(std::move(entry));
-  push_bytes.Enclose(1);  // PushPullRequest.push
+  push_bytes.Enclose(PushPullRequest::kPushFieldNumber);
   PullRequest pull;
   pull.mutable_header()->set_clock(8);
   pull.add_dense()->set_tensor("w");
   WireSlices pull_bytes = WireSlices::Of(pull);
-  pull_bytes.Enclose(2);  // PushPullRequest.pull
+  pull_bytes.Enclose(PushPullRequest::kPullFieldNumber);
   push_bytes.Append(std::move(pull_bytes));
 
   PushPullRequest expected;
@@ -323,7 +323,7 @@ TEST(WireSlicesTest, VarintFieldPrepended_ParsesAsThatField_TruncatedBytesDataLo
   DenseValues values;
   values.mutable_slice()->set_tensor("w");
   WireSlices bytes = WireSlices::Of(values);
-  bytes.Prepend(VarintFieldBytes(2, FLOAT16));  // DenseValues.encoding
+  bytes.Prepend(VarintFieldBytes(DenseValues::kEncodingFieldNumber, FLOAT16));
   DenseValues parsed;
   ASSERT_TRUE(bytes.ParseTo(&parsed).ok());
   EXPECT_EQ(parsed.encoding(), FLOAT16);
@@ -331,7 +331,7 @@ TEST(WireSlicesTest, VarintFieldPrepended_ParsesAsThatField_TruncatedBytesDataLo
   EXPECT_EQ(bytes.size(), parsed.ByteSizeLong());
 
   WireSlices truncated;
-  truncated.Add(LengthDelimitedHead(1, 1000));  // claims 1000 bytes, has none
+  truncated.Add(LengthDelimitedHead(DenseValues::kSliceFieldNumber, 1000));  // none of the 1000
   EXPECT_TRUE(absl::IsDataLoss(truncated.ParseTo(&parsed)));
 }
 

@@ -16,9 +16,9 @@
 //     the gRPC health service;
 //  6. with the binaries at hand, every --flag a Fulcrum container is given
 //     is one that binary knows (its --helpfull), and the coordinator's
-//     StatefulSet's pod 0 (the one given the job) starts: its ps_server runs with the manifest's
-//     arguments and the ConfigMap's and Secret's files where they would be
-//     mounted, and serves.
+//     StatefulSet's pod 0 (the one given the job) starts: its ps_server
+//     runs with the manifest's arguments and the ConfigMap's and Secret's
+//     files where they would be mounted, and serves.
 //
 // Usage: go run . [-bin_dir=DIR] [DIR]   (DIR defaults to ../../deploy/k8s;
 // -bin_dir holds server/ps_server and worker/worker, e.g. bazel-bin).
@@ -531,12 +531,6 @@ func checkFlags(objects []Object, binDir string) []error {
 	return errs
 }
 
-// checkCoordinatorStarts runs the ps_server of the StatefulSet's pod 0 as the
-// manifests would: their arguments with $(VARS) set as for pod 0, the
-// ConfigMap and Secret files written where they would be mounted (and other
-// mounts empty folders), listening on 127.0.0.1 port 0. It passes once the
-// server serves (writes its --port_file) and returns what ps_server said if
-// it exits first.
 // givesTheJob tells whether a ps_server's arguments name the job it holds
 // (only the coordinator's do).
 func givesTheJob(args []string) bool {
@@ -548,6 +542,12 @@ func givesTheJob(args []string) bool {
 	return false
 }
 
+// checkCoordinatorStarts runs the ps_server of the coordinator StatefulSet's
+// pod 0 as the manifests would: their arguments with $(VARS) set as for pod
+// 0, the ConfigMap and Secret files written where they would be mounted (and
+// other mounts empty folders), listening on 127.0.0.1 port 0. It passes once
+// the server serves (writes its --port_file) and returns what ps_server said
+// if it exits first.
 func checkCoordinatorStarts(objects []Object, binDir string) error {
 	// The coordinator's StatefulSet is the one given the job (--job or
 	// --model): its pod 0 starts alone. The others' pods (shard 0's backup,
