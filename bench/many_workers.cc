@@ -223,6 +223,7 @@ int Run(int num_shards, const std::string& mode_name) {
 
 int main(int argc, char** argv) {
   fulcrum::TuneMutexes();
+  fulcrum::KeepFreedMemory();
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   for (absl::string_view mode : absl::StrSplit(absl::GetFlag(FLAGS_modes), ',')) {

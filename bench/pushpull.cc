@@ -449,6 +449,7 @@ int Main() {
 
 int main(int argc, char** argv) {
   fulcrum::TuneMutexes();
+  fulcrum::KeepFreedMemory();
   absl::ParseCommandLine(argc, argv);
   return fulcrum::Main();
 }

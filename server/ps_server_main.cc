@@ -497,6 +497,7 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   fulcrum::TuneMutexes();
+  fulcrum::KeepFreedMemory();
   absl::SetProgramUsageMessage(
       "Fulcrum parameter server: serves a model shard and coordinates the job.");
   absl::ParseCommandLine(argc, argv);

@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
       "Fulcrum worker: trains its partition of the data against the "
       "parameter servers.");
   fulcrum::TuneMutexes();
+  fulcrum::KeepFreedMemory();
   absl::ParseCommandLine(argc, argv);
   return fulcrum::Run();
 }
