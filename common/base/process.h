@@ -2,6 +2,8 @@
 #ifndef FULCRUM_COMMON_BASE_PROCESS_H_
 #define FULCRUM_COMMON_BASE_PROCESS_H_
 
+#include <cstdlib>  // defines __GLIBC__ under glibc
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
