@@ -327,8 +327,11 @@ grpc::Status ParameterServiceImpl::CheckIncarnation(const RequestHeader& header)
     return grpc::Status::OK;  // the shard says whether it serves
   }
   // A backup answers "not serving", not "restarted": it has not taken over
-  // the incarnation workers know yet.
-  if (absl::Status serving = shard_->CheckServing(); !serving.ok()) return ToGrpcStatus(serving);
+  // the incarnation workers know yet. It notes the worker's call, a witness
+  // that the primary is gone for that worker.
+  if (absl::Status serving = shard_->CheckServingFor(SenderOf(header)); !serving.ok()) {
+    return ToGrpcStatus(serving);
+  }
   return grpc::Status(grpc::StatusCode::ABORTED,
                       "this parameter server restarted (and restored a checkpoint) since the "
                       "worker last heard from it: its rounds and values start over; pull "

@@ -553,8 +553,9 @@ void ParameterShard::EnableReplication(ReplicationLog* log, absl::Duration timeo
   replication_timeout_ = timeout;
 }
 
-absl::Status ParameterShard::CheckServing() const {
+absl::Status ParameterShard::CheckServingFor(const WorkerIdentity& worker) {
   absl::ReaderMutexLock lock(&mu_);
+  if (serving_ == ShardServing::kBackup) refused_while_backup_.Note(worker.id);
   return CheckServingLocked();
 }
 

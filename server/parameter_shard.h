@@ -187,8 +187,10 @@ class ParameterShard {
     return refused_while_backup_.Since(since);
   }
   ShardServing serving() const;
-  // UNAVAILABLE (saying why) unless the shard serves workers.
-  absl::Status CheckServing() const;
+  // UNAVAILABLE (saying why) unless the shard serves workers. A backup
+  // notes the call of `worker` (WorkersRefusedSince): a worker's client
+  // calls the backup only when its call to the primary failed.
+  absl::Status CheckServingFor(const WorkerIdentity& worker);
 
   // Whether the job has started here (its membership said so).
   bool started() const;

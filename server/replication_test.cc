@@ -6,7 +6,9 @@
 #include <thread>
 #include <vector>
 
+#include "grpcpp/server_context.h"
 #include "gtest/gtest.h"
+#include "server/grpc_services.h"
 #include "server/parameter_shard.h"
 #include "server/replication_log.h"
 
@@ -187,6 +189,38 @@ TEST_P(ReplicationTest, DetachedPrimaryAnswersAloneSteppedDownPrimaryServesNoOne
   absl::StatusOr<ShardVersion> v = Push(kB, 1, 0, {1, 0, 0, 0});
   EXPECT_TRUE(absl::IsUnavailable(v.status())) << v.status();
   EXPECT_NE(v.status().message().find("backup took over"), std::string::npos) << v.status();
+}
+
+// Workers call the backup with the incarnation their primary gave them (the
+// backup serves under its own until it takes over): its parameter service
+// refuses them as "not serving" before the shard sees the call, and must
+// still count them as witnesses, or the coordinator's backup of a one-shard
+// job waits for their next heartbeat to take over.
+TEST_P(ReplicationTest, BackupServiceNotesWorkersCallingWithThePrimarysIncarnation) {
+  Attach();
+  constexpr uint64_t kPrimaryIncarnation = 111;
+  constexpr uint64_t kBackupIncarnation = 222;
+  ParameterServiceImpl service(backup_.get(), kBackupIncarnation, absl::Seconds(1), 1 << 20);
+  grpc::ServerContext context;
+  const absl::Time before = absl::Now();
+
+  PushRequest push;
+  SetSender(WorkerIdentity{kA, kCoordinator}, push.mutable_header());
+  push.mutable_header()->set_incarnation(kPrimaryIncarnation);
+  PushResponse push_response;
+  grpc::Status status = service.HandlePush(context, push, &push_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+
+  PullRequest pull;
+  SetSender(WorkerIdentity{kB, kCoordinator}, pull.mutable_header());
+  pull.mutable_header()->set_incarnation(kPrimaryIncarnation);
+  pull.mutable_header()->set_clock(-1);
+  grpc::ByteBuffer reply;
+  status = service.HandlePull(context, pull, &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+
+  EXPECT_EQ(backup_->WorkersRefusedSince(before), (absl::flat_hash_set<uint64_t>{kA, kB}));
+  service.Shutdown();
 }
 
 TEST_P(ReplicationTest, BackupServesNoWorkerUntilPromoted_ThenServesThePrimarysValues) {
