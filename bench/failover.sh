@@ -116,8 +116,14 @@ for k in $(seq "$kills"); do
   grep -q "took the primary's state" "${slot_log[$backup]}" ||
     { echo "failover.sh: the backup never got the primary's state" >&2; exit 1; }
   sleep 1
-  kill_time="$(date +%H:%M:%S.%N | awk '{ split($1, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }')"
+  # The time of the kill without a fork (on a loaded machine, running date
+  # and awk first put up to half a second between the reading and the kill):
+  # bash's clock, as seconds of the day in local time like the logs'.
+  now="$EPOCHREALTIME"
+  printf -v hms '%(%H:%M:%S)T' "${now%.*}"
   kill -9 "${slot_pid[$primary]}"
+  kill_time="$(awk -v hms="$hms" -v frac="0.${now#*.}" \
+    'BEGIN { split(hms, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] + frac }')"
   wait "${slot_pid[$primary]}" 2>/dev/null
   for _ in $(seq 300); do
     grep -q "first update applied since taking over" "${slot_log[$backup]}" && break

@@ -28,10 +28,16 @@ min_accuracy=0.83
 
 fail() {
   echo "compose_test: FAIL: $*"
-  for service in coordinator coordinator-backup; do
-    echo "--- $service log (tail):"
-    "${compose[@]}" logs --no-color --tail=30 "$service" 2>&1 | sed 's/^/    /'
+  # Every service's whole log stays in a folder; the parameter servers' last
+  # lines (status lines left out) are printed.
+  local logs
+  logs="$(mktemp -d /tmp/compose_test_logs.XXXXXX)"
+  "${compose[@]}" logs --no-color >"$logs/all.log" 2>&1
+  for service in coordinator coordinator-backup shard1 shard1-backup worker; do
+    echo "--- $service log (tail, status lines left out):"
+    grep -v "RUNNING round=" "$logs/all.log" | grep "^${service}_[0-9]" | tail -25 | sed 's/^/    /'
   done
+  echo "--- every service's log: $logs/all.log"
   exit 1
 }
 cleanup() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
