@@ -464,7 +464,11 @@ void ShardGroup::SendLoop(uint32_t index) {
     absl::MutexLock lock(&mu_);
     Remote* remote = remotes_[index].get();
     if (acked.ok()) {
-      remote->acked = std::max(remote->acked, *acked);
+      // Unless a promotion or a restart replaced the connection meanwhile:
+      // the old process's acknowledgement says nothing of what the new one
+      // has (a send to a primary that acked and then died kept its backup,
+      // promoted, from ever being sent that membership).
+      if (remote->connection == connection) remote->acked = std::max(remote->acked, *acked);
     } else {
       FULCRUM_LOG(WARNING) << "membership to shard " << index << " failed: " << acked.status()
                            << "; retrying";

@@ -1,6 +1,7 @@
 #include "server/shard_group.h"
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,40 @@ class FakeShard : public RemoteShard {
   std::vector<WorkerMembership> received_;
 };
 
+// A primary that answers until it is sent a membership admitting `worker`:
+// it takes that one and dies before answering. The call returns
+// (acknowledged) only once Release is called; every later call fails.
+class DyingShard : public RemoteShard {
+ public:
+  explicit DyingShard(WorkerIdentity worker) : worker_(worker) {}
+  absl::StatusOr<uint64_t> SetMembership(const WorkerMembership& membership,
+                                         absl::Duration) override {
+    absl::MutexLock lock(&mu_);
+    if (dead_) return absl::UnavailableError("connection refused");
+    if (!membership.Admits(worker_)) return membership.version;
+    dead_ = true;
+    mu_.Await(absl::Condition(&released_));
+    return membership.version;
+  }
+  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t, absl::Duration) override {
+    return absl::UnavailableError("connection refused");
+  }
+  bool dead() {
+    absl::MutexLock lock(&mu_);
+    return dead_;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+
+ private:
+  const WorkerIdentity worker_;
+  absl::Mutex mu_;
+  bool dead_ = false;
+  bool released_ = false;
+};
+
 class ShardGroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -58,6 +93,7 @@ class ShardGroupTest : public ::testing::Test {
     options.incarnation = 7;
     options.connect = [this](const std::string& address) -> std::shared_ptr<RemoteShard> {
       dialled_.push_back(address);
+      if (auto it = by_address_.find(address); it != by_address_.end()) return it->second;
       return fake_;
     };
     options.coordinator_backup = [this](const std::string& address, uint64_t process) {
@@ -109,6 +145,8 @@ class ShardGroupTest : public ::testing::Test {
   }
 
   std::shared_ptr<FakeShard> fake_ = std::make_shared<FakeShard>();
+  // Connections to these addresses get these shards instead of fake_.
+  std::map<std::string, std::shared_ptr<RemoteShard>> by_address_;
   std::vector<std::string> dialled_;
   std::vector<std::pair<std::string, uint64_t>> coordinator_backups_;
   std::unique_ptr<ParameterShard> local_;
@@ -268,6 +306,27 @@ TEST_F(ShardGroupTest, Promotion_OnlyOfTheBackupOfADeadPrimary_ThenTheOldPrimary
   // drop "its" backup.
   EXPECT_EQ(Register(100).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Drop(100, 200).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// A membership send to a primary that acknowledged it and then died returns
+// after its backup took over: that acknowledgement is not the new primary's,
+// which must still be sent the membership (the workers it admits would
+// otherwise wait for ever at the new primary).
+TEST_F(ShardGroupTest, AckOfTheDeadPrimary_DoesNotCountForThePromotedBackup) {
+  auto dying = std::make_shared<DyingShard>(WorkerIdentity{5, 7});
+  by_address_["shard1:50051"] = dying;
+  ASSERT_TRUE(Register(100).ok());
+  ASSERT_TRUE(Report(200, false, false, "").ok());
+  ASSERT_TRUE(Report(200, true, true, "backup1:50051").ok());
+  group_->AdmitWorker(5);  // sent to the primary, which dies answering
+  for (int i = 0; i < 500 && !dying->dead(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_TRUE(dying->dead());
+  ASSERT_TRUE(Promote(200, "backup1:50051").ok());
+  dying->Release();  // the old send comes back acknowledged
+  ASSERT_TRUE(group_->AwaitAcknowledged(absl::Seconds(30)).ok());
+  const std::vector<WorkerMembership> received = fake_->received();
+  ASSERT_FALSE(received.empty());
+  EXPECT_TRUE(received.back().Admits(WorkerIdentity{5, 7}));
 }
 
 TEST_F(ShardGroupTest, DroppedBackup_IsRefusedAndMayJoinAgain) {
