@@ -187,7 +187,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
   }
   if (remote->status.incarnation() != request.incarnation() && remote->status.incarnation() != 0) {
     FULCRUM_LOG(INFO) << "shard " << index << " restarted (process " << process << ")";
-    remote->acked = 0;  // a new process: it knows no membership yet
+    remote->NewProcess();
     remote->rate = Rate();
   }
   if (!request.address().empty() && options_.connect &&
@@ -397,7 +397,7 @@ absl::Status ShardGroup::PromoteBackup(const PromoteBackupRequest& request) {
   remote->status.set_address(address);
   if (options_.connect) remote->connection = options_.connect(address);
   remote->connection_address = address;
-  remote->acked = 0;  // sent the membership afresh
+  remote->NewProcess();  // sent the membership afresh
   remote->ready = true;
   remote->last_report = options_.clock->Now();
   remote->backup_address.clear();
@@ -447,6 +447,7 @@ void ShardGroup::SendLoop(uint32_t index) {
   while (true) {
     WorkerMembership membership;
     std::shared_ptr<RemoteShard> connection;
+    uint64_t generation = 0;
     {
       absl::MutexLock lock(&mu_);
       Remote* remote = remotes_[index].get();
@@ -459,16 +460,18 @@ void ShardGroup::SendLoop(uint32_t index) {
       if (!behind()) continue;
       membership = membership_;
       connection = remote->connection;
+      generation = remote->process_generation;
     }
     absl::StatusOr<uint64_t> acked = connection->SetMembership(membership, options_.rpc_timeout);
     absl::MutexLock lock(&mu_);
     Remote* remote = remotes_[index].get();
     if (acked.ok()) {
-      // Unless a promotion or a restart replaced the connection meanwhile:
-      // the old process's acknowledgement says nothing of what the new one
-      // has (a send to a primary that acked and then died kept its backup,
-      // promoted, from ever being sent that membership).
-      if (remote->connection == connection) remote->acked = std::max(remote->acked, *acked);
+      // Unless another process took the shard over meanwhile (a restart, a
+      // promoted backup): a primary that acked and then died kept its
+      // successor from ever being sent that membership.
+      if (remote->process_generation == generation) {
+        remote->acked = std::max(remote->acked, *acked);
+      }
     } else {
       FULCRUM_LOG(WARNING) << "membership to shard " << index << " failed: " << acked.status()
                            << "; retrying";

@@ -197,6 +197,15 @@ class ShardGroup {
     // The membership version this incarnation of the shard has acknowledged
     // (0: none yet).
     uint64_t acked = 0;
+    // Counts the processes that have served the shard (a restart, a promoted
+    // backup): an acknowledgement of a call made to an earlier one says
+    // nothing of what the current one has.
+    uint64_t process_generation = 0;
+    // Another process serves the shard now: it knows no membership yet.
+    void NewProcess() {
+      acked = 0;
+      ++process_generation;
+    }
     std::thread sender;
     // The primary's own process id (RegisterShardRequest.process_incarnation;
     // 0: not known yet).

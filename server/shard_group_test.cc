@@ -44,19 +44,25 @@ class FakeShard : public RemoteShard {
 };
 
 // A primary that answers until it is sent a membership admitting `worker`:
-// it takes that one and dies before answering. The call returns
-// (acknowledged) only once Release is called; every later call fails.
+// it takes that one and dies before answering, and every later call fails.
+// Restart() lets that call return, acknowledged, and puts a new process
+// behind the same connection (a restart at the same address), which takes
+// and records what it is sent.
 class DyingShard : public RemoteShard {
  public:
   explicit DyingShard(WorkerIdentity worker) : worker_(worker) {}
   absl::StatusOr<uint64_t> SetMembership(const WorkerMembership& membership,
                                          absl::Duration) override {
     absl::MutexLock lock(&mu_);
+    if (restarted_) {
+      received_after_restart_.push_back(membership);
+      return membership.version;
+    }
     if (dead_) return absl::UnavailableError("connection refused");
     if (!membership.Admits(worker_)) return membership.version;
     dead_ = true;
-    mu_.Await(absl::Condition(&released_));
-    return membership.version;
+    mu_.Await(absl::Condition(&restarted_));
+    return membership.version;  // the old process's acknowledgement
   }
   absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t, absl::Duration) override {
     return absl::UnavailableError("connection refused");
@@ -65,16 +71,21 @@ class DyingShard : public RemoteShard {
     absl::MutexLock lock(&mu_);
     return dead_;
   }
-  void Release() {
+  void Restart() {
     absl::MutexLock lock(&mu_);
-    released_ = true;
+    restarted_ = true;
+  }
+  std::vector<WorkerMembership> received_after_restart() {
+    absl::MutexLock lock(&mu_);
+    return received_after_restart_;
   }
 
  private:
   const WorkerIdentity worker_;
   absl::Mutex mu_;
   bool dead_ = false;
-  bool released_ = false;
+  bool restarted_ = false;
+  std::vector<WorkerMembership> received_after_restart_;
 };
 
 class ShardGroupTest : public ::testing::Test {
@@ -322,9 +333,29 @@ TEST_F(ShardGroupTest, AckOfTheDeadPrimary_DoesNotCountForThePromotedBackup) {
   for (int i = 0; i < 500 && !dying->dead(); ++i) absl::SleepFor(absl::Milliseconds(10));
   ASSERT_TRUE(dying->dead());
   ASSERT_TRUE(Promote(200, "backup1:50051").ok());
-  dying->Release();  // the old send comes back acknowledged
+  dying->Restart();  // the old send comes back acknowledged
   ASSERT_TRUE(group_->AwaitAcknowledged(absl::Seconds(30)).ok());
   const std::vector<WorkerMembership> received = fake_->received();
+  ASSERT_FALSE(received.empty());
+  EXPECT_TRUE(received.back().Admits(WorkerIdentity{5, 7}));
+}
+
+// The same with a restart at the same address: the connection stays, the
+// process behind it is new.
+TEST_F(ShardGroupTest, AckOfTheDeadPrimary_DoesNotCountForItsRestart) {
+  auto dying = std::make_shared<DyingShard>(WorkerIdentity{5, 7});
+  by_address_["shard1:50051"] = dying;
+  ASSERT_TRUE(Register(100).ok());
+  group_->AdmitWorker(5);  // sent to the primary, which dies answering
+  for (int i = 0; i < 500 && !dying->dead(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_TRUE(dying->dead());
+  absl::StatusOr<RegisterShardResponse> joined = Report(101, /*ready=*/false, false, "");
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->role(), PRIMARY);
+  ASSERT_TRUE(Register(101).ok());
+  dying->Restart();  // the old send comes back acknowledged
+  ASSERT_TRUE(group_->AwaitAcknowledged(absl::Seconds(30)).ok());
+  const std::vector<WorkerMembership> received = dying->received_after_restart();
   ASSERT_FALSE(received.empty());
   EXPECT_TRUE(received.back().Admits(WorkerIdentity{5, 7}));
 }

@@ -25,7 +25,7 @@ inline void TuneMutexes() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlock
 // that size faults its pages in afresh: a ps_server receiving and sending a
 // 0.8 MB MLP gradient and model per step spent most of its time in page
 // faults and TLB shootdowns (they are dear on a VM), and MLP training ran at
-// 13,000-29,000 examples/s instead of 57,000-68,000 (bench/FIGURES.md,
+// 24,800-36,100 examples/s instead of 60,600-63,800 (bench/FIGURES.md,
 // "Freed memory kept"). Blocks up to 32 MiB come from the heap, and up to
 // 512 MiB of free memory at its top stays mapped; a process's footprint stays
 // at its high-water mark up to that. Call at the start of main.
