@@ -149,6 +149,13 @@ class ShardGroupTest : public ::testing::Test {
     return group_->DropBackup(request);
   }
 
+  // Admits worker 5, whose membership `primary` dies answering.
+  void AdmitWorkerKilling(DyingShard* primary) {
+    group_->AdmitWorker(5);
+    for (int i = 0; i < 500 && !primary->dead(); ++i) absl::SleepFor(absl::Milliseconds(10));
+    ASSERT_TRUE(primary->dead());
+  }
+
   // A second process for shard 0: the coordinator's backup.
   absl::StatusOr<RegisterShardResponse> CoordinatorBackup(uint64_t process, bool ready,
                                                           const std::string& address) {
@@ -329,9 +336,7 @@ TEST_F(ShardGroupTest, AckOfTheDeadPrimary_DoesNotCountForThePromotedBackup) {
   ASSERT_TRUE(Register(100).ok());
   ASSERT_TRUE(Report(200, false, false, "").ok());
   ASSERT_TRUE(Report(200, true, true, "backup1:50051").ok());
-  group_->AdmitWorker(5);  // sent to the primary, which dies answering
-  for (int i = 0; i < 500 && !dying->dead(); ++i) absl::SleepFor(absl::Milliseconds(10));
-  ASSERT_TRUE(dying->dead());
+  ASSERT_NO_FATAL_FAILURE(AdmitWorkerKilling(dying.get()));
   ASSERT_TRUE(Promote(200, "backup1:50051").ok());
   dying->Restart();  // the old send comes back acknowledged
   ASSERT_TRUE(group_->AwaitAcknowledged(absl::Seconds(30)).ok());
@@ -346,9 +351,7 @@ TEST_F(ShardGroupTest, AckOfTheDeadPrimary_DoesNotCountForItsRestart) {
   auto dying = std::make_shared<DyingShard>(WorkerIdentity{5, 7});
   by_address_["shard1:50051"] = dying;
   ASSERT_TRUE(Register(100).ok());
-  group_->AdmitWorker(5);  // sent to the primary, which dies answering
-  for (int i = 0; i < 500 && !dying->dead(); ++i) absl::SleepFor(absl::Milliseconds(10));
-  ASSERT_TRUE(dying->dead());
+  ASSERT_NO_FATAL_FAILURE(AdmitWorkerKilling(dying.get()));
   absl::StatusOr<RegisterShardResponse> joined = Report(101, /*ready=*/false, false, "");
   ASSERT_TRUE(joined.ok()) << joined.status();
   EXPECT_EQ(joined->role(), PRIMARY);
