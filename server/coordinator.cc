@@ -16,6 +16,7 @@
 #include "common/base/status_macros.h"
 #include "common/eval_format.h"
 #include "common/model_spec.h"
+#include "server/witnesses.h"
 
 namespace fulcrum {
 namespace {
@@ -89,7 +90,7 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorkerImpl(
   record.status.set_name(name);
   record.status.set_host(request.host());
   record.status.set_state(IDLE);
-  record.last_heartbeat = record.rate_since = now;
+  record.last_heartbeat = record.rate_since = record.registered_at = now;
   workers_.emplace(id, record);
   live_by_name_[name] = id;
   shards_->AdmitWorker(id);
@@ -507,6 +508,24 @@ int JobCoordinator::ReapSilentWorkers() {
   return reaped;
 }
 
+absl::Status JobCoordinator::WorkersLetGoOnAlone(absl::Time since, absl::Duration lookback) const {
+  absl::MutexLock lock(&mu_);
+  size_t population = 0;
+  size_t called = 0;
+  for (const auto& [id, record] : workers_) {
+    // Live when the backup was lost: registered before, heard from since
+    // `since - lookback` (declared dead since, perhaps: still counted).
+    if (record.status.state() == LEFT || record.registered_at >= since ||
+        record.last_heartbeat < since - lookback) {
+      continue;
+    }
+    ++population;
+    const WorkerState state = record.status.state();
+    if (state != DEAD && record.last_heartbeat >= since) ++called;
+  }
+  return WorkersLetCoordinatorGoOnAlone(population, called);
+}
+
 int JobCoordinator::ReapSilentWorkersImpl() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
@@ -642,7 +661,7 @@ absl::Status JobCoordinator::RestoreReplica(const CoordinatorReplica& replica) {
   for (const CoordinatorWorkers::Worker& w : in.workers()) {
     WorkerRecord record;
     record.status = w.status();
-    record.last_heartbeat = record.rate_since = now;  // heard from just now
+    record.last_heartbeat = record.rate_since = record.registered_at = now;  // heard from just now
     record.rate_examples = w.status().examples_seen();
     if (w.lease_id() != 0) record.lease_id = w.lease_id();
     record.last_finished_lease = w.last_finished_lease();
@@ -848,15 +867,7 @@ absl::Status WorkersWitnessCoordinatorLoss(const CoordinatorWorkers& workers,
     ++live;
     if (came.contains(w.status().worker_id())) ++live_came;
   }
-  if (live == 0) {
-    if (!came.empty()) return absl::OkStatus();
-    return absl::FailedPreconditionError("no worker has come here since");
-  }
-  if (2 * live_came > live) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      absl::StrCat("only ", live_came, " of the job's ", live,
-                   " live workers have come here since (a majority must: the others still "
-                   "reach it)"));
+  return WorkersLetBackupTakeOver(live, live == 0 ? came.size() : live_came);
 }
 
 }  // namespace fulcrum

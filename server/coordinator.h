@@ -129,6 +129,16 @@ class JobCoordinator {
   // over, gone). Returns how many. The server calls it periodically.
   int ReapSilentWorkers();
 
+  // The coordinator, its backup unreachable since `since` (this clock's
+  // time), in a job with no other shard: OK when at least half of the
+  // workers live then — registered before `since` and heard from after
+  // `since - lookback` (at least the worker timeout before the backup may
+  // have been cut off), those declared dead since included — have
+  // heartbeated since (WorkersLetCoordinatorGoOnAlone, server/witnesses.h);
+  // UNAVAILABLE saying how many did otherwise. A worker registered since
+  // does not count: it may be one the backup counts.
+  absl::Status WorkersLetGoOnAlone(absl::Time since, absl::Duration lookback) const;
+
   // The job's progress for a checkpoint: trained partitions, the oldest
   // unfinished epoch, evaluations owed, examples seen, elapsed time. Leased
   // partitions count as untrained.
@@ -204,6 +214,7 @@ class JobCoordinator {
   struct WorkerRecord {
     WorkerStatus status;
     absl::Time last_heartbeat;
+    absl::Time registered_at;  // or taken over with the job state
     absl::Time rate_since;
     uint64_t rate_examples = 0;
     std::optional<uint64_t> lease_id;
@@ -276,8 +287,7 @@ class JobCoordinator {
 
 // Whether the workers that came to the coordinator's backup while the
 // coordinator was silent (`came`: worker ids, 0 for a registration) witness
-// that it is gone for them too, when no other shard can say (a one-shard
-// job, or none answers the backup): a
+// that it is gone for them too, in a job with no other shard to ask: a
 // majority of the live (not dead, not departed) workers in the replicated
 // `workers`, or, with none live, any worker at all. FAILED_PRECONDITION
 // saying how many came otherwise (the coordinator is then more likely cut

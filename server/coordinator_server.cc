@@ -1,12 +1,15 @@
 #include "server/coordinator_server.h"
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/security.h"
 #include "server/grpc_remote_shard.h"
+#include "server/witnesses.h"
 
 namespace fulcrum {
 
@@ -17,6 +20,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   CoordinatorServer* self = server.get();
   server->options_ = options;
+  server->process_incarnation_ = incarnation;
   server->log_ = log;
   // Worker ids, the membership and shard 0's replica set are the
   // coordinator incarnation's: a backup that took over keeps the dead
@@ -26,6 +30,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   ShardGroupOptions group;
   group.num_shards = options.num_shards;
   group.incarnation = coordinator_incarnation;
+  group.process_incarnation = incarnation;
   group.job = job;
   group.report_timeout = options.worker_timeout;
   FULCRUM_ASSIGN_OR_RETURN(ChannelOpener opener, ChannelOpener::Create(options.peer_security));
@@ -43,14 +48,18 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   replicator.process_incarnation = incarnation;
   replicator.security = options.peer_security;
   replicator.auth_token = options.auth_token;
-  replicator.drop_backup = [self, incarnation](uint64_t process) {
+  replicator.drop_backup = [self, incarnation](uint64_t process, absl::Time unreachable_since) {
+    FULCRUM_RETURN_IF_ERROR(self->MayGoOnAlone(unreachable_since));
     DropBackupRequest request;
     request.set_shard_index(0);
     request.set_process_incarnation(incarnation);
     request.set_backup_process_incarnation(process);
     return self->shards_->DropBackup(request);
   };
-  replicator.step_down = [] {};  // never asked: the coordinator drops its backup itself
+  replicator.step_down = [self, local] {
+    local->StepDown();
+    self->superseded_.Notify();
+  };
   replicator.coordinator_state = [self] { return self->ReplicaState(); };
   server->replicator_ = std::make_unique<ShardReplicator>(local, log, replicator);
 
@@ -98,10 +107,35 @@ CoordinatorReplica CoordinatorServer::ReplicaState() const {
   CoordinatorReplica state = coordinator_->SaveReplica();
   *state.mutable_committed() = shards_->committed();
   state.set_coordinator_address(shards_->coordinator_address());
+  state.set_coordinator_process_incarnation(process_incarnation_);
   for (std::string& address : shards_->OtherShardAddresses()) {
     state.add_witness_addresses(std::move(address));
   }
   return state;
+}
+
+absl::Status CoordinatorServer::MayGoOnAlone(absl::Time unreachable_since) {
+  // The backup may have taken over on the other side of a cut (found once
+  // it is mended): it had its witnesses, this process must yield.
+  const std::string backup = shards_->coordinator_backup_address();
+  if (!backup.empty() &&
+      CallCoordinator(backup, options_.peer_security, options_.auth_token, kReachTimeout).ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the backup at ", backup, " serves the job as the coordinator now"));
+  }
+  // Its process gone: nothing can take over there.
+  if (!backup.empty() && NothingListensAt(backup, kReachTimeout)) return absl::OkStatus();
+  const std::vector<std::string> witnesses = shards_->OtherShardAddresses();
+  if (witnesses.empty()) {
+    // A worker live when the backup was cut off had heard from here within
+    // the worker timeout before; the backup stopped answering up to a
+    // batch's deadline before `unreachable_since`.
+    return coordinator_->WorkersLetGoOnAlone(
+        unreachable_since, options_.worker_timeout + ShardReplicatorOptions().rpc_timeout);
+  }
+  return ShardsLetCoordinatorGoOnAlone(PollWitnesses(witnesses, shards_->coordinator_address(),
+                                                     process_incarnation_, options_.peer_security,
+                                                     options_.auth_token, 2 * kReachTimeout));
 }
 
 void CoordinatorServer::ReplicateState() {

@@ -77,14 +77,31 @@ class CoordinatorServer {
   void NameSelf(const std::string& address, bool now) { shards_->NameCoordinator(address, now); }
   // The job state as the backup gets it.
   CoordinatorReplica ReplicaState() const;
+  // Whether the backup took over the job while this process could not reach
+  // it (see MayGoOnAlone): its shard refuses calls since, and the process
+  // must stop serving (started again, it becomes the backup's backup).
+  bool superseded() const { return superseded_.HasBeenNotified(); }
 
  private:
   CoordinatorServer() = default;
   void RegisterMetrics(MetricsRegistry* metrics);
   // Sends the job state to the backup (if any) and waits until it has it.
   void ReplicateState();
+  // The backup stopped following at `unreachable_since`: OK when the
+  // witnesses let this process go on without it (server/witnesses.h: a
+  // majority of the other shards' processes reach it, or, with none, at
+  // least half the live workers called since); FAILED_PRECONDITION when
+  // the backup serves the job now; UNAVAILABLE otherwise (ask again; until
+  // then pushes to this shard are not answered OK — UNAVAILABLE after
+  // replication_timeout — while a job-state change is still answered after
+  // that timeout). Blocks up to about a second.
+  absl::Status MayGoOnAlone(absl::Time unreachable_since);
+  // How long a witness or the backup may take to answer whether it reaches
+  // a coordinator process.
+  static constexpr absl::Duration kReachTimeout = absl::Milliseconds(300);
 
   ServerOptions options_;
+  uint64_t process_incarnation_ = 0;  // this process's own id
   ReplicationLog* log_ = nullptr;
   // One job state numbered at a time: the backup's newest is the newest.
   absl::Mutex replicate_mu_;
@@ -94,6 +111,7 @@ class CoordinatorServer {
   std::unique_ptr<JobCheckpointer> checkpointer_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
   std::unique_ptr<ShardRegistryServiceImpl> shard_registry_service_;
+  absl::Notification superseded_;
   absl::Notification stop_reaper_;
   std::thread reaper_;
 };

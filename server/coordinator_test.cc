@@ -653,6 +653,58 @@ TEST_F(CoordinatorTest, Status_CountsPartitionsLeftAndWorkers) {
   EXPECT_EQ(s.live_workers(), 2u);
 }
 
+// The other side of the same cut: the coordinator goes on without its backup
+// only when at least half of the workers live when it lost it have called
+// since. Workers declared dead since still count (else reaping those cut off
+// would shrink the vote); a worker registered since does not (it may be
+// one the backup counts, come back).
+TEST_F(CoordinatorTest, GoingOnAlone_HalfOfTheWorkersLiveWhenTheBackupWasLostMustCall) {
+  Init(ASYNC, 3, 1, 6);
+  const uint64_t a = Register("a");
+  Register("b");
+  const uint64_t c = Register("c");
+  clock_.Advance(absl::Seconds(1));
+  const absl::Time lost = clock_.Now();
+  const absl::Duration lookback = absl::Seconds(7);
+  EXPECT_TRUE(absl::IsUnavailable(coordinator_->WorkersLetGoOnAlone(lost, lookback)));
+  clock_.Advance(absl::Milliseconds(200));
+  ASSERT_TRUE(Heartbeat(a).ok());
+  const absl::Status one = coordinator_->WorkersLetGoOnAlone(lost, lookback);
+  EXPECT_TRUE(absl::IsUnavailable(one)) << one;
+  EXPECT_NE(one.message().find("only 1 of the job's 3 live workers"), std::string::npos) << one;
+  // b and c are cut off: declared dead, still counted; a newcomer is not.
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(Heartbeat(a).ok());
+  ASSERT_EQ(coordinator_->ReapSilentWorkers(), 2);
+  Register("d");
+  EXPECT_TRUE(absl::IsUnavailable(coordinator_->WorkersLetGoOnAlone(lost, lookback)));
+  // b registering again is a newcomer too.
+  Register("b");
+  EXPECT_TRUE(absl::IsUnavailable(coordinator_->WorkersLetGoOnAlone(lost, lookback)));
+  EXPECT_EQ(Heartbeat(c).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CoordinatorTest, GoingOnAlone_TwoOfThreeCalling) {
+  Init(ASYNC, 3, 1, 6);
+  const uint64_t a = Register("a");
+  const uint64_t b = Register("b");
+  Register("c");
+  const absl::Time lost = clock_.Now() + absl::Milliseconds(1);
+  clock_.Advance(absl::Milliseconds(500));
+  ASSERT_TRUE(Heartbeat(a).ok());
+  ASSERT_TRUE(Heartbeat(b).ok());
+  EXPECT_TRUE(coordinator_->WorkersLetGoOnAlone(lost, absl::Seconds(7)).ok());
+}
+
+TEST_F(CoordinatorTest, GoingOnAlone_NeverWithNoWorkerLiveWhenTheBackupWasLost) {
+  Init(ASYNC, 1, 1, 2);
+  const absl::Time lost = clock_.Now();
+  clock_.Advance(absl::Milliseconds(100));
+  const uint64_t late = Register("late");
+  ASSERT_TRUE(Heartbeat(late).ok());
+  EXPECT_TRUE(absl::IsUnavailable(coordinator_->WorkersLetGoOnAlone(lost, absl::Seconds(7))));
+}
+
 // A one-shard job's coordinator backup takes over on the word of a majority
 // of the live workers (those that came to it while the coordinator was
 // silent); dead and departed workers do not count either way.

@@ -648,7 +648,8 @@ grpc::Status ShardControlServiceImpl::ReachCoordinator(grpc::ServerContext* cont
   if (request->address().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("no coordinator address to call"));
   }
-  const absl::Status reached = reach_coordinator_(request->address());
+  const absl::Status reached =
+      reach_coordinator_(request->address(), request->process_incarnation());
   response->set_reached(reached.ok());
   if (!reached.ok()) response->set_detail(reached.ToString());
   return grpc::Status::OK;

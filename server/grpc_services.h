@@ -235,8 +235,9 @@ class ShardControlServiceImpl final : public ShardControl::Service {
  public:
   using WriteCheckpointFn =
       std::function<absl::StatusOr<CheckpointManifest::ShardFile>(uint64_t sequence)>;
-  // OK when the coordinator process at the address answers a call.
-  using ReachFn = std::function<absl::Status(const std::string& address)>;
+  // OK when the coordinator process at `address` (own id `process`, 0:
+  // unknown) answers a call and this shard vouches for it.
+  using ReachFn = std::function<absl::Status(const std::string& address, uint64_t process)>;
   ShardControlServiceImpl(ParameterShard* shard, WriteCheckpointFn write_checkpoint,
                           ReachFn reach_coordinator);
 

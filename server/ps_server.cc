@@ -14,13 +14,13 @@
 #include "common/base/status_macros.h"
 #include "common/replica.h"
 #include "common/rpc/channel.h"
-#include "grpcpp/client_context.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "server/job_spec.h"
+#include "server/witnesses.h"
 
 namespace fulcrum {
 
@@ -105,22 +105,17 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
 }
 
 bool ParameterServer::BackupServesTheJob(const ServerOptions& options) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      OpenChannel(options.coordinator_backup_address, options.peer_security);
-  if (!channel.ok()) return false;
-  std::unique_ptr<Coordinator::Stub> stub = Coordinator::NewStub(*channel);
   // Alive as a backup that has not taken over: it is about to (this process
   // is the coordinator it lost, restarted sooner than failover_after).
   // Serving then would make two coordinators.
   const absl::Time give_up = absl::Now() + std::max(absl::Seconds(5), 10 * options.failover_after);
   bool logged = false;
   while (true) {
-    grpc::ClientContext context;
-    PrepareCall(options.auth_token, absl::Seconds(1), &context);
-    JobStatus status;
-    const grpc::Status s = stub->GetStatus(&context, GetStatusRequest(), &status);
+    const absl::Status s =
+        CallCoordinator(options.coordinator_backup_address, options.peer_security,
+                        options.auth_token, absl::Seconds(1));
     if (s.ok()) return true;
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || !IsBackupNotServing(s.error_message())) {
+    if (!absl::IsUnavailable(s) || !IsBackupNotServing(s.message())) {
       return false;  // not there: this process is the coordinator
     }
     if (absl::Now() >= give_up) {

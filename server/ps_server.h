@@ -83,6 +83,14 @@ class ParameterServer {
     return coordinator_server_ ? coordinator_server_->coordinator() : nullptr;
   }
   ParameterShard* shard() { return shard_server_->shard(); }
+  // The coordinator: its backup took over the job while the two could not
+  // reach each other (CoordinatorServer::superseded). This process serves
+  // nothing of the job any more and should exit; started again with
+  // --coordinator_backup naming that backup, it becomes the backup's backup.
+  bool superseded() {
+    absl::MutexLock lock(&coordinator_mu_);
+    return coordinator_server_ != nullptr && coordinator_server_->superseded();
+  }
 
  private:
   ParameterServer() = default;

@@ -5,6 +5,7 @@
 // Progress lines and the final "result:" line go to stdout, logs to stderr.
 #include <signal.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -426,6 +427,7 @@ int Run() {
   const double interval = absl::GetFlag(FLAGS_status_interval);
   const double worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
   const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
+  std::atomic<int> exit_code{0};
   std::thread monitor([&] {
     // Another shard serves until told to stop; the coordinator's backup
     // until then too, unless it takes over.
@@ -447,6 +449,15 @@ int Run() {
       const absl::Duration tick = interval > 0 ? absl::Seconds(interval) : absl::Milliseconds(500);
       const bool done = coordinator->WaitUntilDone(absl::Now() + tick);
       if (stopping.HasBeenNotified()) break;
+      if (ps.superseded()) {
+        FULCRUM_LOG(ERROR) << "the coordinator's backup took over the job while this process "
+                              "could not reach it; this process exits (started again with "
+                              "--coordinator_backup naming it, it becomes its backup)";
+        exit_code = 3;
+        stopping.Notify();
+        kill(getpid(), SIGTERM);  // releases the signal thread
+        break;
+      }
       const JobStatus status = coordinator->GetStatus();
       // Every evaluation once, with the training time it was reported at
       // (bench/train.sh reads time-to-accuracy from these lines).
@@ -482,7 +493,7 @@ int Run() {
   ps.Wait();
   monitor.join();
   signal_thread.join();
-  return 0;
+  return exit_code;
 }
 
 }  // namespace
@@ -499,7 +510,9 @@ int main(int argc, char** argv) {
   fulcrum::TuneMutexes();
   fulcrum::KeepFreedMemory();
   absl::SetProgramUsageMessage(
-      "Fulcrum parameter server: serves a model shard and coordinates the job.");
+      "Fulcrum parameter server: serves a model shard and coordinates the job.\n"
+      "Exit status: 0 stopped or done; 1 failed; 2 bad flags or job; 3 a coordinator whose\n"
+      "backup took over the job (start it again with --coordinator_backup to rejoin).");
   absl::ParseCommandLine(argc, argv);
   return fulcrum::Run();
 }

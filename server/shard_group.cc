@@ -214,6 +214,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
   RegisterShardResponse response;
   *response.mutable_job() = options_.job;
   response.set_coordinator_incarnation(options_.incarnation);
+  response.set_coordinator_process_incarnation(options_.process_incarnation);
   if (committed_.sequence() > 0) {
     *response.mutable_committed() = committed_;
     // A shard starting now restores the newest committed checkpoint.
@@ -259,6 +260,8 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::CoordinatorBackupReport(
     coordinator_backup_last_report_ = now;
     *response.mutable_job() = options_.job;
     response.set_coordinator_incarnation(options_.incarnation);
+    response.set_coordinator_process_incarnation(options_.process_incarnation);
+    response.set_coordinator_process_incarnation(options_.process_incarnation);
     if (committed_.sequence() > 0) *response.mutable_committed() = committed_;
     response.set_role(BACKUP);
   }
@@ -356,6 +359,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::BackupReport(const RegisterSha
   RegisterShardResponse response;
   *response.mutable_job() = options_.job;
   response.set_coordinator_incarnation(options_.incarnation);
+  response.set_coordinator_process_incarnation(options_.process_incarnation);
   response.set_role(BACKUP);
   AddCoordinatorAddressesLocked(&response);
   return response;
@@ -542,6 +546,11 @@ std::vector<std::string> ShardGroup::WorkerAddresses() const {
     if (remotes_[i] != nullptr) out[i] = remotes_[i]->status.address();
   }
   return out;
+}
+
+std::string ShardGroup::coordinator_backup_address() const {
+  absl::MutexLock lock(&mu_);
+  return coordinator_backup_address_;
 }
 
 std::vector<std::string> ShardGroup::BackupAddresses() const {

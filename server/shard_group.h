@@ -47,6 +47,8 @@ struct ShardGroupOptions {
   // The coordinator process's incarnation (a restarted coordinator's
   // membership replaces whatever a shard had).
   uint64_t incarnation = 0;
+  // This coordinator process's own id (told to the shards that report).
+  uint64_t process_incarnation = 0;
   // The job remote shards are given when they register.
   JobSpec job;
   // A shard silent this long is shown down.
@@ -148,6 +150,8 @@ class ShardGroup {
   // Where workers reach each shard's backup, by index ("": none); the same
   // length as WorkerAddresses.
   std::vector<std::string> BackupAddresses() const;
+  // The coordinator's backup's address ("" when it has none).
+  std::string coordinator_backup_address() const;
   // The newest committed checkpoint (sequence 0: none).
   CheckpointManifest committed() const;
   // Where workers reach the coordinator's own shard. The lists workers get

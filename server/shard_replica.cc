@@ -337,8 +337,10 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
 bool ShardReplicator::Drop(uint64_t process, const absl::Status& why) {
   FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": backup does not follow (" << why
                        << "); asking the coordinator to drop it";
+  const absl::Time since = absl::Now();
+  absl::Time logged_at = absl::InfinitePast();
   while (true) {
-    const absl::Status dropped = options_.drop_backup(process);
+    const absl::Status dropped = options_.drop_backup(process, since);
     if (dropped.ok()) {
       log_->Detach();
       absl::MutexLock lock(&mu_);
@@ -355,6 +357,11 @@ bool ShardReplicator::Drop(uint64_t process, const absl::Status& why) {
       log_->StepDown();
       options_.step_down();
       return false;
+    }
+    if (absl::Now() - logged_at >= absl::Seconds(5)) {
+      FULCRUM_LOG(WARNING) << "shard " << options_.shard_index
+                           << ": cannot drop the backup yet, asking again: " << dropped;
+      logged_at = absl::Now();
     }
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(200));

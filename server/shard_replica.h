@@ -114,10 +114,12 @@ struct ShardReplicatorOptions {
   absl::Duration rpc_timeout = absl::Seconds(2);
   // Deadline of installing a snapshot.
   absl::Duration install_timeout = absl::Seconds(60);
-  // Asks the coordinator to drop backup `process` (ShardRegistry.DropBackup):
-  // OK, FAILED_PRECONDITION (the backup took over), or another error (the
-  // coordinator could not be asked: ask again).
-  std::function<absl::Status(uint64_t process)> drop_backup;
+  // Asks the coordinator to drop backup `process`, which stopped following
+  // at `unreachable_since` (ShardRegistry.DropBackup; the coordinator's own
+  // shard asks its witnesses, server/witnesses.h): OK, FAILED_PRECONDITION
+  // (the backup took over), or another error (ask again 200 ms later;
+  // meanwhile nothing this process changes is acknowledged).
+  std::function<absl::Status(uint64_t process, absl::Time unreachable_since)> drop_backup;
   // This process's backup took over: it must stop serving.
   std::function<void()> step_down;
   // The coordinator's shard: the job state a snapshot carries (null: none).

@@ -14,6 +14,7 @@
 #include "grpcpp/client_context.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "server/shard_group.h"
+#include "server/witnesses.h"
 
 namespace fulcrum {
 
@@ -61,7 +62,9 @@ absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(const ServerOptio
   server->shard_control_service_ = std::make_unique<ShardControlServiceImpl>(
       server->shard_.get(),
       [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); },
-      [self](const std::string& address) { return self->CallCoordinatorAt(address); });
+      [self](const std::string& address, uint64_t process) {
+        return self->CallCoordinatorAt(address, process);
+      });
   server->replica_service_ =
       std::make_unique<ShardReplicaService>(server->shard_.get(), options.debug_replication_delay);
   server->BuildService();
@@ -152,6 +155,9 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
     response.Clear();
     return FromGrpcStatus(registry->RegisterShard(&context, request, &response));
   }));
+  if (response.coordinator_process_incarnation() != 0) {
+    followed_coordinator_process_.store(response.coordinator_process_incarnation());
+  }
   return response;
 }
 
@@ -263,7 +269,7 @@ void ShardServer::StartReplicatorLocked() {
   options.process_incarnation = incarnation_;
   options.security = options_.peer_security;
   options.auth_token = options_.auth_token;
-  options.drop_backup = [this](uint64_t process) -> absl::Status {
+  options.drop_backup = [this](uint64_t process, absl::Time) -> absl::Status {
     DropBackupRequest request;
     request.set_shard_index(options_.shard_index);
     request.set_process_incarnation(incarnation_);
@@ -277,51 +283,36 @@ void ShardServer::StartReplicatorLocked() {
   replicator_ = std::make_unique<ShardReplicator>(shard_.get(), &replication_log_, options);
 }
 
-absl::Status ShardServer::CallCoordinatorAt(const std::string& address) {
-  FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                           OpenChannel(address, options_.peer_security));
-  std::unique_ptr<Coordinator::Stub> stub = Coordinator::NewStub(channel);
-  grpc::ClientContext context;
-  PrepareCall(options_.auth_token, kReachTimeout, &context);
-  JobStatus status;
-  return FromGrpcStatus(stub->GetStatus(&context, GetStatusRequest(), &status));
+absl::Status ShardServer::CallCoordinatorAt(const std::string& address, uint64_t process) {
+  const uint64_t followed = followed_coordinator_process_.load();
+  if (process != 0 && followed != 0 && followed != process) {
+    return absl::FailedPreconditionError(
+        "this shard reports to another coordinator process now (the backup took over)");
+  }
+  return CallCoordinator(address, options_.peer_security, options_.auth_token, kReachTimeout);
 }
 
 absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since,
                                                     absl::Duration* ask_again_after) {
   const std::optional<CoordinatorReplica> state = replica_service_->coordinator();
   if (!state.has_value() || state->coordinator_address().empty()) return absl::OkStatus();
-  ReachCoordinatorRequest request;
-  request.set_address(state->coordinator_address());
-  bool answered = false;  // some witness said it does not reach it either
-  for (const std::string& witness : state->witness_addresses()) {
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-        OpenChannel(witness, options_.peer_security);
-    if (!channel.ok()) continue;
-    std::unique_ptr<ShardControl::Stub> stub = ShardControl::NewStub(*channel);
-    grpc::ClientContext context;
-    // Its own call to the coordinator, then the answer.
-    PrepareCall(options_.auth_token, 2 * kReachTimeout, &context);
-    ReachCoordinatorResponse response;
-    if (!stub->ReachCoordinator(&context, request, &response).ok()) continue;
-    if (response.reached()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the shard process at ", witness, " still reaches it at ", state->coordinator_address()));
+  if (state->witness_addresses().empty()) {
+    // A one-shard job: the workers decide. Asking them again costs nothing
+    // (they come as their calls fail): soon.
+    if (!workers_witness_) return absl::OkStatus();
+    *ask_again_after = absl::Milliseconds(100);
+    if (absl::Status workers = workers_witness_(silent_since, *state); !workers.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("there is no other shard to ask, and ", workers.message()));
     }
-    answered = true;
+    return absl::OkStatus();
   }
-  // No shard to ask (a one-shard job), or none answered (this process may
-  // be the one cut off): the workers decide. With no shard to call, asking
-  // them again costs nothing: soon (they come as their calls fail).
-  if (answered || !workers_witness_) return absl::OkStatus();
-  if (state->witness_addresses().empty()) *ask_again_after = absl::Milliseconds(100);
-  if (absl::Status workers = workers_witness_(silent_since, *state); !workers.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(state->witness_addresses().empty()
-                                                          ? "there is no other shard to ask"
-                                                          : "no other shard process answered",
-                                                      ", and ", workers.message()));
-  }
-  return absl::OkStatus();
+  // Its own call to the coordinator, then the answer.
+  const ReachPoll poll =
+      PollWitnesses({state->witness_addresses().begin(), state->witness_addresses().end()},
+                    state->coordinator_address(), state->coordinator_process_incarnation(),
+                    options_.peer_security, options_.auth_token, 2 * kReachTimeout);
+  return ShardsLetBackupTakeOver(poll, state->coordinator_address());
 }
 
 void ShardServer::WatchPrimary() {

@@ -14,6 +14,7 @@
 #ifndef FULCRUM_SERVER_SHARD_SERVER_H_
 #define FULCRUM_SERVER_SHARD_SERVER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -99,13 +100,14 @@ class ShardServer {
   // (on a thread of this server) once the coordinator has been silent for
   // failover_after. Set before Start.
   //
-  // Before that, the other shards' processes are asked whether they still
-  // reach the coordinator (any yes: a partition between the two, not a
-  // death). When no other shard answers (or the job has none),
+  // Before that, witnesses must agree (server/witnesses.h): a strict
+  // majority of the other shards' processes must answer that they do not
+  // reach the coordinator either, and none that it does (a partition
+  // between the two, not a death). In a job with no other shard,
   // `workers_witness` decides, given the time the coordinator went silent
   // and the job's replicated state: OK when enough of the workers came here
   // since (they could not reach it either), an error saying why not
-  // otherwise. Unset: the backup takes over when no shard says no.
+  // otherwise. Unset: the backup of a one-shard job takes over on silence.
   void OnCoordinatorSilent(
       std::function<void()> on_silent,
       std::function<absl::Status(absl::Time silent_since, const CoordinatorReplica& state)>
@@ -143,14 +145,16 @@ class ShardServer {
   // How long a call to the coordinator that says it is alive may take.
   static constexpr absl::Duration kReachTimeout = absl::Milliseconds(300);
   // OK when the coordinator process at `address` answers within
-  // kReachTimeout (ShardControl.ReachCoordinator).
-  absl::Status CallCoordinatorAt(const std::string& address);
+  // kReachTimeout (ShardControl.ReachCoordinator); FAILED_PRECONDITION
+  // without calling when this shard reports to a coordinator process other
+  // than `process` (0: unknown) now — the backup took over, and this
+  // shard's word went to it.
+  absl::Status CallCoordinatorAt(const std::string& address, uint64_t process);
   // The coordinator's backup, its coordinator silent since `silent_since`:
-  // FAILED_PRECONDITION naming another shard's process that still reaches
-  // the coordinator (a partition between the two, not a death), or, when no
-  // other shard's process answers, saying too few workers came here
-  // (workers_witness_); OK otherwise. Sets `ask_again_after` when the next
-  // ask should come sooner than failover_after (only the workers to ask).
+  // OK when the witnesses let it take over (the other shards' processes, or
+  // in a one-shard job workers_witness_); FAILED_PRECONDITION saying why not
+  // otherwise. Sets `ask_again_after` when the next ask should come sooner
+  // than failover_after (only the workers to ask).
   absl::Status OthersReachTheCoordinator(absl::Time silent_since, absl::Duration* ask_again_after);
   void TakeOver();
   // A primary: starts keeping its backup in step.
@@ -170,6 +174,9 @@ class ShardServer {
   // The coordinator's processes (--coordinator's addresses and those it
   // names); none on the coordinator's own shard.
   FailoverStubs<ShardRegistry> registries_;
+  // The coordinator process that answered this shard's last report (0:
+  // none yet).
+  std::atomic<uint64_t> followed_coordinator_process_{0};
   std::function<void()> on_coordinator_silent_;
   std::function<absl::Status(absl::Time, const CoordinatorReplica&)> workers_witness_;
   absl::Notification took_over_coordinator_;

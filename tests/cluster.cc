@@ -25,6 +25,7 @@ LocalCluster::LocalCluster(const std::string& name) : dir_(TestDir(name)) {}
 
 LocalCluster::~LocalCluster() {
   if (!status_socket_.empty()) unlink(status_socket_.c_str());
+  if (!backup_status_socket_.empty()) unlink(backup_status_socket_.c_str());
 }
 
 namespace {
@@ -36,6 +37,12 @@ std::vector<std::string> Placed(const Placement& placement, std::vector<std::str
 }
 
 }  // namespace
+
+// sun_path holds 108 bytes: a short path, not one under TEST_TMPDIR.
+std::string LocalCluster::ShortSocketPath() {
+  std::random_device random;
+  return absl::StrCat("/tmp/fulcrum-", random(), ".sock");
+}
 
 std::string LocalCluster::address() const {
   return absl::StrCat(server_placement_.host, ":", port_);
@@ -49,9 +56,7 @@ absl::Status LocalCluster::StartServer(const std::vector<std::string>& flags,
                          "--port_file=" + dir_ + "/port", "--status_interval=0"});
   unlink((dir_ + "/port").c_str());  // a port file of an earlier run in the folder
   if (!placement.launcher.empty()) {
-    // sun_path holds 108 bytes: a short path, not one under TEST_TMPDIR.
-    std::random_device random;
-    status_socket_ = absl::StrCat("/tmp/fulcrum-", random(), ".sock");
+    status_socket_ = ShortSocketPath();
     argv.push_back("--unix_socket=" + status_socket_);
   }
   argv.insert(argv.end(), flags.begin(), flags.end());
@@ -219,10 +224,17 @@ absl::StatusOr<std::string> LocalCluster::RunJob(const std::string& job_file,
 absl::StatusOr<int> LocalCluster::StartCoordinatorBackup(int num_shards,
                                                          const std::vector<std::string>& flags,
                                                          const Placement& placement) {
+  std::vector<std::string> all = flags;
+  if (!placement.launcher.empty()) {  // as for the server: status over a unix socket
+    backup_status_socket_ = ShortSocketPath();
+    all.push_back("--unix_socket=" + backup_status_socket_);
+  }
   FULCRUM_ASSIGN_OR_RETURN(const int id,
-                           StartShardProcess(kBackupId, 0, num_shards, flags, placement));
-  backup_stub_ = Coordinator::NewStub(
-      grpc::CreateChannel(shard_address(id), grpc::InsecureChannelCredentials()));
+                           StartShardProcess(kBackupId, 0, num_shards, all, placement));
+  const std::string status_address =
+      backup_status_socket_.empty() ? shard_address(id) : "unix:" + backup_status_socket_;
+  backup_stub_ =
+      Coordinator::NewStub(grpc::CreateChannel(status_address, grpc::InsecureChannelCredentials()));
   return id;
 }
 

@@ -108,6 +108,8 @@ class LocalCluster {
   const std::string& dir() const { return dir_; }
 
  private:
+  // A unix socket path short enough for sun_path, under /tmp.
+  static std::string ShortSocketPath();
   absl::StatusOr<int> StartShardProcess(int id, int index, int num_shards,
                                         const std::vector<std::string>& flags,
                                         const Placement& placement);
@@ -115,7 +117,8 @@ class LocalCluster {
   std::string dir_;
   Subprocess server_;
   Placement server_placement_;
-  std::string status_socket_;  // when the server is placed elsewhere
+  std::string status_socket_;         // when the server is placed elsewhere
+  std::string backup_status_socket_;  // when the coordinator's backup is
   std::vector<std::unique_ptr<Subprocess>> workers_;
   struct Shard {
     std::unique_ptr<Subprocess> process;

@@ -2,12 +2,15 @@
 // own (network namespaces, tests/netlab.h), with real TCP between them, and
 // the network between them cut, partitioned, made half-open, slow and lossy.
 // Skipped, with the reason, where the machine cannot make namespaces.
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
 #include "gtest/gtest.h"
 #include "tests/cluster.h"
@@ -78,6 +81,68 @@ ShardStatus Shard(const JobStatus& s, uint32_t index) {
     if (shard.index() == index) return shard;
   }
   return ShardStatus();
+}
+
+// A replicated coordinator's job on the lab's hosts: the coordinator on
+// ps0, its backup on ps0b, shard 1 on ps1 when `shards` is 2, workers w0 and
+// w1 — returned once both train and the backup follows.
+struct PairJob {
+  int backup = 0;  // for ShardLog
+  int w0 = 0;
+  int w1 = 0;
+};
+
+absl::StatusOr<PairJob> StartPairJob(LocalCluster& c, const Netlab& lab, int shards) {
+  std::vector<std::string> flags = ServerFlags("async");
+  flags.push_back(absl::StrCat("--num_shards=", shards));
+  FULCRUM_RETURN_IF_ERROR(c.StartServer(flags, On(lab, "ps0")));
+  PairJob job;
+  FULCRUM_ASSIGN_OR_RETURN(job.backup, c.StartCoordinatorBackup(shards, {}, On(lab, "ps0b")));
+  if (shards > 1) FULCRUM_RETURN_IF_ERROR(c.StartShard(1, shards, {}, On(lab, "ps1")).status());
+  FULCRUM_ASSIGN_OR_RETURN(job.w0, c.StartWorker("w0", kSteady, On(lab, "w0")));
+  FULCRUM_ASSIGN_OR_RETURN(job.w1, c.StartWorker("w1", kSteady, On(lab, "w1")));
+  const absl::StatusOr<JobStatus> ready = c.WaitFor(
+      [](const JobStatus& s) {
+        return Training(s, "w0") && Training(s, "w1") && Shard(s, 0).backup_up();
+      },
+      absl::Seconds(60));
+  if (!ready.ok()) {
+    return absl::Status(ready.status().code(), absl::StrCat(ready.status().message(), "\nbackup:\n",
+                                                            c.ShardLog(job.backup)));
+  }
+  return job;
+}
+
+// The job finishes: each partition trained once per epoch, at the accuracy
+// of an undisturbed run.
+void ExpectFinishesWhole(LocalCluster& c, const PairJob& job) {
+  // Status() asks the coordinator while it answers, then the backup.
+  const JobStatus status = c.FinishJob({job.w0, job.w1}, kJobTimeout);
+  EXPECT_EQ(status.state(), FINISHED);
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
+  EXPECT_GT(status.last_eval().test_accuracy(), 0.78);
+}
+
+// The coordinator found its backup serving the job and exited 3, without
+// ever going on alone.
+void ExpectCoordinatorYielded(LocalCluster& c) {
+  absl::StatusOr<int> exited = c.server().Wait(absl::Seconds(30));
+  ASSERT_TRUE(exited.ok()) << exited.status() << c.ServerLog();
+  EXPECT_EQ(*exited, 3) << c.ServerLog();
+  EXPECT_TRUE(absl::StrContains(c.ServerLog(), "serves the job as the coordinator now"))
+      << c.ServerLog();
+  EXPECT_FALSE(absl::StrContains(c.ServerLog(), "it goes on alone")) << c.ServerLog();
+}
+
+// Whether `log()` comes to hold `line` within `timeout`.
+bool LogShows(const std::function<std::string()>& log, const std::string& line,
+              absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!absl::StrContains(log(), line)) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return true;
 }
 
 TEST(NetworkFaultTest, WorkerCutOffPastTheTimeout_DeclaredDeadRejoinsAndNoPartitionTrainedTwice) {
@@ -208,11 +273,12 @@ INSTANTIATE_TEST_SUITE_P(Modes, ShardPartitionTest, ::testing::Values("sync", "a
 
 // The coordinator and its backup cut off from each other: the backup hears
 // nothing from the coordinator, asks the other shard whether it still
-// reaches it — or, in a one-shard job or cut off from that shard too, finds
-// that the workers have not come to it (they still reach the coordinator) —
-// and does not take over (two coordinators would each take workers). The
-// job goes on and finishes under the coordinator, and the backup pairs with
-// it again once the links are back.
+// reaches it (it does; cut off from that shard too, no majority of shard
+// processes answers) — or, in a one-shard job, finds that the workers have
+// not come to it (they still reach the coordinator) — and does not take
+// over (two coordinators would each take workers). The coordinator goes on
+// without it on the same witnesses; the job finishes under it, and the
+// backup pairs with it again once the links are back.
 struct PairPartition {
   const char* name;
   int shards;
@@ -222,26 +288,11 @@ struct PairPartition {
 class CoordinatorPairPartitionTest : public ::testing::TestWithParam<PairPartition> {};
 
 TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBackupDoesNotTakeOver) {
-  const int shards = GetParam().shards;
   MAKE_LAB_OR_SKIP(lab, {"ps0", "ps0b", "ps1", "w0", "w1"});
   LocalCluster c(absl::StrCat("net_coordinator_pair_", GetParam().name));
-  std::vector<std::string> flags = ServerFlags("async");
-  flags.push_back(absl::StrCat("--num_shards=", shards));
-  ASSERT_TRUE(c.StartServer(flags, On(lab, "ps0")).ok());
-  absl::StatusOr<int> backup = c.StartCoordinatorBackup(shards, {}, On(lab, "ps0b"));
-  ASSERT_TRUE(backup.ok()) << backup.status();
-  if (shards > 1) {
-    ASSERT_TRUE(c.StartShard(1, shards, {}, On(lab, "ps1")).ok());
-  }
-  const int w0 = *c.StartWorker("w0", kSteady, On(lab, "w0"));
-  const int w1 = *c.StartWorker("w1", kSteady, On(lab, "w1"));
-  ASSERT_TRUE(c.WaitFor(
-                   [](const JobStatus& s) {
-                     return Training(s, "w0") && Training(s, "w1") && Shard(s, 0).backup_up();
-                   },
-                   absl::Seconds(60))
-                  .ok())
-      << c.ShardLog(*backup);
+  absl::StatusOr<PairJob> job = StartPairJob(c, lab, GetParam().shards);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const int backup = job->backup;
 
   ASSERT_TRUE(lab.Block("ps0", "ps0b").ok());
   if (GetParam().backup_cut_off_from_shard1) {
@@ -252,7 +303,7 @@ TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBacku
   const int64_t steps_before = FindWorker(*c.Status(), "w0")->steps();
   const JobStatus during = ExpectBothLiveFor(c, absl::Seconds(4));
   EXPECT_GT(FindWorker(during, "w0")->steps(), steps_before);
-  const std::string backup_log = c.ShardLog(*backup);
+  const std::string backup_log = c.ShardLog(backup);
   EXPECT_TRUE(absl::StrContains(backup_log, "not taking over")) << backup_log;
   EXPECT_FALSE(absl::StrContains(backup_log, "this process is the coordinator now")) << backup_log;
   ASSERT_TRUE(lab.Unblock("ps0", "ps0b").ok());
@@ -260,12 +311,9 @@ TEST_P(CoordinatorPairPartitionTest, CoordinatorAndItsBackupPartitioned_TheBacku
     ASSERT_TRUE(lab.Unblock("ps1", "ps0b").ok());
   }
 
-  JobStatus status = c.FinishJob({w0, w1}, kJobTimeout);
-  EXPECT_EQ(status.state(), FINISHED);
-  EXPECT_EQ(CheckEachPartitionOncePerEpoch(status), "");
-  EXPECT_GT(status.last_eval().test_accuracy(), 0.78);
-  EXPECT_FALSE(absl::StrContains(c.ShardLog(*backup), "this process is the coordinator now"))
-      << c.ShardLog(*backup);
+  ExpectFinishesWhole(c, *job);
+  EXPECT_FALSE(absl::StrContains(c.ShardLog(backup), "this process is the coordinator now"))
+      << c.ShardLog(backup);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -273,6 +321,103 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(PairPartition{"one_shard", 1, false}, PairPartition{"two_shards", 2, false},
                       PairPartition{"backup_cut_off_from_every_shard", 2, true}),
     [](const ::testing::TestParamInfo<PairPartition>& info) { return info.param.name; });
+
+// A cut that puts the coordinator's backup with every worker and the
+// coordinator with every other shard: each side has witnesses of a kind
+// (the workers could not reach the coordinator; shard 1 still does), and
+// were each to count its own, both would serve the job. The shards decide
+// when there are any (server/witnesses.h): a majority of the other shards'
+// processes must not reach the coordinator for the backup to take over,
+// and must reach it for the coordinator to go on without the backup. The
+// coordinator goes on alone (its workers, cut off, are declared dead); the
+// backup never takes over; mended, the workers register again and the job
+// finishes with each partition trained once per epoch.
+TEST(CoordinatorSplitTest, BackupWithTheWorkersCoordinatorWithTheShards_OnlyTheCoordinatorServes) {
+  MAKE_LAB_OR_SKIP(lab, {"ps0", "ps0b", "ps1", "w0", "w1"});
+  LocalCluster c("net_split_shards");
+  absl::StatusOr<PairJob> job = StartPairJob(c, lab, 2);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const int backup = job->backup;
+
+  const std::vector<std::pair<std::string, std::string>> cut = {
+      {"ps0", "ps0b"}, {"ps0", "w0"}, {"ps0", "w1"}, {"ps1", "ps0b"}, {"ps1", "w0"}, {"ps1", "w1"}};
+  for (const auto& [a, b] : cut) ASSERT_TRUE(lab.Block(a, b).ok()) << a << " " << b;
+  // Both workers come to the backup (their calls to the coordinator fail)
+  // and are declared dead by the coordinator (2 s).
+  absl::StatusOr<JobStatus> dead = c.WaitFor(
+      [](const JobStatus& s) { return IsDead(s, "w0") && IsDead(s, "w1"); }, absl::Seconds(30));
+  ASSERT_TRUE(dead.ok()) << dead.status() << c.ServerLog();
+  // Past the workers' keepalive (their calls to the coordinator fail within
+  // about 5 s, and they come to the backup).
+  absl::SleepFor(absl::Seconds(6));
+  const std::string backup_log = c.ShardLog(backup);
+  EXPECT_TRUE(absl::StrContains(backup_log, "not taking over")) << backup_log;
+  EXPECT_FALSE(absl::StrContains(backup_log, "this process is the coordinator now")) << backup_log;
+  EXPECT_TRUE(absl::StrContains(c.ServerLog(), "it goes on alone")) << c.ServerLog();
+  for (const auto& [a, b] : cut) ASSERT_TRUE(lab.Unblock(a, b).ok()) << a << " " << b;
+
+  ExpectFinishesWhole(c, *job);
+  EXPECT_FALSE(absl::StrContains(c.ShardLog(backup), "this process is the coordinator now"))
+      << c.ShardLog(backup);
+}
+
+// The same cut in a one-shard job: no shard to ask, the workers decide.
+// Both came to the backup, which takes over; the coordinator, which none of
+// them calls any more, must not go on alone (it would be a second
+// coordinator): it answers no push, and once the cut is mended it finds the
+// backup serving, stops and exits (status 3). The job finishes under the
+// backup, each partition trained once per epoch.
+TEST(CoordinatorSplitTest, OneShardBackupWithTheWorkers_TheCoordinatorYieldsToIt) {
+  MAKE_LAB_OR_SKIP(lab, {"ps0", "ps0b", "w0", "w1"});
+  LocalCluster c("net_split_one_shard");
+  absl::StatusOr<PairJob> job = StartPairJob(c, lab, 1);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const int backup = job->backup;
+
+  const std::vector<std::pair<std::string, std::string>> cut = {
+      {"ps0", "ps0b"}, {"ps0", "w0"}, {"ps0", "w1"}};
+  for (const auto& [a, b] : cut) ASSERT_TRUE(lab.Block(a, b).ok()) << a << " " << b;
+  ASSERT_TRUE(LogShows([&] { return c.ShardLog(backup); }, "this process is the coordinator now",
+                       absl::Seconds(30)))
+      << c.ShardLog(backup);
+  absl::SleepFor(absl::Seconds(3));  // the coordinator's workers declared dead meanwhile
+  EXPECT_FALSE(absl::StrContains(c.ServerLog(), "it goes on alone")) << c.ServerLog();
+  EXPECT_TRUE(absl::StrContains(c.ServerLog(), "cannot drop the backup yet")) << c.ServerLog();
+  for (const auto& [a, b] : cut) ASSERT_TRUE(lab.Unblock(a, b).ok()) << a << " " << b;
+
+  ExpectFinishesWhole(c, *job);
+  ExpectCoordinatorYielded(c);
+}
+
+// The coordinator cut off from everything: its backup takes over on shard
+// 1's word (it does not reach the coordinator either). A shard gives its
+// word once: when the coordinator is back in reach of shard 1 and the
+// workers but still not of its backup — so it cannot see that the backup
+// serves — shard 1, which reports to the backup now, does not vouch for it,
+// and it must not go on alone. Once it reaches the backup it yields (exits
+// 3) and the job finishes under the backup.
+TEST(CoordinatorSplitTest, CoordinatorCutOffFromAll_AShardThatFollowsTheBackupDoesNotVouchForIt) {
+  MAKE_LAB_OR_SKIP(lab, {"ps0", "ps0b", "ps1", "w0", "w1"});
+  LocalCluster c("net_split_vouch");
+  absl::StatusOr<PairJob> job = StartPairJob(c, lab, 2);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const int backup = job->backup;
+
+  ASSERT_TRUE(lab.Cut("ps0").ok());
+  ASSERT_TRUE(LogShows([&] { return c.ShardLog(backup); }, "this process is the coordinator now",
+                       absl::Seconds(30)))
+      << c.ShardLog(backup);
+  absl::SleepFor(absl::Seconds(1));  // shard 1 reports to the backup meanwhile
+  ASSERT_TRUE(lab.Block("ps0", "ps0b").ok());
+  ASSERT_TRUE(lab.Reconnect("ps0").ok());
+  absl::SleepFor(absl::Seconds(4));
+  EXPECT_FALSE(absl::StrContains(c.ServerLog(), "it goes on alone")) << c.ServerLog();
+  EXPECT_TRUE(absl::StrContains(c.ServerLog(), "cannot drop the backup yet")) << c.ServerLog();
+  ASSERT_TRUE(lab.Unblock("ps0", "ps0b").ok());
+
+  ExpectFinishesWhole(c, *job);
+  ExpectCoordinatorYielded(c);
+}
 
 // Every link at 100 ms each way and 5% loss: the same job as on a clean
 // network finishes with the same accuracy (sync: the rounds make the
