@@ -62,7 +62,7 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorker(
     const RegisterWorkerRequest& request) {
   FULCRUM_RETURN_IF_ERROR(shards_->CheckAllReady());
   absl::StatusOr<RegisterWorkerResponse> response = RegisterWorkerImpl(request);
-  if (response.ok()) StateChanged();
+  if (response.ok()) FULCRUM_RETURN_IF_ERROR(StateChanged());
   return response;
 }
 
@@ -224,7 +224,9 @@ absl::StatusOr<AcquirePartitionResponse> JobCoordinator::AcquirePartition(
   absl::StatusOr<AcquirePartitionResponse> response = GrantWork(request);
   // A lease granted (or the job's end told) is replicated before the worker
   // hears of it; a retry replicates the same state again.
-  if (response.ok() && response->kind() != AcquirePartitionResponse::WAIT) StateChanged();
+  if (response.ok() && response->kind() != AcquirePartitionResponse::WAIT) {
+    FULCRUM_RETURN_IF_ERROR(StateChanged());
+  }
   // A training lease is handed out once every shard knows the worker is
   // active: a sync round another shard closed without it could not be
   // pushed to any more.
@@ -318,8 +320,7 @@ absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(WorkerReco
 
 absl::Status JobCoordinator::CompletePartition(const CompletePartitionRequest& request) {
   FULCRUM_RETURN_IF_ERROR(CompletePartitionImpl(request));
-  StateChanged();
-  return absl::OkStatus();
+  return StateChanged();
 }
 
 absl::Status JobCoordinator::CompletePartitionImpl(const CompletePartitionRequest& request) {
@@ -407,8 +408,7 @@ absl::Status ValidateMetrics(const EvalResult& eval) {
 
 absl::Status JobCoordinator::ReportEval(const ReportEvalRequest& request) {
   FULCRUM_RETURN_IF_ERROR(ReportEvalImpl(request));
-  StateChanged();
-  return absl::OkStatus();
+  return StateChanged();
 }
 
 absl::Status JobCoordinator::ReportEvalImpl(const ReportEvalRequest& request) {
@@ -464,7 +464,7 @@ void JobCoordinator::Stop() {
     }
     FULCRUM_LOG(INFO) << "job stopped by an operator";
   }
-  StateChanged();
+  StateChanged().IgnoreError();  // logged where replicated
 }
 
 void JobCoordinator::RevokeLeaseLocked(WorkerRecord& worker) {
@@ -504,7 +504,7 @@ void JobCoordinator::DeclareDeadLocked(WorkerRecord& worker, const std::string& 
 
 int JobCoordinator::ReapSilentWorkers() {
   const int reaped = ReapSilentWorkersImpl();
-  if (reaped > 0) StateChanged();
+  if (reaped > 0) StateChanged().IgnoreError();  // logged where replicated
   return reaped;
 }
 
@@ -716,7 +716,7 @@ void JobCoordinator::RecordCheckpoint(const CheckpointInfo& info) {
     absl::MutexLock lock(&mu_);
     last_checkpoint_ = info;
   }
-  StateChanged();
+  StateChanged().IgnoreError();  // logged where replicated
 }
 
 void JobCoordinator::RecordCheckpointFailure(const absl::Status& error) {

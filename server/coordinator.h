@@ -56,9 +56,13 @@ struct CoordinatorOptions {
   // registered, took or gave back a lease, completed a partition, reported
   // an evaluation, died; a checkpoint; the job stopped), outside the
   // coordinator's lock and before the worker is answered: a replicated
-  // coordinator sends its state to its backup there and waits for it.
-  // Null: nothing.
-  std::function<void()> state_changed;
+  // coordinator sends its state to its backup there and waits for it. An
+  // error (not replicated in time) fails the worker's call with it: the
+  // change stands here, and the call retried is answered as the first would
+  // have been (the same lease; a completion or evaluation taken already is
+  // OK; a registration under the same name replaces the first). Null:
+  // nothing.
+  std::function<absl::Status()> state_changed;
 };
 
 // Thread-safe. `shards` (the coordinator's own shard and any others) is not
@@ -185,8 +189,8 @@ class JobCoordinator {
 
  private:
   CoordinatorCheckpoint SaveProgressLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  void StateChanged() const {
-    if (options_.state_changed) options_.state_changed();
+  absl::Status StateChanged() const {
+    return options_.state_changed ? options_.state_changed() : absl::OkStatus();
   }
   // Training time of the job: since it started running, plus what a
   // restored checkpoint had.

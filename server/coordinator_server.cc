@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   coordinator_options.heartbeat_interval = options.heartbeat_interval;
   coordinator_options.worker_timeout = options.worker_timeout;
   coordinator_options.max_workers = options.max_workers;
-  coordinator_options.state_changed = [self] { self->ReplicateState(); };
+  coordinator_options.state_changed = [self] { return self->ReplicateState(); };
   server->coordinator_ =
       std::make_unique<JobCoordinator>(coordinator_options, server->shards_.get());
 
@@ -138,23 +138,25 @@ absl::Status CoordinatorServer::MayGoOnAlone(absl::Time unreachable_since) {
                                                      options_.auth_token, 2 * kReachTimeout));
 }
 
-void CoordinatorServer::ReplicateState() {
+absl::Status CoordinatorServer::ReplicateState() {
   uint64_t sequence = 0;
   {
     absl::MutexLock lock(&replicate_mu_);
     sequence = log_->Reserve();
-    if (sequence == 0) return;  // no backup
+    if (sequence == 0) return absl::OkStatus();  // no backup
     ReplicaOp op;
     *op.mutable_coordinator() = ReplicaState();
     log_->Fill(sequence, op);
   }
-  // A backup that does not answer is dropped within the replicator's
-  // deadline (the wait then ends): the change stands here either way.
+  // A backup that does not answer is dropped once the witnesses agree (the
+  // wait then ends OK); the change stands here either way, and the caller
+  // tells the worker to retry when it was not replicated in time.
   const absl::Status replicated =
       log_->AwaitReplicated(sequence, absl::Now() + options_.replication_timeout);
   if (!replicated.ok()) {
     FULCRUM_LOG(WARNING) << "job state not replicated to the coordinator's backup: " << replicated;
   }
+  return replicated;
 }
 
 void CoordinatorServer::RegisterMetrics(MetricsRegistry* metrics) {

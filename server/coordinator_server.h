@@ -85,8 +85,9 @@ class CoordinatorServer {
  private:
   CoordinatorServer() = default;
   void RegisterMetrics(MetricsRegistry* metrics);
-  // Sends the job state to the backup (if any) and waits until it has it.
-  void ReplicateState();
+  // Sends the job state to the backup (if any) and waits until it has it:
+  // UNAVAILABLE when it did not in time (the change stands here).
+  absl::Status ReplicateState();
   // The backup stopped following at `unreachable_since`: OK when the
   // witnesses let this process go on without it (server/witnesses.h: a
   // majority of the other shards' processes reach it, or, with none, at

@@ -158,6 +158,41 @@ TEST_F(CoordinatorTest, RetriedAcquire_ReturnsTheSameLease) {
   EXPECT_EQ(first.partition().index(), again.partition().index());
 }
 
+// A change the backup did not get in time fails the worker's call
+// (UNAVAILABLE), so nothing the backup lacks is acknowledged; the change
+// stands, and the call retried is answered as the first would have been.
+TEST_F(CoordinatorTest, ChangeNotReplicated_CallFailsAndItsRetryIsAnsweredAsTheFirst) {
+  bool replicated = true;
+  options_.state_changed = [&] {
+    return replicated ? absl::OkStatus() : absl::UnavailableError("not replicated in time");
+  };
+  Init(ASYNC, 2, 1, 4);
+  const uint64_t a = Register("a");
+  Register("b");
+
+  replicated = false;
+  EXPECT_TRUE(absl::IsUnavailable(Acquire(a).status()));
+  replicated = true;
+  const AcquirePartitionResponse lease = *Acquire(a);
+  ASSERT_EQ(lease.kind(), AcquirePartitionResponse::TRAIN);
+  EXPECT_EQ(lease.lease_id(), Acquire(a)->lease_id());  // the one the failed call granted
+
+  replicated = false;
+  EXPECT_TRUE(absl::IsUnavailable(Complete(a, lease.lease_id())));
+  EXPECT_EQ(coordinator_->GetStatus().completed_size(), 1);  // it stands
+  replicated = true;
+  EXPECT_TRUE(Complete(a, lease.lease_id()).ok());
+  EXPECT_EQ(coordinator_->GetStatus().completed_size(), 1);
+
+  replicated = false;
+  RegisterWorkerRequest request;
+  request.set_worker_name("c");
+  EXPECT_TRUE(absl::IsUnavailable(coordinator_->RegisterWorker(request).status()));
+  replicated = true;
+  ASSERT_TRUE(coordinator_->RegisterWorker(request).ok());
+  EXPECT_EQ(coordinator_->GetStatus().live_workers(), 3u);  // the first "c" replaced
+}
+
 TEST_F(CoordinatorTest, Lookahead_NextEpochLeasedBeforeStragglerFinishes) {
   Init(ASYNC, 2, 3, 2, /*lookahead=*/1);
   uint64_t fast = Register("fast");
