@@ -260,6 +260,37 @@ TEST(OneShardFailoverTest, CoordinatorKilled_TheBackupTakesOverOnTheWorkersWord)
   EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << log;
 }
 
+// The coordinator's backup dies in a one-shard job: its port refuses
+// connections, which no cut does, so the coordinator drops it at once
+// rather than wait for the workers' word, and the job goes on.
+TEST(OneShardFailoverTest, CoordinatorsBackupKilled_DroppedAtOnceTheJobGoesOn) {
+  LocalCluster c("coordinator_backup_killed_one_shard");
+  ASSERT_TRUE(c.StartServer({"--model=softmax", "--mode=async", "--num_workers=2", "--num_shards=1",
+                             "--epochs=4", "--partitions_per_worker=4"})
+                  .ok());
+  absl::StatusOr<int> backup = c.StartCoordinatorBackup(1, {});
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  const int a = *c.StartWorker("a", {"--debug_step_delay_ms=2"});
+  const int b = *c.StartWorker("b", {"--debug_step_delay_ms=2"});
+  ASSERT_TRUE(
+      c.WaitFor([](const JobStatus& s) { return s.epoch() >= 1 && s.shards(0).backup_up(); },
+                absl::Seconds(120))
+          .ok())
+      << c.ServerLog() << c.ShardLog(*backup);
+
+  c.shard(*backup).Signal(SIGKILL);
+  for (int i = 0; i < 50 && !absl::StrContains(c.ServerLog(), "goes on alone"); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(absl::StrContains(c.ServerLog(), "goes on alone")) << c.ServerLog();
+  EXPECT_FALSE(absl::StrContains(c.ServerLog(), "cannot drop the backup yet")) << c.ServerLog();
+  const JobStatus done = c.FinishJob({a, b}, absl::Minutes(2));
+  EXPECT_EQ(done.state(), FINISHED) << c.ServerLog();
+  EXPECT_EQ(done.dead_workers(), 0u) << c.ServerLog();
+  EXPECT_EQ(CheckEachPartitionOncePerEpoch(done), "");
+  EXPECT_GE(done.last_eval().test_accuracy(), 0.8) << c.ServerLog();
+}
+
 // The backup dies: the primary drops it (with the coordinator's consent) and
 // answers pushes alone; a new backup joins the running job and catches up;
 // then the primary dies and that backup takes over, found by workers that
