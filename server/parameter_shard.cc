@@ -104,7 +104,9 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, Consistenc
                                               serving_ == ShardServing::kServing) {
                                             ReplicaOp op;
                                             op.set_round_closed(policy_->Version());
-                                            replication_->Fill(replication_->Reserve(), op);
+                                            const uint64_t sequence = replication_->Reserve();
+                                            replication_->Fill(sequence, op);
+                                            if (sequence != 0) last_close_sequence_ = sequence;
                                           }
                                         })),
       role_(role),
@@ -381,6 +383,7 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(const WorkerIdentity& worker, 
   }
 
   ShardVersion version;
+  uint64_t close_sequence = 0;
   {
     // Summed rounds apply under mu_: reading on its reader side sees whole
     // rounds. Otherwise reads go on beside pushes (each stripe consistent).
@@ -392,6 +395,13 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(const WorkerIdentity& worker, 
       FULCRUM_RETURN_IF_ERROR(tables_.at(r.table)->Pull(r.keys, r.out, r.create));
     }
     version.version = version.round = policy_->Version();
+    if (policy_->SumsRounds()) close_sequence = last_close_sequence_;
+  }
+  // The rounds read are closed on the backup too before the worker has them
+  // (at once without a backup, or with every close acknowledged already).
+  if (replication_ != nullptr && close_sequence != 0) {
+    FULCRUM_RETURN_IF_ERROR(
+        replication_->AwaitReplicated(close_sequence, absl::Now() + replication_timeout_));
   }
   version.wait_seconds = wait_seconds;
   pulls_.fetch_add(1, std::memory_order_relaxed);

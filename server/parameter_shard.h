@@ -332,6 +332,11 @@ class ParameterShard {
   ReplicationLog* replication_ = nullptr;
   absl::Duration replication_timeout_ = absl::Seconds(10);
   ShardServing serving_ ABSL_GUARDED_BY(mu_) = ShardServing::kServing;
+  // SYNC: the replication sequence of the newest round closed (0: none).
+  // A pull answers with a round's parameters only once the backup has its
+  // close: a worker must never hold a round its shard's backup would not
+  // (after a takeover the shards' rounds would disagree).
+  uint64_t last_close_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   WorkerSightings refused_while_backup_;
   // Set by Promote: the first push applied after is logged (bench/failover.sh
   // times a takeover by it).

@@ -71,13 +71,14 @@ class ReplicationTest : public ::testing::TestWithParam<ConsistencyMode> {
   }
   void TearDown() override { StopPump(); }
 
-  // Starts the backup from the primary's state, then carries operations.
-  void Attach() {
+  // Starts the backup from the primary's state, then carries operations
+  // (or, with `pump` false, leaves them until StartPump).
+  void Attach(bool pump = true) {
     absl::StatusOr<ReplicaState> state = primary_->StartReplica(absl::Now() + absl::Seconds(5));
     ASSERT_TRUE(state.ok()) << state.status();
     ASSERT_TRUE(backup_->InstallReplica(*state).ok());
     log_.Acknowledge(state->sequence);
-    StartPump();
+    if (pump) StartPump();
   }
   void StartPump() {
     pumping_ = true;
@@ -340,6 +341,36 @@ TEST(SyncReplicationTest, BackupClosesARoundOnlyWhereItsPrimaryDid) {
   backup.Promote();
   EXPECT_EQ(backup.version().round, 2);
 }
+
+// A sync round's parameters reach a worker only once the backup has the
+// round's close: a worker holding round r + 1 while the backup, taking
+// over, still collects round r would push ahead of it (the shards' rounds
+// then disagree and the job stalls).
+class SyncPullTest : public ReplicationTest {};
+
+TEST_P(SyncPullTest, PullOfANewRoundWaitsForTheBackupToHaveItsClose) {
+  Attach(/*pump=*/false);
+  // Both push round 0 (the second closes it); neither is acknowledged yet.
+  EXPECT_TRUE(absl::IsUnavailable(Push(kA, 1, 0, {1, 1, 1, 1}).status()));
+  EXPECT_TRUE(absl::IsUnavailable(Push(kB, 2, 0, {1, 1, 1, 1}).status()));
+  std::vector<float> pulled(4);
+  const std::vector<absl::Span<float>> out = {absl::MakeSpan(pulled)};
+  auto pull = [&] {
+    return primary_->Pull(WorkerIdentity{kA, kCoordinator}, /*clock=*/1, {SliceRef{"t", 0, 4}}, out,
+                          absl::Now() + absl::Seconds(5));
+  };
+  const absl::StatusOr<ShardVersion> early = pull();
+  EXPECT_TRUE(absl::IsUnavailable(early.status())) << early.status();
+  StartPump();
+  const absl::StatusOr<ShardVersion> late = pull();
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_EQ(late->round, 1);
+  EXPECT_EQ(pulled, Values(*primary_));
+  EXPECT_EQ(backup_->version().round, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sync, SyncPullTest, ::testing::Values(SYNC),
+                         [](const auto& info) { return ConsistencyMode_Name(info.param); });
 
 INSTANTIATE_TEST_SUITE_P(Modes, ReplicationTest, ::testing::Values(ASYNC, SYNC, SSP),
                          [](const auto& info) { return ConsistencyMode_Name(info.param); });
