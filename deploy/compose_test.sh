@@ -107,13 +107,15 @@ echo "compose_test: the restarted coordinator ($restarts restart(s)) is the new 
 
 # Shard 1's primary crashes: its backup (paired again with the new
 # coordinator) has every update and takes over; workers move to it.
-# The new coordinator may not know shard 1's backup, which then joins again
-# and needs the primary's state afresh: wait until its latest joining has it.
+# The new coordinator took shard 1's pair over with the job state: its
+# backup goes on as the backup, with the state it has (had it been refused,
+# it would join again and need the primary's state afresh).
 backup_state() { "${compose[@]}" logs --no-color shard1-backup 2>&1 | grep -c "took the primary's state"; }
 backup_joins() { "${compose[@]}" logs --no-color shard1-backup 2>&1 | grep -c "this process is its backup now"; }
 wait_for 'grep -q "\"backup_address\": \"shard1-backup:50051\"" <<<"$json" &&
           grep -q "\"backup_up\": true" <<<"$json" && (( $(backup_state) > $(backup_joins) ))' 90 ||
   fail "shard1-backup did not become shard 1's backup with its state"
+(($(backup_joins) == 0)) || fail "shard1-backup had to join again after the coordinator's takeover"
 container="$("${compose[@]}" ps -q shard1)"
 pid="$(docker inspect -f '{{.State.Pid}}' "$container")"
 echo "compose_test: crashing shard 1's primary (host pid $pid)"

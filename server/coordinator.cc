@@ -708,6 +708,7 @@ absl::Status JobCoordinator::RestoreReplica(const CoordinatorReplica& replica) {
   state_ = replica.progress().state();
   if (!JobOver(state_) && state_ != WAITING_FOR_WORKERS) started_at_ = now;
   shards_->TakeOverMembership(in.membership());
+  shards_->TakeOverPairs({replica.shard_pairs().begin(), replica.shard_pairs().end()});
   return absl::OkStatus();
 }
 

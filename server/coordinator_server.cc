@@ -111,6 +111,7 @@ CoordinatorReplica CoordinatorServer::ReplicaState() const {
   for (std::string& address : shards_->OtherShardAddresses()) {
     state.add_witness_addresses(std::move(address));
   }
+  for (ShardPair& pair : shards_->Pairs()) *state.add_shard_pairs() = std::move(pair);
   return state;
 }
 

@@ -537,6 +537,41 @@ std::vector<std::string> ShardGroup::OtherShardAddresses() const {
   return out;
 }
 
+std::vector<ShardPair> ShardGroup::Pairs() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<ShardPair> out;
+  for (uint32_t i = 1; i < remotes_.size(); ++i) {
+    if (remotes_[i] == nullptr || remotes_[i]->primary_process == 0) continue;
+    const Remote& remote = *remotes_[i];
+    ShardPair& pair = out.emplace_back();
+    pair.set_index(i);
+    pair.set_primary_address(remote.status.address());
+    pair.set_primary_process_incarnation(remote.primary_process);
+    pair.set_backup_address(remote.backup_address);
+    pair.set_backup_process_incarnation(remote.backup_process);
+  }
+  return out;
+}
+
+void ShardGroup::TakeOverPairs(const std::vector<ShardPair>& pairs) {
+  const absl::Time now = options_.clock->Now();
+  absl::MutexLock lock(&mu_);
+  for (const ShardPair& pair : pairs) {
+    if (pair.index() == 0 || pair.index() >= remotes_.size() || remotes_[pair.index()] != nullptr) {
+      continue;
+    }
+    auto remote = std::make_unique<Remote>();
+    remote->primary_process = pair.primary_process_incarnation();
+    remote->status.set_index(pair.index());
+    remote->status.set_address(pair.primary_address());
+    remote->backup_address = pair.backup_address();
+    remote->backup_process = pair.backup_process_incarnation();
+    remote->backup_last_report = now;
+    // Not ready (nor connected) until the primary reports here.
+    remotes_[pair.index()] = std::move(remote);
+  }
+}
+
 std::vector<std::string> ShardGroup::WorkerAddresses() const {
   absl::MutexLock lock(&mu_);
   if (options_.num_shards <= 1 && !coordinator_named_) return {};

@@ -164,6 +164,12 @@ class ShardGroup {
   // Every other shard's processes (primaries and backups) that have
   // registered.
   std::vector<std::string> OtherShardAddresses() const;
+  // The other shards' primaries and backups, for the coordinator's backup.
+  std::vector<ShardPair> Pairs() const;
+  // A backup taking over the job: knows the shards' processes as its
+  // coordinator did (before any registers here), so their reports are
+  // taken as from the processes they are, a backup's included.
+  void TakeOverPairs(const std::vector<ShardPair>& pairs);
   // Waits until every registered remote shard has reported after `since`
   // (and so heard the job state of then); false at the deadline.
   bool WaitUntilReportedSince(absl::Time since, absl::Time deadline) const;

@@ -295,6 +295,45 @@ TEST_F(ShardGroupTest, SecondProcessOfALiveShard_IsItsBackup_AThirdIsRefused) {
   EXPECT_EQ(third.status().code(), absl::StatusCode::kUnavailable) << third.status();
 }
 
+// The coordinator's backup takes over knowing the shards' pairs: shard 1's
+// backup reporting to it goes on as the backup (unknown, it would be
+// refused and join again, unreplicated until its primary sent it a
+// snapshot), and the primary hears of it.
+TEST_F(ShardGroupTest, PairsTakenOver_TheShardsBackupGoesOnAsTheBackup) {
+  ASSERT_TRUE(Register(100).ok());
+  ASSERT_TRUE(Report(200, /*ready=*/false, false, "").ok());
+  ASSERT_TRUE(Report(200, /*ready=*/true, /*backup=*/true, "backup1:50051").ok());
+  const std::vector<ShardPair> pairs = group_->Pairs();
+  ASSERT_EQ(pairs.size(), 1u);
+  EXPECT_EQ(pairs[0].index(), 1u);
+  EXPECT_EQ(pairs[0].primary_address(), "shard1:50051");
+  EXPECT_EQ(pairs[0].primary_process_incarnation(), 100u);
+  EXPECT_EQ(pairs[0].backup_address(), "backup1:50051");
+  EXPECT_EQ(pairs[0].backup_process_incarnation(), 200u);
+
+  ShardGroupOptions options;
+  options.num_shards = 2;
+  options.incarnation = 7;
+  options.connect = [this](const std::string&) -> std::shared_ptr<RemoteShard> { return fake_; };
+  // A coordinator that did not take the pairs over refuses the backup once
+  // the primary has reported.
+  group_ = std::make_unique<ShardGroup>(options, local_.get());
+  ASSERT_TRUE(Report(100, true, false, "shard1:50051").ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      Report(200, /*ready=*/true, /*backup=*/true, "backup1:50051").status()));
+  group_ = std::make_unique<ShardGroup>(options, local_.get());
+  group_->TakeOverPairs(pairs);
+  EXPECT_EQ(group_->OtherShardAddresses(),
+            (std::vector<std::string>{"shard1:50051", "backup1:50051"}));
+  ASSERT_TRUE(Report(200, /*ready=*/true, /*backup=*/true, "backup1:50051").ok());
+  absl::StatusOr<RegisterShardResponse> primary = Report(100, true, false, "shard1:50051");
+  ASSERT_TRUE(primary.ok()) << primary.status();
+  EXPECT_EQ(primary->backup_address(), "backup1:50051");
+  EXPECT_EQ(primary->backup_process_incarnation(), 200u);
+  // Another process claiming to be the primary is not.
+  EXPECT_TRUE(absl::IsFailedPrecondition(Report(300, true, false, "other:50051").status()));
+}
+
 TEST_F(ShardGroupTest, Promotion_OnlyOfTheBackupOfADeadPrimary_ThenTheOldPrimaryIsRefused) {
   ASSERT_TRUE(Register(100).ok());
   ASSERT_TRUE(Report(200, false, false, "").ok());
