@@ -261,7 +261,6 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::CoordinatorBackupReport(
     *response.mutable_job() = options_.job;
     response.set_coordinator_incarnation(options_.incarnation);
     response.set_coordinator_process_incarnation(options_.process_incarnation);
-    response.set_coordinator_process_incarnation(options_.process_incarnation);
     if (committed_.sequence() > 0) *response.mutable_committed() = committed_;
     response.set_role(BACKUP);
   }
