@@ -48,8 +48,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   replicator.process_incarnation = incarnation;
   replicator.security = options.peer_security;
   replicator.auth_token = options.auth_token;
-  replicator.drop_backup = [self, incarnation](uint64_t process, absl::Time unreachable_since) {
-    FULCRUM_RETURN_IF_ERROR(self->MayGoOnAlone(unreachable_since));
+  replicator.drop_backup = [self, incarnation, batch_timeout = replicator.rpc_timeout](
+                               uint64_t process, absl::Time unreachable_since) {
+    FULCRUM_RETURN_IF_ERROR(self->MayGoOnAlone(unreachable_since, batch_timeout));
     DropBackupRequest request;
     request.set_shard_index(0);
     request.set_process_incarnation(incarnation);
@@ -115,7 +116,8 @@ CoordinatorReplica CoordinatorServer::ReplicaState() const {
   return state;
 }
 
-absl::Status CoordinatorServer::MayGoOnAlone(absl::Time unreachable_since) {
+absl::Status CoordinatorServer::MayGoOnAlone(absl::Time unreachable_since,
+                                             absl::Duration batch_timeout) {
   // The backup may have taken over on the other side of a cut (found once
   // it is mended): it had its witnesses, this process must yield.
   const std::string backup = shards_->coordinator_backup_address();
@@ -131,8 +133,8 @@ absl::Status CoordinatorServer::MayGoOnAlone(absl::Time unreachable_since) {
     // A worker live when the backup was cut off had heard from here within
     // the worker timeout before; the backup stopped answering up to a
     // batch's deadline before `unreachable_since`.
-    return coordinator_->WorkersLetGoOnAlone(
-        unreachable_since, options_.worker_timeout + ShardReplicatorOptions().rpc_timeout);
+    return coordinator_->WorkersLetGoOnAlone(unreachable_since,
+                                             options_.worker_timeout + batch_timeout);
   }
   return ShardsLetCoordinatorGoOnAlone(PollWitnesses(witnesses, shards_->coordinator_address(),
                                                      process_incarnation_, options_.peer_security,

@@ -88,7 +88,8 @@ class CoordinatorServer {
   // Sends the job state to the backup (if any) and waits until it has it:
   // UNAVAILABLE when it did not in time (the change stands here).
   absl::Status ReplicateState();
-  // The backup stopped following at `unreachable_since`: OK when the
+  // The backup stopped following at `unreachable_since` (its batches'
+  // deadline `batch_timeout`): OK when the
   // witnesses let this process go on without it (server/witnesses.h: a
   // majority of the other shards' processes reach it, or, with none, at
   // least half the live workers called since); FAILED_PRECONDITION when
@@ -96,10 +97,7 @@ class CoordinatorServer {
   // then pushes to this shard are not answered OK — UNAVAILABLE after
   // replication_timeout — while a job-state change is still answered after
   // that timeout). Blocks up to about a second.
-  absl::Status MayGoOnAlone(absl::Time unreachable_since);
-  // How long a witness or the backup may take to answer whether it reaches
-  // a coordinator process.
-  static constexpr absl::Duration kReachTimeout = absl::Milliseconds(300);
+  absl::Status MayGoOnAlone(absl::Time unreachable_since, absl::Duration batch_timeout);
 
   ServerOptions options_;
   uint64_t process_incarnation_ = 0;  // this process's own id

@@ -292,8 +292,8 @@ absl::Status ShardServer::CallCoordinatorAt(const std::string& address, uint64_t
   return CallCoordinator(address, options_.peer_security, options_.auth_token, kReachTimeout);
 }
 
-absl::Status ShardServer::OthersReachTheCoordinator(absl::Time silent_since,
-                                                    absl::Duration* ask_again_after) {
+absl::Status ShardServer::WitnessesLetTakeOver(absl::Time silent_since,
+                                               absl::Duration* ask_again_after) {
   const std::optional<CoordinatorReplica> state = replica_service_->coordinator();
   if (!state.has_value() || state->coordinator_address().empty()) return absl::OkStatus();
   if (state->witness_addresses().empty()) {
@@ -334,7 +334,7 @@ void ShardServer::WatchPrimary() {
       // shards (or, with none, the workers) can say whether the coordinator
       // is dead or only cut off from here (two coordinators would each take
       // workers).
-      if (absl::Status vetoed = OthersReachTheCoordinator(last_contact, &ask_again_after);
+      if (absl::Status vetoed = WitnessesLetTakeOver(last_contact, &ask_again_after);
           !vetoed.ok()) {
         if (absl::Now() - logged_refusal_at >= options_.failover_after) {  // not every re-ask
           FULCRUM_LOG(WARNING) << "the coordinator has been silent here for " << silence << ", but "

@@ -142,8 +142,6 @@ class ShardServer {
   // A backup: asks to take over once the primary has been silent long
   // enough; then serves.
   void WatchPrimary();
-  // How long a call to the coordinator that says it is alive may take.
-  static constexpr absl::Duration kReachTimeout = absl::Milliseconds(300);
   // OK when the coordinator process at `address` answers within
   // kReachTimeout (ShardControl.ReachCoordinator); FAILED_PRECONDITION
   // without calling when this shard reports to a coordinator process other
@@ -155,7 +153,7 @@ class ShardServer {
   // in a one-shard job workers_witness_); FAILED_PRECONDITION saying why not
   // otherwise. Sets `ask_again_after` when the next ask should come sooner
   // than failover_after (only the workers to ask).
-  absl::Status OthersReachTheCoordinator(absl::Time silent_since, absl::Duration* ask_again_after);
+  absl::Status WitnessesLetTakeOver(absl::Time silent_since, absl::Duration* ask_again_after);
   void TakeOver();
   // A primary: starts keeping its backup in step.
   void StartReplicatorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_mu_);

@@ -41,6 +41,12 @@
 
 namespace fulcrum {
 
+// How long a process asked whether it reaches a coordinator process (a
+// witness, or the other side of the pair) may take to get an answer from
+// it. A witness's own answer takes up to twice this: its call, then the
+// reply.
+inline constexpr absl::Duration kReachTimeout = absl::Milliseconds(300);
+
 // What the witnesses said about one coordinator process.
 struct ReachPoll {
   int asked = 0;          // witnesses asked

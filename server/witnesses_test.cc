@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
@@ -21,13 +22,36 @@
 namespace fulcrum {
 namespace {
 
+// Witnesses that answer only once `expected` of them are being asked at the
+// same time (or never, within the test's deadlines): asked one after the
+// other, none would answer.
+class Rendezvous {
+ public:
+  explicit Rendezvous(int expected) : expected_(expected) {}
+  void ArriveAndWait() {
+    absl::MutexLock lock(&mu_);
+    ++arrived_;
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](Rendezvous* r) { return r->arrived_ >= r->expected_; }, this),
+                         absl::Seconds(5));
+  }
+
+ private:
+  absl::Mutex mu_;
+  const int expected_;
+  int arrived_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 // A shard process as a witness: says it reaches (or not) whatever it is
-// asked about, after `delay`.
+// asked about, after `delay` (and after meeting the others at `rendezvous`,
+// if any).
 class FixedWitness final : public ShardControl::Service {
  public:
-  FixedWitness(bool reaches, absl::Duration delay) : reaches_(reaches), delay_(delay) {}
+  FixedWitness(bool reaches, absl::Duration delay, Rendezvous* rendezvous)
+      : reaches_(reaches), delay_(delay), rendezvous_(rendezvous) {}
   grpc::Status ReachCoordinator(grpc::ServerContext*, const ReachCoordinatorRequest* request,
                                 ReachCoordinatorResponse* response) override {
+    if (rendezvous_ != nullptr) rendezvous_->ArriveAndWait();
     absl::SleepFor(delay_);
     last_asked_about = absl::StrCat(request->address(), "/", request->process_incarnation());
     response->set_reached(reaches_);
@@ -38,13 +62,15 @@ class FixedWitness final : public ShardControl::Service {
  private:
   const bool reaches_;
   const absl::Duration delay_;
+  Rendezvous* const rendezvous_;
 };
 
 // Real gRPC servers on 127.0.0.1, one per witness.
 class Witnesses {
  public:
-  std::string Add(bool reaches, absl::Duration delay = absl::ZeroDuration()) {
-    services_.push_back(std::make_unique<FixedWitness>(reaches, delay));
+  std::string Add(bool reaches, absl::Duration delay = absl::ZeroDuration(),
+                  Rendezvous* rendezvous = nullptr) {
+    services_.push_back(std::make_unique<FixedWitness>(reaches, delay, rendezvous));
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -63,7 +89,7 @@ class Witnesses {
   std::vector<std::unique_ptr<grpc::Server>> servers_;
 };
 
-// Nothing listens there (the port a bound-then-closed listener had).
+// Nothing listens there (port 1 on this host).
 constexpr char kNobody[] = "127.0.0.1:1";
 
 ReachPoll Poll(const std::vector<std::string>& witnesses) {
@@ -85,14 +111,16 @@ TEST(PollWitnessesTest, CountsAnswersAndReachesAndAsksAboutTheNamedProcess) {
 }
 
 TEST(PollWitnessesTest, AWitnessSlowerThanTheDeadlineDoesNotCountAndTheOthersAreAskedMeanwhile) {
+  // The two quick ones answer only when both are asked at once: polled one
+  // after the other (behind the slow one's deadline), neither would. (It
+  // outlives the servers, whose handlers may still wait on it.)
+  Rendezvous both(2);
   Witnesses w;
   const std::string slow = w.Add(true, absl::Seconds(2));
-  const std::string no1 = w.Add(false, absl::Milliseconds(300));
-  const std::string no2 = w.Add(false, absl::Milliseconds(300));
-  const absl::Time start = absl::Now();
+  const std::string no1 = w.Add(false, absl::ZeroDuration(), &both);
+  const std::string no2 = w.Add(false, absl::ZeroDuration(), &both);
   const ReachPoll poll = Poll({slow, no1, no2});
-  // At once, not one after the other (which would take 0.6 + 0.3 + 0.3 s).
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1100));
+  EXPECT_EQ(poll.asked, 3);
   EXPECT_EQ(poll.answered, 2);
   EXPECT_EQ(poll.reached, 0);
 }

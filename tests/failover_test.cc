@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "proto/coordinator.pb.h"
 #include "tests/cluster.h"
+#include "tests/wait.h"
 
 namespace fulcrum {
 namespace {
@@ -279,10 +280,9 @@ TEST(OneShardFailoverTest, CoordinatorsBackupKilled_DroppedAtOnceTheJobGoesOn) {
       << c.ServerLog() << c.ShardLog(*backup);
 
   c.shard(*backup).Signal(SIGKILL);
-  for (int i = 0; i < 50 && !absl::StrContains(c.ServerLog(), "goes on alone"); ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_TRUE(absl::StrContains(c.ServerLog(), "goes on alone")) << c.ServerLog();
+  EXPECT_TRUE(WaitUntil([&] { return absl::StrContains(c.ServerLog(), "goes on alone"); },
+                        absl::Seconds(5), absl::Milliseconds(100)))
+      << c.ServerLog();
   EXPECT_FALSE(absl::StrContains(c.ServerLog(), "cannot drop the backup yet")) << c.ServerLog();
   const JobStatus done = c.FinishJob({a, b}, absl::Minutes(2));
   EXPECT_EQ(done.state(), FINISHED) << c.ServerLog();

@@ -2,7 +2,6 @@
 // own (network namespaces, tests/netlab.h), with real TCP between them, and
 // the network between them cut, partitioned, made half-open, slow and lossy.
 // Skipped, with the reason, where the machine cannot make namespaces.
-#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "tests/cluster.h"
 #include "tests/netlab.h"
+#include "tests/wait.h"
 
 namespace fulcrum {
 namespace {
@@ -132,17 +132,6 @@ void ExpectCoordinatorYielded(LocalCluster& c) {
   EXPECT_TRUE(absl::StrContains(c.ServerLog(), "serves the job as the coordinator now"))
       << c.ServerLog();
   EXPECT_FALSE(absl::StrContains(c.ServerLog(), "it goes on alone")) << c.ServerLog();
-}
-
-// Whether `log()` comes to hold `line` within `timeout`.
-bool LogShows(const std::function<std::string()>& log, const std::string& line,
-              absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!absl::StrContains(log(), line)) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return true;
 }
 
 TEST(NetworkFaultTest, WorkerCutOffPastTheTimeout_DeclaredDeadRejoinsAndNoPartitionTrainedTwice) {
@@ -377,8 +366,9 @@ TEST(CoordinatorSplitTest, OneShardBackupWithTheWorkers_TheCoordinatorYieldsToIt
   const std::vector<std::pair<std::string, std::string>> cut = {
       {"ps0", "ps0b"}, {"ps0", "w0"}, {"ps0", "w1"}};
   for (const auto& [a, b] : cut) ASSERT_TRUE(lab.Block(a, b).ok()) << a << " " << b;
-  ASSERT_TRUE(LogShows([&] { return c.ShardLog(backup); }, "this process is the coordinator now",
-                       absl::Seconds(30)))
+  ASSERT_TRUE(WaitUntil(
+      [&] { return absl::StrContains(c.ShardLog(backup), "this process is the coordinator now"); },
+      absl::Seconds(30), absl::Milliseconds(100)))
       << c.ShardLog(backup);
   absl::SleepFor(absl::Seconds(3));  // the coordinator's workers declared dead meanwhile
   EXPECT_FALSE(absl::StrContains(c.ServerLog(), "it goes on alone")) << c.ServerLog();
@@ -404,8 +394,9 @@ TEST(CoordinatorSplitTest, CoordinatorCutOffFromAll_AShardThatFollowsTheBackupDo
   const int backup = job->backup;
 
   ASSERT_TRUE(lab.Cut("ps0").ok());
-  ASSERT_TRUE(LogShows([&] { return c.ShardLog(backup); }, "this process is the coordinator now",
-                       absl::Seconds(30)))
+  ASSERT_TRUE(WaitUntil(
+      [&] { return absl::StrContains(c.ShardLog(backup), "this process is the coordinator now"); },
+      absl::Seconds(30), absl::Milliseconds(100)))
       << c.ShardLog(backup);
   absl::SleepFor(absl::Seconds(1));  // shard 1 reports to the backup meanwhile
   ASSERT_TRUE(lab.Block("ps0", "ps0b").ok());

@@ -11,14 +11,16 @@
 
 namespace fulcrum {
 
-// Polls `condition` every millisecond until it holds (true) or `timeout`
-// passes (false: the test should fail, not hang).
+// Polls `condition` every `every` until it holds (true) or `timeout`
+// passes (false: the test should fail, not hang). A dear condition (reading
+// a process's log) is polled less often.
 inline bool WaitUntil(const std::function<bool()>& condition,
-                      absl::Duration timeout = absl::Seconds(30)) {
+                      absl::Duration timeout = absl::Seconds(30),
+                      absl::Duration every = absl::Milliseconds(1)) {
   const absl::Time give_up = absl::Now() + timeout;
   while (!condition()) {
     if (absl::Now() >= give_up) return false;
-    absl::SleepFor(absl::Milliseconds(1));
+    absl::SleepFor(every);
   }
   return true;
 }
