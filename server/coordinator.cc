@@ -303,9 +303,12 @@ std::optional<JobCoordinator::Lease> JobCoordinator::NewLeaseLocked(WorkerRecord
   return lease;
 }
 
-absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(WorkerRecord& worker,
-                                                                      uint64_t lease_id,
-                                                                      bool evaluate) {
+absl::StatusOr<JobCoordinator::EndedLease> JobCoordinator::EndLeaseLocked(
+    const WorkerIdentity& sender, uint64_t lease_id, bool evaluate) {
+  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(sender);
+  if (!found.ok()) return found.status();
+  WorkerRecord& worker = **found;
+  if (lease_id != 0 && lease_id == worker.last_finished_lease) return EndedLease{&worker, {}};
   if (worker.lease_id != lease_id || leases_.at(lease_id).evaluate != evaluate) {
     return absl::FailedPreconditionError(
         absl::StrCat("worker ", worker.status.worker_id(), " holds no ",
@@ -315,7 +318,7 @@ absl::StatusOr<JobCoordinator::Lease> JobCoordinator::TakeLeaseLocked(WorkerReco
   leases_.erase(lease_id);
   worker.lease_id.reset();
   worker.last_finished_lease = lease_id;
-  return lease;
+  return EndedLease{&worker, lease};
 }
 
 absl::Status JobCoordinator::CompletePartition(const CompletePartitionRequest& request) {
@@ -325,15 +328,12 @@ absl::Status JobCoordinator::CompletePartition(const CompletePartitionRequest& r
 
 absl::Status JobCoordinator::CompletePartitionImpl(const CompletePartitionRequest& request) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
-  if (!found.ok()) return found.status();
-  WorkerRecord& worker = **found;
-  if (request.lease_id() != 0 && request.lease_id() == worker.last_finished_lease) {
-    return absl::OkStatus();  // a retry
-  }
-  absl::StatusOr<Lease> taken = TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/false);
-  if (!taken.ok()) return taken.status();
-  const Lease lease = *taken;
+  absl::StatusOr<EndedLease> ended =
+      EndLeaseLocked(SenderOf(request), request.lease_id(), /*evaluate=*/false);
+  if (!ended.ok()) return ended.status();
+  if (!ended->lease.has_value()) return absl::OkStatus();  // a retry
+  WorkerRecord& worker = *ended->worker;
+  const Lease lease = *ended->lease;
   EpochLocked(lease.epoch)[lease.partition] = PartitionState::kDone;
   PartitionRecord record;
   record.set_epoch(lease.epoch);
@@ -420,15 +420,12 @@ absl::Status JobCoordinator::ReportEvalImpl(const ReportEvalRequest& request) {
   }
   FULCRUM_RETURN_IF_ERROR(ValidateMetrics(request.eval()));
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<WorkerRecord*> found = LiveWorkerLocked(SenderOf(request));
-  if (!found.ok()) return found.status();
-  WorkerRecord& worker = **found;
-  if (request.lease_id() != 0 && request.lease_id() == worker.last_finished_lease) {
-    return absl::OkStatus();  // a retry
-  }
-  absl::StatusOr<Lease> taken = TakeLeaseLocked(worker, request.lease_id(), /*evaluate=*/true);
-  if (!taken.ok()) return taken.status();
-  const Lease lease = *taken;
+  absl::StatusOr<EndedLease> ended =
+      EndLeaseLocked(SenderOf(request), request.lease_id(), /*evaluate=*/true);
+  if (!ended.ok()) return ended.status();
+  if (!ended->lease.has_value()) return absl::OkStatus();  // a retry
+  WorkerRecord& worker = *ended->worker;
+  const Lease lease = *ended->lease;
   worker.status.set_state(IDLE);
   EvalResult eval = request.eval();
   eval.set_epoch(lease.epoch);

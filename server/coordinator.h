@@ -237,10 +237,18 @@ class JobCoordinator {
   std::optional<Lease> NewLeaseLocked(WorkerRecord& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AcquirePartitionResponse GrantLocked(WorkerRecord& worker, const Lease& lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends `lease_id` if it is the worker's lease of that kind;
-  // FAILED_PRECONDITION otherwise.
-  absl::StatusOr<Lease> TakeLeaseLocked(WorkerRecord& worker, uint64_t lease_id, bool evaluate)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A report that ends a lease (a partition completed, an evaluation): the
+  // live worker that sent it, and the lease it ends if it is the worker's
+  // lease of that kind. No lease when the report repeats the one that ended
+  // the worker's last lease (a retry whose answer was lost): answered OK,
+  // it changes nothing. FAILED_PRECONDITION for a worker not live here or a
+  // lease it does not hold.
+  struct EndedLease {
+    WorkerRecord* worker = nullptr;
+    std::optional<Lease> lease;
+  };
+  absl::StatusOr<EndedLease> EndLeaseLocked(const WorkerIdentity& sender, uint64_t lease_id,
+                                            bool evaluate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives the worker's lease back: a partition becomes pending again, an
   // evaluation goes back to the front of the queue.
   void RevokeLeaseLocked(WorkerRecord& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -34,7 +34,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   group.job = job;
   group.report_timeout = options.worker_timeout;
   FULCRUM_ASSIGN_OR_RETURN(ChannelOpener opener, ChannelOpener::Create(options.peer_security));
-  group.connect = GrpcRemoteShards(opener, options.auth_token);
+  group.connect = GrpcRemoteShards(opener);
   group.coordinator_backup = [self](const std::string& address, uint64_t process) {
     self->replicator_->SetBackup(address, process);
   };
@@ -47,7 +47,6 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   replicator.incarnation = coordinator_incarnation;
   replicator.process_incarnation = incarnation;
   replicator.security = options.peer_security;
-  replicator.auth_token = options.auth_token;
   replicator.drop_backup = [self, incarnation, batch_timeout = replicator.rpc_timeout](
                                uint64_t process, absl::Time unreachable_since) {
     FULCRUM_RETURN_IF_ERROR(self->MayGoOnAlone(unreachable_since, batch_timeout));
@@ -121,8 +120,7 @@ absl::Status CoordinatorServer::MayGoOnAlone(absl::Time unreachable_since,
   // The backup may have taken over on the other side of a cut (found once
   // it is mended): it had its witnesses, this process must yield.
   const std::string backup = shards_->coordinator_backup_address();
-  if (!backup.empty() &&
-      CallCoordinator(backup, options_.peer_security, options_.auth_token, kReachTimeout).ok()) {
+  if (!backup.empty() && CallCoordinator(backup, options_.peer_security, kReachTimeout).ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the backup at ", backup, " serves the job as the coordinator now"));
   }
@@ -138,7 +136,7 @@ absl::Status CoordinatorServer::MayGoOnAlone(absl::Time unreachable_since,
   }
   return ShardsLetCoordinatorGoOnAlone(PollWitnesses(witnesses, shards_->coordinator_address(),
                                                      process_incarnation_, options_.peer_security,
-                                                     options_.auth_token, 2 * kReachTimeout));
+                                                     2 * kReachTimeout));
 }
 
 absl::Status CoordinatorServer::ReplicateState() {

@@ -12,13 +12,13 @@ namespace {
 
 class GrpcRemoteShard final : public RemoteShard {
  public:
-  GrpcRemoteShard(std::shared_ptr<grpc::Channel> channel, std::string auth_token)
-      : stub_(ShardControl::NewStub(std::move(channel))), auth_token_(std::move(auth_token)) {}
+  explicit GrpcRemoteShard(std::shared_ptr<grpc::Channel> channel)
+      : stub_(ShardControl::NewStub(std::move(channel))) {}
 
   absl::StatusOr<uint64_t> SetMembership(const WorkerMembership& membership,
                                          absl::Duration timeout) override {
     grpc::ClientContext context;
-    Prepare(timeout, &context);
+    SetTimeout(timeout, &context);
     MembershipAck ack;
     const grpc::Status status = stub_->SetMembership(&context, membership.ToProto(), &ack);
     if (!status.ok()) return FromGrpcStatus(status);
@@ -28,7 +28,7 @@ class GrpcRemoteShard final : public RemoteShard {
   absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t sequence,
                                                                 absl::Duration timeout) override {
     grpc::ClientContext context;
-    Prepare(timeout, &context);
+    SetTimeout(timeout, &context);
     WriteShardCheckpointRequest request;
     request.set_sequence(sequence);
     CheckpointManifest::ShardFile file;
@@ -38,19 +38,14 @@ class GrpcRemoteShard final : public RemoteShard {
   }
 
  private:
-  void Prepare(absl::Duration timeout, grpc::ClientContext* context) const {
-    PrepareCall(auth_token_, timeout, context);
-  }
-
   const std::unique_ptr<ShardControl::Stub> stub_;
-  const std::string auth_token_;
 };
 
 }  // namespace
 
-RemoteShardFactory GrpcRemoteShards(ChannelOpener opener, std::string auth_token) {
-  return [opener, auth_token](const std::string& address) -> std::shared_ptr<RemoteShard> {
-    return std::make_shared<GrpcRemoteShard>(opener.Open(address), auth_token);
+RemoteShardFactory GrpcRemoteShards(ChannelOpener opener) {
+  return [opener](const std::string& address) -> std::shared_ptr<RemoteShard> {
+    return std::make_shared<GrpcRemoteShard>(opener.Open(address));
   };
 }
 

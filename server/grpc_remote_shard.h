@@ -10,9 +10,8 @@
 
 namespace fulcrum {
 
-// Dials shards with `opener`; every call carries `auth_token` (may be
-// empty) as a bearer token.
-RemoteShardFactory GrpcRemoteShards(ChannelOpener opener, std::string auth_token);
+// Dials shards with `opener` (its security setting, bearer token included).
+RemoteShardFactory GrpcRemoteShards(ChannelOpener opener);
 
 }  // namespace fulcrum
 

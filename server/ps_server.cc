@@ -29,6 +29,8 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   FULCRUM_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<ParameterServer> server(new ParameterServer());
   server->options_ = options;
+  // The token this process requires is the one it presents to its peers.
+  server->options_.peer_security.auth_token = options.auth_token;
   std::random_device entropy;
   server->incarnation_ = (uint64_t{entropy()} << 32 | entropy()) | 1;  // never 0
   if (!options.checkpoint_dir.empty()) {
@@ -40,25 +42,23 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   }
   if (options.shard_index > 0) {
     FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
-                             ShardServer::Join(options, server->incarnation_, &server->metrics_,
-                                               server->checkpoints_.get()));
+                             ShardServer::Join(server->options_, server->incarnation_,
+                                               &server->metrics_, server->checkpoints_.get()));
     return server;
   }
   // Shard 0's --coordinator names the coordinator this process backs up;
   // its own address there (one command for every pod of a StatefulSet)
   // names nobody else.
-  if (options.shard_index == 0) {
-    std::vector<std::string> others;
-    for (absl::string_view address : absl::StrSplit(options.coordinator_address, ',')) {
-      if (!address.empty() && address != options.advertise_address &&
-          address != options.listen_address) {
-        others.emplace_back(address);
-      }
+  std::vector<std::string> others;
+  for (absl::string_view address : absl::StrSplit(options.coordinator_address, ',')) {
+    if (!address.empty() && address != options.advertise_address &&
+        address != options.listen_address) {
+      others.emplace_back(address);
     }
-    server->options_.coordinator_address = absl::StrJoin(others, ",");
   }
+  server->options_.coordinator_address = absl::StrJoin(others, ",");
   if (server->options_.coordinator_address.empty() && !options.coordinator_backup_address.empty() &&
-      BackupServesTheJob(options)) {
+      BackupServesTheJob(server->options_)) {
     // The backup took over while this process was away: it is the
     // coordinator now, and this process becomes its backup.
     FULCRUM_LOG(INFO) << "the coordinator's backup at " << options.coordinator_backup_address
@@ -93,14 +93,14 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
   FULCRUM_RETURN_IF_ERROR(CompleteJobSpec(&job));
   FULCRUM_ASSIGN_OR_RETURN(
       server->shard_server_,
-      ShardServer::Create(options, job, server->incarnation_, &server->metrics_));
+      ShardServer::Create(server->options_, job, server->incarnation_, &server->metrics_));
   // The coordinator restores a named checkpoint, or the newest in the
   // folder, unless "none"; the other shards then restore their parts of it.
   FULCRUM_ASSIGN_OR_RETURN(
       server->coordinator_server_,
-      CoordinatorServer::Create(options, job, server->incarnation_, server->shard_server_->shard(),
-                                server->shard_server_->replication_log(),
-                                server->checkpoints_.get(), &server->metrics_));
+      CoordinatorServer::Create(
+          server->options_, job, server->incarnation_, server->shard_server_->shard(),
+          server->shard_server_->replication_log(), server->checkpoints_.get(), &server->metrics_));
   return server;
 }
 
@@ -111,9 +111,8 @@ bool ParameterServer::BackupServesTheJob(const ServerOptions& options) {
   const absl::Time give_up = absl::Now() + std::max(absl::Seconds(5), 10 * options.failover_after);
   bool logged = false;
   while (true) {
-    const absl::Status s =
-        CallCoordinator(options.coordinator_backup_address, options.peer_security,
-                        options.auth_token, absl::Seconds(1));
+    const absl::Status s = CallCoordinator(options.coordinator_backup_address,
+                                           options.peer_security, absl::Seconds(1));
     if (s.ok()) return true;
     if (!absl::IsUnavailable(s) || !IsBackupNotServing(s.message())) {
       return false;  // not there: this process is the coordinator

@@ -27,7 +27,7 @@
 #include "common/base/process.h"
 #include "common/eval_format.h"
 #include "common/model_spec.h"
-#include "common/rpc/security.h"
+#include "common/rpc/security_flags.h"
 #include "server/job_spec.h"
 #include "server/optimizer.h"
 #include "server/ps_server.h"
@@ -57,9 +57,6 @@ ABSL_FLAG(std::string, advertise, "",
           "Shards other than 0: host:port where workers and the coordinator "
           "reach this shard. Default: --host:<port>, or this machine's "
           "hostname:<port> when --host is 0.0.0.0.");
-ABSL_FLAG(std::string, tls_ca, "",
-          "PEM CA bundle to verify the other ps_servers' certificates (several "
-          "shards serving TLS); --tls_cert/--tls_key are presented to them.");
 ABSL_FLAG(std::string, unix_socket, "",
           "Also listen on this Unix domain socket path (workers on the same "
           "machine: --coordinator=unix:PATH).");
@@ -143,12 +140,8 @@ ABSL_FLAG(int, debug_checkpoint_delay_ms, 0,
 ABSL_FLAG(int, metrics_port, -1,
           "Serve Prometheus metrics at http://HOST:PORT/metrics (same host as "
           "--host); -1: off, 0: a free port (logged).");
-ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (chain): serve TLS.");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA bundle: require client certificates it signed (mutual TLS).");
-ABSL_FLAG(std::string, auth_token_file, "",
-          "File holding a bearer token every RPC but health must carry.");
 ABSL_FLAG(int, max_message_mb, 256,
           "Largest gRPC message accepted or sent, MiB (RESOURCE_EXHAUSTED "
           "beyond).");
@@ -337,18 +330,22 @@ int Run() {
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_replication_delay_ms)));
   options.debug_checkpoint_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_checkpoint_delay_ms)));
-  options.security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  options.security.tls_key = absl::GetFlag(FLAGS_tls_key);
-  options.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
-  if (!absl::GetFlag(FLAGS_auth_token_file).empty()) {
-    absl::StatusOr<std::string> token = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
-    if (!token.ok()) {
-      std::fprintf(stderr, "ps_server: --auth_token_file: %s\n",
-                   std::string(token.status().message()).c_str());
-      return 2;
-    }
-    options.auth_token = *token;
+  // --tls_cert/--tls_key serve TLS; with --tls_ca they are presented to
+  // the other ps_servers too, and the token goes both ways.
+  absl::StatusOr<ClientSecurityOptions> peers = ClientSecurityFromFlags();
+  if (!peers.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", std::string(peers.status().message()).c_str());
+    return 2;
   }
+  options.security.tls_cert = peers->tls_cert;
+  options.security.tls_key = peers->tls_key;
+  options.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.auth_token = peers->auth_token;
+  if (peers->tls_ca.empty()) {
+    peers->tls_cert.clear();  // plaintext peers: the certificate only serves
+    peers->tls_key.clear();
+  }
+  options.peer_security = *std::move(peers);
   if (absl::GetFlag(FLAGS_max_message_mb) <= 0 || absl::GetFlag(FLAGS_max_message_mb) > 2047 ||
       absl::GetFlag(FLAGS_max_workers) <= 0) {
     std::fprintf(stderr,
@@ -380,11 +377,6 @@ int Run() {
   options.coordinator_backup_address = absl::GetFlag(FLAGS_coordinator_backup);
   options.advertise_address = absl::GetFlag(FLAGS_advertise);
   options.failover_after = absl::Milliseconds(absl::GetFlag(FLAGS_failover_after_ms));
-  if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
-    options.peer_security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
-    options.peer_security.tls_cert = options.security.tls_cert;
-    options.peer_security.tls_key = options.security.tls_key;
-  }
 
   // Ranges and combinations of the options are checked by the library
   // (ServerOptions::Validate), here as for a server embedded in a program.

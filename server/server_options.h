@@ -54,7 +54,8 @@ struct ServerOptions {
   // listening on every address.
   std::string advertise_address;
   // How this process dials the other ps_servers (TLS CA and client
-  // certificate when they serve TLS; plaintext by default).
+  // certificate when they serve TLS; plaintext by default). Its auth_token
+  // is set from `auth_token` by ParameterServer::Create.
   ClientSecurityOptions peer_security;
   // Shards but 0: how long Create keeps trying to reach the coordinator.
   absl::Duration coordinator_wait = absl::Minutes(2);
@@ -98,7 +99,8 @@ struct ServerOptions {
   // TLS (optionally mutual) for the gRPC port; plaintext when unset.
   ServerSecurityOptions security;
   // Non-empty: every Fulcrum RPC must carry "authorization: Bearer <token>"
-  // (UNAUTHENTICATED otherwise). The gRPC health service stays open.
+  // (UNAUTHENTICATED otherwise). The gRPC health service stays open. This
+  // process presents the same token to the other ps_servers.
   std::string auth_token;
 
   // OK, or INVALID_ARGUMENT naming the first setting (and its ps_server

@@ -289,7 +289,7 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
     // state dropped (later ones follow as operations).
     if (options_.coordinator_state) *snapshot.mutable_coordinator() = options_.coordinator_state();
     grpc::ClientContext context;
-    PrepareCall(options_.auth_token, options_.install_timeout, &context);
+    SetTimeout(options_.install_timeout, &context);
     InstallSnapshotResponse response;
     if (grpc::Status s = stub->InstallSnapshot(&context, snapshot, &response); !s.ok()) {
       return FromGrpcStatus(s);
@@ -313,7 +313,7 @@ absl::Status ShardReplicator::Follow(const std::string& address, uint64_t proces
       request.Append(std::move(op));
     }
     grpc::ClientContext context;
-    PrepareCall(options_.auth_token, options_.rpc_timeout, &context);
+    SetTimeout(options_.rpc_timeout, &context);
     const grpc::ByteBuffer request_bytes = request.Buffer();
     grpc::ByteBuffer reply;
     grpc::Status status;

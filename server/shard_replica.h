@@ -105,8 +105,8 @@ struct ShardReplicatorOptions {
   // The replica set's incarnation (as workers see it) and this process's id.
   uint64_t incarnation = 0;
   uint64_t process_incarnation = 0;
+  // How the backup is dialled (its bearer token included).
   ClientSecurityOptions security;
-  std::string auth_token;
   // An empty batch goes to the backup after this much idle time, so the
   // backup knows the primary is alive.
   absl::Duration keepalive = absl::Milliseconds(100);

@@ -151,7 +151,7 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
   RegisterShardResponse response;
   FULCRUM_RETURN_IF_ERROR(registries_.Call([&](ShardRegistry::Stub* registry) {
     grpc::ClientContext context;
-    PrepareCall(options_.auth_token, timeout, &context);
+    SetTimeout(timeout, &context);
     response.Clear();
     return FromGrpcStatus(registry->RegisterShard(&context, request, &response));
   }));
@@ -268,14 +268,13 @@ void ShardServer::StartReplicatorLocked() {
   options.incarnation = serving_incarnation_;
   options.process_incarnation = incarnation_;
   options.security = options_.peer_security;
-  options.auth_token = options_.auth_token;
   options.drop_backup = [this](uint64_t process, absl::Time) -> absl::Status {
     DropBackupRequest request;
     request.set_shard_index(options_.shard_index);
     request.set_process_incarnation(incarnation_);
     request.set_backup_process_incarnation(process);
     grpc::ClientContext context;
-    PrepareCall(options_.auth_token, absl::Seconds(2), &context);
+    SetTimeout(absl::Seconds(2), &context);
     DropBackupResponse response;
     return FromGrpcStatus(registries_.Current()->DropBackup(&context, request, &response));
   };
@@ -289,7 +288,7 @@ absl::Status ShardServer::CallCoordinatorAt(const std::string& address, uint64_t
     return absl::FailedPreconditionError(
         "this shard reports to another coordinator process now (the backup took over)");
   }
-  return CallCoordinator(address, options_.peer_security, options_.auth_token, kReachTimeout);
+  return CallCoordinator(address, options_.peer_security, kReachTimeout);
 }
 
 absl::Status ShardServer::WitnessesLetTakeOver(absl::Time silent_since,
@@ -311,7 +310,7 @@ absl::Status ShardServer::WitnessesLetTakeOver(absl::Time silent_since,
   const ReachPoll poll =
       PollWitnesses({state->witness_addresses().begin(), state->witness_addresses().end()},
                     state->coordinator_address(), state->coordinator_process_incarnation(),
-                    options_.peer_security, options_.auth_token, 2 * kReachTimeout);
+                    options_.peer_security, 2 * kReachTimeout);
   return ShardsLetBackupTakeOver(poll, state->coordinator_address());
 }
 
@@ -355,7 +354,7 @@ void ShardServer::WatchPrimary() {
     request.set_process_incarnation(incarnation_);
     request.set_address(advertise_address_);
     grpc::ClientContext context;
-    PrepareCall(options_.auth_token, absl::Seconds(2), &context);
+    SetTimeout(absl::Seconds(2), &context);
     PromoteBackupResponse response;
     const absl::Status promoted =
         FromGrpcStatus(registries_.Current()->PromoteBackup(&context, request, &response));

@@ -22,7 +22,7 @@ namespace fulcrum {
 
 ReachPoll PollWitnesses(const std::vector<std::string>& witnesses, const std::string& coordinator,
                         uint64_t process, const ClientSecurityOptions& security,
-                        const std::string& auth_token, absl::Duration deadline) {
+                        absl::Duration deadline) {
   ReachPoll poll;
   poll.asked = static_cast<int>(witnesses.size());
   absl::Mutex mu;
@@ -37,7 +37,7 @@ ReachPoll PollWitnesses(const std::vector<std::string>& witnesses, const std::st
       request.set_address(coordinator);
       request.set_process_incarnation(process);
       grpc::ClientContext context;
-      PrepareCall(auth_token, deadline, &context);
+      SetTimeout(deadline, &context);
       ReachCoordinatorResponse response;
       if (!stub->ReachCoordinator(&context, request, &response).ok()) return;
       absl::MutexLock lock(&mu);
@@ -53,11 +53,11 @@ ReachPoll PollWitnesses(const std::vector<std::string>& witnesses, const std::st
 }
 
 absl::Status CallCoordinator(const std::string& address, const ClientSecurityOptions& security,
-                             const std::string& auth_token, absl::Duration deadline) {
+                             absl::Duration deadline) {
   FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, OpenChannel(address, security));
   std::unique_ptr<Coordinator::Stub> stub = Coordinator::NewStub(channel);
   grpc::ClientContext context;
-  PrepareCall(auth_token, deadline, &context);
+  SetTimeout(deadline, &context);
   JobStatus status;
   return FromGrpcStatus(stub->GetStatus(&context, GetStatusRequest(), &status));
 }

@@ -62,13 +62,13 @@ struct ReachPoll {
 // answering. Thread-compatible; blocks.
 ReachPoll PollWitnesses(const std::vector<std::string>& witnesses, const std::string& coordinator,
                         uint64_t process, const ClientSecurityOptions& security,
-                        const std::string& auth_token, absl::Duration deadline);
+                        absl::Duration deadline);
 
 // OK when the process at `address` answers Coordinator.GetStatus within
 // `deadline`, which only a process serving the job does (a backup that has
 // not taken over answers UNAVAILABLE); the call's error otherwise.
 absl::Status CallCoordinator(const std::string& address, const ClientSecurityOptions& security,
-                             const std::string& auth_token, absl::Duration deadline);
+                             absl::Duration deadline);
 
 // The backup's verdict on `poll` (its coordinator asked about, at least one
 // witness): OK to take over; FAILED_PRECONDITION saying why not.

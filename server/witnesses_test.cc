@@ -93,7 +93,7 @@ class Witnesses {
 constexpr char kNobody[] = "127.0.0.1:1";
 
 ReachPoll Poll(const std::vector<std::string>& witnesses) {
-  return PollWitnesses(witnesses, "coordinator:50051", /*process=*/7, ClientSecurityOptions(), "",
+  return PollWitnesses(witnesses, "coordinator:50051", /*process=*/7, ClientSecurityOptions(),
                        absl::Milliseconds(600));
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/payload.h"
+#include "common/rpc/channel.h"
 #include "common/rpc/health_check.h"
 #include "google/protobuf/descriptor.h"
 #include "grpcpp/client_context.h"
@@ -24,6 +25,13 @@ namespace fulcrum {
 namespace {
 
 constexpr char kToken[] = "s3cr3t-token-4f1c9a";
+
+// A plaintext client setting whose channels carry `token` ("": none).
+ClientSecurityOptions WithToken(const std::string& token) {
+  ClientSecurityOptions security;
+  security.auth_token = token;
+  return security;
+}
 
 // Makes ca.pem, server.{pem,key} (for localhost and 127.0.0.1),
 // client.{pem,key} signed by the CA, and other_client.{pem,key} signed by
@@ -80,29 +88,28 @@ class SecurityTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
-  // GetStatus through a channel with `creds` and optionally a token.
-  grpc::Status Status(std::shared_ptr<grpc::ChannelCredentials> creds,
-                      const std::string& token = "") {
-    auto stub = Coordinator::NewStub(
-        grpc::CreateChannel(absl::StrCat("localhost:", server_->bound_port()), creds));
+  // GetStatus through a channel opened with `security` (ChannelOpener, as
+  // every Fulcrum client opens them) carrying `token`, if any.
+  grpc::Status Status(ClientSecurityOptions security, const std::string& token = "") {
+    security.auth_token = token;
+    absl::StatusOr<ChannelOpener> opener = ChannelOpener::Create(security);
+    EXPECT_TRUE(opener.ok()) << opener.status();
+    auto stub =
+        Coordinator::NewStub(opener->Open(absl::StrCat("localhost:", server_->bound_port())));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    AttachToken(token, &context);
     JobStatus status;
     return stub->GetStatus(&context, GetStatusRequest(), &status);
   }
 
-  std::shared_ptr<grpc::ChannelCredentials> Tls(const std::string& cert = "",
-                                                const std::string& key = "") {
+  ClientSecurityOptions Tls(const std::string& cert = "", const std::string& key = "") {
     ClientSecurityOptions o;
     o.tls_ca = F("ca.pem");
     if (!cert.empty()) {
       o.tls_cert = F(cert);
       o.tls_key = F(key);
     }
-    auto creds = MakeChannelCredentials(o);
-    EXPECT_TRUE(creds.ok()) << creds.status();
-    return *creds;
+    return o;
   }
 
   static std::string* dir_;
@@ -118,7 +125,7 @@ TEST_F(SecurityTest, Tls_ClientTrustingTheCa_Works) {
 
 TEST_F(SecurityTest, Tls_PlaintextClient_Refused) {
   StartServer(true, false, false);
-  grpc::Status s = Status(grpc::InsecureChannelCredentials());
+  grpc::Status s = Status(ClientSecurityOptions());
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
 }
 
@@ -141,21 +148,18 @@ TEST_F(SecurityTest, Token_MissingOrWrongUnauthenticated_RightAccepted) {
 
 TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
   StartServer(false, false, /*token=*/true);
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->bound_port()),
-                                     grpc::InsecureChannelCredentials());
-  auto coordinator = Coordinator::NewStub(channel);
-  auto ps = ParameterService::NewStub(channel);
+  const std::string address = absl::StrCat("127.0.0.1:", server_->bound_port());
+  auto coordinator = Coordinator::NewStub(*OpenChannel(address, WithToken(kToken)));
+  auto ps = ParameterService::NewStub(*OpenChannel(address, WithToken("guess")));
   RegisterWorkerResponse registered;
   {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    AttachToken(kToken, &c);
     ASSERT_TRUE(coordinator->RegisterWorker(&c, RegisterWorkerRequest(), &registered).ok());
   }
   {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    AttachToken(kToken, &c);
     AcquirePartitionRequest r;
     r.set_worker_id(registered.worker_id());
     r.set_coordinator_incarnation(registered.incarnation());
@@ -172,14 +176,15 @@ TEST_F(SecurityTest, Token_WrongTokenPushHasNoEffect) {
   EncodeFloat32(std::vector<float>(10, 1.0f), v->mutable_data());
   grpc::ClientContext c;
   c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  AttachToken("guess", &c);
   PushResponse response;
   EXPECT_EQ(ps->Push(&c, push, &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(server_->shard()->version().version, 0);
   grpc::ClientContext unregistered;
   unregistered.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   RegisterWorkerResponse r;
-  EXPECT_EQ(coordinator->RegisterWorker(&unregistered, RegisterWorkerRequest(), &r).error_code(),
+  EXPECT_EQ(Coordinator::NewStub(*OpenChannel(address, ClientSecurityOptions()))
+                ->RegisterWorker(&unregistered, RegisterWorkerRequest(), &r)
+                .error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(server_->coordinator()->GetStatus().live_workers(), 1u);
 }
@@ -193,13 +198,13 @@ TEST_F(SecurityTest, Token_HealthServiceStaysOpen) {
   EXPECT_TRUE(serving.ok()) << serving;
 }
 
-// Calls `path` with an empty request and `token` ("": none).
-grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& path,
+// Calls `path` at `address` with an empty request, over a channel carrying
+// `token` ("": none).
+grpc::Status CallRaw(const std::string& address, const std::string& path,
                      const std::string& token) {
-  grpc::GenericStub stub(channel);
+  grpc::GenericStub stub(*OpenChannel(address, WithToken(token)));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  AttachToken(token, &context);
   grpc::Slice empty("", 0);
   grpc::ByteBuffer request(&empty, 1), response;
   absl::Notification done;
@@ -246,7 +251,6 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
   };
   int methods = 0;
   for (const Server& server : servers) {
-    auto channel = grpc::CreateChannel(server.address, grpc::InsecureChannelCredentials());
     for (const std::string& name : server.services) {
       const google::protobuf::ServiceDescriptor* service =
           google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
@@ -255,7 +259,7 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
       for (int i = 0; i < service->method_count(); ++i) {
         const std::string path = absl::StrCat("/", name, "/", service->method(i)->name());
         for (const std::string& token : {std::string(), std::string("wrong")}) {
-          const grpc::Status s = CallRaw(channel, path, token);
+          const grpc::Status s = CallRaw(server.address, path, token);
           EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
               << path << " with token '" << token << "': " << s.error_message();
         }
@@ -263,7 +267,9 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
       }
     }
     // The standard health service needs no token.
-    EXPECT_TRUE(CheckServing(channel, absl::Seconds(10)).ok()) << server.address;
+    EXPECT_TRUE(
+        CheckServing(*OpenChannel(server.address, ClientSecurityOptions()), absl::Seconds(10)).ok())
+        << server.address;
   }
   // Coordinator, ParameterService x2, ShardRegistry, ShardControl, ShardReplica.
   EXPECT_EQ(methods, 9 + 3 + 3 + 3 + 3 + 2);

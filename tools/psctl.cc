@@ -20,6 +20,7 @@
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/health_check.h"
 #include "common/rpc/security.h"
+#include "common/rpc/security_flags.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -33,12 +34,6 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
 ABSL_FLAG(bool, json, false, "status: print JSON instead of a table.");
 ABSL_FLAG(double, interval, 1.0, "watch: seconds between updates.");
 ABSL_FLAG(double, timeout, 5, "Deadline of a call, seconds.");
-ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify the server: use TLS.");
-ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "Name the server's certificate carries, if not the host dialled.");
-ABSL_FLAG(std::string, auth_token_file, "", "File holding the bearer token.");
 
 namespace fulcrum {
 namespace {
@@ -172,15 +167,15 @@ void SetDeadline(grpc::ClientContext* context);
 // serves the job (its backup answers UNAVAILABLE until it takes over), or
 // the first one if none does.
 std::shared_ptr<grpc::Channel> Channel() {
-  ClientSecurityOptions security;
-  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
-  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  security.tls_key = absl::GetFlag(FLAGS_tls_key);
-  security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<ClientSecurityOptions> security = ClientSecurityFromFlags();
+  if (!security.ok()) {
+    std::fprintf(stderr, "psctl: %s\n", std::string(security.status().message()).c_str());
+    std::exit(2);
+  }
   const std::vector<std::string> addresses = absl::StrSplit(absl::GetFlag(FLAGS_coordinator), ',');
   std::shared_ptr<grpc::Channel> first;
   for (const std::string& address : addresses) {
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(address, security);
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(address, *security);
     if (!channel.ok()) {
       std::fprintf(stderr, "psctl: %s\n", std::string(channel.status().message()).c_str());
       std::exit(2);
@@ -199,26 +194,9 @@ std::shared_ptr<grpc::Channel> Channel() {
 
 std::unique_ptr<Coordinator::Stub> Connect() { return Coordinator::NewStub(Channel()); }
 
-// The bearer token from --auth_token_file ("" without), or exits.
-const std::string& Token() {
-  static const std::string* token = [] {
-    if (absl::GetFlag(FLAGS_auth_token_file).empty()) return new std::string();
-    absl::StatusOr<std::string> read = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
-    if (!read.ok()) {
-      std::fprintf(stderr, "psctl: --auth_token_file: %s\n",
-                   std::string(read.status().message()).c_str());
-      std::exit(2);
-    }
-    return new std::string(*read);
-  }();
-  return *token;
-}
-
-// Deadline and token for a unary call.
+// The deadline of a unary call (the channel carries the token).
 void SetDeadline(grpc::ClientContext* context) {
-  context->set_deadline(
-      absl::ToChronoTime(absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout))));
-  AttachToken(Token(), context);
+  SetTimeout(absl::Seconds(absl::GetFlag(FLAGS_timeout)), context);
 }
 
 int Failed(const char* what, const grpc::Status& rpc) {
@@ -251,7 +229,6 @@ int Status() {
 int Watch() {
   auto stub = Connect();
   grpc::ClientContext context;  // no deadline: the stream lasts the job
-  AttachToken(Token(), &context);
   WatchStatusRequest request;
   request.set_interval_seconds(absl::GetFlag(FLAGS_interval));
   std::unique_ptr<grpc::ClientReader<JobStatus>> reader = stub->WatchStatus(&context, request);
@@ -283,8 +260,7 @@ int Health() {
 int Checkpoint() {
   auto stub = Connect();
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
-  AttachToken(Token(), &context);
+  SetTimeout(absl::Seconds(120), &context);
   CheckpointInfo info;
   grpc::Status rpc = stub->Checkpoint(&context, CheckpointRequest(), &info);
   if (!rpc.ok()) return Failed("checkpoint of", rpc);

@@ -37,6 +37,7 @@ absl::StatusOr<Clients> Connect(const ConnectionOptions& options) {
   security.tls_cert = options.tls_cert;
   security.tls_key = options.tls_key;
   security.tls_server_name = options.tls_server_name;
+  security.auth_token = options.auth_token;
   // A replicated coordinator: "coordinator,backup".
   const std::vector<std::string> addresses = absl::StrSplit(options.coordinator, ',');
   FULCRUM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
@@ -47,9 +48,8 @@ absl::StatusOr<Clients> Connect(const ConnectionOptions& options) {
                                                     [security](const std::string& address) {
                                                       return OpenChannel(address, security);
                                                     },
-                                                    options.rpc_timeout, options.auth_token));
-  clients.ps =
-      std::make_unique<GrpcPsClient>(channel, options.rpc_timeout, options.auth_token, security);
+                                                    options.rpc_timeout));
+  clients.ps = std::make_unique<GrpcPsClient>(channel, options.rpc_timeout, security);
   return clients;
 }
 

@@ -7,17 +7,17 @@
 namespace fulcrum {
 
 GrpcCoordinatorClient::GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel,
-                                             absl::Duration rpc_timeout, std::string auth_token)
-    : GrpcCoordinatorClient(Dial(), rpc_timeout, std::move(auth_token)) {
+                                             absl::Duration rpc_timeout)
+    : GrpcCoordinatorClient(Dial(), rpc_timeout) {
   stubs_.Add("", std::move(channel));
 }
 
 absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> GrpcCoordinatorClient::Create(
     std::shared_ptr<grpc::Channel> channel, const std::vector<std::string>& addresses, Dial dial,
-    absl::Duration rpc_timeout, std::string auth_token) {
+    absl::Duration rpc_timeout) {
   if (addresses.empty()) return absl::InvalidArgumentError("no coordinator address");
   std::unique_ptr<GrpcCoordinatorClient> client(
-      new GrpcCoordinatorClient(std::move(dial), rpc_timeout, std::move(auth_token)));
+      new GrpcCoordinatorClient(std::move(dial), rpc_timeout));
   client->stubs_.Add(addresses[0], std::move(channel));
   if (absl::Status s = client->stubs_.Learn({addresses.begin() + 1, addresses.end()}); !s.ok()) {
     return s;
@@ -25,15 +25,14 @@ absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> GrpcCoordinatorClient::Cr
   return client;
 }
 
-// One unary call with the deadline and the token (to the coordinator's
+// One unary call with the deadline (to the coordinator's
 // other process as well when the one called is unavailable).
 template <typename Request, typename Response, typename Method>
 absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method, const Request& request) {
   Response response;
   absl::Status s = stubs_.Call([&](Coordinator::Stub* stub) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
-    AttachToken(auth_token_, &context);
+    SetTimeout(rpc_timeout_, &context);
     response.Clear();
     return FromGrpcStatus((stub->*method)(&context, request, &response));
   });

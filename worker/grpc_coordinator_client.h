@@ -24,14 +24,13 @@ namespace fulcrum {
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
   using Dial = FailoverStubs<Coordinator>::Dial;
-  // `auth_token` (may be empty) goes with every call as a bearer token.
-  GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout,
-                        std::string auth_token = "");
+  // The channels carry the bearer token, if any (ChannelOpener).
+  GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout);
   // `channel` reaches addresses[0]; the other addresses (the coordinator's
   // other process), and those LearnAddresses adds, are dialled with `dial`.
   static absl::StatusOr<std::unique_ptr<GrpcCoordinatorClient>> Create(
       std::shared_ptr<grpc::Channel> channel, const std::vector<std::string>& addresses, Dial dial,
-      absl::Duration rpc_timeout, std::string auth_token = "");
+      absl::Duration rpc_timeout);
 
   absl::StatusOr<RegisterWorkerResponse> RegisterWorker(
       const RegisterWorkerRequest& request) override;
@@ -45,14 +44,13 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   }
 
  private:
-  GrpcCoordinatorClient(Dial dial, absl::Duration rpc_timeout, std::string auth_token)
-      : stubs_(std::move(dial)), rpc_timeout_(rpc_timeout), auth_token_(std::move(auth_token)) {}
+  GrpcCoordinatorClient(Dial dial, absl::Duration rpc_timeout)
+      : stubs_(std::move(dial)), rpc_timeout_(rpc_timeout) {}
   template <typename Request, typename Response, typename Method>
   absl::StatusOr<Response> Call(Method method, const Request& request);
 
   FailoverStubs<Coordinator> stubs_;
   const absl::Duration rpc_timeout_;
-  const std::string auth_token_;
 };
 
 }  // namespace fulcrum

@@ -46,7 +46,6 @@ absl::Status GrpcPsClient::CallAll(const std::vector<Request>& requests,
   std::vector<std::unique_ptr<grpc::ClientAsyncResponseReader<Response>>> calls(n);
   for (size_t s = 0; s < n; ++s) {
     contexts[s].set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
-    AttachToken(auth_token_, &contexts[s]);
     calls[s] = start(shards_[s], &contexts[s], requests[s]);
     calls[s]->Finish(&(*responses)[s], &statuses[s], reinterpret_cast<void*>(s));
   }
@@ -115,10 +114,9 @@ void FillHeader(const WorkerIdentity& worker, int64_t clock, uint64_t incarnatio
 }  // namespace
 
 GrpcPsClient::GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator, absl::Duration rpc_timeout,
-                           std::string auth_token, ClientSecurityOptions security)
+                           ClientSecurityOptions security)
     : coordinator_(std::move(coordinator)),
       rpc_timeout_(rpc_timeout),
-      auth_token_(std::move(auth_token)),
       security_(std::move(security)),
       cq_(std::make_unique<grpc::CompletionQueue>()) {
   Connect({}, {}).IgnoreError();  // the coordinator alone cannot fail

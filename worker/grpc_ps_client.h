@@ -28,10 +28,10 @@ namespace fulcrum {
 // Thread-compatible. Every call carries a deadline of `rpc_timeout`.
 class GrpcPsClient final : public PsClient {
  public:
-  // `coordinator` serves shard 0; other shards are dialled with `security`.
-  // `auth_token` (may be empty) goes with every call as a bearer token.
+  // `coordinator` serves shard 0; other shards are dialled with `security`
+  // (its bearer token included).
   GrpcPsClient(std::shared_ptr<grpc::Channel> coordinator, absl::Duration rpc_timeout,
-               std::string auth_token = "", ClientSecurityOptions security = {});
+               ClientSecurityOptions security = {});
   ~GrpcPsClient() override;
 
   absl::Status Connect(const std::vector<std::string>& shard_addresses,
@@ -131,7 +131,6 @@ class GrpcPsClient final : public PsClient {
 
   const std::shared_ptr<grpc::Channel> coordinator_;
   const absl::Duration rpc_timeout_;
-  const std::string auth_token_;
   const ClientSecurityOptions security_;
   std::vector<Shard> shards_;
   std::unique_ptr<grpc::CompletionQueue> cq_;

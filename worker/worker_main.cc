@@ -14,7 +14,7 @@
 #include "common/base/process.h"
 #include "common/data/idx_dataset.h"
 #include "common/data/libsvm.h"
-#include "common/rpc/security.h"
+#include "common/rpc/security_flags.h"
 #include "worker/fulcrum_worker.h"
 #include "worker/workload.h"
 
@@ -35,12 +35,6 @@ ABSL_FLAG(std::string, worker_name, "",
 ABSL_FLAG(double, rpc_timeout, 60,
           "Deadline of each RPC, seconds. Sync pulls wait up to this long "
           "for a round and are then retried.");
-ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle to verify the servers with: connect over TLS.");
-ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
-ABSL_FLAG(std::string, tls_server_name, "",
-          "Name the servers' certificates carry, if not the host dialled.");
-ABSL_FLAG(std::string, auth_token_file, "", "File holding the bearer token the servers require.");
 ABSL_FLAG(int, metrics_port, -1,
           "Serve Prometheus metrics at http://0.0.0.0:PORT/metrics; -1: off, "
           "0: a free port (logged).");
@@ -69,15 +63,16 @@ int Run() {
   connection.coordinator = absl::GetFlag(FLAGS_coordinator);
   connection.worker_name = absl::GetFlag(FLAGS_worker_name);
   connection.rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout));
-  connection.tls_ca = absl::GetFlag(FLAGS_tls_ca);
-  connection.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  connection.tls_key = absl::GetFlag(FLAGS_tls_key);
-  connection.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  if (!absl::GetFlag(FLAGS_auth_token_file).empty()) {
-    absl::StatusOr<std::string> read = ReadTokenFile(absl::GetFlag(FLAGS_auth_token_file));
-    if (!read.ok()) return Fail("--auth_token_file", read.status());
-    connection.auth_token = *read;
+  absl::StatusOr<ClientSecurityOptions> security = ClientSecurityFromFlags();
+  if (!security.ok()) {
+    std::fprintf(stderr, "worker: %s\n", std::string(security.status().message()).c_str());
+    return 1;
   }
+  connection.tls_ca = security->tls_ca;
+  connection.tls_cert = security->tls_cert;
+  connection.tls_key = security->tls_key;
+  connection.tls_server_name = security->tls_server_name;
+  connection.auth_token = security->auth_token;
   connection.max_attempts = absl::GetFlag(FLAGS_max_retries);
   connection.max_backoff = absl::Seconds(absl::GetFlag(FLAGS_max_backoff));
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);

@@ -1,9 +1,47 @@
 #include "common/rpc/channel.h"
 
+#include <memory>
+#include <vector>
+
 #include "common/base/status_macros.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/support/client_interceptor.h"
 
 namespace fulcrum {
+namespace {
+
+// Adds "authorization: Bearer <token>" to every call on a channel: the token
+// is set once, where the channel is opened, not at each call site.
+class BearerTokenInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerTokenInterceptor(const std::string* header) : header_(header) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->emplace("authorization", *header_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* const header_;  // owned by the factory, which the channel keeps
+};
+
+class BearerTokenInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerTokenInterceptorFactory(const std::string& token) : header_("Bearer " + token) {}
+
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new BearerTokenInterceptor(&header_);
+  }
+
+ private:
+  const std::string header_;
+};
+
+}  // namespace
 
 grpc::ChannelArguments DefaultChannelArguments() {
   grpc::ChannelArguments args;
@@ -55,11 +93,16 @@ absl::StatusOr<ChannelOpener> ChannelOpener::Create(const ClientSecurityOptions&
   FULCRUM_ASSIGN_OR_RETURN(opener.credentials_, MakeChannelCredentials(security));
   opener.args_ = DefaultChannelArguments();
   AddSecurityChannelArguments(security, &opener.args_);
+  opener.auth_token_ = security.auth_token;
   return opener;
 }
 
 std::shared_ptr<grpc::Channel> ChannelOpener::Open(const std::string& address) const {
-  return grpc::CreateCustomChannel(address, credentials_, args_);
+  if (auth_token_.empty()) return grpc::CreateCustomChannel(address, credentials_, args_);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> token;
+  token.push_back(std::make_unique<BearerTokenInterceptorFactory>(auth_token_));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(address, credentials_, args_,
+                                                                 std::move(token));
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const std::string& address,

@@ -35,7 +35,8 @@ void AddServerKeepaliveArguments(grpc::ServerBuilder* builder);
 
 // Opens channels under one client security setting (plaintext when it
 // names no CA), with DefaultChannelArguments: the certificates are read
-// once, at Create. Thread-safe, copyable.
+// once, at Create. Every call on a channel it opens carries the setting's
+// bearer token, if any. Thread-safe, copyable.
 class ChannelOpener {
  public:
   // The error names the file that could not be read.
@@ -46,6 +47,7 @@ class ChannelOpener {
   ChannelOpener() = default;
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
   grpc::ChannelArguments args_;
+  std::string auth_token_;
 };
 
 // A channel to `address` with `security` (ChannelOpener, once).

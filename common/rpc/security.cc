@@ -172,13 +172,8 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   return token;
 }
 
-void AttachToken(const std::string& token, grpc::ClientContext* context) {
-  if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
-}
-
-void PrepareCall(const std::string& token, absl::Duration timeout, grpc::ClientContext* context) {
+void SetTimeout(absl::Duration timeout, grpc::ClientContext* context) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  AttachToken(token, context);
 }
 
 }  // namespace fulcrum

@@ -1,6 +1,6 @@
 // Transport security: TLS (optionally mutual) credentials from PEM files,
 // and a bearer token checked on every RPC (server side, by gRPC before any
-// handler; client side, attached to each call).
+// handler; client side, set once on the channel: ChannelOpener).
 #ifndef FULCRUM_COMMON_RPC_SECURITY_H_
 #define FULCRUM_COMMON_RPC_SECURITY_H_
 
@@ -43,6 +43,9 @@ struct ClientSecurityOptions {
   // Name the server's certificate must carry, when it differs from the host
   // dialled (e.g. dialling an IP address).
   std::string tls_server_name;
+  // Bearer token every call on the channel carries ("authorization: Bearer
+  // <token>"); empty: none. The token itself, not a file.
+  std::string auth_token;
 };
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
@@ -58,12 +61,9 @@ void AddSecurityChannelArguments(const ClientSecurityOptions& options,
 // itself never appears in an error.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
-// Adds the token to an outgoing call (nothing if the token is empty).
-void AttachToken(const std::string& token, grpc::ClientContext* context);
-
-// Prepares an outgoing call between Fulcrum's processes: its deadline
-// `timeout` from now, and the token.
-void PrepareCall(const std::string& token, absl::Duration timeout, grpc::ClientContext* context);
+// Sets an outgoing call's deadline `timeout` from now. (The token travels
+// with the channel: ClientSecurityOptions::auth_token.)
+void SetTimeout(absl::Duration timeout, grpc::ClientContext* context);
 
 }  // namespace fulcrum
 
