@@ -32,7 +32,8 @@ bool JobOver(JobState state) { return state == FINISHED || state == STOPPED; }
 
 JobCoordinator::JobCoordinator(const CoordinatorOptions& options, ShardGroup* shards)
     : options_(options),
-      partitions_(std::max<uint32_t>(1, options.job.partitions_per_epoch())),
+      partitions_(std::max<uint32_t>(1, options.job->partitions_per_epoch())),
+      own_optimizers_(options.job.OptimizerOverrides()),
       shards_(shards) {}
 
 absl::StatusOr<JobCoordinator::WorkerRecord*> JobCoordinator::LiveWorkerLocked(
@@ -97,7 +98,7 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorkerImpl(
 
   RegisterWorkerResponse response;
   response.set_worker_id(id);
-  *response.mutable_job() = options_.job;
+  *response.mutable_job() = options_.job.spec();
   for (const std::string& address : shards_->WorkerAddresses()) {
     response.add_shard_addresses(address);
   }
@@ -116,7 +117,7 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorkerImpl(
   }
   // A job resumed from a checkpoint goes on with whoever comes back.
   if (state_ == WAITING_FOR_WORKERS &&
-      (restored_ || LiveWorkersLocked() >= options_.job.num_workers())) {
+      (restored_ || LiveWorkersLocked() >= options_.job->num_workers())) {
     state_ = RUNNING;
     started_at_ = now;
     shards_->Start();
@@ -125,7 +126,7 @@ absl::StatusOr<RegisterWorkerResponse> JobCoordinator::RegisterWorkerImpl(
     // of them are active from the first round; whoever asked first would
     // otherwise close rounds alone until the others' next ask, and the
     // model would depend on that timing.
-    if (options_.job.mode() == SYNC) {
+    if (options_.job->mode() == SYNC) {
       for (auto& [id, waiting] : workers_) {
         const WorkerState s = waiting.status.state();
         if (s != DEAD && s != LEFT && !waiting.lease_id.has_value()) NewLeaseLocked(waiting);
@@ -181,7 +182,7 @@ std::vector<JobCoordinator::PartitionState>& JobCoordinator::EpochLocked(uint32_
              .first;
     std::vector<uint32_t> order(partitions_);
     std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 rng(options_.job.seed() * 6364136223846793005ull + epoch);
+    std::mt19937_64 rng(options_.job->seed() * 6364136223846793005ull + epoch);
     std::shuffle(order.begin(), order.end(), rng);
     lease_order_[epoch] = std::move(order);
   }
@@ -271,8 +272,8 @@ std::optional<JobCoordinator::Lease> JobCoordinator::NewLeaseLocked(WorkerRecord
     eval_queue_.pop_front();
   } else {
     const uint32_t last_epoch = std::min<uint32_t>(
-        options_.job.epochs() - 1,
-        oldest_epoch_ + (options_.job.epoch_barrier() ? 0 : options_.epoch_lookahead));
+        options_.job->epochs() - 1,
+        oldest_epoch_ + (options_.job->epoch_barrier() ? 0 : options_.epoch_lookahead));
     bool found_partition = false;
     for (uint32_t e = oldest_epoch_; e <= last_epoch && !found_partition; ++e) {
       std::vector<PartitionState>& parts = EpochLocked(e);
@@ -351,7 +352,7 @@ absl::Status JobCoordinator::CompletePartitionImpl(const CompletePartitionReques
 }
 
 void JobCoordinator::AdvanceEpochsLocked() {
-  while (oldest_epoch_ < options_.job.epochs()) {
+  while (oldest_epoch_ < options_.job->epochs()) {
     const std::vector<PartitionState>& parts = EpochLocked(oldest_epoch_);
     if (!std::all_of(parts.begin(), parts.end(),
                      [](PartitionState s) { return s == PartitionState::kDone; })) {
@@ -360,9 +361,9 @@ void JobCoordinator::AdvanceEpochsLocked() {
     epochs_.erase(oldest_epoch_);
     lease_order_.erase(oldest_epoch_);
     ++oldest_epoch_;
-    const bool final = oldest_epoch_ == options_.job.epochs();
-    FULCRUM_LOG(INFO) << "epoch " << oldest_epoch_ << "/" << options_.job.epochs() << " trained";
-    if (options_.job.skip_evaluation()) {
+    const bool final = oldest_epoch_ == options_.job->epochs();
+    FULCRUM_LOG(INFO) << "epoch " << oldest_epoch_ << "/" << options_.job->epochs() << " trained";
+    if (options_.job->skip_evaluation()) {
       if (final && state_ == RUNNING) {
         state_ = FINISHED;
         finished_at_ = options_.clock->Now();
@@ -438,7 +439,7 @@ absl::Status JobCoordinator::ReportEvalImpl(const ReportEvalRequest& request) {
   }
   FULCRUM_LOG(INFO) << absl::StrFormat("%s epoch %d/%d:%s test_loss=%.4f (worker %d)",
                                        lease.final ? "final evaluation after" : "evaluation after",
-                                       lease.epoch, options_.job.epochs(), FormatEval(eval),
+                                       lease.epoch, options_.job->epochs(), FormatEval(eval),
                                        request.eval().test_loss(), worker.status.worker_id());
   if (lease.final && state_ == EVALUATING) {
     state_ = FINISHED;
@@ -563,14 +564,14 @@ CoordinatorCheckpoint JobCoordinator::SaveProgressLocked() const {
   for (const auto& [id, lease] : leases_) {
     if (lease.evaluate) progress.add_pending_evals(lease.epoch);
   }
-  *progress.mutable_job() = options_.job;
+  *progress.mutable_job() = options_.job.spec();
   return progress;
 }
 
 absl::Status JobCoordinator::RestoreProgress(const CoordinatorCheckpoint& progress) {
   absl::MutexLock lock(&mu_);
   const JobSpec& saved = progress.job();
-  const JobSpec& job = options_.job;
+  const JobSpec& job = options_.job.spec();
   if (saved.model() != job.model() || saved.epochs() != job.epochs() ||
       saved.partitions_per_epoch() != job.partitions_per_epoch() || saved.mode() != job.mode()) {
     return absl::FailedPreconditionError(
@@ -689,7 +690,7 @@ absl::Status JobCoordinator::RestoreReplica(const CoordinatorReplica& replica) {
       auto queued = std::find_if(eval_queue_.begin(), eval_queue_.end(),
                                  [&](const EvalTask& t) { return t.epoch == lease.epoch; });
       if (queued != eval_queue_.end()) eval_queue_.erase(queued);
-    } else if (lease.epoch >= oldest_epoch_ && lease.epoch < options_.job.epochs() &&
+    } else if (lease.epoch >= oldest_epoch_ && lease.epoch < options_.job->epochs() &&
                lease.partition < partitions_) {
       EpochLocked(lease.epoch)[lease.partition] = PartitionState::kLeased;
     }
@@ -754,12 +755,13 @@ JobStatus JobCoordinator::GetStatus() const {
 
 JobStatus JobCoordinator::GetStatusLocked() const {
   const absl::Time now = options_.clock->Now();
-  const JobSpec& job = options_.job;
+  const JobSpec& job = options_.job.spec();
   JobStatus status;
   status.set_state(state_);
   status.set_model(job.model());
   status.set_mode(job.mode());
   status.set_optimizer(shards_->local()->store().optimizer().Describe());
+  for (const std::string& own : own_optimizers_) status.add_own_optimizers(own);
   status.set_epochs(job.epochs());
   status.set_epoch(std::min(oldest_epoch_, job.epochs()));
   status.set_round(shards_->local()->version().version);
@@ -851,8 +853,9 @@ std::string JobCoordinator::ResultLine() const {
   if (s.mode() == SSP) mode = absl::StrCat("ssp:", s.staleness());
   std::string eval;
   if (s.last_eval().examples() > 0 || !s.evaluations().empty()) eval = FormatEval(s.last_eval());
-  return absl::StrFormat("result: model=%s mode=%s epochs=%d%s wall_seconds=%.1f", s.model(), mode,
-                         s.epochs(), eval, s.elapsed_seconds());
+  return absl::StrFormat("result: model=%s mode=%s epochs=%d%s wall_seconds=%.1f",
+                         s.model().empty() ? "-" : s.model(), mode, s.epochs(), eval,
+                         s.elapsed_seconds());
 }
 
 absl::Status WorkersWitnessCoordinatorLoss(const CoordinatorWorkers& workers,

@@ -25,6 +25,7 @@
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
 #include "proto/shard_control.pb.h"
+#include "server/job_spec.h"
 #include "server/parameter_shard.h"
 #include "server/shard_group.h"
 
@@ -34,7 +35,7 @@ struct CoordinatorOptions {
   // The job every worker receives. It starts once job.num_workers workers
   // have registered; more may join at any time. Each epoch is cut into
   // job.partitions_per_epoch partitions.
-  JobSpec job;
+  Job job;
   // Random id of this server process, echoed to workers.
   uint64_t incarnation = 0;
   // How often workers heartbeat, and how long a silent worker lives: past
@@ -261,7 +262,8 @@ class JobCoordinator {
   JobStatus GetStatusLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
-  const uint32_t partitions_;  // per epoch
+  const uint32_t partitions_;                      // per epoch
+  const std::vector<std::string> own_optimizers_;  // Job::OptimizerOverrides, for status
   ShardGroup* const shards_;
 
   mutable absl::Mutex mu_;

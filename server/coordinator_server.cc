@@ -14,7 +14,7 @@
 namespace fulcrum {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
-    const ServerOptions& options, const JobSpec& job, uint64_t incarnation, ParameterShard* local,
+    const ServerOptions& options, const Job& job, uint64_t incarnation, ParameterShard* local,
     ReplicationLog* log, CheckpointStore* checkpoints, MetricsRegistry* metrics,
     const CoordinatorReplica* took_over) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());

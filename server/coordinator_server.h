@@ -47,13 +47,13 @@ namespace fulcrum {
 // `metrics` are not owned and must outlive it.
 class CoordinatorServer {
  public:
-  // `job` is complete (CompleteJobSpec). FAILED_PRECONDITION / NOT_FOUND when
+  // FAILED_PRECONDITION / NOT_FOUND when
   // the checkpoint to restore cannot be (see JobCheckpointer::Restore).
   // `incarnation` is this process's. `took_over`: this process was the
   // coordinator's backup and resumes from the state it holds, as that
   // state's coordinator incarnation (no checkpoint is restored).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Create(
-      const ServerOptions& options, const JobSpec& job, uint64_t incarnation, ParameterShard* local,
+      const ServerOptions& options, const Job& job, uint64_t incarnation, ParameterShard* local,
       ReplicationLog* log, CheckpointStore* checkpoints, MetricsRegistry* metrics,
       const CoordinatorReplica* took_over = nullptr);
   ~CoordinatorServer();

@@ -5,6 +5,7 @@
 
 #include "common/model_spec.h"
 #include "gtest/gtest.h"
+#include "server/job_spec.h"
 
 namespace fulcrum {
 namespace {
@@ -15,7 +16,7 @@ class CoordinatorTest : public ::testing::Test {
  protected:
   void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs, uint32_t partitions,
             uint32_t lookahead = 1, uint64_t incarnation = 77) {
-    JobSpec& job = options_.job;
+    JobSpec& job = job_;
     job.set_model("softmax");
     job.set_mode(mode);
     job.set_epochs(epochs);
@@ -25,7 +26,11 @@ class CoordinatorTest : public ::testing::Test {
     job.set_staleness(1);
     job.mutable_optimizer()->set_kind(SGD);
     const std::vector<TensorSpec> tensors = *ModelTensors("softmax");
+    job.clear_tensors();  // a test may Init twice
     for (const TensorSpec& t : tensors) *job.add_tensors() = t;
+    absl::StatusOr<Job> complete = Job::Complete(job);
+    ASSERT_TRUE(complete.ok()) << complete.status();
+    options_.job = *std::move(complete);
     options_.incarnation = incarnation;
     options_.epoch_lookahead = lookahead;
     options_.worker_timeout = absl::Seconds(5);
@@ -97,6 +102,7 @@ class CoordinatorTest : public ::testing::Test {
     }
   }
 
+  JobSpec job_;  // what a test sets before Init, which completes it into options_.job
   CoordinatorOptions options_;
   ManualClock clock_;
   std::unique_ptr<ParameterShard> shard_;
@@ -216,7 +222,7 @@ TEST_F(CoordinatorTest, Lookahead_NextEpochLeasedBeforeStragglerFinishes) {
 }
 
 TEST_F(CoordinatorTest, EpochBarrier_NextEpochLeasedOnlyOnceThisOneIsComplete) {
-  options_.job.set_epoch_barrier(true);
+  job_.set_epoch_barrier(true);
   Init(ASYNC, 2, 2, 2, /*lookahead=*/1);
   uint64_t a = Register("a");
   uint64_t b = Register("b");
@@ -274,7 +280,7 @@ TEST_F(CoordinatorTest, SaveReplicaThenRestoreReplica_WorkersGoOnUnderTheirIdsAn
   coordinator_.reset();
   group_.reset();
   shard_ = std::make_unique<ParameterShard>(
-      std::move(*ParameterStore::Create({}, *CreateOptimizer(options_.job.optimizer()),
+      std::move(*ParameterStore::Create({}, *CreateOptimizer(options_.job->optimizer()),
                                         *ModelTensors("softmax"))),
       SYNC, 1);
   ShardGroupOptions group;
@@ -430,7 +436,7 @@ TEST_F(CoordinatorTest, Lifecycle_FinishedThenWorkersToldDone) {
 }
 
 TEST_F(CoordinatorTest, SkipEvaluation_FinishedWhenTheLastEpochIsTrained) {
-  options_.job.set_skip_evaluation(true);
+  job_.set_skip_evaluation(true);
   Init(ASYNC, 1, 2, 2, 0);
   uint64_t a = Register("a");
   EXPECT_EQ(TrainUntilOther(a).kind(), AcquirePartitionResponse::DONE);
@@ -500,8 +506,8 @@ TEST_F(CoordinatorTest, SaveThenRestore_ResumesWhereItWas) {
 
   // A new coordinator (the restarted server) resumes from it.
   auto store =
-      ParameterStore::Create({}, *CreateOptimizer(options_.job.optimizer()),
-                             {options_.job.tensors().begin(), options_.job.tensors().end()});
+      ParameterStore::Create({}, *CreateOptimizer(options_.job->optimizer()),
+                             {options_.job->tensors().begin(), options_.job->tensors().end()});
   ParameterShard shard(std::move(*store), ASYNC);
   options_.incarnation = 78;  // a new process
   ShardGroupOptions group_options;

@@ -49,47 +49,8 @@ constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
 constexpr uint32_t kMaxTableDim = 1 << 16;
 constexpr uint32_t kMaxPartitionsPerEpoch = 1 << 20;
 
-}  // namespace
-
-absl::StatusOr<JobSpec> ReadJobFile(const std::string& path) {
-  FULCRUM_ASSIGN_OR_RETURN(const std::string text, PosixFileSystem()->ReadFile(path));
-  JobSpec job;
-  if (absl::EndsWith(path, ".json")) {
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = false;
-    const auto parsed = google::protobuf::util::JsonStringToMessage(text, &job, options);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.ToString()));
-    }
-  } else {
-    absl::StatusOr<JobSpec> parsed = ParseJobText(text);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.status().message()));
-    }
-    job = *std::move(parsed);
-  }
-  if (absl::Status valid = ValidateJobSpec(job); !valid.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
-  }
-  return job;
-}
-
-absl::StatusOr<JobSpec> BuiltinJob(const std::string& name) {
-  std::vector<std::string> known;
-  for (const BuiltinJobText* job = kBuiltinJobTexts; job->name != nullptr; ++job) {
-    known.push_back(job->name);
-    if (name != job->name) continue;
-    absl::StatusOr<JobSpec> spec = ParseJobText(job->text);
-    if (!spec.ok()) {
-      return absl::InternalError(
-          absl::StrCat("built-in job ", name, ": ", spec.status().message()));
-    }
-    return spec;
-  }
-  return absl::NotFoundError(
-      absl::StrCat("unknown model '", name, "'; known: ", absl::StrJoin(known, ", ")));
-}
-
+// INVALID_ARGUMENT naming the first field that is wrong (Job::Complete
+// lists the checks).
 absl::Status ValidateJobSpec(const JobSpec& job) {
   absl::flat_hash_map<std::string, std::string> names;  // name -> the field that has it
   auto claim = [&](const std::string& name, const std::string& field) -> absl::Status {
@@ -139,8 +100,46 @@ absl::Status ValidateJobSpec(const JobSpec& job) {
   return absl::OkStatus();
 }
 
-absl::Status CompleteJobSpec(JobSpec* job) {
-  if (job->model().empty()) job->set_model("softmax");
+}  // namespace
+
+absl::StatusOr<JobSpec> ReadJobFile(const std::string& path) {
+  FULCRUM_ASSIGN_OR_RETURN(const std::string text, PosixFileSystem()->ReadFile(path));
+  JobSpec job;
+  if (absl::EndsWith(path, ".json")) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    const auto parsed = google::protobuf::util::JsonStringToMessage(text, &job, options);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.ToString()));
+    }
+  } else {
+    absl::StatusOr<JobSpec> parsed = ParseJobText(text);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.status().message()));
+    }
+    job = *std::move(parsed);
+  }
+  return job;
+}
+
+absl::StatusOr<JobSpec> BuiltinJob(const std::string& name) {
+  std::vector<std::string> known;
+  for (const BuiltinJobText* job = kBuiltinJobTexts; job->name != nullptr; ++job) {
+    known.push_back(job->name);
+    if (name != job->name) continue;
+    absl::StatusOr<JobSpec> spec = ParseJobText(job->text);
+    if (!spec.ok()) {
+      return absl::InternalError(
+          absl::StrCat("built-in job ", name, ": ", spec.status().message()));
+    }
+    return spec;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("unknown model '", name, "'; known: ", absl::StrJoin(known, ", ")));
+}
+
+absl::StatusOr<Job> Job::Complete(JobSpec spec) {
+  JobSpec* job = &spec;
   if (job->mode() == CONSISTENCY_UNSPECIFIED) job->set_mode(SYNC);
   if (job->optimizer().kind() == OPTIMIZER_UNSPECIFIED) {
     job->mutable_optimizer()->set_kind(ADAM);
@@ -151,16 +150,17 @@ absl::Status CompleteJobSpec(JobSpec* job) {
   if (job->partitions_per_epoch() == 0) {
     job->set_partitions_per_epoch(4 * job->num_workers());
   }
-  if (job->tensors().empty()) {
-    absl::StatusOr<JobSpec> builtin = BuiltinJob(job->model());
-    if (builtin.ok()) {
-      *job->mutable_tensors() = builtin->tensors();
-      if (job->sparse_tables().empty()) *job->mutable_sparse_tables() = builtin->sparse_tables();
-    } else if (job->sparse_tables().empty()) {
-      return builtin.status();  // a job of nothing
-    }
-  }
   FULCRUM_RETURN_IF_ERROR(ValidateJobSpec(*job));
+  if (job->tensors().empty() && job->sparse_tables().empty()) {
+    return absl::InvalidArgumentError(
+        "the job declares no tensors and no sparse tables (a job file lists them; "
+        "ps_server --model=NAME runs a built-in job)");
+  }
+  if (job->gradient_encoding() == INDEXED_NONZEROS &&
+      !(job->topk_ratio() > 0 && job->topk_ratio() <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("topk_ratio (--topk_ratio) must be in (0, 1], not ", job->topk_ratio()));
+  }
   // Validates the optimizer settings, then resolves every override into the
   // whole configuration its tensor or table is updated with.
   FULCRUM_RETURN_IF_ERROR(CreateOptimizer(job->optimizer()).status());
@@ -183,7 +183,31 @@ absl::Status CompleteJobSpec(JobSpec* job) {
     FULCRUM_RETURN_IF_ERROR(resolve(job->mutable_sparse_tables(i)->mutable_optimizer(),
                                     absl::StrCat("sparse_tables[", i, "]")));
   }
-  return absl::OkStatus();
+  Job complete;
+  complete.spec_ = std::make_shared<const JobSpec>(std::move(spec));
+  return complete;
+}
+
+const JobSpec& Job::spec() const {
+  static const JobSpec* const kNoJob = new JobSpec();
+  return spec_ != nullptr ? *spec_ : *kNoJob;
+}
+
+std::vector<std::string> Job::OptimizerOverrides() const {
+  std::vector<std::string> overrides;
+  auto describe = [&](const std::string& name, const OptimizerConfig& config) {
+    absl::StatusOr<std::unique_ptr<Optimizer>> optimizer = CreateOptimizer(config);
+    // Complete checked every override.
+    overrides.push_back(
+        absl::StrCat(name, ": ", optimizer.ok() ? (*optimizer)->Describe() : "invalid"));
+  };
+  for (const TensorSpec& t : spec().tensors()) {
+    if (t.has_optimizer()) describe(t.name(), t.optimizer());
+  }
+  for (const SparseTableSpec& t : spec().sparse_tables()) {
+    if (t.has_optimizer()) describe(t.name(), t.optimizer());
+  }
+  return overrides;
 }
 
 }  // namespace fulcrum

@@ -17,10 +17,12 @@ std::string Write(const std::string& name, const std::string& text) {
 }
 
 // The message of the error reading `text` as job file `name`.
+// The error of reading and completing a job file of `text`.
 std::string ErrorOf(const std::string& name, const std::string& text) {
-  absl::StatusOr<JobSpec> job = ReadJobFile(Write(name, text));
-  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument) << text;
-  return std::string(job.status().message());
+  absl::StatusOr<JobSpec> read = ReadJobFile(Write(name, text));
+  absl::Status s = read.ok() ? Job::Complete(*read).status() : read.status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << text;
+  return std::string(s.message());
 }
 
 TEST(JobSpecTest, TextAndJson_Read) {
@@ -83,24 +85,33 @@ TEST(JobSpecTest, Mistakes_InvalidArgumentNamingTheFileAndField) {
 }
 
 TEST(JobSpecTest, OptimizerOverrides_ResolvedOverTheJobsOptimizer) {
-  absl::StatusOr<JobSpec> job = ReadJobFile(
+  absl::StatusOr<JobSpec> read = ReadJobFile(
       Write("overrides.textproto",
             "model: \"m\" optimizer { kind: ADAM learning_rate: 0.001 }\n"
             "tensors { name: \"dense\" shape: [4] }\n"
             "tensors { name: \"slow\" shape: [4] optimizer { learning_rate: 0.0001 } }\n"
             "sparse_tables { name: \"emb\" dim: 8 optimizer { kind: FTRL learning_rate: 0.5 l1: 1 "
             "} }\n"));
+  ASSERT_TRUE(read.ok()) << read.status();
+  absl::StatusOr<Job> job = Job::Complete(*read);
   ASSERT_TRUE(job.ok()) << job.status();
-  ASSERT_TRUE(CompleteJobSpec(&*job).ok());
-  EXPECT_FALSE(job->tensors(0).has_optimizer());  // the job's
-  EXPECT_EQ(job->tensors(1).optimizer().kind(), ADAM);
-  EXPECT_FLOAT_EQ(job->tensors(1).optimizer().learning_rate(), 0.0001f);
-  EXPECT_EQ(job->sparse_tables(0).optimizer().kind(), FTRL);
-  EXPECT_FLOAT_EQ(job->sparse_tables(0).optimizer().l1(), 1.0f);
+  EXPECT_FALSE((*job)->tensors(0).has_optimizer());  // the job's
+  EXPECT_EQ((*job)->tensors(1).optimizer().kind(), ADAM);
+  EXPECT_FLOAT_EQ((*job)->tensors(1).optimizer().learning_rate(), 0.0001f);
+  EXPECT_EQ((*job)->sparse_tables(0).optimizer().kind(), FTRL);
+  EXPECT_FLOAT_EQ((*job)->sparse_tables(0).optimizer().l1(), 1.0f);
+  // Shown at start-up and in status, each with its whole configuration.
+  const std::vector<std::string> overrides = job->OptimizerOverrides();
+  ASSERT_EQ(overrides.size(), 2u);
+  EXPECT_EQ(overrides[0].rfind("slow: adam(", 0), 0u) << overrides[0];
+  EXPECT_EQ(overrides[1].rfind("emb: ftrl(", 0), 0u) << overrides[1];
+  // Completing it again changes nothing.
+  EXPECT_EQ(Job::Complete(job->spec())->spec().SerializeAsString(),
+            job->spec().SerializeAsString());
 
-  JobSpec bad = *job;
+  JobSpec bad = *read;
   bad.mutable_sparse_tables(0)->mutable_optimizer()->set_learning_rate(-1);
-  absl::Status s = CompleteJobSpec(&bad);
+  absl::Status s = Job::Complete(bad).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("sparse_tables[0].optimizer"), std::string::npos) << s;
 }
@@ -111,14 +122,32 @@ TEST(JobSpecTest, UnknownBuiltinJob_NotFoundNamingTheKnownOnes) {
   EXPECT_NE(s.message().find("softmax"), std::string::npos) << s;
 }
 
-TEST(JobSpecTest, JobWithoutTensors_TakesTheBuiltinModelsOrFails) {
-  JobSpec job;
-  job.set_model("mlp");
-  ASSERT_TRUE(CompleteJobSpec(&job).ok());
-  EXPECT_EQ(job.tensors_size(), 4);
-  job = JobSpec();
-  job.set_model("my_model");
-  EXPECT_EQ(CompleteJobSpec(&job).code(), absl::StatusCode::kNotFound);
+// A job is what it declares: a built-in model's name brings no tensors
+// (only ps_server --model=NAME runs a built-in job), and no name is made up.
+TEST(JobSpecTest, JobWithoutTensorsOrTables_InvalidWhateverItsModel) {
+  for (const char* model : {"mlp", "empty", ""}) {
+    JobSpec spec;
+    spec.set_model(model);
+    absl::Status s = Job::Complete(spec).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << model;
+    EXPECT_NE(s.message().find("declares no tensors and no sparse tables"), std::string::npos) << s;
+  }
+  JobSpec unnamed;
+  *unnamed.add_tensors() = *ModelTensors("softmax")->begin();
+  absl::StatusOr<Job> job = Job::Complete(unnamed);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ((*job)->model(), "");
+  EXPECT_EQ((*job)->mode(), SYNC);
+  EXPECT_EQ((*job)->partitions_per_epoch(), 4u);
+}
+
+TEST(JobSpecTest, TopkRatioOutOfRange_InvalidArgumentNamingIt) {
+  JobSpec spec = *BuiltinJob("softmax");
+  spec.set_gradient_encoding(INDEXED_NONZEROS);
+  spec.set_topk_ratio(1.5f);
+  absl::Status s = Job::Complete(spec).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("topk_ratio"), std::string::npos) << s;
 }
 
 // The job files shipped for the built-in models hold exactly the tensors

@@ -23,6 +23,17 @@
 #include "server/witnesses.h"
 
 namespace fulcrum {
+namespace {
+
+// " (own optimizers: a: ..., b: ...)" for a job whose tensors or tables
+// have optimizers of their own; "" otherwise.
+std::string OverridesText(const Job& job) {
+  const std::vector<std::string> overrides = job.OptimizerOverrides();
+  if (overrides.empty()) return "";
+  return absl::StrCat(" (own optimizers: ", absl::StrJoin(overrides, "; "), ")");
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     const ServerOptions& options) {
@@ -89,18 +100,17 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
         });
     return server;
   }
-  JobSpec job = options.job;
-  FULCRUM_RETURN_IF_ERROR(CompleteJobSpec(&job));
   FULCRUM_ASSIGN_OR_RETURN(
       server->shard_server_,
-      ShardServer::Create(server->options_, job, server->incarnation_, &server->metrics_));
+      ShardServer::Create(server->options_, server->incarnation_, &server->metrics_));
   // The coordinator restores a named checkpoint, or the newest in the
   // folder, unless "none"; the other shards then restore their parts of it.
   FULCRUM_ASSIGN_OR_RETURN(
       server->coordinator_server_,
-      CoordinatorServer::Create(
-          server->options_, job, server->incarnation_, server->shard_server_->shard(),
-          server->shard_server_->replication_log(), server->checkpoints_.get(), &server->metrics_));
+      CoordinatorServer::Create(server->options_, server->options_.job, server->incarnation_,
+                                server->shard_server_->shard(),
+                                server->shard_server_->replication_log(),
+                                server->checkpoints_.get(), &server->metrics_));
   return server;
 }
 
@@ -193,7 +203,7 @@ absl::Status ParameterServer::Start() {
                                                " (address in use or not local?)"));
   }
   shard_server_->Start(bound_port_);
-  const JobSpec& job = shard_server_->job();
+  const Job& job = shard_server_->job();
   ParameterShard* shard = shard_server_->shard();
   FULCRUM_LOG(INFO) << "ps_server shard " << options_.shard_index << " of " << options_.num_shards
                     << " listening on port " << bound_port_
@@ -201,10 +211,11 @@ absl::Status ParameterServer::Start() {
                             ? absl::StrCat(" (as ", shard_server_->advertise_address(),
                                            ", coordinator ", options_.coordinator_address, ")")
                             : std::string())
-                    << ": model " << job.model() << ", " << shard->store().TotalElements()
-                    << " parameters, mode " << ConsistencyMode_Name(job.mode()) << ", "
-                    << shard->store().optimizer().Describe() << ", waiting for "
-                    << job.num_workers() << " workers; "
+                    << ": model " << (job->model().empty() ? "-" : job->model()) << ", "
+                    << shard->store().TotalElements() << " parameters, mode "
+                    << ConsistencyMode_Name(job->mode()) << ", "
+                    << shard->store().optimizer().Describe() << OverridesText(job)
+                    << ", waiting for " << job->num_workers() << " workers; "
                     << (options_.security.tls_cert.empty()        ? "plaintext"
                         : options_.security.tls_client_ca.empty() ? "TLS"
                                                                   : "mutual TLS")

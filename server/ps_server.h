@@ -75,7 +75,7 @@ class ParameterServer {
   // The metrics port bound by Start, or -1 when metrics are off.
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : -1; }
   uint64_t incarnation() const { return incarnation_; }
-  const JobSpec& job() const { return shard_server_->job(); }
+  const Job& job() const { return shard_server_->job(); }
   // Null on shards but 0, and on the coordinator's backup until it takes
   // over.
   JobCoordinator* coordinator() {

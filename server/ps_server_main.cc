@@ -266,7 +266,7 @@ absl::StatusOr<JobSpec> JobFromFlags() {
   if (apply("epochs", job.epochs() != 0)) {
     const int epochs = absl::GetFlag(FLAGS_epochs);
     if (epochs < 0) return bad("--epochs", "must not be negative");
-    job.set_epochs(epochs);  // 0: CompleteJobSpec's default
+    job.set_epochs(epochs);  // 0: Job::Complete's default
   }
   if (apply("num_workers", job.num_workers() != 0)) {
     if (absl::GetFlag(FLAGS_num_workers) <= 0) return bad("--num_workers", "must be positive");
@@ -304,9 +304,19 @@ absl::StatusOr<JobSpec> JobFromFlags() {
 int Run() {
   ServerOptions options;
   options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
-  absl::StatusOr<JobSpec> job = JobFromFlags();
+  absl::StatusOr<JobSpec> spec = JobFromFlags();
+  if (!spec.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", std::string(spec.status().message()).c_str());
+    return 2;
+  }
+  // Completed and checked once, here: every part of the server shares it.
+  absl::StatusOr<Job> job = Job::Complete(*std::move(spec));
   if (!job.ok()) {
-    std::fprintf(stderr, "ps_server: %s\n", std::string(job.status().message()).c_str());
+    const std::string source = absl::GetFlag(FLAGS_job).empty()
+                                   ? absl::StrCat("--model=", absl::GetFlag(FLAGS_model))
+                                   : absl::StrCat("--job=", absl::GetFlag(FLAGS_job));
+    std::fprintf(stderr, "ps_server: %s: %s\n", source.c_str(),
+                 std::string(job.status().message()).c_str());
     return 2;
   }
   options.job = *std::move(job);

@@ -49,9 +49,8 @@ absl::Status ServerOptions::Validate() const {
   }
   if (service_threads < 0) return bad("service_threads must not be negative");
   if (max_pull_wait <= absl::ZeroDuration()) return bad("max_pull_wait must be positive");
-  if (shard_index == 0 && job.gradient_encoding() == INDEXED_NONZEROS &&
-      !(job.topk_ratio() > 0 && job.topk_ratio() <= 1)) {
-    return bad("topk_ratio (--topk_ratio) must be in (0, 1], not ", job.topk_ratio());
+  if (shard_index == 0 && coordinator_address.empty() && job.empty()) {
+    return bad("the coordinator (shard 0) needs a job (--job=FILE or --model=NAME)");
   }
   return absl::OkStatus();
 }

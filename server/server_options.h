@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "common/rpc/security.h"
 #include "proto/job.pb.h"
+#include "server/job_spec.h"
 #include "server/parameter_store.h"
 
 namespace fulcrum {
@@ -20,11 +21,10 @@ struct ServerOptions {
   // Also listen on this Unix domain socket (empty: none), for workers on the
   // same machine: no TCP stack in the way. Same credentials as the TCP port.
   std::string unix_socket;
-  // The job. Its tensors are created from job.model unless job.tensors is
-  // already filled. Unset fields get defaults: mode SYNC, optimizer ADAM,
-  // batch_size 64, epochs 1, num_workers 1, partitions_per_epoch
-  // 4 * num_workers.
-  JobSpec job;
+  // The job, complete (Job::Complete; ps_server: --job or --model). Needed
+  // by the coordinator (shard 0); the other shards, and the coordinator's
+  // backup, take it from the coordinator.
+  Job job;
   // Rows a sparse table may hold unless its spec says (RESOURCE_EXHAUSTED
   // beyond). 2^26 rows of dim 8 with Adagrad are 4 GiB.
   uint64_t max_sparse_rows = uint64_t{1} << 26;
@@ -37,8 +37,7 @@ struct ServerOptions {
   ParameterStoreOptions store;
   // This process serves shard `shard_index` of `num_shards`
   // (common/shard_map.h). Shard 0 is the coordinator. Any other registers
-  // with the coordinator at `coordinator_address` and takes the job from it
-  // (`job` is then unused).
+  // with the coordinator at `coordinator_address` and takes the job from it.
   uint32_t num_shards = 1;
   uint32_t shard_index = 0;
   // Comma-separated: the coordinator's processes (a replicated coordinator's

@@ -5,11 +5,19 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "server/job_spec.h"
 
 namespace fulcrum {
 namespace {
 
-TEST(ServerOptionsTest, DefaultsValidate) { EXPECT_TRUE(ServerOptions().Validate().ok()); }
+// The defaults, with a job for the coordinator.
+ServerOptions WithAJob() {
+  ServerOptions options;
+  options.job = *Job::Complete(*BuiltinJob("softmax"));
+  return options;
+}
+
+TEST(ServerOptionsTest, DefaultsWithAJobValidate) { EXPECT_TRUE(WithAJob().Validate().ok()); }
 
 TEST(ServerOptionsTest, EachBadSetting_InvalidArgumentNamingItsFlag) {
   struct Case {
@@ -29,14 +37,10 @@ TEST(ServerOptionsTest, EachBadSetting_InvalidArgumentNamingItsFlag) {
       {"--max_workers", [](ServerOptions& o) { o.max_workers = 0; }},
       {"--max_sparse_rows", [](ServerOptions& o) { o.max_sparse_rows = 0; }},
       {"--stripe_elements", [](ServerOptions& o) { o.store.stripe_elements = 0; }},
-      {"--topk_ratio",
-       [](ServerOptions& o) {
-         o.job.set_gradient_encoding(INDEXED_NONZEROS);
-         o.job.set_topk_ratio(1.5f);
-       }},
+      {"--job", [](ServerOptions& o) { o.job = Job(); }},
   };
   for (const Case& c : cases) {
-    ServerOptions options;
+    ServerOptions options = WithAJob();
     c.spoil(options);
     absl::Status s = options.Validate();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.flag;

@@ -212,7 +212,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::RegisterShard(
   }
 
   RegisterShardResponse response;
-  *response.mutable_job() = options_.job;
+  *response.mutable_job() = options_.job.spec();
   response.set_coordinator_incarnation(options_.incarnation);
   response.set_coordinator_process_incarnation(options_.process_incarnation);
   if (committed_.sequence() > 0) {
@@ -258,7 +258,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::CoordinatorBackupReport(
     coordinator_backup_process_ = process;
     coordinator_named_ = true;
     coordinator_backup_last_report_ = now;
-    *response.mutable_job() = options_.job;
+    *response.mutable_job() = options_.job.spec();
     response.set_coordinator_incarnation(options_.incarnation);
     response.set_coordinator_process_incarnation(options_.process_incarnation);
     if (committed_.sequence() > 0) *response.mutable_committed() = committed_;
@@ -356,7 +356,7 @@ absl::StatusOr<RegisterShardResponse> ShardGroup::BackupReport(const RegisterSha
   if (request.ready()) remote->backup_address = request.address();
   remote->backup_last_report = options_.clock->Now();
   RegisterShardResponse response;
-  *response.mutable_job() = options_.job;
+  *response.mutable_job() = options_.job.spec();
   response.set_coordinator_incarnation(options_.incarnation);
   response.set_coordinator_process_incarnation(options_.process_incarnation);
   response.set_role(BACKUP);

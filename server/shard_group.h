@@ -35,6 +35,7 @@
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
 #include "proto/shard_control.pb.h"
+#include "server/job_spec.h"
 #include "server/membership.h"
 #include "server/parameter_shard.h"
 #include "server/remote_shard.h"
@@ -50,7 +51,7 @@ struct ShardGroupOptions {
   // This coordinator process's own id (told to the shards that report).
   uint64_t process_incarnation = 0;
   // The job remote shards are given when they register.
-  JobSpec job;
+  Job job;
   // A shard silent this long is shown down.
   absl::Duration report_timeout = absl::Seconds(5);
   // How long a shard's primary gets to answer before its backup takes over

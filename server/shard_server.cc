@@ -40,12 +40,11 @@ bool ShardServer::is_backup() const {
 }
 
 absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(const ServerOptions& options,
-                                                                 const JobSpec& job,
                                                                  uint64_t incarnation,
                                                                  MetricsRegistry* metrics) {
   std::unique_ptr<ShardServer> server(
       new ShardServer(options, incarnation, metrics, /*checkpoints=*/nullptr));
-  server->job_ = job;
+  server->job_ = options.job;
   FULCRUM_RETURN_IF_ERROR(server->BuildShard());
   server->shard_->EnableReplication(&server->replication_log_, options.replication_timeout);
   server->BuildService();
@@ -86,7 +85,7 @@ void ShardServer::BuildService() {
 }
 
 absl::Status ShardServer::BuildShard() {
-  const JobSpec& job = job_;
+  const JobSpec& job = job_.spec();
   const ServerOptions& options = options_;
   FULCRUM_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> optimizer, CreateOptimizer(job.optimizer()));
   ParameterStoreOptions store_options = options.store;
@@ -114,7 +113,7 @@ absl::Status ShardServer::BuildShard() {
     table_options.scale = spec.scale();
     table_options.seed = job.seed();
     table_options.max_rows = spec.max_rows() > 0 ? spec.max_rows() : options.max_sparse_rows;
-    // CompleteJobSpec resolved a table's own optimizer into a whole one.
+    // Job::Complete resolved a table's own optimizer into a whole one.
     FULCRUM_ASSIGN_OR_RETURN(
         std::unique_ptr<Optimizer> table_optimizer,
         CreateOptimizer(spec.has_optimizer() ? spec.optimizer() : job.optimizer()));
@@ -188,7 +187,14 @@ absl::Status ShardServer::JoinCoordinator() {
         absl::StrCat("the coordinator at ", options_.coordinator_address, " refused shard ",
                      options_.shard_index, ": ", joined.status().message()));
   }
-  job_ = joined->job();
+  // The coordinator's job, checked as any input from the network.
+  absl::StatusOr<Job> job = Job::Complete(joined->job());
+  if (!job.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the coordinator at ", options_.coordinator_address,
+                     " gave a job this shard refuses: ", job.status().message()));
+  }
+  job_ = *std::move(job);
   FULCRUM_RETURN_IF_ERROR(BuildShard());
   shard_->EnableReplication(&replication_log_, options_.replication_timeout);
   if (joined->role() == BACKUP) {

@@ -52,10 +52,8 @@ std::string AdvertisedAddress(const ServerOptions& options, int bound_port);
 // `checkpoints` may be null (no checkpoint folder).
 class ShardServer {
  public:
-  // The coordinator's own shard (index 0) of `job` (complete: see
-  // CompleteJobSpec).
+  // The coordinator's own shard (index 0) of `options.job`.
   static absl::StatusOr<std::unique_ptr<ShardServer>> Create(const ServerOptions& options,
-                                                             const JobSpec& job,
                                                              uint64_t incarnation,
                                                              MetricsRegistry* metrics);
 
@@ -122,7 +120,7 @@ class ShardServer {
   absl::StatusOr<CoordinatorReplica> TakeOverCoordinator();
   // The log the shard's updates are numbered in for a backup.
   ReplicationLog* replication_log() { return &replication_log_; }
-  const JobSpec& job() const { return job_; }
+  const Job& job() const { return job_; }
   // Where workers and the coordinator reach another shard (after Start).
   const std::string& advertise_address() const { return advertise_address_; }
 
@@ -165,7 +163,7 @@ class ShardServer {
   const uint64_t incarnation_;
   MetricsRegistry* const metrics_;
   CheckpointStore* const checkpoints_;
-  JobSpec job_;
+  Job job_;
   ServiceMetrics service_metrics_;
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<ParameterServiceImpl> parameter_service_;

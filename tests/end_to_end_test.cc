@@ -111,6 +111,52 @@ TEST(JobFileTest, JobFileWithAMistake_ExitsTwoNamingTheField) {
   EXPECT_NE(err.find(job), std::string::npos) << err;
 }
 
+// What a job file declares is the job, and errors found in what its fields
+// say name the file as parse errors do: a file of no tensors is refused
+// whatever its model's name (it does not become that built-in model), and
+// so is a negative learning rate.
+TEST(JobFileTest, NoTensorsOrABadRate_ExitsTwoNamingTheFile) {
+  const std::string dir = TestDir("job_says");
+  for (const std::string& text :
+       {std::string("model: \"mlp\"\n"),
+        std::string("tensors { name: \"w\" shape: [4] }\noptimizer { learning_rate: -1 }\n")}) {
+    const std::string job = dir + "/job.textproto";
+    std::ofstream(job) << text;
+    Subprocess ps;
+    ASSERT_TRUE(ps.Start({RunfilePath("server/ps_server"), "--port=0", "--job=" + job},
+                         dir + "/out", dir + "/err")
+                    .ok());
+    EXPECT_EQ(*ps.Wait(absl::Seconds(30)), 2) << text;
+    const std::string err = ReadFileOrEmpty(dir + "/err");
+    EXPECT_NE(err.find("--job=" + job), std::string::npos) << err;
+    EXPECT_NE(
+        err.find(text.find("tensors") == std::string::npos ? "declares no tensors" : "learning"),
+        std::string::npos)
+        << err;
+  }
+}
+
+// A job file without a model is not called softmax, and the optimizers its
+// tensors have of their own show at start-up and in status.
+TEST(JobFileTest, OwnOptimizersAndNoModel_ShownAsTheyAre) {
+  const std::string dir = TestDir("job_own_optimizers");
+  const std::string job = dir + "/job.textproto";
+  std::ofstream(job)
+      << "tensors { name: \"w\" shape: [4] }\n"
+      << "tensors { name: \"slow\" shape: [4] optimizer { learning_rate: 0.0001 } }\n";
+  LocalCluster c("job_own_optimizers");
+  ASSERT_TRUE(c.StartServer({"--job=" + job}).ok()) << c.ServerLog();
+  absl::StatusOr<JobStatus> status = c.Status();
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->model(), "");
+  ASSERT_EQ(status->own_optimizers_size(), 1);
+  EXPECT_EQ(status->own_optimizers(0).rfind("slow: adam(lr=0.0001", 0), 0u)
+      << status->own_optimizers(0);
+  EXPECT_NE(c.ServerLog().find("own optimizers: slow: adam(lr=0.0001"), std::string::npos)
+      << c.ServerLog();
+  EXPECT_NE(c.ServerLog().find("model -,"), std::string::npos) << c.ServerLog();
+}
+
 class CompressedGradientsTest : public ::testing::TestWithParam<std::string> {};
 
 // Workers send compressed gradients (the job says how); the server decodes

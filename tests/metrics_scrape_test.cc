@@ -14,6 +14,7 @@
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
+#include "server/job_spec.h"
 #include "server/ps_server.h"
 
 namespace fulcrum {
@@ -32,8 +33,9 @@ TEST(MetricsScrapeTest, CountersMoveWithTraffic) {
   options.listen_address = "127.0.0.1:0";
   options.metrics_host = "127.0.0.1";
   options.metrics_port = 0;
-  options.job.set_model("softmax");
-  options.job.set_mode(ASYNC);
+  JobSpec job = *BuiltinJob("softmax");
+  job.set_mode(ASYNC);
+  options.job = *Job::Complete(job);
   auto server = ParameterServer::Create(options);
   ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE((*server)->Start().ok());

@@ -16,6 +16,7 @@
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
+#include "server/job_spec.h"
 #include "server/ps_server.h"
 #include "tests/wait.h"
 
@@ -29,20 +30,22 @@ class ParameterServiceTest : public ::testing::Test {
   void StartServer(ConsistencyMode mode, int num_workers, int max_message = 0) {
     ServerOptions options;
     options.listen_address = "127.0.0.1:0";
-    options.job.set_model("test");
-    options.job.set_mode(mode);
-    options.job.set_num_workers(num_workers);
+    JobSpec job;
+    job.set_model("test");
+    job.set_mode(mode);
+    job.set_num_workers(num_workers);
     expected_ = num_workers;
-    options.job.mutable_optimizer()->set_kind(SGD);
-    options.job.mutable_optimizer()->set_learning_rate(1.0f);
-    TensorSpec* t = options.job.add_tensors();
+    job.mutable_optimizer()->set_kind(SGD);
+    job.mutable_optimizer()->set_learning_rate(1.0f);
+    TensorSpec* t = job.add_tensors();
     t->set_name("w");
     t->add_shape(kElements);
-    TensorSpec* b = options.job.add_tensors();
+    TensorSpec* b = job.add_tensors();
     b->set_name("b");
     b->add_shape(3);
     options.store.stripe_elements = 64;
     if (max_message > 0) options.max_message_bytes = max_message;
+    options.job = *Job::Complete(job);
     auto server = ParameterServer::Create(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -719,10 +722,16 @@ TEST_F(ParameterServiceTest, GetStatus_ReportsJob) {
   EXPECT_EQ(status.optimizer(), "sgd(lr=1)");
 }
 
-TEST(ParameterServerTest, UnknownModel_CreateFails) {
+// A coordinator needs a job; a model's name alone is none (Job::Complete
+// refuses a job of no tensors and no tables).
+TEST(ParameterServerTest, NoJob_CreateFailsNamingTheFlags) {
   ServerOptions options;
-  options.job.set_model("resnet");
-  EXPECT_EQ(ParameterServer::Create(options).status().code(), absl::StatusCode::kNotFound);
+  absl::Status s = ParameterServer::Create(options).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--job=FILE or --model=NAME"), std::string::npos) << s;
+  JobSpec named_only;
+  named_only.set_model("resnet");
+  EXPECT_EQ(Job::Complete(named_only).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

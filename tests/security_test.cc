@@ -17,6 +17,7 @@
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
+#include "server/job_spec.h"
 #include "server/ps_server.h"
 #include "tests/cluster.h"
 #include "tests/subprocess.h"
@@ -71,14 +72,15 @@ class SecurityTest : public ::testing::Test {
   void StartServer(bool tls, bool mutual, bool token) {
     ServerOptions options;
     options.listen_address = "127.0.0.1:0";
-    options.job.set_model("softmax");
-    options.job.set_mode(ASYNC);
+    JobSpec job = *BuiltinJob("softmax");
+    job.set_mode(ASYNC);
     if (tls) {
       options.security.tls_cert = F("server.pem");
       options.security.tls_key = F("server.key");
     }
     if (mutual) options.security.tls_client_ca = F("ca.pem");
     if (token) options.auth_token = kToken;
+    options.job = *Job::Complete(job);
     auto server = ParameterServer::Create(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -225,8 +227,9 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
   options.listen_address = "127.0.0.1:0";
   options.num_shards = 2;
   options.auth_token = kToken;
-  options.job.set_model("softmax");
-  options.job.set_num_workers(1);
+  JobSpec job = *BuiltinJob("softmax");
+  job.set_num_workers(1);
+  options.job = *Job::Complete(job);
   absl::StatusOr<std::unique_ptr<ParameterServer>> coordinator = ParameterServer::Create(options);
   ASSERT_TRUE(coordinator.ok()) << coordinator.status();
   ASSERT_TRUE((*coordinator)->Start().ok());

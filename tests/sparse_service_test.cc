@@ -13,6 +13,7 @@
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/job.pb.h"
 #include "proto/parameter_service.grpc.pb.h"
+#include "server/job_spec.h"
 #include "server/ps_server.h"
 #include "tests/subprocess.h"
 
@@ -25,16 +26,20 @@ class SparseServiceTest : public ::testing::Test {
              const std::string& checkpoint_dir = "") {
     ServerOptions options;
     options.listen_address = "127.0.0.1:0";
-    options.job.set_model("softmax");
-    options.job.set_mode(mode);
-    options.job.set_num_workers(workers);
-    options.job.mutable_optimizer()->set_kind(SGD);
-    options.job.mutable_optimizer()->set_learning_rate(1.0f);
-    SparseTableSpec* emb = options.job.add_sparse_tables();
+    // The softmax model's dense tensors (a push may carry both kinds) and
+    // one table.
+    JobSpec job = *BuiltinJob("softmax");
+    job.clear_optimizer();
+    job.set_mode(mode);
+    job.set_num_workers(workers);
+    job.mutable_optimizer()->set_kind(SGD);
+    job.mutable_optimizer()->set_learning_rate(1.0f);
+    SparseTableSpec* emb = job.add_sparse_tables();
     emb->set_name("emb");
     emb->set_dim(2);
     emb->set_max_rows(max_rows);
     options.checkpoint_dir = checkpoint_dir;
+    options.job = *Job::Complete(job);
     auto server = ParameterServer::Create(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);

@@ -77,8 +77,11 @@ std::string WorkerStateLabel(WorkerState state) {
 std::string FormatTable(const JobStatus& s) {
   std::string out;
   absl::StrAppendFormat(&out, "job        %s\n", JobState_Name(s.state()));
-  absl::StrAppendFormat(&out, "model      %s   mode %s   optimizer %s\n", s.model(), ModeLabel(s),
-                        s.optimizer());
+  absl::StrAppendFormat(&out, "model      %s   mode %s   optimizer %s\n",
+                        s.model().empty() ? "-" : s.model(), ModeLabel(s), s.optimizer());
+  for (const std::string& own : s.own_optimizers()) {
+    absl::StrAppendFormat(&out, "           own optimizer %s\n", own);
+  }
   absl::StrAppendFormat(&out, "workers    %d live, %d dead (job started with %d)\n",
                         s.live_workers(), s.dead_workers(), s.expected_workers());
   absl::StrAppendFormat(&out,

@@ -10,6 +10,7 @@
 #include "common/model_spec.h"
 #include "gtest/gtest.h"
 #include "server/coordinator.h"
+#include "server/job_spec.h"
 #include "server/parameter_shard.h"
 #include "tests/wait.h"
 #include "worker/workload.h"
@@ -231,7 +232,7 @@ class CountingWorkload : public Workload {
 class TrainerTest : public ::testing::Test {
  protected:
   void Init(ConsistencyMode mode, uint32_t num_workers, uint32_t epochs, uint32_t partitions) {
-    JobSpec& job = options_.job;
+    JobSpec& job = job_;
     job.set_model("softmax");
     job.set_mode(mode);
     job.set_epochs(epochs);
@@ -242,7 +243,11 @@ class TrainerTest : public ::testing::Test {
     job.mutable_optimizer()->set_kind(SGD);
     job.mutable_optimizer()->set_learning_rate(0.1f);
     const std::vector<TensorSpec> tensors = *ModelTensors("softmax");
+    job.clear_tensors();  // a test may Init twice
     for (const TensorSpec& t : tensors) *job.add_tensors() = t;
+    absl::StatusOr<Job> complete = Job::Complete(job);
+    ASSERT_TRUE(complete.ok()) << complete.status();
+    options_.job = *std::move(complete);
     options_.heartbeat_interval = absl::Milliseconds(20);
     auto store = ParameterStore::Create({}, *CreateOptimizer(job.optimizer()), tensors);
     ASSERT_TRUE(store.ok());
@@ -261,6 +266,7 @@ class TrainerTest : public ::testing::Test {
     return o;
   }
 
+  JobSpec job_;  // what a test sets before Init, which completes it into options_.job
   CoordinatorOptions options_;
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<ShardGroup> group_;
@@ -299,7 +305,7 @@ TEST_F(TrainerTest, OneWorker_TrainsEveryPartitionAndEvaluates) {
 }
 
 TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
-  options_.job.set_overlap_communication(true);
+  job_.set_overlap_communication(true);
   Init(ASYNC, 1, 2, 4);
   ComputeLog computes;
   ps_->computes = &computes;
@@ -339,8 +345,8 @@ TEST_F(TrainerTest, NotOverlapped_OnePushPullPerStepButTheLast) {
 }
 
 TEST_F(TrainerTest, TopK_PushesAtMostKPerTensorAndStillLearns) {
-  options_.job.set_gradient_encoding(INDEXED_NONZEROS);
-  options_.job.set_topk_ratio(0.1f);
+  job_.set_gradient_encoding(INDEXED_NONZEROS);
+  job_.set_topk_ratio(0.1f);
   Init(ASYNC, 1, 3, 4);
   Trainer trainer(Options("a"), ps_.get(), client_.get(), Images(&train_, &test_));
   ASSERT_TRUE(trainer.Run().ok());
