@@ -153,7 +153,7 @@ absl::Status CoordinatorServer::ReplicateState() {
   // wait then ends OK); the change stands here either way, and the caller
   // tells the worker to retry when it was not replicated in time.
   const absl::Status replicated =
-      log_->AwaitReplicated(sequence, absl::Now() + options_.replication_timeout);
+      log_->AwaitSafe(sequence, absl::Now() + options_.replication_timeout);
   if (!replicated.ok()) {
     FULCRUM_LOG(WARNING) << "job state not replicated to the coordinator's backup: " << replicated;
   }

@@ -10,7 +10,6 @@
 #include "common/base/status_macros.h"
 #include "common/payload.h"
 #include "common/replica.h"
-#include "common/rpc/wire.h"
 #include "common/shard_map.h"
 
 namespace fulcrum {
@@ -31,42 +30,6 @@ class ABSL_SCOPED_LOCKABLE ReaderLockIf {
  private:
   absl::Mutex* const mu_;
 };
-
-// A push as its primary admitted it, for the backup: a serialised ReplicaOp
-// (its sequence left to the log) whose dense gradients are float32 payload
-// slices, copied once from the push and sent from there.
-WireSlices PushOp(const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
-                  const std::vector<SliceGradient>& gradients,
-                  absl::Span<const SparseGradient> sparse) {
-  ReplicaPush push;
-  push.set_worker_id(worker.id);
-  push.set_coordinator_incarnation(worker.coordinator_incarnation);
-  push.set_request_id(request_id);
-  push.set_clock(clock);
-  for (const SparseGradient& g : sparse) {
-    SparseValues* values = push.add_sparse();
-    values->set_table(g.table);
-    values->mutable_keys()->Add(g.keys.begin(), g.keys.end());
-    values->set_encoding(FLOAT32);
-    values->set_data(reinterpret_cast<const char*>(g.values.data()),
-                     g.values.size() * sizeof(float));
-  }
-  WireSlices op = WireSlices::Of(push);
-  for (const SliceGradient& g : gradients) {
-    DenseValues meta;
-    meta.mutable_slice()->set_tensor(g.slice.tensor);
-    meta.mutable_slice()->set_offset(g.slice.offset);
-    meta.mutable_slice()->set_length(g.slice.length);
-    meta.set_encoding(FLOAT32);
-    op.Add(DenseEntryHead(ReplicaPush::kDenseFieldNumber, meta, g.values.size() * sizeof(float)));
-    if (g.values.empty()) continue;
-    FloatPayload payload = FloatPayload::Allocate(g.values.size());
-    std::copy(g.values.begin(), g.values.end(), payload.values.begin());
-    op.Add(std::move(payload.slice));
-  }
-  op.Enclose(ReplicaOp::kPushFieldNumber);
-  return op;
-}
 
 }  // namespace
 
@@ -100,12 +63,9 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, Consistenc
                                         [this](float scale) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                                           store_->ApplyAccumulated(scale);
                                           ApplySparseSums(scale);
-                                          if (replication_ != nullptr &&
-                                              serving_ == ShardServing::kServing) {
-                                            ReplicaOp op;
-                                            op.set_round_closed(policy_->Version());
-                                            const uint64_t sequence = replication_->Reserve();
-                                            replication_->Fill(sequence, op);
+                                          if (serving_ == ShardServing::kServing) {
+                                            const uint64_t sequence = updates_->Reserve();
+                                            updates_->PutRoundClosed(sequence, policy_->Version());
                                             if (sequence != 0) last_close_sequence_ = sequence;
                                           }
                                         })),
@@ -193,10 +153,8 @@ uint64_t ParameterShard::ApplyMembership(const WorkerMembership& membership) {
   absl::MutexLock lock(&mu_);
   // A backup follows its primary's membership, in the primary's order.
   if (serving_ == ShardServing::kBackup) return membership_.version;
-  if (ApplyMembershipLocked(membership) && replication_ != nullptr) {
-    ReplicaOp op;
-    *op.mutable_membership() = membership_.ToProto();
-    replication_->Fill(replication_->Reserve(), op);
+  if (ApplyMembershipLocked(membership)) {
+    updates_->PutMembership(updates_->Reserve(), membership_);
   }
   return membership_.version;
 }
@@ -399,9 +357,9 @@ absl::StatusOr<ShardVersion> ParameterShard::Pull(const WorkerIdentity& worker, 
   }
   // The rounds read are closed on the backup too before the worker has them
   // (at once without a backup, or with every close acknowledged already).
-  if (replication_ != nullptr && close_sequence != 0) {
+  if (close_sequence != 0) {
     FULCRUM_RETURN_IF_ERROR(
-        replication_->AwaitReplicated(close_sequence, absl::Now() + replication_timeout_));
+        updates_->AwaitSafe(close_sequence, absl::Now() + replication_timeout_));
   }
   version.wait_seconds = wait_seconds;
   pulls_.fetch_add(1, std::memory_order_relaxed);
@@ -443,28 +401,23 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
       duplicate_pushes_.fetch_add(1, std::memory_order_relaxed);
       duplicate.emplace();
       duplicate->version = duplicate->round = policy_->Version();
-      if (replication_ != nullptr && !replayed) sequence = replication_->last_reserved();
+      if (!replayed) sequence = updates_->last_reserved();
     } else if (!admitted.ok()) {
       return admitted;
     } else {
       if (request_id != 0) recent_requests_.Insert(worker.id, request_id);
-      if (replication_ != nullptr) {
-        // SYNC's in-flight pushes hold the round open, which StartReplica
-        // waits out; others are counted.
-        if (!policy_->SumsRounds()) unapplied_pushes_.fetch_add(1, std::memory_order_relaxed);
-        if (!replayed) sequence = replication_->Reserve();
-      }
+      // SYNC's in-flight pushes hold the round open, which StartReplica
+      // waits out; others are counted.
+      if (!policy_->SumsRounds()) unapplied_pushes_.fetch_add(1, std::memory_order_relaxed);
+      if (!replayed) sequence = updates_->Reserve();
     }
   }
   if (duplicate.has_value()) {
-    if (sequence != 0) {
-      FULCRUM_RETURN_IF_ERROR(
-          replication_->AwaitReplicated(sequence, absl::Now() + replication_timeout_));
-    }
+    FULCRUM_RETURN_IF_ERROR(updates_->AwaitSafe(sequence, absl::Now() + replication_timeout_));
     return *duplicate;
   }
   if (sequence != 0) {
-    replication_->Fill(sequence, PushOp(worker, request_id, clock, gradients, sparse));
+    updates_->PutPush(sequence, AdmittedPush{worker, request_id, clock, gradients, sparse});
   }
 
   ShardVersion v;
@@ -480,7 +433,7 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     // The round this push closed, if it did (its close is the newest
     // operation: reserved under mu_, held here), reaches the backup before
     // the worker hears of it.
-    if (sequence != 0 && v.round > clock) sequence = replication_->last_reserved();
+    if (sequence != 0 && v.round > clock) sequence = updates_->last_reserved();
   } else {
     // Sparse first: a table that filled up since the check fails the push
     // before any dense part is applied.
@@ -497,13 +450,10 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
       pushes_.fetch_add(1, std::memory_order_relaxed);
       v.version = v.round = policy_->PushApplied();
     }
-    if (replication_ != nullptr) unapplied_pushes_.fetch_sub(1, std::memory_order_release);
+    unapplied_pushes_.fetch_sub(1, std::memory_order_release);
     if (!applied.ok()) return applied;
   }
-  if (sequence != 0) {
-    FULCRUM_RETURN_IF_ERROR(
-        replication_->AwaitReplicated(sequence, absl::Now() + replication_timeout_));
-  }
+  FULCRUM_RETURN_IF_ERROR(updates_->AwaitSafe(sequence, absl::Now() + replication_timeout_));
   if (!replayed && log_first_push_.exchange(false)) {
     FULCRUM_LOG(INFO) << "shard " << role_.index
                       << ": first update applied since taking over (version " << v.version << ")";
@@ -558,8 +508,8 @@ absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {
   return absl::OkStatus();
 }
 
-void ParameterShard::EnableReplication(ReplicationLog* log, absl::Duration timeout) {
-  replication_ = log;
+void ParameterShard::EnableReplication(UpdateSink* sink, absl::Duration timeout) {
+  updates_ = sink;
   replication_timeout_ = timeout;
 }
 
@@ -575,7 +525,7 @@ ShardServing ParameterShard::serving() const {
 }
 
 absl::StatusOr<ReplicaState> ParameterShard::StartReplica(absl::Time deadline) {
-  if (replication_ == nullptr) return absl::InternalError("replication is not enabled");
+  if (updates_ == NoUpdateSink()) return absl::InternalError("replication is not enabled");
   absl::MutexLock lock(&mu_);
   // Pushes admitted but not applied would be in neither the snapshot nor
   // the operations after it; a SYNC round's partial sums are not in a
@@ -601,7 +551,7 @@ absl::StatusOr<ReplicaState> ParameterShard::StartReplica(absl::Time deadline) {
   state.membership = membership_;
   state.recent_requests = recent_requests_.Export();
   state.pushes = pushes_.load();
-  state.sequence = replication_->Attach();
+  state.sequence = updates_->Attach();
   return state;
 }
 

@@ -22,8 +22,8 @@
 #include "server/consistency_policy.h"
 #include "server/membership.h"
 #include "server/parameter_store.h"
-#include "server/replication_log.h"
 #include "server/sparse_table.h"
+#include "server/update_sink.h"
 
 namespace fulcrum {
 
@@ -34,25 +34,12 @@ struct ShardVersion {
   double wait_seconds = 0;  // how long this call waited for its round/clock
 };
 
-// A decoded gradient for one slice.
-struct SliceGradient {
-  SliceRef slice;
-  absl::Span<const float> values;
-};
-
 // Rows of a sparse table to read into `out` (keys.size() * dim floats).
 struct SparseRead {
   std::string table;
   absl::Span<const uint64_t> keys;
   absl::Span<float> out;
   bool create = true;  // false: missing rows read as initial values, not stored
-};
-
-// Gradients for rows of a sparse table (keys.size() * dim floats).
-struct SparseGradient {
-  std::string table;
-  absl::Span<const uint64_t> keys;
-  absl::Span<const float> values;
 };
 
 // A sparse table's state for a checkpoint.
@@ -135,8 +122,9 @@ struct ShardRole {
 // (the job waits for its first workers).
 //
 // Replicated (EnableReplication): the shard numbers every update it admits —
-// a push, a membership change — in a ReplicationLog, in admission order, and
-// answers a push only once its backup has it. The backup, another
+// a push, a membership change — to an UpdateSink (server/update_sink.h; the
+// replication log), in admission order, and answers a push only once the sink
+// says it is safe (its backup has it). The backup, another
 // ParameterShard in another process, starts from StartReplica's state and
 // applies the operations in that order (ApplyReplicaOp), so it holds the same
 // values, optimizer slots, rounds and retried-request ids; it serves no
@@ -156,15 +144,15 @@ class ParameterShard {
   // Fails waiting and future calls with UNAVAILABLE.
   void Shutdown();
 
-  // Replication (a shard with a backup). Call before serving; `log` is not
-  // owned and must outlive the shard. Every admitted update is numbered in
-  // `log` in admission order, and a push is answered only once the backup
-  // has it (UNAVAILABLE past `timeout`: the worker retries, and the retry is
-  // answered when the backup has it).
-  void EnableReplication(ReplicationLog* log, absl::Duration timeout);
+  // Replication (a shard with a backup). Call before serving; `sink` is not
+  // owned and must outlive the shard. Every admitted update goes to `sink`
+  // in admission order, and a push is answered only once the sink has it
+  // safe (UNAVAILABLE past `timeout`: the worker retries, and the retry is
+  // answered when it is).
+  void EnableReplication(UpdateSink* sink, absl::Duration timeout);
   // A primary: its state for a new backup, once no admitted update is half
-  // applied (SYNC: at a round boundary; pushes wait meanwhile), with the log
-  // attached from that point. DEADLINE_EXCEEDED if that takes past
+  // applied (SYNC: at a round boundary; pushes wait meanwhile), with the
+  // sink attached from that point (UpdateSink::Attach). DEADLINE_EXCEEDED if that takes past
   // `deadline`; UNAVAILABLE when shutting down or not serving.
   absl::StatusOr<ReplicaState> StartReplica(absl::Time deadline);
   // Serving -> backup (a process the coordinator made the backup). Workers
@@ -328,8 +316,9 @@ class ParameterShard {
   int waiting_pulls_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_for_membership_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Replication: not owned; null without a backup ever.
-  ReplicationLog* replication_ = nullptr;
+  // Where admitted updates go (not owned): the replication log once
+  // EnableReplication is called; until then a sink that keeps nothing.
+  UpdateSink* updates_ = NoUpdateSink();
   absl::Duration replication_timeout_ = absl::Seconds(10);
   ShardServing serving_ ABSL_GUARDED_BY(mu_) = ShardServing::kServing;
   // SYNC: the replication sequence of the newest round closed (0: none).

@@ -91,8 +91,8 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     // Coordinator service, and to its shard's (a pull or push).
     CoordinatorServiceImpl* standby = server->standby_coordinator_service_.get();
     ParameterShard* shard = server->shard_server_->shard();
-    server->shard_server_->OnCoordinatorSilent(
-        [self] { self->TakeOverCoordinator(); },
+    server->shard_server_->OnCoordinatorTakenOver(
+        [self](const CoordinatorReplica& state) { self->TakeOverCoordinator(state); },
         [standby, shard](absl::Time silent_since, const CoordinatorReplica& state) {
           absl::flat_hash_set<uint64_t> came = standby->WorkersCalledSince(silent_since);
           for (uint64_t worker : shard->WorkersRefusedSince(silent_since)) came.insert(worker);
@@ -141,13 +141,10 @@ bool ParameterServer::BackupServesTheJob(const ServerOptions& options) {
   }
 }
 
-void ParameterServer::TakeOverCoordinator() {
-  absl::StatusOr<CoordinatorReplica> state = shard_server_->TakeOverCoordinator();
-  absl::StatusOr<std::unique_ptr<CoordinatorServer>> created =
-      state.ok() ? CoordinatorServer::Create(
-                       options_, shard_server_->job(), incarnation_, shard_server_->shard(),
-                       shard_server_->replication_log(), checkpoints_.get(), &metrics_, &*state)
-                 : state.status();
+void ParameterServer::TakeOverCoordinator(const CoordinatorReplica& state) {
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> created = CoordinatorServer::Create(
+      options_, shard_server_->job(), incarnation_, shard_server_->shard(),
+      shard_server_->replication_log(), checkpoints_.get(), &metrics_, &state);
   if (!created.ok()) {
     FULCRUM_LOG(ERROR) << "the coordinator's backup cannot take over: " << created.status();
     return;
@@ -163,9 +160,9 @@ void ParameterServer::TakeOverCoordinator() {
   standby_registry_service_->Serve(coordinator->coordinator());
   coordinator->Start();
   FULCRUM_LOG(WARNING) << "this process is the coordinator now (incarnation "
-                       << absl::StrFormat("%016x", state->workers().incarnation())
-                       << "), resuming from " << state->progress().completed_size()
-                       << " completed partitions and " << state->workers().leases_size()
+                       << absl::StrFormat("%016x", state.workers().incarnation())
+                       << "), resuming from " << state.progress().completed_size()
+                       << " completed partitions and " << state.workers().leases_size()
                        << " leases; workers go on under their ids";
 }
 

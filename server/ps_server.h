@@ -98,8 +98,9 @@ class ParameterServer {
   // serves the job: yes once it has taken over; no when it cannot be
   // reached; while it is alive but has not taken over, waits (for it to).
   static bool BackupServesTheJob(const ServerOptions& options);
-  // The coordinator's backup: its coordinator fell silent.
-  void TakeOverCoordinator();
+  // The coordinator's backup took over its shard: it becomes the
+  // coordinator, resuming the job from `state`.
+  void TakeOverCoordinator(const CoordinatorReplica& state);
 
   ServerOptions options_;
   uint64_t incarnation_ = 0;

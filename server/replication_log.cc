@@ -1,8 +1,46 @@
 #include "server/replication_log.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace fulcrum {
+namespace {
+
+// A push as its primary admitted it, for the backup: a serialised ReplicaOp
+// (its sequence left to the log) whose dense gradients are float32 payload
+// slices, copied once from the push and sent from there.
+WireSlices PushOp(const AdmittedPush& admitted) {
+  ReplicaPush push;
+  push.set_worker_id(admitted.worker.id);
+  push.set_coordinator_incarnation(admitted.worker.coordinator_incarnation);
+  push.set_request_id(admitted.request_id);
+  push.set_clock(admitted.clock);
+  for (const SparseGradient& g : admitted.sparse) {
+    SparseValues* values = push.add_sparse();
+    values->set_table(g.table);
+    values->mutable_keys()->Add(g.keys.begin(), g.keys.end());
+    values->set_encoding(FLOAT32);
+    values->set_data(reinterpret_cast<const char*>(g.values.data()),
+                     g.values.size() * sizeof(float));
+  }
+  WireSlices op = WireSlices::Of(push);
+  for (const SliceGradient& g : admitted.dense) {
+    DenseValues meta;
+    meta.mutable_slice()->set_tensor(g.slice.tensor);
+    meta.mutable_slice()->set_offset(g.slice.offset);
+    meta.mutable_slice()->set_length(g.slice.length);
+    meta.set_encoding(FLOAT32);
+    op.Add(DenseEntryHead(ReplicaPush::kDenseFieldNumber, meta, g.values.size() * sizeof(float)));
+    if (g.values.empty()) continue;
+    FloatPayload payload = FloatPayload::Allocate(g.values.size());
+    std::copy(g.values.begin(), g.values.end(), payload.values.begin());
+    op.Add(std::move(payload.slice));
+  }
+  op.Enclose(ReplicaOp::kPushFieldNumber);
+  return op;
+}
+
+}  // namespace
 
 uint64_t ReplicationLog::Reserve() {
   absl::MutexLock lock(&mu_);
@@ -10,6 +48,25 @@ uint64_t ReplicationLog::Reserve() {
   const uint64_t sequence = ++last_reserved_;
   pending_.emplace(sequence, std::nullopt);
   return sequence;
+}
+
+void ReplicationLog::PutPush(uint64_t sequence, const AdmittedPush& push) {
+  if (sequence == 0) return;
+  Fill(sequence, PushOp(push));
+}
+
+void ReplicationLog::PutRoundClosed(uint64_t sequence, int64_t version) {
+  if (sequence == 0) return;
+  ReplicaOp op;
+  op.set_round_closed(version);
+  Fill(sequence, op);
+}
+
+void ReplicationLog::PutMembership(uint64_t sequence, const WorkerMembership& membership) {
+  if (sequence == 0) return;
+  ReplicaOp op;
+  *op.mutable_membership() = membership.ToProto();
+  Fill(sequence, op);
 }
 
 void ReplicationLog::Fill(uint64_t sequence, const ReplicaOp& op) {
@@ -32,7 +89,7 @@ uint64_t ReplicationLog::last_reserved() const {
   return last_reserved_;
 }
 
-absl::Status ReplicationLog::AwaitReplicated(uint64_t sequence, absl::Time deadline) {
+absl::Status ReplicationLog::AwaitSafe(uint64_t sequence, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return state_ != State::kAttached || acknowledged_ >= sequence;

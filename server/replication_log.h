@@ -1,6 +1,6 @@
 // ReplicationLog: the updates a primary shard admitted, numbered in the order
-// it admitted them, on their way to its backup — and the calls waiting for the
-// backup to have them.
+// it admitted them, encoded on their way to its backup (the UpdateSink a
+// replicated shard has) — and the calls waiting for the backup to have them.
 #ifndef FULCRUM_SERVER_REPLICATION_LOG_H_
 #define FULCRUM_SERVER_REPLICATION_LOG_H_
 
@@ -14,51 +14,51 @@
 #include "absl/time/time.h"
 #include "common/rpc/wire.h"
 #include "proto/shard_control.pb.h"
+#include "server/update_sink.h"
 
 namespace fulcrum {
 
 // The shard numbers an operation (Reserve) under its own lock, so sequence
-// order is admission order, and gives it its content (Fill) right after,
-// outside that lock. The replicator (server/shard_replicator.h) takes filled
-// operations in order (Take), sends them and acknowledges what the backup
-// applied (Acknowledge); a call that changed the shard waits for its
-// sequence (AwaitReplicated) before answering.
+// order is admission order, and gives it its content (Put*, encoded here as
+// a ReplicaOp) right after, outside that lock. The replicator
+// (server/shard_replica.h) takes filled operations in order (Take), sends
+// them and acknowledges what the backup applied (Acknowledge); a call that
+// changed the shard waits for its sequence (AwaitSafe) before answering.
 //
 // States: detached (no backup: nothing is numbered, nobody waits) ->
 // Attach -> attached -> Detach (the coordinator dropped the backup) or
 // StepDown (the backup took over: every wait fails from then on).
 //
 // Thread-safe.
-class ReplicationLog {
+class ReplicationLog final : public UpdateSink {
  public:
   ReplicationLog() = default;
   ReplicationLog(const ReplicationLog&) = delete;
   ReplicationLog& operator=(const ReplicationLog&) = delete;
 
-  // The next sequence number, or 0 when no backup is attached (then there is
-  // nothing to fill or wait for). Call under the shard's lock.
-  uint64_t Reserve();
+  // UpdateSink. Reserve returns 0 when no backup is attached (then there is
+  // nothing to fill or wait for). A push's dense gradients are copied once,
+  // into payload slices the batch is sent from. AwaitSafe is OK once the
+  // backup has applied `sequence` (at once for 0, or when the backup was
+  // dropped with the coordinator's consent: this process then holds the
+  // only copy); UNAVAILABLE past `deadline` or after StepDown. Attach starts
+  // a backup whose state is the shard's as of now: operations not yet taken
+  // belong to that state and are dropped; waits for them end when the
+  // backup acknowledges the returned sequence.
+  uint64_t Reserve() override;
+  uint64_t last_reserved() const override;
+  void PutPush(uint64_t sequence, const AdmittedPush& push) override;
+  void PutRoundClosed(uint64_t sequence, int64_t version) override;
+  void PutMembership(uint64_t sequence, const WorkerMembership& membership) override;
+  absl::Status AwaitSafe(uint64_t sequence, absl::Time deadline) override;
+  uint64_t Attach() override;
+
   // The content of reserved operation `sequence` (its sequence field is set
-  // here). Every reserved sequence must be filled, or the stream stalls.
+  // here): an update replicated beside the shard's own (the coordinator's
+  // job state). Every reserved sequence must be filled, or the stream stalls.
   void Fill(uint64_t sequence, const ReplicaOp& op);
-  // The same with the operation already serialised (a push's, whose
-  // gradients are slices of their own: sent without another copy), its
-  // sequence field unset.
-  void Fill(uint64_t sequence, WireSlices op);
-  // The newest sequence reserved (0: none).
-  uint64_t last_reserved() const;
 
-  // OK once the backup has applied `sequence` (at once for 0, or when the
-  // backup was dropped with the coordinator's consent: this process then
-  // holds the only copy); UNAVAILABLE past `deadline` or after StepDown.
-  absl::Status AwaitReplicated(uint64_t sequence, absl::Time deadline);
-
-  // Replicator side. Starts a backup whose state is the shard's as of now
-  // (the caller holds the shard's lock, with no admitted update unapplied):
-  // returns the sequence that state is at. Operations not yet taken belong
-  // to that state and are dropped; waits for them end when the backup
-  // acknowledges the returned sequence.
-  uint64_t Attach();
+  // Replicator side.
   // Up to `max_bytes` of consecutive filled operations after the last taken
   // (at least one if any), waiting up to `wait` for the first: each a
   // serialised ReplicaOp.
@@ -77,6 +77,9 @@ class ReplicationLog {
   void Reset();
 
  private:
+  // Fill with the operation already serialised, its sequence field unset.
+  void Fill(uint64_t sequence, WireSlices op);
+
   enum class State { kDetached, kAttached, kSteppedDown };
 
   mutable absl::Mutex mu_;

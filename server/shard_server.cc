@@ -9,14 +9,35 @@
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
-#include "common/rpc/channel.h"
-#include "common/rpc/grpc_status.h"
-#include "grpcpp/client_context.h"
-#include "proto/coordinator.grpc.pb.h"
+#include "server/grpc_registry_client.h"
 #include "server/shard_group.h"
 #include "server/witnesses.h"
 
 namespace fulcrum {
+namespace {
+
+// A TakeOverAuthority that is a function.
+class AuthorityFunction final : public TakeOverAuthority {
+ public:
+  using Function = std::function<absl::Status(absl::Time, absl::Duration*)>;
+  explicit AuthorityFunction(Function function) : function_(std::move(function)) {}
+  absl::Status MayTakeOver(absl::Time silent_since, absl::Duration* ask_again_after) override {
+    return function_(silent_since, ask_again_after);
+  }
+
+ private:
+  const Function function_;
+};
+
+FailoverRoleOptions RoleOptions(const ServerOptions& options) {
+  FailoverRoleOptions role;
+  role.name = options.shard_index == 0 ? "shard 0 (the coordinator)"
+                                       : absl::StrCat("shard ", options.shard_index);
+  role.failover_after = options.failover_after;
+  return role;
+}
+
+}  // namespace
 
 ShardServer::ShardServer(const ServerOptions& options, uint64_t incarnation,
                          MetricsRegistry* metrics, CheckpointStore* checkpoints)
@@ -24,19 +45,21 @@ ShardServer::ShardServer(const ServerOptions& options, uint64_t incarnation,
       incarnation_(incarnation),
       metrics_(metrics),
       checkpoints_(checkpoints),
-      registries_([security = options.peer_security](
-                      const std::string& address) { return OpenChannel(address, security); },
-                  /*also_on_deadline=*/true),
+      // Who may let this process's backup take over is what differs between
+      // shard 0 and the others, decided here once.
+      authority_(std::make_unique<AuthorityFunction>(
+          options.shard_index == 0
+              ? AuthorityFunction::Function([this](absl::Time silent_since, absl::Duration* again) {
+                  return WitnessesLetTakeOver(silent_since, again);
+                })
+              : AuthorityFunction::Function(
+                    [this](absl::Time, absl::Duration*) { return CoordinatorPromotes(); }))),
+      role_(RoleOptions(options), FailoverRole::State::kPrimary, authority_.get()),
       serving_incarnation_(incarnation) {}
 
 ShardServer::~ShardServer() {
   StopReporting();
   if (shard_) shard_->Shutdown();
-}
-
-bool ShardServer::is_backup() const {
-  absl::MutexLock lock(&role_mu_);
-  return backup_;
 }
 
 absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Create(const ServerOptions& options,
@@ -138,22 +161,16 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
   request.set_num_shards(options_.num_shards);
   request.set_address(advertise_address_.empty() ? options_.advertise_address : advertise_address_);
   {
-    absl::MutexLock lock(&role_mu_);
+    absl::MutexLock lock(&role_mu_);  // the role changes under it too
     request.set_incarnation(serving_incarnation_);
-    request.set_backup(backup_);
+    request.set_backup(role_.is_backup());
   }
   request.set_process_incarnation(incarnation_);
   request.set_ready(ready);
   if (shard_ != nullptr) *request.mutable_status() = ShardGroup::Describe(*shard_);
   // A replicated coordinator: when the process called last is unreachable,
   // each other once (its backup may have taken over).
-  RegisterShardResponse response;
-  FULCRUM_RETURN_IF_ERROR(registries_.Call([&](ShardRegistry::Stub* registry) {
-    grpc::ClientContext context;
-    SetTimeout(timeout, &context);
-    response.Clear();
-    return FromGrpcStatus(registry->RegisterShard(&context, request, &response));
-  }));
+  FULCRUM_ASSIGN_OR_RETURN(RegisterShardResponse response, registry_->Register(request, timeout));
   if (response.coordinator_process_incarnation() != 0) {
     followed_coordinator_process_.store(response.coordinator_process_incarnation());
   }
@@ -161,7 +178,8 @@ absl::StatusOr<RegisterShardResponse> ShardServer::ReportToCoordinator(bool read
 }
 
 absl::Status ShardServer::JoinCoordinator() {
-  FULCRUM_RETURN_IF_ERROR(registries_.Learn(absl::StrSplit(options_.coordinator_address, ',')));
+  registry_ = NewGrpcRegistryClient(options_.peer_security);
+  FULCRUM_RETURN_IF_ERROR(registry_->Learn(absl::StrSplit(options_.coordinator_address, ',')));
   const absl::Time give_up = absl::Now() + options_.coordinator_wait;
   absl::StatusOr<RegisterShardResponse> joined;
   bool logged = false;
@@ -201,7 +219,7 @@ absl::Status ShardServer::JoinCoordinator() {
     // The primary sends its state once this process serves.
     shard_->BecomeBackup();
     absl::MutexLock lock(&role_mu_);
-    backup_ = true;
+    role_.BecameBackup();
     FULCRUM_LOG(INFO) << "shard " << options_.shard_index
                       << " has a live primary: this process is its backup";
     return absl::OkStatus();
@@ -246,10 +264,10 @@ std::string AdvertisedAddress(const ServerOptions& options, int bound_port) {
 void ShardServer::Start(int bound_port) {
   parameter_service_->Start();
   advertise_address_ = AdvertisedAddress(options_, bound_port);
-  if (registries_.empty()) return;  // the coordinator's own shard
+  if (registry_ == nullptr) return;  // the coordinator's own shard
   {
     absl::MutexLock lock(&role_mu_);
-    if (!backup_) StartReplicatorLocked();
+    if (!role_.is_backup()) StartReplicatorLocked();
   }
   reporter_ = std::thread([this] { ReportLoop(); });
   watcher_ = std::thread([this] { WatchPrimary(); });
@@ -279,10 +297,7 @@ void ShardServer::StartReplicatorLocked() {
     request.set_shard_index(options_.shard_index);
     request.set_process_incarnation(incarnation_);
     request.set_backup_process_incarnation(process);
-    grpc::ClientContext context;
-    SetTimeout(absl::Seconds(2), &context);
-    DropBackupResponse response;
-    return FromGrpcStatus(registries_.Current()->DropBackup(&context, request, &response));
+    return registry_->DropBackup(request, absl::Seconds(2));
   };
   options.step_down = [this] { shard_->StepDown(); };
   replicator_ = std::make_unique<ShardReplicator>(shard_.get(), &replication_log_, options);
@@ -300,7 +315,10 @@ absl::Status ShardServer::CallCoordinatorAt(const std::string& address, uint64_t
 absl::Status ShardServer::WitnessesLetTakeOver(absl::Time silent_since,
                                                absl::Duration* ask_again_after) {
   const std::optional<CoordinatorReplica> state = replica_service_->coordinator();
-  if (!state.has_value() || state->coordinator_address().empty()) return absl::OkStatus();
+  if (!state.has_value()) {
+    return absl::FailedPreconditionError("this backup never received the job state");
+  }
+  if (state->coordinator_address().empty()) return absl::OkStatus();
   if (state->witness_addresses().empty()) {
     // A one-shard job: the workers decide. Asking them again costs nothing
     // (they come as their calls fail): soon.
@@ -320,90 +338,46 @@ absl::Status ShardServer::WitnessesLetTakeOver(absl::Time silent_since,
   return ShardsLetBackupTakeOver(poll, state->coordinator_address());
 }
 
+absl::Status ShardServer::CoordinatorPromotes() {
+  PromoteBackupRequest request;
+  request.set_shard_index(options_.shard_index);
+  request.set_process_incarnation(incarnation_);
+  request.set_address(advertise_address_);
+  return registry_->PromoteBackup(request, absl::Seconds(2));
+}
+
 void ShardServer::WatchPrimary() {
   const absl::Duration tick = std::min(options_.failover_after / 5, absl::Milliseconds(100));
-  absl::Time refused_at = absl::InfinitePast();
-  absl::Time logged_refusal_at = absl::InfinitePast();
-  absl::Duration ask_again_after = options_.failover_after;
   while (!stop_reporting_.WaitForNotificationWithTimeout(tick)) {
-    if (!is_backup() || !replica_service_->installed()) continue;
-    const absl::Time last_contact = replica_service_->last_contact();
-    const absl::Duration silence = absl::Now() - last_contact;
-    // Asked already during this silence and refused: ask again a while later.
-    if (silence < options_.failover_after || absl::Now() - refused_at < ask_again_after) {
-      continue;
-    }
-    ask_again_after = options_.failover_after;
-    if (options_.shard_index == 0) {
-      // The coordinator's backup: nobody above it to ask, but the other
-      // shards (or, with none, the workers) can say whether the coordinator
-      // is dead or only cut off from here (two coordinators would each take
-      // workers).
-      if (absl::Status vetoed = WitnessesLetTakeOver(last_contact, &ask_again_after);
-          !vetoed.ok()) {
-        if (absl::Now() - logged_refusal_at >= options_.failover_after) {  // not every re-ask
-          FULCRUM_LOG(WARNING) << "the coordinator has been silent here for " << silence << ", but "
-                               << vetoed.message() << ": not taking over";
-          logged_refusal_at = absl::Now();
-        }
-        refused_at = absl::Now();
-        continue;
-      }
-      FULCRUM_LOG(WARNING) << "the coordinator has been silent for " << silence
-                           << "; its backup takes over";
-      took_over_coordinator_.Notify();
-      if (on_coordinator_silent_) on_coordinator_silent_();
-      return;
-    }
-    PromoteBackupRequest request;
-    request.set_shard_index(options_.shard_index);
-    request.set_process_incarnation(incarnation_);
-    request.set_address(advertise_address_);
-    grpc::ClientContext context;
-    SetTimeout(absl::Seconds(2), &context);
-    PromoteBackupResponse response;
-    const absl::Status promoted =
-        FromGrpcStatus(registries_.Current()->PromoteBackup(&context, request, &response));
-    if (!promoted.ok()) {
-      FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": primary silent for " << silence
-                           << ", but cannot take over: " << promoted;
-      refused_at = absl::Now();
-      continue;
-    }
-    FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": primary silent for " << silence
-                         << "; this backup took over at version " << shard_->version().version;
+    if (!replica_service_->installed()) continue;
+    if (!role_.ShouldTakeOver(replica_service_->last_contact())) continue;
     TakeOver();
+    if (took_over_coordinator_.HasBeenNotified()) return;  // its watch is the coordinator's now
   }
 }
 
 void ShardServer::TakeOver() {
+  // The job state a coordinator's backup holds makes it the coordinator.
+  const std::optional<CoordinatorReplica> job_state = replica_service_->coordinator();
+  if (job_state.has_value()) took_over_coordinator_.Notify();  // no more reports to it
   // Every update the primary had acknowledged is applied before a worker
   // is served.
   replica_service_->Drain();
-  absl::MutexLock lock(&role_mu_);
-  serving_incarnation_ = replica_service_->incarnation();
-  parameter_service_->set_incarnation(serving_incarnation_);
-  backup_ = false;
-  replication_log_.Reset();
-  shard_->Promote();
-  replicator_.reset();
-  StartReplicatorLocked();
-}
-
-absl::StatusOr<CoordinatorReplica> ShardServer::TakeOverCoordinator() {
-  replica_service_->Drain();
-  std::optional<CoordinatorReplica> state = replica_service_->coordinator();
-  if (!state.has_value()) {
-    return absl::FailedPreconditionError(
-        "the coordinator's backup never received the job state; it cannot take over");
+  {
+    absl::MutexLock lock(&role_mu_);
+    serving_incarnation_ = replica_service_->incarnation();
+    parameter_service_->set_incarnation(serving_incarnation_);
+    replication_log_.Reset();
+    shard_->Promote();
+    role_.TookOver();
+    // Another shard keeps a backup of its own; the coordinator's shard is
+    // replicated with the job state, by the coordinator.
+    replicator_.reset();
+    if (!job_state.has_value()) StartReplicatorLocked();
   }
-  absl::MutexLock lock(&role_mu_);
-  serving_incarnation_ = replica_service_->incarnation();
-  parameter_service_->set_incarnation(serving_incarnation_);
-  backup_ = false;
-  replication_log_.Reset();
-  shard_->Promote();
-  return *state;
+  FULCRUM_LOG(WARNING) << "shard " << options_.shard_index << ": this backup took over at version "
+                       << shard_->version().version;
+  if (job_state.has_value() && on_coordinator_taken_over_) on_coordinator_taken_over_(*job_state);
 }
 
 void ShardServer::Rejoin(const absl::Status& refused) {
@@ -412,12 +386,12 @@ void ShardServer::Rejoin(const absl::Status& refused) {
   std::unique_ptr<ShardReplicator> replicator;
   {
     absl::MutexLock lock(&role_mu_);
-    if (!backup_) {
+    // It registers as a backup only from now on: its state may be stale.
+    if (role_.Superseded()) {
       shard_->StepDown();
       replication_log_.StepDown();
     }
     replicator = std::move(replicator_);
-    backup_ = true;  // registers as a backup only: its state may be stale
   }
   replicator.reset();
   // Its state is stale until the primary sends its own.
@@ -431,6 +405,10 @@ void ShardServer::Rejoin(const absl::Status& refused) {
   }
   shard_->BecomeBackup();
   replication_log_.Reset();
+  {
+    absl::MutexLock lock(&role_mu_);
+    role_.BecameBackup();
+  }
   FULCRUM_LOG(INFO) << "shard " << options_.shard_index << ": this process is its backup now";
 }
 
@@ -467,8 +445,8 @@ void ShardServer::ReportLoop() {
       over_since = absl::Now();
     }
     if (response.ok()) {
-      registries_
-          .Learn(
+      registry_
+          ->Learn(
               {response->coordinator_addresses().begin(), response->coordinator_addresses().end()})
           .IgnoreError();  // one that cannot be dialled is not called
     }

@@ -27,14 +27,15 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
-#include "common/rpc/failover_stubs.h"
 #include "common/rpc/security.h"
 #include "grpcpp/server_builder.h"
 #include "proto/job.pb.h"
 #include "proto/shard_control.grpc.pb.h"
 #include "server/checkpoint.h"
+#include "server/failover_role.h"
 #include "server/grpc_services.h"
 #include "server/parameter_shard.h"
+#include "server/registry_client.h"
 #include "server/replication_log.h"
 #include "server/server_options.h"
 #include "server/shard_replica.h"
@@ -91,14 +92,15 @@ class ShardServer {
   bool WaitUntilJobOver(absl::Time deadline);
 
   ParameterShard* shard() { return shard_.get(); }
-  // Whether this process is its shard's backup now.
-  bool is_backup() const;
+  // Whether this process is not its shard's primary now.
+  bool is_backup() const { return role_.is_backup(); }
 
-  // The coordinator's backup (shard 0 joined as a backup): `on_silent` runs
-  // (on a thread of this server) once the coordinator has been silent for
-  // failover_after. Set before Start.
+  // The coordinator's backup (shard 0 joined as a backup): once it has
+  // taken over its shard (as any backup does: FailoverRole), `on_took_over`
+  // runs on a thread of this server with the job state its coordinator
+  // replicated, to resume the job from. Set before Start.
   //
-  // Before that, witnesses must agree (server/witnesses.h): a strict
+  // Its TakeOverAuthority is the witnesses (server/witnesses.h): a strict
   // majority of the other shards' processes must answer that they do not
   // reach the coordinator either, and none that it does (a partition
   // between the two, not a death). In a job with no other shard,
@@ -106,18 +108,14 @@ class ShardServer {
   // and the job's replicated state: OK when enough of the workers came here
   // since (they could not reach it either), an error saying why not
   // otherwise. Unset: the backup of a one-shard job takes over on silence.
-  void OnCoordinatorSilent(
-      std::function<void()> on_silent,
+  // It never takes over before it holds the job state.
+  void OnCoordinatorTakenOver(
+      std::function<void(const CoordinatorReplica& state)> on_took_over,
       std::function<absl::Status(absl::Time silent_since, const CoordinatorReplica& state)>
           workers_witness = nullptr) {
     workers_witness_ = std::move(workers_witness);
-    on_coordinator_silent_ = std::move(on_silent);
+    on_coordinator_taken_over_ = std::move(on_took_over);
   }
-  // Then: serves workers under the coordinator's incarnation (as any backup
-  // that takes over), once every update received is applied; the job state
-  // to resume from.
-  // FAILED_PRECONDITION if the coordinator never sent one.
-  absl::StatusOr<CoordinatorReplica> TakeOverCoordinator();
   // The log the shard's updates are numbered in for a backup.
   ReplicationLog* replication_log() { return &replication_log_; }
   const Job& job() const { return job_; }
@@ -137,9 +135,12 @@ class ShardServer {
   // After a report refused: this process no longer holds its role. Stops
   // serving and registers again as a backup.
   void Rejoin(const absl::Status& refused);
-  // A backup: asks to take over once the primary has been silent long
-  // enough; then serves.
+  // A backup: takes over once its role says so (FailoverRole::ShouldTakeOver),
+  // then serves.
   void WatchPrimary();
+  // The authority of another shard's backup: the coordinator, asked to
+  // promote it.
+  absl::Status CoordinatorPromotes();
   // OK when the coordinator process at `address` answers within
   // kReachTimeout (ShardControl.ReachCoordinator); FAILED_PRECONDITION
   // without calling when this shard reports to a coordinator process other
@@ -152,6 +153,10 @@ class ShardServer {
   // otherwise. Sets `ask_again_after` when the next ask should come sooner
   // than failover_after (only the workers to ask).
   absl::Status WitnessesLetTakeOver(absl::Time silent_since, absl::Duration* ask_again_after);
+  // The one way a backup starts serving (its role kTakingOver): once every
+  // update received is applied, under the replica set's incarnation; then
+  // another shard keeps a backup of its own, the coordinator's backup hands
+  // the job state on (OnCoordinatorTakenOver).
   void TakeOver();
   // A primary: starts keeping its backup in step.
   void StartReplicatorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_mu_);
@@ -168,12 +173,12 @@ class ShardServer {
   std::unique_ptr<ParameterShard> shard_;
   std::unique_ptr<ParameterServiceImpl> parameter_service_;
   // The coordinator's processes (--coordinator's addresses and those it
-  // names); none on the coordinator's own shard.
-  FailoverStubs<ShardRegistry> registries_;
+  // names); null on the coordinator's own shard.
+  std::unique_ptr<RegistryClient> registry_;
   // The coordinator process that answered this shard's last report (0:
   // none yet).
   std::atomic<uint64_t> followed_coordinator_process_{0};
-  std::function<void()> on_coordinator_silent_;
+  std::function<void(const CoordinatorReplica&)> on_coordinator_taken_over_;
   std::function<absl::Status(absl::Time, const CoordinatorReplica&)> workers_witness_;
   absl::Notification took_over_coordinator_;
   std::unique_ptr<ShardControlServiceImpl> shard_control_service_;
@@ -186,8 +191,12 @@ class ShardServer {
   // Replication (other shards only).
   ReplicationLog replication_log_;
   std::unique_ptr<ShardReplicaService> replica_service_;
+  // Who lets this process's backup take over (the coordinator, or for shard
+  // 0 the witnesses), then its role.
+  std::unique_ptr<TakeOverAuthority> authority_;
+  FailoverRole role_;
+  // Held while the role changes what serves (promotion, stepping down).
   mutable absl::Mutex role_mu_;
-  bool backup_ ABSL_GUARDED_BY(role_mu_) = false;
   // The incarnation workers see: this process's own, or the one a backup
   // took over with.
   uint64_t serving_incarnation_ ABSL_GUARDED_BY(role_mu_);
