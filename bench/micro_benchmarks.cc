@@ -10,9 +10,9 @@
 #include "benchmark/benchmark.h"
 #include "common/base/crc32c.h"
 #include "common/payload.h"
-#include "server/optimizer.h"
-#include "server/parameter_store.h"
-#include "server/sparse_table.h"
+#include "server/store/optimizer.h"
+#include "server/store/parameter_store.h"
+#include "server/store/sparse_table.h"
 #include "worker/topk.h"
 
 namespace fulcrum {

@@ -8,8 +8,8 @@
 #include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/security.h"
-#include "server/grpc_remote_shard.h"
-#include "server/witnesses.h"
+#include "server/replication/witnesses.h"
+#include "server/rpc/grpc_remote_shard.h"
 
 namespace fulcrum {
 

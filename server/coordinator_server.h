@@ -17,15 +17,15 @@
 #include "grpcpp/server_builder.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
-#include "server/checkpoint.h"
-#include "server/coordinator.h"
-#include "server/grpc_services.h"
-#include "server/job_checkpointer.h"
-#include "server/parameter_shard.h"
-#include "server/replication_log.h"
+#include "server/checkpoint/checkpoint.h"
+#include "server/checkpoint/job_checkpointer.h"
+#include "server/coordinator/coordinator.h"
+#include "server/coordinator/shard_group.h"
+#include "server/replication/replication_log.h"
+#include "server/replication/shard_replica.h"
+#include "server/rpc/grpc_services.h"
 #include "server/server_options.h"
-#include "server/shard_group.h"
-#include "server/shard_replica.h"
+#include "server/shard/parameter_shard.h"
 
 namespace fulcrum {
 
@@ -90,7 +90,7 @@ class CoordinatorServer {
   absl::Status ReplicateState();
   // The backup stopped following at `unreachable_since` (its batches'
   // deadline `batch_timeout`): OK when the
-  // witnesses let this process go on without it (server/witnesses.h: a
+  // witnesses let this process go on without it (server/replication/witnesses.h: a
   // majority of the other shards' processes reach it, or, with none, at
   // least half the live workers called since); FAILED_PRECONDITION when
   // the backup serves the job now; UNAVAILABLE otherwise (ask again; until

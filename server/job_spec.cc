@@ -12,7 +12,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/builtin_jobs_data.h"
-#include "server/optimizer.h"
+#include "server/store/optimizer.h"
 
 namespace fulcrum {
 namespace {

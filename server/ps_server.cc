@@ -20,7 +20,7 @@
 #include "grpcpp/server_builder.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "server/job_spec.h"
-#include "server/witnesses.h"
+#include "server/replication/witnesses.h"
 
 namespace fulcrum {
 namespace {

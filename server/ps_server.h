@@ -35,11 +35,11 @@
 #include "grpcpp/server.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
-#include "server/checkpoint.h"
-#include "server/coordinator.h"
+#include "server/checkpoint/checkpoint.h"
+#include "server/coordinator/coordinator.h"
 #include "server/coordinator_server.h"
-#include "server/parameter_shard.h"
 #include "server/server_options.h"
+#include "server/shard/parameter_shard.h"
 #include "server/shard_server.h"
 
 namespace fulcrum {

@@ -29,8 +29,8 @@
 #include "common/model_spec.h"
 #include "common/rpc/security_flags.h"
 #include "server/job_spec.h"
-#include "server/optimizer.h"
 #include "server/ps_server.h"
+#include "server/store/optimizer.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free port.");

@@ -11,7 +11,7 @@
 #include "common/rpc/security.h"
 #include "proto/job.pb.h"
 #include "server/job_spec.h"
-#include "server/parameter_store.h"
+#include "server/store/parameter_store.h"
 
 namespace fulcrum {
 
@@ -73,7 +73,7 @@ struct ServerOptions {
   // deadline is later. The worker retries after it.
   absl::Duration max_pull_wait = absl::Seconds(60);
 
-  // Checkpoints (server/checkpoint.h). Empty dir: none are written, and none
+  // Checkpoints (server/checkpoint/checkpoint.h). Empty dir: none are written, and none
   // restored unless `restore` names one.
   std::string checkpoint_dir;
   // Periodic checkpoints: every this long and/or every this many shard

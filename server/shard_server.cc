@@ -9,9 +9,9 @@
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
-#include "server/grpc_registry_client.h"
-#include "server/shard_group.h"
-#include "server/witnesses.h"
+#include "server/coordinator/shard_group.h"
+#include "server/replication/witnesses.h"
+#include "server/rpc/grpc_registry_client.h"
 
 namespace fulcrum {
 namespace {

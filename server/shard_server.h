@@ -7,7 +7,7 @@
 // Replicas (shards other than the coordinator's): the coordinator makes a
 // process its shard's primary or, when that shard's primary is alive, its
 // backup. A primary replicates every update to its backup
-// (server/shard_replica.h); a backup whose primary falls silent for
+// (server/replication/shard_replica.h); a backup whose primary falls silent for
 // failover_after asks the coordinator to take over, and then serves workers
 // under the primary's incarnation. A primary told it was replaced (or a
 // backup told it was dropped) registers again as a backup.
@@ -31,14 +31,14 @@
 #include "grpcpp/server_builder.h"
 #include "proto/job.pb.h"
 #include "proto/shard_control.grpc.pb.h"
-#include "server/checkpoint.h"
-#include "server/failover_role.h"
-#include "server/grpc_services.h"
-#include "server/parameter_shard.h"
-#include "server/registry_client.h"
-#include "server/replication_log.h"
+#include "server/checkpoint/checkpoint.h"
+#include "server/coordinator/registry_client.h"
+#include "server/replication/failover_role.h"
+#include "server/replication/replication_log.h"
+#include "server/replication/shard_replica.h"
+#include "server/rpc/grpc_services.h"
 #include "server/server_options.h"
-#include "server/shard_replica.h"
+#include "server/shard/parameter_shard.h"
 
 namespace fulcrum {
 
@@ -100,7 +100,7 @@ class ShardServer {
   // runs on a thread of this server with the job state its coordinator
   // replicated, to resume the job from. Set before Start.
   //
-  // Its TakeOverAuthority is the witnesses (server/witnesses.h): a strict
+  // Its TakeOverAuthority is the witnesses (server/replication/witnesses.h): a strict
   // majority of the other shards' processes must answer that they do not
   // reach the coordinator either, and none that it does (a partition
   // between the two, not a death). In a job with no other shard,

@@ -315,7 +315,7 @@ INSTANTIATE_TEST_SUITE_P(
 // coordinator with every other shard: each side has witnesses of a kind
 // (the workers could not reach the coordinator; shard 1 still does), and
 // were each to count its own, both would serve the job. The shards decide
-// when there are any (server/witnesses.h): a majority of the other shards'
+// when there are any (server/replication/witnesses.h): a majority of the other shards'
 // processes must not reach the coordinator for the backup to take over,
 // and must reach it for the coordinator to go on without the backup. The
 // coordinator goes on alone (its workers, cut off, are declared dead); the

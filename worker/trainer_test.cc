@@ -9,9 +9,9 @@
 
 #include "common/model_spec.h"
 #include "gtest/gtest.h"
-#include "server/coordinator.h"
+#include "server/coordinator/coordinator.h"
 #include "server/job_spec.h"
-#include "server/parameter_shard.h"
+#include "server/shard/parameter_shard.h"
 #include "tests/wait.h"
 #include "worker/workload.h"
 

@@ -1,4 +1,4 @@
-// libFuzzer target: the checkpoint shard-file decoder (server/checkpoint.h),
+// libFuzzer target: the checkpoint shard-file decoder (server/checkpoint/checkpoint.h),
 // which reads whatever is on disk after a crash. Any input must decode or be
 // refused with DATA_LOSS; what decodes must encode back to a file that
 // decodes to the same snapshot.
@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "server/checkpoint.h"
+#include "server/checkpoint/checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view file(reinterpret_cast<const char*>(data), size);

@@ -11,7 +11,7 @@
 
 #include "common/payload.h"
 #include "proto/parameter_service.pb.h"
-#include "server/checkpoint.h"
+#include "server/checkpoint/checkpoint.h"
 
 namespace fulcrum {
 namespace {

@@ -1,5 +1,5 @@
 // libFuzzer target: the parameter service's request handling
-// (server/grpc_services.h: validation, slices, payload decoding of every
+// (server/rpc/grpc_services.h: validation, slices, payload decoding of every
 // encoding, sparse keys, the store and tables) on a real ParameterShard, fed
 // serialised PullRequest / PushRequest / PushPullRequest bytes as a worker
 // would send them. Byte 0 picks the call. The sender is forced to the one
@@ -11,11 +11,11 @@
 
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/byte_buffer.h"
-#include "server/grpc_services.h"
-#include "server/optimizer.h"
-#include "server/parameter_shard.h"
-#include "server/parameter_store.h"
-#include "server/sparse_table.h"
+#include "server/rpc/grpc_services.h"
+#include "server/shard/parameter_shard.h"
+#include "server/store/optimizer.h"
+#include "server/store/parameter_store.h"
+#include "server/store/sparse_table.h"
 
 namespace {
 
