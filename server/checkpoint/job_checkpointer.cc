@@ -59,6 +59,28 @@ absl::Status JobCheckpointer::Restore(const std::string& restore) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(
+    const std::vector<std::shared_ptr<RemoteShard>>& remotes, uint64_t sequence,
+    absl::Duration timeout) {
+  std::vector<CheckpointManifest::ShardFile> files(remotes.size());
+  // Every shard writes at once.
+  std::vector<absl::StatusOr<CheckpointManifest::ShardFile>> written(
+      remotes.size(), absl::UnknownError("not asked"));
+  std::vector<std::thread> calls;
+  for (size_t i = 1; i < remotes.size(); ++i) {
+    calls.emplace_back([&, i] { written[i] = remotes[i]->WriteCheckpoint(sequence, timeout); });
+  }
+  for (std::thread& call : calls) call.join();
+  for (size_t i = 1; i < remotes.size(); ++i) {
+    if (!written[i].ok()) {
+      const absl::Status& s = written[i].status();
+      return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
+    }
+    files[i] = *written[i];
+  }
+  return files;
+}
+
 absl::StatusOr<CheckpointInfo> JobCheckpointer::Checkpoint() {
   if (store_ == nullptr) {
     return absl::FailedPreconditionError("this ps_server has no --checkpoint_dir");
@@ -73,7 +95,11 @@ absl::StatusOr<CheckpointInfo> JobCheckpointer::Checkpoint() {
     const ShardSnapshot snapshot = shards_->local()->Snapshot();
     // The other shards write their parts meanwhile.
     absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> files;
-    std::thread remote([&] { files = shards_->WriteRemoteParts(sequence); });
+    std::thread remote([&] {
+      absl::StatusOr<std::vector<std::shared_ptr<RemoteShard>>> remotes = shards_->ReadyRemotes();
+      files = remotes.ok() ? WriteRemoteParts(*remotes, sequence, options_.part_timeout)
+                           : remotes.status();
+    });
     absl::StatusOr<CheckpointManifest::ShardFile> own =
         store_->WritePart(sequence, snapshot, 0, num_shards);
     remote.join();

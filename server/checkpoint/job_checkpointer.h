@@ -4,8 +4,10 @@
 #define FULCRUM_SERVER_CHECKPOINT_JOB_CHECKPOINTER_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -15,9 +17,18 @@
 #include "proto/coordinator.pb.h"
 #include "server/checkpoint/checkpoint.h"
 #include "server/coordinator/coordinator.h"
+#include "server/coordinator/remote_shard.h"
 #include "server/coordinator/shard_group.h"
 
 namespace fulcrum {
+
+// Asks every shard in `remotes` (by index; index 0, the caller's own, is
+// skipped) to write its part of checkpoint `sequence`, all at once, each
+// within `timeout`: their file records by index, or the first error, naming
+// its shard.
+absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(
+    const std::vector<std::shared_ptr<RemoteShard>>& remotes, uint64_t sequence,
+    absl::Duration timeout);
 
 struct JobCheckpointerOptions {
   // Periodic checkpoints while the job runs: every this long and/or every
@@ -25,6 +36,8 @@ struct JobCheckpointerOptions {
   // otherwise); zero disables each. One more is written when the job ends.
   absl::Duration every = absl::ZeroDuration();
   int64_t every_steps = 0;
+  // How long another shard may take to write its part.
+  absl::Duration part_timeout = absl::Seconds(120);
 };
 
 // A checkpoint is the coordinator's progress, its own shard's part and the

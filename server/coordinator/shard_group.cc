@@ -655,39 +655,17 @@ std::vector<ShardStatus> ShardGroup::Status() const {
   return out;
 }
 
-absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> ShardGroup::WriteRemoteParts(
-    uint64_t sequence) {
+absl::StatusOr<std::vector<std::shared_ptr<RemoteShard>>> ShardGroup::ReadyRemotes() const {
   const uint32_t n = options_.num_shards;
-  std::vector<CheckpointManifest::ShardFile> files(n);
-  if (n <= 1) return files;
   std::vector<std::shared_ptr<RemoteShard>> connections(n);
-  {
-    absl::MutexLock lock(&mu_);
-    for (uint32_t i = 1; i < n; ++i) {
-      if (remotes_[i] == nullptr || !remotes_[i]->ready || remotes_[i]->connection == nullptr) {
-        return absl::UnavailableError(absl::StrCat("shard ", i, " is not registered"));
-      }
-      connections[i] = remotes_[i]->connection;
-    }
-  }
-  // Every shard writes at once.
-  std::vector<absl::StatusOr<CheckpointManifest::ShardFile>> written(
-      n, absl::UnknownError("not asked"));
-  std::vector<std::thread> calls;
+  absl::MutexLock lock(&mu_);
   for (uint32_t i = 1; i < n; ++i) {
-    calls.emplace_back([&, i] {
-      written[i] = connections[i]->WriteCheckpoint(sequence, options_.checkpoint_timeout);
-    });
-  }
-  for (std::thread& call : calls) call.join();
-  for (uint32_t i = 1; i < n; ++i) {
-    if (!written[i].ok()) {
-      const absl::Status& s = written[i].status();
-      return absl::Status(s.code(), absl::StrCat("shard ", i, ": ", s.message()));
+    if (remotes_[i] == nullptr || !remotes_[i]->ready || remotes_[i]->connection == nullptr) {
+      return absl::UnavailableError(absl::StrCat("shard ", i, " is not registered"));
     }
-    files[i] = *written[i];
+    connections[i] = remotes_[i]->connection;
   }
-  return files;
+  return connections;
 }
 
 }  // namespace fulcrum

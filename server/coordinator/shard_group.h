@@ -57,10 +57,8 @@ struct ShardGroupOptions {
   // How long a shard's primary gets to answer before its backup takes over
   // (or a new process takes its place).
   absl::Duration probe_timeout = absl::Milliseconds(500);
-  // Deadline of each call to a remote shard (membership) — checkpoint writes
-  // get checkpoint_timeout.
+  // Deadline of each membership call to a remote shard.
   absl::Duration rpc_timeout = absl::Seconds(2);
-  absl::Duration checkpoint_timeout = absl::Seconds(120);
   // How the coordinator reaches the other shards (GrpcRemoteShards in
   // ps_server); needed when num_shards > 1.
   RemoteShardFactory connect;
@@ -177,9 +175,9 @@ class ShardGroup {
   // Every shard's status, by index.
   std::vector<ShardStatus> Status() const;
 
-  // Asks every remote shard, in parallel, to write its part of checkpoint
-  // `sequence`; their file records by index, or the first error.
-  absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(uint64_t sequence);
+  // The remote shards' primaries by index (index 0, the local shard, is
+  // null); UNAVAILABLE naming the first shard not registered and ready.
+  absl::StatusOr<std::vector<std::shared_ptr<RemoteShard>>> ReadyRemotes() const;
 
   uint32_t num_shards() const { return options_.num_shards; }
   ParameterShard* local() const { return local_; }

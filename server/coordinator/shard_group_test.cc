@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "server/checkpoint/job_checkpointer.h"
 #include "server/store/optimizer.h"
 
 namespace fulcrum {
@@ -420,14 +421,19 @@ TEST_F(ShardGroupTest, DroppedBackup_IsRefusedAndMayJoinAgain) {
 }
 
 TEST_F(ShardGroupTest, CheckpointParts_WrittenByEveryShardOrTheErrorNamesIt) {
-  EXPECT_EQ(group_->WriteRemoteParts(1).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(group_->ReadyRemotes().status().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(Register(100).ok());
-  absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> files = group_->WriteRemoteParts(4);
+  absl::StatusOr<std::vector<std::shared_ptr<RemoteShard>>> remotes = group_->ReadyRemotes();
+  ASSERT_TRUE(remotes.ok()) << remotes.status();
+  ASSERT_EQ(remotes->size(), 2u);
+  EXPECT_EQ((*remotes)[0], nullptr);  // the coordinator's own shard
+  absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> files =
+      WriteRemoteParts(*remotes, 4, absl::Seconds(1));
   ASSERT_TRUE(files.ok()) << files.status();
   ASSERT_EQ(files->size(), 2u);
   EXPECT_EQ((*files)[1].file(), "part-4");
   fake_->fail_writes = true;
-  absl::Status failed = group_->WriteRemoteParts(5).status();
+  absl::Status failed = WriteRemoteParts(*remotes, 5, absl::Seconds(1)).status();
   EXPECT_EQ(failed.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(failed.message().find("shard 1"), std::string::npos) << failed;
 }

@@ -37,24 +37,26 @@ class GrpcRegistryClient final : public RegistryClient {
   }
 
   absl::Status PromoteBackup(const PromoteBackupRequest& request, absl::Duration timeout) override {
-    if (registries_.empty()) return absl::FailedPreconditionError("no coordinator known");
-    ShardRegistry::Stub* registry = registries_.Current();
-    grpc::ClientContext context;
-    SetTimeout(timeout, &context);
-    PromoteBackupResponse response;
-    return FromGrpcStatus(registry->PromoteBackup(&context, request, &response));
+    return CallCurrent<PromoteBackupResponse>(&ShardRegistry::Stub::PromoteBackup, request,
+                                              timeout);
   }
 
   absl::Status DropBackup(const DropBackupRequest& request, absl::Duration timeout) override {
-    if (registries_.empty()) return absl::FailedPreconditionError("no coordinator known");
-    ShardRegistry::Stub* registry = registries_.Current();
-    grpc::ClientContext context;
-    SetTimeout(timeout, &context);
-    DropBackupResponse response;
-    return FromGrpcStatus(registry->DropBackup(&context, request, &response));
+    return CallCurrent<DropBackupResponse>(&ShardRegistry::Stub::DropBackup, request, timeout);
   }
 
  private:
+  // `method` on the coordinator process that answered last only: a backup
+  // that took over must be asked, not its dead primary's other process.
+  template <typename Response, typename Request, typename Method>
+  absl::Status CallCurrent(Method method, const Request& request, absl::Duration timeout) {
+    if (registries_.empty()) return absl::FailedPreconditionError("no coordinator known");
+    grpc::ClientContext context;
+    SetTimeout(timeout, &context);
+    Response response;
+    return FromGrpcStatus((registries_.Current()->*method)(&context, request, &response));
+  }
+
   FailoverStubs<ShardRegistry> registries_;
 };
 
