@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
 #include "pybind11/numpy.h"
 #include "pybind11/pybind11.h"
@@ -42,21 +43,62 @@ void Check(const absl::Status& status) {
 using FloatArray = py::array_t<float, py::array::c_style>;
 using KeyArray = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
 
+// "(2, 3)" for an array's shape.
+std::string ShapeOf(const py::array& array) {
+  std::vector<std::string> dims;
+  for (py::ssize_t d = 0; d < array.ndim(); ++d) dims.push_back(std::to_string(array.shape(d)));
+  return absl::StrCat("(", absl::StrJoin(dims, ", "), dims.size() == 1 ? ",)" : ")");
+}
+
 // A float32 C-contiguous numpy array's memory (no copy: the caller's array
-// is read or written in place). TypeError otherwise.
-absl::Span<float> FloatsOf(const py::handle& object, const std::string& what, bool writable) {
+// is read or written in place), shaped `shape` or flat; an empty `shape`
+// checks none. TypeError for another type or layout; FulcrumError
+// INVALID_ARGUMENT for another shape.
+absl::Span<float> FloatsOf(const py::handle& object, const std::string& what, bool writable,
+                           const std::vector<int64_t>& shape) {
   if (!py::isinstance<py::array>(object)) {
     throw py::type_error(absl::StrCat(what, ": expected a numpy float32 array"));
   }
   py::array array = py::reinterpret_borrow<py::array>(object);
-  if (!array.dtype().is(py::dtype::of<float>()) || !(array.flags() & py::array::c_style)) {
-    throw py::type_error(absl::StrCat(what, ": expected a C-contiguous float32 array, got dtype ",
+  if (!array.dtype().is(py::dtype::of<float>())) {
+    throw py::type_error(absl::StrCat(what, ": expected a float32 array, got dtype ",
                                       std::string(py::str(array.dtype()))));
+  }
+  if (!(array.flags() & py::array::c_style)) {
+    throw py::type_error(absl::StrCat(
+        what, ": expected a C-contiguous float32 array, got a strided view of shape ",
+        ShapeOf(array), " (pulls write into the array itself: pass a contiguous one, e.g. ",
+        "numpy.ascontiguousarray, and read the result from it)"));
   }
   if (writable && !array.writeable()) {
     throw py::value_error(absl::StrCat(what, ": the array is read-only"));
   }
+  const bool flat = array.ndim() == 1;
+  bool same = static_cast<size_t>(array.ndim()) == shape.size();
+  for (size_t d = 0; same && d < shape.size(); ++d) same = array.shape(d) == shape[d];
+  if (!shape.empty() && !flat && !same) {
+    Raise(absl::InvalidArgumentError(absl::StrCat(what, " is shaped [", absl::StrJoin(shape, ", "),
+                                                  "]; the array is ", ShapeOf(array),
+                                                  ": pass that shape, or a flat array")));
+  }
   return absl::MakeSpan(static_cast<float*>(array.mutable_data()), array.size());
+}
+
+// The shape of dense tensor `name` in `job` (empty if it has none: the
+// server names the mistake).
+std::vector<int64_t> TensorShape(const JobSpec& job, const std::string& name) {
+  for (const TensorSpec& t : job.tensors()) {
+    if (t.name() == name) return {t.shape().begin(), t.shape().end()};
+  }
+  return {};
+}
+
+// The row width of sparse table `name` in `job` (0 if it has none).
+int64_t TableDim(const JobSpec& job, const std::string& name) {
+  for (const SparseTableSpec& t : job.sparse_tables()) {
+    if (t.name() == name) return t.dim();
+  }
+  return 0;
 }
 
 // Buffers over Python objects, and the key arrays they point into (kept
@@ -66,13 +108,15 @@ struct PyBuffers {
   std::vector<KeyArray> keys;
 };
 
-// dense: {name: float32 array}; sparse: {table: (uint64 keys, float32
-// values)} with values shaped keys x dim.
-PyBuffers ToBuffers(const py::dict& dense, const py::dict& sparse, bool writable) {
+// dense: {name: float32 array, shaped as the job's tensor or flat};
+// sparse: {table: (uint64 keys, float32 values)} with values shaped keys x
+// dim, or flat.
+PyBuffers ToBuffers(const JobSpec& job, const py::dict& dense, const py::dict& sparse,
+                    bool writable) {
   PyBuffers out;
   for (const auto& [name, array] : dense) {
     const std::string n = py::cast<std::string>(name);
-    out.buffers.dense.push_back({n, FloatsOf(array, "tensor " + n, writable)});
+    out.buffers.dense.push_back({n, FloatsOf(array, "tensor " + n, writable, TensorShape(job, n))});
   }
   out.keys.reserve(sparse.size());
   for (const auto& [table, pair] : sparse) {
@@ -84,8 +128,12 @@ PyBuffers ToBuffers(const py::dict& dense, const py::dict& sparse, bool writable
     out.keys.push_back(KeyArray::ensure(kv[0]));
     if (!out.keys.back()) throw py::type_error(absl::StrCat("table ", t, ": keys not integers"));
     const KeyArray& keys = out.keys.back();
-    out.buffers.sparse.push_back({t, absl::MakeConstSpan(keys.data(), keys.size()),
-                                  FloatsOf(kv[1], "table " + t, writable)});
+    const int64_t dim = TableDim(job, t);
+    std::vector<int64_t> shape;
+    if (dim > 0) shape = {static_cast<int64_t>(keys.size()), dim};
+    out.buffers.sparse.push_back(
+        {t, absl::MakeConstSpan(keys.data(), keys.size()),
+         FloatsOf(kv[1], "table " + t + "'s row buffer", writable, shape)});
   }
   return out;
 }
@@ -155,24 +203,24 @@ class PySession {
   }
 
   void Pull(const py::dict& dense, const py::dict& sparse) {
-    PyBuffers params = ToBuffers(dense, sparse, /*writable=*/true);
+    PyBuffers params = ToBuffers(session_->job(), dense, sparse, /*writable=*/true);
     Call([&] { return session_->Pull(params.buffers); });
   }
 
   void PullForEval(const py::dict& dense, const py::dict& sparse) {
-    PyBuffers params = ToBuffers(dense, sparse, /*writable=*/true);
+    PyBuffers params = ToBuffers(session_->job(), dense, sparse, /*writable=*/true);
     Call([&] { return session_->PullForEval(params.buffers); });
   }
 
   void Push(const py::dict& dense, const py::dict& sparse, int64_t examples, double loss) {
-    PyBuffers grads = ToBuffers(dense, sparse, /*writable=*/false);
+    PyBuffers grads = ToBuffers(session_->job(), dense, sparse, /*writable=*/false);
     Call([&] { return session_->Push(grads.buffers, examples, loss); });
   }
 
   void PushPull(const py::dict& grad_dense, const py::dict& grad_sparse, int64_t examples,
                 double loss, const py::dict& param_dense, const py::dict& param_sparse) {
-    PyBuffers grads = ToBuffers(grad_dense, grad_sparse, /*writable=*/false);
-    PyBuffers params = ToBuffers(param_dense, param_sparse, /*writable=*/true);
+    PyBuffers grads = ToBuffers(session_->job(), grad_dense, grad_sparse, /*writable=*/false);
+    PyBuffers params = ToBuffers(session_->job(), param_dense, param_sparse, /*writable=*/true);
     Call([&] { return session_->PushPull(grads.buffers, examples, loss, params.buffers); });
   }
 

@@ -102,10 +102,19 @@ def test_errors_carry_the_status_code_and_message(start_server):
         session.push({"w": np.zeros(5, np.float32)}, 1)
     assert e.value.code == "INVALID_ARGUMENT"
     assert "has 6 elements; the buffer holds 5" in e.value.message
-    with pytest.raises(TypeError, match="float32"):
+    with pytest.raises(TypeError, match="got dtype float64"):
         session.pull({"w": np.zeros(6, np.float64)})
-    with pytest.raises(TypeError, match="C-contiguous"):
+    with pytest.raises(TypeError, match="C-contiguous float32 array, got a strided view"):
         session.pull({"w": np.zeros((3, 4), np.float32)[:, ::2]})
+    # The right size in another shape is refused, not read or written in the
+    # wrong order (a flat array is fine: see below).
+    with pytest.raises(fulcrum.FulcrumError) as e:
+        session.pull({"w": np.zeros((3, 2), np.float32)})
+    assert e.value.code == "INVALID_ARGUMENT"
+    assert "tensor w is shaped [2, 3]; the array is (3, 2)" in e.value.message
+    with pytest.raises(fulcrum.FulcrumError) as e:
+        session.push({}, 1, sparse={"emb": (np.array([1, 2], np.uint64), np.zeros((1, 4), np.float32))})
+    assert "table emb's row buffer is shaped [2, 2]; the array is (1, 4)" in e.value.message
     # None of it reached the model.
     w = np.full(6, 9.0, np.float32)
     session.pull({"w": w})
