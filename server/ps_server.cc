@@ -51,15 +51,38 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     store_options.debug_write_delay = options.debug_checkpoint_delay;
     server->checkpoints_ = std::make_unique<CheckpointStore>(store_options);
   }
-  if (options.shard_index > 0) {
-    FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
-                             ShardServer::Join(server->options_, server->incarnation_,
-                                               &server->metrics_, server->checkpoints_.get()));
+  if (options.shard_index == 0) {
+    server->options_.coordinator_address = CoordinatorToBackUp(server->options_);
+  }
+  if (server->options_.coordinator_address.empty()) {
+    // The coordinator: its own shard, and the job. It restores a named
+    // checkpoint, or the newest in the folder, unless "none"; the other
+    // shards then restore their parts of it.
+    FULCRUM_ASSIGN_OR_RETURN(
+        server->shard_server_,
+        ShardServer::Create(server->options_, server->incarnation_, &server->metrics_));
+    FULCRUM_ASSIGN_OR_RETURN(
+        server->coordinator_server_,
+        CoordinatorServer::Create(server->options_, server->options_.job, server->incarnation_,
+                                  server->shard_server_->shard(),
+                                  server->shard_server_->replication_log(),
+                                  server->checkpoints_.get(), &server->metrics_));
     return server;
   }
-  // Shard 0's --coordinator names the coordinator this process backs up;
-  // its own address there (one command for every pod of a StatefulSet)
-  // names nobody else.
+  // Every other process joins the coordinator: a shard's process (primary
+  // or backup), or the coordinator's backup, which is shard 0's backup and
+  // stands by to take the job over with it.
+  FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
+                           ShardServer::Join(server->options_, server->incarnation_,
+                                             &server->metrics_, server->checkpoints_.get()));
+  if (options.shard_index == 0) server->StandBy();
+  return server;
+}
+
+std::string ParameterServer::CoordinatorToBackUp(const ServerOptions& options) {
+  // --coordinator names the coordinator this process backs up; its own
+  // address there (one command for every pod of a StatefulSet) names
+  // nobody else.
   std::vector<std::string> others;
   for (absl::string_view address : absl::StrSplit(options.coordinator_address, ',')) {
     if (!address.empty() && address != options.advertise_address &&
@@ -67,51 +90,33 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
       others.emplace_back(address);
     }
   }
-  server->options_.coordinator_address = absl::StrJoin(others, ",");
-  if (server->options_.coordinator_address.empty() && !options.coordinator_backup_address.empty() &&
-      BackupServesTheJob(server->options_)) {
+  if (others.empty() && !options.coordinator_backup_address.empty() &&
+      BackupServesTheJob(options)) {
     // The backup took over while this process was away: it is the
     // coordinator now, and this process becomes its backup.
     FULCRUM_LOG(INFO) << "the coordinator's backup at " << options.coordinator_backup_address
                       << " serves the job: this process joins it as its backup";
-    server->options_.coordinator_address = options.coordinator_backup_address;
+    return options.coordinator_backup_address;
   }
-  if (!server->options_.coordinator_address.empty()) {
-    // The coordinator's backup: its shard follows the coordinator's, and its
-    // Coordinator and ShardRegistry services answer UNAVAILABLE until it
-    // takes over.
-    FULCRUM_ASSIGN_OR_RETURN(server->shard_server_,
-                             ShardServer::Join(server->options_, server->incarnation_,
-                                               &server->metrics_, server->checkpoints_.get()));
-    server->standby_coordinator_service_ =
-        std::make_unique<CoordinatorServiceImpl>(nullptr, nullptr);
-    server->standby_registry_service_ = std::make_unique<ShardRegistryServiceImpl>(nullptr);
-    ParameterServer* self = server.get();
-    // Workers come here when their calls to the coordinator fail: to its
-    // Coordinator service, and to its shard's (a pull or push).
-    CoordinatorServiceImpl* standby = server->standby_coordinator_service_.get();
-    ParameterShard* shard = server->shard_server_->shard();
-    server->shard_server_->OnCoordinatorTakenOver(
-        [self](const CoordinatorReplica& state) { self->TakeOverCoordinator(state); },
-        [standby, shard](absl::Time silent_since, const CoordinatorReplica& state) {
-          absl::flat_hash_set<uint64_t> came = standby->WorkersCalledSince(silent_since);
-          for (uint64_t worker : shard->WorkersRefusedSince(silent_since)) came.insert(worker);
-          return WorkersWitnessCoordinatorLoss(state.workers(), came);
-        });
-    return server;
-  }
-  FULCRUM_ASSIGN_OR_RETURN(
-      server->shard_server_,
-      ShardServer::Create(server->options_, server->incarnation_, &server->metrics_));
-  // The coordinator restores a named checkpoint, or the newest in the
-  // folder, unless "none"; the other shards then restore their parts of it.
-  FULCRUM_ASSIGN_OR_RETURN(
-      server->coordinator_server_,
-      CoordinatorServer::Create(server->options_, server->options_.job, server->incarnation_,
-                                server->shard_server_->shard(),
-                                server->shard_server_->replication_log(),
-                                server->checkpoints_.get(), &server->metrics_));
-  return server;
+  return absl::StrJoin(others, ",");
+}
+
+void ParameterServer::StandBy() {
+  // Its Coordinator and ShardRegistry services answer UNAVAILABLE until it
+  // takes over. Workers come here when their calls to the coordinator fail:
+  // to its Coordinator service, and to its shard's (a pull or push); they
+  // are the witnesses of a one-shard job.
+  standby_coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(nullptr, nullptr);
+  standby_registry_service_ = std::make_unique<ShardRegistryServiceImpl>(nullptr);
+  CoordinatorServiceImpl* standby = standby_coordinator_service_.get();
+  ParameterShard* shard = shard_server_->shard();
+  shard_server_->OnCoordinatorTakenOver(
+      [this](const CoordinatorReplica& state) { TakeOverCoordinator(state); },
+      [standby, shard](absl::Time silent_since, const CoordinatorReplica& state) {
+        absl::flat_hash_set<uint64_t> came = standby->WorkersCalledSince(silent_since);
+        for (uint64_t worker : shard->WorkersRefusedSince(silent_since)) came.insert(worker);
+        return WorkersWitnessCoordinatorLoss(state.workers(), came);
+      });
 }
 
 bool ParameterServer::BackupServesTheJob(const ServerOptions& options) {

@@ -98,6 +98,12 @@ class ParameterServer {
   // serves the job: yes once it has taken over; no when it cannot be
   // reached; while it is alive but has not taken over, waits (for it to).
   static bool BackupServesTheJob(const ServerOptions& options);
+  // Shard 0: the coordinator this process is to back up (--coordinator
+  // without this process's own address, or the backup that took over while
+  // this process was away); "" when this process is the coordinator.
+  static std::string CoordinatorToBackUp(const ServerOptions& options);
+  // The coordinator's backup, joined: stands by to take the job over.
+  void StandBy();
   // The coordinator's backup took over its shard: it becomes the
   // coordinator, resuming the job from `state`.
   void TakeOverCoordinator(const CoordinatorReplica& state);
