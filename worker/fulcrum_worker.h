@@ -32,32 +32,9 @@
 #include "absl/types/span.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
+#include "worker/parameter_batch.h"
 
 namespace fulcrum {
-
-// One float vector per dense tensor, each holding the tensor's elements
-// row-major.
-using ParameterSet = std::vector<std::vector<float>>;
-
-// Rows of a sparse table, by key (keys need not be unique).
-struct SparseRows {
-  std::string table;
-  uint32_t dim = 0;
-  std::vector<uint64_t> keys;
-  std::vector<float> values;  // keys.size() * dim: rows (pull) or gradients (push)
-  // Pull only: do not create missing rows (read their initial values).
-  bool read_only = false;
-};
-
-// What a Workload's step reads or writes: whole dense tensors and sparse
-// rows. Owned by the library; the workload fills `tensors` and the keys.
-struct ParameterBatch {
-  // Dense tensors, whole, in the order of `tensors`; `dense[i]` holds
-  // tensors[i]'s values (pull) or gradient (push).
-  std::vector<TensorSpec> tensors;
-  ParameterSet dense;
-  std::vector<SparseRows> sparse;
-};
 
 // What a worker trains: its data, its model, what one step reads and how it
 // computes a gradient. RunWorker drives it from one thread (not necessarily

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "proto/job.pb.h"
-#include "worker/fulcrum_worker.h"
+#include "worker/parameter_batch.h"
 
 namespace fulcrum {
 

@@ -13,7 +13,7 @@
 #include "absl/types/span.h"
 #include "common/worker_identity.h"
 #include "proto/job.pb.h"
-#include "worker/fulcrum_worker.h"
+#include "worker/parameter_batch.h"
 
 namespace fulcrum {
 
