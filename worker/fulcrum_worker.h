@@ -58,9 +58,11 @@ class Workload {
   virtual void PlanStep(absl::Span<const int64_t> examples, ParameterBatch* batch) = 0;
 
   // From the pulled `params`, the mean loss over `examples`, with the
-  // gradient written to `grads` (shaped like `params`).
-  virtual double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
-                                  ParameterBatch* grads) = 0;
+  // gradient written to `grads` (shaped like `params`). An error ends the
+  // task before the step's push, and RunWorker returns it.
+  virtual absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                                  const ParameterBatch& params,
+                                                  ParameterBatch* grads) = 0;
 
   // Evaluates the current model on held-out data, reading parameters with
   // `pull` (which fills the batch it is given: tensors and keys set as in

@@ -51,8 +51,9 @@ class ImageWorkload final : public Workload {
     batch->sparse.clear();
   }
 
-  double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
-                          ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
     const int64_t d = train_->num_features;
     features_.resize(examples.size() * d);
     labels_.resize(examples.size());

@@ -59,8 +59,9 @@ class SparseLrWorkload final : public Workload {
     Plan(data_, examples, /*read_only=*/false, batch);
   }
 
-  double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
-                          ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
     const SparseRows& w = params.sparse[0];
     const float bias = params.dense[0][0];
     grads->tensors = params.tensors;

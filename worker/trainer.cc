@@ -55,8 +55,10 @@ absl::Status Trainer::EvaluateTask(const AcquirePartitionResponse& lease) {
   return session_.ReportEval(lease, *eval);
 }
 
-double Trainer::ComputeStep(absl::Span<const int64_t> examples, ParameterBatch* grads) {
-  const double loss = workload_->ComputeGradients(examples, params_, grads);
+absl::StatusOr<double> Trainer::ComputeStep(absl::Span<const int64_t> examples,
+                                            ParameterBatch* grads) {
+  FULCRUM_ASSIGN_OR_RETURN(const double loss,
+                           workload_->ComputeGradients(examples, params_, grads));
   if (sparsifier_ != nullptr) sparsifier_->Sparsify(grads);
   return loss;
 }
@@ -95,8 +97,9 @@ absl::Status Trainer::TrainOverlapped(const std::vector<int64_t>& order) {
   for (size_t pos = 0; pos < order.size(); pos += batch_size) {
     const absl::Time step_start = options_.session.clock->Now();
     const absl::Span<const int64_t> examples = examples_at(pos);
-    const double loss = ComputeStep(examples, &grads_);
+    const absl::StatusOr<double> loss = ComputeStep(examples, &grads_);
     FULCRUM_RETURN_IF_ERROR(finish_in_flight());
+    if (!loss.ok()) return loss.status();
     if (session_.Interrupted()) return absl::AbortedError("interrupted");
     std::swap(grads_, outgoing_grads_);
     workload_->PlanStep(examples_at(pos + batch_size < order.size() ? pos + batch_size : pos),
@@ -105,7 +108,7 @@ absl::Status Trainer::TrainOverlapped(const std::vector<int64_t>& order) {
     in_flight = std::async(std::launch::async, [this, size] {
       return session_.PushPullNow(outgoing_grads_, size, &incoming_params_);
     });
-    StepDone(size, loss, step_start);
+    StepDone(size, *loss, step_start);
   }
   return finish_in_flight();
 }
@@ -136,7 +139,7 @@ absl::Status Trainer::TrainPartition(const AcquirePartitionResponse& lease) {
     }
     double loss = 0;
     if (version.ok()) {
-      loss = ComputeStep(examples, &grads_);
+      FULCRUM_ASSIGN_OR_RETURN(loss, ComputeStep(examples, &grads_));
       const size_t next = pos + batch_size;
       if (next < order.size()) {
         workload_->PlanStep(examples_at(next), &params_);

@@ -67,7 +67,7 @@ class Trainer {
   // already holds the first step's parameters.
   absl::Status TrainOverlapped(const std::vector<int64_t>& order);
   // The gradient of a step as it goes out (top-k when the job says so).
-  double ComputeStep(absl::Span<const int64_t> examples, ParameterBatch* grads);
+  absl::StatusOr<double> ComputeStep(absl::Span<const int64_t> examples, ParameterBatch* grads);
   // Counts a finished step and sleeps the step delay.
   void StepDone(int64_t examples, double loss, absl::Time step_start);
 

@@ -212,10 +212,11 @@ class CountingWorkload : public Workload {
   void PlanStep(absl::Span<const int64_t> examples, ParameterBatch* batch) override {
     inner_->PlanStep(examples, batch);
   }
-  double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
-                          ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
     const int step = ++log_->started;
-    const double loss = inner_->ComputeGradients(examples, params, grads);
+    const absl::StatusOr<double> loss = inner_->ComputeGradients(examples, params, grads);
     absl::MutexLock lock(&log_->mu);
     log_->step_of[grads->dense[0].data()] = step;
     return loss;
@@ -324,6 +325,54 @@ TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
   EXPECT_EQ(ps_->pushpulls.load(), 80);
   EXPECT_EQ(ps_->overlapped.load(), 80 - 8);
   EXPECT_GT(coordinator_->GetStatus().last_eval().test_accuracy(), 0.9);
+}
+
+// A workload that fails its `fail_at`th step (1-based) with DATA_LOSS.
+class FailingWorkload : public Workload {
+ public:
+  FailingWorkload(std::unique_ptr<Workload> inner, int fail_at)
+      : inner_(std::move(inner)), fail_at_(fail_at) {}
+  absl::Status Configure(const JobSpec& job) override { return inner_->Configure(job); }
+  absl::StatusOr<int64_t> LoadPartition(const DataPartition& p) override {
+    return inner_->LoadPartition(p);
+  }
+  void PlanStep(absl::Span<const int64_t> examples, ParameterBatch* batch) override {
+    inner_->PlanStep(examples, batch);
+  }
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
+    if (++steps_ == fail_at_) return absl::DataLossError("the batch file is truncated");
+    return inner_->ComputeGradients(examples, params, grads);
+  }
+  absl::StatusOr<EvalResult> Evaluate(const PullFn& pull) override {
+    return inner_->Evaluate(pull);
+  }
+
+ private:
+  const std::unique_ptr<Workload> inner_;
+  const int fail_at_;
+  int steps_ = 0;
+};
+
+// A step's error ends the run with it, before that step's push, and the
+// partition is not reported trained; with and without overlap.
+TEST_F(TrainerTest, ComputeGradientsFails_RunEndsWithItsErrorBeforeThatStepsPush) {
+  for (const bool overlap : {false, true}) {
+    SCOPED_TRACE(overlap ? "overlapped" : "not overlapped");
+    job_.set_overlap_communication(overlap);
+    Init(ASYNC, 1, 2, 4);
+    Trainer trainer(Options("a"), ps_.get(), client_.get(),
+                    [&](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
+                      return std::make_unique<FailingWorkload>(MakeImageWorkload(&train_, &test_),
+                                                               /*fail_at=*/3);
+                    });
+    const absl::Status run = trainer.Run();
+    EXPECT_EQ(run.code(), absl::StatusCode::kDataLoss) << run;
+    EXPECT_NE(run.message().find("truncated"), std::string::npos) << run;
+    EXPECT_EQ(shard_->stats().pushes, 2);  // the two steps computed
+    EXPECT_EQ(coordinator_->GetStatus().completed_size(), 0);
+  }
 }
 
 TEST_F(TrainerTest, NotOverlapped_OnePushPullPerStepButTheLast) {

@@ -226,8 +226,8 @@ class BoostedTrees : public fulcrum::Workload {
     }
   }
 
-  double ComputeGradients(absl::Span<const int64_t>, const ParameterBatch& params,
-                          ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t>, const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
     const int row = trees_.shape(1);
     std::vector<float> trees = params.dense[0];  // with this epoch's decisions
     const int epochs_per_tree = depth_ + 1;

@@ -147,8 +147,9 @@ class MiniBatchKMeans : public fulcrum::Workload {
     batch->sparse.clear();
   }
 
-  double ComputeGradients(absl::Span<const int64_t> examples, const fulcrum::ParameterBatch& params,
-                          fulcrum::ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const fulcrum::ParameterBatch& params,
+                                          fulcrum::ParameterBatch* grads) override {
     const int64_t d = train_->num_features;
     const Matrix centroids = Centroids(params);
     const Eigen::Map<const Eigen::VectorXf> pulled_count(params.dense[1].data(), k_);

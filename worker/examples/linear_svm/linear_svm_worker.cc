@@ -112,8 +112,9 @@ class LinearSvm : public fulcrum::Workload {
     Plan(chosen, /*read_only=*/false, batch);
   }
 
-  double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
-                          ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
     *grads = params;
     const fulcrum::SparseRows& w = params.sparse[0];
     std::vector<float>& gw = grads->sparse[0].values;

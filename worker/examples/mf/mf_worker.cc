@@ -114,8 +114,9 @@ class MatrixFactorization : public fulcrum::Workload {
     Plan(chosen, /*read_only=*/false, batch);
   }
 
-  double ComputeGradients(absl::Span<const int64_t> examples, const ParameterBatch& params,
-                          ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
     *grads = params;
     const SparseRows& users = params.sparse[0];
     const SparseRows& items = params.sparse[1];

@@ -84,8 +84,9 @@ class OjaPca : public fulcrum::Workload {
     batch->sparse.clear();
   }
 
-  double ComputeGradients(absl::Span<const int64_t> examples, const fulcrum::ParameterBatch& params,
-                          fulcrum::ParameterBatch* grads) override {
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const fulcrum::ParameterBatch& params,
+                                          fulcrum::ParameterBatch* grads) override {
     const int64_t d = basis_.shape(0);
     const int64_t k = basis_.shape(1);
     const ColumnMatrix v = Eigen::Map<const Matrix>(params.dense[0].data(), d, k);
