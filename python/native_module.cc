@@ -6,8 +6,10 @@
 //
 // Every call that may block releases the GIL: a training loop in another
 // Python thread, and the session's heartbeat thread, keep running.
+#include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 #include "pybind11/numpy.h"
 #include "pybind11/pybind11.h"
@@ -256,6 +259,258 @@ class PySession {
   std::unique_ptr<Session> session_;
 };
 
+// The first Python exception a PyWorkload met (kept to be raised again in
+// the caller's thread once RunWorker returns). Touched only with the GIL.
+struct PyErrorSlot {
+  std::optional<py::error_already_set> first;
+};
+
+// A Python workload (fulcrum.Workload, behind fulcrum's _LoopAdapter, whose
+// methods take and return plain values) driven by the C++ loop: RunWorker's
+// thread calls it, each call under the GIL. The parameters are the Python
+// arrays parameters() gave at configure: a step's pulled values are copied
+// into them and its gradients copied out of what compute_gradients returns.
+// A Python exception becomes the call's error (UNKNOWN; FAILED_PRECONDITION
+// from configure, which refuses the job) and is kept in `errors` for the
+// caller to raise.
+class PyWorkload final : public Workload {
+ public:
+  PyWorkload(py::handle adapter, PyErrorSlot* errors)
+      : adapter_(py::reinterpret_borrow<py::object>(adapter)), errors_(errors) {}
+  ~PyWorkload() override {
+    py::gil_scoped_acquire gil;
+    params_.clear();
+    adapter_ = py::object();
+  }
+
+  absl::Status Configure(const JobSpec& job) override {
+    py::gil_scoped_acquire gil;
+    return Guard(absl::StatusCode::kFailedPrecondition, [&]() -> absl::Status {
+      py::dict params = adapter_.attr("configure")(JobJson(job));
+      has_sparse_ = py::cast<bool>(adapter_.attr("has_sparse"));
+      tensors_.clear();
+      params_.clear();
+      spans_.clear();
+      for (const auto& [key, array] : params) {
+        const std::string name = py::cast<std::string>(key);
+        const TensorSpec* spec = nullptr;
+        for (const TensorSpec& t : job.tensors()) {
+          if (t.name() == name) spec = &t;
+        }
+        if (spec == nullptr) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("parameters() names '", name, "', which is no dense tensor of the job"));
+        }
+        const std::vector<int64_t> shape(spec->shape().begin(), spec->shape().end());
+        absl::Span<float> values = FloatsOf(array, "parameter " + name, /*writable=*/true, shape);
+        int64_t elements = 1;
+        for (int64_t d : shape) elements *= d;
+        if (static_cast<int64_t>(values.size()) != elements) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "parameter ", name, " holds ", values.size(), " floats; the job's has ", elements));
+        }
+        tensors_.push_back(*spec);
+        params_.push_back(py::reinterpret_borrow<py::object>(array));
+        spans_.push_back(values);
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<int64_t> LoadPartition(const DataPartition& partition) override {
+    py::gil_scoped_acquire gil;
+    int64_t n = 0;
+    FULCRUM_RETURN_IF_ERROR(Guard(absl::StatusCode::kUnknown, [&]() -> absl::Status {
+      n = py::cast<int64_t>(
+          adapter_.attr("load_partition")(partition.index(), partition.count(), partition.epoch()));
+      return absl::OkStatus();
+    }));
+    return n;
+  }
+
+  void PlanStep(absl::Span<const int64_t> examples, ParameterBatch* batch) override {
+    batch->tensors = tensors_;
+    batch->sparse.clear();
+    if (!has_sparse_) return;
+    py::gil_scoped_acquire gil;
+    // An error here is the step's: ComputeGradients returns it.
+    plan_error_ = Guard(absl::StatusCode::kUnknown, [&]() -> absl::Status {
+      py::dict keys = adapter_.attr("sparse_keys")(ExamplesArray(examples));
+      for (const auto& [table, pair] : keys) {
+        py::tuple keys_dim = py::cast<py::tuple>(pair);
+        SparseRows rows;
+        rows.table = py::cast<std::string>(table);
+        KeyArray k = KeyArray::ensure(keys_dim[0]);
+        if (!k) return absl::InvalidArgumentError("sparse_keys: keys are not integers");
+        rows.keys.assign(k.data(), k.data() + k.size());
+        rows.dim = py::cast<uint32_t>(keys_dim[1]);
+        batch->sparse.push_back(std::move(rows));
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
+    if (!plan_error_.ok()) return std::exchange(plan_error_, absl::OkStatus());
+    if (params.dense.size() != spans_.size()) {
+      return absl::InternalError("the step's parameters are not the workload's");
+    }
+    py::gil_scoped_acquire gil;
+    for (size_t i = 0; i < spans_.size(); ++i) {
+      if (params.dense[i].size() != spans_[i].size()) {
+        return absl::InternalError("a pulled tensor's size differs from the workload's array");
+      }
+      std::copy(params.dense[i].begin(), params.dense[i].end(), spans_[i].begin());
+    }
+    double loss = 0;
+    FULCRUM_RETURN_IF_ERROR(Guard(absl::StatusCode::kUnknown, [&]() -> absl::Status {
+      py::dict rows;
+      for (const SparseRows& r : params.sparse) {
+        py::array_t<uint64_t> keys(r.keys.size());
+        std::copy(r.keys.begin(), r.keys.end(), keys.mutable_data());
+        py::array_t<float> values(
+            {static_cast<py::ssize_t>(r.keys.size()), static_cast<py::ssize_t>(r.dim)});
+        std::copy(r.values.begin(), r.values.end(), values.mutable_data());
+        rows[py::str(r.table)] = py::make_tuple(keys, values);
+      }
+      py::tuple result = adapter_.attr("compute")(ExamplesArray(examples), rows);
+      loss = py::cast<double>(result[0]);
+      py::dict dense = py::cast<py::dict>(result[1]);
+      py::dict sparse = py::cast<py::dict>(result[2]);
+      grads->tensors = tensors_;
+      grads->dense.resize(tensors_.size());
+      for (size_t i = 0; i < tensors_.size(); ++i) {
+        const std::string& name = tensors_[i].name();
+        if (!dense.contains(name)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("compute_gradients returned no gradient for tensor ", name));
+        }
+        const std::vector<int64_t> shape(tensors_[i].shape().begin(), tensors_[i].shape().end());
+        absl::Span<float> g = FloatsOf(dense[py::str(name)], "gradient " + name, false, shape);
+        grads->dense[i].assign(g.begin(), g.end());
+      }
+      grads->sparse.clear();
+      for (const auto& [table, pair] : sparse) {
+        py::tuple kv = py::cast<py::tuple>(pair);
+        SparseRows rows;
+        rows.table = py::cast<std::string>(table);
+        KeyArray k = KeyArray::ensure(kv[0]);
+        if (!k) return absl::InvalidArgumentError("compute_gradients: sparse keys not integers");
+        rows.keys.assign(k.data(), k.data() + k.size());
+        absl::Span<float> v = FloatsOf(kv[1], "gradient of table " + rows.table, false, {});
+        rows.values.assign(v.begin(), v.end());
+        rows.dim = rows.keys.empty() ? 0 : static_cast<uint32_t>(v.size() / rows.keys.size());
+        grads->sparse.push_back(std::move(rows));
+      }
+      return absl::OkStatus();
+    }));
+    return loss;
+  }
+
+  absl::StatusOr<EvalResult> Evaluate(const PullFn& pull) override {
+    py::gil_scoped_acquire gil;
+    EvalResult eval;
+    FULCRUM_RETURN_IF_ERROR(Guard(absl::StatusCode::kUnknown, [&]() -> absl::Status {
+      // Refreshes parameters() with the current model.
+      py::cpp_function pull_into_parameters([this, &pull] {
+        ParameterBatch batch;
+        batch.tensors = tensors_;
+        absl::Status pulled;
+        {
+          py::gil_scoped_release release;
+          pulled = pull(&batch);
+        }
+        Check(pulled);
+        for (size_t i = 0; i < spans_.size() && i < batch.dense.size(); ++i) {
+          std::copy(batch.dense[i].begin(), batch.dense[i].end(), spans_[i].begin());
+        }
+      });
+      py::dict result = adapter_.attr("evaluate")(pull_into_parameters);
+      auto number = [&](const char* key) {
+        return result.contains(key) ? py::cast<double>(result[key]) : 0.0;
+      };
+      eval.set_test_accuracy(number("accuracy"));
+      eval.set_test_loss(number("loss"));
+      eval.set_test_auc(number("auc"));
+      if (result.contains("metrics") && !result["metrics"].is_none()) {
+        for (const auto& [name, value] : py::cast<py::dict>(result["metrics"])) {
+          (*eval.mutable_metrics())[py::cast<std::string>(name)] = py::cast<double>(value);
+        }
+      }
+      return absl::OkStatus();
+    }));
+    return eval;
+  }
+
+ private:
+  // Runs `body` (under the GIL); a Python exception becomes an error of
+  // `code` (a FulcrumError keeps its own code) and is kept for the caller.
+  template <typename Body>
+  absl::Status Guard(absl::StatusCode code, Body body) {
+    try {
+      return body();
+    } catch (py::error_already_set& e) {
+      absl::Status status(code, absl::StrCat("Python: ", e.what()));
+      if (e.matches(py::handle(error_type))) {
+        py::tuple args = py::cast<py::tuple>(e.value().attr("args"));
+        absl::StatusCode fulcrum_code = absl::StatusCode::kUnknown;
+        const std::string name = py::cast<std::string>(args[0]);
+        for (int c = 0; c <= 16; ++c) {
+          if (absl::StatusCodeToString(static_cast<absl::StatusCode>(c)) == name) {
+            fulcrum_code = static_cast<absl::StatusCode>(c);
+          }
+        }
+        status = absl::Status(fulcrum_code, py::cast<std::string>(args[1]));
+      }
+      if (!errors_->first.has_value()) errors_->first.emplace(std::move(e));
+      return status;
+    } catch (const std::exception& e) {  // pybind11's casts and builtin exceptions
+      return absl::Status(code, absl::StrCat("Python: ", e.what()));
+    }
+  }
+
+  static py::array_t<int64_t> ExamplesArray(absl::Span<const int64_t> examples) {
+    py::array_t<int64_t> out(examples.size());
+    std::copy(examples.begin(), examples.end(), out.mutable_data());
+    return out;
+  }
+
+  py::object adapter_;
+  PyErrorSlot* const errors_;
+  bool has_sparse_ = false;
+  std::vector<TensorSpec> tensors_;       // what parameters() holds, in its order
+  std::vector<py::object> params_;        // the arrays (kept alive)
+  std::vector<absl::Span<float>> spans_;  // their memory
+  absl::Status plan_error_;
+};
+
+// fulcrum.run_worker: RunWorker over a Python workload. Raises the first
+// Python exception the workload raised, or FulcrumError for RunWorker's
+// error.
+void RunPyWorker(const ConnectionOptions& connection, py::object adapter, int metrics_port) {
+  WorkerOptions options;
+  options.connection = connection;
+  options.metrics_port = metrics_port;
+  PyErrorSlot errors;
+  const py::handle handle = adapter;  // alive in this frame for the whole run
+  absl::Status status;
+  {
+    py::gil_scoped_release release;
+    status = RunWorker(
+        options, [handle, &errors](const JobSpec&) -> absl::StatusOr<std::unique_ptr<Workload>> {
+          py::gil_scoped_acquire gil;
+          return std::unique_ptr<Workload>(std::make_unique<PyWorkload>(handle, &errors));
+        });
+  }
+  if (errors.first.has_value() && !status.ok()) {
+    errors.first->restore();
+    throw py::error_already_set();
+  }
+  Check(status);
+}
+
 py::array_t<int64_t> ExampleOrderOf(const std::string& job_json, const py::tuple& partition,
                                     int64_t num_examples) {
   JobSpec job;
@@ -318,4 +573,6 @@ PYBIND11_MODULE(_native, m) {
       .def("report_eval", &PySession::ReportEval);
 
   m.def("example_order", &fulcrum::ExampleOrderOf);
+  m.def("run_worker", &fulcrum::RunPyWorker, py::arg("connection"), py::arg("adapter"),
+        py::arg("metrics_port") = -1);
 }

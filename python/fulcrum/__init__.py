@@ -21,7 +21,6 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
@@ -128,8 +127,16 @@ class Session:
     ran out. Not thread-safe; heartbeats run on a thread of their own.
     """
 
-    def __init__(
-        self,
+    def __init__(self, coordinator: str = "127.0.0.1:50051", **settings):
+        """``settings`` (keyword only): worker_name, auth_token or
+        auth_token_file, tls_ca, tls_cert, tls_key, tls_server_name,
+        rpc_timeout (s, 60), start_timeout (s, 600), max_attempts (10),
+        max_backoff (s, 5)."""
+        self._options = Session._connection_options(coordinator, **settings)
+        self._session = _call(_native.Session, self._options)
+
+    @staticmethod
+    def _connection_options(
         coordinator: str = "127.0.0.1:50051",
         *,
         worker_name: str = "",
@@ -159,7 +166,7 @@ class Session:
         options.start_timeout = start_timeout
         options.max_attempts = max_attempts
         options.max_backoff = max_backoff
-        self._session = _call(_native.Session, options)
+        return options
 
     @property
     def job(self) -> dict:
@@ -278,88 +285,48 @@ class Workload:
         raise NotImplementedError
 
 
-def _rows_for(keys_by_table: Dict[str, Tuple[np.ndarray, int]]) -> Sparse:
-    return {
-        table: (np.ascontiguousarray(keys, dtype=np.uint64), np.zeros((len(keys), dim), np.float32))
-        for table, (keys, dim) in keys_by_table.items()
-    }
+class _LoopAdapter:
+    """A Workload as the C++ loop (RunWorker) calls it: plain arguments and
+    results."""
+
+    def __init__(self, workload: Workload):
+        self.workload = workload
+        self.has_sparse = type(workload).sparse_keys is not Workload.sparse_keys
+
+    def configure(self, job_json: str) -> Dense:
+        self.workload.configure(json.loads(job_json))
+        return self.workload.parameters()
+
+    def load_partition(self, index: int, count: int, epoch: int) -> int:
+        return int(self.workload.load_partition(Partition(index, count, epoch)))
+
+    def sparse_keys(self, examples: np.ndarray) -> Dict[str, Tuple[np.ndarray, int]]:
+        return {
+            table: (np.ascontiguousarray(keys, dtype=np.uint64), int(dim))
+            for table, (keys, dim) in self.workload.sparse_keys(examples).items()
+        }
+
+    def compute(self, examples: np.ndarray, rows: Sparse) -> Tuple[float, Dense, Sparse]:
+        loss, grads, sparse_grads = self.workload.compute_gradients(examples, rows)
+        return float(loss), grads, sparse_grads or {}
+
+    def evaluate(self, pull: Callable[[], None]) -> dict:
+        return self.workload.evaluate(pull)
 
 
-def _train_partition(session: Session, workload: Workload, task: Task, batch_size: int) -> None:
-    job = session.job
-    n = workload.load_partition(task.partition)
-    order = example_order(job, task.partition, n)
-    params = workload.parameters()
-    pos, have_params, restarts = 0, False, 0
-    rows: Sparse = {}
-    while pos < n:
-        examples = order[pos : pos + batch_size]
-        nxt = pos + batch_size
-        try:
-            if not have_params:
-                rows = _rows_for(workload.sparse_keys(examples))
-                session.pull(params, rows)
-            loss, grads, sparse_grads = workload.compute_gradients(examples, rows)
-            if nxt < n:
-                rows = _rows_for(workload.sparse_keys(order[nxt : nxt + batch_size]))
-                session.push_pull(
-                    grads,
-                    len(examples),
-                    params,
-                    loss=loss,
-                    sparse_grads=sparse_grads,
-                    sparse_params=rows,
-                )
-                have_params = True
-            else:
-                session.push(grads, len(examples), loss=loss, sparse=sparse_grads)
-        except FulcrumError as e:
-            # A shard restarted: redo the step from a fresh pull (the
-            # session has adjusted the clocks).
-            if e.code == "ABORTED" and restarts < 10:
-                restarts += 1
-                have_params = False
-                continue
-            raise
-        pos = nxt
-    session.complete(task)
-
-
-def run_worker(workload: Workload, session: Optional[Session] = None, **connection) -> None:
+def run_worker(
+    workload: Workload, session: Optional[Session] = None, *, metrics_port: int = -1, **connection
+) -> None:
     """Trains whatever the coordinator leases to this worker until the job
-    is over. ``connection``: Session's keyword arguments (coordinator=...),
-    when no ``session`` is given."""
-    session = session or Session(**connection)
-    worker_id = session.worker_id
-    job = session.job
-    workload.configure(job)
-    while True:
-        task = session.next_task()
-        if session.worker_id != worker_id:  # registered again
-            worker_id = session.worker_id
-            job = session.job
-            workload.configure(job)
-        if task.kind == "done":
-            return
-        if task.kind == "wait":
-            time.sleep(task.retry_after)
-            continue
-        try:
-            if task.kind == "evaluate":
-                params = workload.parameters()
-                result = workload.evaluate(lambda: session.pull_for_eval(params))
-                session.report_eval(
-                    task,
-                    accuracy=result.get("accuracy", 0.0),
-                    loss=result.get("loss", 0.0),
-                    auc=result.get("auc", 0.0),
-                    metrics=result.get("metrics"),
-                )
-            else:
-                _train_partition(session, workload, task, int(job.get("batch_size", 64)))
-        except FulcrumError as e:
-            # Declared dead or the job stopped mid-task: next_task registers
-            # again or says done.
-            if e.code in ("FAILED_PRECONDITION", "ABORTED"):
-                continue
-            raise
+    is over, in the C++ library's loop (the one the ``worker`` binary runs:
+    retries, clocks, top-k compression and overlapped communication when the
+    job asks for them). ``connection``: Session's keyword arguments
+    (coordinator=...); a ``session`` given instead lends its settings and is
+    closed (the loop registers a worker of its own). Raises the first
+    exception the workload raised, or FulcrumError."""
+    if session is not None:
+        options = session._options
+        session.close()
+    else:
+        options = Session._connection_options(**connection)
+    _call(_native.run_worker, options, _LoopAdapter(workload), metrics_port)

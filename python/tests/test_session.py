@@ -167,8 +167,7 @@ class LeastSquares(fulcrum.Workload):
         return {"accuracy": 0.0, "loss": float(np.mean((self.x @ self.w - self.y) ** 2))}
 
 
-def test_run_worker_trains_a_numpy_workload(start_server):
-    server = start_server("""
+JOB_LEAST_SQUARES = """
 model: "least_squares"
 mode: SYNC
 tensors { name: "w" shape: [4] initializer: ZEROS }
@@ -177,9 +176,35 @@ epochs: 10
 partitions_per_epoch: 4
 batch_size: 16
 num_workers: 1
-""", ["--exit_when_done"])
+"""
+
+
+def test_run_worker_trains_a_numpy_workload(start_server):
+    server = start_server(JOB_LEAST_SQUARES, ["--exit_when_done"])
     workload = LeastSquares()
     fulcrum.run_worker(workload, coordinator=server.address)
     assert server.process.wait(timeout=30) == 0
     np.testing.assert_allclose(workload.w, workload.w_true, atol=1e-2)
     assert "result: model=least_squares" in server.output()
+
+
+class FailingLeastSquares(LeastSquares):
+    """Raises from its third step."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def compute_gradients(self, examples, sparse_rows):
+        self.steps += 1
+        if self.steps == 3:
+            raise ValueError("bad batch file")
+        return super().compute_gradients(examples, sparse_rows)
+
+
+def test_run_worker_raises_the_workloads_own_exception(start_server):
+    server = start_server(JOB_LEAST_SQUARES)
+    workload = FailingLeastSquares()
+    with pytest.raises(ValueError, match="bad batch file"):
+        fulcrum.run_worker(workload, coordinator=server.address, max_attempts=1)
+    assert workload.steps == 3
