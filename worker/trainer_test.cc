@@ -200,11 +200,10 @@ WorkloadFactory Images(const ImageDataset* train, const ImageDataset* test) {
   };
 }
 
-// The image workload, logging its gradient computations in `*log`.
-class CountingWorkload : public Workload {
+// Another workload's every call, for a test to change one of them.
+class DelegatingWorkload : public Workload {
  public:
-  CountingWorkload(std::unique_ptr<Workload> inner, ComputeLog* log)
-      : inner_(std::move(inner)), log_(log) {}
+  explicit DelegatingWorkload(std::unique_ptr<Workload> inner) : inner_(std::move(inner)) {}
   absl::Status Configure(const JobSpec& job) override { return inner_->Configure(job); }
   absl::StatusOr<int64_t> LoadPartition(const DataPartition& p) override {
     return inner_->LoadPartition(p);
@@ -215,18 +214,33 @@ class CountingWorkload : public Workload {
   absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
                                           const ParameterBatch& params,
                                           ParameterBatch* grads) override {
-    const int step = ++log_->started;
-    const absl::StatusOr<double> loss = inner_->ComputeGradients(examples, params, grads);
-    absl::MutexLock lock(&log_->mu);
-    log_->step_of[grads->dense[0].data()] = step;
-    return loss;
+    return inner_->ComputeGradients(examples, params, grads);
   }
   absl::StatusOr<EvalResult> Evaluate(const PullFn& pull) override {
     return inner_->Evaluate(pull);
   }
 
  private:
-  std::unique_ptr<Workload> inner_;
+  const std::unique_ptr<Workload> inner_;
+};
+
+// The image workload, logging its gradient computations in `*log`.
+class CountingWorkload : public DelegatingWorkload {
+ public:
+  CountingWorkload(std::unique_ptr<Workload> inner, ComputeLog* log)
+      : DelegatingWorkload(std::move(inner)), log_(log) {}
+  absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
+                                          const ParameterBatch& params,
+                                          ParameterBatch* grads) override {
+    const int step = ++log_->started;
+    const absl::StatusOr<double> loss =
+        DelegatingWorkload::ComputeGradients(examples, params, grads);
+    absl::MutexLock lock(&log_->mu);
+    log_->step_of[grads->dense[0].data()] = step;
+    return loss;
+  }
+
+ private:
   ComputeLog* const log_;
 };
 
@@ -328,29 +342,18 @@ TEST_F(TrainerTest, OverlappedAsync_ComputesWhileThePushPullIsInFlight) {
 }
 
 // A workload that fails its `fail_at`th step (1-based) with DATA_LOSS.
-class FailingWorkload : public Workload {
+class FailingWorkload : public DelegatingWorkload {
  public:
   FailingWorkload(std::unique_ptr<Workload> inner, int fail_at)
-      : inner_(std::move(inner)), fail_at_(fail_at) {}
-  absl::Status Configure(const JobSpec& job) override { return inner_->Configure(job); }
-  absl::StatusOr<int64_t> LoadPartition(const DataPartition& p) override {
-    return inner_->LoadPartition(p);
-  }
-  void PlanStep(absl::Span<const int64_t> examples, ParameterBatch* batch) override {
-    inner_->PlanStep(examples, batch);
-  }
+      : DelegatingWorkload(std::move(inner)), fail_at_(fail_at) {}
   absl::StatusOr<double> ComputeGradients(absl::Span<const int64_t> examples,
                                           const ParameterBatch& params,
                                           ParameterBatch* grads) override {
     if (++steps_ == fail_at_) return absl::DataLossError("the batch file is truncated");
-    return inner_->ComputeGradients(examples, params, grads);
-  }
-  absl::StatusOr<EvalResult> Evaluate(const PullFn& pull) override {
-    return inner_->Evaluate(pull);
+    return DelegatingWorkload::ComputeGradients(examples, params, grads);
   }
 
  private:
-  const std::unique_ptr<Workload> inner_;
   const int fail_at_;
   int steps_ = 0;
 };
