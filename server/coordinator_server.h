@@ -22,7 +22,7 @@
 #include "server/coordinator/coordinator.h"
 #include "server/coordinator/shard_group.h"
 #include "server/replication/replication_log.h"
-#include "server/replication/shard_replica.h"
+#include "server/replication/replicator.h"
 #include "server/rpc/grpc_services.h"
 #include "server/server_options.h"
 #include "server/shard/parameter_shard.h"

@@ -7,7 +7,7 @@
 // Replicas (shards other than the coordinator's): the coordinator makes a
 // process its shard's primary or, when that shard's primary is alive, its
 // backup. A primary replicates every update to its backup
-// (server/replication/shard_replica.h); a backup whose primary falls silent for
+// (server/replication/replicator.h); a backup whose primary falls silent for
 // failover_after asks the coordinator to take over, and then serves workers
 // under the primary's incarnation. A primary told it was replaced (or a
 // backup told it was dropped) registers again as a backup.
@@ -33,9 +33,10 @@
 #include "proto/shard_control.grpc.pb.h"
 #include "server/checkpoint/checkpoint.h"
 #include "server/coordinator/registry_client.h"
+#include "server/replication/backup_service.h"
 #include "server/replication/failover_role.h"
 #include "server/replication/replication_log.h"
-#include "server/replication/shard_replica.h"
+#include "server/replication/replicator.h"
 #include "server/rpc/grpc_services.h"
 #include "server/server_options.h"
 #include "server/shard/parameter_shard.h"

@@ -21,7 +21,7 @@ namespace fulcrum {
 // The shard numbers an operation (Reserve) under its own lock, so sequence
 // order is admission order, and gives it its content (Put*, encoded here as
 // a ReplicaOp) right after, outside that lock. The replicator
-// (server/replication/shard_replica.h) takes filled operations in order (Take), sends
+// (server/replication/replicator.h) takes filled operations in order (Take), sends
 // them and acknowledges what the backup applied (Acknowledge); a call that
 // changed the shard waits for its sequence (AwaitSafe) before answering.
 //
