@@ -515,6 +515,7 @@ int main(int argc, char** argv) {
       "Fulcrum parameter server: serves a model shard and coordinates the job.\n"
       "Exit status: 0 stopped or done; 1 failed; 2 bad flags or job; 3 a coordinator whose\n"
       "backup took over the job (start it again with --coordinator_backup to rejoin).");
+  fulcrum::ListSecurityFlagsInHelp(__FILE__);
   absl::ParseCommandLine(argc, argv);
   return fulcrum::Run();
 }

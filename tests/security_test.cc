@@ -287,6 +287,29 @@ TEST(AuthTest, EveryRpcOfEveryService_RefusesAMissingOrWrongToken) {
   (*coordinator)->Shutdown();
 }
 
+// Each binary's --help lists the TLS and token flags they share
+// (common/rpc/security_flags.cc) beside its own.
+TEST(SecurityFlagsTest, EveryBinarysHelp_ListsTheSharedFlagsAndItsOwn) {
+  const std::string dir = TestDir("help");
+  const std::vector<std::pair<std::string, std::string>> binaries = {
+      {"server/ps_server", "--num_shards"},
+      {"worker/worker", "--data_dir"},
+      {"tools/psctl", "--json"}};
+  for (const auto& [binary, own] : binaries) {
+    Subprocess process;
+    ASSERT_TRUE(
+        process.Start({RunfilePath(binary), "--help"}, dir + "/help.out", dir + "/help.err").ok());
+    process.Wait(absl::Seconds(30)).IgnoreError();  // --help exits 1
+    const std::string help =
+        ReadFileOrEmpty(dir + "/help.out") + ReadFileOrEmpty(dir + "/help.err");
+    for (const std::string& flag :
+         {own, std::string("--tls_ca"), std::string("--tls_cert"), std::string("--tls_key"),
+          std::string("--tls_server_name"), std::string("--auth_token_file")}) {
+      EXPECT_NE(help.find(flag + " "), std::string::npos) << binary << " --help lacks " << flag;
+    }
+  }
+}
+
 TEST_F(SecurityTest, BadCredentialFiles_ClearErrors) {
   ServerSecurityOptions s;
   s.tls_cert = F("server.pem");

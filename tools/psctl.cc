@@ -289,6 +289,7 @@ int Stop() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(fulcrum::kUsage);
+  fulcrum::ListSecurityFlagsInHelp(__FILE__);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     std::fprintf(stderr, "%s\n", fulcrum::kUsage);

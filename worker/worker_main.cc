@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
       "parameter servers.");
   fulcrum::TuneMutexes();
   fulcrum::KeepFreedMemory();
+  fulcrum::ListSecurityFlagsInHelp(__FILE__);
   absl::ParseCommandLine(argc, argv);
   return fulcrum::Run();
 }

@@ -3,6 +3,8 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 ABSL_FLAG(std::string, tls_ca, "",
@@ -21,6 +23,16 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "ps_server requires it of every RPC but health.");
 
 namespace fulcrum {
+
+void ListSecurityFlagsInHelp(absl::string_view main_file) {
+  absl::FlagsUsageConfig config;
+  const std::string main(main_file);
+  config.contains_help_flags = [main](absl::string_view file) {
+    return absl::EndsWith(file, main) || absl::EndsWith(main, file) ||
+           absl::EndsWith(file, "common/rpc/security_flags.cc");
+  };
+  absl::SetFlagsUsageConfig(config);
+}
 
 absl::StatusOr<ClientSecurityOptions> ClientSecurityFromFlags() {
   ClientSecurityOptions security;

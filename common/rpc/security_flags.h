@@ -14,9 +14,15 @@
 #define FULCRUM_COMMON_RPC_SECURITY_FLAGS_H_
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/rpc/security.h"
 
 namespace fulcrum {
+
+// Makes --help list these flags with those of `main_file` (pass __FILE__):
+// Abseil lists only the flags of the file named like the program by default.
+// Call before absl::ParseCommandLine.
+void ListSecurityFlagsInHelp(absl::string_view main_file);
 
 // The flags as a client's setting, the token read from --auth_token_file.
 // The token file's error names the flag (INVALID_ARGUMENT for an empty
