@@ -423,7 +423,13 @@ class PyWorkload final : public Workload {
           pulled = pull(&batch);
         }
         Check(pulled);
-        for (size_t i = 0; i < spans_.size() && i < batch.dense.size(); ++i) {
+        if (batch.dense.size() != spans_.size()) {
+          Raise(absl::InternalError("the pulled tensors are not the workload's"));
+        }
+        for (size_t i = 0; i < spans_.size(); ++i) {
+          if (batch.dense[i].size() != spans_[i].size()) {
+            Raise(absl::InternalError("a pulled tensor's size differs from the workload's array"));
+          }
           std::copy(batch.dense[i].begin(), batch.dense[i].end(), spans_[i].begin());
         }
       });

@@ -55,6 +55,11 @@ absl::StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(
     server->options_.coordinator_address = CoordinatorToBackUp(server->options_);
   }
   if (server->options_.coordinator_address.empty()) {
+    // Known only now: --coordinator may name nothing but this process.
+    if (options.job.empty()) {
+      return absl::InvalidArgumentError(
+          "the coordinator (shard 0) needs a job (--job=FILE or --model=NAME)");
+    }
     // The coordinator: its own shard, and the job. It restores a named
     // checkpoint, or the newest in the folder, unless "none"; the other
     // shards then restore their parts of it.

@@ -49,9 +49,6 @@ absl::Status ServerOptions::Validate() const {
   }
   if (service_threads < 0) return bad("service_threads must not be negative");
   if (max_pull_wait <= absl::ZeroDuration()) return bad("max_pull_wait must be positive");
-  if (shard_index == 0 && coordinator_address.empty() && job.empty()) {
-    return bad("the coordinator (shard 0) needs a job (--job=FILE or --model=NAME)");
-  }
   return absl::OkStatus();
 }
 

@@ -22,8 +22,9 @@ struct ServerOptions {
   // same machine: no TCP stack in the way. Same credentials as the TCP port.
   std::string unix_socket;
   // The job, complete (Job::Complete; ps_server: --job or --model). Needed
-  // by the coordinator (shard 0); the other shards, and the coordinator's
-  // backup, take it from the coordinator.
+  // by the coordinator (shard 0; ParameterServer::Create refuses one
+  // without); the other shards, and the coordinator's backup, take it from
+  // the coordinator.
   Job job;
   // Rows a sparse table may hold unless its spec says (RESOURCE_EXHAUSTED
   // beyond). 2^26 rows of dim 8 with Adagrad are 4 GiB.

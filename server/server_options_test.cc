@@ -5,19 +5,11 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "server/job_spec.h"
 
 namespace fulcrum {
 namespace {
 
-// The defaults, with a job for the coordinator.
-ServerOptions WithAJob() {
-  ServerOptions options;
-  options.job = *Job::Complete(*BuiltinJob("softmax"));
-  return options;
-}
-
-TEST(ServerOptionsTest, DefaultsWithAJobValidate) { EXPECT_TRUE(WithAJob().Validate().ok()); }
+TEST(ServerOptionsTest, DefaultsValidate) { EXPECT_TRUE(ServerOptions().Validate().ok()); }
 
 TEST(ServerOptionsTest, EachBadSetting_InvalidArgumentNamingItsFlag) {
   struct Case {
@@ -37,10 +29,9 @@ TEST(ServerOptionsTest, EachBadSetting_InvalidArgumentNamingItsFlag) {
       {"--max_workers", [](ServerOptions& o) { o.max_workers = 0; }},
       {"--max_sparse_rows", [](ServerOptions& o) { o.max_sparse_rows = 0; }},
       {"--stripe_elements", [](ServerOptions& o) { o.store.stripe_elements = 0; }},
-      {"--job", [](ServerOptions& o) { o.job = Job(); }},
   };
   for (const Case& c : cases) {
-    ServerOptions options = WithAJob();
+    ServerOptions options;
     c.spoil(options);
     absl::Status s = options.Validate();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.flag;

@@ -729,6 +729,11 @@ TEST(ParameterServerTest, NoJob_CreateFailsNamingTheFlags) {
   absl::Status s = ParameterServer::Create(options).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("--job=FILE or --model=NAME"), std::string::npos) << s;
+  // Nor when --coordinator names only this process (one command for every
+  // pod of a StatefulSet): it is the coordinator then.
+  options.listen_address = "127.0.0.1:0";
+  options.coordinator_address = options.listen_address;
+  EXPECT_EQ(ParameterServer::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
   JobSpec named_only;
   named_only.set_model("resnet");
   EXPECT_EQ(Job::Complete(named_only).status().code(), absl::StatusCode::kInvalidArgument);
