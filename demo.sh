@@ -30,12 +30,22 @@ for arg in "$@"; do
   esac
 done
 
-./tools/install_deps.sh
+model=""
+for arg in "$@"; do [[ "$arg" == --model=* ]] && model="${arg#*=}"; done
+# Only what the chosen model needs is installed and built; ./test.sh
+# installs the rest.
+targets=(//server:ps_server //worker:worker //tools:psctl)
+groups=(build)
+case "$model" in
+  sparse_lr) targets+=(//tools:gen_click_data) ;;
+  linear_svm) targets+=(//tools:gen_click_data //worker/examples/linear_svm:linear_svm_worker) ;;
+  mf) targets+=(//tools:gen_ratings //worker/examples/mf:mf_worker) ;;
+  kmeans|pca|gbdt) targets+=("//worker/examples/$model:${model}_worker") ;;
+  cnn) targets+=(//python:_native.so); groups+=(python) ;;
+esac
+./tools/install_deps.sh "${groups[@]}"
 echo "demo: building (bazel, -c opt) ..."
-bazel build --noshow_progress //server:ps_server //worker:worker //tools:psctl \
-  //tools:gen_click_data //python:_native.so //worker/examples/linear_svm:linear_svm_worker \
-  //worker/examples/kmeans:kmeans_worker //worker/examples/pca:pca_worker \
-  //worker/examples/mf:mf_worker //worker/examples/gbdt:gbdt_worker //tools:gen_ratings
+bazel build --noshow_progress "${targets[@]}"
 
 extra=()
 if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]; then

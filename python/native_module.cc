@@ -18,6 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status_macros.h"
+#include "common/data/ctr.h"
+#include "common/data/line_range.h"
 #include "google/protobuf/util/json_util.h"
 #include "pybind11/numpy.h"
 #include "pybind11/pybind11.h"
@@ -210,8 +212,11 @@ class PySession {
     Call([&] { return session_->Pull(params.buffers); });
   }
 
+  // An evaluation reads rows without creating them: keys without a row
+  // read the table's initial values.
   void PullForEval(const py::dict& dense, const py::dict& sparse) {
     PyBuffers params = ToBuffers(session_->job(), dense, sparse, /*writable=*/true);
+    for (SparseBuffer& rows : params.buffers.sparse) rows.read_only = true;
     Call([&] { return session_->PullForEval(params.buffers); });
   }
 
@@ -286,6 +291,7 @@ class PyWorkload final : public Workload {
   absl::Status Configure(const JobSpec& job) override {
     py::gil_scoped_acquire gil;
     return Guard(absl::StatusCode::kFailedPrecondition, [&]() -> absl::Status {
+      job_ = job;
       py::dict params = adapter_.attr("configure")(JobJson(job));
       has_sparse_ = py::cast<bool>(adapter_.attr("has_sparse"));
       tensors_.clear();
@@ -370,10 +376,7 @@ class PyWorkload final : public Workload {
       for (const SparseRows& r : params.sparse) {
         py::array_t<uint64_t> keys(r.keys.size());
         std::copy(r.keys.begin(), r.keys.end(), keys.mutable_data());
-        py::array_t<float> values(
-            {static_cast<py::ssize_t>(r.keys.size()), static_cast<py::ssize_t>(r.dim)});
-        std::copy(r.values.begin(), r.values.end(), values.mutable_data());
-        rows[py::str(r.table)] = py::make_tuple(keys, values);
+        rows[py::str(r.table)] = py::make_tuple(keys, RowsArray(r));
       }
       py::tuple result = adapter_.attr("compute")(ExamplesArray(examples), rows);
       loss = py::cast<double>(result[0]);
@@ -413,26 +416,52 @@ class PyWorkload final : public Workload {
     py::gil_scoped_acquire gil;
     EvalResult eval;
     FULCRUM_RETURN_IF_ERROR(Guard(absl::StatusCode::kUnknown, [&]() -> absl::Status {
-      // Refreshes parameters() with the current model.
-      py::cpp_function pull_into_parameters([this, &pull] {
-        ParameterBatch batch;
-        batch.tensors = tensors_;
-        absl::Status pulled;
-        {
-          py::gil_scoped_release release;
-          pulled = pull(&batch);
-        }
-        Check(pulled);
-        if (batch.dense.size() != spans_.size()) {
-          Raise(absl::InternalError("the pulled tensors are not the workload's"));
-        }
-        for (size_t i = 0; i < spans_.size(); ++i) {
-          if (batch.dense[i].size() != spans_[i].size()) {
-            Raise(absl::InternalError("a pulled tensor's size differs from the workload's array"));
-          }
-          std::copy(batch.dense[i].begin(), batch.dense[i].end(), spans_[i].begin());
-        }
-      });
+      // Refreshes parameters() with the current model; given {table: keys},
+      // also returns {table: rows} of those keys (read only: keys without a
+      // row read the table's initial values and none is created).
+      py::cpp_function pull_into_parameters(
+          [this, &pull](py::object sparse) {
+            ParameterBatch batch;
+            batch.tensors = tensors_;
+            std::vector<std::string> tables;
+            if (!sparse.is_none()) {
+              for (const auto& [table, keys] : py::cast<py::dict>(sparse)) {
+                SparseRows rows;
+                rows.table = py::cast<std::string>(table);
+                rows.dim = static_cast<uint32_t>(TableDim(job_, rows.table));
+                if (rows.dim == 0) {
+                  Raise(absl::InvalidArgumentError(
+                      absl::StrCat("the job has no sparse table '", rows.table, "'")));
+                }
+                KeyArray k = KeyArray::ensure(keys);
+                if (!k) throw py::type_error("pull: keys must be integers");
+                rows.keys.assign(k.data(), k.data() + k.size());
+                rows.read_only = true;
+                tables.push_back(rows.table);
+                batch.sparse.push_back(std::move(rows));
+              }
+            }
+            absl::Status pulled;
+            {
+              py::gil_scoped_release release;
+              pulled = pull(&batch);
+            }
+            Check(pulled);
+            if (batch.dense.size() != spans_.size()) {
+              Raise(absl::InternalError("the pulled tensors are not the workload's"));
+            }
+            for (size_t i = 0; i < spans_.size(); ++i) {
+              if (batch.dense[i].size() != spans_[i].size()) {
+                Raise(absl::InternalError(
+                    "a pulled tensor's size differs from the workload's array"));
+              }
+              std::copy(batch.dense[i].begin(), batch.dense[i].end(), spans_[i].begin());
+            }
+            py::dict rows;
+            for (SparseRows& r : batch.sparse) rows[py::str(r.table)] = RowsArray(r);
+            return rows;
+          },
+          py::arg("sparse") = py::none());
       py::dict result = adapter_.attr("evaluate")(pull_into_parameters);
       auto number = [&](const char* key) {
         return result.contains(key) ? py::cast<double>(result[key]) : 0.0;
@@ -477,6 +506,14 @@ class PyWorkload final : public Workload {
     }
   }
 
+  // The pulled rows as a [keys, dim] array.
+  static py::array_t<float> RowsArray(const SparseRows& r) {
+    py::array_t<float> values(
+        {static_cast<py::ssize_t>(r.keys.size()), static_cast<py::ssize_t>(r.dim)});
+    std::copy(r.values.begin(), r.values.end(), values.mutable_data());
+    return values;
+  }
+
   static py::array_t<int64_t> ExamplesArray(absl::Span<const int64_t> examples) {
     py::array_t<int64_t> out(examples.size());
     std::copy(examples.begin(), examples.end(), out.mutable_data());
@@ -486,6 +523,7 @@ class PyWorkload final : public Workload {
   py::object adapter_;
   PyErrorSlot* const errors_;
   bool has_sparse_ = false;
+  JobSpec job_;                           // of the last Configure
   std::vector<TensorSpec> tensors_;       // what parameters() holds, in its order
   std::vector<py::object> params_;        // the arrays (kept alive)
   std::vector<absl::Span<float>> spans_;  // their memory
@@ -530,6 +568,43 @@ py::array_t<int64_t> ExampleOrderOf(const std::string& job_json, const py::tuple
   py::array_t<int64_t> out(order.size());
   std::copy(order.begin(), order.end(), out.mutable_data());
   return out;
+}
+
+// A vector's contents as a numpy array of `shape`, without a copy: the
+// array owns the vector.
+template <typename T>
+py::array_t<T> ArrayOwning(std::vector<T> values, std::vector<py::ssize_t> shape) {
+  auto* owned = new std::vector<T>(std::move(values));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(shape, owned->data(), free_when_done);
+}
+
+// fulcrum.datasets.ctr: partition `index` of `count` of a click log (by
+// byte range, common/data/ctr.h) as (labels [n], numeric [n, N], ids
+// [n, C]: int64, the 64 bits of each id).
+py::tuple ReadCtrPartition(const std::string& path, uint32_t index, uint32_t count,
+                           int numeric_fields, int categorical_fields) {
+  if (count == 0 || index >= count) {
+    Raise(absl::InvalidArgumentError(
+        absl::StrCat("partition ", index, " of ", count, ": need index < count")));
+  }
+  absl::StatusOr<CtrDataset> data;
+  {
+    py::gil_scoped_release release;
+    absl::StatusOr<uint64_t> size = FileSize(path);
+    if (!size.ok()) {
+      data = size.status();
+    } else {
+      data = ReadCtr(path, CtrFormat{numeric_fields, categorical_fields}, *size * index / count,
+                     *size * (index + 1) / count);
+    }
+  }
+  Check(data.status());
+  const py::ssize_t n = data->size();
+  std::vector<int64_t> ids(data->ids.begin(), data->ids.end());
+  return py::make_tuple(ArrayOwning(std::move(data->labels), {n}),
+                        ArrayOwning(std::move(data->numeric), {n, numeric_fields}),
+                        ArrayOwning(std::move(ids), {n, categorical_fields}));
 }
 
 }  // namespace
@@ -579,6 +654,8 @@ PYBIND11_MODULE(_native, m) {
       .def("report_eval", &PySession::ReportEval);
 
   m.def("example_order", &fulcrum::ExampleOrderOf);
+  m.def("read_ctr", &fulcrum::ReadCtrPartition, py::arg("path"), py::arg("index"), py::arg("count"),
+        py::arg("numeric_fields"), py::arg("categorical_fields"));
   m.def("run_worker", &fulcrum::RunPyWorker, py::arg("connection"), py::arg("adapter"),
         py::arg("metrics_port") = -1);
 }

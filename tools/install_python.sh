@@ -6,7 +6,7 @@
 # Without installing, scripts can use the checkout: PYTHONPATH=python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./tools/install_deps.sh
+./tools/install_deps.sh python
 bazel build --noshow_progress //python:_native.so
 site="$(/usr/bin/python3 -c 'import sys; print("/usr/local/lib/python%d.%d/dist-packages" % sys.version_info[:2])')"
 SUDO=""

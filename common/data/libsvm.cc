@@ -1,63 +1,27 @@
 #include "common/data/libsvm.h"
 
-#include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <numeric>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/data/line_range.h"
 
 namespace fulcrum {
-namespace {
-
-struct FileCloser {
-  void operator()(FILE* f) const { std::fclose(f); }
-};
-
-}  // namespace
-
-absl::StatusOr<uint64_t> FileSize(const std::string& path) {
-  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
-  std::fseek(f.get(), 0, SEEK_END);
-  return static_cast<uint64_t>(std::ftell(f.get()));
-}
 
 absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin, uint64_t end) {
-  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
-  std::fseek(f.get(), 0, SEEK_END);
-  const uint64_t size = std::ftell(f.get());
-  if (end == 0 || end > size) end = size;
+  absl::StatusOr<LineRange> lines = LineRange::Open(path, begin, end);
+  if (!lines.ok()) return lines.status();
   SparseDataset data;
-  if (begin >= end) return data;
-  // Start at the first line beginning at or after `begin`: step back one
-  // byte and skip to the end of that line.
-  uint64_t pos = begin;
-  if (begin > 0) {
-    std::fseek(f.get(), begin - 1, SEEK_SET);
-    int c;
-    pos = begin - 1;
-    while ((c = std::fgetc(f.get())) != EOF) {
-      ++pos;
-      if (c == '\n') break;
-    }
-  } else {
-    std::fseek(f.get(), 0, SEEK_SET);
-  }
-  char* line = nullptr;
-  size_t capacity = 0;
-  ssize_t length;
-  uint64_t line_number = 0;  // within the partition, for messages
+  absl::string_view view;
+  std::string line;  // NUL-terminated for strtod
   absl::Status error;
-  while (pos < end && (length = ::getline(&line, &capacity, f.get())) > 0) {
-    pos += length;
-    ++line_number;
-    char* p = line;
+  while (lines->Next(&view)) {
+    line.assign(view.data(), view.size());
+    const uint64_t line_number = lines->line_number();
+    const char* p = line.c_str();
     while (*p == ' ' || *p == '\t') ++p;
-    if (*p == '\n' || *p == '\r' || *p == '\0' || *p == '#') continue;
+    if (*p == '\0' || *p == '#') continue;
     char* next;
     errno = 0;
     const double label = std::strtod(p, &next);
@@ -70,7 +34,7 @@ absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin
     p = next;
     while (true) {
       while (*p == ' ' || *p == '\t') ++p;
-      if (*p == '\n' || *p == '\r' || *p == '\0' || *p == '#') break;
+      if (*p == '\0' || *p == '#') break;
       errno = 0;
       const unsigned long long index = std::strtoull(p, &next, 10);
       if (next == p || *next != ':' || errno != 0) {
@@ -92,7 +56,6 @@ absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin
     if (!error.ok()) break;
     data.offsets.push_back(data.indices.size());
   }
-  std::free(line);
   if (!error.ok()) return error;
   return data;
 }

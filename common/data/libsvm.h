@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/types/span.h"
+#include "common/data/line_range.h"  // FileSize, for partitioning
 
 namespace fulcrum {
 
@@ -29,9 +29,6 @@ struct SparseDataset {
 // malformed line.
 absl::StatusOr<SparseDataset> ReadLibsvm(const std::string& path, uint64_t begin = 0,
                                          uint64_t end = 0);
-
-// Size of a file in bytes; NOT_FOUND if it cannot be opened.
-absl::StatusOr<uint64_t> FileSize(const std::string& path);
 
 }  // namespace fulcrum
 

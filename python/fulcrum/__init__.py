@@ -218,6 +218,9 @@ class Session:
         _call(self._session.push, grads, sparse or {}, examples, loss)
 
     def pull_for_eval(self, params: Dense, sparse: Optional[Sparse] = None) -> None:
+        """Reads the current parameters for an evaluation (no clocks to wait
+        for). Sparse keys without a row read the table's initial values; no
+        row is created."""
         _call(self._session.pull_for_eval, params, sparse or {})
 
     def complete(self, task: Task) -> None:
@@ -278,10 +281,13 @@ class Workload:
         of a step on ``examples`` (positions in the partition)."""
         raise NotImplementedError
 
-    def evaluate(self, pull: Callable[[], None]) -> dict:
-        """Evaluates after calling ``pull()`` (which refreshes
-        ``parameters()``): {"accuracy": ..., "loss": ..., "auc": ...,
-        "metrics": {name: value}} (every key optional)."""
+    def evaluate(self, pull: Callable[..., Sparse]) -> dict:
+        """Evaluates after calling ``pull()``, which refreshes
+        ``parameters()``; ``pull({table: uint64 keys})`` also returns
+        ``{table: float32 rows}`` of those keys (keys without a row read the
+        table's initial values; none is created). Returns {"accuracy": ...,
+        "loss": ..., "auc": ..., "metrics": {name: value}} (every key
+        optional)."""
         raise NotImplementedError
 
 
@@ -310,7 +316,7 @@ class _LoopAdapter:
         loss, grads, sparse_grads = self.workload.compute_gradients(examples, rows)
         return float(loss), grads, sparse_grads or {}
 
-    def evaluate(self, pull: Callable[[], None]) -> dict:
+    def evaluate(self, pull: Callable[..., Sparse]) -> dict:
         return self.workload.evaluate(pull)
 
 

@@ -1,9 +1,12 @@
-"""Data sets the examples train on, read with numpy alone."""
+"""Data sets the examples train on: Fashion-MNIST (read with numpy) and
+click logs in Criteo's format (read by the C++ reader the workers share)."""
 
 import gzip
 import os
 
 import numpy as np
+
+import fulcrum
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
@@ -31,3 +34,16 @@ def fashion_mnist(split: str = "train", data_dir: str = FASHION_MNIST_DIR):
         raise ValueError(f"{prefix}: {len(images)} images but {len(labels)} labels")
     mean, std = 0.2860, 0.3530  # of Fashion-MNIST's training images
     return ((images - mean) / std)[:, None, :, :], labels
+
+
+def ctr(path: str, partition=None, numeric_fields: int = 13, categorical_fields: int = 26):
+    """A click log in Criteo's text format (tools/gen_ctr_data writes one):
+    (labels float32 [n], numeric float32 [n, numeric_fields] as written,
+    ids int64 [n, categorical_fields]). ``partition`` = (index, count) reads
+    only that share of the file, cut by byte range (each line in exactly one
+    share), as workers read theirs; None reads it whole. Raises
+    fulcrum.FulcrumError naming the file and line of a malformed line."""
+    index, count = partition if partition is not None else (0, 1)
+    return fulcrum._call(
+        fulcrum._native.read_ctr, path, index, count, numeric_fields, categorical_fields
+    )
