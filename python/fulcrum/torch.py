@@ -330,11 +330,14 @@ def rows_from(session: "fulcrum.Session"):
 
 
 Inputs = Union[torch.Tensor, Sequence[torch.Tensor]]
+Examples = Tuple[Inputs, torch.Tensor]
 
 
 class ModuleWorkload(fulcrum.Workload):
-    """Trains ``module`` on a partition of ``(inputs, targets)``: partition i
-    of n is the i-th contiguous n-th of the examples. ``inputs`` is a tensor,
+    """Trains ``module`` on ``data``: ``(inputs, targets)``, of which partition
+    i of n is the i-th contiguous n-th of the examples, or a function
+    ``data(partition) -> (inputs, targets)`` that loads a partition's
+    examples itself (e.g. its byte range of a file). ``inputs`` is a tensor,
     or a tuple of tensors the module takes as its arguments (e.g. numeric
     features and ids). ``loss_fn(output, targets)`` gives the mean loss;
     ``evaluate(module)`` returns a dict with "accuracy" (and optionally
@@ -344,17 +347,15 @@ class ModuleWorkload(fulcrum.Workload):
     def __init__(
         self,
         module: torch.nn.Module,
-        data: Tuple[Inputs, torch.Tensor],
+        data: Union[Examples, Callable[[fulcrum.Partition], Examples]],
         *,
         loss_fn: Callable = F.cross_entropy,
         evaluate: Optional[Callable[[torch.nn.Module], dict]] = None,
     ):
         self.module = module
-        inputs, self.targets = data
-        self.inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
-        for x in self.inputs:
-            if len(x) != len(self.targets):
-                raise ValueError(f"{len(x)} inputs but {len(self.targets)} targets")
+        self.load = data if callable(data) else None
+        if self.load is None:
+            self._set_examples(data)
         self.loss_fn = loss_fn
         self.evaluate_fn = evaluate
         self.named = {n: p for n, p in module.named_parameters() if p.requires_grad}
@@ -366,6 +367,8 @@ class ModuleWorkload(fulcrum.Workload):
         # it.
         self.params = {n: p.detach().numpy() for n, p in self.named.items()}
         self.begin = 0
+        self.inputs: Tuple[torch.Tensor, ...] = ()
+        self.targets = torch.empty(0)
         # The calls each table gets in one forward pass (learnt from the
         # first key pass, which runs the whole forward), and the batch and
         # distinct keys of the step being planned.
@@ -389,7 +392,19 @@ class ModuleWorkload(fulcrum.Workload):
                     f"embedding_dim is {m.embedding_dim}: was the job made from another module?"
                 )
 
+    def _set_examples(self, data: Examples) -> None:
+        inputs, self.targets = data
+        self.inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+        for x in self.inputs:
+            if len(x) != len(self.targets):
+                raise ValueError(f"{len(x)} inputs but {len(self.targets)} targets")
+
     def load_partition(self, partition: fulcrum.Partition) -> int:
+        self.step_examples = None
+        if self.load is not None:
+            self._set_examples(self.load(partition))
+            self.begin = 0
+            return len(self.targets)
         n = len(self.targets)
         self.begin = n * partition.index // partition.count
         end = n * (partition.index + 1) // partition.count
@@ -451,7 +466,7 @@ class ModuleWorkload(fulcrum.Workload):
 
 def train(
     module: torch.nn.Module,
-    data: Tuple[Inputs, torch.Tensor],
+    data: Union[Examples, Callable[[fulcrum.Partition], Examples]],
     *,
     loss_fn: Callable = F.cross_entropy,
     evaluate: Optional[Callable[[torch.nn.Module], dict]] = None,
@@ -477,3 +492,36 @@ def accuracy(module: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         correct += int((out.argmax(dim=1) == y).sum())
         loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
     return {"accuracy": correct / len(inputs), "loss": loss_sum / len(inputs)}
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The area under the ROC curve of ``scores`` for 0/1 ``labels`` (ties
+    count half): the chance a random positive outscores a random negative."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1) > 0.5
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        raise ValueError("AUC needs both positive and negative labels")
+    order = np.argsort(scores, kind="mergesort")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)  # 1-based, ties averaged
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def binary_metrics(module: torch.nn.Module, inputs: Inputs, targets: torch.Tensor,
+                   chunk: int = 8192) -> dict:
+    """{"auc", "loss", "accuracy"} of a module giving one logit per example,
+    on (inputs, 0/1 targets); ``inputs`` as ModuleWorkload's."""
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    logits = []
+    for start in range(0, len(targets), chunk):
+        logits.append(module(*(x[start : start + chunk] for x in inputs)).reshape(-1))
+    logit = torch.cat(logits)
+    y = targets.to(torch.float32).reshape(-1)
+    return {
+        "auc": auc(logit.numpy(), y.numpy()),
+        "loss": float(F.binary_cross_entropy_with_logits(logit, y)),
+        "accuracy": float(((logit > 0).to(torch.float32) == y).to(torch.float32).mean()),
+    }
