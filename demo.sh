@@ -5,9 +5,11 @@
 # Models: softmax and mlp on Fashion-MNIST; sparse_lr on generated click
 # data; the learners of worker/examples/: linear_svm (click data), kmeans,
 # pca and gbdt (Fashion-MNIST), mf (generated ratings); cnn, a PyTorch CNN
-# trained by Python workers (python/examples/cnn.py).
+# trained by Python workers (python/examples/cnn.py); dlrm, a PyTorch DLRM
+# whose embedding tables live on the servers, on generated click logs
+# (python/examples/dlrm.py).
 #
-#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|pca|mf|gbdt|cnn]
+#   ./demo.sh [--model=softmax|mlp|sparse_lr|linear_svm|kmeans|pca|mf|gbdt|cnn|dlrm]
 #             [--mode=sync|async|ssp:S] [--workers=N] [--ps=N]
 #             [--epochs=E] [--optimizer=NAME] [--learning_rate=LR]
 #             [--batch_size=B] [--seed=S] [--port=P]
@@ -42,6 +44,7 @@ case "$model" in
   mf) targets+=(//tools:gen_ratings //worker/examples/mf:mf_worker) ;;
   kmeans|pca|gbdt) targets+=("//worker/examples/$model:${model}_worker") ;;
   cnn) targets+=(//python:_native.so); groups+=(python) ;;
+  dlrm) targets+=(//python:_native.so //tools:gen_ctr_data); groups+=(python) ;;
 esac
 ./tools/install_deps.sh "${groups[@]}"
 echo "demo: building (bazel, -c opt) ..."
@@ -80,11 +83,25 @@ for learner in linear_svm kmeans pca mf gbdt; do
       "${extra[@]}"
   fi
 done
-if [[ " $* " == *" --model=cnn "* ]]; then
+if [[ "$model" == cnn || "$model" == dlrm ]]; then
   # A PyTorch model: its job file is made from the module (fulcrum.torch),
-  # and the workers are Python processes. Async, 5 epochs by default.
+  # and the workers are Python processes. Async; cnn trains 5 epochs, dlrm
+  # one (a click model overfits in a second).
   mkdir -p .demo-data
-  args=(--mode=async --epochs=5)
+  epochs=5
+  worker=(/usr/bin/python3 "python/examples/$model.py")
+  if [[ "$model" == dlrm ]]; then
+    # Criteo-shaped click logs (1,000,000 examples, 26 id fields), made once.
+    data=".demo-data/ctr"
+    if [[ ! -s "$data/true_auc.txt" ]]; then
+      echo "demo: generating click logs in $data ..."
+      bazel-bin/tools/gen_ctr_data --out_dir="$data" >/dev/null
+    fi
+    echo "demo: the true model's test AUC (the best any model can do): $(cat "$data/true_auc.txt")"
+    epochs=1
+    worker+=(--data_dir="$data")
+  fi
+  args=(--mode=async --epochs="$epochs")
   workers=2
   for arg in "$@"; do
     case "$arg" in
@@ -93,13 +110,12 @@ if [[ " $* " == *" --model=cnn "* ]]; then
       *) args+=("$arg") ;;
     esac
   done
-  epochs=5
   for arg in "${args[@]}"; do [[ "$arg" == --epochs=* ]] && epochs="${arg#*=}"; done
   mode=async
   for arg in "${args[@]}"; do [[ "$arg" == --mode=* ]] && mode="${arg#*=}"; done
-  /usr/bin/python3 python/examples/cnn.py --write_job=.demo-data/cnn.json \
+  "${worker[@]}" --write_job=".demo-data/$model.json" \
     --epochs="$epochs" --workers="$workers" --mode="${mode%%:*}"
-  exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo --job=.demo-data/cnn.json \
-    --worker_cmd="/usr/bin/python3 python/examples/cnn.py" "${args[@]}"
+  exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo --job=".demo-data/$model.json" \
+    --worker_cmd="${worker[*]}" "${args[@]}"
 fi
 exec deploy/local_cluster.sh --bin=bazel-bin --run_dir=.demo "$@" "${extra[@]}"

@@ -74,6 +74,15 @@ def loss_fn(logits, labels):
     return nn.functional.binary_cross_entropy_with_logits(logits, labels)
 
 
+def evaluate(model, inputs, labels, true_auc=None):
+    """The test AUC, loss and accuracy; with the generator's true AUC as a
+    named metric beside them, so the result line shows both."""
+    result = fulcrum.torch.binary_metrics(model, inputs, labels)
+    if true_auc is not None:
+        result["metrics"] = {"true_auc": true_auc}
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--coordinator", default="127.0.0.1:50051")
@@ -85,7 +94,7 @@ def main():
     parser.add_argument("--mode", default="ASYNC", help="ASYNC, SYNC or SSP")
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--partitions_per_epoch", type=int, default=0, help="0: 8 per worker")
-    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam's, dense layers")
+    parser.add_argument("--learning_rate", type=float, default=3e-3, help="Adam's, dense layers")
     parser.add_argument("--table_learning_rate", type=float, default=0.05,
                         help="Adagrad's, embedding tables")
     parser.add_argument("--test_examples", type=int, default=0, help="0: the whole test file")
@@ -113,6 +122,10 @@ def main():
         return
 
     train_file = os.path.join(args.data_dir, "train.tsv")
+    true_auc = None
+    if os.path.exists(os.path.join(args.data_dir, "true_auc.txt")):
+        with open(os.path.join(args.data_dir, "true_auc.txt")) as f:
+            true_auc = float(f.read())
     test_inputs, test_labels = read(os.path.join(args.data_dir, "test.tsv"))
     if args.test_examples:
         test_inputs = tuple(x[: args.test_examples] for x in test_inputs)
@@ -121,7 +134,7 @@ def main():
         model,
         lambda p: read(train_file, (p.index, p.count)),
         loss_fn=loss_fn,
-        evaluate=lambda m: fulcrum.torch.binary_metrics(m, test_inputs, test_labels),
+        evaluate=lambda m: evaluate(m, test_inputs, test_labels, true_auc),
         coordinator=args.coordinator,
         worker_name=args.worker_name,
     )
