@@ -353,6 +353,8 @@ class ModuleWorkload(fulcrum.Workload):
         evaluate: Optional[Callable[[torch.nn.Module], dict]] = None,
     ):
         self.module = module
+        self.inputs: Tuple[torch.Tensor, ...] = ()
+        self.targets = torch.empty(0)
         self.load = data if callable(data) else None
         if self.load is None:
             self._set_examples(data)
@@ -367,8 +369,6 @@ class ModuleWorkload(fulcrum.Workload):
         # it.
         self.params = {n: p.detach().numpy() for n, p in self.named.items()}
         self.begin = 0
-        self.inputs: Tuple[torch.Tensor, ...] = ()
-        self.targets = torch.empty(0)
         # The calls each table gets in one forward pass (learnt from the
         # first key pass, which runs the whole forward), and the batch and
         # distinct keys of the step being planned.

@@ -1,5 +1,6 @@
 """The README's "Your own model" workers: each is quoted there verbatim, and
-each learns y = 2x + 1 through a real ps_server."""
+each learns what it should through a real ps_server (y = 2x + 1; the
+two-tower model's hidden clicks)."""
 
 import os
 import re
@@ -24,7 +25,8 @@ def _fit(output):
 
 def test_readme_quotes_both_workers_verbatim():
     readme = _read("README.md")
-    for example in ("worker/examples/hello/hello_worker.cc", "python/examples/hello.py"):
+    for example in ("worker/examples/hello/hello_worker.cc", "python/examples/hello.py",
+                    "python/examples/two_tower.py"):
         assert _read(example).strip() in readme, example + " is not quoted in README.md"
 
 
@@ -50,3 +52,17 @@ def test_python_hello_worker_learns_the_line(start_server, tmp_path):
     w, b = _fit(out.stdout)
     assert abs(w - 2) < 0.05 and abs(b - 1) < 0.05, out.stdout
     assert server.process.wait(timeout=30) == 0, server.log()
+
+
+def test_two_tower_embeddings_learn_the_hidden_clicks(start_server, tmp_path):
+    script = os.path.join(ROOT, "python", "examples", "two_tower.py")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    job = tmp_path / "two_tower.json"
+    subprocess.run([sys.executable, script, "--write_job=" + str(job)], check=True, env=env)
+    server = start_server(job.read_text(), ["--exit_when_done"], suffix=".json")
+    out = subprocess.run([sys.executable, script, server.address], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert server.process.wait(timeout=30) == 0, server.log()
+    match = re.search(r"^result: .*test_auc=([0-9.]+)", server.output(), re.M)
+    assert match and float(match.group(1)) > 0.95, server.output()
