@@ -7,15 +7,18 @@ PyTorch users train it on one machine.
 
     bench/dlrm_torch.py --data_dir=.demo-data/ctr [--epochs=1 --batch_size=512]
 
-Prints one line per evaluation: "eval: seconds=S examples=N test_auc=A" (S
-counts training only, from the first step; building the vocabulary and
-evaluating are reported apart), and a last "result:" line.
+Prints one line per evaluation: "eval: seconds=S wall=W examples=N
+test_auc=A" (S counts training steps only; W is the wall time since the
+process started: reading the logs, building the vocabulary and the
+evaluations included), and a last "result:" line.
 """
 
 import argparse
 import os
 import sys
 import time
+
+PROCESS_START = time.time()
 
 import numpy as np
 import torch
@@ -97,7 +100,8 @@ def main():
                 with torch.no_grad():
                     m = fulcrum.torch.binary_metrics(model, (test_numeric, test_rows), test_labels)
                 best = max(best, m["auc"])
-                print(f"eval: seconds={trained:.1f} examples={examples} test_auc={m['auc']:.4f} "
+                print(f"eval: seconds={trained:.1f} wall={time.time() - PROCESS_START:.1f} "
+                      f"examples={examples} test_auc={m['auc']:.4f} "
                       f"test_loss={m['loss']:.4f} examples_per_second={examples / trained:.0f}",
                       flush=True)
     print(f"result: best_test_auc={best:.4f} examples_per_second={examples / trained:.0f}")
