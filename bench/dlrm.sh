@@ -18,7 +18,8 @@ data=.demo-data/ctr
 echo "true model's test AUC: $(cat "$data/true_auc.txt")"
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
-/usr/bin/python3 python/examples/dlrm.py --write_job="$dir/dlrm.json"
+# Four evaluations in the pass, as the baseline's.
+/usr/bin/python3 python/examples/dlrm.py --write_job="$dir/dlrm.json" --evals_per_pass=4
 for run in $(seq "$runs"); do
   start=$(date +%s.%N)
   # The baseline at its fastest here: one thread, and OpenBLAS's pool cut
@@ -35,10 +36,15 @@ for run in $(seq "$runs"); do
   while [[ ! -s "$dir/port" ]]; do sleep 0.05; done
   for w in 0 1; do
     /usr/bin/python3 python/examples/dlrm.py --coordinator="127.0.0.1:$(cat "$dir/port")" \
-      --data_dir="$data" --worker_name="w$w" >"$dir/w$w.log" 2>&1 &
+      --data_dir="$data" --worker_name="w$w" --evals_per_pass=4 >"$dir/w$w.log" 2>&1 &
   done
   wait
   rm -f "$dir/port"
   wall=$(echo "$(date +%s.%N) - $start" | bc)
-  echo "run $run fulcrum: wall=${wall}s $(grep '^result:' "$dir/ps.out")"
+  # Each evaluation's time since the start, from the coordinator's log.
+  evals=$(grep 'evaluation after epoch' "$dir/ps.err" | while read -r line; do
+    t=$(date -d "$(awk '{print $2}' <<<"$line")" +%s.%N)
+    printf 'wall=%.1f %s; ' "$(echo "$t - $start" | bc)" "$(grep -o 'test_auc=[0-9.]*' <<<"$line")"
+  done)
+  echo "run $run fulcrum: wall=${wall}s $evals $(grep '^result:' "$dir/ps.out")"
 done

@@ -70,6 +70,13 @@ def read(path, partition=None):
     return (torch.from_numpy(numeric), torch.from_numpy(ids)), torch.from_numpy(labels)
 
 
+def chunk(partition, evals_per_pass):
+    """The share of the log a partition reads: with k evaluations a pass,
+    epoch e of the job trains the (e mod k)-th k-th of the log."""
+    k = evals_per_pass
+    return ((partition.epoch % k) * partition.count + partition.index, k * partition.count)
+
+
 def loss_fn(logits, labels):
     return nn.functional.binary_cross_entropy_with_logits(logits, labels)
 
@@ -89,7 +96,10 @@ def main():
     parser.add_argument("--write_job", help="write the job file here and exit")
     parser.add_argument("--data_dir", default=".demo-data/ctr",
                         help="train.tsv and test.tsv (tools/gen_ctr_data)")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the training log")
+    parser.add_argument("--evals_per_pass", type=int, default=1,
+                        help="evaluate this many times a pass: a job epoch is then this share of "
+                        "the log (give the job and its workers the same)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mode", default="ASYNC", help="ASYNC, SYNC or SSP")
     parser.add_argument("--batch_size", type=int, default=512)
@@ -113,7 +123,7 @@ def main():
             model="dlrm",
             mode=args.mode.upper(),
             optimizer={"kind": "ADAM", "learning_rate": args.learning_rate},
-            epochs=args.epochs,
+            epochs=args.epochs * args.evals_per_pass,
             batch_size=args.batch_size,
             partitions_per_epoch=args.partitions_per_epoch or 8 * args.workers,
             num_workers=args.workers,
@@ -132,7 +142,7 @@ def main():
         test_labels = test_labels[: args.test_examples]
     fulcrum.torch.train(
         model,
-        lambda p: read(train_file, (p.index, p.count)),
+        lambda p: read(train_file, chunk(p, args.evals_per_pass)),
         loss_fn=loss_fn,
         evaluate=lambda m: evaluate(m, test_inputs, test_labels, true_auc),
         coordinator=args.coordinator,
