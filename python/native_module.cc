@@ -417,14 +417,15 @@ class PyWorkload final : public Workload {
     EvalResult eval;
     FULCRUM_RETURN_IF_ERROR(Guard(absl::StatusCode::kUnknown, [&]() -> absl::Status {
       // Refreshes parameters() with the current model; given {table: keys},
-      // also returns {table: rows} of those keys (read only: keys without a
-      // row read the table's initial values and none is created).
+      // reads only those rows instead and returns {table: rows} (read only:
+      // keys without a row read the table's initial values, none is
+      // created).
       py::cpp_function pull_into_parameters(
           [this, &pull](py::object sparse) {
             ParameterBatch batch;
-            batch.tensors = tensors_;
-            std::vector<std::string> tables;
-            if (!sparse.is_none()) {
+            if (sparse.is_none()) {
+              batch.tensors = tensors_;
+            } else {
               for (const auto& [table, keys] : py::cast<py::dict>(sparse)) {
                 SparseRows rows;
                 rows.table = py::cast<std::string>(table);
@@ -437,7 +438,6 @@ class PyWorkload final : public Workload {
                 if (!k) throw py::type_error("pull: keys must be integers");
                 rows.keys.assign(k.data(), k.data() + k.size());
                 rows.read_only = true;
-                tables.push_back(rows.table);
                 batch.sparse.push_back(std::move(rows));
               }
             }
@@ -447,10 +447,10 @@ class PyWorkload final : public Workload {
               pulled = pull(&batch);
             }
             Check(pulled);
-            if (batch.dense.size() != spans_.size()) {
+            if (batch.dense.size() != batch.tensors.size()) {
               Raise(absl::InternalError("the pulled tensors are not the workload's"));
             }
-            for (size_t i = 0; i < spans_.size(); ++i) {
+            for (size_t i = 0; i < batch.dense.size(); ++i) {
               if (batch.dense[i].size() != spans_[i].size()) {
                 Raise(absl::InternalError(
                     "a pulled tensor's size differs from the workload's array"));

@@ -283,9 +283,9 @@ class Workload:
 
     def evaluate(self, pull: Callable[..., Sparse]) -> dict:
         """Evaluates after calling ``pull()``, which refreshes
-        ``parameters()``; ``pull({table: uint64 keys})`` also returns
-        ``{table: float32 rows}`` of those keys (keys without a row read the
-        table's initial values; none is created). Returns {"accuracy": ...,
+        ``parameters()``; ``pull({table: uint64 keys})`` instead reads those
+        rows and returns ``{table: float32 rows}`` (keys without a row read
+        the table's initial values; none is created). Returns {"accuracy": ...,
         "loss": ..., "auc": ..., "metrics": {name: value}} (every key
         optional)."""
         raise NotImplementedError

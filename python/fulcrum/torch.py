@@ -386,8 +386,8 @@ class ModuleWorkload(fulcrum.Workload):
         self.params = {n: p.detach().numpy() for n, p in self.named.items()}
         self.begin = 0
         # The calls each table gets in one forward pass (learnt from the
-        # first key pass, which runs the whole forward), and the batch and
-        # distinct keys of the step being planned.
+        # first key pass, which runs the whole forward), and the examples
+        # and batch of the step being planned.
         self.calls_per_pass: Optional[Dict[str, int]] = None
         self.step_examples: Optional[np.ndarray] = None
         self.step_batch: Tuple[torch.Tensor, ...] = ()
