@@ -51,7 +51,7 @@ echo "demo: building (bazel, -c opt) ..."
 bazel build --noshow_progress "${targets[@]}"
 
 extra=()
-if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]; then
+if [[ "$model" == sparse_lr || "$model" == linear_svm ]]; then
   # Synthetic click data (200,000 examples over 2^20 features), made once.
   data=".demo-data/click"
   if [[ ! -s "$data/true_auc.txt" ]]; then
@@ -61,7 +61,7 @@ if [[ " $* " == *" --model=sparse_lr "* || " $* " == *" --model=linear_svm "* ]]
   echo "demo: the true model's test AUC (the best any learner can do): $(cat "$data/true_auc.txt")"
   extra=(--train_file="$data/train.libsvm" --test_file="$data/test.libsvm")
 fi
-if [[ " $* " == *" --model=mf "* ]]; then
+if [[ "$model" == mf ]]; then
   # Low-rank ratings with known noise (1,000 users x 1,000 items), made once.
   data=".demo-data/ratings"
   if [[ ! -s "$data/noise_floor.txt" ]]; then
@@ -72,7 +72,7 @@ if [[ " $* " == *" --model=mf "* ]]; then
   extra=(--train_file="$data/train.tsv" --test_file="$data/test.tsv")
 fi
 for learner in linear_svm kmeans pca mf gbdt; do
-  if [[ " $* " == *" --model=$learner "* ]]; then
+  if [[ "$model" == "$learner" ]]; then
     # A learner Fulcrum does not build in: its own job file and worker
     # program, in worker/examples/.
     args=()
