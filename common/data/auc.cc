@@ -1,14 +1,25 @@
 #include "common/data/auc.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace fulcrum {
 
 absl::StatusOr<double> Auc(absl::Span<const double> scores, absl::Span<const uint8_t> labels) {
   if (scores.size() != labels.size()) {
     return absl::InvalidArgumentError("scores and labels differ in length");
+  }
+  for (size_t i = 0; i < scores.size(); ++i) {
+    // NaN compares unequal to itself: it would break the sort and the tie
+    // loop below, which never ended on one.
+    if (!std::isfinite(scores[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("score ", i, " is ", scores[i], ": a diverged model has no AUC"));
+    }
   }
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);

@@ -11,7 +11,8 @@ namespace fulcrum {
 
 // Area under the ROC curve of `scores` for binary `labels` (ties count
 // half): the chance that a random positive scores above a random negative.
-// INVALID_ARGUMENT if sizes differ or one class is missing.
+// INVALID_ARGUMENT if sizes differ, one class is missing or a score is not
+// finite (a diverged model's NaN).
 absl::StatusOr<double> Auc(absl::Span<const double> scores, absl::Span<const uint8_t> labels);
 
 }  // namespace fulcrum
