@@ -26,7 +26,8 @@ def _fit(output):
 def test_readme_quotes_both_workers_verbatim():
     readme = _read("README.md")
     for example in ("worker/examples/hello/hello_worker.cc", "python/examples/hello.py",
-                    "python/examples/two_tower.py"):
+                    "python/examples/two_tower.py",
+                    "worker/examples/hello/embedding_worker.cc"):
         assert _read(example).strip() in readme, example + " is not quoted in README.md"
 
 
@@ -37,6 +38,18 @@ def test_cpp_hello_worker_learns_the_line(start_server):
     assert out.returncode == 0, out.stderr
     w, b = _fit(out.stdout)
     assert abs(w - 2) < 0.05 and abs(b - 1) < 0.05, out.stdout
+    assert server.process.wait(timeout=30) == 0, server.log()
+
+
+def test_cpp_embedding_worker_learns_a_value_per_id(start_server):
+    server = start_server(_read("worker/examples/hello/embedding.textproto"), ["--exit_when_done"])
+    out = subprocess.run([_binary("worker/examples/hello/embedding_worker"), server.address],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    match = re.search(r"rows=(-?[0-9.]+) (-?[0-9.]+) (-?[0-9.]+)", out.stdout)
+    assert match, out.stdout
+    rows = [float(v) for v in match.groups()]
+    assert all(abs(r - t) < 0.05 for r, t in zip(rows, [1, -2, 3])), out.stdout
     assert server.process.wait(timeout=30) == 0, server.log()
 
 
