@@ -17,6 +17,23 @@
 namespace fulcrum {
 namespace {
 
+// A label value in the exposition format: backslash, quote and newline
+// escaped.
+std::string EscapeLabel(absl::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string FormatValue(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
@@ -100,6 +117,19 @@ void MetricsRegistry::AddCallbackGauge(const std::string& name, const std::strin
   entries_.push_back(std::move(e));
 }
 
+void MetricsRegistry::AddCallbackFamily(const std::string& name, const std::string& help,
+                                        const std::string& type, const std::string& label,
+                                        std::function<LabeledValues()> read) {
+  auto e = std::make_unique<Entry>();
+  e->name = name;
+  e->help = help;
+  e->type = type;
+  e->label = label;
+  e->family = std::move(read);
+  absl::MutexLock lock(&mu_);
+  entries_.push_back(std::move(e));
+}
+
 Histogram* MetricsRegistry::AddHistogram(const std::string& name, const std::string& help,
                                          std::vector<double> bounds) {
   auto e = std::make_unique<Entry>();
@@ -125,6 +155,11 @@ std::string MetricsRegistry::Render() const {
       absl::StrAppend(&out, e->name, " ", FormatValue(e->gauge->value()), "\n");
     } else if (e->callback) {
       absl::StrAppend(&out, e->name, " ", FormatValue(e->callback()), "\n");
+    } else if (e->family) {
+      for (const auto& [value, number] : e->family()) {
+        absl::StrAppend(&out, e->name, "{", e->label, "=\"", EscapeLabel(value), "\"} ",
+                        FormatValue(number), "\n");
+      }
     } else if (e->histogram) {
       const Histogram::Snapshot s = e->histogram->snapshot();
       for (size_t i = 0; i < s.bounds.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -78,6 +79,11 @@ class MetricsRegistry {
                         std::function<double()> read);
   Histogram* AddHistogram(const std::string& name, const std::string& help,
                           std::vector<double> bounds);
+  // A family of values read at scrape time, one series per value of
+  // `label` (e.g. name{table="emb"}); `type` is "gauge" or "counter".
+  using LabeledValues = std::vector<std::pair<std::string, double>>;
+  void AddCallbackFamily(const std::string& name, const std::string& help, const std::string& type,
+                         const std::string& label, std::function<LabeledValues()> read);
 
   // Every metric in the text exposition format.
   std::string Render() const;
@@ -90,6 +96,8 @@ class MetricsRegistry {
     std::unique_ptr<Counter> counter;
     std::unique_ptr<Gauge> gauge;
     std::function<double()> callback;
+    std::string label;
+    std::function<LabeledValues()> family;
     std::unique_ptr<Histogram> histogram;
   };
   mutable absl::Mutex mu_;

@@ -1,5 +1,6 @@
 #include "server/job_spec.h"
 
+#include <cmath>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -49,6 +50,38 @@ constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
 constexpr uint32_t kMaxTableDim = 1 << 16;
 constexpr uint32_t kMaxPartitionsPerEpoch = 1 << 20;
 
+// A sparse table's admission and eviction, as the job file gives them.
+absl::Status ValidateLifecycle(const SparseTableSpec& t, const std::string& field) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".", what, " ('", t.name(), "')"));
+  };
+  const FeatureAdmission& a = t.admission();
+  if (!(a.probability() >= 0 && a.probability() <= 1)) {
+    return bad(
+        absl::StrCat("admission.probability is ", a.probability(), ": it must be in (0, 1]"));
+  }
+  if (a.probability() > 0 && a.min_count() > 1) {
+    return bad("admission: give min_count or probability, not both");
+  }
+  if (a.counter() == FeatureAdmission::COUNTING_BLOOM) {
+    if (a.min_count() > 255) {
+      return bad(absl::StrCat("admission.min_count is ", a.min_count(),
+                              ": a COUNTING_BLOOM counts to 255"));
+    }
+    if (a.bloom_hashes() > 16) return bad("admission.bloom_hashes must be at most 16");
+    if (a.bloom_cells() > (uint64_t{1} << 34)) {
+      return bad("admission.bloom_cells must be at most 2^34 (16 GiB)");
+    }
+  }
+  if (a.max_counters() > (uint64_t{1} << 32)) return bad("admission.max_counters is over 2^32");
+  const FeatureEviction& e = t.eviction();
+  if (!(e.ttl_seconds() >= 0) || !std::isfinite(e.ttl_seconds())) {
+    return bad(absl::StrCat("eviction.ttl_seconds is ", e.ttl_seconds(),
+                            ": it must be a non-negative number"));
+  }
+  return absl::OkStatus();
+}
+
 // INVALID_ARGUMENT naming the first field that is wrong (Job::Complete
 // lists the checks).
 absl::Status ValidateJobSpec(const JobSpec& job) {
@@ -92,6 +125,7 @@ absl::Status ValidateJobSpec(const JobSpec& job) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".dim is ", t.dim(), ": it must be in [1, 65536] ('", t.name(), "')"));
     }
+    FULCRUM_RETURN_IF_ERROR(ValidateLifecycle(t, field));
   }
   if (job.partitions_per_epoch() > kMaxPartitionsPerEpoch) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -102,6 +102,38 @@ void ShardServer::BuildService() {
                              [shard] { return double(shard->stats().pushes); });
   metrics_->AddCallbackGauge("fulcrum_shard_pulls", "Pulls this shard served.",
                              [shard] { return double(shard->stats().pulls); });
+  // Per sparse table: its size and the life of its features.
+  struct TableMetric {
+    const char* name;
+    const char* help;
+    const char* type;
+    double (*read)(const SparseTableStatus&);
+  };
+  static constexpr TableMetric kTableMetrics[] = {
+      {"fulcrum_table_rows", "Rows a sparse table holds on this shard.", "gauge",
+       [](const SparseTableStatus& t) { return double(t.rows()); }},
+      {"fulcrum_table_bytes", "Row storage (values and slots) of a sparse table.", "gauge",
+       [](const SparseTableStatus& t) { return double(t.bytes()); }},
+      {"fulcrum_table_admitted_total", "Ids given a row by admission.", "counter",
+       [](const SparseTableStatus& t) { return double(t.admitted()); }},
+      {"fulcrum_table_refused_total", "Ids whose gradients were dropped for want of a row.",
+       "counter", [](const SparseTableStatus& t) { return double(t.refused()); }},
+      {"fulcrum_table_evicted_total", "Rows evicted (TTL or a full table).", "counter",
+       [](const SparseTableStatus& t) { return double(t.evicted()); }},
+      {"fulcrum_table_counter_bytes", "Memory of a table's admission counters.", "gauge",
+       [](const SparseTableStatus& t) { return double(t.counter_bytes()); }},
+  };
+  if (!shard->SparseStatus().empty()) {
+    for (const TableMetric& m : kTableMetrics) {
+      metrics_->AddCallbackFamily(m.name, m.help, m.type, "table", [shard, read = m.read] {
+        MetricsRegistry::LabeledValues values;
+        for (const SparseTableStatus& t : shard->SparseStatus()) {
+          values.emplace_back(t.name(), read(t));
+        }
+        return values;
+      });
+    }
+  }
   parameter_service_ = std::make_unique<ParameterServiceImpl>(
       shard_.get(), serving_incarnation_, options_.max_pull_wait,
       static_cast<uint64_t>(options_.max_message_bytes), &service_metrics_);
@@ -136,6 +168,8 @@ absl::Status ShardServer::BuildShard() {
     table_options.scale = spec.scale();
     table_options.seed = job.seed();
     table_options.max_rows = spec.max_rows() > 0 ? spec.max_rows() : options.max_sparse_rows;
+    table_options.admission = spec.admission();
+    table_options.eviction = spec.eviction();
     // Job::Complete resolved a table's own optimizer into a whole one.
     FULCRUM_ASSIGN_OR_RETURN(
         std::unique_ptr<Optimizer> table_optimizer,

@@ -123,6 +123,18 @@ std::string FormatTable(const JobStatus& s) {
   for (const SparseTableStatus& t : s.sparse_tables()) {
     absl::StrAppendFormat(&out, "table      %s   dim %d   %d of %d rows   %d bytes (%.0f B/row)\n",
                           t.name(), t.dim(), t.rows(), t.max_rows(), t.bytes(), t.bytes_per_row());
+    if (t.admitted() + t.refused() + t.evicted() + t.counter_bytes() > 0) {
+      absl::StrAppendFormat(&out, "           admitted %d   refused %d   evicted %d", t.admitted(),
+                            t.refused(), t.evicted());
+      if (t.counter_bytes() > 0) {
+        absl::StrAppendFormat(&out, "   counters %d bytes", t.counter_bytes());
+      }
+      if (t.pending_ids() > 0) absl::StrAppendFormat(&out, " (%d ids pending)", t.pending_ids());
+      if (t.bloom_false_positive_rate() > 0) {
+        absl::StrAppendFormat(&out, " (false positives %.2g)", t.bloom_false_positive_rate());
+      }
+      out += "\n";
+    }
   }
   if (s.has_restored_from()) {
     absl::StrAppendFormat(&out, "restored   from %s at version %d\n", s.restored_from().path(),

@@ -74,16 +74,19 @@ class Reader {
   }
   // The magic and the format version every Fulcrum checkpoint file starts
   // with.
-  absl::Status Preamble(absl::string_view magic, absl::string_view kind) {
+  // with, the version in [oldest, newest] (into `version` if not null).
+  absl::Status Preamble(absl::string_view magic, absl::string_view kind, uint32_t oldest,
+                        uint32_t newest, uint32_t* version = nullptr) {
     absl::string_view found;
     FULCRUM_RETURN_IF_ERROR(Bytes(magic.size(), &found));
     if (found != magic) return Corrupt(absl::StrCat("not a Fulcrum ", kind, " (bad magic)"));
-    uint32_t version = 0;
-    FULCRUM_RETURN_IF_ERROR(Get(&version));
-    if (version != kCheckpointFormatVersion) {
-      return Corrupt(absl::StrCat("format version ", version, " is not the supported ",
-                                  kCheckpointFormatVersion));
+    uint32_t v = 0;
+    FULCRUM_RETURN_IF_ERROR(Get(&v));
+    if (v < oldest || v > newest) {
+      return Corrupt(absl::StrCat("format version ", v, " is not a supported one (", oldest, " to ",
+                                  newest, ")"));
     }
+    if (version != nullptr) *version = v;
     return absl::OkStatus();
   }
   bool empty() const { return data_.empty(); }
@@ -119,7 +122,8 @@ int64_t SequenceOf(absl::string_view name) {
 
 absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data, const std::string& path) {
   Reader reader(data, path);
-  FULCRUM_RETURN_IF_ERROR(reader.Preamble(kManifestMagic, "manifest"));
+  FULCRUM_RETURN_IF_ERROR(reader.Preamble(kManifestMagic, "manifest", kCheckpointFormatVersion,
+                                          kCheckpointFormatVersion));
   absl::string_view body;
   FULCRUM_RETURN_IF_ERROR(reader.Section("manifest", &body));
   CheckpointManifest manifest;
@@ -133,7 +137,7 @@ absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data, const 
 
 std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, uint32_t num_shards) {
   std::string out(kShardMagic);
-  Put<uint32_t>(&out, kCheckpointFormatVersion);
+  Put<uint32_t>(&out, kShardFormatVersion);
   std::string header;
   Put<int64_t>(&header, shard.version);
   Put<uint32_t>(&header, shard_index);
@@ -164,21 +168,42 @@ std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, ui
     PutString(&meta, t.name);
     Put<uint32_t>(&meta, t.dim);
     Put<uint32_t>(&meta, t.slots);
-    Put<uint64_t>(&meta, t.rows.size());
+    Put<uint64_t>(&meta, t.contents.rows.size());
     PutSection(&out, meta);
     const size_t data_start = out.size();
-    for (const SparseTable::RowSnapshot& row : t.rows) {
+    for (const SparseTable::RowSnapshot& row : t.contents.rows) {
       Put<uint64_t>(&out, row.key);
+      Put<uint64_t>(&out, row.last_update);
+      Put<uint32_t>(&out, row.last_update_seconds);
+      Put<uint32_t>(&out, row.updates);
       out.append(reinterpret_cast<const char*>(row.data.data()), row.data.size() * 4);
     }
     Put<uint32_t>(&out, Crc32cExtend(0, out.data() + data_start, out.size() - data_start));
+    std::string state;
+    Put<uint64_t>(&state, t.contents.updates);
+    Put<uint64_t>(&state, t.contents.counters.admitted);
+    Put<uint64_t>(&state, t.contents.counters.refused);
+    Put<uint64_t>(&state, t.contents.counters.evicted);
+    Put<uint64_t>(&state, t.contents.pending.exact.size());
+    for (const auto& [key, count] : t.contents.pending.exact) {
+      Put<uint64_t>(&state, key);
+      Put<uint32_t>(&state, count);
+    }
+    Put<uint64_t>(&state, t.contents.pending.cells.size());
+    state.append(reinterpret_cast<const char*>(t.contents.pending.cells.data()),
+                 t.contents.pending.cells.size());
+    PutSection(&out, state);
   }
   return out;
 }
 
 absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std::string& path) {
   Reader reader(data, path);
-  FULCRUM_RETURN_IF_ERROR(reader.Preamble(kShardMagic, "shard checkpoint"));
+  uint32_t format = 0;
+  FULCRUM_RETURN_IF_ERROR(
+      reader.Preamble(kShardMagic, "shard checkpoint", 2, kShardFormatVersion, &format));
+  // Version 2 rows have no age; its tables no update count or counters.
+  const uint64_t row_age_bytes = format >= 3 ? 16 : 0;
   absl::string_view header_bytes;
   FULCRUM_RETURN_IF_ERROR(reader.Section("header", &header_bytes));
   Reader header(header_bytes, path);
@@ -242,7 +267,7 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std:
     FULCRUM_RETURN_IF_ERROR(meta.Get(&t.slots));
     FULCRUM_RETURN_IF_ERROR(meta.Get(&rows));
     const uint64_t row_floats = uint64_t{t.dim} * (1 + t.slots);
-    const uint64_t row_bytes = 8 + row_floats * 4;
+    const uint64_t row_bytes = 8 + row_age_bytes + row_floats * 4;
     // Divided, not multiplied: a corrupt row count must not overflow past
     // the bound.
     if (t.dim == 0 || t.slots > 8 || row_floats > (1u << 20) ||
@@ -256,13 +281,44 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std:
     if (Crc32c(payload) != crc) {
       return reader.Corrupt(absl::StrCat("sparse table ", t.name, " checksum mismatch"));
     }
-    t.rows.resize(rows);
+    std::vector<SparseTable::RowSnapshot>& out_rows = t.contents.rows;
+    out_rows.resize(rows);
     const char* p = payload.data();
     for (uint64_t r = 0; r < rows; ++r) {
-      std::memcpy(&t.rows[r].key, p, 8);
-      t.rows[r].data.resize(row_floats);
-      std::memcpy(t.rows[r].data.data(), p + 8, row_floats * 4);
+      std::memcpy(&out_rows[r].key, p, 8);
+      if (row_age_bytes > 0) {
+        std::memcpy(&out_rows[r].last_update, p + 8, 8);
+        std::memcpy(&out_rows[r].last_update_seconds, p + 16, 4);
+        std::memcpy(&out_rows[r].updates, p + 20, 4);
+      }
+      out_rows[r].data.resize(row_floats);
+      std::memcpy(out_rows[r].data.data(), p + 8 + row_age_bytes, row_floats * 4);
       p += row_bytes;
+    }
+    if (format >= 3) {
+      absl::string_view state_bytes;
+      FULCRUM_RETURN_IF_ERROR(reader.Section("sparse table state", &state_bytes));
+      Reader state(state_bytes, path);
+      SparseTable::Contents& c = t.contents;
+      uint64_t exact = 0, cells = 0;
+      FULCRUM_RETURN_IF_ERROR(state.Get(&c.updates));
+      FULCRUM_RETURN_IF_ERROR(state.Get(&c.counters.admitted));
+      FULCRUM_RETURN_IF_ERROR(state.Get(&c.counters.refused));
+      FULCRUM_RETURN_IF_ERROR(state.Get(&c.counters.evicted));
+      FULCRUM_RETURN_IF_ERROR(state.Get(&exact));
+      if (exact > state_bytes.size() / 12) {
+        return reader.Corrupt(absl::StrCat("implausible admission counts for ", t.name));
+      }
+      c.pending.exact.resize(exact);
+      for (auto& [key, count] : c.pending.exact) {
+        FULCRUM_RETURN_IF_ERROR(state.Get(&key));
+        FULCRUM_RETURN_IF_ERROR(state.Get(&count));
+      }
+      FULCRUM_RETURN_IF_ERROR(state.Get(&cells));
+      absl::string_view cell_bytes;
+      FULCRUM_RETURN_IF_ERROR(state.Bytes(cells, &cell_bytes));
+      c.pending.cells.assign(cell_bytes.begin(), cell_bytes.end());
+      if (!state.empty()) return reader.Corrupt(absl::StrCat("trailing bytes in ", t.name));
     }
     shard.tables.push_back(std::move(t));
   }

@@ -10,7 +10,7 @@
 // fsynced; the manifest only after the shard files are durable.
 //
 // Shard file (all integers little-endian):
-//   "FULCRUMS" | u32 format version (2)
+//   "FULCRUMS" | u32 format version (3)
 //   u32 header length | header | u32 CRC-32C of header
 //     header: i64 version | u32 shard index | u32 shard count |
 //             u32 tensor count
@@ -25,9 +25,14 @@
 //     u32 metadata length | metadata | u32 CRC-32C of metadata
 //       metadata: u32 name length | name | u32 dim | u32 slot count |
 //                 u64 rows
-//     data: per row, u64 key then float32[dim * (1 + slot count)]
-//           (values, then each slot)
+//     data: per row, u64 key | u64 last update (the table's update count)
+//           | u32 last update (Unix seconds) | u32 updates |
+//           float32[dim * (1 + slot count)] (values, then each slot)
 //     u32 CRC-32C of data
+//     u32 state length | state | u32 CRC-32C of state
+//       state: u64 table updates | u64 admitted | u64 refused |
+//              u64 evicted | u64 n | n * (u64 id, u32 count) (EXACT
+//              admission counts) | u64 cells | u8[cells] (Bloom cells)
 // Manifest file:
 //   "FULCRUMM" | u32 format version (2) | u32 length |
 //   CheckpointManifest (protobuf) | u32 CRC-32C of the protobuf bytes
@@ -56,7 +61,10 @@
 
 namespace fulcrum {
 
+// The manifest's format, and the shard file's (3 added rows' ages and the
+// tables' state; version 2 files still load, their rows without an age).
 inline constexpr uint32_t kCheckpointFormatVersion = 2;
+inline constexpr uint32_t kShardFormatVersion = 3;
 
 // Serialises a shard snapshot in the format above.
 std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, uint32_t num_shards);

@@ -37,7 +37,12 @@ ShardSnapshot MakeShard(int64_t version, float base) {
   emb.name = "emb";
   emb.dim = 2;
   emb.slots = 1;
-  emb.rows = {{5, {1, 2, 0.5f, 0.5f}}, {uint64_t{1} << 60, {base, -base, 3, 4}}};
+  emb.contents.rows = {{5, {1, 2, 0.5f, 0.5f}, 7, 1000000, 3},
+                       {uint64_t{1} << 60, {base, -base, 3, 4}, 9, 1000002, 1}};
+  emb.contents.updates = 9;
+  emb.contents.counters = SparseTableCounters{2, 11, 4};
+  emb.contents.pending.exact = {{17, 2}, {uint64_t{1} << 63, 1}};
+  emb.contents.pending.cells = {0, 3, 255, 1};
   shard.tables = {emb};
   return shard;
 }
@@ -70,11 +75,23 @@ void ExpectSameShard(const ShardSnapshot& a, const ShardSnapshot& b) {
     EXPECT_EQ(a.tables[i].name, b.tables[i].name);
     EXPECT_EQ(a.tables[i].dim, b.tables[i].dim);
     EXPECT_EQ(a.tables[i].slots, b.tables[i].slots);
-    ASSERT_EQ(a.tables[i].rows.size(), b.tables[i].rows.size());
-    for (size_t r = 0; r < a.tables[i].rows.size(); ++r) {
-      EXPECT_EQ(a.tables[i].rows[r].key, b.tables[i].rows[r].key);
-      EXPECT_EQ(a.tables[i].rows[r].data, b.tables[i].rows[r].data);
+    ASSERT_EQ(a.tables[i].contents.rows.size(), b.tables[i].contents.rows.size());
+    for (size_t r = 0; r < a.tables[i].contents.rows.size(); ++r) {
+      EXPECT_EQ(a.tables[i].contents.rows[r].key, b.tables[i].contents.rows[r].key);
+      EXPECT_EQ(a.tables[i].contents.rows[r].data, b.tables[i].contents.rows[r].data);
+      EXPECT_EQ(a.tables[i].contents.rows[r].last_update, b.tables[i].contents.rows[r].last_update);
+      EXPECT_EQ(a.tables[i].contents.rows[r].last_update_seconds,
+                b.tables[i].contents.rows[r].last_update_seconds);
+      EXPECT_EQ(a.tables[i].contents.rows[r].updates, b.tables[i].contents.rows[r].updates);
     }
+    const SparseTable::Contents& ca = a.tables[i].contents;
+    const SparseTable::Contents& cb = b.tables[i].contents;
+    EXPECT_EQ(ca.updates, cb.updates);
+    EXPECT_EQ(ca.counters.admitted, cb.counters.admitted);
+    EXPECT_EQ(ca.counters.refused, cb.counters.refused);
+    EXPECT_EQ(ca.counters.evicted, cb.counters.evicted);
+    EXPECT_EQ(ca.pending.exact, cb.pending.exact);
+    EXPECT_EQ(ca.pending.cells, cb.pending.cells);
   }
 }
 

@@ -62,6 +62,17 @@ void ReplicationLog::PutRoundClosed(uint64_t sequence, int64_t version) {
   Fill(sequence, op);
 }
 
+void ReplicationLog::PutEviction(uint64_t sequence, absl::Span<const TableEviction> evicted) {
+  if (sequence == 0) return;
+  ReplicaOp op;
+  for (const TableEviction& e : evicted) {
+    Eviction::Table* table = op.mutable_evicted()->add_tables();
+    table->set_table(e.table);
+    table->mutable_keys()->Add(e.keys.begin(), e.keys.end());
+  }
+  Fill(sequence, op);
+}
+
 void ReplicationLog::PutMembership(uint64_t sequence, const WorkerMembership& membership) {
   if (sequence == 0) return;
   ReplicaOp op;

@@ -49,6 +49,7 @@ class ReplicationLog final : public UpdateSink {
   uint64_t last_reserved() const override;
   void PutPush(uint64_t sequence, const AdmittedPush& push) override;
   void PutRoundClosed(uint64_t sequence, int64_t version) override;
+  void PutEviction(uint64_t sequence, absl::Span<const TableEviction> evicted) override;
   void PutMembership(uint64_t sequence, const WorkerMembership& membership) override;
   absl::Status AwaitSafe(uint64_t sequence, absl::Time deadline) override;
   uint64_t Attach() override;

@@ -3,6 +3,7 @@
 // a push is answered only once the backup has it, and the states around a
 // takeover (detached, stepped down, promoted).
 #include <atomic>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -63,13 +64,14 @@ std::vector<std::vector<float>> Slots(const ParameterShard& shard) {
 class ReplicationTest : public ::testing::TestWithParam<ConsistencyMode> {
  protected:
   void SetUp() override {
-    primary_ = std::make_unique<ParameterShard>(MakeStore(), GetParam());
-    backup_ = std::make_unique<ParameterShard>(MakeStore(), GetParam());
+    primary_ = std::make_unique<ParameterShard>(MakeStore(), GetParam(), 0, MakeTables());
+    backup_ = std::make_unique<ParameterShard>(MakeStore(), GetParam(), 0, MakeTables());
     primary_->EnableReplication(&log_, absl::Milliseconds(300));
     primary_->ApplyMembership(Members(1, {kA, kB}));
     backup_->BecomeBackup();
   }
   void TearDown() override { StopPump(); }
+  virtual std::vector<std::unique_ptr<SparseTable>> MakeTables() { return {}; }
 
   // Starts the backup from the primary's state, then carries operations
   // (or, with `pump` false, leaves them until StartPump).
@@ -287,6 +289,65 @@ TEST_P(ReplicationTest, OperationThatDoesNotDecode_InvalidArgumentNothingApplied
 // then: a worker activated in between, later in the operations, holds the
 // round open there; a backup deciding at the push's place would close it a
 // round early and refuse every push after.)
+// Sparse table "emb" (dim 2, Adagrad) admitting ids at their second push,
+// evicting rows 6 updates old and the least recently updated past 24 rows.
+class LifecycleReplicationTest : public ReplicationTest {
+ protected:
+  std::vector<std::unique_ptr<SparseTable>> MakeTables() override {
+    OptimizerConfig config;
+    config.set_kind(ADAGRAD);
+    config.set_learning_rate(0.1f);
+    SparseTableOptions options;
+    options.name = "emb";
+    options.dim = 2;
+    options.max_rows = 24;
+    options.admission.set_min_count(2);
+    options.eviction.set_ttl_updates(6);
+    options.eviction.set_when_full(FeatureEviction::LEAST_RECENTLY_UPDATED);
+    std::vector<std::unique_ptr<SparseTable>> tables;
+    tables.push_back(*SparseTable::Create(options, *CreateOptimizer(config)));
+    return tables;
+  }
+  absl::StatusOr<ShardVersion> PushRows(uint64_t worker, uint64_t request_id, int64_t clock,
+                                        std::vector<uint64_t> keys) {
+    std::vector<float> values(keys.size() * 2, 0.5f);
+    std::vector<SparseGradient> sparse = {{"emb", keys, values}};
+    return primary_->Push(WorkerIdentity{worker, kCoordinator}, request_id, clock, {}, sparse);
+  }
+};
+
+TEST_P(LifecycleReplicationTest, BackupEvictsExactlyTheRowsItsPrimaryEvicted) {
+  const bool sync = GetParam() == SYNC;
+  Attach();
+  for (uint64_t step = 0; step < 40; ++step) {
+    const int64_t clock = sync ? static_cast<int64_t>(step) : 0;
+    // Recurring ids (admitted), ids seen twice (admitted, then aged out)
+    // and ids seen once (never admitted).
+    ASSERT_TRUE(PushRows(kA, 1 + step, clock, {step % 4, 1000 + step / 2, 5000 + step}).ok());
+    ASSERT_TRUE(PushRows(kB, 1 + step, clock, {step % 3, 2000 + step / 2, 9000 + step}).ok());
+  }
+  ASSERT_TRUE(PushRows(kA, 100, sync ? 40 : 0, {1}).ok());
+  ASSERT_TRUE(PushRows(kB, 100, sync ? 40 : 0, {1}).ok());
+  const SparseTable& p = *primary_->sparse_table("emb");
+  const SparseTable& b = *backup_->sparse_table("emb");
+  EXPECT_GT(p.counters().evicted, 10u);
+  EXPECT_GT(p.counters().refused, 40u);
+  EXPECT_EQ(b.counters().evicted, p.counters().evicted);
+  EXPECT_EQ(b.counters().admitted, p.counters().admitted);
+  EXPECT_LE(p.rows(), 24u);
+  const SparseTable::Contents pc = p.Snapshot(), bc = b.Snapshot();
+  auto keyed = [](const SparseTable::Contents& c) {
+    std::map<uint64_t, std::vector<float>> rows;
+    for (const auto& r : c.rows) rows[r.key] = r.data;
+    return rows;
+  };
+  EXPECT_EQ(keyed(bc), keyed(pc));  // the same rows, values and slots
+  EXPECT_EQ(bc.pending.exact, pc.pending.exact);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LifecycleReplicationTest, ::testing::Values(ASYNC, SYNC, SSP),
+                         [](const auto& info) { return ConsistencyMode_Name(info.param); });
+
 TEST(SyncReplicationTest, BackupClosesARoundOnlyWhereItsPrimaryDid) {
   ParameterShard backup(MakeStore(), SYNC);
   backup.BecomeBackup();

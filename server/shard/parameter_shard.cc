@@ -67,6 +67,9 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, Consistenc
                                             const uint64_t sequence = updates_->Reserve();
                                             updates_->PutRoundClosed(sequence, policy_->Version());
                                             if (sequence != 0) last_close_sequence_ = sequence;
+                                            // Rows change only here: evict
+                                            // right after the close.
+                                            if (has_lifecycle_) EvictDueRowsLocked();
                                           }
                                         })),
       role_(role),
@@ -74,6 +77,7 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, Consistenc
   for (auto& table : tables) {
     const std::string name = table->name();
     sparse_sums_[name] = std::make_unique<SparseSums>();
+    has_lifecycle_ = has_lifecycle_ || table->has_lifecycle();
     tables_[name] = std::move(table);
   }
 }
@@ -92,10 +96,17 @@ std::vector<SparseTableStatus> ParameterShard::SparseStatus() const {
     s.set_rows(table->rows());
     s.set_max_rows(table->max_rows());
     s.set_bytes(table->row_bytes());
-    // Row storage plus the index's slot (key, row number, control byte,
-    // at the flat hash map's load factor of at most 7/8).
-    s.set_bytes_per_row(
-        table->rows() == 0 ? 0 : double(table->row_bytes()) / table->rows() + 13.0 * 8 / 7);
+    // Row storage plus its key, age and index slot.
+    s.set_bytes_per_row(table->rows() == 0 ? 0
+                                           : double(table->row_bytes()) / table->rows() +
+                                                 SparseTable::RowOverheadBytes());
+    const SparseTableCounters counters = table->counters();
+    s.set_admitted(counters.admitted);
+    s.set_refused(counters.refused);
+    s.set_evicted(counters.evicted);
+    s.set_pending_ids(table->pending_ids());
+    s.set_counter_bytes(table->counter_bytes());
+    s.set_bloom_false_positive_rate(table->bloom_false_positive_rate());
     out.push_back(s);
   }
   std::sort(out.begin(), out.end(), [](const SparseTableStatus& a, const SparseTableStatus& b) {
@@ -131,7 +142,11 @@ void ParameterShard::ApplySparseSums(float scale) {
       keys.push_back(key);
       for (float v : row) values.push_back(v * scale);
     }
-    absl::Status s = table.Push(keys, values);
+    // The round draws probability admission: the same on the backup.
+    SparsePushContext context;
+    context.draw = static_cast<uint64_t>(policy_->Version());
+    context.mirror = serving_ != ShardServing::kServing;
+    absl::Status s = table.Push(keys, values, context);
     // Room was checked when the gradients arrived; only a concurrent creator
     // of the last rows can make this fail.
     if (!s.ok()) FULCRUM_LOG(ERROR) << "applying round of " << name << ": " << s;
@@ -438,8 +453,13 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     // Sparse first: a table that filled up since the check fails the push
     // before any dense part is applied.
     absl::Status applied = absl::OkStatus();
+    // A push's own draw for probability admission: the same on a retry and
+    // on the backup replaying it.
+    SparsePushContext context;
+    context.draw = Mix64(worker.id ^ Mix64(request_id ^ Mix64(static_cast<uint64_t>(clock))));
+    context.mirror = replayed;
     for (const SparseGradient& g : sparse) {
-      applied = tables_.at(g.table)->Push(g.keys, g.values);
+      applied = tables_.at(g.table)->Push(g.keys, g.values, context);
       if (!applied.ok()) break;
     }
     if (applied.ok()) {
@@ -452,6 +472,9 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     }
     unapplied_pushes_.fetch_sub(1, std::memory_order_release);
     if (!applied.ok()) return applied;
+    // The eviction this push set off reaches the backup before the worker
+    // hears of the push: what a worker saw, a takeover keeps.
+    if (has_lifecycle_ && !replayed) sequence = std::max(sequence, EvictDueRows());
   }
   FULCRUM_RETURN_IF_ERROR(updates_->AwaitSafe(sequence, absl::Now() + replication_timeout_));
   if (!replayed && log_first_push_.exchange(false)) {
@@ -459,6 +482,40 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
                       << ": first update applied since taking over (version " << v.version << ")";
   }
   return v;
+}
+
+uint64_t ParameterShard::EvictDueRows() {
+  bool due = false;
+  for (const auto& [name, table] : tables_) due = due || table->EvictionDue();
+  if (!due || evicting_.exchange(true)) return 0;
+  uint64_t sequence = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (serving_ == ShardServing::kServing && !shutting_down_) {
+      // Holding mu_ admits no push; those admitted finish applying (without
+      // mu_, a moment each), so the eviction sits between two pushes of the
+      // replicated order.
+      while (unapplied_pushes_.load(std::memory_order_acquire) > 0) {
+        absl::SleepFor(absl::Microseconds(20));
+      }
+      sequence = EvictDueRowsLocked();
+    }
+  }
+  evicting_ = false;
+  return sequence;
+}
+
+uint64_t ParameterShard::EvictDueRowsLocked() {
+  std::vector<TableEviction> evicted;
+  for (const auto& [name, table] : tables_) {
+    if (!table->EvictionDue()) continue;
+    std::vector<uint64_t> keys = table->EvictDue();
+    if (!keys.empty()) evicted.push_back(TableEviction{name, std::move(keys)});
+  }
+  if (evicted.empty()) return 0;
+  const uint64_t sequence = updates_->Reserve();
+  updates_->PutEviction(sequence, evicted);
+  return sequence;
 }
 
 ShardSnapshot ParameterShard::Snapshot() const {
@@ -478,7 +535,7 @@ ShardSnapshot ParameterShard::SnapshotLocked() const ABSL_NO_THREAD_SAFETY_ANALY
     t.name = name;
     t.dim = table->dim();
     t.slots = table->optimizer().num_slots();
-    t.rows = table->Snapshot();
+    t.contents = table->Snapshot();
     snapshot.tables.push_back(std::move(t));
   }
   std::sort(snapshot.tables.begin(), snapshot.tables.end(),
@@ -502,7 +559,7 @@ absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {
   }
   FULCRUM_RETURN_IF_ERROR(store_->Restore(snapshot.tensors));
   for (const SparseTableSnapshot& t : snapshot.tables) {
-    FULCRUM_RETURN_IF_ERROR(tables_.at(t.name)->Restore(t.rows));
+    FULCRUM_RETURN_IF_ERROR(tables_.at(t.name)->Restore(t.contents));
   }
   policy_->RestoreLocked(snapshot.version);
   return absl::OkStatus();
@@ -599,6 +656,15 @@ absl::StatusOr<uint64_t> ParameterShard::ApplyReplicaOp(const ReplicaOp& op) {
   if (op.has_membership()) {
     absl::MutexLock lock(&mu_);
     ApplyMembershipLocked(WorkerMembership::FromProto(op.membership()));
+  } else if (op.has_evicted()) {
+    for (const Eviction::Table& t : op.evicted().tables()) {
+      SparseTable* table = sparse_table(t.table());
+      if (table == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("replicated eviction ", op.sequence(),
+                                                       " names unknown sparse table ", t.table()));
+      }
+      table->Evict(t.keys());
+    }
   } else if (op.op_case() == ReplicaOp::kRoundClosed) {
     absl::MutexLock lock(&mu_);
     FULCRUM_RETURN_IF_ERROR(policy_->CloseRoundLocked(op.round_closed()));

@@ -47,7 +47,9 @@ struct SparseTableSnapshot {
   std::string name;
   uint32_t dim = 0;
   uint32_t slots = 0;  // optimizer slots per row
-  std::vector<SparseTable::RowSnapshot> rows;
+  // Rows with their ages, the table's update count, its feature counters
+  // and admission counts.
+  SparseTable::Contents contents;
 };
 
 // A shard's state for a checkpoint.
@@ -286,6 +288,13 @@ class ParameterShard {
   void AccumulateSparse(absl::Span<const SparseGradient> sparse);
   // Sync mode: applies the round's sparse sums times `scale`.
   void ApplySparseSums(float scale) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A primary whose tables have eviction due: once no admitted push is half
+  // applied, evicts (EvictDueRowsLocked). One caller at a time; others skip.
+  // Returns the eviction's replication sequence (0: none).
+  uint64_t EvictDueRows() ABSL_LOCKS_EXCLUDED(mu_);
+  // Evicts what each table has due and records the keys as one operation
+  // of the replicated order (a backup evicts exactly those); its sequence.
+  uint64_t EvictDueRowsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::unique_ptr<ParameterStore> store_;
   // The mode's decisions and state (rounds, version); see its thread-safety.
@@ -330,9 +339,12 @@ class ParameterShard {
   // Set by Promote: the first push applied after is logged (bench/failover.sh
   // times a takeover by it).
   std::atomic<bool> log_first_push_{false};
-  // ASYNC/SSP with replication: pushes admitted (under mu_) and not yet
-  // applied (which happens without it).
+  // ASYNC/SSP: pushes admitted (under mu_) and not yet applied (which
+  // happens without it).
   std::atomic<int> unapplied_pushes_{0};
+  // Whether a table has admission or eviction; whether a thread is evicting.
+  bool has_lifecycle_ = false;
+  std::atomic<bool> evicting_{false};
   // A backup: the last replicated operation applied (ops apply one at a time).
   absl::Mutex replay_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t replica_applied_ ABSL_GUARDED_BY(replay_mu_) = 0;

@@ -32,6 +32,12 @@ struct SparseGradient {
   absl::Span<const float> values;
 };
 
+// Rows a primary removed from one sparse table.
+struct TableEviction {
+  std::string table;
+  std::vector<uint64_t> keys;
+};
+
 // A push as the shard admitted it (the gradients are the caller's: valid
 // for the duration of the call that hands it over).
 struct AdmittedPush {
@@ -64,6 +70,8 @@ class UpdateSink {
   virtual void PutPush(uint64_t sequence, const AdmittedPush& push) = 0;
   // A sync round closed: the shard's version is `version` from here on.
   virtual void PutRoundClosed(uint64_t sequence, int64_t version) = 0;
+  // The primary evicted these rows (a backup evicts the same).
+  virtual void PutEviction(uint64_t sequence, absl::Span<const TableEviction> evicted) = 0;
   // The shard's workers changed to `membership`.
   virtual void PutMembership(uint64_t sequence, const WorkerMembership& membership) = 0;
   // OK once update `sequence` is safe (at once for 0); UNAVAILABLE saying

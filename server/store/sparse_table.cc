@@ -1,28 +1,65 @@
 #include "server/store/sparse_table.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "common/shard_map.h"
 
 namespace fulcrum {
+namespace {
+
+bool Evicting(const FeatureEviction& eviction) {
+  return eviction.when_full() == FeatureEviction::LEAST_RECENTLY_UPDATED ||
+         eviction.when_full() == FeatureEviction::LEAST_FREQUENTLY_UPDATED;
+}
+
+bool Counting(const FeatureAdmission& admission) {
+  return admission.probability() == 0 && admission.min_count() > 1;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(
     const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer) {
   if (optimizer == nullptr) return absl::InvalidArgumentError("sparse table needs an optimizer");
+  const std::string& name = options.name;
   if (options.dim == 0 || options.stripes <= 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("sparse table ", options.name, ": dim and stripes must be positive"));
+        absl::StrCat("sparse table ", name, ": dim and stripes must be positive"));
   }
   if (options.initializer == UNIFORM && !(options.scale > 0)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("sparse table ", options.name, ": UNIFORM needs a positive scale"));
+        absl::StrCat("sparse table ", name, ": UNIFORM needs a positive scale"));
   }
   if (options.initializer != ZEROS && options.initializer != UNIFORM &&
       options.initializer != INITIALIZER_UNSPECIFIED) {
     return absl::InvalidArgumentError(
-        absl::StrCat("sparse table ", options.name, ": initializer must be ZEROS or UNIFORM"));
+        absl::StrCat("sparse table ", name, ": initializer must be ZEROS or UNIFORM"));
+  }
+  const FeatureAdmission& admission = options.admission;
+  if (!(admission.probability() >= 0 && admission.probability() <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sparse table ", name, ": admission.probability must be in (0, 1], got ",
+                     admission.probability()));
+  }
+  if (admission.probability() > 0 && admission.min_count() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sparse table ", name, ": admission takes min_count or probability, not both"));
+  }
+  if (admission.counter() == FeatureAdmission::COUNTING_BLOOM &&
+      (admission.min_count() > 255 || admission.bloom_hashes() > 16)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sparse table ", name,
+        ": a COUNTING_BLOOM admission counts to 255 (min_count) with at most 16 hashes"));
+  }
+  const FeatureEviction& eviction = options.eviction;
+  if (!(eviction.ttl_seconds() >= 0) || !std::isfinite(eviction.ttl_seconds())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sparse table ", name, ": eviction.ttl_seconds must be a non-negative number"));
   }
   if (optimizer->num_slots() > 4) return absl::InternalError("too many optimizer slots");
   std::unique_ptr<SparseTable> table(new SparseTable(options, std::move(optimizer)));
@@ -30,13 +67,46 @@ absl::StatusOr<std::unique_ptr<SparseTable>> SparseTable::Create(
 }
 
 SparseTable::SparseTable(const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer)
-    : options_(options), optimizer_(std::move(optimizer)) {
-  for (int i = 0; i < options_.stripes; ++i) {
-    stripes_.push_back(std::make_unique<Stripe>(RowFloats()));
+    : options_(options),
+      optimizer_(std::move(optimizer)),
+      lifecycle_(Counting(options.admission) || options.admission.probability() > 0 ||
+                 options.eviction.ttl_updates() > 0 || options.eviction.ttl_seconds() > 0 ||
+                 Evicting(options.eviction)) {
+  int stripes = options_.stripes;
+  if (Evicting(options_.eviction)) {
+    stripes = static_cast<int>(
+        std::clamp<uint64_t>(options_.max_rows / 1024, 1, static_cast<uint64_t>(stripes)));
   }
+  // Counting admission: the counters' capacity shared by the stripes.
+  const bool bloom = options_.admission.counter() == FeatureAdmission::COUNTING_BLOOM;
+  uint64_t capacity = bloom ? options_.admission.bloom_cells() : options_.admission.max_counters();
+  if (capacity == 0) capacity = bloom ? uint64_t{1} << 24 : uint64_t{1} << 20;
+  for (int i = 0; i < stripes; ++i) {
+    auto stripe = std::make_unique<Stripe>(RowFloats());
+    if (Counting(options_.admission)) {
+      absl::MutexLock lock(&stripe->mu);
+      stripe->pending =
+          AdmissionCounter::Create(options_.admission, std::max<uint64_t>(1, capacity / stripes));
+    }
+    stripes_.push_back(std::move(stripe));
+  }
+  const int64_t now = NowSeconds();
+  next_sweep_seconds_ = now + static_cast<int64_t>(std::ceil(options_.eviction.ttl_seconds() / 8));
+  next_sweep_update_ = std::max<uint64_t>(1, options_.eviction.ttl_updates() / 8);
 }
 
 size_t SparseTable::StripeOf(uint64_t key) const { return Mix64(key) % stripes_.size(); }
+
+uint32_t SparseTable::NowSeconds() const {
+  return static_cast<uint32_t>(
+      std::clamp<int64_t>(absl::ToUnixSeconds(options_.clock->Now()), 0, UINT32_MAX));
+}
+
+bool SparseTable::EvictsWhenFull() const { return Evicting(options_.eviction); }
+
+uint64_t SparseTable::CreationLimit() const {
+  return EvictsWhenFull() ? options_.max_rows + options_.max_rows / 8 + 64 : options_.max_rows;
+}
 
 void SparseTable::InitRow(uint64_t key, float* row) const {
   const uint32_t dim = options_.dim;
@@ -50,6 +120,17 @@ void SparseTable::InitRow(uint64_t key, float* row) const {
   float* slots[4];
   for (int s = 0; s < optimizer_->num_slots(); ++s) slots[s] = row + dim * (s + 1);
   optimizer_->InitSlots(absl::MakeConstSpan(slots, optimizer_->num_slots()), dim);
+}
+
+bool SparseTable::Admits(const Stripe& stripe, uint64_t key, uint64_t draw) const {
+  const FeatureAdmission& admission = options_.admission;
+  if (admission.probability() > 0) {
+    const uint64_t h = Mix64(Mix64(options_.seed ^ Mix64(key)) ^ draw);
+    // The top 53 bits as a uniform double in [0, 1).
+    return static_cast<double>(h >> 11) * 0x1.0p-53 < admission.probability();
+  }
+  if (stripe.pending == nullptr) return true;
+  return stripe.pending->Count(key) + 1 >= admission.min_count();
 }
 
 template <typename Fn>
@@ -105,9 +186,10 @@ absl::Status SparseTable::ForEachRow(absl::Span<const uint64_t> keys, Fn fn) {
 }
 
 bool SparseTable::HasRoomFor(absl::Span<const uint64_t> keys) const {
+  const uint64_t limit = CreationLimit();
   // Far from the cap (the usual case), no key lookups: even if every key
   // were new the table would fit.
-  if (rows_.load() + keys.size() <= options_.max_rows) return true;
+  if (rows_.load() + keys.size() <= limit) return true;
   std::vector<uint64_t> missing;
   for (uint64_t key : keys) {
     const Stripe& stripe = *stripes_[StripeOf(key)];
@@ -116,7 +198,7 @@ bool SparseTable::HasRoomFor(absl::Span<const uint64_t> keys) const {
   }
   std::sort(missing.begin(), missing.end());
   missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
-  return rows_.load() + missing.size() <= options_.max_rows;
+  return rows_.load() + missing.size() <= limit;
 }
 
 absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float> out,
@@ -127,58 +209,286 @@ absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float
                                                    ": output holds ", out.size(), " floats, ",
                                                    keys.size(), " keys need ", keys.size() * dim));
   }
-  if (!create) {
-    std::vector<float> fresh(RowFloats());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      const Stripe& stripe = *stripes_[StripeOf(keys[i])];
-      absl::MutexLock lock(&stripe.mu);
-      auto it = stripe.index.find(KeyRef{keys[i]});
-      if (it != stripe.index.end()) {
-        std::copy_n(stripe.pool.Row(*it), dim, &out[i * dim]);
-      } else {
-        InitRow(keys[i], fresh.data());
-        std::copy_n(fresh.data(), dim, &out[i * dim]);
-      }
-    }
-    return absl::OkStatus();
+  if (create && !lifecycle_) {
+    return ForEachRow(keys, [&](float* row, size_t i) { std::copy_n(row, dim, &out[i * dim]); });
   }
-  return ForEachRow(keys, [&](float* row, size_t i) { std::copy_n(row, dim, &out[i * dim]); });
+  std::vector<float> fresh(RowFloats());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Stripe& stripe = *stripes_[StripeOf(keys[i])];
+    absl::MutexLock lock(&stripe.mu);
+    auto it = stripe.index.find(KeyRef{keys[i]});
+    if (it != stripe.index.end()) {
+      std::copy_n(stripe.pool.Row(*it), dim, &out[i * dim]);
+    } else {
+      InitRow(keys[i], fresh.data());
+      std::copy_n(fresh.data(), dim, &out[i * dim]);
+    }
+  }
+  return absl::OkStatus();
 }
 
-absl::Status SparseTable::Push(absl::Span<const uint64_t> keys, absl::Span<const float> grads) {
+absl::Status SparseTable::Push(absl::Span<const uint64_t> keys, absl::Span<const float> grads,
+                               const SparsePushContext& context) {
   const uint32_t dim = options_.dim;
   if (grads.size() != keys.size() * dim) {
     return absl::InvalidArgumentError(absl::StrCat("sparse table ", options_.name, ": ",
                                                    grads.size(), " gradient floats for ",
                                                    keys.size(), " keys of dim ", dim));
   }
+  // The stripes this call touches, locked in index order (no deadlock).
+  std::vector<size_t> touched;
+  touched.reserve(keys.size());
+  for (uint64_t key : keys) touched.push_back(StripeOf(key));
+  std::vector<size_t> order = touched;
+  std::sort(order.begin(), order.end());
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  for (size_t s : order) stripes_[s]->mu.Lock();
+  auto unlock = [&] {
+    for (auto it = order.rbegin(); it != order.rend(); ++it) stripes_[*it]->mu.Unlock();
+  };
+
+  // Find every row; decide the missing ones' admission without changing
+  // anything, check room, then commit: all or nothing.
+  constexpr uint32_t kMissing = UINT32_MAX;
+  std::vector<uint32_t> rows(keys.size(), kMissing);
+  std::vector<uint64_t> missing;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Stripe& stripe = *stripes_[touched[i]];
+    auto it = stripe.index.find(KeyRef{keys[i]});
+    if (it != stripe.index.end()) {
+      rows[i] = *it;
+    } else {
+      missing.push_back(keys[i]);
+    }
+  }
+  std::vector<uint64_t> admit, refuse;
+  if (!missing.empty()) {
+    std::sort(missing.begin(), missing.end());
+    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+    for (uint64_t key : missing) {
+      (Admits(*stripes_[StripeOf(key)], key, context.draw) ? admit : refuse).push_back(key);
+    }
+    // A backup mirrors an evicting table past the limit: its primary's
+    // evictions arrive as operations after the pushes they made room for.
+    const bool mirror_past_limit = context.mirror && EvictsWhenFull();
+    if (!mirror_past_limit && rows_.load() + admit.size() > CreationLimit()) {
+      unlock();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "sparse table ", options_.name, " would grow to ", rows_.load() + admit.size(),
+          " rows, over its limit of ", CreationLimit(), "; nothing was changed"));
+    }
+  }
+  const uint64_t update = updates_.fetch_add(1) + 1;
+  const uint32_t now = NowSeconds();
+  for (uint64_t key : refuse) {
+    Stripe& stripe = *stripes_[StripeOf(key)];
+    if (stripe.pending != nullptr) stripe.pending->Add(key);
+  }
+  for (uint64_t key : admit) {
+    Stripe& stripe = *stripes_[StripeOf(key)];
+    if (stripe.pending != nullptr) {
+      // What it counted (at most min_count - 1 pushes) goes back.
+      stripe.pending->Forget(
+          key, std::min(stripe.pending->Count(key), options_.admission.min_count() - 1));
+    }
+    const uint32_t row = stripe.pool.Append(key);
+    InitRow(key, stripe.pool.Row(row));
+    stripe.index.insert(row);
+  }
+  rows_.fetch_add(admit.size());
+  if (lifecycle_) {
+    admitted_.fetch_add(admit.size(), std::memory_order_relaxed);
+    refused_.fetch_add(refuse.size(), std::memory_order_relaxed);
+  }
   const int num_slots = optimizer_->num_slots();
-  return ForEachRow(keys, [&](float* row, size_t i) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Stripe& stripe = *stripes_[touched[i]];
+    uint32_t r = rows[i];
+    if (r == kMissing) {
+      auto it = stripe.index.find(KeyRef{keys[i]});
+      if (it == stripe.index.end()) continue;  // not admitted: dropped
+      r = *it;
+    }
+    float* row = stripe.pool.Row(r);
     float* slots[4];
     for (int s = 0; s < num_slots; ++s) slots[s] = row + dim * (s + 1);
     optimizer_->Apply(row, &grads[i * dim], absl::MakeConstSpan(slots, num_slots), dim, 1);
-  });
+    RowMeta& meta = stripe.pool.Meta(r);
+    meta.last_update = update;
+    meta.last_update_seconds = now;
+    if (meta.updates < UINT32_MAX) ++meta.updates;
+  }
+  unlock();
+  return absl::OkStatus();
 }
 
-std::vector<SparseTable::RowSnapshot> SparseTable::Snapshot() const {
-  std::vector<RowSnapshot> out;
+bool SparseTable::RemoveRow(Stripe& stripe, uint64_t key) {
+  auto it = stripe.index.find(KeyRef{key});
+  if (it == stripe.index.end()) return false;
+  const uint32_t row = *it;
+  stripe.index.erase(it);
+  const uint32_t last = static_cast<uint32_t>(stripe.pool.size() - 1);
+  if (row != last) {
+    // The last row moves into `row`'s place: re-index it under its number.
+    stripe.index.erase(KeyRef{stripe.pool.Key(last)});
+    stripe.pool.RemoveByMovingLast(row);
+    stripe.index.insert(row);
+  } else {
+    stripe.pool.RemoveByMovingLast(row);
+  }
+  return true;
+}
+
+bool SparseTable::EvictionDue() const {
+  if (EvictsWhenFull() && rows_.load(std::memory_order_relaxed) > options_.max_rows) return true;
+  const FeatureEviction& eviction = options_.eviction;
+  if (eviction.ttl_updates() > 0 && updates_.load(std::memory_order_relaxed) >= next_sweep_update_)
+    return true;
+  return eviction.ttl_seconds() > 0 && int64_t{NowSeconds()} >= next_sweep_seconds_;
+}
+
+std::vector<uint64_t> SparseTable::EvictDue() {
+  const FeatureEviction& eviction = options_.eviction;
+  const uint64_t update = updates_.load();
+  const uint32_t now = NowSeconds();
+  // A TTL sweep at most every eighth of the TTL: a row outlives its TTL by
+  // at most that.
+  const bool sweep_updates = eviction.ttl_updates() > 0 && update >= next_sweep_update_;
+  const bool sweep_seconds = eviction.ttl_seconds() > 0 && int64_t{now} >= next_sweep_seconds_;
+  if (sweep_updates)
+    next_sweep_update_ = update + std::max<uint64_t>(1, eviction.ttl_updates() / 8);
+  if (sweep_seconds) {
+    next_sweep_seconds_ = now + std::max<int64_t>(1, std::ceil(eviction.ttl_seconds() / 8));
+  }
+  std::vector<uint64_t> evicted;
+  if (sweep_updates || sweep_seconds) {
+    for (auto& stripe_ptr : stripes_) {
+      Stripe& stripe = *stripe_ptr;
+      absl::MutexLock lock(&stripe.mu);
+      std::vector<uint64_t> expired;
+      for (uint32_t row = 0; row < stripe.pool.size(); ++row) {
+        const RowMeta& meta = stripe.pool.Meta(row);
+        if ((sweep_updates && update - meta.last_update >= eviction.ttl_updates()) ||
+            (sweep_seconds &&
+             int64_t{now} - int64_t{meta.last_update_seconds} >= eviction.ttl_seconds())) {
+          expired.push_back(stripe.pool.Key(row));
+        }
+      }
+      for (uint64_t key : expired) RemoveRow(stripe, key);
+      evicted.insert(evicted.end(), expired.begin(), expired.end());
+    }
+    rows_.fetch_sub(evicted.size());
+  }
+  const uint64_t total = rows_.load();
+  if (EvictsWhenFull() && total > options_.max_rows) {
+    // Down to 63/64 of the cap, each stripe its share: a scan of the table
+    // pays for max_rows / 64 new rows.
+    const uint64_t target = options_.max_rows - std::max<uint64_t>(1, options_.max_rows / 64);
+    const bool by_frequency = eviction.when_full() == FeatureEviction::LEAST_FREQUENTLY_UPDATED;
+    uint64_t removed = 0;
+    for (auto& stripe_ptr : stripes_) {
+      Stripe& stripe = *stripe_ptr;
+      absl::MutexLock lock(&stripe.mu);
+      const uint64_t have = stripe.pool.size();
+      const uint64_t keep = static_cast<uint64_t>(static_cast<long double>(target) * have / total);
+      if (have <= keep) continue;
+      // (updates or 0, last update, key): the smallest go first; the key
+      // breaks ties so that the choice depends on the contents alone.
+      std::vector<std::tuple<uint32_t, uint64_t, uint64_t>> order;
+      order.reserve(have);
+      for (uint32_t row = 0; row < have; ++row) {
+        const RowMeta& meta = stripe.pool.Meta(row);
+        order.emplace_back(by_frequency ? meta.updates : 0, meta.last_update, stripe.pool.Key(row));
+      }
+      const size_t n = have - keep;
+      std::nth_element(order.begin(), order.begin() + (n - 1), order.end());
+      for (size_t i = 0; i < n; ++i) {
+        const uint64_t key = std::get<2>(order[i]);
+        RemoveRow(stripe, key);
+        evicted.push_back(key);
+      }
+      removed += n;
+    }
+    rows_.fetch_sub(removed);
+  }
+  evicted_.fetch_add(evicted.size(), std::memory_order_relaxed);
+  return evicted;
+}
+
+void SparseTable::Evict(absl::Span<const uint64_t> keys) {
+  uint64_t removed = 0;
+  for (uint64_t key : keys) {
+    Stripe& stripe = *stripes_[StripeOf(key)];
+    absl::MutexLock lock(&stripe.mu);
+    if (RemoveRow(stripe, key)) ++removed;
+  }
+  rows_.fetch_sub(removed);
+  evicted_.fetch_add(removed, std::memory_order_relaxed);
+}
+
+SparseTableCounters SparseTable::counters() const {
+  return SparseTableCounters{admitted_.load(), refused_.load(), evicted_.load()};
+}
+
+uint64_t SparseTable::counter_bytes() const {
+  uint64_t bytes = 0;
+  for (const auto& stripe : stripes_) {
+    absl::MutexLock lock(&stripe->mu);
+    if (stripe->pending != nullptr) bytes += stripe->pending->bytes();
+  }
+  return bytes;
+}
+
+uint64_t SparseTable::pending_ids() const {
+  uint64_t ids = 0;
+  for (const auto& stripe : stripes_) {
+    absl::MutexLock lock(&stripe->mu);
+    if (stripe->pending != nullptr) ids += stripe->pending->pending();
+  }
+  return ids;
+}
+
+double SparseTable::bloom_false_positive_rate() const {
+  if (!Counting(options_.admission) ||
+      options_.admission.counter() != FeatureAdmission::COUNTING_BLOOM) {
+    return 0;
+  }
+  uint64_t in_use = 0, cells = 0;
+  for (const auto& stripe : stripes_) {
+    absl::MutexLock lock(&stripe->mu);
+    in_use += stripe->pending->cells_in_use();
+    cells += stripe->pending->cells();
+  }
+  const uint32_t hashes =
+      options_.admission.bloom_hashes() > 0 ? options_.admission.bloom_hashes() : 3;
+  return cells == 0 ? 0 : std::pow(double(in_use) / double(cells), hashes);
+}
+
+SparseTable::Contents SparseTable::Snapshot() const {
+  Contents out;
   const size_t width = RowFloats();
   for (const auto& stripe : stripes_) {
     absl::MutexLock lock(&stripe->mu);
-    for (const uint32_t row : stripe->index) {
+    for (uint32_t row = 0; row < stripe->pool.size(); ++row) {
       const float* data = stripe->pool.Row(row);
-      out.push_back(RowSnapshot{stripe->pool.Key(row), std::vector<float>(data, data + width)});
+      const RowMeta& meta = stripe->pool.Meta(row);
+      out.rows.push_back(RowSnapshot{stripe->pool.Key(row), std::vector<float>(data, data + width),
+                                     meta.last_update, meta.last_update_seconds, meta.updates});
     }
+    if (stripe->pending != nullptr) stripe->pending->ExportTo(&out.pending);
   }
+  out.updates = updates_.load();
+  out.counters = counters();
   return out;
 }
 
-absl::Status SparseTable::Restore(const std::vector<RowSnapshot>& rows) {
+absl::Status SparseTable::Restore(const Contents& contents) {
+  const std::vector<RowSnapshot>& rows = contents.rows;
   const size_t width = RowFloats();
-  if (rows.size() > options_.max_rows) {
+  if (rows.size() > CreationLimit()) {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint holds ", rows.size(), " rows of ",
                                                       options_.name, ", over its limit of ",
-                                                      options_.max_rows));
+                                                      CreationLimit()));
   }
   for (const RowSnapshot& r : rows) {
     if (r.data.size() != width) {
@@ -187,26 +497,67 @@ absl::Status SparseTable::Restore(const std::vector<RowSnapshot>& rows) {
                                                         " floats; this table's rows have ", width));
     }
   }
+  // Admission counts: each stripe takes its ids (EXACT) or its run of
+  // cells (Bloom), if the checkpoint's are of this table's kind and size.
+  size_t cells = 0;
+  bool counts_fit = true;
   for (auto& stripe : stripes_) {
     absl::MutexLock lock(&stripe->mu);
-    stripe->index.clear();
-    stripe->pool.Clear();
+    if (stripe->pending != nullptr) cells += stripe->pending->cells();
+  }
+  if (!contents.pending.cells.empty() && contents.pending.cells.size() != cells) counts_fit = false;
+  if (!contents.pending.exact.empty() && cells != 0) counts_fit = false;
+  if (!counts_fit) {
+    FULCRUM_LOG(WARNING) << "sparse table " << options_.name
+                         << ": the checkpoint's admission counts are of another kind or size "
+                            "than this table's; pending ids are counted afresh";
+  }
+  std::vector<std::vector<std::pair<uint64_t, uint32_t>>> exact(stripes_.size());
+  if (counts_fit) {
+    for (const auto& entry : contents.pending.exact) exact[StripeOf(entry.first)].push_back(entry);
+  }
+  size_t cell_offset = 0;
+  for (size_t s = 0; s < stripes_.size(); ++s) {
+    Stripe& stripe = *stripes_[s];
+    absl::MutexLock lock(&stripe.mu);
+    stripe.index.clear();
+    stripe.pool.Clear();
+    if (stripe.pending == nullptr) continue;
+    if (!counts_fit) {
+      stripe.pending->Clear();
+      continue;
+    }
+    const size_t n = stripe.pending->cells();
+    absl::Span<const uint8_t> mine;
+    if (!contents.pending.cells.empty()) {
+      mine = absl::MakeConstSpan(contents.pending.cells).subspan(cell_offset, n);
+    }
+    stripe.pending->Import(exact[s], mine);
+    cell_offset += n;
   }
   uint64_t distinct = 0;
   for (const RowSnapshot& r : rows) {
     Stripe& stripe = *stripes_[StripeOf(r.key)];
     absl::MutexLock lock(&stripe.mu);
     auto existing = stripe.index.find(KeyRef{r.key});
+    uint32_t row;
     if (existing != stripe.index.end()) {  // a repeated key: the last copy wins
-      std::copy(r.data.begin(), r.data.end(), stripe.pool.Row(*existing));
-      continue;
+      row = *existing;
+    } else {
+      row = stripe.pool.Append(r.key);
+      stripe.index.insert(row);
+      ++distinct;
     }
-    const uint32_t row = stripe.pool.Append(r.key);
     std::copy(r.data.begin(), r.data.end(), stripe.pool.Row(row));
-    stripe.index.insert(row);
-    ++distinct;
+    stripe.pool.Meta(row) = RowMeta{r.last_update, r.last_update_seconds, r.updates};
   }
   rows_ = distinct;
+  updates_ = contents.updates;
+  admitted_ = contents.counters.admitted;
+  refused_ = contents.counters.refused;
+  evicted_ = contents.counters.evicted;
+  next_sweep_update_ =
+      contents.updates + std::max<uint64_t>(1, options_.eviction.ttl_updates() / 8);
   return absl::OkStatus();
 }
 

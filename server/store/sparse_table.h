@@ -1,5 +1,6 @@
 // SparseTable: an embedding-style table of float32 rows keyed by uint64,
-// created on first use, lock-striped, updated by a server-side optimizer.
+// lock-striped, updated by a server-side optimizer, with the life of its
+// features: which ids get a row (admission), and when rows go (eviction).
 #ifndef FULCRUM_SERVER_STORE_SPARSE_TABLE_H_
 #define FULCRUM_SERVER_STORE_SPARSE_TABLE_H_
 
@@ -14,7 +15,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "common/base/clock.h"
 #include "proto/job.pb.h"
+#include "server/store/admission_counter.h"
 #include "server/store/optimizer.h"
 
 namespace fulcrum {
@@ -28,15 +31,47 @@ struct SparseTableOptions {
   InitializerKind initializer = ZEROS;
   float scale = 0.0f;
   uint64_t seed = 1;
-  // Rows the table may hold; a pull or push that would create more fails
-  // with RESOURCE_EXHAUSTED and creates none.
+  // Rows the table may hold. Without an evicting `eviction.when_full`, a
+  // pull or push that would create more fails with RESOURCE_EXHAUSTED and
+  // creates none.
   uint64_t max_rows = uint64_t{1} << 26;
-  // Lock stripes (rows go to stripe hash(key) % stripes).
+  // Lock stripes (rows go to stripe hash(key) % stripes). A table that
+  // evicts when full keeps at most max(1, max_rows / 1024) of them: each
+  // stripe chooses its own least recently (frequently) updated rows.
   int stripes = 64;
+  // Which ids get a row (unset: every id, at its first use) and when rows go
+  // (unset: never). With either set, rows are made by pushes only: a pull
+  // of an id without a row reads its initializer value.
+  FeatureAdmission admission;
+  FeatureEviction eviction;
+  // Row ages in seconds, TTL sweeps. Not owned.
+  const Clock* clock = Clock::Real();
+};
+
+// How a push reaches a table.
+struct SparsePushContext {
+  // Probability admission draws from (seed, id, draw): a push's identity
+  // (its worker and request id, or the sync round), the same on a retry and
+  // on the backup replaying it.
+  uint64_t draw = 0;
+  // A backup replaying its primary's push: rows are made past max_rows (the
+  // primary's evictions follow as their own operation).
+  bool mirror = false;
+};
+
+// Counters of a table's feature life.
+struct SparseTableCounters {
+  uint64_t admitted = 0;  // ids given a row by admission
+  uint64_t refused = 0;   // ids whose gradients were dropped (no row yet)
+  uint64_t evicted = 0;   // rows removed
 };
 
 // Thread-safe. Keys need not be unique within a call; duplicate pushes of a
-// key apply one after the other.
+// key apply one after the other (and count once for admission).
+//
+// Rows carry their age: the table's update count and the clock's second at
+// their last update, and how many updates they had. The table's update
+// count grows by one per Push call.
 class SparseTable {
  public:
   // INVALID_ARGUMENT for dim 0, no stripes, or an unusable initializer.
@@ -44,62 +79,136 @@ class SparseTable {
                                                              std::unique_ptr<Optimizer> optimizer);
 
   // Copies the rows of `keys` into `out` (keys.size() * dim floats), creating
-  // missing rows with the initializer, or with `create` false reading them
-  // as the initializer's values without storing them.
+  // missing rows with the initializer, or with `create` false (or admission
+  // or eviction configured) reading them as the initializer's values
+  // without storing them.
   absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out, bool create = true);
 
   // Applies the optimizer to each key's row with its gradient
-  // (keys.size() * dim floats), creating missing rows first.
-  absl::Status Push(absl::Span<const uint64_t> keys, absl::Span<const float> grads);
+  // (keys.size() * dim floats). Missing rows are created first for the ids
+  // admission admits; the others' gradients are dropped (and their pushes
+  // counted). All or nothing: RESOURCE_EXHAUSTED with no change (counts
+  // included) when the rows to create do not fit.
+  absl::Status Push(absl::Span<const uint64_t> keys, absl::Span<const float> grads,
+                    const SparsePushContext& context = {});
 
   // How many of `keys` (distinct) have no row yet, and whether creating them
-  // would stay within max_rows. A check before a multi-table update; a
-  // concurrent creator may still take the last rows first.
+  // would stay within max_rows (or the slack above it a table that evicts
+  // when full allows). A check before a multi-table update; a concurrent
+  // creator may still take the last rows first.
   bool HasRoomFor(absl::Span<const uint64_t> keys) const;
   uint64_t max_rows() const { return options_.max_rows; }
 
+  // Eviction. Whether EvictDue has work now: a TTL sweep is due, or the
+  // table is past max_rows and evicts when full. Cheap (no row is read).
+  bool EvictionDue() const;
+  // Removes the rows whose TTL passed and, past max_rows, the least
+  // recently (frequently) updated ones down to 63/64 of max_rows; returns
+  // their keys. A caller that must order evictions against pushes (a
+  // replicated shard) holds pushes off meanwhile.
+  std::vector<uint64_t> EvictDue();
+  // Removes the rows of `keys` (those present): a backup following its
+  // primary's evictions.
+  void Evict(absl::Span<const uint64_t> keys);
+  // Whether admission or eviction is configured (rows are made by pushes).
+  bool has_lifecycle() const { return lifecycle_; }
+
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
-  // Bytes of row storage (values and optimizer slots), excluding the hash
-  // maps' own overhead.
+  // Bytes of row storage (values and optimizer slots), excluding keys, ages
+  // and the hash maps' own overhead.
   uint64_t row_bytes() const { return rows() * RowFloats() * sizeof(float); }
+  // Bytes each row costs beside its values and slots: its key, its age
+  // (16 bytes) and its index slot at the index's worst load.
+  static double RowOverheadBytes() { return 8 + 16 + 5.0 * 8 / 7; }
+  SparseTableCounters counters() const;
+  // Admission counters: their memory, the ids counted (EXACT), and the
+  // Bloom filter's false-positive rate for a new id (0 for EXACT).
+  uint64_t counter_bytes() const;
+  uint64_t pending_ids() const;
+  double bloom_false_positive_rate() const;
   uint32_t dim() const { return options_.dim; }
   const std::string& name() const { return options_.name; }
   const Optimizer& optimizer() const { return *optimizer_; }
 
-  // Every row (key, values, slots) for checkpoints, stripe by stripe.
+  // A row as checkpoints hold it.
   struct RowSnapshot {
-    uint64_t key;
-    std::vector<float> data;  // values, then each slot (dim floats each)
+    uint64_t key = 0;
+    std::vector<float> data;           // values, then each slot (dim floats each)
+    uint64_t last_update = 0;          // the table's update count then
+    uint32_t last_update_seconds = 0;  // Unix seconds then
+    uint32_t updates = 0;              // updates the row had (saturating)
   };
-  std::vector<RowSnapshot> Snapshot() const;
+  // Everything a checkpoint or a replica needs: rows, the update count,
+  // the counters and the admission counts.
+  struct Contents {
+    std::vector<RowSnapshot> rows;
+    uint64_t updates = 0;
+    SparseTableCounters counters;
+    AdmissionCounts pending;
+  };
+  // Stripe by stripe (each consistent).
+  Contents Snapshot() const;
   // Replaces the contents; FAILED_PRECONDITION if a row has the wrong width
-  // or there are more than max_rows.
-  absl::Status Restore(const std::vector<RowSnapshot>& rows);
+  // or there are more than max_rows. Admission counts of another kind or
+  // size than this table's are dropped (logged): they only delay admission.
+  absl::Status Restore(const Contents& contents);
 
  private:
   // Rows of `width` floats, and each row's key, in fixed chunks of
   // kChunkRows: growing never copies rows or holds twice their memory (a
   // growing vector does both). Not synchronised: the stripe's mutex guards it.
+  // A row's age (see RowSnapshot).
+  struct RowMeta {
+    uint64_t last_update = 0;
+    uint32_t last_update_seconds = 0;
+    uint32_t updates = 0;
+  };
+  // Rows of `width` floats, each row's key and age, in fixed chunks of
+  // kChunkRows: growing never copies rows or holds twice their memory (a
+  // growing vector does both). Rows are numbered densely: removing one moves
+  // the last into its place. Not synchronised: the stripe's mutex guards it.
   class RowPool {
    public:
     static constexpr size_t kChunkRows = 1024;
     explicit RowPool(size_t width) : width_(width) {}
-    // A new row for `key` (its values uninitialised) and its number.
+    // A new row for `key` (its values uninitialised, its age zero) and its
+    // number.
     uint32_t Append(uint64_t key) {
       if (rows_ == chunks_.size() * kChunkRows) {
         chunks_.push_back(std::make_unique<float[]>(kChunkRows * width_));
         key_chunks_.push_back(std::make_unique<uint64_t[]>(kChunkRows));
+        meta_chunks_.push_back(std::make_unique<RowMeta[]>(kChunkRows));
       }
       key_chunks_[rows_ / kChunkRows][rows_ % kChunkRows] = key;
+      Meta(rows_) = RowMeta{};
       return static_cast<uint32_t>(rows_++);
+    }
+    // Moves the last row into `row`'s place and drops the last; frees a
+    // chunk once two are empty.
+    void RemoveByMovingLast(uint32_t row) {
+      const uint32_t last = static_cast<uint32_t>(rows_ - 1);
+      if (row != last) {
+        std::copy_n(Row(last), width_, Row(row));
+        key_chunks_[row / kChunkRows][row % kChunkRows] = Key(last);
+        Meta(row) = Meta(last);
+      }
+      --rows_;
+      if (chunks_.size() * kChunkRows >= rows_ + 2 * kChunkRows) {
+        chunks_.pop_back();
+        key_chunks_.pop_back();
+        meta_chunks_.pop_back();
+      }
     }
     float* Row(uint32_t row) const {
       return &chunks_[row / kChunkRows][size_t{row % kChunkRows} * width_];
     }
     uint64_t Key(uint32_t row) const { return key_chunks_[row / kChunkRows][row % kChunkRows]; }
+    RowMeta& Meta(uint32_t row) const { return meta_chunks_[row / kChunkRows][row % kChunkRows]; }
+    size_t size() const { return rows_; }
     void Clear() {
       chunks_.clear();
       key_chunks_.clear();
+      meta_chunks_.clear();
       rows_ = 0;
     }
 
@@ -107,6 +216,7 @@ class SparseTable {
     const size_t width_;
     std::vector<std::unique_ptr<float[]>> chunks_;
     std::vector<std::unique_ptr<uint64_t[]>> key_chunks_;
+    std::vector<std::unique_ptr<RowMeta[]>> meta_chunks_;
     size_t rows_ = 0;
   };
   // The index holds row numbers only (4 bytes a slot, not a 16-byte
@@ -139,6 +249,8 @@ class SparseTable {
     RowPool pool ABSL_GUARDED_BY(mu);
     // Numbers of the rows in `pool`, found by their keys.
     absl::flat_hash_set<uint32_t, RowHash, RowEq> index ABSL_GUARDED_BY(mu);
+    // Pushes of this stripe's ids without a row (counting admission only).
+    std::unique_ptr<AdmissionCounter> pending ABSL_GUARDED_BY(mu);
   };
 
   SparseTable(const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);
@@ -147,14 +259,34 @@ class SparseTable {
   // Locks the stripes `keys` touch (in index order), creates the missing
   // rows if the table has room for all of them, then calls fn(row pointer,
   // position in keys) for each key. RESOURCE_EXHAUSTED and no change if not.
+  // (Pulls that create rows: tables without admission or eviction.)
   template <typename Fn>
   absl::Status ForEachRow(absl::Span<const uint64_t> keys, Fn fn);
   void InitRow(uint64_t key, float* row) const;
+  // Rows the table may make: max_rows, or for a table that evicts when full
+  // max_rows plus an eighth (new rows wait for the next EvictDue).
+  uint64_t CreationLimit() const;
+  bool EvictsWhenFull() const;
+  // Whether a push of `key`, which has no row, gives it one now.
+  bool Admits(const Stripe& stripe, uint64_t key, uint64_t draw) const
+      ABSL_SHARED_LOCKS_REQUIRED(stripe.mu);
+  // Removes `key`'s row if present; whether it was.
+  bool RemoveRow(Stripe& stripe, uint64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
+  uint32_t NowSeconds() const;
 
   const SparseTableOptions options_;
   const std::unique_ptr<Optimizer> optimizer_;
+  const bool lifecycle_;
   std::vector<std::unique_ptr<Stripe>> stripes_;
   std::atomic<uint64_t> rows_{0};
+  // The table's update count (Push calls).
+  std::atomic<uint64_t> updates_{0};
+  std::atomic<uint64_t> admitted_{0};
+  std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> evicted_{0};
+  // When the next TTL sweep is due: an update count and a time.
+  std::atomic<uint64_t> next_sweep_update_{0};
+  std::atomic<int64_t> next_sweep_seconds_{0};
 };
 
 }  // namespace fulcrum
