@@ -311,6 +311,19 @@ absl::Status GenerateClickData(const std::string& out_dir, const std::vector<std
   return RunToCompletion(argv, out_dir + ".gen", absl::Minutes(2)).status();
 }
 
+int MetricsPort(const std::string& log) {
+  const size_t at = log.find("metrics at http://");
+  if (at == std::string::npos) return 0;
+  const size_t colon = log.find(':', at + 18);
+  const size_t slash = log.find('/', colon);
+  int port = 0;
+  if (colon == std::string::npos || slash == std::string::npos ||
+      !absl::SimpleAtoi(log.substr(colon + 1, slash - colon - 1), &port)) {
+    return 0;
+  }
+  return port;
+}
+
 double ResultMetric(const std::string& out, const std::string& name) {
   const std::string prefix = name + "=";
   for (absl::string_view line : absl::StrSplit(out, '\n')) {

@@ -140,6 +140,10 @@ class LocalCluster {
 double ResultMetric(const std::string& server_out, const std::string& name);
 double ResultAccuracy(const std::string& server_out);
 
+// The port of the first "metrics at http://HOST:PORT/metrics" in a
+// process's `log`; 0 if none yet.
+int MetricsPort(const std::string& log);
+
 // Runs tools/gen_click_data into `out_dir` with `flags` (its logs beside
 // it); an error carries the generator's stderr.
 absl::Status GenerateClickData(const std::string& out_dir, const std::vector<std::string>& flags);

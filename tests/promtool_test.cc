@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/http_get.h"
 #include "gtest/gtest.h"
@@ -18,21 +17,6 @@ namespace fulcrum {
 namespace {
 
 constexpr char kPromtool[] = "/usr/bin/promtool";
-
-// The port of the first "metrics at http://HOST:PORT/metrics" in `log`; 0 if
-// none yet.
-int MetricsPort(const std::string& log) {
-  const size_t at = log.find("metrics at http://");
-  if (at == std::string::npos) return 0;
-  const size_t colon = log.find(':', at + 18);
-  const size_t slash = log.find('/', colon);
-  int port = 0;
-  if (colon == std::string::npos || slash == std::string::npos ||
-      !absl::SimpleAtoi(log.substr(colon + 1, slash - colon - 1), &port)) {
-    return 0;
-  }
-  return port;
-}
 
 // Runs promtool with `args` (through the shell, for stdin redirection);
 // the error carries its output.
