@@ -107,6 +107,11 @@ def main():
     parser.add_argument("--learning_rate", type=float, default=3e-3, help="Adam's, dense layers")
     parser.add_argument("--table_learning_rate", type=float, default=0.05,
                         help="Adagrad's, embedding tables")
+    parser.add_argument("--admit_after", type=int, default=2,
+                        help="an id gets an embedding row at its this-many-th push (1: at once)")
+    parser.add_argument("--max_rows", type=int, default=0,
+                        help="rows per table and server; past it the least recently updated "
+                        "rows are evicted (0: the server's --max_sparse_rows)")
     parser.add_argument("--test_examples", type=int, default=0, help="0: the whole test file")
     parser.add_argument("--worker_name", default="")
     args = parser.parse_args()
@@ -118,6 +123,13 @@ def main():
         table_optimizer = {"kind": "ADAGRAD", "learning_rate": args.table_learning_rate}
         for bag in model.embeddings:
             bag.optimizer = table_optimizer
+            # Most ids of a click log appear once: they get no row (and their
+            # gradients are dropped) until seen again; a full table drops its
+            # stalest rows rather than refusing new ids.
+            bag.admission = {"min_count": args.admit_after, "counter": "COUNTING_BLOOM",
+                             "bloom_cells": str(1 << 20)}
+            bag.eviction = {"when_full": "LEAST_RECENTLY_UPDATED"}
+            bag.max_rows = args.max_rows
         job = fulcrum.torch.job_for(
             model,
             model="dlrm",

@@ -137,7 +137,8 @@ class _SparseModule(torch.nn.Module):
     """What Embedding and EmbeddingBag share: a table spec and a lookup."""
 
     def __init__(self, embedding_dim: int, table: Optional[str], init_scale: Optional[float],
-                 optimizer: Optional[dict], max_rows: int):
+                 optimizer: Optional[dict], max_rows: int, admission: Optional[dict] = None,
+                 eviction: Optional[dict] = None):
         super().__init__()
         if int(embedding_dim) <= 0:
             raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
@@ -147,6 +148,8 @@ class _SparseModule(torch.nn.Module):
         self.init_scale = float(init_scale) if init_scale is not None else 1.0 / self.embedding_dim
         self.optimizer = optimizer
         self.max_rows = int(max_rows)
+        self.admission = admission
+        self.eviction = eviction
 
     def _describe(self) -> str:
         return f"fulcrum.torch.{type(self).__name__} {self.table or '(unnamed)'!r}"
@@ -181,6 +184,10 @@ class _SparseModule(torch.nn.Module):
             spec["max_rows"] = str(self.max_rows)
         if self.optimizer:
             spec["optimizer"] = self.optimizer
+        if self.admission:
+            spec["admission"] = self.admission
+        if self.eviction:
+            spec["eviction"] = self.eviction
         return spec
 
 
@@ -192,12 +199,19 @@ class Embedding(_SparseModule):
     U(-init_scale, init_scale) (default 1 / embedding_dim), the same for an
     id on every server and every run; ``optimizer``: this table's
     OptimizerConfig as a dict (default: the job's); ``max_rows``: rows the
-    table may hold (0: the server's limit)."""
+    table may hold per server (0: the server's limit); ``admission`` and
+    ``eviction``: the life of its ids, FeatureAdmission and FeatureEviction
+    as dicts, e.g. ``{"min_count": 2}`` (an id gets a row at its second
+    push; until then it reads its initial row and its gradients are
+    dropped) and ``{"when_full": "LEAST_RECENTLY_UPDATED"}`` (past max_rows
+    the stalest rows go instead of new ids being refused)."""
 
     def __init__(self, embedding_dim: int, *, table: Optional[str] = None,
                  init_scale: Optional[float] = None, optimizer: Optional[dict] = None,
-                 max_rows: int = 0):
-        super().__init__(embedding_dim, table, init_scale, optimizer, max_rows)
+                 max_rows: int = 0, admission: Optional[dict] = None,
+                 eviction: Optional[dict] = None):
+        super().__init__(embedding_dim, table, init_scale, optimizer, max_rows, admission,
+                         eviction)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         positions, rows = self._lookup(ids)
@@ -218,8 +232,10 @@ class EmbeddingBag(_SparseModule):
     def __init__(self, embedding_dim: int, mode: str = "mean", *,
                  include_last_offset: bool = False, table: Optional[str] = None,
                  init_scale: Optional[float] = None, optimizer: Optional[dict] = None,
-                 max_rows: int = 0):
-        super().__init__(embedding_dim, table, init_scale, optimizer, max_rows)
+                 max_rows: int = 0, admission: Optional[dict] = None,
+                 eviction: Optional[dict] = None):
+        super().__init__(embedding_dim, table, init_scale, optimizer, max_rows, admission,
+                         eviction)
         if mode not in ("sum", "mean", "max"):
             raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
         self.mode = mode

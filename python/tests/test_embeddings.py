@@ -2,6 +2,8 @@
 with their rows on a real ps_server."""
 
 import json
+import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 import fulcrum
 import fulcrum.torch as ft
+from conftest import _binary
 
 DIM = 4
 LR = 0.1
@@ -163,6 +166,46 @@ def test_job_for_maps_embeddings_to_tables_and_the_rest_to_tensors(start_server)
     served = fulcrum.Session(server.address).job
     assert {t["name"]: int(t["dim"]) for t in served["sparse_tables"]} == {
         "user": 8, "category": 4, "fields.1": 4}
+
+
+def test_admission_drops_an_ids_gradients_until_its_second_push_and_status_counts_it(
+        start_server):
+    model = Model(ft.EmbeddingBag(DIM, admission={"min_count": 2}), ft.Embedding(DIM))
+    job = ft.job_for(model, optimizer={"kind": "SGD", "learning_rate": LR})
+    assert job["sparse_tables"][0]["admission"] == {"min_count": 2}
+    server = start_server(json.dumps(job), suffix=".json")
+    session = fulcrum.Session(server.address, worker_name="test")
+    assert session.next_task().kind == "train"
+    keys = np.array([5, 9], np.uint64)
+    grads = np.ones((2, DIM), np.float32)
+    dense = {n: np.zeros(p.shape, np.float32) for n, p in model.named_parameters()}
+
+    def read():
+        rows = np.zeros((len(keys), DIM), np.float32)
+        session.pull_for_eval(dense, {"bag": (keys, rows)})
+        return rows
+
+    def push_and_read(push_keys):
+        session.pull(dense, {"bag": (push_keys, np.zeros((len(push_keys), DIM), np.float32))})
+        zero = {n: np.zeros_like(v) for n, v in dense.items()}
+        session.push(zero, 1, sparse={"bag": (push_keys, np.ones((len(push_keys), DIM), np.float32))})
+        return read()
+
+    initial = read()
+
+    np.testing.assert_array_equal(push_and_read(keys), initial)  # first push: dropped
+    after = push_and_read(keys[:1])  # id 5's second push: admitted and applied
+    np.testing.assert_allclose(after[0], initial[0] - LR * grads[0], rtol=1e-6)
+    np.testing.assert_array_equal(after[1], initial[1])
+    # psctl shows the table's counters, as text and as JSON.
+    psctl = [_binary("tools/psctl"), "status", "--coordinator=" + server.address]
+    text = subprocess.run(psctl, check=True, capture_output=True, text=True).stdout
+    assert re.search(r"admitted 1\s+refused 2\s+evicted 0", text), text
+    status = json.loads(subprocess.run(psctl + ["--json"], check=True, capture_output=True,
+                                       text=True).stdout)
+    table = {t["name"]: t for t in status["sparse_tables"]}["bag"]
+    assert int(table["admitted"]) == 1 and int(table["refused"]) == 2, table
+    assert int(table["rows"]) == 1 and int(table["pending_ids"]) == 1, table
 
 
 def test_mistakes_are_clear_errors():
