@@ -76,6 +76,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(
   JobCheckpointerOptions checkpointer_options;
   checkpointer_options.every = options.checkpoint_every;
   checkpointer_options.every_steps = options.checkpoint_every_steps;
+  checkpointer_options.full_every = options.checkpoint_full_every;
   server->checkpointer_ =
       std::make_unique<JobCheckpointer>(checkpointer_options, checkpoints,
                                         server->coordinator_.get(), server->shards_.get(), metrics);

@@ -125,7 +125,12 @@ ABSL_FLAG(std::string, checkpoint_every, "",
           "shard versions (\"500steps\": rounds in sync mode, pushes "
           "otherwise). Empty: only on demand (psctl checkpoint) and when the "
           "job ends.");
-ABSL_FLAG(int, keep_checkpoints, 3, "Complete checkpoints kept on disk.");
+ABSL_FLAG(int, keep_checkpoints, 3,
+          "Complete checkpoints kept on disk (and those their deltas build on).");
+ABSL_FLAG(int, checkpoint_full_every, 8,
+          "Every this-many-th checkpoint is whole; the others hold the dense tensors and "
+          "only the sparse rows changed or evicted since the checkpoint before. 1: every "
+          "checkpoint whole.");
 ABSL_FLAG(std::string, restore, "",
           "Empty: resume from the newest complete checkpoint in "
           "--checkpoint_dir that verifies (falling back to older ones), or "
@@ -335,6 +340,7 @@ int Run() {
   }
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  options.checkpoint_full_every = absl::GetFlag(FLAGS_checkpoint_full_every);
   options.restore = absl::GetFlag(FLAGS_restore);
   options.debug_replication_delay =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_replication_delay_ms)));

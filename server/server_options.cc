@@ -37,6 +37,9 @@ absl::Status ServerOptions::Validate() const {
         "positive");
   }
   if (keep_checkpoints < 1) return bad("keep_checkpoints (--keep_checkpoints) must be at least 1");
+  if (checkpoint_full_every < 1) {
+    return bad("checkpoint_full_every (--checkpoint_full_every) must be at least 1");
+  }
   if (max_message_bytes <= 0 || max_message_bytes > (2047 << 20)) {
     return bad("max_message_bytes (--max_message_mb) must be positive, at most 2047 MiB");
   }

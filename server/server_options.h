@@ -82,6 +82,9 @@ struct ServerOptions {
   absl::Duration checkpoint_every = absl::ZeroDuration();
   int64_t checkpoint_every_steps = 0;
   int keep_checkpoints = 3;
+  // Every this-many-th checkpoint is whole; the others are deltas (dense
+  // tensors, and the sparse rows changed or evicted since the one before).
+  int checkpoint_full_every = 8;
   // "" restores the newest complete checkpoint in checkpoint_dir (if any);
   // "none" starts fresh; anything else is the path of a checkpoint folder.
   std::string restore;

@@ -25,6 +25,7 @@ TEST(ServerOptionsTest, EachBadSetting_InvalidArgumentNamingItsFlag) {
       {"--checkpoint_dir", [](ServerOptions& o) { o.checkpoint_every = absl::Seconds(1); }},
       {"--checkpoint_dir", [](ServerOptions& o) { o.checkpoint_every_steps = 10; }},
       {"--keep_checkpoints", [](ServerOptions& o) { o.keep_checkpoints = 0; }},
+      {"--checkpoint_full_every", [](ServerOptions& o) { o.checkpoint_full_every = 0; }},
       {"--max_message_mb", [](ServerOptions& o) { o.max_message_bytes = 0; }},
       {"--max_workers", [](ServerOptions& o) { o.max_workers = 0; }},
       {"--max_sparse_rows", [](ServerOptions& o) { o.max_sparse_rows = 0; }},

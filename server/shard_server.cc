@@ -83,7 +83,9 @@ absl::StatusOr<std::unique_ptr<ShardServer>> ShardServer::Join(const ServerOptio
   ShardServer* self = server.get();
   server->shard_control_service_ = std::make_unique<ShardControlServiceImpl>(
       server->shard_.get(),
-      [self](uint64_t sequence) { return self->WriteCheckpointPart(sequence); },
+      [self](uint64_t sequence, uint64_t delta_of) {
+        return self->WriteCheckpointPart(sequence, delta_of);
+      },
       [self](const std::string& address, uint64_t process) {
         return self->CallCoordinatorAt(address, process);
       });
@@ -274,6 +276,8 @@ absl::Status ShardServer::JoinCoordinator() {
     }
     FULCRUM_LOG(INFO) << "restored shard " << options_.shard_index << " of checkpoint "
                       << manifest.sequence() << " at version " << part->version;
+    absl::MutexLock lock(&checkpoint_mu_);
+    part_writer_.reset();  // its marks were of the state before
   }
   return absl::OkStatus();
 }
@@ -518,14 +522,18 @@ void ShardServer::ReportLoop() {
   } while (!stop_reporting_.WaitForNotificationWithTimeout(next));
 }
 
-absl::StatusOr<CheckpointManifest::ShardFile> ShardServer::WriteCheckpointPart(uint64_t sequence) {
+absl::StatusOr<CheckpointManifest::ShardFile> ShardServer::WriteCheckpointPart(uint64_t sequence,
+                                                                               uint64_t delta_of) {
   if (checkpoints_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", options_.shard_index, " has no --checkpoint_dir"));
   }
   absl::MutexLock lock(&checkpoint_mu_);
-  const ShardSnapshot snapshot = shard_->Snapshot();
-  return checkpoints_->WritePart(sequence, snapshot, options_.shard_index, options_.num_shards);
+  if (part_writer_ == nullptr) {
+    part_writer_ = std::make_unique<ShardPartWriter>(shard_.get(), checkpoints_,
+                                                     options_.shard_index, options_.num_shards);
+  }
+  return part_writer_->Write(sequence, delta_of);
 }
 
 }  // namespace fulcrum

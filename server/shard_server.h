@@ -32,6 +32,7 @@
 #include "proto/job.pb.h"
 #include "proto/shard_control.grpc.pb.h"
 #include "server/checkpoint/checkpoint.h"
+#include "server/checkpoint/shard_part_writer.h"
 #include "server/coordinator/registry_client.h"
 #include "server/replication/backup_service.h"
 #include "server/replication/failover_role.h"
@@ -161,7 +162,8 @@ class ShardServer {
   void TakeOver();
   // A primary: starts keeping its backup in step.
   void StartReplicatorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(role_mu_);
-  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpointPart(uint64_t sequence);
+  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpointPart(uint64_t sequence,
+                                                                    uint64_t delta_of);
   // The service (and its metrics) over the built shard.
   void BuildService();
 
@@ -185,6 +187,8 @@ class ShardServer {
   std::unique_ptr<ShardControlServiceImpl> shard_control_service_;
   std::string advertise_address_;
   absl::Mutex checkpoint_mu_;  // one part written or recorded at a time
+  // This shard's parts (made at the first; null again after a restore).
+  std::unique_ptr<ShardPartWriter> part_writer_ ABSL_GUARDED_BY(checkpoint_mu_);
   absl::Notification job_over_;
   absl::Notification stop_reporting_;
   std::thread reporter_;

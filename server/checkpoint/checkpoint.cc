@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -143,6 +144,8 @@ std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, ui
   Put<uint32_t>(&header, shard_index);
   Put<uint32_t>(&header, num_shards);
   Put<uint32_t>(&header, shard.tensors.size());
+  Put<uint32_t>(&header, shard.delta_chain.size());
+  for (uint64_t sequence : shard.delta_chain) Put<uint64_t>(&header, sequence);
   PutSection(&out, header);
   for (const TensorSnapshot& t : shard.tensors) {
     std::string meta;
@@ -184,14 +187,23 @@ std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, ui
     Put<uint64_t>(&state, t.contents.counters.admitted);
     Put<uint64_t>(&state, t.contents.counters.refused);
     Put<uint64_t>(&state, t.contents.counters.evicted);
-    Put<uint64_t>(&state, t.contents.pending.exact.size());
-    for (const auto& [key, count] : t.contents.pending.exact) {
+    const AdmissionCounts& pending = t.contents.pending;
+    Put<uint64_t>(&state, pending.exact.size());
+    for (const auto& [key, count] : pending.exact) {
       Put<uint64_t>(&state, key);
       Put<uint32_t>(&state, count);
     }
-    Put<uint64_t>(&state, t.contents.pending.cells.size());
-    state.append(reinterpret_cast<const char*>(t.contents.pending.cells.data()),
-                 t.contents.pending.cells.size());
+    Put<uint64_t>(&state, pending.halvings.size());
+    for (uint64_t h : pending.halvings) Put<uint64_t>(&state, h);
+    Put<uint64_t>(&state, pending.cells);
+    Put<uint64_t>(&state, pending.blocks.size());
+    for (const auto& [first, cells] : pending.blocks) {
+      Put<uint64_t>(&state, first);
+      Put<uint64_t>(&state, cells.size());
+      state.append(reinterpret_cast<const char*>(cells.data()), cells.size());
+    }
+    Put<uint64_t>(&state, t.contents.removed.size());
+    for (uint64_t key : t.contents.removed) Put<uint64_t>(&state, key);
     PutSection(&out, state);
   }
   return out;
@@ -213,6 +225,13 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std:
   FULCRUM_RETURN_IF_ERROR(header.Get(&shard_index));
   FULCRUM_RETURN_IF_ERROR(header.Get(&num_shards));
   FULCRUM_RETURN_IF_ERROR(header.Get(&num_tensors));
+  if (format >= 3) {
+    uint32_t chain = 0;
+    FULCRUM_RETURN_IF_ERROR(header.Get(&chain));
+    if (chain > 1024) return reader.Corrupt("implausible delta chain");
+    shard.delta_chain.resize(chain);
+    for (uint64_t& sequence : shard.delta_chain) FULCRUM_RETURN_IF_ERROR(header.Get(&sequence));
+  }
   if (num_shards == 0 || shard_index >= num_shards) {
     return reader.Corrupt(
         absl::StrCat("shard ", shard_index, " of ", num_shards, " is not a valid shard"));
@@ -300,7 +319,7 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std:
       FULCRUM_RETURN_IF_ERROR(reader.Section("sparse table state", &state_bytes));
       Reader state(state_bytes, path);
       SparseTable::Contents& c = t.contents;
-      uint64_t exact = 0, cells = 0;
+      uint64_t exact = 0, halvings = 0, blocks = 0;
       FULCRUM_RETURN_IF_ERROR(state.Get(&c.updates));
       FULCRUM_RETURN_IF_ERROR(state.Get(&c.counters.admitted));
       FULCRUM_RETURN_IF_ERROR(state.Get(&c.counters.refused));
@@ -314,10 +333,36 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std:
         FULCRUM_RETURN_IF_ERROR(state.Get(&key));
         FULCRUM_RETURN_IF_ERROR(state.Get(&count));
       }
-      FULCRUM_RETURN_IF_ERROR(state.Get(&cells));
-      absl::string_view cell_bytes;
-      FULCRUM_RETURN_IF_ERROR(state.Bytes(cells, &cell_bytes));
-      c.pending.cells.assign(cell_bytes.begin(), cell_bytes.end());
+      FULCRUM_RETURN_IF_ERROR(state.Get(&halvings));
+      if (halvings > state_bytes.size() / 8) {
+        return reader.Corrupt(absl::StrCat("implausible admission halvings for ", t.name));
+      }
+      c.pending.halvings.resize(halvings);
+      for (uint64_t& h : c.pending.halvings) FULCRUM_RETURN_IF_ERROR(state.Get(&h));
+      FULCRUM_RETURN_IF_ERROR(state.Get(&c.pending.cells));
+      FULCRUM_RETURN_IF_ERROR(state.Get(&blocks));
+      if (blocks > state_bytes.size() / 16) {
+        return reader.Corrupt(absl::StrCat("implausible admission cells for ", t.name));
+      }
+      c.pending.blocks.resize(blocks);
+      for (auto& [first, cells] : c.pending.blocks) {
+        uint64_t n = 0;
+        FULCRUM_RETURN_IF_ERROR(state.Get(&first));
+        FULCRUM_RETURN_IF_ERROR(state.Get(&n));
+        absl::string_view cell_bytes;
+        FULCRUM_RETURN_IF_ERROR(state.Bytes(n, &cell_bytes));
+        if (first + n > c.pending.cells) {
+          return reader.Corrupt(absl::StrCat("admission cells outside the table for ", t.name));
+        }
+        cells.assign(cell_bytes.begin(), cell_bytes.end());
+      }
+      uint64_t removed = 0;
+      FULCRUM_RETURN_IF_ERROR(state.Get(&removed));
+      if (removed > state_bytes.size() / 8) {
+        return reader.Corrupt(absl::StrCat("implausible removed keys for ", t.name));
+      }
+      c.removed.resize(removed);
+      for (uint64_t& key : c.removed) FULCRUM_RETURN_IF_ERROR(state.Get(&key));
       if (!state.empty()) return reader.Corrupt(absl::StrCat("trailing bytes in ", t.name));
     }
     shard.tables.push_back(std::move(t));
@@ -395,6 +440,7 @@ absl::StatusOr<CheckpointManifest::ShardFile> CheckpointStore::WritePart(uint64_
   file.set_file(name);
   file.set_bytes(bytes.size());
   file.set_crc32c(Crc32c(bytes));
+  file.mutable_delta_chain()->Add(shard.delta_chain.begin(), shard.delta_chain.end());
   return file;
 }
 
@@ -474,18 +520,37 @@ absl::Status CheckpointStore::Prune() {
   FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> complete, ListComplete());
   if (complete.empty()) return absl::OkStatus();
   const int keep = std::max(1, options_.keep);
-  const int64_t oldest_kept = SequenceOf(
-      complete[std::max<int>(0, complete.size() - keep)].substr(options_.dir.size() + 1));
+  const size_t first_kept = complete.size() > size_t(keep) ? complete.size() - keep : 0;
+  const int64_t oldest_kept = SequenceOf(complete[first_kept].substr(options_.dir.size() + 1));
+  // The checkpoints a kept one's deltas build on stay too.
+  absl::flat_hash_set<int64_t> needed;
+  for (size_t i = first_kept; i < complete.size(); ++i) {
+    absl::StatusOr<CheckpointManifest> manifest = ReadManifest(complete[i]);
+    if (!manifest.ok()) continue;  // it will not load either; nothing to keep for it
+    for (const CheckpointManifest::ShardFile& file : manifest->shards()) {
+      for (uint64_t sequence : file.delta_chain()) needed.insert(static_cast<int64_t>(sequence));
+    }
+  }
   FULCRUM_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(options_.dir));
   for (const std::string& name : names) {
     const int64_t seq = SequenceOf(name);
-    // Older complete ones beyond `keep`, and incomplete leftovers of crashed
-    // writes that are older than a kept checkpoint.
-    if (seq >= 0 && seq < oldest_kept) {
+    // Older complete ones beyond `keep` that no kept one builds on, and
+    // incomplete leftovers of crashed writes that are older than a kept
+    // checkpoint.
+    if (seq >= 0 && seq < oldest_kept && !needed.contains(seq)) {
       FULCRUM_RETURN_IF_ERROR(fs_->DeleteRecursively(absl::StrCat(options_.dir, "/", name)));
     }
   }
   return fs_->SyncDir(options_.dir);
+}
+
+absl::StatusOr<CheckpointManifest> CheckpointStore::ReadManifest(const std::string& path) {
+  const std::string manifest_path = absl::StrCat(path, "/", kManifestName);
+  if (!fs_->Exists(manifest_path)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no MANIFEST (an incomplete checkpoint)"));
+  }
+  FULCRUM_ASSIGN_OR_RETURN(std::string manifest_bytes, fs_->ReadFile(manifest_path));
+  return DecodeManifest(manifest_bytes, manifest_path);
 }
 
 absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPart(const CheckpointManifest& manifest,
@@ -517,7 +582,35 @@ absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(const std::string& p
   if (Crc32c(shard_bytes) != file->crc32c()) {
     return absl::DataLossError(absl::StrCat(shard_path, ": checksum mismatch"));
   }
-  return DecodeShardFile(shard_bytes, shard_path);
+  FULCRUM_ASSIGN_OR_RETURN(ShardSnapshot part, DecodeShardFile(shard_bytes, shard_path));
+  if (part.delta_chain.empty()) return part;
+  // A delta: the whole part it builds on, then each delta after it, from
+  // the sibling folders, then this one.
+  const std::string parent = path.substr(0, path.find_last_of('/'));
+  ShardSnapshot state;
+  for (size_t i = 0; i < part.delta_chain.size(); ++i) {
+    const std::string base_path =
+        absl::StrCat(parent, "/", FolderName(part.delta_chain[i]), "/", file->file());
+    if (!fs_->Exists(base_path)) {
+      return absl::NotFoundError(
+          absl::StrCat(shard_path, " is a delta on ", base_path, ", which is missing"));
+    }
+    FULCRUM_ASSIGN_OR_RETURN(std::string base_bytes, fs_->ReadFile(base_path));
+    FULCRUM_ASSIGN_OR_RETURN(ShardSnapshot base, DecodeShardFile(base_bytes, base_path));
+    const std::vector<uint64_t> expected(part.delta_chain.begin(), part.delta_chain.begin() + i);
+    if (base.delta_chain != expected) {
+      return absl::DataLossError(absl::StrCat(base_path, " is not the checkpoint ", shard_path,
+                                              " builds on (its chain differs)"));
+    }
+    if (i == 0) {
+      state = std::move(base);
+    } else {
+      FULCRUM_RETURN_IF_ERROR(ApplyShardDelta(&state, base));
+    }
+  }
+  FULCRUM_RETURN_IF_ERROR(ApplyShardDelta(&state, part));
+  state.delta_chain.clear();  // whole now
+  return state;
 }
 
 absl::StatusOr<LoadedCheckpoint> CheckpointStore::Load(const std::string& path, uint32_t index,

@@ -2,6 +2,12 @@
 // and CheckpointStore, which writes them atomically and finds the newest one
 // that verifies.
 //
+// A shard's part is whole, or a delta: the dense tensors whole and each
+// sparse table's rows changed and keys evicted since the checkpoint before
+// (its header names the chain it builds on: the whole part, then each delta;
+// they are in the sibling folders). Loading a delta loads its chain and
+// applies each in turn; pruning keeps every folder a kept one builds on.
+//
 // Layout: one folder per checkpoint, <dir>/ckpt-<sequence, 9 digits>/, with
 //   shard-<i, 5 digits>-of-<n, 5 digits>   one per parameter-server shard
 //   MANIFEST                               written last: its presence marks
@@ -13,7 +19,7 @@
 //   "FULCRUMS" | u32 format version (3)
 //   u32 header length | header | u32 CRC-32C of header
 //     header: i64 version | u32 shard index | u32 shard count |
-//             u32 tensor count
+//             u32 tensor count | u32 n | u64 delta chain[n] (none: whole)
 //   per tensor:
 //     u32 metadata length | metadata | u32 CRC-32C of metadata
 //       metadata: u32 name length | name | u32 rank | i64 dims[rank] |
@@ -32,7 +38,10 @@
 //     u32 state length | state | u32 CRC-32C of state
 //       state: u64 table updates | u64 admitted | u64 refused |
 //              u64 evicted | u64 n | n * (u64 id, u32 count) (EXACT
-//              admission counts) | u64 cells | u8[cells] (Bloom cells)
+//              admission counts) | u64 s | u64 halvings[s] (EXACT, per
+//              stripe) | u64 cells | u64 b | b * (u64 first cell, u64 k,
+//              u8 cells[k]) (Bloom cells, in blocks) | u64 m |
+//              u64 removed keys[m] (a delta's)
 // Manifest file:
 //   "FULCRUMM" | u32 format version (2) | u32 length |
 //   CheckpointManifest (protobuf) | u32 CRC-32C of the protobuf bytes
@@ -151,6 +160,8 @@ class CheckpointStore {
   absl::Status WriteFileAtomically(const std::string& dir, const std::string& name,
                                    absl::string_view data, bool slow);
   absl::Status WriteManifest(const std::string& path, const CheckpointManifest& manifest);
+  // The manifest of checkpoint folder `path`; NOT_FOUND without one.
+  absl::StatusOr<CheckpointManifest> ReadManifest(const std::string& path);
   std::string PathOf(uint64_t sequence) const;
   absl::StatusOr<ShardSnapshot> LoadPartFrom(const std::string& path,
                                              const CheckpointManifest& manifest, uint32_t index);

@@ -1,11 +1,13 @@
 #include "server/checkpoint/checkpoint.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/crc32c.h"
 #include "common/base/file_system.h"
 #include "gtest/gtest.h"
+#include "server/checkpoint/shard_part_writer.h"
 
 namespace fulcrum {
 namespace {
@@ -42,7 +44,9 @@ ShardSnapshot MakeShard(int64_t version, float base) {
   emb.contents.updates = 9;
   emb.contents.counters = SparseTableCounters{2, 11, 4};
   emb.contents.pending.exact = {{17, 2}, {uint64_t{1} << 63, 1}};
-  emb.contents.pending.cells = {0, 3, 255, 1};
+  emb.contents.pending.halvings = {0, 3};
+  emb.contents.pending.cells = 4100;
+  emb.contents.pending.blocks = {{0, {0, 3, 255, 1}}, {4096, {9, 9, 9, 9}}};
   shard.tables = {emb};
   return shard;
 }
@@ -91,7 +95,9 @@ void ExpectSameShard(const ShardSnapshot& a, const ShardSnapshot& b) {
     EXPECT_EQ(ca.counters.refused, cb.counters.refused);
     EXPECT_EQ(ca.counters.evicted, cb.counters.evicted);
     EXPECT_EQ(ca.pending.exact, cb.pending.exact);
+    EXPECT_EQ(ca.pending.halvings, cb.pending.halvings);
     EXPECT_EQ(ca.pending.cells, cb.pending.cells);
+    EXPECT_EQ(ca.pending.blocks, cb.pending.blocks);
   }
 }
 
@@ -196,7 +202,7 @@ TEST(CheckpointTest, ShardFile_WrongMagicOrVersion_DataLossSayingWhy) {
   EXPECT_NE(s.message().find("the/file"), std::string::npos);
   EXPECT_NE(s.message().find("magic"), std::string::npos);
   std::string version = data;
-  version[8] = 9;  // format version 9 (not 2)
+  version[8] = 9;  // format version 9 (not 3)
   s = DecodeShardFile(version, "f").status();
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(s.message().find("format version 9"), std::string::npos);
@@ -329,6 +335,175 @@ TEST(CheckpointTest, FolderIsAFile_FailsCleanly) {
   CheckpointStore store = MakeStore(path);
   EXPECT_FALSE(store.Write(MakeShard(1, 1), Progress(0), absl::Now()).ok());
 }
+
+// Incremental checkpoints of a shard whose table admits and evicts: a
+// parameter shard (a dense tensor and a sparse table), its parts written
+// by a ShardPartWriter and committed.
+// Parameter: the admission counter (EXACT's small enough to be halved).
+class IncrementalTest : public ::testing::TestWithParam<FeatureAdmission::Counter> {
+ protected:
+  void SetUp() override {
+    TensorSpec spec;
+    spec.set_name("d");
+    spec.add_shape(4);
+    OptimizerConfig config;
+    config.set_kind(ADAGRAD);
+    config.set_learning_rate(0.1f);
+    auto store = ParameterStore::Create({}, *CreateOptimizer(config), {spec});
+    SparseTableOptions options;
+    options.name = "emb";
+    options.dim = 4;
+    options.max_rows = 3000;
+    options.initializer = UNIFORM;
+    options.scale = 0.1f;
+    options.admission.set_min_count(2);
+    options.admission.set_counter(GetParam());
+    options.admission.set_max_counters(16384);
+    // Cells are rewritten in blocks of 4096, and pushes touch every block:
+    // a filter small next to the table.
+    options.admission.set_bloom_cells(1 << 12);
+    options.eviction.set_when_full(FeatureEviction::LEAST_RECENTLY_UPDATED);
+    options.eviction.set_ttl_seconds(120);
+    options.clock = &clock_;
+    std::vector<std::unique_ptr<SparseTable>> tables;
+    tables.push_back(*SparseTable::Create(options, *CreateOptimizer(config)));
+    shard_ = std::make_unique<ParameterShard>(std::move(*store), ASYNC, 0, std::move(tables));
+    WorkerMembership m;
+    m.coordinator_incarnation = 1;
+    m.version = 1;
+    m.started = true;
+    m.Admit(1);
+    m.Activate(1, 0);
+    shard_->ApplyMembership(m);
+  }
+
+  // `steps` pushes of 64 ids each, Zipf-like: a few hot ids, many cold.
+  void Train(int steps) {
+    for (int i = 0; i < steps; ++i, ++step_) {
+      std::vector<uint64_t> keys;
+      for (uint64_t k = 0; k < 64; ++k) {
+        const uint64_t r = (step_ * 64 + k) * 2654435761u % 10007;
+        keys.push_back(r < 5000 ? r % 50 : r);  // half hot (50 ids), half cold
+      }
+      std::vector<float> values(keys.size() * 4, 0.25f);
+      std::vector<float> dense(4, 1.0f);
+      std::vector<SliceGradient> g = {{SliceRef{"d", 0, 4}, dense}};
+      std::vector<SparseGradient> sparse = {{"emb", keys, values}};
+      ASSERT_TRUE(shard_->Push(WorkerIdentity{1, 1}, 0, 0, g, sparse).ok());
+      clock_.Advance(absl::Seconds(1));
+    }
+  }
+
+  // Writes and commits checkpoint `sequence` (a delta on `delta_of` if the
+  // writer can): its record.
+  CheckpointManifest::ShardFile Checkpoint(CheckpointStore& store, ShardPartWriter& writer,
+                                           uint64_t sequence, uint64_t delta_of) {
+    absl::StatusOr<CheckpointManifest::ShardFile> file = writer.Write(sequence, delta_of);
+    EXPECT_TRUE(file.ok()) << file.status();
+    CheckpointManifest manifest;
+    manifest.set_format_version(kCheckpointFormatVersion);
+    manifest.set_sequence(sequence);
+    manifest.set_num_shards(1);
+    *manifest.add_shards() = *file;
+    EXPECT_TRUE(store.Commit(manifest, absl::Now()).ok());
+    return *file;
+  }
+
+  // The shard's state with rows in key order (a delta restores them in
+  // another order).
+  static ShardSnapshot Canonical(ShardSnapshot s) {
+    for (SparseTableSnapshot& t : s.tables) {
+      std::sort(t.contents.rows.begin(), t.contents.rows.end(),
+                [](const auto& a, const auto& b) { return a.key < b.key; });
+      std::sort(t.contents.pending.exact.begin(), t.contents.pending.exact.end());
+      // Bloom cells as one run (stripes export theirs as blocks of their own).
+      AdmissionCounts& pending = t.contents.pending;
+      std::vector<uint8_t> cells(pending.cells, 0);
+      for (const auto& [first, values] : pending.blocks) {
+        std::copy(values.begin(), values.end(), cells.begin() + first);
+      }
+      pending.blocks.clear();
+      if (!cells.empty()) pending.blocks.emplace_back(0, std::move(cells));
+    }
+    s.delta_chain.clear();
+    return s;
+  }
+
+  ManualClock clock_;
+  std::unique_ptr<ParameterShard> shard_;
+  uint64_t step_ = 0;
+};
+
+TEST_P(IncrementalTest, WholeThenDeltas_RestoreEqualsTheLiveShardBitForBit_DeltasAreSmall) {
+  const std::string dir = FreshDir("incremental");
+  CheckpointStore store = MakeStore(dir, /*keep=*/1);
+  ShardPartWriter writer(shard_.get(), &store, 0, 1);
+  Train(400);
+  const CheckpointManifest::ShardFile whole = Checkpoint(store, writer, 1, 0);
+  EXPECT_EQ(whole.delta_chain_size(), 0);
+  Train(10);
+  const CheckpointManifest::ShardFile first = Checkpoint(store, writer, 2, 1);
+  EXPECT_EQ(std::vector<uint64_t>(first.delta_chain().begin(), first.delta_chain().end()),
+            std::vector<uint64_t>{1});
+  Train(40);  // long enough for the TTL to evict rows the whole one holds
+  const CheckpointManifest::ShardFile second = Checkpoint(store, writer, 3, 2);
+  EXPECT_EQ(second.delta_chain_size(), 2);
+  const SparseTable& table = *shard_->sparse_table("emb");
+  EXPECT_GT(table.counters().evicted, 0u);
+  EXPECT_GT(table.counters().refused, 0u);
+  // The hot rows and the few new ones, not the table.
+  EXPECT_LT(first.bytes(), whole.bytes() / 3) << first.bytes() << " vs " << whole.bytes();
+
+  absl::StatusOr<LoadedCheckpoint> loaded = store.LoadNewest();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->info.sequence(), 3u);
+  ExpectSameShard(Canonical(shard_->Snapshot()), Canonical(loaded->shard));
+  // keep=1 keeps checkpoint 3 and the two it builds on.
+  EXPECT_EQ(store.ListComplete()->size(), 3u);
+}
+
+TEST_P(IncrementalTest, CorruptDelta_FallsBackToTheNewestConsistentCheckpoint) {
+  const std::string dir = FreshDir("incremental_corrupt");
+  CheckpointStore store = MakeStore(dir);
+  ShardPartWriter writer(shard_.get(), &store, 0, 1);
+  Train(100);
+  Checkpoint(store, writer, 1, 0);
+  Train(20);
+  Checkpoint(store, writer, 2, 1);
+  const ShardSnapshot at_two = Canonical(shard_->Snapshot());
+  Train(20);
+  Checkpoint(store, writer, 3, 2);
+  Corrupt(dir + "/ckpt-000000003" + kShardFile, 40);
+  absl::StatusOr<LoadedCheckpoint> loaded = store.LoadNewest();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->info.sequence(), 2u);
+  ExpectSameShard(at_two, Canonical(loaded->shard));
+  // A delta whose base is gone does not load, saying so; the whole one does.
+  ASSERT_TRUE(PosixFileSystem()->DeleteRecursively(dir + "/ckpt-000000001").ok());
+  absl::Status s = store.Load(dir + "/ckpt-000000002").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("is a delta on"), std::string::npos) << s;
+  EXPECT_EQ(store.LoadNewest().status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(IncrementalTest, DeltaOnAPartThisWriterDidNotWrite_IsWrittenWhole) {
+  const std::string dir = FreshDir("incremental_unknown");
+  CheckpointStore store = MakeStore(dir);
+  Train(50);
+  ShardPartWriter before(shard_.get(), &store, 0, 1);
+  Checkpoint(store, before, 1, 0);
+  // Another writer (a restarted or promoted process) knows no marks.
+  ShardPartWriter after(shard_.get(), &store, 0, 1);
+  EXPECT_EQ(Checkpoint(store, after, 2, 1).delta_chain_size(), 0);
+  EXPECT_EQ(Checkpoint(store, after, 3, 2).delta_chain_size(), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Counters, IncrementalTest,
+                         ::testing::Values(FeatureAdmission::EXACT,
+                                           FeatureAdmission::COUNTING_BLOOM),
+                         [](const auto& info) {
+                           return FeatureAdmission::Counter_Name(info.param);
+                         });
 
 }  // namespace
 }  // namespace fulcrum

@@ -60,7 +60,7 @@ absl::Status JobCheckpointer::Restore(const std::string& restore) {
 }
 
 absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(
-    const std::vector<std::shared_ptr<RemoteShard>>& remotes, uint64_t sequence,
+    const std::vector<std::shared_ptr<RemoteShard>>& remotes, uint64_t sequence, uint64_t delta_of,
     absl::Duration timeout) {
   std::vector<CheckpointManifest::ShardFile> files(remotes.size());
   // Every shard writes at once.
@@ -68,7 +68,8 @@ absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(
       remotes.size(), absl::UnknownError("not asked"));
   std::vector<std::thread> calls;
   for (size_t i = 1; i < remotes.size(); ++i) {
-    calls.emplace_back([&, i] { written[i] = remotes[i]->WriteCheckpoint(sequence, timeout); });
+    calls.emplace_back(
+        [&, i] { written[i] = remotes[i]->WriteCheckpoint(sequence, delta_of, timeout); });
   }
   for (std::thread& call : calls) call.join();
   for (size_t i = 1; i < remotes.size(); ++i) {
@@ -90,18 +91,22 @@ absl::StatusOr<CheckpointInfo> JobCheckpointer::Checkpoint() {
   const uint32_t num_shards = shards_->num_shards();
   absl::StatusOr<CheckpointInfo> info = [&]() -> absl::StatusOr<CheckpointInfo> {
     FULCRUM_ASSIGN_OR_RETURN(const uint64_t sequence, store_->NextSequence());
+    const uint64_t delta_of = DeltaOf();
     // Progress first: partitions it counts as trained are in the snapshots.
     const CoordinatorCheckpoint progress = coordinator_->SaveProgress();
-    const ShardSnapshot snapshot = shards_->local()->Snapshot();
     // The other shards write their parts meanwhile.
     absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> files;
     std::thread remote([&] {
       absl::StatusOr<std::vector<std::shared_ptr<RemoteShard>>> remotes = shards_->ReadyRemotes();
-      files = remotes.ok() ? WriteRemoteParts(*remotes, sequence, options_.part_timeout)
+      files = remotes.ok() ? WriteRemoteParts(*remotes, sequence, delta_of, options_.part_timeout)
                            : remotes.status();
     });
+    if (own_parts_ == nullptr) {
+      own_parts_ = std::make_unique<ShardPartWriter>(shards_->local(), store_, 0, num_shards);
+    }
+    int64_t version = 0;
     absl::StatusOr<CheckpointManifest::ShardFile> own =
-        store_->WritePart(sequence, snapshot, 0, num_shards);
+        own_parts_->Write(sequence, delta_of, &version);
     remote.join();
     if (!own.ok()) return own.status();
     if (!files.ok()) {
@@ -113,12 +118,13 @@ absl::StatusOr<CheckpointInfo> JobCheckpointer::Checkpoint() {
     manifest.set_format_version(kCheckpointFormatVersion);
     manifest.set_sequence(sequence);
     manifest.set_unix_seconds(absl::ToDoubleSeconds(started - absl::UnixEpoch()));
-    manifest.set_round(snapshot.version);
+    manifest.set_round(version);
     manifest.set_num_shards(num_shards);
     for (const CheckpointManifest::ShardFile& file : *files) *manifest.add_shards() = file;
     *manifest.mutable_coordinator() = progress;
     FULCRUM_ASSIGN_OR_RETURN(CheckpointInfo written, store_->Commit(manifest, started));
     shards_->SetCommitted(manifest);
+    last_committed_ = manifest;
     return written;
   }();
   if (!info.ok()) {
@@ -135,6 +141,18 @@ absl::StatusOr<CheckpointInfo> JobCheckpointer::Checkpoint() {
                     << info->bytes() << " bytes in "
                     << absl::StrFormat("%.3f", info->duration_seconds()) << " s";
   return info;
+}
+
+uint64_t JobCheckpointer::DeltaOf() const {
+  if (last_committed_.sequence() == 0) return 0;
+  // Whole every full_every-th: when the chain would reach that length.
+  size_t chain = 0;
+  for (const CheckpointManifest::ShardFile& file : last_committed_.shards()) {
+    chain = std::max<size_t>(chain, file.delta_chain_size());
+  }
+  return chain + 2 > static_cast<size_t>(std::max(1, options_.full_every))
+             ? 0
+             : last_committed_.sequence();
 }
 
 void JobCheckpointer::Start() {

@@ -16,6 +16,7 @@
 #include "common/metrics.h"
 #include "proto/coordinator.pb.h"
 #include "server/checkpoint/checkpoint.h"
+#include "server/checkpoint/shard_part_writer.h"
 #include "server/coordinator/coordinator.h"
 #include "server/coordinator/remote_shard.h"
 #include "server/coordinator/shard_group.h"
@@ -23,11 +24,11 @@
 namespace fulcrum {
 
 // Asks every shard in `remotes` (by index; index 0, the caller's own, is
-// skipped) to write its part of checkpoint `sequence`, all at once, each
-// within `timeout`: their file records by index, or the first error, naming
-// its shard.
+// skipped) to write its part of checkpoint `sequence` (a delta on `delta_of`
+// where it can; 0: whole), all at once, each within `timeout`: their file
+// records by index, or the first error, naming its shard.
 absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> WriteRemoteParts(
-    const std::vector<std::shared_ptr<RemoteShard>>& remotes, uint64_t sequence,
+    const std::vector<std::shared_ptr<RemoteShard>>& remotes, uint64_t sequence, uint64_t delta_of,
     absl::Duration timeout);
 
 struct JobCheckpointerOptions {
@@ -38,11 +39,16 @@ struct JobCheckpointerOptions {
   int64_t every_steps = 0;
   // How long another shard may take to write its part.
   absl::Duration part_timeout = absl::Seconds(120);
+  // Incremental checkpoints: every full_every-th checkpoint is whole; the
+  // others hold the dense tensors and the sparse rows changed and evicted
+  // since the checkpoint before. 1: every one whole.
+  int full_every = 8;
 };
 
 // A checkpoint is the coordinator's progress, its own shard's part and the
-// other shards' parts (written in parallel by them), then a manifest naming
-// them all, written last: without it the checkpoint is incomplete. A failed
+// other shards' parts (written in parallel by them, whole or as deltas on
+// the last committed checkpoint), then a manifest naming them all, written
+// last: without it the checkpoint is incomplete. A failed
 // write fails that checkpoint only (logged, counted in status and metrics);
 // training goes on.
 //
@@ -76,6 +82,8 @@ class JobCheckpointer {
 
  private:
   void PeriodicLoop();
+  // The checkpoint the next one is a delta on (0: whole).
+  uint64_t DeltaOf() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const JobCheckpointerOptions options_;
   CheckpointStore* const store_;
@@ -86,6 +94,10 @@ class JobCheckpointer {
   Gauge* const seconds_;
   Gauge* const bytes_;
   absl::Mutex mu_;  // one checkpoint at a time
+  // The coordinator's own shard's parts.
+  std::unique_ptr<ShardPartWriter> own_parts_ ABSL_GUARDED_BY(mu_);
+  // The newest checkpoint committed by this checkpointer (none: sequence 0).
+  CheckpointManifest last_committed_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
   std::thread periodic_;
 };

@@ -27,9 +27,11 @@ class RemoteShard {
   virtual absl::StatusOr<uint64_t> SetMembership(const WorkerMembership& membership,
                                                  absl::Duration timeout) = 0;
 
-  // Asks the shard to write its part of checkpoint `sequence` durably;
-  // returns the part's file record.
+  // Asks the shard to write its part of checkpoint `sequence` durably (a
+  // delta on checkpoint `delta_of` if it can; 0: whole); returns the part's
+  // file record.
   virtual absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t sequence,
+                                                                        uint64_t delta_of,
                                                                         absl::Duration timeout) = 0;
 };
 

@@ -24,7 +24,7 @@ class FakeShard : public RemoteShard {
     received_.push_back(membership);
     return membership.version;
   }
-  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t sequence,
+  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t sequence, uint64_t,
                                                                 absl::Duration) override {
     if (fail_writes) return absl::DataLossError("disk on fire");
     CheckpointManifest::ShardFile file;
@@ -65,7 +65,8 @@ class DyingShard : public RemoteShard {
     mu_.Await(absl::Condition(&restarted_));
     return membership.version;  // the old process's acknowledgement
   }
-  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t, absl::Duration) override {
+  absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t, uint64_t,
+                                                                absl::Duration) override {
     return absl::UnavailableError("connection refused");
   }
   bool dead() {
@@ -428,12 +429,12 @@ TEST_F(ShardGroupTest, CheckpointParts_WrittenByEveryShardOrTheErrorNamesIt) {
   ASSERT_EQ(remotes->size(), 2u);
   EXPECT_EQ((*remotes)[0], nullptr);  // the coordinator's own shard
   absl::StatusOr<std::vector<CheckpointManifest::ShardFile>> files =
-      WriteRemoteParts(*remotes, 4, absl::Seconds(1));
+      WriteRemoteParts(*remotes, 4, 0, absl::Seconds(1));
   ASSERT_TRUE(files.ok()) << files.status();
   ASSERT_EQ(files->size(), 2u);
   EXPECT_EQ((*files)[1].file(), "part-4");
   fake_->fail_writes = true;
-  absl::Status failed = WriteRemoteParts(*remotes, 5, absl::Seconds(1)).status();
+  absl::Status failed = WriteRemoteParts(*remotes, 5, 0, absl::Seconds(1)).status();
   EXPECT_EQ(failed.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(failed.message().find("shard 1"), std::string::npos) << failed;
 }

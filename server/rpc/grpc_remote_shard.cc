@@ -26,11 +26,13 @@ class GrpcRemoteShard final : public RemoteShard {
   }
 
   absl::StatusOr<CheckpointManifest::ShardFile> WriteCheckpoint(uint64_t sequence,
+                                                                uint64_t delta_of,
                                                                 absl::Duration timeout) override {
     grpc::ClientContext context;
     SetTimeout(timeout, &context);
     WriteShardCheckpointRequest request;
     request.set_sequence(sequence);
+    request.set_delta_of(delta_of);
     CheckpointManifest::ShardFile file;
     const grpc::Status status = stub_->WriteCheckpoint(&context, request, &file);
     if (!status.ok()) return FromGrpcStatus(status);

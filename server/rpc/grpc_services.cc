@@ -668,7 +668,8 @@ grpc::Status ShardControlServiceImpl::WriteCheckpoint(grpc::ServerContext* conte
   if (request->sequence() == 0) {
     return ToGrpcStatus(absl::InvalidArgumentError("checkpoint sequence 0 is not valid"));
   }
-  return Answer(response, [&] { return write_checkpoint_(request->sequence()); });
+  return Answer(response,
+                [&] { return write_checkpoint_(request->sequence(), request->delta_of()); });
 }
 
 }  // namespace fulcrum

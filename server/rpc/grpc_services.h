@@ -230,11 +230,11 @@ class ShardRegistryServiceImpl final : public ShardRegistry::Service {
 // ShardControl on a shard other than the coordinator's: membership from the
 // coordinator, and this shard's part of each checkpoint. Thread-safe; `shard`
 // is not owned and must outlive the service. `write_checkpoint` writes this
-// shard's part of checkpoint `sequence`.
+// shard's part of checkpoint `sequence` (a delta on `delta_of` if it can).
 class ShardControlServiceImpl final : public ShardControl::Service {
  public:
-  using WriteCheckpointFn =
-      std::function<absl::StatusOr<CheckpointManifest::ShardFile>(uint64_t sequence)>;
+  using WriteCheckpointFn = std::function<absl::StatusOr<CheckpointManifest::ShardFile>(
+      uint64_t sequence, uint64_t delta_of)>;
   // OK when the coordinator process at `address` (own id `process`, 0:
   // unknown) answers a call and this shard vouches for it.
   using ReachFn = std::function<absl::Status(const std::string& address, uint64_t process)>;

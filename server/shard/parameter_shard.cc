@@ -518,29 +518,68 @@ uint64_t ParameterShard::EvictDueRowsLocked() {
   return sequence;
 }
 
-ShardSnapshot ParameterShard::Snapshot() const {
+ShardSnapshot ParameterShard::Snapshot(const ShardMark* since, ShardMark* mark) const {
   // Summed rounds: no round applies while we copy, so the snapshot sits
   // at a round boundary. Otherwise the version is read first (the snapshot
   // holds at least those pushes).
   ReaderLockIf lock(policy_->SumsRounds() ? &mu_ : nullptr);
-  return SnapshotLocked();
+  return SnapshotLocked(since, mark);
 }
 
-ShardSnapshot ParameterShard::SnapshotLocked() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+ShardSnapshot ParameterShard::SnapshotLocked(const ShardMark* since,
+                                             ShardMark* mark) const ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ShardSnapshot snapshot;
   snapshot.version = policy_->Version();
   snapshot.tensors = store_->Snapshot();
+  if (mark != nullptr) mark->clear();
   for (const auto& [name, table] : tables_) {
     SparseTableSnapshot t;
     t.name = name;
     t.dim = table->dim();
     t.slots = table->optimizer().num_slots();
-    t.contents = table->Snapshot();
+    const SparseTable::Mark* table_since = nullptr;
+    if (since != nullptr) {
+      for (const auto& [marked, m] : *since) {
+        if (marked == name) table_since = &m;
+      }
+    }
+    SparseTable::Mark table_mark;
+    // A table the mark does not know is written whole within the delta.
+    t.contents = table->Snapshot(table_since, mark != nullptr ? &table_mark : nullptr);
+    if (mark != nullptr) mark->emplace_back(name, table_mark);
     snapshot.tables.push_back(std::move(t));
   }
   std::sort(snapshot.tables.begin(), snapshot.tables.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
   return snapshot;
+}
+
+void ParameterShard::ForgetEvictionsBefore(const ShardMark& mark) {
+  for (const auto& [name, m] : mark) {
+    if (SparseTable* table = sparse_table(name)) table->ForgetEvictionsBefore(m.evictions);
+  }
+}
+
+absl::Status ApplyShardDelta(ShardSnapshot* base, const ShardSnapshot& delta) {
+  if (base->tables.size() != delta.tables.size()) {
+    return absl::FailedPreconditionError(absl::StrCat("a delta of ", delta.tables.size(),
+                                                      " sparse tables on a checkpoint of ",
+                                                      base->tables.size()));
+  }
+  for (size_t i = 0; i < delta.tables.size(); ++i) {
+    if (base->tables[i].name != delta.tables[i].name ||
+        base->tables[i].dim != delta.tables[i].dim ||
+        base->tables[i].slots != delta.tables[i].slots) {
+      return absl::FailedPreconditionError(absl::StrCat("a delta's sparse table ",
+                                                        delta.tables[i].name, " is not its base's ",
+                                                        base->tables[i].name));
+    }
+    SparseTable::ApplyDelta(&base->tables[i].contents, delta.tables[i].contents);
+  }
+  base->version = delta.version;
+  base->tensors = delta.tensors;
+  base->delta_chain = delta.delta_chain;
+  return absl::OkStatus();
 }
 
 absl::Status ParameterShard::Restore(const ShardSnapshot& snapshot) {

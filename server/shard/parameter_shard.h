@@ -52,12 +52,24 @@ struct SparseTableSnapshot {
   SparseTable::Contents contents;
 };
 
-// A shard's state for a checkpoint.
+// A shard's state for a checkpoint: whole, or a delta (the dense tensors
+// whole, the sparse tables' rows changed and keys removed since a mark).
 struct ShardSnapshot {
   int64_t version = 0;  // rounds (sync) or pushes (async, ssp)
   std::vector<TensorSnapshot> tensors;
   std::vector<SparseTableSnapshot> tables;
+  // A delta's checkpoints, oldest first: the whole one it builds on, then
+  // each delta after it. Empty: a whole snapshot.
+  std::vector<uint64_t> delta_chain;
 };
+
+// Where a snapshot left each sparse table (see SparseTable::Mark).
+using ShardMark = std::vector<std::pair<std::string, SparseTable::Mark>>;
+
+// Applies `delta` to `base` (the state `delta` was taken after): tensors and
+// version replaced, each table's delta applied; `base` takes its chain.
+// FAILED_PRECONDITION if their tables differ.
+absl::Status ApplyShardDelta(ShardSnapshot* base, const ShardSnapshot& delta);
 
 // What a backup starts from: the primary's whole state as of operation
 // `sequence` of its ReplicationLog (operations after it follow).
@@ -235,9 +247,14 @@ class ParameterShard {
   // boundary (sums of the round being collected are not in it). Async/ssp:
   // taken while pushes go on; each stripe is consistent, and the version is
   // the one read at the start (the snapshot holds at least those pushes).
-  ShardSnapshot Snapshot() const;
+  // With `since`, a delta (its chain left for the caller to fill); with
+  // `mark`, where the snapshot left the tables, for a later delta.
+  ShardSnapshot Snapshot(const ShardMark* since = nullptr, ShardMark* mark = nullptr) const;
   // The same with the shard's lock held (either side).
-  ShardSnapshot SnapshotLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  ShardSnapshot SnapshotLocked(const ShardMark* since = nullptr, ShardMark* mark = nullptr) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The tables' eviction logs before `mark` are no longer needed.
+  void ForgetEvictionsBefore(const ShardMark& mark);
   // Replaces values, slots and version (see ParameterStore::Restore). The
   // round being collected starts empty.
   absl::Status Restore(const ShardSnapshot& snapshot);

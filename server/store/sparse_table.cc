@@ -5,6 +5,7 @@
 #include <random>
 #include <tuple>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/shard_map.h"
@@ -282,14 +283,14 @@ absl::Status SparseTable::Push(absl::Span<const uint64_t> keys, absl::Span<const
   const uint32_t now = NowSeconds();
   for (uint64_t key : refuse) {
     Stripe& stripe = *stripes_[StripeOf(key)];
-    if (stripe.pending != nullptr) stripe.pending->Add(key);
+    if (stripe.pending != nullptr) stripe.pending->Add(key, update);
   }
   for (uint64_t key : admit) {
     Stripe& stripe = *stripes_[StripeOf(key)];
     if (stripe.pending != nullptr) {
       // What it counted (at most min_count - 1 pushes) goes back.
       stripe.pending->Forget(
-          key, std::min(stripe.pending->Count(key), options_.admission.min_count() - 1));
+          key, std::min(stripe.pending->Count(key), options_.admission.min_count() - 1), update);
     }
     const uint32_t row = stripe.pool.Append(key);
     InitRow(key, stripe.pool.Row(row));
@@ -327,6 +328,10 @@ bool SparseTable::RemoveRow(Stripe& stripe, uint64_t key) {
   if (it == stripe.index.end()) return false;
   const uint32_t row = *it;
   stripe.index.erase(it);
+  {
+    absl::MutexLock lock(&log_mu_);
+    if (logging_evictions_) eviction_log_.push_back(key);
+  }
   const uint32_t last = static_cast<uint32_t>(stripe.pool.size() - 1);
   if (row != last) {
     // The last row moves into `row`'s place: re-index it under its number.
@@ -464,22 +469,89 @@ double SparseTable::bloom_false_positive_rate() const {
   return cells == 0 ? 0 : std::pow(double(in_use) / double(cells), hashes);
 }
 
-SparseTable::Contents SparseTable::Snapshot() const {
+SparseTable::Contents SparseTable::Snapshot(const Mark* since, Mark* mark) const {
   Contents out;
+  // The log position and the update count before any row is read: a push
+  // numbered at most `updates` holds its stripes' locks from before it took
+  // its number, so its rows are in this snapshot; a later one's are in the
+  // next delta (its rows are newer than this mark).
+  Mark here;
+  {
+    absl::MutexLock lock(&log_mu_);
+    here.evictions = eviction_log_start_ + eviction_log_.size();
+    if (since != nullptr) {
+      const uint64_t from = std::max(since->evictions, eviction_log_start_);
+      out.removed.assign(eviction_log_.begin() + (from - eviction_log_start_), eviction_log_.end());
+    }
+    if (mark != nullptr) logging_evictions_ = true;
+  }
+  here.updates = updates_.load();
   const size_t width = RowFloats();
+  uint64_t first_cell = 0;
   for (const auto& stripe : stripes_) {
     absl::MutexLock lock(&stripe->mu);
     for (uint32_t row = 0; row < stripe->pool.size(); ++row) {
-      const float* data = stripe->pool.Row(row);
       const RowMeta& meta = stripe->pool.Meta(row);
+      if (since != nullptr && meta.last_update <= since->updates) continue;
+      const float* data = stripe->pool.Row(row);
       out.rows.push_back(RowSnapshot{stripe->pool.Key(row), std::vector<float>(data, data + width),
                                      meta.last_update, meta.last_update_seconds, meta.updates});
     }
-    if (stripe->pending != nullptr) stripe->pending->ExportTo(&out.pending);
+    if (stripe->pending != nullptr) {
+      stripe->pending->ExportTo(&out.pending, first_cell,
+                                since != nullptr ? &since->updates : nullptr);
+      first_cell += stripe->pending->cells();
+    }
   }
   out.updates = updates_.load();
   out.counters = counters();
+  if (mark != nullptr) *mark = here;
   return out;
+}
+
+void SparseTable::ForgetEvictionsBefore(uint64_t evictions) {
+  absl::MutexLock lock(&log_mu_);
+  if (evictions <= eviction_log_start_) return;
+  const uint64_t drop = std::min<uint64_t>(evictions - eviction_log_start_, eviction_log_.size());
+  eviction_log_.erase(eviction_log_.begin(), eviction_log_.begin() + drop);
+  eviction_log_start_ += drop;
+}
+
+void SparseTable::ApplyDelta(Contents* base, const Contents& delta) {
+  absl::flat_hash_map<uint64_t, size_t> at;
+  at.reserve(base->rows.size());
+  for (size_t i = 0; i < base->rows.size(); ++i) at[base->rows[i].key] = i;
+  std::vector<bool> gone(base->rows.size(), false);
+  for (uint64_t key : delta.removed) {
+    auto it = at.find(key);
+    if (it == at.end()) continue;
+    gone[it->second] = true;
+    at.erase(it);
+  }
+  for (const RowSnapshot& row : delta.rows) {
+    auto it = at.find(row.key);
+    if (it != at.end()) {
+      base->rows[it->second] = row;
+    } else {
+      at[row.key] = base->rows.size();
+      base->rows.push_back(row);
+      gone.push_back(false);
+    }
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < base->rows.size(); ++i) {
+    if (gone[i]) continue;
+    if (kept != i) base->rows[kept] = std::move(base->rows[i]);
+    ++kept;
+  }
+  base->rows.resize(kept);
+  base->removed.clear();
+  base->updates = delta.updates;
+  base->counters = delta.counters;
+  std::vector<uint64_t> row_keys = delta.removed;
+  for (const RowSnapshot& row : delta.rows) row_keys.push_back(row.key);
+  ApplyAdmissionDelta(&base->pending, delta.pending, row_keys,
+                      [](uint64_t key, size_t stripes) -> size_t { return Mix64(key) % stripes; });
 }
 
 absl::Status SparseTable::Restore(const Contents& contents) {
@@ -497,26 +569,33 @@ absl::Status SparseTable::Restore(const Contents& contents) {
                                                         " floats; this table's rows have ", width));
     }
   }
-  // Admission counts: each stripe takes its ids (EXACT) or its run of
-  // cells (Bloom), if the checkpoint's are of this table's kind and size.
+  // Admission counts: each stripe takes its ids and halvings (EXACT) or its
+  // run of cells (Bloom), if the checkpoint's are of this table's kind and
+  // size.
+  const AdmissionCounts& pending = contents.pending;
   size_t cells = 0;
-  bool counts_fit = true;
+  bool exact = false;
   for (auto& stripe : stripes_) {
     absl::MutexLock lock(&stripe->mu);
-    if (stripe->pending != nullptr) cells += stripe->pending->cells();
+    if (stripe->pending != nullptr) {
+      cells += stripe->pending->cells();
+      exact = stripe->pending->cells() == 0;
+    }
   }
-  if (!contents.pending.cells.empty() && contents.pending.cells.size() != cells) counts_fit = false;
-  if (!contents.pending.exact.empty() && cells != 0) counts_fit = false;
+  const bool counts_fit =
+      exact ? pending.cells == 0 &&
+                  (pending.halvings.empty() || pending.halvings.size() == stripes_.size())
+            : pending.exact.empty() && (pending.cells == cells || pending.blocks.empty());
   if (!counts_fit) {
     FULCRUM_LOG(WARNING) << "sparse table " << options_.name
                          << ": the checkpoint's admission counts are of another kind or size "
                             "than this table's; pending ids are counted afresh";
   }
-  std::vector<std::vector<std::pair<uint64_t, uint32_t>>> exact(stripes_.size());
+  std::vector<std::vector<std::pair<uint64_t, uint32_t>>> exact_counts(stripes_.size());
   if (counts_fit) {
-    for (const auto& entry : contents.pending.exact) exact[StripeOf(entry.first)].push_back(entry);
+    for (const auto& entry : pending.exact) exact_counts[StripeOf(entry.first)].push_back(entry);
   }
-  size_t cell_offset = 0;
+  uint64_t first_cell = 0;
   for (size_t s = 0; s < stripes_.size(); ++s) {
     Stripe& stripe = *stripes_[s];
     absl::MutexLock lock(&stripe.mu);
@@ -527,13 +606,9 @@ absl::Status SparseTable::Restore(const Contents& contents) {
       stripe.pending->Clear();
       continue;
     }
-    const size_t n = stripe.pending->cells();
-    absl::Span<const uint8_t> mine;
-    if (!contents.pending.cells.empty()) {
-      mine = absl::MakeConstSpan(contents.pending.cells).subspan(cell_offset, n);
-    }
-    stripe.pending->Import(exact[s], mine);
-    cell_offset += n;
+    const uint64_t halvings = s < pending.halvings.size() ? pending.halvings[s] : 0;
+    stripe.pending->Import(exact_counts[s], halvings, pending, first_cell);
+    first_cell += stripe.pending->cells();
   }
   uint64_t distinct = 0;
   for (const RowSnapshot& r : rows) {

@@ -139,19 +139,35 @@ class SparseTable {
     uint32_t updates = 0;              // updates the row had (saturating)
   };
   // Everything a checkpoint or a replica needs: rows, the update count,
-  // the counters and the admission counts.
+  // the counters and the admission counts. A delta (see Snapshot) holds the
+  // rows changed since its mark and the keys removed since.
   struct Contents {
     std::vector<RowSnapshot> rows;
+    std::vector<uint64_t> removed;  // a delta's: keys evicted since its mark
     uint64_t updates = 0;
     SparseTableCounters counters;
     AdmissionCounts pending;
   };
-  // Stripe by stripe (each consistent).
-  Contents Snapshot() const;
+  // Where a snapshot left the table: what a later delta is relative to.
+  struct Mark {
+    uint64_t updates = 0;    // the update count before the rows were read
+    uint64_t evictions = 0;  // position in the log of evicted keys
+  };
+  // Stripe by stripe (each consistent). With `since`, a delta: only the rows
+  // updated after that mark (and perhaps a few before: a row is never
+  // missed) and the keys evicted since. With `mark`, where this one left
+  // the table; from the first such call on, evicted keys are logged until
+  // ForgetEvictionsBefore.
+  Contents Snapshot(const Mark* since = nullptr, Mark* mark = nullptr) const;
+  // The eviction log before `evictions` is no longer needed.
+  void ForgetEvictionsBefore(uint64_t evictions);
   // Replaces the contents; FAILED_PRECONDITION if a row has the wrong width
   // or there are more than max_rows. Admission counts of another kind or
   // size than this table's are dropped (logged): they only delay admission.
   absl::Status Restore(const Contents& contents);
+  // Applies `delta` (a Snapshot with `since`) to `base`: removes its keys,
+  // then replaces or adds its rows; the state is the delta's.
+  static void ApplyDelta(Contents* base, const Contents& delta);
 
  private:
   // Rows of `width` floats, and each row's key, in fixed chunks of
@@ -287,6 +303,12 @@ class SparseTable {
   // When the next TTL sweep is due: an update count and a time.
   std::atomic<uint64_t> next_sweep_update_{0};
   std::atomic<int64_t> next_sweep_seconds_{0};
+  // Keys evicted, for delta snapshots: logged once a snapshot took a mark.
+  // A leaf lock: taken under a stripe's.
+  mutable absl::Mutex log_mu_;
+  mutable bool logging_evictions_ ABSL_GUARDED_BY(log_mu_) = false;
+  std::vector<uint64_t> eviction_log_ ABSL_GUARDED_BY(log_mu_);
+  uint64_t eviction_log_start_ ABSL_GUARDED_BY(log_mu_) = 0;  // position of its first
 };
 
 }  // namespace fulcrum

@@ -1,0 +1,37 @@
+#include "server/checkpoint/shard_part_writer.h"
+
+#include <algorithm>
+
+namespace fulcrum {
+
+ShardPartWriter::ShardPartWriter(ParameterShard* shard, CheckpointStore* store, uint32_t index,
+                                 uint32_t count)
+    : shard_(shard), store_(store), index_(index), count_(count) {}
+
+absl::StatusOr<CheckpointManifest::ShardFile> ShardPartWriter::Write(uint64_t sequence,
+                                                                     uint64_t delta_of,
+                                                                     int64_t* version) {
+  absl::MutexLock lock(&mu_);
+  auto base = delta_of == 0 ? written_.end() : written_.find(delta_of);
+  Written here;
+  ShardSnapshot snapshot =
+      shard_->Snapshot(base == written_.end() ? nullptr : &base->second.mark, &here.mark);
+  if (base != written_.end()) {
+    here.chain = base->second.chain;
+    here.chain.push_back(delta_of);
+    snapshot.delta_chain = here.chain;
+  }
+  if (version != nullptr) *version = snapshot.version;
+  absl::StatusOr<CheckpointManifest::ShardFile> file =
+      store_->WritePart(sequence, snapshot, index_, count_);
+  if (!file.ok()) return file;
+  written_[sequence] = std::move(here);
+  while (written_.size() > kRemembered) written_.erase(written_.begin());
+  // Evictions older than every remembered part's mark are in every delta
+  // that can still be written.
+  const ShardMark& oldest = written_.begin()->second.mark;
+  shard_->ForgetEvictionsBefore(oldest);
+  return file;
+}
+
+}  // namespace fulcrum
