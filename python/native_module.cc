@@ -8,6 +8,7 @@
 // Python thread, and the session's heartbeat thread, keep running.
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@
 #include "pybind11/pybind11.h"
 #include "pybind11/stl.h"
 #include "worker/fulcrum_worker.h"
+#include "worker/serving_client.h"
 
 namespace py = pybind11;
 
@@ -579,6 +581,62 @@ py::array_t<T> ArrayOwning(std::vector<T> values, std::vector<py::ssize_t> shape
   return py::array_t<T>(shape, owned->data(), free_when_done);
 }
 
+// fulcrum.serving.Client: the native ServingClient, arrays in and out.
+class PyServingClient {
+ public:
+  explicit PyServingClient(const ServingClientOptions& options) {
+    absl::StatusOr<std::unique_ptr<ServingClient>> client = ServingClient::Connect(options);
+    Check(client.status());
+    client_ = *std::move(client);
+  }
+  // (rows float32 [n, dim], found bool [n]) for `ids` (uint64, any shape:
+  // flattened).
+  py::tuple Lookup(const std::string& table, const KeyArray& ids, uint32_t dim) {
+    const auto* begin = static_cast<const uint64_t*>(ids.data());
+    std::vector<uint64_t> keys(begin, begin + ids.size());
+    std::vector<float> rows;
+    std::vector<bool> found;
+    uint64_t checkpoint = 0;
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = client_->Lookup(table, keys, &rows, dim, &found, &checkpoint);
+    }
+    Check(status);
+    const py::ssize_t n = static_cast<py::ssize_t>(keys.size());
+    const py::ssize_t width = n == 0 ? dim : static_cast<py::ssize_t>(rows.size()) / n;
+    std::vector<uint8_t> has(found.begin(), found.end());
+    return py::make_tuple(ArrayOwning(std::move(rows), {n, width}),
+                          ArrayOwning(std::move(has), {n}).attr("astype")("bool"), checkpoint);
+  }
+  py::dict ReadTensors(const std::vector<std::string>& names) {
+    absl::StatusOr<std::map<std::string, ServedTensorValues>> tensors;
+    {
+      py::gil_scoped_release release;
+      tensors = client_->ReadTensors(names);
+    }
+    Check(tensors.status());
+    py::dict out;
+    for (auto& [name, t] : *tensors) {
+      std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+      out[py::str(name)] = ArrayOwning(std::move(t.values), shape);
+    }
+    return out;
+  }
+  std::string StatusJson() {
+    absl::StatusOr<std::string> json;
+    {
+      py::gil_scoped_release release;
+      json = client_->StatusJson();
+    }
+    Check(json.status());
+    return *json;
+  }
+
+ private:
+  std::unique_ptr<ServingClient> client_;
+};
+
 // fulcrum.datasets.ctr: partition `index` of `count` of a click log (by
 // byte range, common/data/ctr.h) as (labels [n], numeric [n, N], ids
 // [n, C]: int64, the 64 bits of each id).
@@ -652,6 +710,24 @@ PYBIND11_MODULE(_native, m) {
       .def("push_pull", &PySession::PushPull)
       .def("complete", &PySession::Complete)
       .def("report_eval", &PySession::ReportEval);
+
+  py::class_<fulcrum::ServingClientOptions>(m, "ServingClientOptions")
+      .def(py::init<>())
+      .def_readwrite("address", &fulcrum::ServingClientOptions::address)
+      .def_readwrite("auth_token", &fulcrum::ServingClientOptions::auth_token)
+      .def_readwrite("tls_ca", &fulcrum::ServingClientOptions::tls_ca)
+      .def_readwrite("tls_cert", &fulcrum::ServingClientOptions::tls_cert)
+      .def_readwrite("tls_key", &fulcrum::ServingClientOptions::tls_key)
+      .def_readwrite("tls_server_name", &fulcrum::ServingClientOptions::tls_server_name)
+      .def_property(
+          "timeout",
+          [](const fulcrum::ServingClientOptions& o) { return absl::ToDoubleSeconds(o.timeout); },
+          [](fulcrum::ServingClientOptions& o, double s) { o.timeout = absl::Seconds(s); });
+  py::class_<fulcrum::PyServingClient>(m, "ServingClient")
+      .def(py::init<const fulcrum::ServingClientOptions&>())
+      .def("lookup", &fulcrum::PyServingClient::Lookup)
+      .def("read_tensors", &fulcrum::PyServingClient::ReadTensors)
+      .def("status_json", &fulcrum::PyServingClient::StatusJson);
 
   m.def("example_order", &fulcrum::ExampleOrderOf);
   m.def("read_ctr", &fulcrum::ReadCtrPartition, py::arg("path"), py::arg("index"), py::arg("count"),

@@ -30,6 +30,7 @@
 #include "common/rpc/security_flags.h"
 #include "server/job_spec.h"
 #include "server/ps_server.h"
+#include "server/serving/model_server.h"
 #include "server/store/optimizer.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
@@ -66,6 +67,14 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(std::string, model, "softmax",
           "Model to train: softmax or mlp (Fashion-MNIST), sparse_lr (libsvm "
           "data, workers' --train_file/--test_file). Ignored with --job.");
+ABSL_FLAG(std::string, serve, "",
+          "Serve a model instead of training one: the checkpoint folders of a training job "
+          "(DIR,DIR,...: every shard's --checkpoint_dir, its backup's too). The process loads "
+          "the newest checkpoint, applies each delta committed after it, and answers "
+          "ModelServing lookups (proto/serving.proto) read only, on --port with the same TLS "
+          "and token flags.");
+ABSL_FLAG(int, serve_poll_ms, 100, "--serve: how often the folder is looked at for news.");
+ABSL_FLAG(int, serve_max_ids, 1 << 20, "--serve: ids one Lookup may ask for.");
 ABSL_FLAG(std::string, job, "",
           "Job definition file: a JobSpec (proto/job.proto) in protobuf text "
           "format, or its JSON mapping when the name ends in .json "
@@ -306,7 +315,59 @@ absl::StatusOr<JobSpec> JobFromFlags() {
   return job;
 }
 
+// --serve: the read-only serving process.
+int RunServing() {
+  ModelServerOptions options;
+  options.dirs = absl::StrSplit(absl::GetFlag(FLAGS_serve), ',', absl::SkipEmpty());
+  options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  absl::StatusOr<ClientSecurityOptions> security = ClientSecurityFromFlags();
+  if (!security.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
+  options.security.tls_cert = security->tls_cert;
+  options.security.tls_key = security->tls_key;
+  options.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.auth_token = security->auth_token;
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.metrics_host = absl::GetFlag(FLAGS_host);
+  if (absl::GetFlag(FLAGS_serve_poll_ms) <= 0 || absl::GetFlag(FLAGS_serve_max_ids) <= 0) {
+    std::fprintf(stderr, "ps_server: --serve_poll_ms and --serve_max_ids must be positive\n");
+    return 2;
+  }
+  options.poll = absl::Milliseconds(absl::GetFlag(FLAGS_serve_poll_ms));
+  options.max_ids = static_cast<uint32_t>(absl::GetFlag(FLAGS_serve_max_ids));
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
+  absl::StatusOr<std::unique_ptr<ModelServer>> server = ModelServer::Create(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", server.status().ToString().c_str());
+    return 2;
+  }
+  absl::Status started = (*server)->Start();
+  if (!started.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", started.ToString().c_str());
+    return 1;
+  }
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    absl::Status written = WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->bound_port());
+    if (!written.ok()) {
+      std::fprintf(stderr, "ps_server: --port_file: %s\n", written.ToString().c_str());
+      return 1;
+    }
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  FULCRUM_LOG(INFO) << "signal " << sig << ": shutting down";
+  (*server)->Shutdown();
+  return 0;
+}
+
 int Run() {
+  if (!absl::GetFlag(FLAGS_serve).empty()) return RunServing();
   ServerOptions options;
   options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   absl::StatusOr<JobSpec> spec = JobFromFlags();

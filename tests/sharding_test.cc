@@ -216,14 +216,18 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
   s = ReadRow(shard0.get(), id, theirs, &value);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
-  // The same keys, each to its owner, are applied.
+  // The same keys, each to its owner, are applied: sparse_lr admits an id
+  // at its second push.
   for (auto [stub, key] : {std::pair{shard0.get(), mine}, std::pair{shard1.get(), theirs}}) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(10));
-    PushResponse response;
-    s = stub->Push(&ctx, SparsePush(id, 2, {key}), &response);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    ASSERT_TRUE(ReadRow(stub, id, key, &value).ok());
+    for (uint64_t request : {2, 3}) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(10));
+      PushResponse response;
+      s = stub->Push(&ctx, SparsePush(id, request, {key}), &response);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      ASSERT_TRUE(ReadRow(stub, id, key, &value).ok());
+      if (request == 2) EXPECT_EQ(value, 0.0f) << "the first push is only counted";
+    }
     EXPECT_LT(value, 0.0f) << "FTRL moves against a positive gradient";
   }
 

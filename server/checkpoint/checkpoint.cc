@@ -136,6 +136,8 @@ absl::StatusOr<CheckpointManifest> DecodeManifest(absl::string_view data, const 
 
 }  // namespace
 
+std::string CheckpointFolderName(uint64_t sequence) { return FolderName(sequence); }
+
 std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, uint32_t num_shards) {
   std::string out(kShardMagic);
   Put<uint32_t>(&out, kShardFormatVersion);
@@ -558,9 +560,9 @@ absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPart(const CheckpointManifest
   return LoadPartFrom(PathOf(manifest.sequence()), manifest, index);
 }
 
-absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(const std::string& path,
-                                                            const CheckpointManifest& manifest,
-                                                            uint32_t index) {
+absl::StatusOr<ShardSnapshot> CheckpointStore::ReadPart(const std::string& path,
+                                                        const CheckpointManifest& manifest,
+                                                        uint32_t index) {
   const CheckpointManifest::ShardFile* file = nullptr;
   for (const CheckpointManifest::ShardFile& f : manifest.shards()) {
     if (f.shard_index() == index) file = &f;
@@ -582,15 +584,23 @@ absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(const std::string& p
   if (Crc32c(shard_bytes) != file->crc32c()) {
     return absl::DataLossError(absl::StrCat(shard_path, ": checksum mismatch"));
   }
-  FULCRUM_ASSIGN_OR_RETURN(ShardSnapshot part, DecodeShardFile(shard_bytes, shard_path));
+  return DecodeShardFile(shard_bytes, shard_path);
+}
+
+absl::StatusOr<ShardSnapshot> CheckpointStore::LoadPartFrom(const std::string& path,
+                                                            const CheckpointManifest& manifest,
+                                                            uint32_t index) {
+  FULCRUM_ASSIGN_OR_RETURN(ShardSnapshot part, ReadPart(path, manifest, index));
   if (part.delta_chain.empty()) return part;
+  const std::string shard_path =
+      absl::StrCat(path, "/", ShardFileName(index, manifest.num_shards()));
   // A delta: the whole part it builds on, then each delta after it, from
   // the sibling folders, then this one.
   const std::string parent = path.substr(0, path.find_last_of('/'));
   ShardSnapshot state;
   for (size_t i = 0; i < part.delta_chain.size(); ++i) {
-    const std::string base_path =
-        absl::StrCat(parent, "/", FolderName(part.delta_chain[i]), "/", file->file());
+    const std::string base_path = absl::StrCat(parent, "/", FolderName(part.delta_chain[i]), "/",
+                                               ShardFileName(index, manifest.num_shards()));
     if (!fs_->Exists(base_path)) {
       return absl::NotFoundError(
           absl::StrCat(shard_path, " is a delta on ", base_path, ", which is missing"));

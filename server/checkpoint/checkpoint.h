@@ -75,6 +75,9 @@ namespace fulcrum {
 inline constexpr uint32_t kCheckpointFormatVersion = 2;
 inline constexpr uint32_t kShardFormatVersion = 3;
 
+// "ckpt-<sequence, 9 digits>": the folder of checkpoint `sequence`.
+std::string CheckpointFolderName(uint64_t sequence);
+
 // Serialises a shard snapshot in the format above.
 std::string EncodeShardFile(const ShardSnapshot& shard, uint32_t shard_index, uint32_t num_shards);
 // Parses and verifies a shard file; DATA_LOSS naming `path` and the reason
@@ -156,15 +159,24 @@ class CheckpointStore {
   // Complete checkpoints (those with a manifest), oldest first, as paths.
   absl::StatusOr<std::vector<std::string>> ListComplete();
 
+  // The manifest of checkpoint folder `path`; NOT_FOUND without one,
+  // DATA_LOSS if it does not verify.
+  absl::StatusOr<CheckpointManifest> ReadManifest(const std::string& path);
+  // Shard `index`'s part of `manifest` in folder `path`, whole: a delta
+  // with the chain it builds on (from `path`'s sibling folders) applied.
+  absl::StatusOr<ShardSnapshot> LoadPartFrom(const std::string& path,
+                                             const CheckpointManifest& manifest, uint32_t index);
+  // Shard `index`'s part of `manifest` in folder `path` as written (a delta
+  // stays a delta: see ShardSnapshot::delta_chain), verified against the
+  // manifest's size and checksum.
+  absl::StatusOr<ShardSnapshot> ReadPart(const std::string& path,
+                                         const CheckpointManifest& manifest, uint32_t index);
+
  private:
   absl::Status WriteFileAtomically(const std::string& dir, const std::string& name,
                                    absl::string_view data, bool slow);
   absl::Status WriteManifest(const std::string& path, const CheckpointManifest& manifest);
-  // The manifest of checkpoint folder `path`; NOT_FOUND without one.
-  absl::StatusOr<CheckpointManifest> ReadManifest(const std::string& path);
   std::string PathOf(uint64_t sequence) const;
-  absl::StatusOr<ShardSnapshot> LoadPartFrom(const std::string& path,
-                                             const CheckpointManifest& manifest, uint32_t index);
   absl::Status Prune();
 
   const CheckpointStoreOptions options_;

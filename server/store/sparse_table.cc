@@ -202,17 +202,18 @@ bool SparseTable::HasRoomFor(absl::Span<const uint64_t> keys) const {
   return rows_.load() + missing.size() <= limit;
 }
 
-absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float> out,
-                               bool create) {
+absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float> out, bool create,
+                               std::vector<bool>* found) {
   const uint32_t dim = options_.dim;
   if (out.size() != keys.size() * dim) {
     return absl::InvalidArgumentError(absl::StrCat("sparse table ", options_.name,
                                                    ": output holds ", out.size(), " floats, ",
                                                    keys.size(), " keys need ", keys.size() * dim));
   }
-  if (create && !lifecycle_) {
+  if (create && !lifecycle_ && found == nullptr) {
     return ForEachRow(keys, [&](float* row, size_t i) { std::copy_n(row, dim, &out[i * dim]); });
   }
+  if (found != nullptr) found->assign(keys.size(), false);
   std::vector<float> fresh(RowFloats());
   for (size_t i = 0; i < keys.size(); ++i) {
     const Stripe& stripe = *stripes_[StripeOf(keys[i])];
@@ -220,6 +221,7 @@ absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float
     auto it = stripe.index.find(KeyRef{keys[i]});
     if (it != stripe.index.end()) {
       std::copy_n(stripe.pool.Row(*it), dim, &out[i * dim]);
+      if (found != nullptr) (*found)[i] = true;
     } else {
       InitRow(keys[i], fresh.data());
       std::copy_n(fresh.data(), dim, &out[i * dim]);
@@ -515,6 +517,34 @@ void SparseTable::ForgetEvictionsBefore(uint64_t evictions) {
   const uint64_t drop = std::min<uint64_t>(evictions - eviction_log_start_, eviction_log_.size());
   eviction_log_.erase(eviction_log_.begin(), eviction_log_.begin() + drop);
   eviction_log_start_ += drop;
+}
+
+absl::Status SparseTable::Upsert(absl::Span<const RowSnapshot> rows) {
+  const size_t width = RowFloats();
+  for (const RowSnapshot& r : rows) {
+    if (r.data.size() != width) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "row of ", options_.name, " has ", r.data.size(), " floats; its rows have ", width));
+    }
+  }
+  uint64_t added = 0;
+  for (const RowSnapshot& r : rows) {
+    Stripe& stripe = *stripes_[StripeOf(r.key)];
+    absl::MutexLock lock(&stripe.mu);
+    auto existing = stripe.index.find(KeyRef{r.key});
+    uint32_t row;
+    if (existing != stripe.index.end()) {
+      row = *existing;
+    } else {
+      row = stripe.pool.Append(r.key);
+      stripe.index.insert(row);
+      ++added;
+    }
+    std::copy(r.data.begin(), r.data.end(), stripe.pool.Row(row));
+    stripe.pool.Meta(row) = RowMeta{r.last_update, r.last_update_seconds, r.updates};
+  }
+  rows_.fetch_add(added);
+  return absl::OkStatus();
 }
 
 void SparseTable::ApplyDelta(Contents* base, const Contents& delta) {

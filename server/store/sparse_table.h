@@ -81,8 +81,10 @@ class SparseTable {
   // Copies the rows of `keys` into `out` (keys.size() * dim floats), creating
   // missing rows with the initializer, or with `create` false (or admission
   // or eviction configured) reading them as the initializer's values
-  // without storing them.
-  absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out, bool create = true);
+  // without storing them; `found` (if not null, not creating) gets whether
+  // each key has a row.
+  absl::Status Pull(absl::Span<const uint64_t> keys, absl::Span<float> out, bool create = true,
+                    std::vector<bool>* found = nullptr);
 
   // Applies the optimizer to each key's row with its gradient
   // (keys.size() * dim floats). Missing rows are created first for the ids
@@ -165,6 +167,10 @@ class SparseTable {
   // or there are more than max_rows. Admission counts of another kind or
   // size than this table's are dropped (logged): they only delay admission.
   absl::Status Restore(const Contents& contents);
+  // Replaces or adds these rows as they are (values, slots and age): a
+  // reader following a training job's deltas. FAILED_PRECONDITION and no
+  // change if a row has the wrong width.
+  absl::Status Upsert(absl::Span<const RowSnapshot> rows);
   // Applies `delta` (a Snapshot with `since`) to `base`: removes its keys,
   // then replaces or adds its rows; the state is the delta's.
   static void ApplyDelta(Contents* base, const Contents& delta);
