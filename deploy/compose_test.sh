@@ -134,4 +134,13 @@ accuracy="$(grep -A3 '"last_eval"' <<<"$json" | field test_accuracy)"
 echo "compose_test: job finished, test_accuracy=$accuracy"
 awk -v a="$accuracy" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' ||
   fail "test accuracy $accuracy below $min_accuracy"
+# The serving service follows the checkpoints of both shards (at whichever
+# process wrote them) and serves the trained model.
+serving_json() { "${compose[@]}" exec -T serving /fulcrum/psctl serving --json --coordinator=127.0.0.1:50060 2>/dev/null; }
+wait_for '[[ "$(serving_json | field checkpoint)" -gt 0 ]]' 60 ||
+  fail "the serving service serves no checkpoint: $(serving_json)"
+served="$(serving_json)"
+grep -q '"name": "softmax/w"' <<<"$served" ||
+  fail "the serving service does not serve the model's tensors: $served"
+echo "compose_test: serving checkpoint $(field checkpoint <<<"$served")"
 echo "compose_test: PASS"

@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/model_spec.h"
@@ -27,6 +28,7 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/job.pb.h"
+#include "proto/serving.grpc.pb.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051",
           "host:port of the coordinating ps_server (comma-separated: the coordinator and its "
@@ -50,7 +52,9 @@ constexpr char kUsage[] =
     "  psctl checkpoint --coordinator=HOST:PORT\n"
     "      write a checkpoint now (the server needs --checkpoint_dir)\n"
     "  psctl health --coordinator=HOST:PORT\n"
-    "      exit 0 if the server's grpc.health.v1 service says SERVING";
+    "      exit 0 if the server's grpc.health.v1 service says SERVING\n"
+    "  psctl serving --coordinator=HOST:PORT [--json]\n"
+    "      what a serving process (ps_server --serve) serves: its checkpoint, tables, tensors";
 
 std::string ModeLabel(const JobStatus& s) {
   if (s.mode() == SSP) return absl::StrFormat("ssp:%d", s.staleness());
@@ -285,6 +289,49 @@ int Checkpoint() {
   return 0;
 }
 
+// `psctl serving`: a serving process's ServingStatus.
+int Serving() {
+  auto stub = ModelServing::NewStub(Channel());
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ServingStatus s;
+  grpc::Status rpc = stub->GetServingStatus(&context, ServingStatusRequest(), &s);
+  if (!rpc.ok()) return Failed("serving status of", rpc);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    options.add_whitespace = true;
+    options.always_print_primitive_fields = true;
+    if (!google::protobuf::util::MessageToJsonString(s, &json, options).ok()) return 1;
+    std::printf("%s\n", json.c_str());
+    return 0;
+  }
+  std::printf("serving    %s\n", s.folder().c_str());
+  if (s.checkpoint() == 0) {
+    std::printf("checkpoint none loaded yet%s%s\n", s.last_error().empty() ? "" : ": ",
+                s.last_error().c_str());
+    return 0;
+  }
+  std::printf("checkpoint %llu   model %s   version %lld   taken %.1f s before it was served\n",
+              static_cast<unsigned long long>(s.checkpoint()), s.model().c_str(),
+              static_cast<long long>(s.round()),
+              s.loaded_unix_seconds() - s.checkpoint_unix_seconds());
+  std::printf("           %llu whole loads, %llu deltas applied, %llu lookups\n",
+              static_cast<unsigned long long>(s.whole_loads()),
+              static_cast<unsigned long long>(s.deltas_applied()),
+              static_cast<unsigned long long>(s.lookups()));
+  if (!s.last_error().empty()) std::printf("last error %s\n", s.last_error().c_str());
+  for (const ServingStatus::Table& t : s.tables()) {
+    std::printf("table      %s   dim %u   %llu rows\n", t.name().c_str(), t.dim(),
+                static_cast<unsigned long long>(t.rows()));
+  }
+  for (const ServingStatus::Tensor& t : s.tensors()) {
+    std::printf("tensor     %s   [%s]\n", t.name().c_str(), absl::StrJoin(t.shape(), ", ").c_str());
+  }
+  return 0;
+}
+
 int Stop() {
   auto stub = Connect();
   grpc::ClientContext context;
@@ -313,6 +360,7 @@ int main(int argc, char** argv) {
   if (command == "stop") return fulcrum::Stop();
   if (command == "checkpoint") return fulcrum::Checkpoint();
   if (command == "health") return fulcrum::Health();
+  if (command == "serving") return fulcrum::Serving();
   std::fprintf(stderr, "psctl: unknown command '%s'\n\n%s\n", command.c_str(), fulcrum::kUsage);
   return 2;
 }
