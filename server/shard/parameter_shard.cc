@@ -80,6 +80,37 @@ ParameterShard::ParameterShard(std::unique_ptr<ParameterStore> store, Consistenc
     has_lifecycle_ = has_lifecycle_ || table->has_lifecycle();
     tables_[name] = std::move(table);
   }
+  // SYNC evicts at a round's close; the others from a thread of their own.
+  if (has_lifecycle_ && !policy_->SumsRounds()) evictor_ = std::thread([this] { EvictorLoop(); });
+}
+
+ParameterShard::~ParameterShard() {
+  {
+    absl::MutexLock lock(&evictor_mu_);
+    evictor_stop_ = true;
+  }
+  if (evictor_.joinable()) evictor_.join();
+}
+
+void ParameterShard::EvictorLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&evictor_mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(evictor_mu_) {
+        return eviction_wanted_ || evictor_stop_;
+      };
+      evictor_mu_.AwaitWithTimeout(absl::Condition(&woken), absl::Seconds(1));
+      if (evictor_stop_) return;
+      eviction_wanted_ = false;
+    }
+    EvictDueRows();
+  }
+}
+
+absl::Status ParameterShard::EvictNow() {
+  EvictDueRows();
+  // This pass's evictions, and those of a pass the evictor had under way.
+  return updates_->AwaitSafe(last_eviction_sequence_.load(), absl::Now() + replication_timeout_);
 }
 
 SparseTable* ParameterShard::sparse_table(const std::string& name) const {
@@ -392,7 +423,14 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     const WorkerIdentity& worker, uint64_t request_id, int64_t clock,
     const std::vector<SliceGradient>& gradients, absl::Span<const SparseGradient> sparse,
     bool replayed) {
-  FULCRUM_RETURN_IF_ERROR(ValidateAll(gradients, sparse));
+  absl::Status valid = ValidateAll(gradients, sparse);
+  if (absl::IsResourceExhausted(valid) && has_lifecycle_ && !replayed) {
+    // A table that evicts when full, past its slack (pushes outran the
+    // evictor): make room now rather than refuse.
+    EvictDueRows();
+    valid = ValidateAll(gradients, sparse);
+  }
+  FULCRUM_RETURN_IF_ERROR(valid);
   // With a backup, the operation whose replication answers this push: its
   // own, or for a push answered without applying it, the newest (its first
   // copy's is at most that).
@@ -472,9 +510,14 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
     }
     unapplied_pushes_.fetch_sub(1, std::memory_order_release);
     if (!applied.ok()) return applied;
-    // The eviction this push set off reaches the backup before the worker
-    // hears of the push: what a worker saw, a takeover keeps.
-    if (has_lifecycle_ && !replayed) sequence = std::max(sequence, EvictDueRows());
+    if (has_lifecycle_ && !replayed) {
+      bool due = false;
+      for (const SparseGradient& g : sparse) due = due || tables_.at(g.table)->EvictionDue();
+      if (due) {
+        absl::MutexLock lock(&evictor_mu_);
+        eviction_wanted_ = true;
+      }
+    }
   }
   FULCRUM_RETURN_IF_ERROR(updates_->AwaitSafe(sequence, absl::Now() + replication_timeout_));
   if (!replayed && log_first_push_.exchange(false)) {
@@ -485,23 +528,36 @@ absl::StatusOr<ShardVersion> ParameterShard::PushInternal(
 }
 
 uint64_t ParameterShard::EvictDueRows() {
-  bool due = false;
-  for (const auto& [name, table] : tables_) due = due || table->EvictionDue();
-  if (!due || evicting_.exchange(true)) return 0;
-  uint64_t sequence = 0;
+  absl::MutexLock pass(&eviction_pass_mu_);
   {
-    absl::MutexLock lock(&mu_);
-    if (serving_ == ShardServing::kServing && !shutting_down_) {
-      // Holding mu_ admits no push; those admitted finish applying (without
-      // mu_, a moment each), so the eviction sits between two pushes of the
-      // replicated order.
+    absl::ReaderMutexLock lock(&mu_);
+    if (serving_ != ShardServing::kServing || shutting_down_) return 0;
+  }
+  // Chosen while pushes go on (the scan of the table), ...
+  std::vector<std::pair<std::string, std::vector<SparseTable::Victim>>> chosen;
+  for (const auto& [name, table] : tables_) {
+    if (table->EvictionDue()) chosen.emplace_back(name, table->ChooseEvictions());
+  }
+  // ... removed in batches with pushes held off: holding mu_ admits none,
+  // and those admitted finish applying (without mu_, a moment each), so
+  // each batch sits between two pushes of the replicated order. A batch
+  // holds pushes off for a few milliseconds.
+  constexpr size_t kBatch = 8192;
+  uint64_t sequence = 0;
+  for (const auto& [name, victims] : chosen) {
+    for (size_t from = 0; from < victims.size(); from += kBatch) {
+      absl::MutexLock lock(&mu_);
+      if (serving_ != ShardServing::kServing || shutting_down_) return sequence;
       while (unapplied_pushes_.load(std::memory_order_acquire) > 0) {
         absl::SleepFor(absl::Microseconds(20));
       }
-      sequence = EvictDueRowsLocked();
+      std::vector<uint64_t> keys = tables_.at(name)->EvictChosen(
+          absl::MakeConstSpan(victims).subspan(from, std::min(kBatch, victims.size() - from)));
+      if (keys.empty()) continue;
+      const TableEviction evicted[] = {TableEviction{name, std::move(keys)}};
+      sequence = RecordEvictionsLocked(evicted);
     }
   }
-  evicting_ = false;
   return sequence;
 }
 
@@ -512,9 +568,14 @@ uint64_t ParameterShard::EvictDueRowsLocked() {
     std::vector<uint64_t> keys = table->EvictDue();
     if (!keys.empty()) evicted.push_back(TableEviction{name, std::move(keys)});
   }
+  return RecordEvictionsLocked(evicted);
+}
+
+uint64_t ParameterShard::RecordEvictionsLocked(absl::Span<const TableEviction> evicted) {
   if (evicted.empty()) return 0;
   const uint64_t sequence = updates_->Reserve();
   updates_->PutEviction(sequence, evicted);
+  if (sequence != 0) last_eviction_sequence_ = sequence;
   return sequence;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -154,9 +155,17 @@ class ParameterShard {
                  const Clock* clock = Clock::Real());
   ParameterShard(const ParameterShard&) = delete;
   ParameterShard& operator=(const ParameterShard&) = delete;
+  // Stops the evictor.
+  ~ParameterShard();
 
   // Fails waiting and future calls with UNAVAILABLE.
   void Shutdown();
+
+  // A primary whose tables evict: runs an eviction pass now (in ASYNC and
+  // SSP the evictor thread runs them when a push finds one due, and once a
+  // second; SYNC at a round's close) and waits until its backup has it. For tests and tools that
+  // need the table settled; pushes go on meanwhile.
+  absl::Status EvictNow();
 
   // Replication (a shard with a backup). Call before serving; `sink` is not
   // owned and must outlive the shard. Every admitted update goes to `sink`
@@ -305,13 +314,21 @@ class ParameterShard {
   void AccumulateSparse(absl::Span<const SparseGradient> sparse);
   // Sync mode: applies the round's sparse sums times `scale`.
   void ApplySparseSums(float scale) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A primary whose tables have eviction due: once no admitted push is half
-  // applied, evicts (EvictDueRowsLocked). One caller at a time; others skip.
-  // Returns the eviction's replication sequence (0: none).
+  // An eviction pass of a primary (ASYNC, SSP): chooses the rows while
+  // pushes go on, then removes those not updated since in batches, each
+  // with pushes held off (no admitted push half applied) and recorded as an
+  // operation. One pass at a time. Returns the last batch's replication
+  // sequence (0: none).
   uint64_t EvictDueRows() ABSL_LOCKS_EXCLUDED(mu_);
-  // Evicts what each table has due and records the keys as one operation
-  // of the replicated order (a backup evicts exactly those); its sequence.
+  // The evictor thread: a pass when a push finds one due, else each second.
+  void EvictorLoop();
+  // SYNC, at a round's close: evicts what each table has due and records
+  // it; its sequence.
   uint64_t EvictDueRowsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records evictions as one operation of the replicated order (a backup
+  // evicts exactly those keys); its sequence (0: nothing to record).
+  uint64_t RecordEvictionsLocked(absl::Span<const TableEviction> evicted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::unique_ptr<ParameterStore> store_;
   // The mode's decisions and state (rounds, version); see its thread-safety.
@@ -359,9 +376,18 @@ class ParameterShard {
   // ASYNC/SSP: pushes admitted (under mu_) and not yet applied (which
   // happens without it).
   std::atomic<int> unapplied_pushes_{0};
-  // Whether a table has admission or eviction; whether a thread is evicting.
+  // Whether a table has admission or eviction.
   bool has_lifecycle_ = false;
-  std::atomic<bool> evicting_{false};
+  // One eviction pass at a time.
+  absl::Mutex eviction_pass_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // The evictor thread (ASYNC and SSP shards with such a table) and what
+  // wakes it.
+  absl::Mutex evictor_mu_;
+  bool eviction_wanted_ ABSL_GUARDED_BY(evictor_mu_) = false;
+  bool evictor_stop_ ABSL_GUARDED_BY(evictor_mu_) = false;
+  std::thread evictor_;
+  // The replication sequence of the newest eviction recorded (0: none).
+  std::atomic<uint64_t> last_eviction_sequence_{0};
   // A backup: the last replicated operation applied (ops apply one at a time).
   absl::Mutex replay_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t replica_applied_ ABSL_GUARDED_BY(replay_mu_) = 0;

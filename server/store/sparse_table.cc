@@ -88,6 +88,7 @@ SparseTable::SparseTable(const SparseTableOptions& options, std::unique_ptr<Opti
       absl::MutexLock lock(&stripe->mu);
       stripe->pending =
           AdmissionCounter::Create(options_.admission, std::max<uint64_t>(1, capacity / stripes));
+      cells_per_stripe_ = stripe->pending->cells();
     }
     stripes_.push_back(std::move(stripe));
   }
@@ -97,6 +98,18 @@ SparseTable::SparseTable(const SparseTableOptions& options, std::unique_ptr<Opti
 }
 
 size_t SparseTable::StripeOf(uint64_t key) const { return Mix64(key) % stripes_.size(); }
+
+template <typename Fn, typename After>
+void SparseTable::ForEachStripeDescending(Fn fn, After after) const {
+  for (size_t s = stripes_.size(); s-- > 0;) {
+    {
+      const Stripe& stripe = *stripes_[s];
+      absl::MutexLock lock(&stripe.mu);
+      fn(s, stripe);
+    }
+    after();
+  }
+}
 
 uint32_t SparseTable::NowSeconds() const {
   return static_cast<uint32_t>(
@@ -354,7 +367,7 @@ bool SparseTable::EvictionDue() const {
   return eviction.ttl_seconds() > 0 && int64_t{NowSeconds()} >= next_sweep_seconds_;
 }
 
-std::vector<uint64_t> SparseTable::EvictDue() {
+std::vector<SparseTable::Victim> SparseTable::ChooseEvictions() {
   const FeatureEviction& eviction = options_.eviction;
   const uint64_t update = updates_.load();
   const uint32_t now = NowSeconds();
@@ -362,65 +375,69 @@ std::vector<uint64_t> SparseTable::EvictDue() {
   // at most that.
   const bool sweep_updates = eviction.ttl_updates() > 0 && update >= next_sweep_update_;
   const bool sweep_seconds = eviction.ttl_seconds() > 0 && int64_t{now} >= next_sweep_seconds_;
-  if (sweep_updates)
+  if (sweep_updates) {
     next_sweep_update_ = update + std::max<uint64_t>(1, eviction.ttl_updates() / 8);
+  }
   if (sweep_seconds) {
     next_sweep_seconds_ = now + std::max<int64_t>(1, std::ceil(eviction.ttl_seconds() / 8));
   }
-  std::vector<uint64_t> evicted;
-  if (sweep_updates || sweep_seconds) {
-    for (auto& stripe_ptr : stripes_) {
-      Stripe& stripe = *stripe_ptr;
-      absl::MutexLock lock(&stripe.mu);
-      std::vector<uint64_t> expired;
-      for (uint32_t row = 0; row < stripe.pool.size(); ++row) {
-        const RowMeta& meta = stripe.pool.Meta(row);
-        if ((sweep_updates && update - meta.last_update >= eviction.ttl_updates()) ||
-            (sweep_seconds &&
-             int64_t{now} - int64_t{meta.last_update_seconds} >= eviction.ttl_seconds())) {
-          expired.push_back(stripe.pool.Key(row));
-        }
-      }
-      for (uint64_t key : expired) RemoveRow(stripe, key);
-      evicted.insert(evicted.end(), expired.begin(), expired.end());
-    }
-    rows_.fetch_sub(evicted.size());
-  }
+  auto expired = [&](const RowMeta& meta) {
+    return (sweep_updates && update - meta.last_update >= eviction.ttl_updates()) ||
+           (sweep_seconds &&
+            int64_t{now} - int64_t{meta.last_update_seconds} >= eviction.ttl_seconds());
+  };
+  // Past the cap: down to 63/64 of it, each stripe its share, so a scan of
+  // the table pays for max_rows / 64 new rows.
   const uint64_t total = rows_.load();
-  if (EvictsWhenFull() && total > options_.max_rows) {
-    // Down to 63/64 of the cap, each stripe its share: a scan of the table
-    // pays for max_rows / 64 new rows.
-    const uint64_t target = options_.max_rows - std::max<uint64_t>(1, options_.max_rows / 64);
-    const bool by_frequency = eviction.when_full() == FeatureEviction::LEAST_FREQUENTLY_UPDATED;
-    uint64_t removed = 0;
-    for (auto& stripe_ptr : stripes_) {
-      Stripe& stripe = *stripe_ptr;
-      absl::MutexLock lock(&stripe.mu);
-      const uint64_t have = stripe.pool.size();
-      const uint64_t keep = static_cast<uint64_t>(static_cast<long double>(target) * have / total);
-      if (have <= keep) continue;
-      // (updates or 0, last update, key): the smallest go first; the key
-      // breaks ties so that the choice depends on the contents alone.
-      std::vector<std::tuple<uint32_t, uint64_t, uint64_t>> order;
-      order.reserve(have);
-      for (uint32_t row = 0; row < have; ++row) {
-        const RowMeta& meta = stripe.pool.Meta(row);
+  const bool over = EvictsWhenFull() && total > options_.max_rows;
+  const uint64_t target = options_.max_rows - std::max<uint64_t>(1, options_.max_rows / 64);
+  const bool by_frequency = eviction.when_full() == FeatureEviction::LEAST_FREQUENTLY_UPDATED;
+  std::vector<Victim> victims;
+  ForEachStripeDescending([&](size_t, const Stripe& stripe) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    const uint64_t rows = stripe.pool.size();
+    // (updates or 0, last update, key) of the rows the TTL leaves: the
+    // smallest go first; the key breaks ties, so that the choice depends on
+    // the contents alone.
+    std::vector<std::tuple<uint32_t, uint64_t, uint64_t>> order;
+    if (over) order.reserve(rows);
+    for (uint32_t row = 0; row < rows; ++row) {
+      const RowMeta& meta = stripe.pool.Meta(row);
+      if ((sweep_updates || sweep_seconds) && expired(meta)) {
+        victims.push_back(Victim{stripe.pool.Key(row), meta.last_update});
+      } else if (over) {
         order.emplace_back(by_frequency ? meta.updates : 0, meta.last_update, stripe.pool.Key(row));
       }
-      const size_t n = have - keep;
-      std::nth_element(order.begin(), order.begin() + (n - 1), order.end());
-      for (size_t i = 0; i < n; ++i) {
-        const uint64_t key = std::get<2>(order[i]);
-        RemoveRow(stripe, key);
-        evicted.push_back(key);
-      }
-      removed += n;
     }
-    rows_.fetch_sub(removed);
+    if (!over || total == 0) return;
+    const uint64_t keep = static_cast<uint64_t>(static_cast<long double>(target) * rows / total);
+    if (order.size() <= keep) return;
+    const size_t n = order.size() - keep;
+    std::nth_element(order.begin(), order.begin() + (n - 1), order.end());
+    for (size_t i = 0; i < n; ++i) {
+      victims.push_back(Victim{std::get<2>(order[i]), std::get<1>(order[i])});
+    }
+  });
+  return victims;
+}
+
+std::vector<uint64_t> SparseTable::EvictChosen(absl::Span<const Victim> victims) {
+  std::vector<uint64_t> evicted;
+  evicted.reserve(victims.size());
+  for (const Victim& v : victims) {
+    Stripe& stripe = *stripes_[StripeOf(v.key)];
+    absl::MutexLock lock(&stripe.mu);
+    auto it = stripe.index.find(KeyRef{v.key});
+    // A row updated since it was chosen stays.
+    if (it == stripe.index.end() || stripe.pool.Meta(*it).last_update != v.last_update) continue;
+    RemoveRow(stripe, v.key);
+    evicted.push_back(v.key);
   }
+  rows_.fetch_sub(evicted.size());
   evicted_.fetch_add(evicted.size(), std::memory_order_relaxed);
   return evicted;
 }
+
+std::vector<uint64_t> SparseTable::EvictDue() { return EvictChosen(ChooseEvictions()); }
 
 void SparseTable::Evict(absl::Span<const uint64_t> keys) {
   uint64_t removed = 0;
@@ -489,21 +506,45 @@ SparseTable::Contents SparseTable::Snapshot(const Mark* since, Mark* mark) const
   }
   here.updates = updates_.load();
   const size_t width = RowFloats();
-  uint64_t first_cell = 0;
-  for (const auto& stripe : stripes_) {
-    absl::MutexLock lock(&stripe->mu);
-    for (uint32_t row = 0; row < stripe->pool.size(); ++row) {
-      const RowMeta& meta = stripe->pool.Meta(row);
-      if (since != nullptr && meta.last_update <= since->updates) continue;
-      const float* data = stripe->pool.Row(row);
-      out.rows.push_back(RowSnapshot{stripe->pool.Key(row), std::vector<float>(data, data + width),
-                                     meta.last_update, meta.last_update_seconds, meta.updates});
-    }
-    if (stripe->pending != nullptr) {
-      stripe->pending->ExportTo(&out.pending, first_cell,
-                                since != nullptr ? &since->updates : nullptr);
-      first_cell += stripe->pending->cells();
-    }
+  // Stripes in descending order, against a push's ascending locks (see
+  // ForEachStripeDescending). Under a stripe's lock its rows are copied
+  // flat (a memcpy's pace); they become RowSnapshots after it is released.
+  // Admission counts go in stripe order.
+  std::vector<AdmissionCounts> pending(stripes_.size());
+  std::vector<uint64_t> keys;
+  std::vector<RowMeta> metas;
+  std::vector<float> values;
+  ForEachStripeDescending(
+      [&](size_t s, const Stripe& stripe) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        keys.clear();
+        metas.clear();
+        values.clear();
+        for (uint32_t row = 0; row < stripe.pool.size(); ++row) {
+          const RowMeta& meta = stripe.pool.Meta(row);
+          if (since != nullptr && meta.last_update <= since->updates) continue;
+          const float* data = stripe.pool.Row(row);
+          keys.push_back(stripe.pool.Key(row));
+          metas.push_back(meta);
+          values.insert(values.end(), data, data + width);
+        }
+        if (stripe.pending != nullptr) {
+          stripe.pending->ExportTo(&pending[s], s * cells_per_stripe_,
+                                   since != nullptr ? &since->updates : nullptr);
+        }
+      },
+      [&] {
+        for (size_t i = 0; i < keys.size(); ++i) {
+          const float* data = &values[i * width];
+          out.rows.push_back(RowSnapshot{keys[i], std::vector<float>(data, data + width),
+                                         metas[i].last_update, metas[i].last_update_seconds,
+                                         metas[i].updates});
+        }
+      });
+  for (AdmissionCounts& p : pending) {
+    out.pending.exact.insert(out.pending.exact.end(), p.exact.begin(), p.exact.end());
+    out.pending.halvings.insert(out.pending.halvings.end(), p.halvings.begin(), p.halvings.end());
+    for (auto& block : p.blocks) out.pending.blocks.push_back(std::move(block));
+    out.pending.cells += p.cells;
   }
   out.updates = updates_.load();
   out.counters = counters();

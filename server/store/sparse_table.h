@@ -106,9 +106,18 @@ class SparseTable {
   bool EvictionDue() const;
   // Removes the rows whose TTL passed and, past max_rows, the least
   // recently (frequently) updated ones down to 63/64 of max_rows; returns
-  // their keys. A caller that must order evictions against pushes (a
-  // replicated shard) holds pushes off meanwhile.
+  // their keys: EvictChosen(ChooseEvictions()).
   std::vector<uint64_t> EvictDue();
+  // EvictDue in two steps. The choice reads the rows a stripe at a time
+  // while pushes go on (it costs a scan of the table); the eviction removes
+  // each chosen row not updated since, and is what a caller that orders
+  // evictions against pushes (a replicated shard) holds pushes off for.
+  struct Victim {
+    uint64_t key;
+    uint64_t last_update;  // as chosen
+  };
+  std::vector<Victim> ChooseEvictions();
+  std::vector<uint64_t> EvictChosen(absl::Span<const Victim> victims);
   // Removes the rows of `keys` (those present): a backup following its
   // primary's evictions.
   void Evict(absl::Span<const uint64_t> keys);
@@ -285,6 +294,14 @@ class SparseTable {
   template <typename Fn>
   absl::Status ForEachRow(absl::Span<const uint64_t> keys, Fn fn);
   void InitRow(uint64_t key, float* row) const;
+  // Calls fn(index, stripe) for every stripe, one at a time under its lock,
+  // then after() without it, in descending order: a push locks its stripes
+  // ascending and holds them, so a walk the same way would drag it along
+  // stripe after stripe (it waits for each one the walk holds); walking the
+  // other way it meets the walk once.
+  template <typename Fn, typename After = void (*)()>
+  void ForEachStripeDescending(
+      Fn fn, After after = [] {}) const;
   // Rows the table may make: max_rows, or for a table that evicts when full
   // max_rows plus an eighth (new rows wait for the next EvictDue).
   uint64_t CreationLimit() const;
@@ -300,6 +317,8 @@ class SparseTable {
   const std::unique_ptr<Optimizer> optimizer_;
   const bool lifecycle_;
   std::vector<std::unique_ptr<Stripe>> stripes_;
+  // Bloom admission: the cells of each stripe's filter (0: none).
+  uint64_t cells_per_stripe_ = 0;
   std::atomic<uint64_t> rows_{0};
   // The table's update count (Push calls).
   std::atomic<uint64_t> updates_{0};
