@@ -35,8 +35,10 @@
 #include "common/shard_map.h"
 #include "server/checkpoint/checkpoint.h"
 #include "server/checkpoint/shard_part_writer.h"
+#include "server/serving/model_server.h"
 #include "server/serving/serving_model.h"
 #include "server/shard/parameter_shard.h"
+#include "worker/serving_client.h"
 
 ABSL_FLAG(std::string, run, "memory", "memory, delta or serving.");
 ABSL_FLAG(double, zipf, 1.05, "Zipf exponent of id popularity.");
@@ -49,6 +51,9 @@ ABSL_FLAG(double, train_seconds, 60, "delta: seconds of pushes between the check
 ABSL_FLAG(double, ids_per_second, 500000, "delta, serving: the pushes' rate, ids per second.");
 ABSL_FLAG(int, lookup_ids, 26 * 512, "serving: ids per lookup.");
 ABSL_FLAG(double, serving_seconds, 30, "serving: how long lookups run.");
+ABSL_FLAG(bool, grpc, true,
+          "serving: look up through a serving process's gRPC service on 127.0.0.1 (the "
+          "ModelServer of ps_server --serve, in this process) instead of calling the model.");
 ABSL_FLAG(std::string, dir, "/tmp/fulcrum_feature_lifecycle", "delta, serving: checkpoints.");
 
 namespace fulcrum {
@@ -347,8 +352,17 @@ int RunServing() {
   ShardPartWriter writer(shard.get(), &store, 0, 1);
   const JobSpec job = JobOf(cap, dim);
   CommitPart(store, writer, *shard, 1, 0, job);
-  ServingModel model(ServingModelOptions{{dir}});
-  if (!model.Follow().ok()) return 1;
+  // The serving process's model and service (it follows every 100 ms).
+  ModelServerOptions server_options;
+  server_options.dirs = {dir};
+  server_options.listen_address = "127.0.0.1:0";
+  std::unique_ptr<ModelServer> server = *ModelServer::Create(server_options);
+  if (!server->Start().ok()) return 1;
+  ServingModel& model = server->model();
+  ServingClientOptions client_options;
+  client_options.address = absl::StrCat("127.0.0.1:", server->bound_port());
+  std::unique_ptr<ServingClient> client = *ServingClient::Connect(client_options);
+  const bool grpc = absl::GetFlag(FLAGS_grpc);
   std::atomic<bool> stop{false}, record{false};
   std::vector<double> unused;
   std::thread pusher([&] {
@@ -368,12 +382,6 @@ int RunServing() {
       if (!stop) staleness.push_back(absl::ToDoubleSeconds(absl::Now() - committed));
     }
   });
-  std::thread follower([&] {
-    while (!stop) {
-      model.Follow().IgnoreError();
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  });
   ZipfIds ids(absl::GetFlag(FLAGS_zipf), absl::GetFlag(FLAGS_universe), 17);
   std::vector<uint64_t> keys(absl::GetFlag(FLAGS_lookup_ids));
   std::vector<float> rows;
@@ -384,19 +392,24 @@ int RunServing() {
     for (uint64_t& k : keys) k = ids.Next();
     uint64_t served = 0;
     const absl::Time t0 = absl::Now();
-    if (!model.Lookup("emb", keys, dim, &rows, &found, &served).ok()) return 1;
+    const absl::Status looked = grpc ? client->Lookup("emb", keys, &rows, dim, &found, &served)
+                                     : model.Lookup("emb", keys, dim, &rows, &found, &served);
+    if (!looked.ok()) {
+      std::fprintf(stderr, "lookup: %s\n", looked.ToString().c_str());
+      return 1;
+    }
     latencies.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   stop = true;
   pusher.join();
   checkpointer.join();
-  follower.join();
   const ServingStatus status = model.Status();
   std::printf(
-      "serving: lookups of %d ids (dim %d) from one thread while pushes of %.0f ids/s "
+      "serving: lookups of %d ids (dim %d) from one thread%s while pushes of %.0f ids/s "
       "go on and a checkpoint is committed every second (table of %llu rows)\n",
-      absl::GetFlag(FLAGS_lookup_ids), dim, absl::GetFlag(FLAGS_ids_per_second),
+      absl::GetFlag(FLAGS_lookup_ids), dim, grpc ? " over gRPC" : "",
+      absl::GetFlag(FLAGS_ids_per_second),
       static_cast<unsigned long long>(shard->sparse_table("emb")->rows()));
   std::printf("  %zu lookups in %.1f s: %.0f calls/s; latency p50 %.2f ms, p99 %.2f ms\n",
               latencies.size(), seconds, latencies.size() / seconds,

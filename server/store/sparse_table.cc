@@ -519,6 +519,11 @@ SparseTable::Contents SparseTable::Snapshot(const Mark* since, Mark* mark) const
         keys.clear();
         metas.clear();
         values.clear();
+        if (since == nullptr) {
+          keys.reserve(stripe.pool.size());
+          metas.reserve(stripe.pool.size());
+          values.reserve(stripe.pool.size() * width);
+        }
         for (uint32_t row = 0; row < stripe.pool.size(); ++row) {
           const RowMeta& meta = stripe.pool.Meta(row);
           if (since != nullptr && meta.last_update <= since->updates) continue;
