@@ -214,22 +214,13 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 CheckpointManifest::ShardFile CommitPart(CheckpointStore& store, ShardPartWriter& writer,
-                                         ParameterShard& shard, uint64_t sequence,
-                                         uint64_t delta_of, const JobSpec& job) {
-  absl::StatusOr<CheckpointManifest::ShardFile> file = writer.Write(sequence, delta_of);
+                                         uint64_t sequence, uint64_t delta_of, const JobSpec& job) {
+  absl::StatusOr<CheckpointManifest::ShardFile> file =
+      CommitOneShardCheckpoint(store, writer, sequence, delta_of, job);
   if (!file.ok()) {
     std::fprintf(stderr, "checkpoint: %s\n", file.status().ToString().c_str());
     std::exit(1);
   }
-  CheckpointManifest manifest;
-  manifest.set_format_version(kCheckpointFormatVersion);
-  manifest.set_sequence(sequence);
-  manifest.set_num_shards(1);
-  manifest.set_round(shard.version().version);
-  manifest.set_unix_seconds(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
-  *manifest.add_shards() = *file;
-  *manifest.mutable_coordinator()->mutable_job() = job;
-  if (!store.Commit(manifest, absl::Now()).ok()) std::exit(1);
   return *file;
 }
 
@@ -295,7 +286,7 @@ int RunDelta() {
   const absl::Time snapped = absl::Now();
   const std::string encoded = EncodeShardFile(snapshot, 0, 1);
   const absl::Time encoded_at = absl::Now();
-  const CheckpointManifest::ShardFile whole = CommitPart(store, writer, *shard, 1, 0, job);
+  const CheckpointManifest::ShardFile whole = CommitPart(store, writer, 1, 0, job);
   const double whole_seconds = absl::ToDoubleSeconds(absl::Now() - encoded_at);
   record = false;
   std::vector<double> during(latencies.begin() + before, latencies.end());
@@ -315,7 +306,7 @@ int RunDelta() {
   const uint64_t evicted_before = shard->sparse_table("emb")->counters().evicted;
   const uint64_t made_before = shard->sparse_table("emb")->counters().admitted;
   absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_train_seconds)));
-  const CheckpointManifest::ShardFile delta = CommitPart(store, writer, *shard, 2, 1, job);
+  const CheckpointManifest::ShardFile delta = CommitPart(store, writer, 2, 1, job);
   stop = true;
   pusher.join();
   std::printf(
@@ -351,7 +342,7 @@ int RunServing() {
   CheckpointStore store(CheckpointStoreOptions{dir, 3, nullptr});
   ShardPartWriter writer(shard.get(), &store, 0, 1);
   const JobSpec job = JobOf(cap, dim);
-  CommitPart(store, writer, *shard, 1, 0, job);
+  CommitPart(store, writer, 1, 0, job);
   // The serving process's model and service (it follows every 100 ms).
   ModelServerOptions server_options;
   server_options.dirs = {dir};
@@ -376,7 +367,7 @@ int RunServing() {
     while (!stop) {
       absl::SleepFor(absl::Seconds(1));
       const uint64_t previous = sequence++;
-      CommitPart(store, writer, *shard, sequence, sequence % 8 == 1 ? 0 : previous, job);
+      CommitPart(store, writer, sequence, sequence % 8 == 1 ? 0 : previous, job);
       const absl::Time committed = absl::Now();
       while (!stop && model.checkpoint() < sequence) absl::SleepFor(absl::Milliseconds(1));
       if (!stop) staleness.push_back(absl::ToDoubleSeconds(absl::Now() - committed));

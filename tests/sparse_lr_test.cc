@@ -17,15 +17,21 @@
 namespace fulcrum {
 namespace {
 
+// Generated click data (200,000 examples over 2^20 features) in `dir`, and
+// the true model's test AUC.
+void ClickData(const std::string& dir, double* true_auc) {
+  absl::Status generated =
+      GenerateClickData(dir, {"--train_examples=200000", "--features_log2=20", "--seed=3"});
+  ASSERT_TRUE(generated.ok()) << generated;
+  ASSERT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(ReadFileOrEmpty(dir + "/true_auc.txt")),
+                               true_auc));
+}
+
 TEST(SparseLrTest, ThreeShardsTwoWorkersFtrl_AucWithinPoint01OfTrueModel) {
   LocalCluster c("sparse_lr");
   const std::string data = c.dir() + "/data";
-  absl::Status generated =
-      GenerateClickData(data, {"--train_examples=200000", "--features_log2=20", "--seed=3"});
-  ASSERT_TRUE(generated.ok()) << generated;
   double true_auc = 0;
-  ASSERT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(ReadFileOrEmpty(data + "/true_auc.txt")),
-                               &true_auc));
+  ASSERT_NO_FATAL_FAILURE(ClickData(data, &true_auc));
 
   ASSERT_TRUE(c.StartServer({"--model=sparse_lr", "--mode=async", "--num_workers=2",
                              "--num_shards=3", "--exit_when_done"})
@@ -74,12 +80,8 @@ TEST(SparseLrTest, ThreeShardsTwoWorkersFtrl_AucWithinPoint01OfTrueModel) {
 TEST(SparseLrTest, AdmissionAndEvictionOnAReplicatedShard_LearnsAndReportsWhatTheyDid) {
   LocalCluster c("sparse_lr_lifecycle");
   const std::string data = c.dir() + "/data";
-  absl::Status generated =
-      GenerateClickData(data, {"--train_examples=200000", "--features_log2=20", "--seed=3"});
-  ASSERT_TRUE(generated.ok()) << generated;
   double true_auc = 0;
-  ASSERT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(ReadFileOrEmpty(data + "/true_auc.txt")),
-                               &true_auc));
+  ASSERT_NO_FATAL_FAILURE(ClickData(data, &true_auc));
   const std::string job = c.dir() + "/lifecycle.textproto";
   std::ofstream(job) << R"(
 model: "sparse_lr"

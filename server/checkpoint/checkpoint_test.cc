@@ -401,15 +401,10 @@ class IncrementalTest : public ::testing::TestWithParam<FeatureAdmission::Counte
   // writer can): its record.
   CheckpointManifest::ShardFile Checkpoint(CheckpointStore& store, ShardPartWriter& writer,
                                            uint64_t sequence, uint64_t delta_of) {
-    absl::StatusOr<CheckpointManifest::ShardFile> file = writer.Write(sequence, delta_of);
+    absl::StatusOr<CheckpointManifest::ShardFile> file =
+        CommitOneShardCheckpoint(store, writer, sequence, delta_of, JobSpec());
     EXPECT_TRUE(file.ok()) << file.status();
-    CheckpointManifest manifest;
-    manifest.set_format_version(kCheckpointFormatVersion);
-    manifest.set_sequence(sequence);
-    manifest.set_num_shards(1);
-    *manifest.add_shards() = *file;
-    EXPECT_TRUE(store.Commit(manifest, absl::Now()).ok());
-    return *file;
+    return file.ok() ? *file : CheckpointManifest::ShardFile();
   }
 
   // The shard's state with rows in key order (a delta restores them in

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/base/status_macros.h"
+
 namespace fulcrum {
 
 ShardPartWriter::ShardPartWriter(ParameterShard* shard, CheckpointStore* store, uint32_t index,
@@ -31,6 +33,27 @@ absl::StatusOr<CheckpointManifest::ShardFile> ShardPartWriter::Write(uint64_t se
   // that can still be written.
   const ShardMark& oldest = written_.begin()->second.mark;
   shard_->ForgetEvictionsBefore(oldest);
+  return file;
+}
+
+absl::StatusOr<CheckpointManifest::ShardFile> CommitOneShardCheckpoint(CheckpointStore& store,
+                                                                       ShardPartWriter& writer,
+                                                                       uint64_t sequence,
+                                                                       uint64_t delta_of,
+                                                                       const JobSpec& job) {
+  const absl::Time started = absl::Now();
+  int64_t version = 0;
+  FULCRUM_ASSIGN_OR_RETURN(CheckpointManifest::ShardFile file,
+                           writer.Write(sequence, delta_of, &version));
+  CheckpointManifest manifest;
+  manifest.set_format_version(kCheckpointFormatVersion);
+  manifest.set_sequence(sequence);
+  manifest.set_num_shards(1);
+  manifest.set_round(version);
+  manifest.set_unix_seconds(absl::ToDoubleSeconds(started - absl::UnixEpoch()));
+  *manifest.add_shards() = file;
+  *manifest.mutable_coordinator()->mutable_job() = job;
+  FULCRUM_RETURN_IF_ERROR(store.Commit(manifest, started).status());
   return file;
 }
 

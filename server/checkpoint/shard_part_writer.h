@@ -48,6 +48,16 @@ class ShardPartWriter {
   std::map<uint64_t, Written> written_ ABSL_GUARDED_BY(mu_);
 };
 
+// A checkpoint of a one-shard job without a coordinator's progress (a
+// benchmark's or a test's): `writer`'s part of checkpoint `sequence` (a
+// delta on `delta_of` if it can), then its manifest naming `job`, committed
+// to `store`. Returns the part's record.
+absl::StatusOr<CheckpointManifest::ShardFile> CommitOneShardCheckpoint(CheckpointStore& store,
+                                                                       ShardPartWriter& writer,
+                                                                       uint64_t sequence,
+                                                                       uint64_t delta_of,
+                                                                       const JobSpec& job);
+
 }  // namespace fulcrum
 
 #endif  // FULCRUM_SERVER_CHECKPOINT_SHARD_PART_WRITER_H_

@@ -71,16 +71,9 @@ class ServingModelTest : public ::testing::Test {
   }
   // Checkpoint `sequence` (a delta on `delta_of`, 0: whole), committed.
   void Checkpoint(uint64_t sequence, uint64_t delta_of) {
-    absl::StatusOr<CheckpointManifest::ShardFile> file = writer_->Write(sequence, delta_of);
+    absl::StatusOr<CheckpointManifest::ShardFile> file =
+        CommitOneShardCheckpoint(*store_, *writer_, sequence, delta_of, job_);
     ASSERT_TRUE(file.ok()) << file.status();
-    CheckpointManifest manifest;
-    manifest.set_format_version(kCheckpointFormatVersion);
-    manifest.set_sequence(sequence);
-    manifest.set_num_shards(1);
-    manifest.set_round(shard_->version().version);
-    *manifest.add_shards() = *file;
-    *manifest.mutable_coordinator()->mutable_job() = job_;
-    ASSERT_TRUE(store_->Commit(manifest, absl::Now()).ok());
   }
   // The training shard's values of `keys` (initial values for ids without
   // a row) and the serving model's.

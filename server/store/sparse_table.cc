@@ -147,26 +147,17 @@ bool SparseTable::Admits(const Stripe& stripe, uint64_t key, uint64_t draw) cons
   return stripe.pending->Count(key) + 1 >= admission.min_count();
 }
 
-template <typename Fn>
-absl::Status SparseTable::ForEachRow(absl::Span<const uint64_t> keys, Fn fn) {
-  // The stripes this call touches, locked in index order (no deadlock).
-  std::vector<size_t> touched;
-  touched.reserve(keys.size());
-  for (uint64_t key : keys) touched.push_back(StripeOf(key));
-  std::vector<size_t> order = touched;
-  std::sort(order.begin(), order.end());
-  order.erase(std::unique(order.begin(), order.end()), order.end());
-  for (size_t s : order) stripes_[s]->mu.Lock();
-  auto unlock = [&] {
-    for (auto it = order.rbegin(); it != order.rend(); ++it) stripes_[*it]->mu.Unlock();
-  };
-
-  // Find every row, then count the new ones: all or nothing.
-  constexpr uint32_t kMissing = UINT32_MAX;
-  std::vector<uint32_t> rows(keys.size(), kMissing);
-  std::vector<uint64_t> missing;
+SparseTable::LockedKeys::LockedKeys(const SparseTable& table, absl::Span<const uint64_t> keys)
+    : table_(table) {
+  stripe_of.reserve(keys.size());
+  for (uint64_t key : keys) stripe_of.push_back(table.StripeOf(key));
+  order_ = stripe_of;
+  std::sort(order_.begin(), order_.end());
+  order_.erase(std::unique(order_.begin(), order_.end()), order_.end());
+  for (size_t s : order_) table.stripes_[s]->mu.Lock();
+  rows.assign(keys.size(), kMissing);
   for (size_t i = 0; i < keys.size(); ++i) {
-    const Stripe& stripe = *stripes_[touched[i]];
+    const Stripe& stripe = *table.stripes_[stripe_of[i]];
     auto it = stripe.index.find(KeyRef{keys[i]});
     if (it != stripe.index.end()) {
       rows[i] = *it;
@@ -174,28 +165,38 @@ absl::Status SparseTable::ForEachRow(absl::Span<const uint64_t> keys, Fn fn) {
       missing.push_back(keys[i]);
     }
   }
-  if (!missing.empty()) {
-    std::sort(missing.begin(), missing.end());
-    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
-    if (rows_.load() + missing.size() > options_.max_rows) {
-      unlock();
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+}
+
+SparseTable::LockedKeys::~LockedKeys() {
+  for (auto it = order_.rbegin(); it != order_.rend(); ++it) table_.stripes_[*it]->mu.Unlock();
+}
+
+template <typename Fn>
+absl::Status SparseTable::ForEachRow(absl::Span<const uint64_t> keys, Fn fn) {
+  LockedKeys locked(*this, keys);
+  // Every row found, then the new ones counted: all or nothing.
+  if (!locked.missing.empty()) {
+    if (rows_.load() + locked.missing.size() > options_.max_rows) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "sparse table ", options_.name, " would grow to ", rows_.load() + missing.size(),
+          "sparse table ", options_.name, " would grow to ", rows_.load() + locked.missing.size(),
           " rows, over its limit of ", options_.max_rows, "; nothing was changed"));
     }
-    for (uint64_t key : missing) {
+    for (uint64_t key : locked.missing) {
       Stripe& stripe = *stripes_[StripeOf(key)];
       const uint32_t row = stripe.pool.Append(key);
       InitRow(key, stripe.pool.Row(row));
       stripe.index.insert(row);
     }
-    rows_.fetch_add(missing.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (rows[i] == kMissing) rows[i] = *stripes_[touched[i]]->index.find(KeyRef{keys[i]});
-    }
+    rows_.fetch_add(locked.missing.size());
   }
-  for (size_t i = 0; i < keys.size(); ++i) fn(stripes_[touched[i]]->pool.Row(rows[i]), i);
-  unlock();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Stripe& stripe = *stripes_[locked.stripe_of[i]];
+    uint32_t row = locked.rows[i];
+    if (row == LockedKeys::kMissing) row = *stripe.index.find(KeyRef{keys[i]});
+    fn(stripe.pool.Row(row), i);
+  }
   return absl::OkStatus();
 }
 
@@ -251,44 +252,18 @@ absl::Status SparseTable::Push(absl::Span<const uint64_t> keys, absl::Span<const
                                                    grads.size(), " gradient floats for ",
                                                    keys.size(), " keys of dim ", dim));
   }
-  // The stripes this call touches, locked in index order (no deadlock).
-  std::vector<size_t> touched;
-  touched.reserve(keys.size());
-  for (uint64_t key : keys) touched.push_back(StripeOf(key));
-  std::vector<size_t> order = touched;
-  std::sort(order.begin(), order.end());
-  order.erase(std::unique(order.begin(), order.end()), order.end());
-  for (size_t s : order) stripes_[s]->mu.Lock();
-  auto unlock = [&] {
-    for (auto it = order.rbegin(); it != order.rend(); ++it) stripes_[*it]->mu.Unlock();
-  };
-
   // Find every row; decide the missing ones' admission without changing
   // anything, check room, then commit: all or nothing.
-  constexpr uint32_t kMissing = UINT32_MAX;
-  std::vector<uint32_t> rows(keys.size(), kMissing);
-  std::vector<uint64_t> missing;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const Stripe& stripe = *stripes_[touched[i]];
-    auto it = stripe.index.find(KeyRef{keys[i]});
-    if (it != stripe.index.end()) {
-      rows[i] = *it;
-    } else {
-      missing.push_back(keys[i]);
-    }
-  }
+  LockedKeys locked(*this, keys);
   std::vector<uint64_t> admit, refuse;
-  if (!missing.empty()) {
-    std::sort(missing.begin(), missing.end());
-    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
-    for (uint64_t key : missing) {
+  if (!locked.missing.empty()) {
+    for (uint64_t key : locked.missing) {
       (Admits(*stripes_[StripeOf(key)], key, context.draw) ? admit : refuse).push_back(key);
     }
     // A backup mirrors an evicting table past the limit: its primary's
     // evictions arrive as operations after the pushes they made room for.
     const bool mirror_past_limit = context.mirror && EvictsWhenFull();
     if (!mirror_past_limit && rows_.load() + admit.size() > CreationLimit()) {
-      unlock();
       return absl::ResourceExhaustedError(absl::StrCat(
           "sparse table ", options_.name, " would grow to ", rows_.load() + admit.size(),
           " rows, over its limit of ", CreationLimit(), "; nothing was changed"));
@@ -318,9 +293,9 @@ absl::Status SparseTable::Push(absl::Span<const uint64_t> keys, absl::Span<const
   }
   const int num_slots = optimizer_->num_slots();
   for (size_t i = 0; i < keys.size(); ++i) {
-    Stripe& stripe = *stripes_[touched[i]];
-    uint32_t r = rows[i];
-    if (r == kMissing) {
+    Stripe& stripe = *stripes_[locked.stripe_of[i]];
+    uint32_t r = locked.rows[i];
+    if (r == LockedKeys::kMissing) {
       auto it = stripe.index.find(KeyRef{keys[i]});
       if (it == stripe.index.end()) continue;  // not admitted: dropped
       r = *it;
@@ -334,7 +309,6 @@ absl::Status SparseTable::Push(absl::Span<const uint64_t> keys, absl::Span<const
     meta.last_update_seconds = now;
     if (meta.updates < UINT32_MAX) ++meta.updates;
   }
-  unlock();
   return absl::OkStatus();
 }
 

@@ -284,11 +284,30 @@ class SparseTable {
     std::unique_ptr<AdmissionCounter> pending ABSL_GUARDED_BY(mu);
   };
 
+  // The stripes `keys` touch, locked in index order (no deadlock) from
+  // construction to destruction; each key's stripe and row number (kMissing
+  // for none), and the distinct keys without a row, sorted.
+  class LockedKeys {
+   public:
+    static constexpr uint32_t kMissing = UINT32_MAX;
+    LockedKeys(const SparseTable& table, absl::Span<const uint64_t> keys);
+    ~LockedKeys();
+    LockedKeys(const LockedKeys&) = delete;
+    LockedKeys& operator=(const LockedKeys&) = delete;
+    std::vector<size_t> stripe_of;
+    std::vector<uint32_t> rows;
+    std::vector<uint64_t> missing;
+
+   private:
+    const SparseTable& table_;
+    std::vector<size_t> order_;  // the stripes locked, ascending
+  };
+
   SparseTable(const SparseTableOptions& options, std::unique_ptr<Optimizer> optimizer);
   size_t RowFloats() const { return size_t{options_.dim} * (1 + optimizer_->num_slots()); }
   size_t StripeOf(uint64_t key) const;
-  // Locks the stripes `keys` touch (in index order), creates the missing
-  // rows if the table has room for all of them, then calls fn(row pointer,
+  // Locks the stripes `keys` touch (LockedKeys), creates the missing rows
+  // if the table has room for all of them, then calls fn(row pointer,
   // position in keys) for each key. RESOURCE_EXHAUSTED and no change if not.
   // (Pulls that create rows: tables without admission or eviction.)
   template <typename Fn>
