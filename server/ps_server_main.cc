@@ -315,20 +315,28 @@ absl::StatusOr<JobSpec> JobFromFlags() {
   return job;
 }
 
+// The TLS and token flags: what this process serves with (`server`, its
+// `auth_token`) and, returned, what it dials other ps_servers with. Exits 2
+// naming the flag of a file it cannot read.
+ClientSecurityOptions SecurityFromFlags(ServerSecurityOptions* server, std::string* auth_token) {
+  absl::StatusOr<ClientSecurityOptions> peers = ClientSecurityFromFlags();
+  if (!peers.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n", std::string(peers.status().message()).c_str());
+    std::exit(2);
+  }
+  server->tls_cert = peers->tls_cert;
+  server->tls_key = peers->tls_key;
+  server->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  *auth_token = peers->auth_token;
+  return *std::move(peers);
+}
+
 // --serve: the read-only serving process.
 int RunServing() {
   ModelServerOptions options;
   options.dirs = absl::StrSplit(absl::GetFlag(FLAGS_serve), ',', absl::SkipEmpty());
   options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
-  absl::StatusOr<ClientSecurityOptions> security = ClientSecurityFromFlags();
-  if (!security.ok()) {
-    std::fprintf(stderr, "ps_server: %s\n", std::string(security.status().message()).c_str());
-    return 2;
-  }
-  options.security.tls_cert = security->tls_cert;
-  options.security.tls_key = security->tls_key;
-  options.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
-  options.auth_token = security->auth_token;
+  SecurityFromFlags(&options.security, &options.auth_token);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.metrics_host = absl::GetFlag(FLAGS_host);
   if (absl::GetFlag(FLAGS_serve_poll_ms) <= 0 || absl::GetFlag(FLAGS_serve_max_ids) <= 0) {
@@ -409,20 +417,12 @@ int Run() {
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_debug_checkpoint_delay_ms)));
   // --tls_cert/--tls_key serve TLS; with --tls_ca they are presented to
   // the other ps_servers too, and the token goes both ways.
-  absl::StatusOr<ClientSecurityOptions> peers = ClientSecurityFromFlags();
-  if (!peers.ok()) {
-    std::fprintf(stderr, "ps_server: %s\n", std::string(peers.status().message()).c_str());
-    return 2;
+  ClientSecurityOptions peers = SecurityFromFlags(&options.security, &options.auth_token);
+  if (peers.tls_ca.empty()) {
+    peers.tls_cert.clear();  // plaintext peers: the certificate only serves
+    peers.tls_key.clear();
   }
-  options.security.tls_cert = peers->tls_cert;
-  options.security.tls_key = peers->tls_key;
-  options.security.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
-  options.auth_token = peers->auth_token;
-  if (peers->tls_ca.empty()) {
-    peers->tls_cert.clear();  // plaintext peers: the certificate only serves
-    peers->tls_key.clear();
-  }
-  options.peer_security = *std::move(peers);
+  options.peer_security = std::move(peers);
   if (absl::GetFlag(FLAGS_max_message_mb) <= 0 || absl::GetFlag(FLAGS_max_message_mb) > 2047 ||
       absl::GetFlag(FLAGS_max_workers) <= 0) {
     std::fprintf(stderr,
