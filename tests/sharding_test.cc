@@ -226,7 +226,9 @@ TEST(ShardingTest, SliceOrKeyOnTheWrongShard_InvalidArgumentAndNothingApplied) {
       s = stub->Push(&ctx, SparsePush(id, request, {key}), &response);
       ASSERT_TRUE(s.ok()) << s.error_message();
       ASSERT_TRUE(ReadRow(stub, id, key, &value).ok());
-      if (request == 2) EXPECT_EQ(value, 0.0f) << "the first push is only counted";
+      if (request == 2) {
+        EXPECT_EQ(value, 0.0f) << "the first push is only counted";
+      }
     }
     EXPECT_LT(value, 0.0f) << "FTRL moves against a positive gradient";
   }
