@@ -49,7 +49,10 @@ ABSL_FLAG(int, dim, 16, "Floats per row.");
 ABSL_FLAG(int, batch, 4096, "Ids per push.");
 ABSL_FLAG(double, train_seconds, 60, "delta: seconds of pushes between the checkpoints.");
 ABSL_FLAG(double, ids_per_second, 500000, "delta, serving: the pushes' rate, ids per second.");
-ABSL_FLAG(int, lookup_ids, 26 * 512, "serving: ids per lookup.");
+ABSL_FLAG(int, lookup_ids, 512, "serving: ids per table lookup.");
+ABSL_FLAG(int, lookups_per_call, 26,
+          "serving: table lookups per call (a DLRM's 26 tables; here all of the one table): "
+          "one LookupBatch over gRPC, or as many Lookup calls of the model.");
 ABSL_FLAG(double, serving_seconds, 30, "serving: how long lookups run.");
 ABSL_FLAG(bool, grpc, true,
           "serving: look up through a serving process's gRPC service on 127.0.0.1 (the "
@@ -380,11 +383,23 @@ int RunServing() {
   std::vector<double> latencies;
   const absl::Time start = absl::Now();
   while (absl::Now() - start < absl::Seconds(absl::GetFlag(FLAGS_serving_seconds))) {
-    for (uint64_t& k : keys) k = ids.Next();
     uint64_t served = 0;
     const absl::Time t0 = absl::Now();
-    const absl::Status looked = grpc ? client->Lookup("emb", keys, &rows, dim, &found, &served)
-                                     : model.Lookup("emb", keys, dim, &rows, &found, &served);
+    absl::Status looked;
+    if (grpc) {
+      std::vector<TableLookup> batch(absl::GetFlag(FLAGS_lookups_per_call));
+      for (TableLookup& lookup : batch) {
+        for (uint64_t& k : keys) k = ids.Next();
+        lookup = TableLookup{"emb", keys, static_cast<uint32_t>(dim)};
+      }
+      std::vector<TableRows> results;
+      looked = client->LookupBatch(batch, &results, &served);
+    } else {
+      for (int i = 0; i < absl::GetFlag(FLAGS_lookups_per_call) && looked.ok(); ++i) {
+        for (uint64_t& k : keys) k = ids.Next();
+        looked = model.Lookup("emb", keys, dim, &rows, &found, &served);
+      }
+    }
     if (!looked.ok()) {
       std::fprintf(stderr, "lookup: %s\n", looked.ToString().c_str());
       return 1;
@@ -397,12 +412,13 @@ int RunServing() {
   checkpointer.join();
   const ServingStatus status = model.Status();
   std::printf(
-      "serving: lookups of %d ids (dim %d) from one thread%s while pushes of %.0f ids/s "
+      "serving: calls of %d x %d ids (dim %d) from one thread%s while pushes of %.0f ids/s "
       "go on and a checkpoint is committed every second (table of %llu rows)\n",
-      absl::GetFlag(FLAGS_lookup_ids), dim, grpc ? " over gRPC" : "",
+      absl::GetFlag(FLAGS_lookups_per_call), absl::GetFlag(FLAGS_lookup_ids), dim,
+      grpc ? " over gRPC (LookupBatch)" : " (the model called directly)",
       absl::GetFlag(FLAGS_ids_per_second),
       static_cast<unsigned long long>(shard->sparse_table("emb")->rows()));
-  std::printf("  %zu lookups in %.1f s: %.0f calls/s; latency p50 %.2f ms, p99 %.2f ms\n",
+  std::printf("  %zu calls in %.1f s: %.0f calls/s; latency p50 %.2f ms, p99 %.2f ms\n",
               latencies.size(), seconds, latencies.size() / seconds,
               1e3 * Percentile(latencies, 0.5), 1e3 * Percentile(latencies, 0.99));
   std::printf(

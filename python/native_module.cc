@@ -609,6 +609,34 @@ class PyServingClient {
     return py::make_tuple(ArrayOwning(std::move(rows), {n, width}),
                           ArrayOwning(std::move(has), {n}).attr("astype")("bool"), checkpoint);
   }
+  // {table: (rows [n, dim], found [n])} for {table: ids}, from one
+  // checkpoint; and the checkpoint.
+  py::tuple LookupBatch(const py::dict& lookups) {
+    std::vector<TableLookup> requests;
+    for (const auto& [table, ids] : lookups) {
+      const KeyArray keys = py::cast<KeyArray>(ids);
+      const auto* begin = static_cast<const uint64_t*>(keys.data());
+      requests.push_back(TableLookup{py::cast<std::string>(table),
+                                     std::vector<uint64_t>(begin, begin + keys.size())});
+    }
+    std::vector<TableRows> results;
+    uint64_t checkpoint = 0;
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = client_->LookupBatch(requests, &results, &checkpoint);
+    }
+    Check(status);
+    py::dict out;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const py::ssize_t n = static_cast<py::ssize_t>(requests[i].ids.size());
+      std::vector<uint8_t> has(results[i].found.begin(), results[i].found.end());
+      out[py::str(requests[i].table)] =
+          py::make_tuple(ArrayOwning(std::move(results[i].rows), {n, py::ssize_t{results[i].dim}}),
+                         ArrayOwning(std::move(has), {n}).attr("astype")("bool"));
+    }
+    return py::make_tuple(out, checkpoint);
+  }
   py::dict ReadTensors(const std::vector<std::string>& names) {
     absl::StatusOr<std::map<std::string, ServedTensorValues>> tensors;
     {
@@ -726,6 +754,7 @@ PYBIND11_MODULE(_native, m) {
   py::class_<fulcrum::PyServingClient>(m, "ServingClient")
       .def(py::init<const fulcrum::ServingClientOptions&>())
       .def("lookup", &fulcrum::PyServingClient::Lookup)
+      .def("lookup_batch", &fulcrum::PyServingClient::LookupBatch)
       .def("read_tensors", &fulcrum::PyServingClient::ReadTensors)
       .def("status_json", &fulcrum::PyServingClient::StatusJson);
 

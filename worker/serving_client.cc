@@ -44,6 +44,44 @@ class GrpcServingClient final : public ServingClient {
     return absl::OkStatus();
   }
 
+  absl::Status LookupBatch(absl::Span<const TableLookup> lookups, std::vector<TableRows>* out,
+                           uint64_t* checkpoint) override {
+    LookupBatchRequest request;
+    for (const TableLookup& lookup : lookups) {
+      LookupRequest* r = request.add_lookups();
+      r->set_table(lookup.table);
+      r->mutable_ids()->Add(lookup.ids.begin(), lookup.ids.end());
+      r->set_dim(lookup.dim);
+    }
+    LookupBatchResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    const grpc::Status status = stub_->LookupBatch(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (response.results_size() != static_cast<int>(lookups.size())) {
+      return absl::DataLossError(absl::StrCat("the server answered ", response.results_size(),
+                                              " lookups of ", lookups.size()));
+    }
+    out->assign(lookups.size(), TableRows());
+    for (size_t i = 0; i < lookups.size(); ++i) {
+      const LookupResponse& result = response.results(static_cast<int>(i));
+      const size_t floats = lookups[i].ids.size() * result.dim();
+      if (result.rows().size() != floats * sizeof(float) ||
+          result.found_size() != static_cast<int>(lookups[i].ids.size())) {
+        return absl::DataLossError(absl::StrCat("lookup ", i, " answered ", result.rows().size(),
+                                                " bytes for ", lookups[i].ids.size(),
+                                                " ids of dim ", result.dim()));
+      }
+      TableRows& rows = (*out)[i];
+      rows.dim = result.dim();
+      rows.rows.resize(floats);
+      std::memcpy(rows.rows.data(), result.rows().data(), result.rows().size());
+      rows.found.assign(result.found().begin(), result.found().end());
+    }
+    if (checkpoint != nullptr) *checkpoint = response.checkpoint();
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<std::map<std::string, ServedTensorValues>> ReadTensors(
       const std::vector<std::string>& names) override {
     ReadTensorsRequest request;
@@ -73,6 +111,7 @@ class GrpcServingClient final : public ServingClient {
     std::string json;
     google::protobuf::util::JsonPrintOptions options;
     options.preserve_proto_field_names = true;
+    options.always_print_primitive_fields = true;
     if (!google::protobuf::util::MessageToJsonString(response, &json, options).ok()) {
       return absl::InternalError("status does not print as JSON");
     }

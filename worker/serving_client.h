@@ -37,6 +37,18 @@ struct ServingClientOptions {
   absl::Duration timeout = absl::Seconds(10);
 };
 
+// One table's part of a LookupBatch, and its answer.
+struct TableLookup {
+  std::string table;
+  std::vector<uint64_t> ids;
+  uint32_t dim = 0;  // 0: the table's; another is checked
+};
+struct TableRows {
+  uint32_t dim = 0;
+  std::vector<float> rows;  // ids x dim
+  std::vector<bool> found;  // per id: it has a row
+};
+
 // A dense tensor as served.
 struct ServedTensorValues {
   std::vector<int64_t> shape;
@@ -62,6 +74,10 @@ class ServingClient {
                               std::vector<float>* rows, uint32_t dim = 0,
                               std::vector<bool>* found = nullptr,
                               uint64_t* checkpoint = nullptr) = 0;
+  // Several tables' lookups answered from one checkpoint (a model's every
+  // table for a batch, in one call): `out` gets each one's rows, in order.
+  virtual absl::Status LookupBatch(absl::Span<const TableLookup> lookups,
+                                   std::vector<TableRows>* out, uint64_t* checkpoint = nullptr) = 0;
   // Dense tensors by name (empty: all of them).
   virtual absl::StatusOr<std::map<std::string, ServedTensorValues>> ReadTensors(
       const std::vector<std::string>& names = {}) = 0;

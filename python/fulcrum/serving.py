@@ -52,6 +52,19 @@ class Client:
         rows, found, self.checkpoint = _call(self._client.lookup, table, keys, int(dim))
         return rows, found
 
+    def lookup_batch(self, lookups: Dict[str, object]) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """``{table: (rows, found)}`` for ``{table: ids}``, every table from
+        the same checkpoint, in one call (a model's tables for a batch)."""
+        keys = {}
+        for table, ids in lookups.items():
+            ids = np.asarray(ids)
+            if ids.dtype not in (np.int64, np.uint64, np.int32):
+                raise TypeError(f"ids of {table!r} must be int64 or uint64, got {ids.dtype}")
+            keys[table] = np.ascontiguousarray(
+                ids.astype(np.int64, copy=False).reshape(-1)).view(np.uint64)
+        results, self.checkpoint = _call(self._client.lookup_batch, keys)
+        return results
+
     def tensors(self, names: Optional[Iterable[str]] = None) -> Dict[str, np.ndarray]:
         """Dense tensors by name, whole and shaped (none named: all)."""
         return _call(self._client.read_tensors, list(names or []))

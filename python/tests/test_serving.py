@@ -21,6 +21,7 @@ sparse_tables {
   name: "emb" dim: 4 initializer: UNIFORM scale: 0.1
   eviction { when_full: LEAST_RECENTLY_UPDATED } max_rows: 100
 }
+sparse_tables { name: "tag" dim: 2 initializer: ZEROS }
 optimizer { kind: ADAGRAD learning_rate: 0.1 }
 """
 
@@ -92,7 +93,12 @@ def test_serving_follows_a_whole_checkpoint_and_two_deltas_while_the_job_trains(
     second = fulcrum.serving.Client(other.address)
     _wait(lambda: int(second.status().get("checkpoint", 0)) == 3, "the second server's load")
     np.testing.assert_array_equal(second.lookup("emb", ids)[0], rows)
-    assert {t["name"]: int(t["rows"]) for t in status["tables"]} == {"emb": len(ids)}
+    assert {t["name"]: int(t["rows"]) for t in status["tables"]} == {"emb": len(ids), "tag": 0}
+    # Both tables at once, from one checkpoint.
+    batch = client.lookup_batch({"emb": ids, "tag": [5, 6]})
+    assert client.checkpoint == 3
+    np.testing.assert_array_equal(batch["emb"][0], rows)
+    assert batch["tag"][0].shape == (2, 2) and batch["tag"][1].tolist() == [False, False]
     tensors = client.tensors()
     assert list(tensors) == ["w"] and tensors["w"].shape == (2, 3)
     dense = {"w": np.zeros((2, 3), np.float32)}
@@ -119,6 +125,9 @@ def test_serving_refuses_writes_and_bad_lookups_with_clear_statuses(trained):
     with pytest.raises(fulcrum.FulcrumError) as many:
         client.lookup("emb", np.arange(10_000_000, dtype=np.int64))
     assert many.value.code == "INVALID_ARGUMENT" and "split the call" in many.value.message
+    with pytest.raises(fulcrum.FulcrumError) as batch:
+        client.lookup_batch({"emb": [1], "user": [1]})
+    assert batch.value.code == "NOT_FOUND" and "lookup 1:" in batch.value.message
     with pytest.raises(fulcrum.FulcrumError) as tensor:
         client.tensors(["nope"])
     assert tensor.value.code == "NOT_FOUND"

@@ -27,6 +27,25 @@ class ModelServer::Service final : public ModelServing::Service {
     return ToGrpcStatus(status);
   }
 
+  grpc::Status LookupBatch(grpc::ServerContext*, const LookupBatchRequest* request,
+                           LookupBatchResponse* response) override {
+    const absl::Time start = absl::Now();
+    absl::Status status = absl::OkStatus();
+    size_t ids = 0;
+    for (const LookupRequest& lookup : request->lookups()) ids += lookup.ids_size();
+    if (ids > server_->options_.max_ids) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat(ids, " ids in one lookup batch; this server takes at most ",
+                       server_->options_.max_ids, " (--serve_max_ids): split the call"));
+    } else {
+      status = server_->model_.LookupBatch(*request, response);
+    }
+    server_->lookups_->Increment();
+    server_->lookup_seconds_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!status.ok()) server_->refused_->Increment();
+    return ToGrpcStatus(status);
+  }
+
   grpc::Status ReadTensors(grpc::ServerContext*, const ReadTensorsRequest* request,
                            ReadTensorsResponse* response) override {
     return ToGrpcStatus(server_->model_.ReadTensors(

@@ -224,10 +224,9 @@ absl::StatusOr<bool> ServingModel::Follow() {
   return changed;
 }
 
-absl::Status ServingModel::Lookup(const std::string& table, absl::Span<const uint64_t> ids,
-                                  uint32_t dim, std::vector<float>* rows, std::vector<bool>* found,
-                                  uint64_t* checkpoint) {
-  absl::ReaderMutexLock lock(&mu_);
+absl::Status ServingModel::LookupLocked(const std::string& table, absl::Span<const uint64_t> ids,
+                                        uint32_t dim, std::vector<float>* rows,
+                                        std::vector<bool>* found) {
   if (model_ == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("no checkpoint served yet: none complete in ", DirsText()));
@@ -235,8 +234,9 @@ absl::Status ServingModel::Lookup(const std::string& table, absl::Span<const uin
   auto it = model_->tables.find(table);
   if (it == model_->tables.end()) {
     std::string known;
-    for (const auto& [name, t] : model_->tables)
+    for (const auto& [name, t] : model_->tables) {
       absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+    }
     return absl::NotFoundError(
         absl::StrCat("no sparse table '", table, "' (the model has: ", known, ")"));
   }
@@ -247,8 +247,40 @@ absl::Status ServingModel::Lookup(const std::string& table, absl::Span<const uin
   }
   rows->resize(ids.size() * t.dim());
   FULCRUM_RETURN_IF_ERROR(t.Pull(ids, absl::MakeSpan(*rows), /*create=*/false, found));
-  *checkpoint = model_->manifest.sequence();
   lookups_.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status ServingModel::Lookup(const std::string& table, absl::Span<const uint64_t> ids,
+                                  uint32_t dim, std::vector<float>* rows, std::vector<bool>* found,
+                                  uint64_t* checkpoint) {
+  absl::ReaderMutexLock lock(&mu_);
+  FULCRUM_RETURN_IF_ERROR(LookupLocked(table, ids, dim, rows, found));
+  *checkpoint = model_->manifest.sequence();
+  return absl::OkStatus();
+}
+
+absl::Status ServingModel::LookupBatch(const LookupBatchRequest& request,
+                                       LookupBatchResponse* response) {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<float> rows;
+  std::vector<bool> found;
+  for (int i = 0; i < request.lookups_size(); ++i) {
+    const LookupRequest& lookup = request.lookups(i);
+    absl::Status status =
+        LookupLocked(lookup.table(), absl::MakeConstSpan(lookup.ids().data(), lookup.ids_size()),
+                     lookup.dim(), &rows, &found);
+    if (!status.ok()) {
+      return absl::Status(status.code(), absl::StrCat("lookup ", i, ": ", status.message()));
+    }
+    LookupResponse* result = response->add_results();
+    result->set_dim(lookup.ids_size() == 0 ? lookup.dim() : rows.size() / lookup.ids_size());
+    result->set_rows(reinterpret_cast<const char*>(rows.data()), rows.size() * sizeof(float));
+    result->mutable_found()->Reserve(found.size());
+    for (bool f : found) result->add_found(f);
+    result->set_checkpoint(model_->manifest.sequence());
+  }
+  response->set_checkpoint(model_ == nullptr ? 0 : model_->manifest.sequence());
   return absl::OkStatus();
 }
 

@@ -55,6 +55,9 @@ class ServingModel {
   // than the table's (0: any).
   absl::Status Lookup(const std::string& table, absl::Span<const uint64_t> ids, uint32_t dim,
                       std::vector<float>* rows, std::vector<bool>* found, uint64_t* checkpoint);
+  // Several lookups from one checkpoint (LookupBatch in proto/serving.proto);
+  // the first refused one fails the call, naming its position.
+  absl::Status LookupBatch(const LookupBatchRequest& request, LookupBatchResponse* response);
   // Dense tensors by name (empty: all); NOT_FOUND naming an unknown one.
   absl::Status ReadTensors(const std::vector<std::string>& names, ReadTensorsResponse* out);
   ServingStatus Status() const;
@@ -76,6 +79,10 @@ class ServingModel {
   };
 
   absl::StatusOr<std::unique_ptr<Model>> LoadWhole(const CheckpointManifest& manifest);
+  // Lookup with mu_ held (either side).
+  absl::Status LookupLocked(const std::string& table, absl::Span<const uint64_t> ids, uint32_t dim,
+                            std::vector<float>* rows, std::vector<bool>* found)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Applies checkpoint `manifest` (every part a delta on the served one).
   // Every part is read and verified first; `touched` says whether a failure
   // came after the model began to change.
