@@ -218,6 +218,18 @@ void SetDeadline(grpc::ClientContext* context) {
   SetTimeout(absl::Seconds(absl::GetFlag(FLAGS_timeout)), context);
 }
 
+// `--json` output: every field, under its proto name. Exit status.
+int PrintJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return 1;
+  std::printf("%s", json.c_str());
+  return 0;
+}
+
 int Failed(const char* what, const grpc::Status& rpc) {
   std::fprintf(stderr, "psctl: %s %s failed: %s\n", what, absl::GetFlag(FLAGS_coordinator).c_str(),
                FromGrpcStatus(rpc).ToString().c_str());
@@ -231,16 +243,7 @@ int Status() {
   JobStatus status;
   grpc::Status rpc = stub->GetStatus(&context, GetStatusRequest(), &status);
   if (!rpc.ok()) return Failed("status from", rpc);
-  if (absl::GetFlag(FLAGS_json)) {
-    std::string json;
-    google::protobuf::util::JsonPrintOptions options;
-    options.add_whitespace = true;
-    options.always_print_primitive_fields = true;
-    options.preserve_proto_field_names = true;
-    google::protobuf::util::MessageToJsonString(status, &json, options);
-    std::printf("%s", json.c_str());
-    return 0;
-  }
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(status);
   std::printf("%s", FormatTable(status).c_str());
   return 0;
 }
@@ -297,16 +300,7 @@ int Serving() {
   ServingStatus s;
   grpc::Status rpc = stub->GetServingStatus(&context, ServingStatusRequest(), &s);
   if (!rpc.ok()) return Failed("serving status of", rpc);
-  if (absl::GetFlag(FLAGS_json)) {
-    std::string json;
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
-    options.add_whitespace = true;
-    options.always_print_primitive_fields = true;
-    if (!google::protobuf::util::MessageToJsonString(s, &json, options).ok()) return 1;
-    std::printf("%s\n", json.c_str());
-    return 0;
-  }
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(s);
   std::printf("serving    %s\n", s.folder().c_str());
   if (s.checkpoint() == 0) {
     std::printf("checkpoint none loaded yet%s%s\n", s.last_error().empty() ? "" : ": ",

@@ -48,8 +48,9 @@ def test_cnn_two_python_workers_shortened(start_server, tmp_path):
     out = server.output()
     assert "model=cnn" in out
     # 6,000 examples, one epoch: far from the full run's 0.90, far above
-    # chance (0.10).
-    assert _result_accuracy(out) > 0.70, out
+    # chance (0.10). Async, ~94 steps: 0.72-0.75 alone, 0.68-0.69 when other
+    # tests share the 2 cores (2026-12-08), so the bar sits below both.
+    assert _result_accuracy(out) > 0.60, out
 
 
 def test_mixed_cpp_and_python_workers_finish_one_job(start_server, tmp_path):

@@ -342,6 +342,9 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std:
       c.pending.halvings.resize(halvings);
       for (uint64_t& h : c.pending.halvings) FULCRUM_RETURN_IF_ERROR(state.Get(&h));
       FULCRUM_RETURN_IF_ERROR(state.Get(&c.pending.cells));
+      if (c.pending.cells > (uint64_t{1} << 34)) {  // the job file's limit
+        return reader.Corrupt(absl::StrCat("implausible admission cells for ", t.name));
+      }
       FULCRUM_RETURN_IF_ERROR(state.Get(&blocks));
       if (blocks > state_bytes.size() / 16) {
         return reader.Corrupt(absl::StrCat("implausible admission cells for ", t.name));
@@ -353,7 +356,7 @@ absl::StatusOr<ShardSnapshot> DecodeShardFile(absl::string_view data, const std:
         FULCRUM_RETURN_IF_ERROR(state.Get(&n));
         absl::string_view cell_bytes;
         FULCRUM_RETURN_IF_ERROR(state.Bytes(n, &cell_bytes));
-        if (first + n > c.pending.cells) {
+        if (first > c.pending.cells || n > c.pending.cells - first) {
           return reader.Corrupt(absl::StrCat("admission cells outside the table for ", t.name));
         }
         cells.assign(cell_bytes.begin(), cell_bytes.end());

@@ -183,6 +183,20 @@ TEST(CheckpointTest, ShardFile_RoundTripsEveryTensorAndSlot) {
   ExpectSameShard(shard, *back);
 }
 
+TEST(CheckpointTest, ShardFile_ImplausibleAdmissionCells_DataLossNotAnAllocation) {
+  ShardSnapshot shard = MakeShard(1, 0);
+  shard.tables[0].contents.pending.cells = uint64_t{1} << 40;
+  shard.tables[0].contents.pending.blocks = {{0, {1, 2}}};
+  absl::Status s = DecodeShardFile(EncodeShardFile(shard, 0, 1), "f").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("implausible admission cells"), std::string::npos) << s;
+  shard = MakeShard(1, 0);
+  shard.tables[0].contents.pending.blocks = {{~uint64_t{0}, {1, 2}}};  // past the cells
+  s = DecodeShardFile(EncodeShardFile(shard, 0, 1), "f").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("outside the table"), std::string::npos) << s;
+}
+
 TEST(CheckpointTest, ShardFile_EveryFlippedByteDetected) {
   const std::string data = EncodeShardFile(MakeShard(1, 0), 0, 1);
   for (size_t i = 0; i < data.size(); i += 7) {

@@ -227,14 +227,14 @@ absl::Status SparseTable::Pull(absl::Span<const uint64_t> keys, absl::Span<float
   if (create && !lifecycle_ && found == nullptr) {
     return ForEachRow(keys, [&](float* row, size_t i) { std::copy_n(row, dim, &out[i * dim]); });
   }
+  // Every stripe the keys touch locked once (not a lock per key: this is
+  // every training pull of a table with admission or eviction).
+  LockedKeys locked(*this, keys);
   if (found != nullptr) found->assign(keys.size(), false);
   std::vector<float> fresh(RowFloats());
   for (size_t i = 0; i < keys.size(); ++i) {
-    const Stripe& stripe = *stripes_[StripeOf(keys[i])];
-    absl::MutexLock lock(&stripe.mu);
-    auto it = stripe.index.find(KeyRef{keys[i]});
-    if (it != stripe.index.end()) {
-      std::copy_n(stripe.pool.Row(*it), dim, &out[i * dim]);
+    if (locked.rows[i] != LockedKeys::kMissing) {
+      std::copy_n(stripes_[locked.stripe_of[i]]->pool.Row(locked.rows[i]), dim, &out[i * dim]);
       if (found != nullptr) (*found)[i] = true;
     } else {
       InitRow(keys[i], fresh.data());
